@@ -1,0 +1,76 @@
+# Differences between CPython, desktop MicroPython and ESP32 MicroPython, in one place.
+# Everything else in firmware/ imports these names instead of probing the platform itself.
+import sys
+
+IS_MICROPYTHON = sys.implementation.name == "micropython"
+
+try:
+    from micropython import const  # noqa: F401
+except ImportError:
+
+    def const(value):
+        return value
+
+
+try:
+    import micropython as _mp
+
+    native = getattr(_mp, "native", None)
+    viper = getattr(_mp, "viper", None)
+except ImportError:
+    native = None
+    viper = None
+
+
+def _identity(fn):
+    return fn
+
+
+# The webassembly port and CPython have no native code emitter: fall back to plain bytecode.
+if native is None or sys.platform in ("webassembly", "javascript"):
+    native = _identity
+if viper is None or sys.platform in ("webassembly", "javascript"):
+    viper = None
+
+try:
+    import time as _time
+
+    ticks_ms = _time.ticks_ms
+    ticks_us = _time.ticks_us
+    ticks_diff = _time.ticks_diff
+except AttributeError:
+    import time as _time
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000)
+
+    def ticks_us():
+        return int(_time.monotonic() * 1000000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+try:
+    from os import urandom
+except ImportError:  # some ports keep it elsewhere
+    import urandom as _ur  # type: ignore
+
+    def urandom(n):
+        return bytes(_ur.getrandbits(8) for _ in range(n))
+
+
+try:
+    from hashlib import sha256
+except ImportError:
+    from uhashlib import sha256  # type: ignore  # noqa: F401
+
+
+def collect():
+    """Run the garbage collector where there is one worth calling."""
+    try:
+        import gc
+
+        gc.collect()
+    except ImportError:
+        pass

@@ -1,0 +1,1 @@
+"""Host side of tapcash: issuer, provisioning, sync tool, ledger service and the CLI."""

@@ -1,10 +1,35 @@
-import click
+"""The `tapcash` command: one entry point, one small module per sub-command."""
+
+from __future__ import annotations
+
+import sys
 from importlib.metadata import version
 
-@click.group()
+import click
+
+from .bench import bench
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version("tapcash"), prog_name="tapcash")
 def cli() -> None:
-    """tapcash"""
+    """Offline tap-to-pay digital cash: wallets, POS terminals, sync and ledger."""
+
+
+@cli.command()
+def selftest() -> None:
+    """Sign, verify and round-trip CBOR with the firmware core on this machine."""
+    from .selftest import run_selftest
+
+    click.echo(f"tapcash {version('tapcash')} firmware core self-test")
+    if not run_selftest():
+        click.echo("self-test FAILED", err=True)
+        sys.exit(1)
+    click.echo("self-test passed")
+
+
+cli.add_command(bench)
+
 
 def main() -> None:
     cli()

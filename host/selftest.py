@@ -23,7 +23,8 @@ def run_selftest(echo=click.echo) -> bool:
     seed = hashlib.sha256(b"tapcash selftest").digest()
     message = {1: "payment", 2: 1250, 3: b"\x00" * 16, 4: [True, None, -7]}
     encoded = cbor.encode(message)
-    step("cbor round trip", cbor.decode(encoded) == message, f"{len(encoded)} bytes: {encoded.hex()}")
+    detail = f"{len(encoded)} bytes: {encoded.hex()}"
+    step("cbor round trip", cbor.decode(encoded) == message, detail)
     try:
         cbor.decode(encoded + b"\x00")
         step("cbor strictness", False, "trailing byte accepted")
@@ -45,7 +46,7 @@ def run_selftest(echo=click.echo) -> bool:
             ed25519.verify(public, encoded, signature)
             and not ed25519.verify(public, encoded, bytes(tampered))
             and not ed25519.verify(public, encoded + b"x", signature),
-            f"pk {public.hex()[:16]}..., sig {signature.hex()[:16]}..., tampered signature rejected",
+            f"pk {public.hex()[:16]}.., sig {signature.hex()[:16]}.., tampered sig rejected",
         )
     ed25519.set_backend(os.environ.get("TAPCASH_CRYPTO", "auto"))
     return ok

@@ -1,0 +1,338 @@
+# The tapcash card protocol, implemented once: APDU framing, status words, domain-separation
+# tags, signed-object envelopes and the field numbers of every CBOR message.
+# docs/PROTOCOL.md describes the same things in prose; keep the two in step.
+from . import cbor, ed25519
+from .runtime import const, sha256
+
+VERSION = const(1)
+
+# Application identifier: proprietary RID F0 + "tapcash" + protocol version.
+AID = b"\xf0tapcash\x01"
+
+# ---- instruction bytes -------------------------------------------------------------------
+CLA_ISO = const(0x00)
+CLA_PROP = const(0x80)
+
+INS_SELECT = const(0xA4)  # CLA 00
+INS_VERIFY_PIN = const(0x20)  # CLA 00, P2 = 0x80
+INS_RESET_RETRY = const(0x2C)  # CLA 00: unblock PIN with PUK
+INS_GET_INFO = const(0xCA)
+INS_PAY = const(0x50)
+INS_RECEIPT = const(0x52)
+INS_GET_LAST = const(0x54)
+INS_CHALLENGE = const(0x84)  # CLA 00 GET CHALLENGE: receiver side of a transfer
+INS_RECEIVE = const(0x56)
+INS_LOAD = const(0x58)
+INS_EXPORT = const(0x60)
+INS_ACK = const(0x62)
+INS_APPLY = const(0x64)
+INS_PERSO_KEYGEN = const(0xE0)
+INS_PERSO_FINISH = const(0xE2)
+
+# ---- status words ------------------------------------------------------------------------
+SW_OK = const(0x9000)
+SW_WRONG_LENGTH = const(0x6700)
+SW_SECURITY = const(0x6982)  # PIN required / not verified
+SW_PIN_BLOCKED = const(0x6983)
+SW_CONDITIONS = const(0x6985)  # wrong state: not selected, not personalised, challenge reused
+SW_BAD_SIGNATURE = const(0x6988)
+SW_DATA_INVALID = const(0x6984)  # signed object for another device, stale, out of order
+SW_WRONG_DATA = const(0x6A80)  # malformed CBOR or schema
+SW_NOT_FOUND = const(0x6A82)  # unknown AID, no such record
+SW_FULL = const(0x6A84)  # journal full: sync first
+SW_WRONG_P1P2 = const(0x6B00)
+SW_INS = const(0x6D00)
+SW_CLA = const(0x6E00)
+SW_MEMORY = const(0x6581)  # flash write failed
+SW_INTERNAL = const(0x6F00)
+SW_FUNDS = const(0x6910)  # balance too low
+SW_OVER_PAYMENT_MAX = const(0x6911)
+SW_OFFLINE_COUNT = const(0x6912)  # too many offline payments since the last sync
+SW_OFFLINE_AMOUNT = const(0x6913)  # cumulative offline amount reached
+SW_BALANCE_CAP = const(0x6914)
+SW_EXPIRED = const(0x6915)
+SW_REPLAY = const(0x6916)  # voucher / update already applied
+SW_REVOKED = const(0x6917)
+
+
+def sw_pin_wrong(tries_left):
+    return 0x63C0 | (tries_left & 0x0F)
+
+
+class ApduError(Exception):
+    """A command ends with this status word. Carries no secrets, only the code."""
+
+    def __init__(self, sw):
+        Exception.__init__(self, sw)
+        self.sw = sw
+
+
+# ---- domain-separation tags: prefixed to the body before signing ------------------------
+TAG_CERT = b"tapcash/cert/v1\x00"
+TAG_PAYMENT = b"tapcash/payment/v1\x00"
+TAG_RECEIPT = b"tapcash/receipt/v1\x00"
+TAG_VOUCHER = b"tapcash/voucher/v1\x00"
+TAG_UPDATE = b"tapcash/update/v1\x00"
+TAG_HOTLIST = b"tapcash/hotlist/v1\x00"
+TAG_ACK = b"tapcash/ack/v1\x00"
+TAG_STATUS = b"tapcash/status/v1\x00"
+
+# ---- certificate body (issuer-signed) ----------------------------------------------------
+CERT_KIND = const(0)  # KIND_WALLET / KIND_POS
+CERT_ID = const(1)  # device id, 8 bytes
+CERT_KEY = const(2)  # Ed25519 public key, 32 bytes
+CERT_ISSUER = const(3)  # issuer key id, 8 bytes
+CERT_EXPIRES = const(4)  # unix seconds
+CERT_LIMITS = const(5)  # wallet: limits map (LIM_*)
+CERT_MERCHANT = const(6)  # POS: merchant id, 8 bytes
+CERT_SERIAL = const(7)  # issuer's certificate serial, grows on renewal
+CERT_CATEGORY = const(8)  # POS: merchant category code (int), for earmarked purses
+
+KIND_WALLET = const(1)
+KIND_POS = const(2)
+
+LIM_BALANCE_MAX = const(1)
+LIM_PAYMENT_MAX = const(2)
+LIM_OFFLINE_COUNT = const(3)  # consecutive offline payments before a sync (like EMV UCOL)
+LIM_OFFLINE_AMOUNT = const(4)  # cumulative offline amount before a sync
+LIM_NO_CVM = const(5)  # payments above this need the PIN
+LIM_STAGED_SPEND = const(6)  # staged (unsynced) received value that may be re-spent; 0 = e-CNY
+
+DEFAULT_LIMITS = {
+    LIM_BALANCE_MAX: 100000,  # minor units (cents): 1,000.00
+    LIM_PAYMENT_MAX: 50000,
+    LIM_OFFLINE_COUNT: 10,
+    LIM_OFFLINE_AMOUNT: 50000,
+    LIM_NO_CVM: 5000,
+    LIM_STAGED_SPEND: 0,
+}
+
+# ---- payment body (wallet-signed) --------------------------------------------------------
+PAY_WALLET = const(0)
+PAY_COUNTER = const(1)
+PAY_AMOUNT = const(2)
+PAY_PAYEE = const(3)  # POS device id, or receiving wallet id for a transfer
+PAY_CHALLENGE = const(4)  # 16 random bytes from the payee
+PAY_PREV = const(5)  # SHA-256 of the previous payment body: the wallet's hash chain
+PAY_PURSE = const(6)  # 0 = main purse; room for earmarked purses
+PAY_TIME = const(7)  # payee's clock, unix seconds (informational)
+PAY_BALANCE = const(8)  # purse balance after this payment
+PAY_KIND = const(9)  # PAYKIND_POS / PAYKIND_TRANSFER
+
+PAYKIND_POS = const(1)
+PAYKIND_TRANSFER = const(2)
+
+# PAY command data
+REQ_CHALLENGE = const(0)
+REQ_AMOUNT = const(1)
+REQ_PAYEE = const(2)
+REQ_TIME = const(3)
+REQ_KIND = const(4)
+REQ_PIN = const(5)
+REQ_PURSE = const(6)
+
+# ---- receipt body (POS-signed) -----------------------------------------------------------
+RCPT_POS = const(0)
+RCPT_WALLET = const(1)
+RCPT_COUNTER = const(2)
+RCPT_AMOUNT = const(3)
+RCPT_PAYMENT_HASH = const(4)
+RCPT_SEQ = const(5)  # POS journal sequence number
+RCPT_TIME = const(6)
+
+# ---- voucher body (issuer-signed LOAD) ---------------------------------------------------
+VCH_WALLET = const(0)
+VCH_NUMBER = const(1)  # must equal the wallet's loads applied + 1: each voucher exactly once
+VCH_AMOUNT = const(2)
+VCH_SOURCE = const(3)  # VSRC_*
+VCH_REF = const(4)  # free reference (payroll batch, transfer id)
+VCH_PURSE = const(5)
+
+VSRC_TOPUP = const(1)
+VSRC_TRANSFER = const(2)  # release of staged value received offline
+VSRC_PAYROLL = const(3)
+
+# ---- update body (issuer-signed APPLY) ---------------------------------------------------
+UPD_DEVICE = const(0)
+UPD_NUMBER = const(1)  # > the device's last applied update number
+UPD_CERT = const(2)  # renewed certificate (signed envelope bytes), optional
+UPD_SYNCED_COUNTER = const(3)  # ledger has every payment up to this counter
+UPD_SYNCED_SPENT = const(4)  # wallet's cumulative spent total at that counter
+UPD_UNBLOCK_PIN = const(5)  # true: reset the PIN try counter
+UPD_HOTLIST = const(6)  # POS: signed hot list envelope
+UPD_NEW_PIN = const(7)  # optional new PIN (bytes of digits)
+
+# ---- hot list body (issuer-signed) -------------------------------------------------------
+HOT_VERSION = const(0)
+HOT_ISSUED = const(1)  # unix seconds
+HOT_REVOKED = const(2)  # sorted list of device ids
+
+# ---- ack body (ledger-signed) ------------------------------------------------------------
+ACK_DEVICE = const(0)
+ACK_UPTO = const(1)  # journal sequence number the ledger has stored durably
+ACK_TIME = const(2)
+
+# ---- device status (device-signed, ends an export) ---------------------------------------
+ST_DEVICE = const(0)
+ST_SEQ = const(1)  # last journal sequence number
+ST_COUNTER = const(2)
+ST_BALANCE = const(3)
+ST_PREV = const(4)  # head of the hash chain
+ST_PENDING = const(5)  # staged value received, not yet released
+ST_LOADS = const(6)
+
+# ---- journal records (wallet and POS) ----------------------------------------------------
+REC_TYPE = const(0)
+REC_SIGNED = const(1)  # signed envelope (payment, voucher, transfer) as received or sent
+REC_RECEIPT = const(2)  # POS: its signed receipt; wallet: the receipt it got back
+REC_CERT = const(3)  # payer certificate (transfer received) or wallet cert (POS journal)
+
+RT_PAYMENT = const(1)  # wallet: a payment it signed; POS: a payment it accepted
+RT_TRANSFER_IN = const(2)  # wallet: staged value received from another wallet
+RT_LOAD = const(3)  # wallet: voucher applied
+RT_RECEIPT = const(4)  # wallet: POS receipt for an earlier payment
+
+
+# ---- envelopes ---------------------------------------------------------------------------
+def seal(tag, body, seed):
+    """Encode body, sign TAG||body with seed, return the envelope bytes [body, sig]."""
+    body_bytes = cbor.encode(body)
+    return cbor.encode([body_bytes, ed25519.sign(seed, tag + body_bytes)])
+
+
+def open_envelope(data):
+    """Split an envelope into (body_bytes, body, sig) without checking the signature.
+
+    Raises ApduError(SW_WRONG_DATA) on any malformed input.
+    """
+    try:
+        env = cbor.decode(data) if not isinstance(data, list) else data
+        if not isinstance(env, list) or len(env) != 2:
+            raise ApduError(SW_WRONG_DATA)
+        body_bytes, sig = env
+        if not isinstance(body_bytes, bytes) or not isinstance(sig, bytes) or len(sig) != 64:
+            raise ApduError(SW_WRONG_DATA)
+        body = cbor.decode(body_bytes)
+    except cbor.DecodeError:
+        raise ApduError(SW_WRONG_DATA)
+    if not isinstance(body, dict):
+        raise ApduError(SW_WRONG_DATA)
+    return body_bytes, body, sig
+
+
+def verify_envelope(tag, data, public_key):
+    """Return the body of a valid envelope signed by public_key; the signature is checked over
+    the bytes received, never over a re-encoding. Raises ApduError on failure."""
+    body_bytes, body, sig = open_envelope(data)
+    if not ed25519.verify(public_key, tag + body_bytes, sig):
+        raise ApduError(SW_BAD_SIGNATURE)
+    return body
+
+
+def key_id(public_key):
+    return sha256(public_key).digest()[:8]
+
+
+def body_hash(body_bytes):
+    return sha256(body_bytes).digest()
+
+
+def verify_cert(cert_env, issuer_keys, kind, now=0):
+    """Check a device certificate against the trusted issuer keys {key_id: public_key}.
+
+    Returns the certificate body. `now` 0 means "no clock": expiry is then not checked.
+    """
+    body_bytes, body, sig = open_envelope(cert_env)
+    issuer = issuer_keys.get(body.get(CERT_ISSUER)) if isinstance(body.get(CERT_ISSUER), bytes) else None
+    if issuer is None or not ed25519.verify(issuer, TAG_CERT + body_bytes, sig):
+        raise ApduError(SW_BAD_SIGNATURE)
+    if body.get(CERT_KIND) != kind:
+        raise ApduError(SW_DATA_INVALID)
+    dev = body.get(CERT_ID)
+    key = body.get(CERT_KEY)
+    if not isinstance(dev, bytes) or len(dev) != 8 or not isinstance(key, bytes) or len(key) != 32:
+        raise ApduError(SW_WRONG_DATA)
+    expires = body.get(CERT_EXPIRES)
+    if not isinstance(expires, int) or isinstance(expires, bool):
+        raise ApduError(SW_WRONG_DATA)
+    if now and expires < now:
+        raise ApduError(SW_EXPIRED)
+    if kind == KIND_WALLET and not isinstance(body.get(CERT_LIMITS), dict):
+        raise ApduError(SW_WRONG_DATA)
+    return body
+
+
+# ---- field checks ------------------------------------------------------------------------
+def need_int(m, key, lo=0, hi=0xFFFFFFFFFFFFFFFF):
+    v = m.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+        raise ApduError(SW_WRONG_DATA)
+    return v
+
+
+def need_bytes(m, key, n=None):
+    v = m.get(key)
+    if not isinstance(v, bytes) or (n is not None and len(v) != n):
+        raise ApduError(SW_WRONG_DATA)
+    return v
+
+
+def opt_int(m, key, default, lo=0, hi=0xFFFFFFFFFFFFFFFF):
+    if key not in m:
+        return default
+    return need_int(m, key, lo, hi)
+
+
+# ---- APDUs (ISO 7816-4, short and extended length) ---------------------------------------
+def parse_command(apdu):
+    """Return (cla, ins, p1, p2, data, le) or raise ApduError(SW_WRONG_LENGTH)."""
+    n = len(apdu)
+    if n < 4:
+        raise ApduError(SW_WRONG_LENGTH)
+    cla, ins, p1, p2 = apdu[0], apdu[1], apdu[2], apdu[3]
+    if n == 4:
+        return cla, ins, p1, p2, b"", 0
+    if n == 5:
+        return cla, ins, p1, p2, b"", apdu[4] or 256
+    if apdu[4] != 0:  # short Lc
+        lc = apdu[4]
+        if n == 5 + lc:
+            return cla, ins, p1, p2, bytes(apdu[5:]), 0
+        if n == 6 + lc:
+            return cla, ins, p1, p2, bytes(apdu[5 : 5 + lc]), apdu[-1] or 256
+        raise ApduError(SW_WRONG_LENGTH)
+    # extended: 00 then two bytes
+    if n == 7:
+        return cla, ins, p1, p2, b"", (apdu[5] << 8 | apdu[6]) or 65536
+    if n < 8:
+        raise ApduError(SW_WRONG_LENGTH)
+    lc = apdu[5] << 8 | apdu[6]
+    if lc == 0:
+        raise ApduError(SW_WRONG_LENGTH)
+    if n == 7 + lc:
+        return cla, ins, p1, p2, bytes(apdu[7:]), 0
+    if n == 9 + lc:
+        return cla, ins, p1, p2, bytes(apdu[7 : 7 + lc]), (apdu[-2] << 8 | apdu[-1]) or 65536
+    raise ApduError(SW_WRONG_LENGTH)
+
+
+def build_command(cla, ins, p1, p2, data=b"", le=True):
+    """Encode a command APDU, short form when it fits, extended otherwise."""
+    head = bytes((cla, ins, p1, p2))
+    n = len(data)
+    if n == 0:
+        return head + (b"\x00" if le else b"")
+    if n <= 255:
+        return head + bytes((n,)) + data + (b"\x00" if le else b"")
+    return head + bytes((0, n >> 8, n & 0xFF)) + data + (b"\x00\x00" if le else b"")
+
+
+def response(data=b"", sw=SW_OK):
+    return bytes(data) + bytes((sw >> 8, sw & 0xFF))
+
+
+def split_response(resp):
+    """Return (data, sw); a response shorter than 2 bytes is a broken link."""
+    if len(resp) < 2:
+        raise ApduError(SW_WRONG_LENGTH)
+    return resp[:-2], resp[-2] << 8 | resp[-1]

@@ -1,0 +1,132 @@
+"""The issuer: root key, device certificates, vouchers, updates, hot lists and acks.
+
+Every object is built with the firmware's own `proto.seal`, so host and devices share one
+encoding. The key file is written owner-only; its key id (SHA-256(public key)[:8]) travels in
+every certificate, so a second key can be added to devices before the first is retired.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tapcash.firmware.core import ed25519, proto
+
+YEAR_S = 365 * 24 * 3600
+
+
+class Issuer:
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise ValueError("issuer seed must be 32 bytes")
+        self._seed = seed
+        self.public_key = ed25519.public_key(seed)
+        self.key_id = proto.key_id(self.public_key)
+
+    @classmethod
+    def generate(cls) -> Issuer:
+        return cls(os.urandom(32))
+
+    @classmethod
+    def load(cls, path: Path) -> Issuer:
+        return cls(bytes.fromhex(Path(path).read_text().strip()))
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self._seed.hex() + "\n")
+        os.chmod(path, 0o600)
+
+    @property
+    def trusted_keys(self) -> dict[bytes, bytes]:
+        return {self.key_id: self.public_key}
+
+    def _seal(self, tag: bytes, body: dict) -> bytes:
+        return proto.seal(tag, body, self._seed)
+
+    def certify_wallet(
+        self,
+        wallet_id: bytes,
+        public_key: bytes,
+        *,
+        expires: int,
+        limits: dict[int, int] | None = None,
+        serial: int = 1,
+    ) -> bytes:
+        merged = dict(proto.DEFAULT_LIMITS)
+        merged.update(limits or {})
+        return self._seal(
+            proto.TAG_CERT,
+            {
+                proto.CERT_KIND: proto.KIND_WALLET,
+                proto.CERT_ID: wallet_id,
+                proto.CERT_KEY: public_key,
+                proto.CERT_ISSUER: self.key_id,
+                proto.CERT_EXPIRES: expires,
+                proto.CERT_LIMITS: merged,
+                proto.CERT_SERIAL: serial,
+            },
+        )
+
+    def certify_pos(
+        self,
+        pos_id: bytes,
+        public_key: bytes,
+        merchant_id: bytes,
+        *,
+        expires: int,
+        category: int = 0,
+        serial: int = 1,
+    ) -> bytes:
+        return self._seal(
+            proto.TAG_CERT,
+            {
+                proto.CERT_KIND: proto.KIND_POS,
+                proto.CERT_ID: pos_id,
+                proto.CERT_KEY: public_key,
+                proto.CERT_ISSUER: self.key_id,
+                proto.CERT_EXPIRES: expires,
+                proto.CERT_MERCHANT: merchant_id,
+                proto.CERT_SERIAL: serial,
+                proto.CERT_CATEGORY: category,
+            },
+        )
+
+    def voucher(
+        self,
+        wallet_id: bytes,
+        number: int,
+        amount: int,
+        *,
+        source: int = proto.VSRC_TOPUP,
+        ref: bytes = b"",
+        purse: int = 0,
+    ) -> bytes:
+        return self._seal(
+            proto.TAG_VOUCHER,
+            {
+                proto.VCH_WALLET: wallet_id,
+                proto.VCH_NUMBER: number,
+                proto.VCH_AMOUNT: amount,
+                proto.VCH_SOURCE: source,
+                proto.VCH_REF: ref,
+                proto.VCH_PURSE: purse,
+            },
+        )
+
+    def update(self, device_id: bytes, number: int, fields: dict[int, object]) -> bytes:
+        body: dict[int, object] = {proto.UPD_DEVICE: device_id, proto.UPD_NUMBER: number}
+        body.update(fields)
+        return self._seal(proto.TAG_UPDATE, body)
+
+    def hotlist(self, version: int, issued: int, revoked: list[bytes]) -> bytes:
+        return self._seal(
+            proto.TAG_HOTLIST,
+            {proto.HOT_VERSION: version, proto.HOT_ISSUED: issued, proto.HOT_REVOKED: sorted(revoked)},
+        )
+
+    def ack(self, device_id: bytes, upto: int, time: int) -> bytes:
+        return self._seal(
+            proto.TAG_ACK, {proto.ACK_DEVICE: device_id, proto.ACK_UPTO: upto, proto.ACK_TIME: time}
+        )

@@ -121,10 +121,12 @@ class Issuer:
         return self._seal(proto.TAG_UPDATE, body)
 
     def hotlist(self, version: int, issued: int, revoked: list[bytes]) -> bytes:
-        return self._seal(
-            proto.TAG_HOTLIST,
-            {proto.HOT_VERSION: version, proto.HOT_ISSUED: issued, proto.HOT_REVOKED: sorted(revoked)},
-        )
+        body = {
+            proto.HOT_VERSION: version,
+            proto.HOT_ISSUED: issued,
+            proto.HOT_REVOKED: sorted(revoked),
+        }
+        return self._seal(proto.TAG_HOTLIST, body)
 
     def ack(self, device_id: bytes, upto: int, time: int) -> bytes:
         return self._seal(

@@ -214,7 +214,7 @@ def open_envelope(data):
             raise ApduError(SW_WRONG_DATA)
         body = cbor.decode(body_bytes)
     except cbor.DecodeError:
-        raise ApduError(SW_WRONG_DATA)
+        raise ApduError(SW_WRONG_DATA) from None
     if not isinstance(body, dict):
         raise ApduError(SW_WRONG_DATA)
     return body_bytes, body, sig
@@ -243,7 +243,8 @@ def verify_cert(cert_env, issuer_keys, kind, now=0):
     Returns the certificate body. `now` 0 means "no clock": expiry is then not checked.
     """
     body_bytes, body, sig = open_envelope(cert_env)
-    issuer = issuer_keys.get(body.get(CERT_ISSUER)) if isinstance(body.get(CERT_ISSUER), bytes) else None
+    issuer_id = body.get(CERT_ISSUER)
+    issuer = issuer_keys.get(issuer_id) if isinstance(issuer_id, bytes) else None
     if issuer is None or not ed25519.verify(issuer, TAG_CERT + body_bytes, sig):
         raise ApduError(SW_BAD_SIGNATURE)
     if body.get(CERT_KIND) != kind:

@@ -1,0 +1,1 @@
+"""Board profiles (data in profiles/*.json) and their host-side validator (profile.py)."""

@@ -8,6 +8,7 @@ from importlib.metadata import version
 import click
 
 from .bench import bench
+from .boards_cli import boards
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,7 @@ def selftest() -> None:
 
 
 cli.add_command(bench)
+cli.add_command(boards)
 
 
 def main() -> None:

@@ -1,0 +1,81 @@
+import copy
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tapcash.boards.profile import apply_option, list_profiles, load_profile, validate
+from tapcash.host.cli import cli
+
+NAMES = ["devkitc-pn532-wallet", "devkitc-pn532-visual-wallet", "devkitc-pn532-pos"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builtin_profiles_are_valid(name):
+    profile = load_profile(name)
+    assert validate(profile).errors == []
+    for option in profile.get("options", {}):
+        assert validate(apply_option(profile, option)).errors == []
+
+
+def test_every_profile_file_is_listed():
+    assert sorted(p["name"] for p in list_profiles()) == sorted(NAMES)
+
+
+def test_visual_wallet_and_pos_have_their_peripherals():
+    visual = load_profile("devkitc-pn532-visual-wallet")["peripherals"]
+    assert {"nfc", "display", "button"} <= set(visual)
+    pos = load_profile("devkitc-pn532-pos")["peripherals"]
+    assert {"nfc", "display", "keypad", "buzzer"} <= set(pos)
+    assert pos["nfc"]["mode"] == "reader"
+
+
+def _broken(mutate):
+    profile = copy.deepcopy(load_profile("devkitc-pn532-pos"))
+    mutate(profile)
+    return validate(profile).errors
+
+
+def test_missing_pin_is_named():
+    errors = _broken(lambda p: p["buses"]["spi1"].pop("miso"))
+    assert errors == ["bus spi1: missing pin 'miso'"]
+
+
+def test_pin_used_twice_is_named():
+    errors = _broken(lambda p: p["peripherals"]["buzzer"].update(pin=27))
+    assert errors == ["GPIO27 is used twice: keypad.cols[0], buzzer.pin"]
+
+
+def test_flash_and_input_only_pins_refused():
+    errors = _broken(lambda p: p["peripherals"]["buzzer"].update(pin=7))
+    assert any("GPIO7 is wired to the SPI flash" in e for e in errors)
+    errors = _broken(lambda p: p["peripherals"]["nfc"].update(reset=34))
+    assert any("GPIO34 is input-only" in e for e in errors)
+    errors = _broken(lambda p: p["peripherals"]["buzzer"].update(pin=24))
+    assert any("GPIO24 does not exist" in e for e in errors)
+
+
+def test_role_needs_its_peripherals():
+    errors = validate(load_profile("devkitc-pn532-wallet"), "pos")
+    assert "role pos needs a keypad, and profile 'devkitc-pn532-wallet' has none" in errors.errors
+
+
+def test_cli_lists_and_checks(tmp_path):
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["boards"])
+    assert listing.exit_code == 0
+    for name in NAMES:
+        assert name in listing.output
+    assert runner.invoke(cli, ["boards", "check", "devkitc-pn532-pos"]).exit_code == 0
+
+    bad = load_profile("devkitc-pn532-pos")
+    bad["peripherals"]["buzzer"]["pin"] = 27
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    result = runner.invoke(cli, ["boards", "check", str(path)])
+    assert result.exit_code == 1
+    assert "GPIO27 is used twice" in result.output
+
+    missing = runner.invoke(cli, ["boards", "check", "no-such-board"])
+    assert missing.exit_code != 0
+    assert "no board profile named 'no-such-board'" in missing.output

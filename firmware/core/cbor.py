@@ -207,11 +207,11 @@ def _view(data):
         mv = memoryview(data)
     except TypeError:
         raise DecodeError("need bytes") from None
-    if not IS_MICROPYTHON and mv.format != "B":
-        try:
+    if not IS_MICROPYTHON:
+        if not mv.c_contiguous:
+            raise DecodeError("need contiguous bytes")
+        if mv.format != "B":
             mv = mv.cast("B")
-        except TypeError:
-            raise DecodeError("need contiguous bytes") from None
     return mv
 
 

@@ -1,0 +1,1 @@
+"""The online ledger: verifies device journals, posts double-entry movements, catches double spends."""

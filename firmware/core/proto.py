@@ -131,6 +131,64 @@ REQ_KIND = const(4)
 REQ_PIN = const(5)
 REQ_PURSE = const(6)
 
+# ---- INFO map (SELECT / GET INFO response) ----------------------------------------------
+INFO_VERSION = const(0)
+INFO_ID = const(1)
+INFO_CERT = const(2)
+INFO_COUNTER = const(3)  # wallet: counter of its last payment (0 before the first)
+INFO_LAST_CHALLENGE = const(4)  # wallet: challenge of its last payment
+INFO_OFFLINE_LEFT = const(5)  # wallet: payments left before a sync is needed
+INFO_FLAGS = const(6)
+INFO_BALANCE = const(7)  # wallet, only after a verified PIN or on a visual card
+INFO_SEQ = const(8)  # POS: last journal seq
+INFO_RECORDS = const(9)  # POS: unpruned journal records
+INFO_HOT_VERSION = const(10)  # POS: applied hot list version (0: none)
+INFO_UPDATE = const(11)  # POS: last applied update number
+INFO_TORN = const(12)  # POS: entries in the torn-transaction log
+
+FLAG_PIN_BLOCKED = const(0x01)  # wallet
+FLAG_HOT_STALE = const(0x02)  # POS: hot list missing or stale, offline acceptance refused
+FLAG_JOURNAL_FULL = const(0x04)  # POS: journal full, sync first
+FLAG_BLANK = const(0x80)  # not personalised
+
+# ---- PERSO FINISH data -------------------------------------------------------------------
+PF_CERT = const(0)
+PF_ISSUERS = const(1)  # list of trusted issuer public keys
+PF_PIN = const(2)  # wallet
+PF_PUK = const(3)  # wallet
+PF_CONFIG = const(4)  # POS, optional: config map (CFG_*), overrides the defaults
+PF_HOTLIST = const(5)  # POS, optional: initial hot list envelope
+
+# ---- POS configuration (PERSO FINISH field 4) -------------------------------------------
+CFG_FLOOR = const(1)  # max amount of one offline payment at this POS
+CFG_VELOCITY_COUNT = const(2)  # payments per wallet per day (POS clock day)
+CFG_VELOCITY_AMOUNT = const(3)  # amount per wallet per day
+CFG_TORN_MAX = const(4)  # torn-transaction log entries
+CFG_TORN_LIFE_S = const(5)  # torn entry lifetime
+CFG_TABLE_MAX = const(6)  # per-wallet last-counter table entries (LRU)
+CFG_HOT_MAX_AGE_S = const(7)  # hot list older than this (issued vs POS clock): refuse
+CFG_HOT_MAX_PAYMENTS = const(8)  # more payments than this since the hot list was applied: refuse
+CFG_JOURNAL_MAX = const(9)  # journal records before a sync is needed
+
+DEFAULT_POS_CONFIG = {
+    CFG_FLOOR: 20000,
+    CFG_VELOCITY_COUNT: 20,
+    CFG_VELOCITY_AMOUNT: 100000,
+    CFG_TORN_MAX: 5,
+    CFG_TORN_LIFE_S: 7200,
+    CFG_TABLE_MAX: 128,
+    CFG_HOT_MAX_AGE_S: 604800,
+    CFG_HOT_MAX_PAYMENTS: 2000,
+    CFG_JOURNAL_MAX: 4096,
+}
+
+# ---- EXPORT request / response -----------------------------------------------------------
+EXP_SINCE = const(0)  # request: records with seq > since
+EXP_MAX = const(1)  # request: at most this many records
+EXP_RECORDS = const(0)  # response: [[seq, record map], ...]
+EXP_MORE = const(1)  # response: true when records after the last one sent remain
+EXP_STATUS = const(2)  # response: device status envelope
+
 # ---- receipt body (POS-signed) -----------------------------------------------------------
 RCPT_POS = const(0)
 RCPT_WALLET = const(1)
@@ -186,6 +244,7 @@ REC_TYPE = const(0)
 REC_SIGNED = const(1)  # signed envelope (payment, voucher, transfer) as received or sent
 REC_RECEIPT = const(2)  # POS: its signed receipt; wallet: the receipt it got back
 REC_CERT = const(3)  # payer certificate (transfer received) or wallet cert (POS journal)
+REC_CERT_HASH = const(4)  # POS journal: SHA-256 of the payer certificate body
 
 RT_PAYMENT = const(1)  # wallet: a payment it signed; POS: a payment it accepted
 RT_TRANSFER_IN = const(2)  # wallet: staged value received from another wallet

@@ -420,6 +420,7 @@ class MicroPythonVM:
     def soft_reset(self) -> None:
         """Fresh interpreter state (heap, modules, globals); the filesystem is kept."""
         self.request({"op": "reset"})
+        self._portable.clear()  # sys.modules and sys.path start over
 
     def version(self) -> str:
         return str(self.request({"op": "ping"})[0]["version"])
@@ -490,6 +491,7 @@ class MicroPythonVM:
             "del _mpvm_t"
         )
         tb, out = self.exec_result(code, "_mpvm_r")
+        tb = tb.replace(f'"{PORTABLE_VM_DIR}/{module}.py"', f'"{Path(path).resolve()}"')
         return PortableResult(name=name, ok=not tb, traceback=tb, output=out)
 
     def run_portable_module(self, path: Path) -> list[tuple[str, bool, str]]:

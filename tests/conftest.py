@@ -1,0 +1,31 @@
+"""Shared fixtures.
+
+`mpvm` is one real MicroPython 1.27 VM (WebAssembly under Node.js) for the whole session,
+with firmware/ installed as .py under /firmware; `mpvm_compiled` is a second one with the
+firmware compiled to .mpy by mpy-cross. The first use installs the pinned npm package
+(see tapcash.sim.mpvm.ensure_vm_installed); without node/npm these fixtures error out,
+failing the tests that need them.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tapcash.sim.mpvm import MicroPythonVM, ensure_vm_installed
+
+
+def _vm(compiled: bool) -> Iterator[MicroPythonVM]:
+    ensure_vm_installed()
+    with MicroPythonVM() as vm:
+        vm.install_firmware(compiled=compiled)
+        yield vm
+
+
+@pytest.fixture(scope="session")
+def mpvm() -> Iterator[MicroPythonVM]:
+    yield from _vm(compiled=False)
+
+
+@pytest.fixture(scope="session")
+def mpvm_compiled() -> Iterator[MicroPythonVM]:
+    yield from _vm(compiled=True)

@@ -53,11 +53,15 @@ except AttributeError:
 
 try:
     from os import urandom
-except ImportError:  # some ports keep it elsewhere
-    import urandom as _ur  # type: ignore
+except ImportError:
+    # The webassembly port has no os.urandom, and its `urandom`/`random` module is a seeded
+    # PRNG: take the host's CSPRNG through the JS bridge instead. Never fall back to a PRNG.
+    import js  # type: ignore
 
     def urandom(n):
-        return bytes(_ur.getrandbits(8) for _ in range(n))
+        buf = js.Uint8Array.new(n)
+        js.crypto.getRandomValues(buf)
+        return bytes(buf)
 
 
 try:

@@ -29,6 +29,12 @@ Declared lengths and item counts are checked against the bytes actually left bef
 anything is allocated, and the decoder is iterative: hostile input fails fast with
 DecodeError, never RecursionError, MemoryError or a hang.
 
+API: encode(obj, max_depth=16) -> bytes; decode(data, max_depth=16, max_items=65536);
+decode_prefix(data, ...) -> (value, bytes_consumed) for framing; EncodeError, DecodeError
+(both ValueError); utf8_valid(buf, start, end). data is bytes, bytearray or a contiguous
+memoryview (CPython casts other item formats to bytes; on MicroPython pass byte buffers).
+Depth counts containers: [] has depth 1, [[0]] depth 2.
+
 Signatures are always checked over the bytes received, never over a re-encoding of the
 decoded value: that is the caller's job (the strictness here makes the two agree, but
 verifying the received bytes does not depend on it).
@@ -99,7 +105,9 @@ def _enc(obj, out, depth):
     elif obj is False:
         out.append(_FALSE)
     elif isinstance(obj, int):
-        if obj >= 0:
+        if 0 <= obj < 24:
+            out.append(obj)
+        elif obj >= 0:
             _head(out, 0, obj)
         else:
             _head(out, _MT_NEG, -1 - obj)
@@ -123,6 +131,17 @@ def _enc(obj, out, depth):
     elif isinstance(obj, dict):
         if depth <= 0:
             raise EncodeError("nested too deep")
+        for k in obj:
+            if type(k) is not int or k < 0:
+                break
+        else:
+            # Only non-negative int keys (the protocol's case): their bytewise order is
+            # their numeric order, so sort the ints and skip encoding keys twice.
+            _head(out, _MT_MAP, len(obj))
+            for k in sorted(obj):
+                _head(out, 0, k)
+                _enc(obj[k], out, depth - 1)
+            return
         by_key = {}
         for k, v in obj.items():
             if k is True or k is False or not isinstance(k, (int, str, bytes)):
@@ -217,7 +236,8 @@ def _view(data):
 
 def _decode(mv, pos, end, max_depth, max_items):
     # Iterative: `stack` holds the open containers, so depth costs heap we bound, not C stack.
-    # Array frame: [list, items_left]. Map frame: [dict, pairs_left, pending_key, prev_key_bytes].
+    # Array frame: [list, items_left]. Map frame: [dict, pairs_left, pending_key, prev_key_start,
+    # prev_key_end]: the previous key is compared in place in the input, not copied.
     stack = []
     while True:
         start = pos
@@ -240,7 +260,7 @@ def _decode(mv, pos, end, max_depth, max_items):
                 raise _err("break", start)
             else:
                 raise _err("unsupported simple value", start)
-            if stack and len(stack[-1]) == 4 and stack[-1][2] is _NOKEY:
+            if stack and len(stack[-1]) == 5 and stack[-1][2] is _NOKEY:
                 raise _err("map key must be int, bytes or text", start)
         elif mt == 0xC0:
             raise _err("tag", start)
@@ -285,7 +305,7 @@ def _decode(mv, pos, end, max_depth, max_items):
                         raise _err("invalid UTF-8", start)
                 pos += n
             else:  # array or map
-                if stack and len(stack[-1]) == 4 and stack[-1][2] is _NOKEY:
+                if stack and len(stack[-1]) == 5 and stack[-1][2] is _NOKEY:
                     raise _err("map key must be int, bytes or text", start)
                 if n > max_items:
                     raise _err("too many items", start)
@@ -304,7 +324,7 @@ def _decode(mv, pos, end, max_depth, max_items):
                     if len(stack) >= max_depth:
                         raise _err("nested too deep", start)
                     if n:
-                        stack.append([{}, n, _NOKEY, None])
+                        stack.append([{}, n, _NOKEY, -1, -1])
                         continue
                     value = {}
 
@@ -318,11 +338,17 @@ def _decode(mv, pos, end, max_depth, max_items):
                 if frame[1]:
                     break
             elif frame[2] is _NOKEY:
-                key_bytes = bytes(mv[start:pos])
-                prev = frame[3]
-                if prev is not None and key_bytes <= prev:
-                    raise _err("map keys duplicate or not in bytewise order", start)
-                frame[3] = key_bytes
+                ps = frame[3]
+                if ps >= 0:
+                    pe = frame[4]
+                    if pe - ps == 1 and pos - start == 1:  # one-byte keys, the common case
+                        ordered = mv[start] > mv[ps]
+                    else:
+                        ordered = bytes(mv[start:pos]) > bytes(mv[ps:pe])
+                    if not ordered:
+                        raise _err("map keys duplicate or not in bytewise order", start)
+                frame[3] = start
+                frame[4] = pos
                 frame[2] = value
                 break
             else:

@@ -226,6 +226,21 @@ def test_keys_sorted_bytewise():
     assert cbor.decode(data) == value
 
 
+def test_int_keys_of_every_width():
+    value = {2**64 - 1: 0, 1000: 1, 24: 2, 23: 3, 0: 4, 255: 5, 256: 6, 2**32: 7}
+    data = cbor.encode(value)
+    assert data.hex() == (
+        "a80004170318180218ff05190100061903e8011b0000000100000000071bffffffffffffffff00"
+    )
+    assert cbor.decode(data) == value
+    value = {-1: 0, -25: 1, 0: 2, -(2**64): 3, "": 4, b"": 5}
+    data = cbor.encode(value)
+    assert data.hex() == "a6000220003818013bffffffffffffffff0340056004"
+    assert cbor.decode(data) == value
+    assert _raises(cbor.EncodeError, cbor.encode, {2**64: 0})
+    assert _raises(cbor.EncodeError, cbor.encode, {-(2**64) - 1: 0})
+
+
 def test_protocol_shaped_round_trip():
     msg = {
         1: "payment",

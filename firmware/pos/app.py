@@ -1,0 +1,252 @@
+# The POS (terminal) app.
+#
+# Two faces:
+#   - reader side (NFC): `take_payment(amount)` runs the payment flow of docs/PROTOCOL.md §4
+#     over hal.link (pay.py), `read_amount()` / `sale()` take the amount from the keypad;
+#   - device side (serial, sync tool): `process(apdu)` answers GET INFO, EXPORT, ACK, APPLY and
+#     PERSO (§3.4). `process` only dispatches: one module per command, imported on first use.
+#
+# Every command error is a status word with the persistent state unchanged; hal.PowerCut
+# (the simulator's power cut) always propagates: the app object is dead after it, a new one
+# on the same flash recovers in power_on().
+from ..core import proto
+from ..core.hal import PowerCut
+from ..core.storage import Journal, StateStore
+from . import state as st
+
+CERT_CACHE_ENTRIES = 8
+
+
+def _handler(cla, ins):
+    if cla == proto.CLA_ISO:
+        if ins == proto.INS_SELECT:
+            from . import cmd_info as m
+
+            return m.select
+    elif cla == proto.CLA_PROP:
+        if ins == proto.INS_GET_INFO:
+            from . import cmd_info as m
+
+            return m.get_info
+        if ins == proto.INS_EXPORT:
+            from . import cmd_export as m
+
+            return m.handle
+        if ins == proto.INS_ACK:
+            from . import cmd_ack as m
+
+            return m.handle
+        if ins == proto.INS_APPLY:
+            from . import cmd_apply as m
+
+            return m.handle
+        if ins == proto.INS_PERSO_KEYGEN:
+            from . import cmd_perso as m
+
+            return m.keygen
+        if ins == proto.INS_PERSO_FINISH:
+            from . import cmd_perso as m
+
+            return m.finish
+    else:
+        raise proto.ApduError(proto.SW_CLA)
+    raise proto.ApduError(proto.SW_INS)
+
+
+class PosApp:
+    """A POS terminal on a Hal (flash, clock, rng, link; display, keys, signal optional).
+
+    `config` is a map of proto.CFG_* values over proto.DEFAULT_POS_CONFIG (the board's
+    defaults); a config personalised by PERSO FINISH takes precedence over both.
+    """
+
+    def __init__(self, hal, config=None):
+        self.hal = hal
+        self.base_config = config or {}
+        self.cf = None
+        self.rt = None
+        self.rt_saved = None
+        self.journal = None
+        self.certs = None
+        self.on = False
+
+    # ---- life cycle --------------------------------------------------------------------
+    def power_on(self):
+        """Load the committed state and bring the run state up to date with the journal."""
+        flash = self.hal.flash
+        self.cf_store = StateStore(flash, st.CF_NAME)
+        self.rt_store = StateStore(flash, st.RT_NAME)
+        self.cf = st.load_map(self.cf_store, {st.C_PHASE: st.PHASE_BLANK})
+        self.rt = st.load_map(self.rt_store, st.new_run())
+        self.rt_saved = self.rt
+        self._derive()
+        self.journal = Journal(flash, st.JOURNAL_NAME, self.config[proto.CFG_JOURNAL_MAX])
+        self._replay()
+        self.on = True
+        return self
+
+    def _derive(self):
+        """RAM-only views of the config store (never persisted separately)."""
+        from .certs import CertCache
+
+        cf = self.cf
+        self.config = st.effective_config(self.base_config, cf.get(st.C_CONFIG))
+        self.certs = CertCache(CERT_CACHE_ENTRIES)
+        self.issuer_keys = {}
+        self.pos_id = None
+        self.merchant_id = None
+        self.hot = None
+        if cf[st.C_PHASE] != st.PHASE_PERSO:
+            return
+        for pk in cf[st.C_ISSUERS]:
+            self.issuer_keys[proto.key_id(pk)] = pk
+        _b, cert, _s = proto.open_envelope(cf[st.C_CERT])
+        self.cert = cert
+        self.pos_id = cert[proto.CERT_ID]
+        self.merchant_id = cert.get(proto.CERT_MERCHANT)
+        self.public_key = cf[st.C_PUB]
+        if st.C_HOTLIST in cf:
+            self.hot = st.parse_hotlist(cf[st.C_HOTLIST], None)
+
+    def _replay(self):
+        """Fold in the journal records the committed run state does not reflect yet (the
+        payments since its last write), then commit it if that changed anything."""
+        applied = self.rt[st.R_APPLIED]
+        if self.journal.last_seq <= applied or self.cf[st.C_PHASE] != st.PHASE_PERSO:
+            return
+        rt = self.rt
+        for seq, rec in self.journal.records(applied):
+            wallet, counter, challenge, amount, time = st.record_facts(rec)
+            rt = self.run_after_payment(rt, seq, wallet, counter, challenge, amount, time)
+        self.commit_run(rt)
+
+    def run_after_payment(self, rt, seq, wallet, counter, challenge, amount, time):
+        """The run state once payment `seq` is journaled (a new map)."""
+        rt = dict(rt)
+        rt[st.R_APPLIED] = seq
+        table_max = self.config[proto.CFG_TABLE_MAX]
+        rt[st.R_TABLE] = st.table_record(
+            rt[st.R_TABLE], wallet, counter, st.day_of(time), amount, table_max
+        )
+        rt[st.R_TORN] = st.torn_without(rt[st.R_TORN], wallet, challenge)
+        version = self.hot[0] if self.hot else 0
+        if rt[st.R_HOT_VERSION] != version:
+            rt[st.R_HOT_VERSION] = version
+            rt[st.R_HOT_PAYMENTS] = 0
+        rt[st.R_HOT_PAYMENTS] += 1
+        return rt
+
+    def _reload(self):
+        try:
+            self.power_on()
+        except PowerCut:
+            raise
+        except Exception:
+            self.on = False
+
+    # ---- commits: write, then adopt; a failed write leaves RAM as it was ------------------
+    def _commit(self, store, obj):
+        from ..core import cbor
+
+        try:
+            store.commit(cbor.encode(obj))
+        except PowerCut:
+            raise
+        except Exception:
+            raise proto.ApduError(proto.SW_MEMORY) from None
+
+    def commit_config(self, cf):
+        self._commit(self.cf_store, cf)
+        self.cf = cf
+        self._derive()
+        if self.journal is not None:
+            self.journal.max_records = self.config[proto.CFG_JOURNAL_MAX]
+
+    def commit_run(self, rt):
+        self._commit(self.rt_store, rt)
+        self.rt = rt
+        self.rt_saved = rt
+
+    def flush(self):
+        """Commit the run state if RAM is ahead of flash (payments journaled since)."""
+        if self.rt is not self.rt_saved:
+            self.commit_run(self.rt)
+
+    # ---- derived facts -----------------------------------------------------------------
+    @property
+    def personalised(self):
+        return self.cf is not None and self.cf[st.C_PHASE] == st.PHASE_PERSO
+
+    def hot_payments(self):
+        version = self.hot[0] if self.hot else 0
+        if self.rt[st.R_HOT_VERSION] != version:
+            return 0
+        return self.rt[st.R_HOT_PAYMENTS]
+
+    def hot_stale(self, now):
+        """True when offline acceptance must be refused: no hot list, one older than the
+        max age by this POS's clock (unknown clock: age not judged), or the max number of
+        payments taken under it."""
+        if self.hot is None:
+            return True
+        if now and now - self.hot[1] > self.config[proto.CFG_HOT_MAX_AGE_S]:
+            return True
+        return self.hot_payments() >= self.config[proto.CFG_HOT_MAX_PAYMENTS]
+
+    def now(self):
+        clock = self.hal.clock
+        return clock.now() if clock is not None else 0
+
+    def sign(self, tag, body):
+        return proto.seal(tag, body, self.cf[st.C_SEED])
+
+    # ---- serial side ---------------------------------------------------------------------
+    def process(self, apdu):
+        """One command APDU in, one response APDU (data || SW) out. Never raises, except
+        hal.PowerCut."""
+        try:
+            if not self.on:
+                self.power_on()
+            cla, ins, p1, p2, data, _le = proto.parse_command(apdu)
+            handler = _handler(cla, ins)
+            if (p1 or p2) and ins != proto.INS_SELECT:
+                raise proto.ApduError(proto.SW_WRONG_P1P2)
+            return proto.response(handler(self, p1, p2, data) or b"")
+        except proto.ApduError as e:
+            return proto.response(b"", e.sw)
+        except PowerCut:
+            raise
+        except MemoryError:
+            return proto.response(b"", proto.SW_INTERNAL)
+        except Exception:
+            # A bug, not an input error: report it and fall back to what flash holds.
+            self._reload()
+            return proto.response(b"", proto.SW_INTERNAL)
+
+    # ---- reader side ---------------------------------------------------------------------
+    def precheck(self, amount):
+        """Reason the POS would refuse `amount` before any card taps (None: go ahead)."""
+        from . import pay
+
+        return pay.precheck(self, amount, self.now())
+
+    def take_payment(self, amount, pin=None):
+        """Run one payment with the card in the field; returns a pay.PaymentResult."""
+        from . import pay
+
+        if not self.on:
+            self.power_on()
+        return pay.take_payment(self, amount, pin)
+
+    def read_amount(self, timeout_ms=30000):
+        """Amount in minor units typed on the keypad ('#' enter, '*' clear / cancel), or None."""
+        from . import keypad
+
+        return keypad.read_amount(self.hal, timeout_ms)
+
+    def sale(self, timeout_ms=30000):
+        """Keypad amount, then a payment: the terminal's main step. None when cancelled."""
+        amount = self.read_amount(timeout_ms)
+        if amount is None:
+            return None
+        return self.take_payment(amount)

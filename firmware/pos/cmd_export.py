@@ -1,0 +1,32 @@
+# EXPORT: journal records after a seq, closed by a POS-signed status (docs/PROTOCOL.md §3.4).
+# The journal is read one segment at a time; the answer is bounded in records and bytes.
+from ..core import cbor, proto
+from ..core.runtime import const
+
+MAX_RECORDS = const(64)
+BUDGET_BYTES = const(3000)
+
+
+def handle(app, p1, p2, data):
+    if not app.personalised:
+        raise proto.ApduError(proto.SW_CONDITIONS)
+    from . import state as st
+
+    m = st.decode_map(data) if data else {}
+    since = proto.opt_int(m, proto.EXP_SINCE, 0)
+    most = proto.opt_int(m, proto.EXP_MAX, 16, 1)
+    if most > MAX_RECORDS:
+        most = MAX_RECORDS
+    out = []
+    size = 0
+    more = False
+    for seq, rec in app.journal.records(since):
+        if len(out) >= most or (out and size + len(rec) > BUDGET_BYTES):
+            more = True
+            break
+        out.append([seq, cbor.decode(rec)])
+        size += len(rec)
+    status = app.sign(
+        proto.TAG_STATUS, {proto.ST_DEVICE: app.pos_id, proto.ST_SEQ: app.journal.last_seq}
+    )
+    return cbor.encode({proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_STATUS: status})

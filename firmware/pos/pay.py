@@ -1,0 +1,415 @@
+# The reader flow of one payment (docs/PROTOCOL.md §4, §4.1, §5.2):
+#
+#   SELECT -> INFO -> certificate (cached), torn-log match? -> recovery: re-send the same PAY
+#                                                           -> fresh: hot list, counter table,
+#                                                              floor / velocity / card limits, CVM,
+#                                                              torn entry durable (write 1)
+#   PAY -> verify the payment envelope field by field -> journal (write 2) -> RECEIPT
+#
+# A link failure before the payment envelope is verified leaves the torn entry (status "torn");
+# anything wrong with a complete answer is a decline with nothing journaled. Nothing here
+# raises except hal.PowerCut (the simulated power loss).
+from ..core import cbor, proto
+from ..core.hal import LinkError, PowerCut
+from . import state as st
+
+APPROVED = "approved"
+DECLINED = "declined"
+TORN = "torn"
+
+
+_SELECT = proto.build_command(proto.CLA_ISO, proto.INS_SELECT, 4, 0, proto.AID)
+
+
+class PaymentResult:
+    """Outcome of take_payment. `reason` is "ok" / "recovered" when approved, else a short code:
+    pos_blank, amount, journal_full, floor_limit, hotlist_stale, link, no_app, bad_info,
+    card_blank, cert_invalid, cert_expired, revoked, counter, velocity, over_payment_max,
+    offline_count, offline_amount, pin_required, pin_wrong, pin_blocked, funds, card_full,
+    card_refused, bad_payment, memory."""
+
+    def __init__(self, status, reason, amount, sw=0):
+        self.status = status
+        self.reason = reason
+        self.amount = amount
+        self.sw = sw  # card's status word when it refused, or the POS check's
+        self.wallet = None  # wallet id (bytes) once INFO was read
+        self.counter = 0  # payment counter when approved
+        self.payment = None  # payment envelope bytes (approved)
+        self.receipt = None  # receipt envelope bytes (approved)
+        self.seq = 0  # POS journal seq (approved)
+        self.balance = -1  # wallet balance after the payment, from the signed body
+        self.recovered = False  # completed a torn payment of an earlier tap
+        self.receipt_sent = False  # the card acknowledged the RECEIPT
+        self.tries_left = -1  # PIN tries left after a wrong PIN
+
+    @property
+    def approved(self):
+        return self.status == APPROVED
+
+    def __repr__(self):
+        return (
+            f"PaymentResult({self.status}, {self.reason}, amount={self.amount}, "
+            f"counter={self.counter})"
+        )
+
+
+def format_amount(amount):
+    return f"{amount // 100}.{amount % 100:02d}"
+
+
+def _card_reason(sw):
+    if sw & 0xFFF0 == 0x63C0:
+        return "pin_wrong"
+    if sw == proto.SW_FUNDS:
+        return "funds"
+    if sw == proto.SW_OVER_PAYMENT_MAX:
+        return "over_payment_max"
+    if sw == proto.SW_OFFLINE_COUNT:
+        return "offline_count"
+    if sw == proto.SW_OFFLINE_AMOUNT:
+        return "offline_amount"
+    if sw == proto.SW_SECURITY:
+        return "pin_required"
+    if sw == proto.SW_PIN_BLOCKED:
+        return "pin_blocked"
+    if sw == proto.SW_FULL:
+        return "card_full"
+    if sw == proto.SW_EXPIRED:
+        return "cert_expired"
+    if sw == proto.SW_REVOKED:
+        return "revoked"
+    return "card_refused"
+
+
+def precheck(app, amount, now):
+    """Why the POS refuses before any card is read, or None."""
+    if not app.personalised:
+        return "pos_blank"
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        return "amount"
+    if app.journal.free() < 1:
+        return "journal_full"
+    if amount > app.config[proto.CFG_FLOOR]:
+        return "floor_limit"
+    if app.hot_stale(now):
+        return "hotlist_stale"
+    return None
+
+
+def _policy(app, amount, now, wallet, counter, cert, left):
+    """Checks of a fresh payment once the card is known (None: go ahead)."""
+    why = precheck(app, amount, now)
+    if why:
+        return why
+    if st.is_revoked(app.hot[2], wallet):
+        return "revoked"
+    entry = st.table_find(app.rt[st.R_TABLE], wallet)
+    if entry is not None:
+        if counter + 1 <= entry[st.T_COUNTER]:
+            return "counter"  # a counter already seen here: cloned card or rolled-back flash
+        if entry[st.T_DAY] == st.day_of(now):
+            if entry[st.T_COUNT] + 1 > app.config[proto.CFG_VELOCITY_COUNT]:
+                return "velocity"
+            if entry[st.T_AMOUNT] + amount > app.config[proto.CFG_VELOCITY_AMOUNT]:
+                return "velocity"
+    limits = cert[proto.CERT_LIMITS]
+    pmax = limits.get(proto.LIM_PAYMENT_MAX, proto.DEFAULT_LIMITS[proto.LIM_PAYMENT_MAX])
+    if amount > pmax:
+        return "over_payment_max"
+    if left is not None and left <= 0:
+        return "offline_count"
+    return None
+
+
+def _parse_info(data):
+    """(wallet id, cert envelope, counter, last challenge or None, offline left or None,
+    flags) of a wallet INFO map, or None when it is not one."""
+    try:
+        info = cbor.decode(data)
+    except Exception:
+        return None
+    if not isinstance(info, dict):
+        return None
+    flags = info.get(proto.INFO_FLAGS, 0)
+    if not isinstance(flags, int) or isinstance(flags, bool):
+        return None
+    if flags & proto.FLAG_BLANK:
+        return (None, None, 0, None, None, flags)
+    try:
+        wallet = proto.need_bytes(info, proto.INFO_ID, 8)
+        cert = proto.need_bytes(info, proto.INFO_CERT)
+        counter = proto.need_int(info, proto.INFO_COUNTER)
+        last = info.get(proto.INFO_LAST_CHALLENGE)
+        if last is not None:
+            last = proto.need_bytes(info, proto.INFO_LAST_CHALLENGE, 16)
+        left = info.get(proto.INFO_OFFLINE_LEFT)
+        if left is not None:
+            left = proto.need_int(info, proto.INFO_OFFLINE_LEFT)
+    except proto.ApduError:
+        return None
+    return (wallet, cert, counter, last, left, flags)
+
+
+def check_payment(data, key, wallet, counter, amount, payee, challenge, kind):
+    """(body bytes, body) of a payment envelope that is exactly the one asked for and signed by
+    `key`; raises ApduError otherwise."""
+    from ..core import ed25519
+
+    body_bytes, body, sig = proto.open_envelope(data)
+    if not ed25519.verify(key, proto.TAG_PAYMENT + body_bytes, sig):
+        raise proto.ApduError(proto.SW_BAD_SIGNATURE)
+    if (
+        proto.need_bytes(body, proto.PAY_WALLET, 8) != wallet
+        or proto.need_int(body, proto.PAY_COUNTER, 1) != counter
+        or proto.need_int(body, proto.PAY_AMOUNT, 1) != amount
+        or proto.need_bytes(body, proto.PAY_PAYEE, 8) != payee
+        or proto.need_bytes(body, proto.PAY_CHALLENGE, 16) != challenge
+        or proto.need_int(body, proto.PAY_KIND) != kind
+        or proto.opt_int(body, proto.PAY_PURSE, 0) != 0
+    ):
+        raise proto.ApduError(proto.SW_DATA_INVALID)
+    proto.need_bytes(body, proto.PAY_PREV, 32)
+    proto.need_int(body, proto.PAY_BALANCE)
+    proto.need_int(body, proto.PAY_TIME)
+    return body_bytes, body
+
+
+class _Flow:
+    """One tap: holds what the steps share; each step returns a PaymentResult or None."""
+
+    def __init__(self, app, amount, pin):
+        self.app = app
+        self.hal = app.hal
+        self.amount = amount
+        self.pin = pin
+        self.now = app.now()
+        self.wallet = None
+
+    def result(self, status, reason, sw=0):
+        r = PaymentResult(status, reason, self.amount, sw)
+        r.wallet = self.wallet
+        return r
+
+    def send(self, apdu):
+        """(data, sw) of the card's answer; raises LinkError on a broken or short answer."""
+        resp = self.hal.link.transceive(apdu)
+        if resp is None or len(resp) < 2:
+            raise LinkError("short response")
+        return proto.split_response(resp)
+
+    def run(self):
+        app = self.app
+        if not app.personalised:
+            return self.result(DECLINED, "pos_blank")
+        if not isinstance(self.amount, int) or isinstance(self.amount, bool) or self.amount <= 0:
+            return self.result(DECLINED, "amount")
+        if app.journal.free() < 1:
+            return self.result(DECLINED, "journal_full")
+        try:
+            data, sw = self.send(_SELECT)
+        except LinkError:
+            return self.result(TORN, "link")
+        if sw != proto.SW_OK:
+            return self.result(DECLINED, "no_app", sw)
+        info = _parse_info(data)
+        if info is None:
+            return self.result(DECLINED, "bad_info")
+        wallet, cert_env, counter, last, left, flags = info
+        if flags & proto.FLAG_BLANK:
+            return self.result(DECLINED, "card_blank")
+        self.wallet = wallet
+        try:
+            cert, cert_hash = app.certs.verify(cert_env, app.issuer_keys, self.now)
+        except proto.ApduError as e:
+            reason = "cert_expired" if e.sw == proto.SW_EXPIRED else "cert_invalid"
+            return self.result(DECLINED, reason, e.sw)
+        if cert[proto.CERT_ID] != wallet:
+            return self.result(DECLINED, "bad_info")
+        self.key = cert[proto.CERT_KEY]
+        self.cert_hash = cert_hash
+
+        torn = st.torn_aged(app.rt[st.R_TORN], self.now, app.config[proto.CFG_TORN_LIFE_S])
+        entry = st.torn_find(torn, wallet)
+        if entry is not None and last is not None and last == entry[st.N_CHALLENGE]:
+            return self.recover(entry, counter)
+        if entry is not None:
+            torn = st.torn_without(torn, wallet)  # the card never committed it: drop
+
+        why = _policy(app, self.amount, self.now, wallet, counter, cert, left)
+        if why:
+            return self.result(DECLINED, why)
+        pin = self.pin
+        limits = cert[proto.CERT_LIMITS]
+        if self.amount > limits.get(proto.LIM_NO_CVM, proto.DEFAULT_LIMITS[proto.LIM_NO_CVM]):
+            if pin is None:
+                from . import keypad
+
+                _show(self.hal, ["Pay " + format_amount(self.amount), "Enter PIN"])
+                pin = keypad.read_pin(self.hal)
+            if not pin:
+                return self.result(DECLINED, "pin_required")
+            if isinstance(pin, str):
+                pin = pin.encode()
+        challenge = bytes(self.hal.rng.random(16))
+        entry = [wallet, challenge, self.amount, self.now]
+        rt = dict(app.rt)
+        rt[st.R_TORN] = st.torn_with(torn, entry, app.config[proto.CFG_TORN_MAX])
+        try:
+            app.commit_run(rt)  # write 1: the torn entry is durable before PAY leaves
+        except proto.ApduError as e:
+            return self.result(DECLINED, "memory", e.sw)
+        return self.pay(entry, counter + 1, pin)
+
+    def recover(self, entry, counter):
+        """The card committed the payment of an earlier, torn tap: ask for it again."""
+        self.amount = entry[st.N_AMOUNT]
+        return self.pay(entry, counter, None, True)
+
+    def pay(self, entry, counter, pin, recovered=False):
+        app = self.app
+        challenge = entry[st.N_CHALLENGE]
+        req = {
+            proto.REQ_CHALLENGE: challenge,
+            proto.REQ_AMOUNT: entry[st.N_AMOUNT],
+            proto.REQ_PAYEE: app.pos_id,
+            proto.REQ_TIME: entry[st.N_TIME],
+            proto.REQ_KIND: proto.PAYKIND_POS,
+        }
+        if pin:
+            req[proto.REQ_PIN] = pin
+        try:
+            data, sw = self.send(
+                proto.build_command(proto.CLA_PROP, proto.INS_PAY, 0, 0, cbor.encode(req))
+            )
+        except LinkError:
+            return self.result(TORN, "link")
+        if sw != proto.SW_OK:
+            # A refusal leaves the card unchanged: the entry can never match again. It is
+            # dropped in RAM and leaves flash with the next write.
+            rt = dict(app.rt)
+            rt[st.R_TORN] = st.torn_without(rt[st.R_TORN], self.wallet, challenge)
+            app.rt = rt
+            r = self.result(DECLINED, _card_reason(sw), sw)
+            if sw & 0xFFF0 == 0x63C0:
+                r.tries_left = sw & 0x0F
+            return r
+        try:
+            body_bytes, body = check_payment(
+                data,
+                self.key,
+                self.wallet,
+                counter,
+                self.amount,
+                app.pos_id,
+                challenge,
+                proto.PAYKIND_POS,
+            )
+        except proto.ApduError as e:
+            # Not the payment asked for (tampered, or a card that misbehaves): nothing is
+            # journaled; the torn entry stays, so a clean re-tap can still complete it.
+            return self.result(DECLINED, "bad_payment", e.sw)
+        seen = st.table_find(app.rt[st.R_TABLE], self.wallet)
+        if seen is not None and counter <= seen[st.T_COUNTER]:
+            return self.result(DECLINED, "counter")
+        return self.journal(data, body_bytes, body, counter, recovered)
+
+    def journal(self, payment, body_bytes, body, counter, recovered):
+        from ..core.storage import StorageFull
+
+        app = self.app
+        seq = app.journal.last_seq + 1
+        receipt = app.sign(
+            proto.TAG_RECEIPT,
+            {
+                proto.RCPT_POS: app.pos_id,
+                proto.RCPT_WALLET: self.wallet,
+                proto.RCPT_COUNTER: counter,
+                proto.RCPT_AMOUNT: self.amount,
+                proto.RCPT_PAYMENT_HASH: proto.body_hash(body_bytes),
+                proto.RCPT_SEQ: seq,
+                proto.RCPT_TIME: self.now,
+            },
+        )
+        record = st.payment_record(payment, receipt, self.cert_hash)
+        try:
+            got = app.journal.append(record)  # write 2: the payment is taken
+        except PowerCut:
+            raise
+        except StorageFull:
+            return self.result(DECLINED, "journal_full")
+        except Exception:
+            return self.result(DECLINED, "memory", proto.SW_MEMORY)
+        if got != seq:  # cannot happen with core.storage; never hand out a wrong receipt
+            return self.result(DECLINED, "memory", proto.SW_INTERNAL)
+        challenge = body[proto.PAY_CHALLENGE]
+        app.rt = app.run_after_payment(
+            app.rt, seq, self.wallet, counter, challenge, self.amount, self.now
+        )
+        r = self.result(APPROVED, "recovered" if recovered else "ok")
+        r.counter = counter
+        r.payment = payment
+        r.receipt = receipt
+        r.seq = seq
+        r.balance = body[proto.PAY_BALANCE]
+        r.recovered = recovered
+        try:
+            _d, sw = self.send(
+                proto.build_command(proto.CLA_PROP, proto.INS_RECEIPT, 0, 0, receipt, False)
+            )
+            r.receipt_sent = sw == proto.SW_OK
+        except LinkError:
+            pass  # the card left: the payment stands, the receipt is in the journal
+        return r
+
+
+def _show(hal, lines):
+    display = hal.display
+    if display is not None:
+        display.show(lines)
+
+
+def _signal(hal, ok):
+    sig = hal.signal
+    if sig is not None:
+        if ok:
+            sig.ok()
+        else:
+            sig.fail()
+
+
+_MESSAGES = {
+    "funds": "Insufficient funds",
+    "pin_wrong": "Wrong PIN",
+    "pin_blocked": "PIN blocked",
+    "pin_required": "PIN required",
+    "revoked": "Card blocked",
+    "cert_expired": "Card expired",
+    "floor_limit": "Over floor limit",
+    "hotlist_stale": "Sync POS first",
+    "journal_full": "Sync POS first",
+    "link": "Tap again",
+}
+
+
+def take_payment(app, amount, pin=None):
+    hal = app.hal
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        _show(hal, ["Pay " + format_amount(amount), "Tap card"])
+    r = _Flow(app, amount, pin).run()
+    if r.approved:
+        lines = ["Approved", format_amount(r.amount)]
+        if r.recovered:
+            lines.append("(earlier tap)")
+        if r.balance >= 0:
+            lines.append("Balance " + format_amount(r.balance))
+        _show(hal, lines)
+        _signal(hal, True)
+    else:
+        msg = _MESSAGES.get(r.reason, "Declined")
+        lines = ["Declined" if r.status == DECLINED else "Interrupted", msg]
+        if r.tries_left >= 0:
+            lines.append(f"{r.tries_left} tries left")
+        _show(hal, lines)
+        _signal(hal, False)
+    return r

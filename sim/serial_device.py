@@ -1,0 +1,203 @@
+"""A simulated device on a pseudo-terminal: `tapcash sync --port /dev/pts/N` cannot tell it
+from a board on a USB serial adapter.
+
+The device side is the firmware's own `core.frame.FrameServer` around a WalletApp or PosApp
+(anything with `process(apdu) -> response`); this module only moves bytes between the pty and
+that server, on a thread, and injects faults for tests:
+
+    with SerialDevice(app, Faults(close_after_request=3)) as dev:
+        run("tapcash sync --port", dev.path)
+
+Request frames are numbered from 1 in the order the device receives them (good frames only).
+Faults, each keyed by that number:
+
+  drop                 the frame is lost on the line: never processed, never answered
+  corrupt              processed, but one byte of the answer is flipped (the host drops it)
+  close_after_request  processed, then the line closes before the answer leaves
+  close_after_answer   processed and answered, then the line closes
+  before_request / after_answer   callbacks (frame number) -> None, e.g. to kill the host
+  noise                bytes written before every answer (REPL/log chatter on the same UART)
+
+A closed line stays closed (reads on the host side fail); start a new SerialDevice around the
+same flash to "plug the board back in".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import threading
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tapcash.firmware.core import frame
+from tapcash.firmware.core.hal import PowerCut
+
+IDLE_S = 0.2  # a partial frame older than this is given up (the firmware loop's idle_ms)
+READ_CHUNK = 4096
+WRITE_STALL_S = 1.0  # the pty buffer stayed full this long: nobody listens, the rest is lost
+
+
+class App(Protocol):
+    def process(self, apdu: bytes) -> bytes: ...
+
+
+@dataclass
+class Faults:
+    drop: set[int] = field(default_factory=set)
+    corrupt: set[int] = field(default_factory=set)
+    close_after_request: int | None = None
+    close_after_answer: int | None = None
+    before_request: Callable[[int], None] | None = None
+    after_answer: Callable[[int], None] | None = None
+    noise: bytes = b""
+
+
+class SerialDevice:
+    """Serve `app` on a fresh pseudo-terminal until `stop()` or a fault closes the line."""
+
+    def __init__(self, app: App, faults: Faults | None = None) -> None:
+        self.app = app
+        self.faults = faults or Faults()
+        self.server = frame.FrameServer(app, passthrough=(PowerCut,))
+        self.frames_in = 0  # good request frames received (including dropped ones)
+        self.frames_out = 0  # answer frames written
+        self.closed = threading.Event()
+        self.error: BaseException | None = None
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no echo, no line discipline: a byte pipe like a UART
+        self.path = os.ttyname(self._slave)
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name=f"serial-device {self.path}")
+        self._thread.daemon = True
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> str:
+        self._thread.start()
+        return self.path
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            os.write(self._wake_w, b"x")
+            self._thread.join(5)
+        self._close_line()
+        for fd in (self._slave, self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._slave = self._wake_r = self._wake_w = -1
+
+    def __enter__(self) -> SerialDevice:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_closed(self, timeout_s: float) -> bool:
+        return self.closed.wait(timeout_s)
+
+    # -- the device loop ---------------------------------------------------------------------
+    def _close_line(self) -> None:
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = -1
+        self.closed.set()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # surfaced to the test through .error
+            self.error = e
+        finally:
+            self._close_line()
+
+    def _loop(self) -> None:
+        dec = self.server.decoder
+        while self._master >= 0:
+            ready, _, _ = select.select([self._master, self._wake_r], [], [], IDLE_S)
+            if self._wake_r in ready:
+                return
+            if not ready:
+                for payload in dec.idle():
+                    if not self._one(payload):
+                        return
+                continue
+            try:
+                data = os.read(self._master, READ_CHUNK)
+            except OSError:  # EIO: nobody has the slave open (we do, so: closing down)
+                return
+            for payload in dec.feed(data):
+                if not self._one(payload):
+                    return
+
+    def _one(self, payload: bytes) -> bool:
+        """Handle one good request frame. False: the line is closed."""
+        f = self.faults
+        self.frames_in += 1
+        n = self.frames_in
+        if f.before_request:
+            f.before_request(n)
+        if n in f.drop:
+            return True
+        answer = self.server.handle(payload)
+        if f.close_after_request == n:
+            self._close_line()
+            return False
+        if n in f.corrupt:
+            bad = bytearray(answer)
+            bad[len(bad) // 2] ^= 0x55
+            answer = bytes(bad)
+        self._write(f.noise + answer)
+        self.frames_out += 1
+        if f.after_answer:
+            f.after_answer(n)
+        if f.close_after_answer == n:
+            self._close_line()
+            return False
+        return True
+
+    def _write(self, data: bytes) -> None:
+        """Write like a UART: what nobody reads within WRITE_STALL_S is lost."""
+        view = memoryview(data)
+        while view:
+            _, w, _ = select.select([], [self._master], [], WRITE_STALL_S)
+            if not w:
+                return
+            try:
+                n = os.write(self._master, view)
+            except BlockingIOError:
+                continue
+            view = view[n:]
+
+
+def serve_app(app: App, faults: Faults | None = None) -> SerialDevice:
+    """Start a simulated device and return it; its `.path` is the port to hand to the host."""
+    dev = SerialDevice(app, faults)
+    dev.start()
+    return dev
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - manual use
+    """`python -m tapcash.sim.serial_device`: a demo echo device, for trying the framing by hand."""
+
+    class Echo:
+        def process(self, apdu: bytes) -> bytes:
+            return apdu + b"\x90\x00"
+
+    dev = serve_app(Echo())
+    print(dev.path, flush=True)
+    try:
+        dev.closed.wait()
+    except KeyboardInterrupt:
+        pass
+    dev.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+# The wallet (card) application: an APDU dispatcher over one module per command.
+#
+#   app = WalletApp(hal)          # hal.flash and hal.rng required; hal.clock, hal.display optional
+#   resp = app.process(apdu)      # bytes in, data || SW1 SW2 out; never raises, except PowerCut
+#   app.power_on()                # field on / reboot: new session (and journal recovery)
+#
+# process() only parses the APDU, routes (CLA, INS) to a handler module *name* and imports
+# it on first use (flash, not RAM, holds the code of the commands not used yet). Handlers
+# (`def handle(app, p1, p2, data) -> bytes`) raise proto.ApduError for a refusal; any other
+# exception becomes 6F00. Neither changes the persistent state: handlers build the new state
+# as a copy and call app.commit() once, at the end. hal.PowerCut (the simulated flash lost
+# power) is the one exception that leaves process(): the device is off, its RAM is gone.
+#
+# Journal records are appended AFTER the state commit that decides a command. The state
+# names the record it owes (S_OUT_SEQ, S_OUT): if the append was lost (power cut, flash
+# error) it is appended again on the next power_on() or before the next record.
+from ..core import proto
+from ..core.hal import Display, PowerCut
+from ..core.proto import ApduError
+from ..core.storage import Journal, StateStore, StorageFull
+from . import state as st
+
+_PKG = __name__[: __name__.rfind(".")]
+
+# INS -> (CLA, P1, P2, handler module). P1/P2 None: not checked.
+_ROUTES = {
+    0xA4: (0x00, 0x04, 0x00, "select_app"),
+    0xCA: (0x80, 0x00, 0x00, "get_info"),
+    0x20: (0x00, 0x00, 0x80, "verify_pin"),
+    0x2C: (0x00, 0x00, 0x80, "reset_retry"),
+    0x50: (0x80, 0x00, 0x00, "pay"),
+    0x52: (0x80, 0x00, 0x00, "receipt"),
+    0x54: (0x80, 0x00, 0x00, "get_last"),
+    0x84: (0x00, 0x00, 0x00, "get_challenge"),
+    0x56: (0x80, 0x00, 0x00, "receive"),
+    0x58: (0x80, 0x00, 0x00, "load"),
+    0x60: (0x80, 0x00, 0x00, "export"),
+    0x62: (0x80, 0x00, 0x00, "ack"),
+    0x64: (0x80, 0x00, 0x00, "apply"),
+    0xE0: (0x80, 0x00, 0x00, "perso_keygen"),
+    0xE2: (0x80, 0x00, 0x00, "perso_finish"),
+}
+
+JOURNAL_RECORDS = 64  # PROTOCOL.md §6
+EXPORT_BYTES = 3000  # record bytes per EXPORT response (at least one record is always sent)
+
+
+class WalletApp:
+    """One wallet card. `config` (optional dict): journal_records, export_bytes, visual (bool,
+    default: a display other than the no-op hal.Display is present), state_name, journal_name."""
+
+    def __init__(self, hal, config=None):
+        cfg = config or {}
+        self.hal = hal
+        self.journal_max = cfg.get("journal_records", JOURNAL_RECORDS)
+        self.export_bytes = cfg.get("export_bytes", EXPORT_BYTES)
+        visual = cfg.get("visual")
+        if visual is None:
+            visual = hal.display is not None and type(hal.display) is not Display
+        self.visual = bool(visual)
+        self._state_name = cfg.get("state_name", "wallet")
+        self._journal_name = cfg.get("journal_name", "wjournal")
+        self.store = None
+        self.journal = None
+        self.state = None
+        self.power_on()
+
+    # ---- session -------------------------------------------------------------------------
+    def power_on(self):
+        """Start a new session (not selected, PIN not verified) from what the flash holds,
+        and append a journal record the last command committed but did not get to write."""
+        self.selected = False
+        self.pin_ok = False
+        self.state = None
+        self.journal = None
+        self.store = StateStore(self.hal.flash, self._state_name)
+        self.state = st.load(self.store)
+        self.journal = Journal(self.hal.flash, self._journal_name, self.journal_max)
+        self.catch_up(False)
+
+    def process(self, apdu):
+        try:
+            cla, ins, p1, p2, data, _le = proto.parse_command(apdu)
+            name = self._route(cla, ins, p1, p2)
+            mod = __import__(_PKG + "." + name, None, None, ("handle",))
+            return proto.response(mod.handle(self, p1, p2, data) or b"")
+        except PowerCut:
+            raise
+        except ApduError as e:
+            return proto.response(b"", e.sw)
+        except Exception:  # a bug or MemoryError: refuse, the state is the committed one
+            return proto.response(b"", proto.SW_INTERNAL)
+
+    def _route(self, cla, ins, p1, p2):
+        if cla != proto.CLA_ISO and cla != proto.CLA_PROP:
+            raise ApduError(proto.SW_CLA)
+        r = _ROUTES.get(ins)
+        if r is None or r[0] != cla:
+            raise ApduError(proto.SW_INS)
+        if p1 != r[1] or p2 != r[2]:
+            raise ApduError(proto.SW_WRONG_P1P2)
+        if ins != proto.INS_SELECT and not self.selected:
+            raise ApduError(proto.SW_CONDITIONS)
+        return r[3]
+
+    # ---- state ---------------------------------------------------------------------------
+    def need_perso(self):
+        """The state of a personalised wallet, or 6985."""
+        s = self.state
+        if s[st.S_PHASE] != st.PHASE_PERSO:
+            raise ApduError(proto.SW_CONDITIONS)
+        return s
+
+    def commit(self, new):
+        """Durably make `new` the state: the decision point of a command.
+        A flash failure other than a power cut is 6581 with the old state kept."""
+        try:
+            self.store.commit(st.encode(new))
+        except PowerCut:
+            raise
+        except Exception:
+            raise ApduError(proto.SW_MEMORY) from None
+        self.state = new
+
+    def owe(self, new, record):
+        """Make `new` owe the next journal record: `record` bytes, or None for the payment
+        record rebuilt from new[S_LAST_BODY]. Refuses (6A84) when the journal is full."""
+        self.catch_up(True)
+        if self.journal.free() < 1:
+            raise ApduError(proto.SW_FULL)
+        new[st.S_OUT_SEQ] = self.journal.last_seq + 1
+        if record is None:
+            new.pop(st.S_OUT, None)
+        else:
+            new[st.S_OUT] = record
+
+    def catch_up(self, strict, record=None):
+        """Append the record the committed state owes, if the journal lacks it. `record` is
+        that record when the caller has it at hand (saves re-signing a payment). strict:
+        raise 6581 / 6A84 when it cannot be appended; otherwise leave it owed."""
+        s = self.state
+        seq = s.get(st.S_OUT_SEQ, 0)
+        j = self.journal
+        if j.last_seq != seq - 1:  # nothing owed (or records lost: nothing to do here)
+            return
+        try:
+            if record is None:
+                record = s.get(st.S_OUT)
+                if record is None:
+                    record = self.payment_record(self.sign_payment(s[st.S_LAST_BODY]))
+            j.append(record)
+        except PowerCut:
+            raise
+        except StorageFull:
+            if strict:
+                raise ApduError(proto.SW_FULL) from None
+        except Exception:
+            if strict:
+                raise ApduError(proto.SW_MEMORY) from None
+
+    # ---- helpers for handlers ------------------------------------------------------------
+    def now(self):
+        c = self.hal.clock
+        return c.now() if c is not None else 0
+
+    def sign_payment(self, body_bytes):
+        from ..core import cbor, ed25519
+
+        sig = ed25519.sign(self.state[st.S_SEED], proto.TAG_PAYMENT + body_bytes)
+        return cbor.encode([body_bytes, sig])
+
+    def seal(self, tag, body):
+        return proto.seal(tag, body, self.state[st.S_SEED])
+
+    @staticmethod
+    def payment_record(envelope):
+        from ..core import cbor
+
+        return cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: envelope})
+
+    def issuer_keys(self, keys=None):
+        """{key id: public key} of the trusted issuer keys (the state's, or `keys`)."""
+        out = {}
+        for pk in keys if keys is not None else self.state[st.S_ISSUERS]:
+            out[proto.key_id(pk)] = pk
+        return out
+
+    def open_issued(self, tag, data):
+        """(body, envelope bytes) of an envelope signed by one of the trusted issuer keys
+        (vouchers, updates and acks carry no key id: each key is tried). 6988 otherwise."""
+        from ..core import ed25519
+
+        env = envelope_bytes(data)
+        body_bytes, body, sig = proto.open_envelope(env)
+        msg = tag + body_bytes
+        for pk in self.state[st.S_ISSUERS]:
+            if ed25519.verify(pk, msg, sig):
+                return body, env
+        raise ApduError(proto.SW_BAD_SIGNATURE)
+
+    def show(self, lines):
+        d = self.hal.display
+        if d is not None:
+            try:
+                d.show(lines)
+            except PowerCut:
+                raise
+            except Exception:  # a broken screen must not fail a committed command
+                pass
+
+    def offline_left(self, s=None):
+        s = s or self.state
+        left = s[st.S_LIMITS][proto.LIM_OFFLINE_COUNT] - (s[st.S_COUNTER] - s[st.S_SYNC_COUNTER])
+        return left if left > 0 else 0
+
+
+def decode(data):
+    """CBOR-decode command data; 6A80 when malformed."""
+    from ..core import cbor
+
+    try:
+        return cbor.decode(data)
+    except ValueError:
+        raise ApduError(proto.SW_WRONG_DATA) from None
+
+
+def decode_map(data):
+    m = decode(data)
+    if not isinstance(m, dict):
+        raise ApduError(proto.SW_WRONG_DATA)
+    return m
+
+
+def envelope_bytes(value):
+    """The encoding of an envelope given as bytes (normal) or as a decoded [body, sig] array."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, list):
+        from ..core import cbor
+
+        try:
+            return cbor.encode(value)
+        except ValueError:
+            raise ApduError(proto.SW_WRONG_DATA) from None
+    raise ApduError(proto.SW_WRONG_DATA)
+
+
+def money(amount):
+    """Minor units as text: 1250 -> "12.50" (integers only)."""
+    return str(amount // 100) + "." + ("0" + str(amount % 100))[-2:]

@@ -1,0 +1,122 @@
+# PAY (80 50 00 00, data = CBOR request map): sign one payment (kind 1, to a POS) or one
+# transfer (kind 2, to another wallet).
+#
+# Checks, in the order of PROTOCOL.md §5.1; then the new state (counter + 1, balance, chain
+# head, spent, last challenge, last body) is committed in ONE flash write before anything is
+# signed, and the journal record is appended after the signature. A retry with the challenge
+# of the last payment and the same amount, payee, kind and purse re-signs the stored body:
+# Ed25519 is deterministic, so the envelope is byte-identical and no counter moves.
+#
+# Staged value (received from other wallets, not yet released by the ledger) is spendable
+# only up to LIM_STAGED_SPEND in total until released: the balance goes first, the rest comes
+# out of `pending` and is remembered in S_STAGED_USED (see load.py for the release).
+from ..core import cbor, proto
+from ..core.proto import ApduError
+from ..core.runtime import sha256
+from . import pin as pin_mod
+from . import state as st
+from .app import decode_map, money
+
+
+def handle(app, p1, p2, data):
+    s = app.need_perso()
+    req = decode_map(data)
+    chal = proto.need_bytes(req, proto.REQ_CHALLENGE, 16)
+    amount = proto.need_int(req, proto.REQ_AMOUNT)
+    payee = proto.need_bytes(req, proto.REQ_PAYEE, 8)
+    t = proto.need_int(req, proto.REQ_TIME)
+    kind = proto.need_int(req, proto.REQ_KIND, proto.PAYKIND_POS, proto.PAYKIND_TRANSFER)
+    pin = req.get(proto.REQ_PIN)
+    if pin is not None and not isinstance(pin, bytes):
+        raise ApduError(proto.SW_WRONG_DATA)
+    purse = proto.opt_int(req, proto.REQ_PURSE, 0, 0, 0)  # earmarked purses: not yet
+
+    last = s.get(st.S_LAST_CHAL)
+    if last is not None and last == chal:
+        body_bytes = s[st.S_LAST_BODY]
+        b = cbor.decode(body_bytes)
+        if (
+            b[proto.PAY_AMOUNT] == amount
+            and b[proto.PAY_PAYEE] == payee
+            and b[proto.PAY_KIND] == kind
+            and b[proto.PAY_PURSE] == purse
+        ):
+            return app.sign_payment(body_bytes)
+        raise ApduError(proto.SW_CONDITIONS)
+
+    if amount == 0:
+        raise ApduError(proto.SW_WRONG_DATA)
+    lim = s[st.S_LIMITS]
+    if amount > lim[proto.LIM_PAYMENT_MAX]:
+        raise ApduError(proto.SW_OVER_PAYMENT_MAX)
+
+    base = s
+    if amount > lim[proto.LIM_NO_CVM] and not app.pin_ok:
+        if s[st.S_PIN_TRIES] == 0:
+            raise ApduError(proto.SW_PIN_BLOCKED)
+        if pin is None:
+            raise ApduError(proto.SW_SECURITY)
+        base = pin_mod.check(app, pin)  # committed the decrement; base has it reset
+        try:
+            return _pay(app, base, chal, amount, payee, t, kind, purse)
+        except ApduError:
+            app.commit(base)  # a later refusal: the try counter as it was, PIN still good
+            raise
+    return _pay(app, base, chal, amount, payee, t, kind, purse)
+
+
+def _pay(app, s, chal, amount, payee, t, kind, purse):
+    lim = s[st.S_LIMITS]
+    n = s[st.S_COUNTER]
+    if n - s[st.S_SYNC_COUNTER] >= lim[proto.LIM_OFFLINE_COUNT]:
+        raise ApduError(proto.SW_OFFLINE_COUNT)
+    spent = s[st.S_SPENT]
+    if spent - s[st.S_SYNC_SPENT] + amount > lim[proto.LIM_OFFLINE_AMOUNT]:
+        raise ApduError(proto.SW_OFFLINE_AMOUNT)
+    bal = s[st.S_BALANCE]
+    pending = s[st.S_PENDING]
+    used = s[st.S_STAGED_USED]
+    staged = 0
+    if amount > bal:
+        staged = amount - bal
+        room = lim[proto.LIM_STAGED_SPEND] - used
+        if staged > pending or staged > room:
+            raise ApduError(proto.SW_FUNDS)
+    new = dict(s)
+    app.owe(new, None)  # journal room (6A84): the last check
+
+    bal_after = bal - (amount - staged)
+    body_bytes = cbor.encode(
+        {
+            proto.PAY_WALLET: s[st.S_ID],
+            proto.PAY_COUNTER: n + 1,
+            proto.PAY_AMOUNT: amount,
+            proto.PAY_PAYEE: payee,
+            proto.PAY_CHALLENGE: chal,
+            proto.PAY_PREV: s[st.S_PREV],
+            proto.PAY_PURSE: purse,
+            proto.PAY_TIME: t,
+            proto.PAY_BALANCE: bal_after,
+            proto.PAY_KIND: kind,
+        }
+    )
+    new[st.S_COUNTER] = n + 1
+    new[st.S_BALANCE] = bal_after
+    new[st.S_PENDING] = pending - staged
+    new[st.S_STAGED_USED] = used + staged
+    new[st.S_SPENT] = spent + amount
+    new[st.S_PREV] = sha256(body_bytes).digest()
+    new[st.S_LAST_CHAL] = chal
+    new[st.S_LAST_BODY] = body_bytes
+    app.commit(new)  # the decision point: from here on the payment exists
+
+    env = app.sign_payment(body_bytes)
+    app.catch_up(False, app.payment_record(env))
+    app.show(
+        [
+            "Paid " + money(amount),
+            "Balance " + money(bal_after),
+            "Offline left " + str(app.offline_left()),
+        ]
+    )
+    return env

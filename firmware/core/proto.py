@@ -63,7 +63,7 @@ class ApduError(Exception):
     """A command ends with this status word. Carries no secrets, only the code."""
 
     def __init__(self, sw):
-        Exception.__init__(self, sw)
+        super().__init__(sw)  # MicroPython: Exception has no __init__ attribute to call
         self.sw = sw
 
 

@@ -1,0 +1,231 @@
+# Portable tests for the wallet app (firmware/wallet) on FileFlash: run by pytest on CPython
+# and, unchanged, inside the MicroPython VM (plain asserts, no pytest features, no
+# CPython-only modules). host/issuer.py is not available in the VM, so the issuer's objects
+# are sealed here with proto.seal and a fixed issuer seed.
+import os
+
+try:
+    from tapcash.firmware.core import cbor, ed25519, fileflash, hal, proto
+    from tapcash.firmware.core.runtime import sha256, urandom
+    from tapcash.firmware.wallet.app import WalletApp
+except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
+    from firmware.core import cbor, ed25519, fileflash, hal, proto
+    from firmware.core.runtime import sha256, urandom
+    from firmware.wallet.app import WalletApp
+
+ISSUER_SEED = b"\x11" * 32
+WALLET_ID = b"VMWALLET"
+POS_ID = b"VMPOS001"
+PIN = b"2468"
+PUK = b"13572468"
+
+_made = []
+_issuer = []
+
+
+def _issuer_key():
+    if not _issuer:
+        _issuer.append(ed25519.public_key(ISSUER_SEED))
+    return _issuer[0]
+
+
+def _fresh_dir():
+    path = "/tmp/tc_wallet_" + urandom(4).hex()
+    _made.append(path)
+    return path
+
+
+def _cleanup():
+    while _made:
+        path = _made.pop()
+        try:
+            names = os.listdir(path)
+        except OSError:
+            continue
+        for n in names:
+            os.remove(path + "/" + n)
+        os.rmdir(path)
+
+
+class _Rng(hal.Rng):
+    def random(self, n):
+        return urandom(n)
+
+
+class _TornFlash(hal.Flash):
+    """FileFlash with one power cut at write/append number `cut_at`, keeping all bytes of
+    that write or none of them (`keep_all`); off after the cut."""
+
+    def __init__(self, inner, cut_at=0, keep_all=False):
+        self.inner = inner
+        self.cut_at = cut_at
+        self.keep_all = keep_all
+        self.count = 0
+        self.on = True
+
+    def read(self, name):
+        if not self.on:
+            raise hal.PowerCut()
+        return self.inner.read(name)
+
+    def size(self, name):
+        return self.inner.size(name)
+
+    def remove(self, name):
+        self.inner.remove(name)
+
+    def _store(self, op, name, data):
+        if not self.on:
+            raise hal.PowerCut()
+        self.count += 1
+        if self.count == self.cut_at:
+            if self.keep_all:
+                getattr(self.inner, op)(name, data)
+            self.on = False
+            raise hal.PowerCut()
+        getattr(self.inner, op)(name, data)
+
+    def write(self, name, data):
+        self._store("write", name, data)
+
+    def append(self, name, data):
+        self._store("append", name, data)
+
+
+def _send(app, cla, ins, p1=0, p2=0, data=b""):
+    resp = app.process(proto.build_command(cla, ins, p1, p2, data))
+    assert len(resp) >= 2
+    return resp[:-2], resp[-2] << 8 | resp[-1]
+
+
+def _ok(app, cla, ins, p1=0, p2=0, data=b""):
+    out, sw = _send(app, cla, ins, p1, p2, data)
+    assert sw == 0x9000, hex(sw)
+    return out
+
+
+def _select(app):
+    return cbor.decode(_ok(app, 0x00, proto.INS_SELECT, 4, 0, proto.AID))
+
+
+def _personalise(flash):
+    app = WalletApp(hal.Hal(flash=flash, rng=_Rng()))
+    info = _select(app)
+    assert info == {proto.INFO_VERSION: 1, proto.INFO_FLAGS: proto.FLAG_BLANK}
+    pk = _ok(app, 0x80, proto.INS_PERSO_KEYGEN)
+    issuer = _issuer_key()
+    cert = proto.seal(
+        proto.TAG_CERT,
+        {
+            proto.CERT_KIND: proto.KIND_WALLET,
+            proto.CERT_ID: WALLET_ID,
+            proto.CERT_KEY: pk,
+            proto.CERT_ISSUER: proto.key_id(issuer),
+            proto.CERT_EXPIRES: 2000000000,
+            proto.CERT_LIMITS: {proto.LIM_NO_CVM: 3000},
+            proto.CERT_SERIAL: 1,
+        },
+        ISSUER_SEED,
+    )
+    finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer], proto.PF_PIN: PIN, proto.PF_PUK: PUK}
+    _ok(app, 0x80, proto.INS_PERSO_FINISH, data=cbor.encode(finish))
+    voucher = proto.seal(
+        proto.TAG_VOUCHER,
+        {
+            proto.VCH_WALLET: WALLET_ID,
+            proto.VCH_NUMBER: 1,
+            proto.VCH_AMOUNT: 10000,
+            proto.VCH_SOURCE: proto.VSRC_TOPUP,
+            proto.VCH_REF: b"",
+            proto.VCH_PURSE: 0,
+        },
+        ISSUER_SEED,
+    )
+    assert cbor.decode(_ok(app, 0x80, proto.INS_LOAD, data=voucher)) == {0: 10000}
+    return app, pk, cert
+
+
+def _pay_request(challenge, amount, pin=None):
+    req = {
+        proto.REQ_CHALLENGE: challenge,
+        proto.REQ_AMOUNT: amount,
+        proto.REQ_PAYEE: POS_ID,
+        proto.REQ_TIME: 1800000000,
+        proto.REQ_KIND: proto.PAYKIND_POS,
+    }
+    if pin is not None:
+        req[proto.REQ_PIN] = pin
+    return cbor.encode(req)
+
+
+def test_personalise_pay_and_verify():
+    try:
+        root = _fresh_dir()
+        app, pk, cert = _personalise(fileflash.FileFlash(root))
+        info = _select(app)
+        assert info[proto.INFO_ID] == WALLET_ID and info[proto.INFO_CERT] == cert
+        chal = bytes(range(16))
+        env = _ok(app, 0x80, proto.INS_PAY, data=_pay_request(chal, 1250))
+        body = proto.verify_envelope(proto.TAG_PAYMENT, env, pk)
+        assert body[proto.PAY_WALLET] == WALLET_ID
+        assert body[proto.PAY_COUNTER] == 1
+        assert body[proto.PAY_AMOUNT] == 1250
+        assert body[proto.PAY_PAYEE] == POS_ID
+        assert body[proto.PAY_CHALLENGE] == chal
+        assert body[proto.PAY_PREV] == b"\x00" * 32
+        assert body[proto.PAY_BALANCE] == 8750
+        # idempotent retry: the same bytes, no new counter
+        assert _ok(app, 0x80, proto.INS_PAY, data=_pay_request(chal, 1250)) == env
+        _o, sw = _send(app, 0x80, proto.INS_PAY, data=_pay_request(chal, 1251))
+        assert sw == proto.SW_CONDITIONS
+        # above the no-CVM limit: PIN needed, a wrong one costs a try
+        _o, sw = _send(app, 0x80, proto.INS_PAY, data=_pay_request(urandom(16), 4000))
+        assert sw == proto.SW_SECURITY
+        _o, sw = _send(app, 0x80, proto.INS_PAY, data=_pay_request(urandom(16), 4000, b"0000"))
+        assert sw == 0x63C2
+        env2 = _ok(app, 0x80, proto.INS_PAY, data=_pay_request(urandom(16), 4000, PIN))
+        body2 = proto.verify_envelope(proto.TAG_PAYMENT, env2, pk)
+        body_bytes = cbor.decode(env)[0]
+        assert body2[proto.PAY_PREV] == sha256(body_bytes).digest()  # the hash chain
+        assert body2[proto.PAY_BALANCE] == 4750
+        # a reboot on the same files: same state, same last payment, export with a status
+        app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=_Rng()))
+        info = _select(app)
+        assert info[proto.INFO_COUNTER] == 2
+        assert _ok(app, 0x80, proto.INS_GET_LAST) == env2
+        ex = cbor.decode(_ok(app, 0x80, proto.INS_EXPORT, data=cbor.encode({0: 0, 1: 10})))
+        types = [rec[proto.REC_TYPE] for _seq, rec in ex[proto.EXP_RECORDS]]
+        assert types == [proto.RT_LOAD, proto.RT_PAYMENT, proto.RT_PAYMENT]
+        assert ex[proto.EXP_RECORDS][1][1][proto.REC_SIGNED] == env
+        status = proto.verify_envelope(proto.TAG_STATUS, ex[proto.EXP_STATUS], pk)
+        assert status[proto.ST_COUNTER] == 2 and status[proto.ST_BALANCE] == 4750
+        assert status[proto.ST_SEQ] == 3
+    finally:
+        _cleanup()
+
+
+def test_power_cut_after_commit_rebuilds_the_journal_record():
+    try:
+        root = _fresh_dir()
+        app, pk, _cert = _personalise(fileflash.FileFlash(root))
+        # PAY writes the state (1) and appends the journal record (2): cut the append
+        torn = _TornFlash(fileflash.FileFlash(root), cut_at=2, keep_all=False)
+        app = WalletApp(hal.Hal(flash=torn, rng=_Rng()))
+        _select(app)
+        chal = b"\x42" * 16
+        try:
+            app.process(proto.build_command(0x80, proto.INS_PAY, 0, 0, _pay_request(chal, 99)))
+            raise AssertionError("no power cut")
+        except hal.PowerCut:
+            pass
+        app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=_Rng()))
+        info = _select(app)
+        assert info[proto.INFO_COUNTER] == 1 and info[proto.INFO_LAST_CHALLENGE] == chal
+        env = _ok(app, 0x80, proto.INS_PAY, data=_pay_request(chal, 99))
+        proto.verify_envelope(proto.TAG_PAYMENT, env, pk)
+        ex = cbor.decode(_ok(app, 0x80, proto.INS_EXPORT, data=b""))
+        last = ex[proto.EXP_RECORDS][-1][1]
+        assert last == {proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env}
+        assert len(ex[proto.EXP_RECORDS]) == 2  # load + this payment, once
+    finally:
+        _cleanup()

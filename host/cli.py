@@ -9,6 +9,8 @@ import click
 
 from .bench import bench
 from .boards_cli import boards
+from .issuer_cli import issuer
+from .ledger.cli import ledger
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +33,8 @@ def selftest() -> None:
 
 cli.add_command(bench)
 cli.add_command(boards)
+cli.add_command(ledger)
+cli.add_command(issuer)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ every certificate, so a second key can be added to devices before the first is r
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -29,14 +30,28 @@ class Issuer:
 
     @classmethod
     def load(cls, path: Path) -> Issuer:
-        return cls(bytes.fromhex(Path(path).read_text().strip()))
+        """Read a key file: JSON `{"seed", "key_id", "public_key"}` (hex) as `save` writes it,
+        or a bare hex seed. The key id in the file must match the seed."""
+        text = Path(path).read_text().strip()
+        if not text.startswith("{"):
+            return cls(bytes.fromhex(text))
+        data = json.loads(text)
+        issuer = cls(bytes.fromhex(data["seed"]))
+        if "key_id" in data and bytes.fromhex(data["key_id"]) != issuer.key_id:
+            raise ValueError(f"{path}: key_id does not match the seed")
+        return issuer
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, exist_ok: bool = False) -> None:
+        """Write the key file owner-only (0600), created with those permissions: the seed is
+        never readable by others, not even briefly."""
         path = Path(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if exist_ok else os.O_EXCL)
+        fd = os.open(path, flags, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(self._seed.hex() + "\n")
-        os.chmod(path, 0o600)
+            os.fchmod(f.fileno(), 0o600)
+            json.dump({"key_id": self.key_id.hex(), "public_key": self.public_key.hex(),
+                       "seed": self._seed.hex()}, f, indent=1)
+            f.write("\n")
 
     @property
     def trusted_keys(self) -> dict[bytes, bytes]:

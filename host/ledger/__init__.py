@@ -1,1 +1,2 @@
-"""The online ledger: verifies device journals, posts double-entry movements, catches double spends."""
+"""The online ledger: verifies device journals, posts double-entry movements, catches
+double spends."""

@@ -1,0 +1,159 @@
+"""`tapcash issuer ...`: the issuer's key and the objects it signs offline.
+
+    tapcash issuer init issuer.key                       # new key, file 0600, prints the key id
+    tapcash issuer certify wallet --key issuer.key --id ID --public-key PK [--limit 1=100000]
+    tapcash issuer certify pos --key issuer.key --id ID --public-key PK --merchant MID
+    tapcash issuer voucher --key issuer.key --wallet ID --number N --amount A
+    tapcash issuer payroll salaries.csv --ledger URL --token T --payer ACME --reference 2026-11
+
+Envelopes are printed as hex (or written with --out). Vouchers for real wallets should come from
+the ledger (`tapcash ledger` / the load API), which numbers them and debits an online account;
+`issuer voucher` is for test benches and pilots without a ledger.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from tapcash.firmware.core import proto
+
+from .issuer import YEAR_S, Issuer
+
+
+def _id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise click.BadParameter("expected 16 hex digits") from None
+    if len(raw) != 8:
+        raise click.BadParameter("expected 16 hex digits")
+    return raw
+
+
+def _emit(data: bytes, out: str | None) -> None:
+    if out:
+        Path(out).write_bytes(data)
+        click.echo(f"wrote {len(data)} bytes to {out}")
+    else:
+        click.echo(data.hex())
+
+
+key_option = click.option("--key", "key_path", required=True, type=click.Path(exists=True),
+                          envvar="TAPCASH_ISSUER_KEY", help="issuer key file")
+
+
+@click.group()
+def issuer() -> None:
+    """Issuer root key: device certificates, vouchers, payroll."""
+
+
+@issuer.command()
+@click.argument("path", type=click.Path())
+@click.option("--force", is_flag=True, help="overwrite an existing key file")
+def init(path: str, force: bool) -> None:
+    """Generate an issuer key; the file is written owner-only (0600) with its key id."""
+    iss = Issuer.generate()
+    try:
+        iss.save(Path(path), exist_ok=force)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists (use --force to replace it)") from None
+    click.echo(f"key id {iss.key_id.hex()}")
+    click.echo(f"public key {iss.public_key.hex()}")
+
+
+@issuer.command()
+@key_option
+def show(key_path: str) -> None:
+    """Print the key id and public key of a key file."""
+    iss = Issuer.load(Path(key_path))
+    click.echo(f"key id {iss.key_id.hex()}")
+    click.echo(f"public key {iss.public_key.hex()}")
+
+
+@issuer.command()
+@click.argument("kind", type=click.Choice(["wallet", "pos"]))
+@key_option
+@click.option("--id", "dev_id", required=True, help="device id, 16 hex digits")
+@click.option("--public-key", required=True, help="device public key, 64 hex digits")
+@click.option("--merchant", help="POS: merchant id, 16 hex digits")
+@click.option("--category", type=int, default=0, help="POS: merchant category code")
+@click.option("--days", type=int, default=2 * 365, show_default=True, help="validity")
+@click.option("--serial", type=int, default=1, show_default=True)
+@click.option("--limit", "limits", multiple=True,
+              help="wallet limit KEY=VALUE (1 balance max, 2 payment max, 3 offline count, "
+              "4 offline amount, 5 no-CVM, 6 staged spend)")
+@click.option("--out", help="write the envelope to this file instead of printing hex")
+def certify(kind: str, key_path: str, dev_id: str, public_key: str, merchant: str | None,
+            category: int, days: int, serial: int, limits: tuple[str, ...],
+            out: str | None) -> None:
+    """Sign a device certificate."""
+    iss = Issuer.load(Path(key_path))
+    pk = bytes.fromhex(public_key)
+    if len(pk) != 32:
+        raise click.BadParameter("expected 64 hex digits", param_hint="--public-key")
+    expires = int(time.time()) + days * 24 * 3600 if days else int(time.time()) + YEAR_S
+    if kind == "wallet":
+        lim: dict[int, int] = {}
+        for item in limits:
+            k, _, v = item.partition("=")
+            if not k.isdigit() or not v.isdigit() or int(k) not in proto.DEFAULT_LIMITS:
+                raise click.BadParameter(f"bad limit {item!r}", param_hint="--limit")
+            lim[int(k)] = int(v)
+        env = iss.certify_wallet(_id(dev_id), pk, expires=expires, limits=lim, serial=serial)
+    else:
+        if not merchant:
+            raise click.BadParameter("required for a POS", param_hint="--merchant")
+        env = iss.certify_pos(_id(dev_id), pk, _id(merchant), expires=expires,
+                              category=category, serial=serial)
+    _emit(env, out)
+
+
+@issuer.command()
+@key_option
+@click.option("--wallet", required=True, help="wallet id, 16 hex digits")
+@click.option("--number", type=int, required=True, help="the wallet's next voucher number")
+@click.option("--amount", type=int, required=True, help="minor units")
+@click.option("--source", type=click.Choice(["topup", "transfer", "payroll"]), default="topup")
+@click.option("--ref", default="", help="free reference")
+@click.option("--out", help="write the envelope to this file instead of printing hex")
+def voucher(key_path: str, wallet: str, number: int, amount: int, source: str, ref: str,
+            out: str | None) -> None:
+    """Sign one voucher (offline: no online account is debited)."""
+    if amount <= 0 or number <= 0:
+        raise click.BadParameter("amount and number must be positive")
+    src = {"topup": proto.VSRC_TOPUP, "transfer": proto.VSRC_TRANSFER,
+           "payroll": proto.VSRC_PAYROLL}[source]
+    env = Issuer.load(Path(key_path)).voucher(_id(wallet), number, amount, source=src,
+                                              ref=ref.encode())
+    _emit(env, out)
+
+
+@issuer.command()
+@click.argument("csv_file", type=click.File("r"))
+@click.option("--ledger", "url", required=True, envvar="TAPCASH_LEDGER_URL",
+              help="ledger base URL")
+@click.option("--token", required=True, envvar="TAPCASH_LEDGER_TOKEN", help="operator token")
+@click.option("--payer", required=True, help="owner account that pays")
+@click.option("--reference", required=True, help="unique batch reference")
+def payroll(csv_file, url: str, token: str, payer: str, reference: str) -> None:  # noqa: ANN001
+    """Load every wallet of a CSV (wallet id hex, amount) through the ledger: all or nothing."""
+    from .ledger.client import LedgerClient, LedgerHTTPError
+
+    with LedgerClient(url, token) as lc:
+        try:
+            res = lc.payroll(payer, csv_file.read(), reference)
+        except LedgerHTTPError as e:
+            detail = e.detail
+            if isinstance(detail, dict):
+                click.echo(detail.get("error", "refused"), err=True)
+                for line in detail.get("lines", []):
+                    click.echo(f"  line {line['line']}: {line['error']}", err=True)
+            else:
+                click.echo(f"refused ({e.status}): {detail}", err=True)
+            sys.exit(1)
+    click.echo(f"payroll {res['reference']}: {len(res['vouchers'])} wallets, total "
+               f"{res['total']}, payer balance {res['payer_balance']}")

@@ -1,0 +1,88 @@
+"""`tapcash ledger ...`: run the ledger service, migrate its database, check its books."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .app import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN
+
+DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
+
+
+@click.group()
+def ledger() -> None:
+    """The online ledger service (HTTP, SQLite or PostgreSQL)."""
+
+
+@ledger.command()
+@click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
+              help=DB_HELP)
+def migrate(db_url: str) -> None:
+    """Create or upgrade the database schema."""
+    from .db import Database
+    from .migrations import migrate as run
+
+    db = Database(db_url, pool_size=1)
+    applied = run(db)
+    click.echo(f"applied {applied}" if applied else "schema up to date")
+
+
+@ledger.command()
+@click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
+              help=DB_HELP)
+@click.option("--issuer-key", envvar=ENV_KEY, required=True, type=click.Path(exists=True),
+              help="issuer key file (tapcash issuer init)")
+@click.option("--token", envvar=ENV_TOKEN, required=True, help="operator bearer token")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8700, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="uvicorn worker processes (PostgreSQL: one per core; SQLite: 1)")
+@click.option("--pool", default=8, show_default=True, type=int,
+              help="database connections per worker")
+def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, workers: int,
+          pool: int) -> None:
+    """Run the HTTP API under uvicorn (migrates the schema first)."""
+    import uvicorn
+
+    from .db import Database
+    from .migrations import migrate as run
+
+    run(Database(db_url, pool_size=1))
+    os.environ.update({ENV_DB: db_url, ENV_KEY: str(Path(issuer_key).resolve()),
+                       ENV_TOKEN: token, ENV_POOL: str(pool)})
+    uvicorn.run("tapcash.host.ledger.app:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")
+
+
+@ledger.command()
+@click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
+              help=DB_HELP)
+def check(db_url: str) -> None:
+    """Check the books: issued = held, postings add up, nothing negative. Exit 1 if not."""
+    from .db import Database
+    from .postings import check_invariant
+
+    inv = Database(db_url, pool_size=1).read(check_invariant)
+    click.echo(json.dumps(inv, indent=2))
+    sys.exit(0 if inv["ok"] else 1)
+
+
+@ledger.command()
+@click.argument("name", type=click.Choice(["merchants", "settlements", "fraud", "refused",
+                                           "accounts"]))
+@click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
+              help=DB_HELP)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True)
+def report(name: str, db_url: str, fmt: str) -> None:
+    """Print a report straight from the database."""
+    from . import reports
+    from .db import Database
+
+    rows = Database(db_url, pool_size=1).read(lambda tx: reports.report(tx, name))
+    click.echo(reports.to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=2), nl=False)

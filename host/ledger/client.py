@@ -1,0 +1,229 @@
+"""Typed HTTP client of the ledger (httpx). The sync tool and the tests use it.
+
+    from tapcash.host.ledger.client import LedgerClient
+    with LedgerClient("http://127.0.0.1:8700", token="...") as lc:
+        res = lc.ingest_export(device_id, [export_response_bytes, ...])
+        for v in res.vouchers: ...            # voucher envelopes to LOAD (wallet), in order
+        if res.update: ...                    # update envelope to APPLY (6916 = already applied)
+        ...                                   # then ACK res.ack on the device
+
+Envelopes travel as bytes on the Python side and as base64 strings on the wire. A refusal
+raises LedgerHTTPError with the HTTP status and the ledger's reason.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tapcash.firmware.core import cbor, proto
+
+
+class LedgerHTTPError(Exception):
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+@dataclass
+class IngestResult:
+    device: bytes
+    upto: int  # the ledger stored every journal record up to this seq
+    ack: bytes  # ledger-signed ack envelope: send it to the device (ACK)
+    vouchers: list[bytes]  # voucher envelopes not yet applied, in number order (LOAD each)
+    update: bytes | None  # latest update envelope (APPLY; 6916 means already applied)
+    accepted: int = 0  # new payments credited
+    duplicates: int = 0  # payments already known (replays)
+    conflicts: int = 0  # new fraud cases
+    refused: int = 0  # new payments not credited (outside the rules)
+    released: int = 0  # staged transfers released to this wallet
+    loss: int = 0  # value guaranteed beyond the payers' funds in this batch
+    revoked: list[str] = field(default_factory=list)
+    hotlist_version: int = 0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pending:
+    device: bytes
+    vouchers: list[bytes]
+    update: bytes | None
+    update_number: int
+
+
+@dataclass
+class Hotlist:
+    version: int
+    issued: int
+    revoked: list[bytes]
+    envelope: bytes
+
+
+def export_to_batch(pages: Iterable[bytes | dict]) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Turn EXPORT response pages (CBOR bytes or decoded maps) into (records, last status).
+
+    Each record is re-encoded with the deterministic CBOR encoder: the same bytes the device
+    journaled."""
+    records: list[tuple[int, bytes]] = []
+    status = None
+    for page in pages:
+        m = cbor.decode(page) if isinstance(page, bytes | bytearray) else page
+        for seq, rec in m.get(proto.EXP_RECORDS, []):
+            records.append((seq, rec if isinstance(rec, bytes) else cbor.encode(rec)))
+        st = m.get(proto.EXP_STATUS)
+        if st is not None:
+            status = st if isinstance(st, bytes) else cbor.encode(st)
+    if status is None:
+        raise ValueError("no status envelope in the export")
+    return records, status
+
+
+class LedgerClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers,
+                                  timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- plumbing ----------------------------------------------------------------------
+    def _call(self, method: str, path: str, json: Any = None,
+              params: dict[str, Any] | None = None) -> Any:
+        r = self._http.request(method, path, json=json, params=params)
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail")
+            except ValueError:
+                detail = r.text
+            raise LedgerHTTPError(r.status_code, detail)
+        if r.headers.get("content-type", "").startswith("text/csv"):
+            return r.text
+        return r.json()
+
+    # ---- public ------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/health")
+
+    def issuer(self) -> dict[str, Any]:
+        """{key_id, public_key} (hex) of the issuer key the ledger signs with."""
+        return self._call("GET", "/v1/issuer")
+
+    def hotlist(self) -> Hotlist:
+        h = self._call("GET", "/v1/hotlist")
+        return Hotlist(h["version"], h["issued"], [bytes.fromhex(x) for x in h["revoked"]],
+                       base64.b64decode(h["envelope"]))
+
+    # ---- devices (authenticated by signatures) -----------------------------------------
+    def ingest(self, device_id: bytes, records: Sequence[tuple[int, bytes]],
+               status: bytes) -> IngestResult:
+        """Upload journal records [(seq, CBOR record bytes)] and the device-signed status."""
+        body = {
+            "device": device_id.hex(),
+            "records": [{"seq": s, "record": _b64(r)} for s, r in records],
+            "status": _b64(status),
+        }
+        d = self._call("POST", "/v1/ingest", json=body)
+        return IngestResult(
+            device=bytes.fromhex(d["device"]),
+            upto=d["upto"],
+            ack=base64.b64decode(d["ack"]),
+            vouchers=[base64.b64decode(v["voucher"]) for v in d["vouchers"]],
+            update=_unb64(d["update"]),
+            accepted=d["accepted"],
+            duplicates=d["duplicates"],
+            conflicts=d["conflicts"],
+            refused=d["refused"],
+            released=d["released"],
+            loss=d["loss"],
+            revoked=d["revoked"],
+            hotlist_version=d["hotlist_version"],
+            raw=d,
+        )
+
+    def ingest_export(self, device_id: bytes, pages: Iterable[bytes | dict]) -> IngestResult:
+        """Upload the EXPORT response pages of one device as one batch."""
+        records, status = export_to_batch(pages)
+        return self.ingest(device_id, records, status)
+
+    def pending(self, device_id: bytes) -> Pending:
+        d = self._call("GET", f"/v1/devices/{device_id.hex()}/pending")
+        return Pending(bytes.fromhex(d["device"]),
+                       [base64.b64decode(v["voucher"]) for v in d["vouchers"]],
+                       _unb64(d["update"]), d["update_number"])
+
+    # ---- operator ----------------------------------------------------------------------
+    def register(self, cert: bytes, owner: str | None = None) -> dict[str, Any]:
+        return self._call("POST", "/v1/devices", json={"cert": _b64(cert), "owner": owner})
+
+    def device(self, device_id: bytes) -> dict[str, Any]:
+        return self._call("GET", f"/v1/devices/{device_id.hex()}")
+
+    def revoke(self, device_id: bytes, reason: str = "operator") -> dict[str, Any]:
+        return self._call("POST", f"/v1/devices/{device_id.hex()}/revoke",
+                          json={"reason": reason})
+
+    def renew(self, device_id: bytes, expires: int | None = None,
+              limits: dict[int, int] | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/v1/devices/{device_id.hex()}/renew",
+                          json={"expires": expires, "limits": limits})
+
+    def deposit(self, owner: str, amount: int, reference: str = "") -> dict[str, Any]:
+        return self._call("POST", f"/v1/owners/{owner}/deposit",
+                          json={"amount": amount, "reference": reference})
+
+    def owner(self, owner: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/owners/{owner}")
+
+    def load(self, wallet_id: bytes, amount: int, reference: str = "",
+             owner: str | None = None) -> bytes:
+        """Issue the wallet's next top-up voucher; returns the voucher envelope."""
+        d = self._call("POST", f"/v1/wallets/{wallet_id.hex()}/load",
+                       json={"amount": amount, "reference": reference, "owner": owner})
+        return base64.b64decode(d["voucher"])
+
+    def payroll(self, payer: str, csv_text: str, reference: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/payroll",
+                          json={"payer": payer, "csv": csv_text, "reference": reference})
+
+    def settle(self, merchant_id: bytes, reference: str = "") -> dict[str, Any]:
+        return self._call("POST", f"/v1/merchants/{merchant_id.hex()}/settle",
+                          json={"reference": reference})
+
+    def invariant(self) -> dict[str, Any]:
+        r = self._http.get("/v1/invariant")
+        if r.status_code not in (200, 500) or "ok" not in r.json():
+            raise LedgerHTTPError(r.status_code, r.text)
+        return r.json()
+
+    def report(self, name: str, format: str = "json") -> Any:
+        """merchants | settlements | fraud | refused | accounts; format json or csv."""
+        return self._call("GET", f"/v1/reports/{name}", params={"format": format})
+
+    def wallet_statement(self, wallet_id: bytes, format: str = "json") -> Any:
+        return self._call("GET", f"/v1/reports/wallets/{wallet_id.hex()}",
+                          params={"format": format})
+
+    def books(self) -> dict[str, Any]:
+        """Canonical dump of the ledger (equal for equal content, whatever the order)."""
+        return self._call("GET", "/v1/reports/books")

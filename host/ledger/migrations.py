@@ -1,0 +1,213 @@
+"""Schema migrations: numbered steps applied in order, recorded in `schema_version`.
+
+Each step is SQL written once for both back ends; `{blob}`, `{serial}` and `{bigint}` are the only
+dialect differences and are filled in per back end. Append new steps, never edit an applied one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .db import Database, Tx
+
+_TYPES = {
+    "sqlite": {"blob": "BLOB", "bigint": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {"blob": "BYTEA", "bigint": "BIGINT", "serial": "BIGSERIAL PRIMARY KEY"},
+}
+
+# Balances may be negative only on the issuer's own contra accounts (kind 'issuer'); the CHECK
+# makes the database refuse any transaction that would break that rule.
+STEPS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial schema",
+        """
+CREATE TABLE accounts (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    balance {bigint} NOT NULL DEFAULT 0,
+    CHECK (kind = 'issuer' OR balance >= 0)
+);
+CREATE TABLE postings (
+    id {serial},
+    src TEXT NOT NULL REFERENCES accounts(name),
+    dst TEXT NOT NULL REFERENCES accounts(name),
+    amount {bigint} NOT NULL CHECK (amount > 0),
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    at {bigint} NOT NULL
+);
+CREATE UNIQUE INDEX postings_kind_ref ON postings(kind, ref);
+CREATE INDEX postings_src ON postings(src);
+CREATE INDEX postings_dst ON postings(dst);
+CREATE TABLE owners (
+    name TEXT PRIMARY KEY,
+    created_at {bigint} NOT NULL
+);
+CREATE TABLE devices (
+    id {blob} PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    pubkey {blob} NOT NULL,
+    cert {blob} NOT NULL,
+    serial {bigint} NOT NULL,
+    expires {bigint} NOT NULL,
+    merchant {blob},
+    owner TEXT REFERENCES owners(name),
+    limits TEXT NOT NULL DEFAULT '{{}}',
+    revoked INTEGER NOT NULL DEFAULT 0,
+    revoked_at {bigint},
+    revoke_reason TEXT,
+    renewed INTEGER NOT NULL DEFAULT 0,
+    next_voucher {bigint} NOT NULL DEFAULT 1,
+    vouchers_applied {bigint} NOT NULL DEFAULT 0,
+    next_update {bigint} NOT NULL DEFAULT 1,
+    synced_counter {bigint} NOT NULL DEFAULT 0,
+    upd_hotlist {bigint} NOT NULL DEFAULT 0,
+    upd_serial {bigint} NOT NULL DEFAULT 0,
+    acked_upto {bigint},
+    last_status {blob},
+    registered_at {bigint} NOT NULL
+);
+CREATE INDEX devices_merchant ON devices(merchant);
+CREATE TABLE payments (
+    wallet {blob} NOT NULL REFERENCES devices(id),
+    counter {bigint} NOT NULL,
+    hash {blob} NOT NULL,
+    prev {blob} NOT NULL,
+    envelope {blob} NOT NULL,
+    amount {bigint} NOT NULL,
+    payee {blob} NOT NULL,
+    kind INTEGER NOT NULL,
+    time {bigint} NOT NULL,
+    status TEXT NOT NULL,
+    credited TEXT,
+    via TEXT NOT NULL,
+    at {bigint} NOT NULL,
+    PRIMARY KEY (wallet, counter)
+);
+CREATE INDEX payments_prev ON payments(wallet, prev);
+CREATE INDEX payments_payee ON payments(payee);
+CREATE TABLE fraud_cases (
+    id {serial},
+    wallet {blob} NOT NULL REFERENCES devices(id),
+    kind TEXT NOT NULL,
+    counter {bigint} NOT NULL,
+    proof_a {blob} NOT NULL,
+    proof_b {blob} NOT NULL,
+    hash_b {blob} NOT NULL,
+    amount_b {bigint} NOT NULL,
+    credited_b TEXT,
+    loss {bigint} NOT NULL DEFAULT 0,
+    detected_at {bigint} NOT NULL,
+    via {blob} NOT NULL
+);
+CREATE UNIQUE INDEX fraud_cases_proof ON fraud_cases(wallet, kind, hash_b);
+CREATE TABLE receipts (
+    pos {blob} NOT NULL,
+    seq {bigint} NOT NULL,
+    wallet {blob} NOT NULL,
+    counter {bigint} NOT NULL,
+    hash {blob} NOT NULL,
+    envelope {blob} NOT NULL,
+    PRIMARY KEY (pos, seq)
+);
+CREATE TABLE vouchers (
+    wallet {blob} NOT NULL REFERENCES devices(id),
+    number {bigint} NOT NULL,
+    amount {bigint} NOT NULL,
+    source INTEGER NOT NULL,
+    ref TEXT NOT NULL,
+    envelope {blob} NOT NULL,
+    applied INTEGER NOT NULL DEFAULT 0,
+    at {bigint} NOT NULL,
+    PRIMARY KEY (wallet, number)
+);
+CREATE UNIQUE INDEX vouchers_source_ref ON vouchers(source, ref);
+CREATE TABLE updates (
+    device {blob} NOT NULL REFERENCES devices(id),
+    number {bigint} NOT NULL,
+    envelope {blob} NOT NULL,
+    at {bigint} NOT NULL,
+    PRIMARY KEY (device, number)
+);
+CREATE TABLE journal_ranges (
+    device {blob} NOT NULL REFERENCES devices(id),
+    lo {bigint} NOT NULL,
+    hi {bigint} NOT NULL,
+    at {bigint} NOT NULL
+);
+CREATE INDEX journal_ranges_device ON journal_ranges(device, lo);
+CREATE TABLE hotlists (
+    version {bigint} PRIMARY KEY,
+    issued {bigint} NOT NULL,
+    envelope {blob} NOT NULL
+);
+CREATE TABLE settlements (
+    id {serial},
+    merchant {blob} NOT NULL,
+    amount {bigint} NOT NULL,
+    reference TEXT NOT NULL,
+    at {bigint} NOT NULL
+);
+CREATE TABLE payroll_batches (
+    reference TEXT PRIMARY KEY,
+    payer TEXT NOT NULL REFERENCES owners(name),
+    lines {bigint} NOT NULL,
+    total {bigint} NOT NULL,
+    at {bigint} NOT NULL
+);
+INSERT INTO accounts (name, kind, balance) VALUES ('issuer:float', 'issuer', 0);
+INSERT INTO accounts (name, kind, balance) VALUES ('issuer:loss', 'issuer', 0);
+""",
+    ),
+]
+
+LATEST = STEPS[-1][0]
+
+
+def _statements(sql: str, dialect: str) -> list[str]:
+    text = sql.format(**_TYPES[dialect])
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def current_version(tx: Tx) -> int:
+    if tx.dialect == "sqlite":
+        exists = tx.one("SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'")
+    else:
+        exists = tx.one("SELECT 1 FROM pg_tables WHERE tablename='schema_version' "
+                        "AND schemaname = current_schema()")
+    if not exists:
+        return 0
+    return int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version", default=0))
+
+
+def migrate(db: Database) -> list[int]:
+    """Apply every pending step, each in its own transaction. Safe to run from several
+    processes at once (a lock serializes them). Returns the versions applied."""
+    applied: list[int] = []
+
+    def step(tx: Tx) -> int | None:
+        if tx.dialect == "postgresql":
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (0x74617063617368,))  # "tapcash"
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at " + _TYPES[tx.dialect]["bigint"] + " NOT NULL)"
+        )
+        have = current_version(tx)
+        for version, name, sql in STEPS:
+            if version <= have:
+                continue
+            for stmt in _statements(sql, tx.dialect):
+                tx.execute(stmt)
+            tx.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, int(time.time())),
+            )
+            return version
+        return None
+
+    while True:
+        v = db.write(step, attempts=1)
+        if v is None:
+            return applied
+        applied.append(v)

@@ -1,0 +1,161 @@
+"""Double-entry bookkeeping: accounts, postings, the books' invariant.
+
+Every movement of money is one posting `(src, dst, amount)`: `amount` leaves `src` and enters
+`dst`, so the balances of all accounts always add up to zero. Money is an integer count of minor
+units. Accounts (see docs/LEDGER.md):
+
+    issuer:float      contra: -(deposits - payouts): the backed value the issuer owes
+    issuer:loss       contra: -(value the issuer guaranteed beyond a wallet's funds: fraud loss)
+    owner:<name>      an owner's online account (deposits, payroll payer)
+    wallet:<id>       offline value issued to a wallet and not yet seen spent
+    staged:<id>       in flight: wallet-to-wallet transfers received offline, not yet released
+    merchant:<id>     what the issuer owes a merchant (payments accepted by its POS terminals)
+
+Only the two issuer contra accounts may be negative (the database enforces it with a CHECK).
+Invariant: issued = -(issuer:float + issuer:loss) = sum of owner + wallet + staged + merchant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .db import Tx
+from .errors import LedgerError
+
+FLOAT = "issuer:float"
+LOSS = "issuer:loss"
+CONTRA = (FLOAT, LOSS)
+HOLDER_KINDS = ("owner", "wallet", "staged", "merchant")
+
+
+def owner_acct(name: str) -> str:
+    return "owner:" + name
+
+
+def wallet_acct(wid: bytes) -> str:
+    return "wallet:" + wid.hex()
+
+
+def staged_acct(wid: bytes) -> str:
+    return "staged:" + wid.hex()
+
+
+def merchant_acct(mid: bytes) -> str:
+    return "merchant:" + mid.hex()
+
+
+def create_accounts(tx: Tx, names: Iterable[str]) -> None:
+    for name in names:
+        kind = name.split(":", 1)[0]
+        if tx.dialect == "sqlite":
+            tx.execute("INSERT OR IGNORE INTO accounts (name, kind, balance) VALUES (?, ?, 0)",
+                       (name, kind))
+        else:
+            tx.execute("INSERT INTO accounts (name, kind, balance) VALUES (?, ?, 0) "
+                       "ON CONFLICT (name) DO NOTHING", (name, kind))
+
+
+class Book:
+    """Postings of one transaction, buffered and written in bulk by `flush`.
+
+    Balances of the accounts touched are read once (`balance`) and tracked in memory, so
+    decisions inside a batch (does the wallet cover this payment?) see earlier postings of the
+    same batch. The transaction's locks make that read stable.
+    """
+
+    def __init__(self, tx: Tx, now: int) -> None:
+        self.tx = tx
+        self.now = now
+        self._bal: dict[str, int] = {}
+        self._delta: dict[str, int] = {}
+        self._rows: list[tuple[str, str, int, str, str, int]] = []
+
+    def preload(self, names: Iterable[str]) -> None:
+        want = [n for n in set(names) if n not in self._bal]
+        for i in range(0, len(want), 500):
+            chunk = want[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for name, bal in self.tx.all(
+                f"SELECT name, balance FROM accounts WHERE name IN ({marks})", chunk
+            ):
+                self._bal[name] = int(bal)
+
+    def balance(self, name: str) -> int:
+        if name not in self._bal:
+            self.preload([name])
+            if name not in self._bal:
+                raise LedgerError(500, f"no account {name}")
+        return self._bal[name]
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.balance(name)
+        except LedgerError:
+            return False
+        return True
+
+    def move(self, src: str, dst: str, amount: int, kind: str, ref: str) -> None:
+        if amount <= 0:
+            raise LedgerError(500, "posting amount must be positive")
+        self.balance(src)
+        self.balance(dst)
+        self._bal[src] -= amount
+        self._bal[dst] += amount
+        self._delta[src] = self._delta.get(src, 0) - amount
+        self._delta[dst] = self._delta.get(dst, 0) + amount
+        self._rows.append((src, dst, amount, kind, ref, self.now))
+
+    def flush(self) -> int:
+        n = len(self._rows)
+        self.tx.executemany(
+            "INSERT INTO postings (src, dst, amount, kind, ref, at) VALUES (?, ?, ?, ?, ?, ?)",
+            self._rows,
+        )
+        # Sorted: concurrent PostgreSQL transactions lock account rows in one global order.
+        self.tx.executemany(
+            "UPDATE accounts SET balance = balance + ? WHERE name = ?",
+            [(d, name) for name, d in sorted(self._delta.items()) if d],
+        )
+        self._rows = []
+        self._delta = {}
+        return n
+
+
+def check_invariant(tx: Tx) -> dict:
+    """Check the books; returns a report with `ok` and the figures."""
+    rows = tx.all("SELECT name, kind, balance FROM accounts")
+    by_kind: dict[str, int] = {}
+    negative = []
+    contra: dict[str, int] = {}
+    for name, kind, bal in rows:
+        bal = int(bal)
+        if kind == "issuer":
+            contra[name] = bal
+        else:
+            by_kind[kind] = by_kind.get(kind, 0) + bal
+            if bal < 0:
+                negative.append({"account": name, "balance": bal})
+    issued = -sum(contra.values())
+    held = sum(by_kind.values())
+    # Recompute every balance from the postings: the stored balances must match.
+    recomputed: dict[str, int] = {}
+    for name, s in tx.all("SELECT dst, SUM(amount) FROM postings GROUP BY dst"):
+        recomputed[name] = recomputed.get(name, 0) + int(s)
+    for name, s in tx.all("SELECT src, SUM(amount) FROM postings GROUP BY src"):
+        recomputed[name] = recomputed.get(name, 0) - int(s)
+    mismatched = [
+        {"account": name, "balance": int(bal), "from_postings": recomputed.get(name, 0)}
+        for name, _kind, bal in rows
+        if int(bal) != recomputed.get(name, 0)
+    ]
+    return {
+        "ok": issued == held and not negative and not mismatched,
+        "issued": issued,
+        "backed": -contra.get(FLOAT, 0),
+        "fraud_loss": -contra.get(LOSS, 0),
+        "held": held,
+        "by_kind": {k: by_kind.get(k, 0) for k in HOLDER_KINDS},
+        "negative": negative,
+        "mismatched": mismatched,
+        "postings": int(tx.scalar("SELECT COUNT(*) FROM postings", default=0)),
+    }

@@ -1,0 +1,164 @@
+"""Reports: merchant settlement, wallet statement, fraud cases, refused payments, the books.
+
+Every report is a list of flat rows (JSON) that also renders as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from tapcash.firmware.core import proto
+
+from . import postings as P
+from .codec import b64e
+from .db import Tx
+from .errors import LedgerError
+from .service import need_device
+
+
+def to_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    out = io.StringIO()
+    cols = columns or (list(rows[0].keys()) if rows else [])
+    w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return out.getvalue()
+
+
+def merchants(tx: Tx) -> list[dict[str, Any]]:
+    rows = []
+    for name, bal in tx.all("SELECT name, balance FROM accounts WHERE kind = 'merchant' "
+                            "ORDER BY name"):
+        credited = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE dst = ?",
+                                 (name,), default=0))
+        settled = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE src = ? "
+                                "AND kind = 'settle'", (name,), default=0))
+        guaranteed = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE dst = ? "
+                                   "AND kind = 'guarantee'", (name,), default=0))
+        mid = bytes.fromhex(name.split(":", 1)[1])
+        count = int(tx.scalar(
+            "SELECT COUNT(*) FROM payments p JOIN devices d ON d.id = p.payee "
+            "WHERE d.merchant = ? AND p.status = 'posted'", (mid,), default=0))
+        rows.append({"merchant": mid.hex(), "credited": credited, "settled": settled,
+                     "owed": int(bal), "of_which_guaranteed": guaranteed, "payments": count})
+    return rows
+
+
+def settlements(tx: Tx) -> list[dict[str, Any]]:
+    return [
+        {"settlement": int(i), "merchant": bytes(m).hex(), "amount": int(a), "reference": r,
+         "at": int(t)}
+        for i, m, a, r, t in tx.all("SELECT id, merchant, amount, reference, at FROM settlements "
+                                    "ORDER BY id")
+    ]
+
+
+def wallet_statement(tx: Tx, wid: bytes) -> dict[str, Any]:
+    d = need_device(tx, wid, proto.KIND_WALLET)
+    acct, staged = P.wallet_acct(wid), P.staged_acct(wid)
+    lines = []
+    running = 0
+    for pid, src, dst, amount, kind, ref, at in tx.all(
+        "SELECT id, src, dst, amount, kind, ref, at FROM postings WHERE src = ? OR dst = ? "
+        "ORDER BY id", (acct, acct)
+    ):
+        delta = int(amount) if dst == acct else -int(amount)
+        running += delta
+        lines.append({"posting": int(pid), "kind": kind, "ref": ref,
+                      "counterparty": src if dst == acct else dst, "amount": delta,
+                      "balance": running, "at": int(at)})
+    bal = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?", (acct,), default=0))
+    staged_bal = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?", (staged,),
+                               default=0))
+    unapplied = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM vouchers WHERE wallet = ? "
+                              "AND number > ?", (wid, d["vouchers_applied"]), default=0))
+    reported = None
+    if d["last_status"]:
+        _b, st, _s = proto.open_envelope(d["last_status"])
+        reported = {"seq": st.get(proto.ST_SEQ), "counter": st.get(proto.ST_COUNTER),
+                    "balance": st.get(proto.ST_BALANCE), "pending": st.get(proto.ST_PENDING),
+                    "vouchers_applied": st.get(proto.ST_LOADS)}
+    return {
+        "wallet": wid.hex(),
+        "owner": d["owner"],
+        "revoked": d["revoked"],
+        "balance": bal,
+        "staged": staged_bal,
+        "vouchers_unapplied": unapplied,
+        "expected_device_balance": bal - unapplied,
+        "reported": reported,
+        "lines": lines,
+    }
+
+
+def fraud_cases(tx: Tx) -> list[dict[str, Any]]:
+    return [
+        {"case": int(i), "wallet": bytes(w).hex(), "kind": k, "counter": int(c),
+         "proof_a": b64e(bytes(a)), "proof_b": b64e(bytes(b)), "amount_b": int(am),
+         "credited_b": cr, "loss": int(loss), "detected_at": int(at), "via": bytes(via).hex()}
+        for i, w, k, c, a, b, am, cr, loss, at, via in tx.all(
+            "SELECT id, wallet, kind, counter, proof_a, proof_b, amount_b, credited_b, loss, "
+            "detected_at, via FROM fraud_cases ORDER BY id")
+    ]
+
+
+def refused(tx: Tx) -> list[dict[str, Any]]:
+    return [
+        {"wallet": bytes(w).hex(), "counter": int(c), "amount": int(a), "payee": bytes(p).hex(),
+         "status": s, "envelope": b64e(bytes(e))}
+        for w, c, a, p, s, e in tx.all(
+            "SELECT wallet, counter, amount, payee, status, envelope FROM payments "
+            "WHERE status <> 'posted' ORDER BY wallet, counter")
+    ]
+
+
+def accounts(tx: Tx) -> list[dict[str, Any]]:
+    return [{"account": n, "kind": k, "balance": int(b)}
+            for n, k, b in tx.all("SELECT name, kind, balance FROM accounts ORDER BY name")]
+
+
+def books(tx: Tx) -> dict[str, Any]:
+    """A canonical dump of the ledger's content, independent of arrival order and timing:
+    two ledgers fed the same journals in any order, split or repeated, dump equal."""
+    payments = sorted(
+        [bytes(w).hex(), int(c), bytes(h).hex(), s, cr]
+        for w, c, h, s, cr in tx.all("SELECT wallet, counter, hash, status, credited "
+                                     "FROM payments")
+    )
+    cases = sorted(
+        [bytes(w).hex(), k, int(c), sorted([bytes(a).hex(), bytes(b).hex()])]
+        for w, k, c, a, b in tx.all("SELECT wallet, kind, counter, proof_a, proof_b "
+                                    "FROM fraud_cases")
+    )
+    vouchers = sorted(
+        [bytes(w).hex(), int(a), int(s), r, int(ap)]
+        for w, a, s, r, ap in tx.all("SELECT wallet, amount, source, ref, applied FROM vouchers")
+    )
+    revoked = sorted(bytes(r[0]).hex() for r in tx.all("SELECT id FROM devices WHERE revoked = 1"))
+    return {
+        "balances": {a["account"]: a["balance"] for a in accounts(tx)},
+        "payments": payments,
+        "fraud_cases": cases,
+        "vouchers": vouchers,
+        "revoked": revoked,
+        "acked": {bytes(i).hex(): int(a or 0)
+                  for i, a in tx.all("SELECT id, acked_upto FROM devices ORDER BY id")},
+    }
+
+
+REPORTS = {
+    "merchants": merchants,
+    "settlements": settlements,
+    "fraud": fraud_cases,
+    "refused": refused,
+    "accounts": accounts,
+}
+
+
+def report(tx: Tx, name: str) -> list[dict[str, Any]]:
+    fn = REPORTS.get(name)
+    if fn is None:
+        raise LedgerError(404, f"no report {name}")
+    return fn(tx)

@@ -1,0 +1,563 @@
+"""The ledger's operations other than ingest: devices, owners, loads, payroll, revocation,
+renewal, hot lists, pending updates and merchant settlement. Each is one transaction."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tapcash.firmware.core import proto
+from tapcash.host.issuer import Issuer
+
+from . import postings as P
+from .codec import b64e, check_amount, env_bytes
+from .db import Database, Tx
+from .errors import LedgerError
+from .migrations import LATEST, current_version
+
+HOTLIST_MAX_AGE_S = proto.DEFAULT_POS_CONFIG[proto.CFG_HOT_MAX_AGE_S]
+HOTLIST_LOCK = b"hotlist\x00"
+
+
+def owner_key(name: str) -> bytes:
+    """Advisory lock key of an owner account."""
+    return hashlib.sha256(b"owner:" + name.encode()).digest()[:8]
+
+
+def merchant_key(mid: bytes) -> bytes:
+    return hashlib.sha256(b"merchant:" + mid).digest()[:8]
+
+DEVICE_COLS = (
+    "id, kind, pubkey, cert, serial, expires, merchant, owner, limits, revoked, revoked_at, "
+    "revoke_reason, renewed, next_voucher, vouchers_applied, next_update, synced_counter, "
+    "upd_hotlist, upd_serial, acked_upto, last_status, registered_at"
+)
+_DEVICE_NAMES = [c.strip() for c in DEVICE_COLS.split(",")]
+
+
+def device_dict(row: tuple) -> dict[str, Any]:
+    d = dict(zip(_DEVICE_NAMES, row, strict=True))
+    for k in ("id", "pubkey", "cert", "merchant", "last_status"):
+        if d[k] is not None:
+            d[k] = bytes(d[k])
+    d["limits"] = {int(k): int(v) for k, v in json.loads(d["limits"] or "{}").items()}
+    d["revoked"] = bool(d["revoked"])
+    d["renewed"] = bool(d["renewed"])
+    return d
+
+
+def get_device(tx: Tx, device_id: bytes) -> dict[str, Any] | None:
+    row = tx.one(f"SELECT {DEVICE_COLS} FROM devices WHERE id = ?", (device_id,))
+    return device_dict(row) if row else None
+
+
+def need_device(tx: Tx, device_id: bytes, kind: int | None = None) -> dict[str, Any]:
+    d = get_device(tx, device_id)
+    if d is None:
+        raise LedgerError(404, f"unknown device {device_id.hex()}")
+    if kind is not None and d["kind"] != kind:
+        what = "wallet" if kind == proto.KIND_WALLET else "POS"
+        raise LedgerError(400, f"device {device_id.hex()} is not a {what}")
+    return d
+
+
+def public_device(d: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "id": d["id"].hex(),
+        "kind": "wallet" if d["kind"] == proto.KIND_WALLET else "pos",
+        "public_key": d["pubkey"].hex(),
+        "cert": b64e(d["cert"]),
+        "serial": d["serial"],
+        "expires": d["expires"],
+        "revoked": d["revoked"],
+        "revoked_at": d["revoked_at"],
+        "revoke_reason": d["revoke_reason"],
+        "acked_upto": d["acked_upto"] or 0,
+        "next_update": d["next_update"],
+    }
+    if d["kind"] == proto.KIND_WALLET:
+        out.update(
+            owner=d["owner"],
+            limits={str(k): v for k, v in sorted(d["limits"].items())},
+            next_voucher=d["next_voucher"],
+            vouchers_applied=d["vouchers_applied"],
+            synced_counter=d["synced_counter"],
+        )
+    else:
+        out["merchant"] = d["merchant"].hex()
+    return out
+
+
+class Ledger:
+    """The service object behind the HTTP routes. Thread-safe: every call is a transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        issuer: Issuer,
+        *,
+        clock: Callable[[], float] = time.time,
+        hotlist_max_age_s: int = HOTLIST_MAX_AGE_S,
+    ) -> None:
+        self.db = db
+        self.issuer = issuer
+        self.clock = clock
+        self.hotlist_max_age_s = hotlist_max_age_s
+        self._keys: dict[bytes, tuple[int, bytes]] = {}  # device id -> (kind, public key)
+        self._keys_lock = threading.Lock()
+        have = db.read(current_version)
+        if have != LATEST:
+            raise LedgerError(500, f"database schema is version {have}, code needs {LATEST}: "
+                                   "run `tapcash ledger migrate`")
+        if db.read(lambda tx: tx.scalar("SELECT COUNT(*) FROM hotlists")) == 0:
+            db.write(lambda tx: self._publish_hotlist(tx, only_if_empty=True))
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # ---- device keys (immutable per device id: renewal keeps the key) ------------------
+    def device_keys(self, tx: Tx, ids: set[bytes]) -> dict[bytes, tuple[int, bytes]]:
+        out: dict[bytes, tuple[int, bytes]] = {}
+        missing = []
+        for i in ids:
+            k = self._keys.get(i)
+            if k is None:
+                missing.append(i)
+            else:
+                out[i] = k
+        for n in range(0, len(missing), 500):
+            chunk = missing[n : n + 500]
+            marks = ",".join("?" * len(chunk))
+            for dev, kind, pk in tx.all(
+                f"SELECT id, kind, pubkey FROM devices WHERE id IN ({marks})", chunk
+            ):
+                out[bytes(dev)] = (int(kind), bytes(pk))
+        with self._keys_lock:
+            for i, k in out.items():
+                self._keys[i] = k
+        return out
+
+    # ---- registration ------------------------------------------------------------------
+    def register(self, cert_env: bytes, owner: str | None = None) -> dict[str, Any]:
+        try:
+            _b, body, _s = proto.open_envelope(cert_env)
+        except proto.ApduError:
+            raise LedgerError(400, "cert: malformed envelope") from None
+        kind = body.get(proto.CERT_KIND)
+        if kind not in (proto.KIND_WALLET, proto.KIND_POS):
+            raise LedgerError(400, "cert: unknown device kind")
+        try:
+            body = proto.verify_cert(cert_env, self.issuer.trusted_keys, kind)
+        except proto.ApduError as e:
+            reason = "bad signature or unknown issuer key" if e.sw == proto.SW_BAD_SIGNATURE \
+                else "malformed certificate"
+            raise LedgerError(400, f"cert: {reason}") from None
+        dev = body[proto.CERT_ID]
+        if kind == proto.KIND_POS:
+            merchant = body.get(proto.CERT_MERCHANT)
+            if not isinstance(merchant, bytes) or len(merchant) != 8:
+                raise LedgerError(400, "cert: POS certificate without an 8-byte merchant id")
+            if owner is not None:
+                raise LedgerError(400, "owner: only wallets have an owner")
+        else:
+            merchant = None
+        limits = body.get(proto.CERT_LIMITS) or {}
+        serial = body.get(proto.CERT_SERIAL, 1)
+
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([dev])
+            old = get_device(tx, dev)
+            if old is not None:
+                if old["cert"] == cert_env and old["owner"] == owner:
+                    return public_device(old)  # idempotent
+                raise LedgerError(409, f"device {dev.hex()} is already registered")
+            if owner is not None:
+                self._ensure_owner(tx, owner)
+            tx.execute(
+                "INSERT INTO devices (id, kind, pubkey, cert, serial, expires, merchant, owner, "
+                "limits, registered_at, upd_serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (dev, kind, body[proto.CERT_KEY], cert_env, serial, body[proto.CERT_EXPIRES],
+                 merchant, owner, json.dumps({str(k): v for k, v in limits.items()}),
+                 self.now(), serial),
+            )
+            if kind == proto.KIND_WALLET:
+                P.create_accounts(tx, [P.wallet_acct(dev), P.staged_acct(dev)])
+            else:
+                P.create_accounts(tx, [P.merchant_acct(merchant)])
+            d = get_device(tx, dev)
+            assert d is not None
+            return public_device(d)
+
+        return self.db.write(tx_fn)
+
+    def device(self, device_id: bytes) -> dict[str, Any]:
+        return self.db.read(lambda tx: public_device(need_device(tx, device_id)))
+
+    # ---- owners ------------------------------------------------------------------------
+    @staticmethod
+    def _check_owner_name(name: str) -> None:
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "-_.@" for c in name):
+            raise LedgerError(400, "owner: 1-64 characters of letters, digits and -_.@")
+
+    def _ensure_owner(self, tx: Tx, name: str) -> None:
+        self._check_owner_name(name)
+        if tx.one("SELECT 1 FROM owners WHERE name = ?", (name,)) is None:
+            if tx.dialect == "sqlite":
+                tx.execute("INSERT OR IGNORE INTO owners (name, created_at) VALUES (?, ?)",
+                           (name, self.now()))
+            else:
+                tx.execute("INSERT INTO owners (name, created_at) VALUES (?, ?) "
+                           "ON CONFLICT (name) DO NOTHING", (name, self.now()))
+            P.create_accounts(tx, [P.owner_acct(name)])
+
+    def deposit(self, owner: str, amount: int, reference: str = "") -> dict[str, Any]:
+        check_amount(amount)
+
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([owner_key(owner)])
+            self._ensure_owner(tx, owner)
+            book = P.Book(tx, self.now())
+            ref = f"{owner}:{uuid.uuid4().hex}:{reference}"
+            book.move(P.FLOAT, P.owner_acct(owner), amount, "deposit", ref)
+            book.flush()
+            return {"owner": owner, "balance": book.balance(P.owner_acct(owner)), "ref": ref}
+
+        return self.db.write(tx_fn)
+
+    def owner(self, owner: str) -> dict[str, Any]:
+        self._check_owner_name(owner)
+
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            bal = tx.scalar("SELECT balance FROM accounts WHERE name = ?", (P.owner_acct(owner),))
+            if bal is None:
+                raise LedgerError(404, f"unknown owner {owner}")
+            wallets = [bytes(r[0]).hex() for r in
+                       tx.all("SELECT id FROM devices WHERE owner = ? ORDER BY id", (owner,))]
+            return {"owner": owner, "balance": int(bal), "wallets": wallets}
+
+        return self.db.read(tx_fn)
+
+    # ---- loads (vouchers) --------------------------------------------------------------
+    def _issue_voucher(
+        self, tx: Tx, book: P.Book, wallet: dict[str, Any], src: str, amount: int,
+        source: int, ref: str, check_cap: bool = True,
+    ) -> tuple[int, bytes]:
+        wid = wallet["id"]
+        if wallet["revoked"]:
+            raise LedgerError(409, f"wallet {wid.hex()} is revoked")
+        if check_cap:
+            cap = wallet["limits"].get(proto.LIM_BALANCE_MAX,
+                                       proto.DEFAULT_LIMITS[proto.LIM_BALANCE_MAX])
+            if book.balance(P.wallet_acct(wid)) + amount > cap:
+                raise LedgerError(409, f"wallet {wid.hex()}: load would exceed its balance "
+                                       f"maximum {cap}")
+        if book.balance(src) < amount and src not in P.CONTRA:
+            raise LedgerError(409, f"{src}: insufficient funds")
+        number = int(tx.scalar("SELECT next_voucher FROM devices WHERE id = ?", (wid,)))
+        env = self.issuer.voucher(wid, number, amount, source=source, ref=ref.encode())
+        tx.execute("UPDATE devices SET next_voucher = ? WHERE id = ?", (number + 1, wid))
+        tx.execute(
+            "INSERT INTO vouchers (wallet, number, amount, source, ref, envelope, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (wid, number, amount, source, ref, env, self.now()),
+        )
+        kind = {proto.VSRC_TOPUP: "load", proto.VSRC_TRANSFER: "release",
+                proto.VSRC_PAYROLL: "payroll"}[source]
+        book.move(src, P.wallet_acct(wid), amount, kind, f"{wid.hex()}:{number}")
+        return number, env
+
+    def load(self, wallet_id: bytes, amount: int, reference: str = "",
+             owner: str | None = None) -> dict[str, Any]:
+        check_amount(amount)
+
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            w = need_device(tx, wallet_id, proto.KIND_WALLET)
+            payer = owner or w["owner"]
+            tx.lock([wallet_id] + ([owner_key(payer)] if payer else []))
+            w = need_device(tx, wallet_id, proto.KIND_WALLET)
+            if payer is None:
+                raise LedgerError(409, f"wallet {wallet_id.hex()} has no owner: name the payer")
+            if tx.one("SELECT 1 FROM owners WHERE name = ?", (payer,)) is None:
+                raise LedgerError(404, f"unknown owner {payer}")
+            book = P.Book(tx, self.now())
+            ref = f"topup:{wallet_id.hex()}:{w['next_voucher']}:{reference}"
+            number, env = self._issue_voucher(tx, book, w, P.owner_acct(payer), amount,
+                                              proto.VSRC_TOPUP, ref)
+            book.flush()
+            return {"wallet": wallet_id.hex(), "number": number, "amount": amount,
+                    "voucher": b64e(env), "owner_balance": book.balance(P.owner_acct(payer))}
+
+        return self.db.write(tx_fn)
+
+    def payroll(self, payer: str, csv_text: str, reference: str) -> dict[str, Any]:
+        """Load many wallets from one owner account: all lines or none."""
+        if not reference or len(reference) > 64:
+            raise LedgerError(400, "reference: 1-64 characters, unique per payroll batch")
+        lines: list[tuple[int, bytes, int]] = []
+        errors: list[dict[str, Any]] = []
+        for lineno, row in enumerate(csv.reader(io.StringIO(csv_text)), start=1):
+            if not row or all(not c.strip() for c in row) or row[0].strip().startswith("#"):
+                continue
+            if len(row) != 2:
+                errors.append({"line": lineno, "error": "expected 2 fields: wallet id, amount"})
+                continue
+            wid_text, amt_text = row[0].strip(), row[1].strip()
+            if lineno == 1 and not amt_text.isdigit():
+                continue  # header line
+            try:
+                wid = bytes.fromhex(wid_text)
+                if len(wid) != 8:
+                    raise ValueError
+            except ValueError:
+                errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
+                continue
+            if not amt_text.isdigit() or int(amt_text) <= 0:
+                errors.append({"line": lineno,
+                               "error": f"amount {amt_text!r} is not a positive integer"})
+                continue
+            lines.append((lineno, wid, int(amt_text)))
+        if errors:
+            raise LedgerError(400, {"error": "payroll refused: nothing was loaded",
+                                    "lines": errors})
+        if not lines:
+            raise LedgerError(400, "payroll: no lines")
+
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([w for _, w, _ in lines] + [owner_key(payer)])
+            if tx.one("SELECT 1 FROM owners WHERE name = ?", (payer,)) is None:
+                raise LedgerError(404, f"unknown owner {payer}")
+            if tx.one("SELECT 1 FROM payroll_batches WHERE reference = ?", (reference,)):
+                raise LedgerError(409, f"payroll {reference} was already paid")
+            book = P.Book(tx, self.now())
+            out, errs = [], []
+            for lineno, wid, amount in lines:
+                w = get_device(tx, wid)
+                if w is None or w["kind"] != proto.KIND_WALLET:
+                    errs.append({"line": lineno, "error": f"unknown wallet {wid.hex()}"})
+                    continue
+                try:
+                    number, env = self._issue_voucher(
+                        tx, book, w, P.owner_acct(payer), amount, proto.VSRC_PAYROLL,
+                        f"payroll:{reference}:{lineno}")
+                except LedgerError as e:
+                    errs.append({"line": lineno, "error": str(e.detail)})
+                    continue
+                out.append({"line": lineno, "wallet": wid.hex(), "number": number,
+                            "amount": amount, "voucher": b64e(env)})
+            if errs:
+                raise LedgerError(409, {"error": "payroll refused: nothing was loaded",
+                                        "lines": errs})
+            total = sum(a for _, _, a in lines)
+            tx.execute("INSERT INTO payroll_batches (reference, payer, lines, total, at) "
+                       "VALUES (?, ?, ?, ?, ?)", (reference, payer, len(lines), total, self.now()))
+            book.flush()
+            return {"reference": reference, "payer": payer, "total": total, "vouchers": out,
+                    "payer_balance": book.balance(P.owner_acct(payer))}
+
+        return self.db.write(tx_fn)
+
+    # ---- revocation and hot lists ------------------------------------------------------
+    def _publish_hotlist(self, tx: Tx, only_if_empty: bool = False) -> int:
+        tx.lock([HOTLIST_LOCK])
+        version = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM hotlists", default=0))
+        if only_if_empty and version:
+            return version
+        revoked = [bytes(r[0]) for r in tx.all("SELECT id FROM devices WHERE revoked = 1")]
+        issued = self.now()
+        env = self.issuer.hotlist(version + 1, issued, revoked)
+        tx.execute("INSERT INTO hotlists (version, issued, envelope) VALUES (?, ?, ?)",
+                   (version + 1, issued, env))
+        return version + 1
+
+    def revoke_in(self, tx: Tx, device_id: bytes, reason: str) -> bool:
+        """Mark a device revoked (inside a transaction). True when it was not yet."""
+        cur = tx.execute("UPDATE devices SET revoked = 1, revoked_at = ?, revoke_reason = ? "
+                         "WHERE id = ? AND revoked = 0", (self.now(), reason[:200], device_id))
+        return cur.rowcount == 1
+
+    def revoke(self, device_id: bytes, reason: str) -> dict[str, Any]:
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([device_id])
+            need_device(tx, device_id)
+            changed = self.revoke_in(tx, device_id, reason or "operator")
+            version = self._publish_hotlist(tx) if changed else self._hotlist_version(tx)
+            return {"device": device_id.hex(), "revoked": True, "changed": changed,
+                    "hotlist_version": version}
+
+        return self.db.write(tx_fn)
+
+    @staticmethod
+    def _hotlist_version(tx: Tx) -> int:
+        return int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM hotlists", default=0))
+
+    def hotlist_in(self, tx: Tx) -> tuple[int, int, bytes]:
+        row = tx.one("SELECT version, issued, envelope FROM hotlists "
+                     "ORDER BY version DESC LIMIT 1")
+        if row is None:
+            raise LedgerError(503, "no hot list published yet")
+        return int(row[0]), int(row[1]), bytes(row[2])
+
+    def hotlist(self) -> dict[str, Any]:
+        version, issued, env = self.db.read(self.hotlist_in)
+        _b, body, _s = proto.open_envelope(env)
+        return {"version": version, "issued": issued,
+                "revoked": [d.hex() for d in body[proto.HOT_REVOKED]], "envelope": b64e(env)}
+
+    # ---- renewal -----------------------------------------------------------------------
+    def renew(self, device_id: bytes, expires: int | None = None,
+              limits: dict[int, int] | None = None) -> dict[str, Any]:
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([device_id])
+            d = need_device(tx, device_id)
+            if d["revoked"]:
+                raise LedgerError(409, f"device {device_id.hex()} is revoked")
+            exp = expires if expires is not None else self.now() + 2 * 365 * 24 * 3600
+            if exp <= self.now():
+                raise LedgerError(400, "expires: must be in the future")
+            serial = d["serial"] + 1
+            if d["kind"] == proto.KIND_WALLET:
+                merged = dict(d["limits"])
+                for k, v in (limits or {}).items():
+                    if k not in proto.DEFAULT_LIMITS or not isinstance(v, int) or v < 0:
+                        raise LedgerError(400, f"limits: unknown limit {k} or bad value")
+                    merged[k] = v
+                cert = self.issuer.certify_wallet(device_id, d["pubkey"], expires=exp,
+                                                  limits=merged, serial=serial)
+            else:
+                if limits:
+                    raise LedgerError(400, "limits: only wallets have limits")
+                merged = {}
+                _b, old, _s = proto.open_envelope(d["cert"])
+                cert = self.issuer.certify_pos(device_id, d["pubkey"], d["merchant"],
+                                               expires=exp,
+                                               category=old.get(proto.CERT_CATEGORY, 0),
+                                               serial=serial)
+            tx.execute("UPDATE devices SET cert = ?, serial = ?, expires = ?, limits = ?, "
+                       "renewed = 1 WHERE id = ?",
+                       (cert, serial, exp, json.dumps({str(k): v for k, v in merged.items()}),
+                        device_id))
+            d = need_device(tx, device_id)
+            update = self.mint_update(tx, d, force=True)
+            return {"device": device_id.hex(), "serial": serial, "cert": b64e(cert),
+                    "update": b64e(update) if update else None}
+
+        return self.db.write(tx_fn)
+
+    # ---- updates -----------------------------------------------------------------------
+    def wallet_synced(self, tx: Tx, wid: bytes, since: int) -> tuple[int, int]:
+        """(c, spent): the ledger holds every payment 1..c of this wallet (c >= since), and
+        their amounts add up to spent."""
+        c = since
+        for (counter,) in tx.all("SELECT counter FROM payments WHERE wallet = ? AND counter > ? "
+                                 "ORDER BY counter", (wid, since)):
+            if int(counter) != c + 1:
+                break
+            c += 1
+        spent = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM payments "
+                              "WHERE wallet = ? AND counter <= ?", (wid, c), default=0))
+        return c, spent
+
+    def mint_update(self, tx: Tx, d: dict[str, Any], force: bool = False) -> bytes | None:
+        """Sign a new update for the device when it has something new to carry (a newer hot
+        list for a POS, a higher synced counter for a wallet, a renewed certificate).
+        Every update carries the whole current state, so only the latest one matters."""
+        if d["revoked"]:
+            return None
+        fields: dict[int, object] = {}
+        fresh = force or (d["renewed"] and d["serial"] > d["upd_serial"])
+        if d["renewed"]:
+            fields[proto.UPD_CERT] = d["cert"]
+        synced = d["synced_counter"]
+        hot_version = d["upd_hotlist"]
+        if d["kind"] == proto.KIND_WALLET:
+            synced, spent = self.wallet_synced(tx, d["id"], d["synced_counter"])
+            if synced > d["synced_counter"]:
+                fresh = True
+            if synced:
+                fields[proto.UPD_SYNCED_COUNTER] = synced
+                fields[proto.UPD_SYNCED_SPENT] = spent
+        else:
+            hot_version, _issued, hot_env = self.hotlist_in(tx)
+            if hot_version > d["upd_hotlist"]:
+                fresh = True
+            fields[proto.UPD_HOTLIST] = hot_env
+        if not fresh:
+            return None
+        number = d["next_update"]
+        env = self.issuer.update(d["id"], number, fields)
+        tx.execute("INSERT INTO updates (device, number, envelope, at) VALUES (?, ?, ?, ?)",
+                   (d["id"], number, env, self.now()))
+        tx.execute("UPDATE devices SET next_update = ?, synced_counter = ?, upd_hotlist = ?, "
+                   "upd_serial = ? WHERE id = ?",
+                   (number + 1, synced, hot_version, d["serial"], d["id"]))
+        d.update(next_update=number + 1, synced_counter=synced, upd_hotlist=hot_version,
+                 upd_serial=d["serial"])
+        return env
+
+    def pending_in(self, tx: Tx, d: dict[str, Any]) -> dict[str, Any]:
+        vouchers = []
+        if d["kind"] == proto.KIND_WALLET:
+            vouchers = [
+                {"number": int(n), "amount": int(a), "source": int(s), "voucher": b64e(bytes(e))}
+                for n, a, s, e in tx.all(
+                    "SELECT number, amount, source, envelope FROM vouchers WHERE wallet = ? "
+                    "AND number > ? ORDER BY number", (d["id"], d["vouchers_applied"]))
+            ]
+        row = tx.one("SELECT number, envelope FROM updates WHERE device = ? "
+                     "ORDER BY number DESC LIMIT 1", (d["id"],))
+        return {
+            "device": d["id"].hex(),
+            "vouchers": vouchers,
+            "update": b64e(bytes(row[1])) if row else None,
+            "update_number": int(row[0]) if row else 0,
+        }
+
+    def pending(self, device_id: bytes) -> dict[str, Any]:
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([device_id])
+            d = need_device(tx, device_id)
+            if d["kind"] == proto.KIND_POS:
+                self.mint_update(tx, d)
+            return self.pending_in(tx, d)
+
+        return self.db.write(tx_fn)
+
+    # ---- merchants ---------------------------------------------------------------------
+    def settle(self, merchant: bytes, reference: str = "") -> dict[str, Any]:
+        """Pay out a merchant's whole balance (it leaves the system through issuer:float)."""
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([merchant_key(merchant)])
+            acct = P.merchant_acct(merchant)
+            book = P.Book(tx, self.now())
+            if not book.exists(acct):
+                raise LedgerError(404, f"unknown merchant {merchant.hex()}")
+            amount = book.balance(acct)
+            sid = None
+            if amount > 0:
+                cur = tx.execute("INSERT INTO settlements (merchant, amount, reference, at) "
+                                 "VALUES (?, ?, ?, ?) RETURNING id",
+                                 (merchant, amount, reference, self.now()))
+                sid = int(cur.fetchone()[0])
+                book.move(acct, P.FLOAT, amount, "settle", f"settlement:{sid}")
+                book.flush()
+            return {"merchant": merchant.hex(), "amount": amount, "settlement": sid,
+                    "reference": reference}
+
+        return self.db.write(tx_fn)
+
+    def invariant(self) -> dict[str, Any]:
+        return self.db.read(P.check_invariant)
+
+    def issuer_info(self) -> dict[str, Any]:
+        return {"key_id": self.issuer.key_id.hex(), "public_key": self.issuer.public_key.hex()}
+
+
+def cert_of(value: object) -> bytes:
+    return env_bytes(value, "cert")

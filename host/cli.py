@@ -11,6 +11,7 @@ from .bench import bench
 from .boards_cli import boards
 from .issuer_cli import issuer
 from .ledger.cli import ledger
+from .sync.cli import sync
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +36,7 @@ cli.add_command(bench)
 cli.add_command(boards)
 cli.add_command(ledger)
 cli.add_command(issuer)
+cli.add_command(sync)
 
 
 def main() -> None:

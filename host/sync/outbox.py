@@ -11,7 +11,8 @@ Batch map (string keys, so the file is readable with any CBOR tool):
     device   bstr 8    device id
     kind     uint      1 wallet, 2 POS (from the certificate)
     cert     bstr      device certificate envelope (from INFO)
-    records  array     [[seq, record map], ...] as EXPORT returned them, seq ascending
+    records  array     [[seq, record], ...], seq ascending; record = the CBOR bytes of the
+                       journal record map (as the device journaled it)
     status   bstr      device-signed status envelope (the last EXPORT's)
     created  uint      unix seconds when the batch was exported
 """
@@ -23,7 +24,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cbor2
 
@@ -45,7 +45,7 @@ class Batch:
     device: bytes
     kind: int
     cert: bytes
-    records: list[list[Any]] = field(default_factory=list)  # [[seq, record map], ...]
+    records: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, record CBOR)
     status: bytes = b""
     created: int = 0
 
@@ -66,7 +66,7 @@ class Batch:
                 "device": self.device,
                 "kind": self.kind,
                 "cert": self.cert,
-                "records": self.records,
+                "records": [[seq, rec] for seq, rec in self.records],
                 "status": self.status,
                 "created": self.created,
             },
@@ -82,13 +82,15 @@ class Batch:
         if not isinstance(device, bytes) or len(device) != 8:
             raise ValueError("batch device id")
         records = m["records"]
-        if not isinstance(records, list):
+        if not isinstance(records, list) or not all(
+            isinstance(r, list) and len(r) == 2 and isinstance(r[1], bytes) for r in records
+        ):
             raise ValueError("batch records")
         return cls(
             device=device,
             kind=int(m["kind"]),
             cert=bytes(m["cert"]),
-            records=records,
+            records=[(int(seq), rec) for seq, rec in records],
             status=bytes(m["status"]),
             created=int(m.get("created", 0)),
         )

@@ -1,0 +1,46 @@
+"""The ledger as the sync tool sees it: upload a batch, get the signed ack and what to hand the
+device. Wraps the ledger's typed client (host/ledger/client.py) and sorts its failures into
+"unreachable" (keep the batch, try later: exit 5) and "refused" (exit 6)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tapcash.host.ledger.client import IngestResult, LedgerClient, LedgerHTTPError
+
+from .errors import LedgerRefused, LedgerUnreachable
+from .outbox import Batch
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class LedgerLink:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.url = url
+        self._client = LedgerClient(url, token=token, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> LedgerLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, batch: Batch) -> IngestResult:
+        try:
+            res = self._client.ingest(batch.device, batch.records, batch.status)
+        except LedgerHTTPError as e:
+            if e.status >= 500 or e.status in (408, 429):
+                raise LedgerUnreachable(
+                    f"ledger {self.url} failed ({e.status}): {e.detail}"
+                ) from None
+            raise LedgerRefused(f"ledger refused the batch ({e.status}): {e.detail}") from None
+        except httpx.TransportError as e:
+            raise LedgerUnreachable(f"ledger {self.url} unreachable: {e}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise LedgerRefused(f"ledger {self.url} answered something unreadable: {e}") from None
+        if res.device != batch.device:
+            raise LedgerRefused("ledger answered for another device")
+        return res

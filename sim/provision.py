@@ -213,6 +213,13 @@ def transfer(
 
 
 # ---- a wallet and a POS, ready to pay ---------------------------------------------------------
+@dataclass(frozen=True)
+class PairImage:
+    wallet: dict[str, bytes]
+    pos: dict[str, bytes]
+    time: int
+
+
 @dataclass
 class Pair:
     issuer: Issuer
@@ -226,6 +233,21 @@ class Pair:
     link: DirectLink
     initial: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def snapshot(self) -> PairImage:
+        """Both flash images and the clock: `restore` forks a run from here."""
+        return PairImage(self.wallet_flash.snapshot(), self.pos_flash.snapshot(), self.clock.now())
+
+    def restore(self, image: PairImage) -> None:
+        """Both devices as they were at `image`: flash restored, new app objects (RAM gone),
+        the wallet tapped into the POS's field, the link's records and faults cleared."""
+        self.wallet_flash.restore(image.wallet)
+        self.pos_flash.restore(image.pos)
+        self.clock.set(image.time)
+        self.link.cancel_tear()
+        self.link.clear_records()
+        self.reboot_pos()
+        self.reboot_wallet()
 
     def reboot_wallet(self) -> WalletApp:
         """A new wallet app object on the same flash (power restored), put in the field."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .device import EXPORT_PAGE_RECORDS
 from .errors import EXIT_LEDGER, EXIT_OK, EXIT_SPOOLED, SyncError
 from .outbox import Outbox, default_dir
 from .transport import DEFAULT_BAUD, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
@@ -119,6 +120,7 @@ def _describe(res: Any) -> str:
     help="seconds to wait for each answer before resending",
 )
 @click.option("--retries", type=int, default=DEFAULT_RETRIES, show_default=True)
+@click.option("--page-records", type=int, default=EXPORT_PAGE_RECORDS, hidden=True)
 def sync(
     port: str | None,
     ledger: str | None,
@@ -129,6 +131,7 @@ def sync(
     baud: int,
     timeout_s: float,
     retries: int,
+    page_records: int,
 ) -> None:
     """Sync a device with the ledger over a serial line.
 
@@ -150,7 +153,7 @@ def sync(
 
     link = LedgerLink(ledger, token) if ledger else None
     try:
-        code = _run(port, link, box, flush, as_json, baud, timeout_s, retries)
+        code = _run(port, link, box, flush, as_json, baud, timeout_s, retries, page_records)
     except SyncError as e:
         _emit(
             as_json,
@@ -182,6 +185,7 @@ def _run(
     baud: int,
     timeout_s: float,
     retries: int,
+    page_records: int = EXPORT_PAGE_RECORDS,
 ) -> int:
     from .session import flush_outbox, sync_device
 
@@ -209,7 +213,9 @@ def _run(
         progress = RichProgress()
     transport = SerialTransport(port, baud, timeout_s=timeout_s, retries=retries)
     try:
-        res = sync_device(transport, ledger=link, outbox=box, progress=progress)
+        res = sync_device(
+            transport, ledger=link, outbox=box, progress=progress, page_records=page_records
+        )
     finally:
         transport.close()
         if progress is not None:

@@ -27,11 +27,9 @@ from typing import Any, Protocol
 from tapcash.firmware.core import proto
 from tapcash.host.ledger.client import IngestResult
 
-from .device import Device, DeviceInfo, Transport
+from .device import EXPORT_PAGE_RECORDS, Device, DeviceInfo, Transport
 from .errors import DeviceRefused, LedgerRefused, LedgerUnreachable
 from .outbox import Batch, Outbox
-
-EXPORT_PAGE_RECORDS = 16  # per EXPORT; the device also bounds a page to ~3000 bytes
 
 
 class Ledger(Protocol):

@@ -428,6 +428,35 @@ def test_power_cut_everywhere_load_receive_verify():
     assert _cut_everywhere(Card, lambda c: c.verify_pin(PIN), tries_sane) == 3
 
 
+def _paid_card():
+    card = funded(5000, seed=11)
+    card.ok(0x80, P.INS_PAY, data=card.pay_request(100, challenge=CHAL))
+    return card
+
+
+def test_power_cut_everywhere_receipt_and_ack():
+    def receipt(card):
+        card.ok(0x80, P.INS_RECEIPT, data=receipt_for(card.ok(0x80, P.INS_GET_LAST)))
+
+    def receipt_once(card):
+        env = card.ok(0x80, P.INS_GET_LAST)
+        receipt(card)  # again after the reboot (or a second time): stored once
+        recs = [r for _s, r in card.journal() if r[P.REC_TYPE] == P.RT_RECEIPT]
+        assert recs == [{P.REC_TYPE: P.RT_RECEIPT, P.REC_RECEIPT: receipt_for(env)}]
+
+    assert _cut_everywhere(_paid_card, receipt, receipt_once) == 2
+
+    def ack(card):
+        card.ok(0x80, P.INS_ACK, data=ISSUER.ack(card.id, 1, NOW))
+
+    def pruned_or_not(card):
+        seqs = [s for s, _r in card.journal()]
+        assert seqs in ([1, 2], [2])
+        assert card.state()[st.S_COUNTER] == 1
+
+    assert _cut_everywhere(_paid_card, ack, pruned_or_not) >= 2
+
+
 def test_flash_failure_is_6581_and_changes_nothing(tmp_path):
     class FailingFlash(Flash):
         """A flash whose writes fail (worn out / write-protected) once `broken` is set."""

@@ -229,3 +229,118 @@ def test_power_cut_after_commit_rebuilds_the_journal_record():
         assert len(ex[proto.EXP_RECORDS]) == 2  # load + this payment, once
     finally:
         _cleanup()
+
+
+def _wallet(root, wallet_id, amount):
+    """A personalised wallet `wallet_id` on FileFlash at root, loaded with `amount`."""
+    flash = fileflash.FileFlash(root)
+    app = WalletApp(hal.Hal(flash=flash, rng=_Rng()))
+    _select(app)
+    pk = _ok(app, 0x80, proto.INS_PERSO_KEYGEN)
+    issuer = _issuer_key()
+    body = {
+        proto.CERT_KIND: proto.KIND_WALLET,
+        proto.CERT_ID: wallet_id,
+        proto.CERT_KEY: pk,
+        proto.CERT_ISSUER: proto.key_id(issuer),
+        proto.CERT_EXPIRES: 2000000000,
+        proto.CERT_LIMITS: {},
+        proto.CERT_SERIAL: 1,
+    }
+    cert = proto.seal(proto.TAG_CERT, body, ISSUER_SEED)
+    finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer], proto.PF_PIN: PIN, proto.PF_PUK: PUK}
+    _ok(app, 0x80, proto.INS_PERSO_FINISH, data=cbor.encode(finish))
+    if amount:
+        _ok(app, 0x80, proto.INS_LOAD, data=_voucher(wallet_id, 1, amount, proto.VSRC_TOPUP))
+    return app, pk, cert
+
+
+def _voucher(wallet_id, number, amount, source):
+    body = {
+        proto.VCH_WALLET: wallet_id,
+        proto.VCH_NUMBER: number,
+        proto.VCH_AMOUNT: amount,
+        proto.VCH_SOURCE: source,
+        proto.VCH_REF: b"",
+        proto.VCH_PURSE: 0,
+    }
+    return proto.seal(proto.TAG_VOUCHER, body, ISSUER_SEED)
+
+
+def test_transfer_receipt_ack_apply():
+    try:
+        payer, payer_pk, payer_cert = _wallet(_fresh_dir(), b"VMPAYER1", 5000)
+        payee, _pk, _cert = _wallet(_fresh_dir(), b"VMPAYEE1", 0)
+        # staged transfer: receiver's challenge, payer's PAY kind 2, receiver's RECEIVE
+        chal = _ok(payee, 0x00, proto.INS_CHALLENGE)
+        assert len(chal) == 16
+        req = {
+            proto.REQ_CHALLENGE: chal,
+            proto.REQ_AMOUNT: 1200,
+            proto.REQ_PAYEE: b"VMPAYEE1",
+            proto.REQ_TIME: 0,
+            proto.REQ_KIND: proto.PAYKIND_TRANSFER,
+        }
+        env = _ok(payer, 0x80, proto.INS_PAY, data=cbor.encode(req))
+        proto.verify_envelope(proto.TAG_PAYMENT, env, payer_pk)
+        _ok(payee, 0x80, proto.INS_RECEIVE, data=cbor.encode([env, payer_cert]))
+        _ok(payee, 0x80, proto.INS_RECEIVE, data=cbor.encode([env, payer_cert]))  # idempotent
+        _o, sw = _send(payee, 0x80, proto.INS_PAY, data=_pay_request(urandom(16), 1))
+        assert sw == proto.SW_FUNDS  # staged: not spendable
+        voucher = _voucher(b"VMPAYEE1", 1, 1200, proto.VSRC_TRANSFER)
+        assert cbor.decode(_ok(payee, 0x80, proto.INS_LOAD, data=voucher)) == {0: 1200}
+        _o, sw = _send(payee, 0x80, proto.INS_LOAD, data=voucher)
+        assert sw == proto.SW_REPLAY
+        # a POS payment and its receipt (the wallet checks the fields, not the POS signature)
+        pay_env = _ok(payee, 0x80, proto.INS_PAY, data=_pay_request(urandom(16), 200))
+        pay_body = cbor.decode(pay_env)[0]
+        receipt = {
+            proto.RCPT_POS: POS_ID,
+            proto.RCPT_WALLET: b"VMPAYEE1",
+            proto.RCPT_COUNTER: 1,
+            proto.RCPT_AMOUNT: 200,
+            proto.RCPT_PAYMENT_HASH: sha256(pay_body).digest(),
+            proto.RCPT_SEQ: 1,
+            proto.RCPT_TIME: 0,
+        }
+        _ok(
+            payee,
+            0x80,
+            proto.INS_RECEIPT,
+            data=proto.seal(proto.TAG_RECEIPT, receipt, b"\x22" * 32),
+        )
+        ex = cbor.decode(_ok(payee, 0x80, proto.INS_EXPORT, data=b""))
+        types = [rec[proto.REC_TYPE] for _seq, rec in ex[proto.EXP_RECORDS]]
+        assert types == [proto.RT_TRANSFER_IN, proto.RT_LOAD, proto.RT_PAYMENT, proto.RT_RECEIPT]
+        # ack: prune up to seq 3; beyond the last seq is refused
+        ack = {proto.ACK_DEVICE: b"VMPAYEE1", proto.ACK_UPTO: 3, proto.ACK_TIME: 0}
+        _ok(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))
+        ack[proto.ACK_UPTO] = 9
+        _o, sw = _send(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))
+        assert sw == proto.SW_DATA_INVALID
+        ex = cbor.decode(_ok(payee, 0x80, proto.INS_EXPORT, data=b""))
+        assert [seq for seq, _rec in ex[proto.EXP_RECORDS]] == [4]
+        # apply: offline counters synced, PIN unblocked
+        for _ in range(3):
+            _send(payee, 0x00, proto.INS_VERIFY_PIN, 0, 0x80, b"0000")
+        info = _select(payee)
+        assert info[proto.INFO_FLAGS] & proto.FLAG_PIN_BLOCKED
+        assert info[proto.INFO_OFFLINE_LEFT] == 9
+        upd = {
+            proto.UPD_DEVICE: b"VMPAYEE1",
+            proto.UPD_NUMBER: 1,
+            proto.UPD_SYNCED_COUNTER: 1,
+            proto.UPD_SYNCED_SPENT: 200,
+            proto.UPD_UNBLOCK_PIN: True,
+        }
+        _ok(payee, 0x80, proto.INS_APPLY, data=proto.seal(proto.TAG_UPDATE, upd, ISSUER_SEED))
+        info = _select(payee)
+        assert info[proto.INFO_FLAGS] == 0 and info[proto.INFO_OFFLINE_LEFT] == 10
+        _o, sw = _send(
+            payee, 0x80, proto.INS_APPLY, data=proto.seal(proto.TAG_UPDATE, upd, ISSUER_SEED)
+        )
+        assert sw == proto.SW_REPLAY
+        _ok(payee, 0x00, proto.INS_VERIFY_PIN, 0, 0x80, PIN)
+        assert cbor.decode(_ok(payee, 0x80, proto.INS_GET_INFO))[proto.INFO_BALANCE] == 1000
+    finally:
+        _cleanup()

@@ -4,7 +4,7 @@
     with LedgerClient("http://127.0.0.1:8700", token="...") as lc:
         res = lc.ingest_export(device_id, [export_response_bytes, ...])
         for v in res.vouchers: ...            # voucher envelopes to LOAD (wallet), in order
-        if res.update: ...                    # update envelope to APPLY (6916 = already applied)
+        for u in res.updates: ...             # update envelopes to APPLY (6916 = already applied)
         ...                                   # then ACK res.ack on the device
 
 Envelopes travel as bytes on the Python side and as base64 strings on the wire. A refusal
@@ -44,7 +44,8 @@ class IngestResult:
     upto: int  # the ledger stored every journal record up to this seq
     ack: bytes  # ledger-signed ack envelope: send it to the device (ACK)
     vouchers: list[bytes]  # voucher envelopes not yet applied, in number order (LOAD each)
-    update: bytes | None  # latest update envelope (APPLY; 6916 means already applied)
+    update: bytes | None  # latest update envelope
+    updates: list[bytes] = field(default_factory=list)  # APPLY each in order; 6916 = applied
     accepted: int = 0  # new payments credited
     duplicates: int = 0  # payments already known (replays)
     conflicts: int = 0  # new fraud cases
@@ -60,7 +61,7 @@ class IngestResult:
 class Pending:
     device: bytes
     vouchers: list[bytes]
-    update: bytes | None
+    updates: list[bytes]  # APPLY each in order (6916 = already applied)
     update_number: int
 
 
@@ -150,6 +151,7 @@ class LedgerClient:
             ack=base64.b64decode(d["ack"]),
             vouchers=[base64.b64decode(v["voucher"]) for v in d["vouchers"]],
             update=_unb64(d["update"]),
+            updates=[base64.b64decode(u) for u in d["updates"]],
             accepted=d["accepted"],
             duplicates=d["duplicates"],
             conflicts=d["conflicts"],
@@ -170,7 +172,7 @@ class LedgerClient:
         d = self._call("GET", f"/v1/devices/{device_id.hex()}/pending")
         return Pending(bytes.fromhex(d["device"]),
                        [base64.b64decode(v["voucher"]) for v in d["vouchers"]],
-                       _unb64(d["update"]), d["update_number"])
+                       [base64.b64decode(u) for u in d["updates"]], d["update_number"])
 
     # ---- operator ----------------------------------------------------------------------
     def register(self, cert: bytes, owner: str | None = None) -> dict[str, Any]:

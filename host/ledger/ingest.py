@@ -501,6 +501,7 @@ class _Apply:
             hotlist_version=self.ledger._hotlist_version(self.tx),
             vouchers=pending["vouchers"],
             update=pending["update"],
+            updates=pending["updates"],
             update_number=pending["update_number"],
         )
         return self.result

@@ -127,6 +127,7 @@ CREATE TABLE updates (
     device {blob} NOT NULL REFERENCES devices(id),
     number {bigint} NOT NULL,
     envelope {blob} NOT NULL,
+    has_cert INTEGER NOT NULL DEFAULT 0,
     at {bigint} NOT NULL,
     PRIMARY KEY (device, number)
 );

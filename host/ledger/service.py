@@ -50,6 +50,7 @@ def device_dict(row: tuple) -> dict[str, Any]:
     d["limits"] = {int(k): int(v) for k, v in json.loads(d["limits"] or "{}").items()}
     d["revoked"] = bool(d["revoked"])
     d["renewed"] = bool(d["renewed"])
+    d["acked_upto"] = d["acked_upto"] or 0
     return d
 
 
@@ -465,14 +466,17 @@ class Ledger:
         return c, spent
 
     def mint_update(self, tx: Tx, d: dict[str, Any], force: bool = False) -> bytes | None:
-        """Sign a new update for the device when it has something new to carry (a newer hot
-        list for a POS, a higher synced counter for a wallet, a renewed certificate).
-        Every update carries the whole current state, so only the latest one matters."""
+        """Sign a new update for the device when it has something new to carry: a newer hot
+        list for a POS, a higher synced counter for a wallet, a renewed certificate (`force`).
+        Synced counter and hot list are absolute, so a later update supersedes an earlier one;
+        a renewed certificate travels only in the update minted for the renewal (devices refuse
+        a certificate whose serial they already have), so pending lists every update from the
+        last certificate-bearing one on."""
         if d["revoked"]:
             return None
         fields: dict[int, object] = {}
-        fresh = force or (d["renewed"] and d["serial"] > d["upd_serial"])
-        if d["renewed"]:
+        fresh = force
+        if force and d["renewed"]:
             fields[proto.UPD_CERT] = d["cert"]
         synced = d["synced_counter"]
         hot_version = d["upd_hotlist"]
@@ -492,8 +496,9 @@ class Ledger:
             return None
         number = d["next_update"]
         env = self.issuer.update(d["id"], number, fields)
-        tx.execute("INSERT INTO updates (device, number, envelope, at) VALUES (?, ?, ?, ?)",
-                   (d["id"], number, env, self.now()))
+        tx.execute("INSERT INTO updates (device, number, envelope, has_cert, at) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   (d["id"], number, env, int(proto.UPD_CERT in fields), self.now()))
         tx.execute("UPDATE devices SET next_update = ?, synced_counter = ?, upd_hotlist = ?, "
                    "upd_serial = ? WHERE id = ?",
                    (number + 1, synced, hot_version, d["serial"], d["id"]))
@@ -510,13 +515,20 @@ class Ledger:
                     "SELECT number, amount, source, envelope FROM vouchers WHERE wallet = ? "
                     "AND number > ? ORDER BY number", (d["id"], d["vouchers_applied"]))
             ]
-        row = tx.one("SELECT number, envelope FROM updates WHERE device = ? "
-                     "ORDER BY number DESC LIMIT 1", (d["id"],))
+        last_cert = int(tx.scalar("SELECT COALESCE(MAX(number), 0) FROM updates WHERE "
+                                  "device = ? AND has_cert = 1", (d["id"],), default=0))
+        last = int(tx.scalar("SELECT COALESCE(MAX(number), 0) FROM updates WHERE device = ?",
+                             (d["id"],), default=0))
+        first = last_cert if last_cert else last
+        updates = [b64e(bytes(e)) for (e,) in tx.all(
+            "SELECT envelope FROM updates WHERE device = ? AND number >= ? ORDER BY number",
+            (d["id"], first))] if last else []
         return {
             "device": d["id"].hex(),
             "vouchers": vouchers,
-            "update": b64e(bytes(row[1])) if row else None,
-            "update_number": int(row[0]) if row else 0,
+            "updates": updates,
+            "update": updates[-1] if updates else None,
+            "update_number": last,
         }
 
     def pending(self, device_id: bytes) -> dict[str, Any]:

@@ -1,0 +1,324 @@
+"""Fixtures and helpers of the ledger tests (no tests here).
+
+A `World` is one ledger served over real HTTP on loopback (uvicorn in a thread, or a subprocess
+for the kill test) plus real firmware devices: wallets and POS terminals from sim/provision,
+registered with the ledger, loaded through it, paying each other, exported and synced.
+Both back ends: SQLite (a temp file) and PostgreSQL (127.0.0.1:5432, a fresh schema per test,
+dropped after; with CI set and no server reachable the PG tests FAIL instead of skipping).
+After every test each ledger built here must pass its invariant (autouse fixture).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+
+from tapcash.firmware.core import cbor, proto
+from tapcash.firmware.pos.app import PosApp
+from tapcash.firmware.wallet.app import WalletApp
+from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.app import create_app
+from tapcash.host.ledger.client import IngestResult, LedgerClient
+from tapcash.host.ledger.db import Database
+from tapcash.host.ledger.migrations import migrate
+from tapcash.host.ledger.postings import check_invariant
+from tapcash.host.ledger.service import Ledger
+from tapcash.sim import provision as pv
+from tapcash.sim.inproc import DirectLink, SimClock
+
+TOKEN = "test-operator-token-" + uuid.uuid4().hex
+PG_USERS = ("postgres", "root")
+_ledgers: list[Ledger] = []
+
+
+# ---- databases -----------------------------------------------------------------------------
+def _pg_admin_url() -> str | None:
+    import psycopg
+
+    for user in PG_USERS:
+        url = f"postgresql://{user}@127.0.0.1:5432/test"
+        try:
+            with psycopg.connect(url, connect_timeout=3):
+                return url
+        except psycopg.OperationalError:
+            continue
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> str:
+    url = _pg_admin_url()
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 (database test) is unreachable in CI")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    return url
+
+
+def _pg_schema(admin: str) -> Iterator[str]:
+    import psycopg
+
+    schema = "tapcash_t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    url = f"{admin}?options=-csearch_path%3D{schema}"
+    try:
+        yield url
+        check_books(url)
+    finally:
+        close_ledgers(url)
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty database of each back end."""
+    if request.param == "sqlite":
+        url = str(tmp_path / "ledger.db")
+        yield url
+        check_books(url)
+        close_ledgers(url)
+    else:
+        yield from _pg_schema(request.getfixturevalue("pg_admin"))
+
+
+@pytest.fixture
+def db_url_factory(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    """More fresh databases of the same back end as `db_url` (for comparing two ledgers)."""
+    backend = request.node.callspec.params["db_url"]
+    gens: list[Iterator[str]] = []
+
+    def make() -> str:
+        if backend == "sqlite":
+            return str(tmp_path / f"ledger-{uuid.uuid4().hex[:8]}.db")
+        g = _pg_schema(request.getfixturevalue("pg_admin"))
+        gens.append(g)
+        return next(g)
+
+    urls: list[str] = []
+
+    def make_checked() -> str:
+        urls.append(make())
+        return urls[-1]
+
+    yield make_checked
+    for url in urls:
+        if backend == "sqlite":
+            check_books(url)
+            close_ledgers(url)
+    for g in gens:
+        for _ in g:
+            pass
+
+
+def make_ledger(url: str, issuer: Issuer, **kw: Any) -> Ledger:
+    db = Database(url)
+    migrate(db)
+    ledger = Ledger(db, issuer, **kw)
+    _ledgers.append(ledger)
+    return ledger
+
+
+def check_books(url: str | None = None) -> None:
+    """The bank invariant holds and no balance is negative, for every ledger (on `url`)."""
+    for ledger in list(_ledgers):
+        if url is None or ledger.db.url == url:
+            inv = ledger.db.read(check_invariant)
+            assert inv["ok"], inv
+            assert inv["negative"] == []
+            assert inv["issued"] == inv["held"]
+
+
+def close_ledgers(url: str | None = None) -> None:
+    for ledger in list(_ledgers):
+        if url is None or ledger.db.url == url:
+            ledger.db.close()
+            _ledgers.remove(ledger)
+
+
+@pytest.fixture(autouse=True)
+def books_balance() -> Iterator[None]:
+    """After every test: the bank invariant holds and no balance is negative. (Ledgers on a
+    database fixture are checked by that fixture, before it drops the database.)"""
+    close_ledgers()
+    yield
+    try:
+        check_books()
+    finally:
+        close_ledgers()
+
+
+# ---- a server on loopback ------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ThreadServer:
+    """uvicorn serving one Ledger on 127.0.0.1:<free port> in a background thread."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.port = free_port()
+        cfg = uvicorn.Config(
+            create_app(ledger, TOKEN),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+# ---- devices -------------------------------------------------------------------------------
+def apdu(app: Any, ins: int, data: bytes = b"", what: str = "") -> tuple[bytes, int]:
+    """(data, SW) of one command, selecting a wallet first."""
+    if isinstance(app, WalletApp):
+        pv.select(app)
+    resp = app.process(proto.build_command(proto.CLA_PROP, ins, 0, 0, data))
+    return proto.split_response(resp)
+
+
+@dataclass
+class Dev:
+    app: Any
+    id: bytes
+    kind: str
+    link: DirectLink | None = None
+    merchant: bytes | None = None
+    acked: int = 0
+    syncs: list[IngestResult] = field(default_factory=list)
+
+
+class World:
+    """An issuer, a ledger over HTTP, and devices made with the real firmware."""
+
+    def __init__(self, url: str, seed: int = 0, serve: bool = True) -> None:
+        self.issuer = pv.issuer_from_seed(seed)
+        self.seed = seed
+        self.clock = SimClock(int(time.time()))
+        self.ledger = make_ledger(url, self.issuer)
+        self.server = ThreadServer(self.ledger) if serve else None
+        self.client = LedgerClient(self.server.url, TOKEN) if self.server else None
+        self.wallets: dict[int, Dev] = {}
+        self.poses: dict[int, Dev] = {}
+
+    def close(self) -> None:
+        if self.client:
+            self.client.close()
+        if self.server:
+            self.server.stop()
+
+    # -- provisioning through the ledger
+    def wallet(
+        self, n: int, *, owner: str = "alice", load: int = 0, limits: dict[int, int] | None = None
+    ) -> Dev:
+        app, _flash = pv.make_wallet(
+            self.issuer, n, seed=self.seed, limits=limits, clock=self.clock
+        )
+        info = pv.select(app)
+        cert = info[proto.INFO_CERT]
+        self.client.register(cert, owner)
+        dev = Dev(app, pv.device_id("wallet", n), "wallet")
+        self.wallets[n] = dev
+        if load:
+            self.client.deposit(owner, load)
+            self.top_up(dev, load)
+        return dev
+
+    def top_up(self, dev: Dev, amount: int) -> None:
+        voucher = self.client.load(dev.id, amount)
+        _d, sw = apdu(dev.app, proto.INS_LOAD, voucher)
+        assert sw == proto.SW_OK, hex(sw)
+
+    def pos(self, n: int, config: dict[int, int] | None = None) -> Dev:
+        link = DirectLink(None)
+        app, _flash = pv.make_pos(self.issuer, n, self.clock, link, seed=self.seed, config=config)
+        info = cbor.decode(pv.call(app, proto.INS_GET_INFO, what="GET INFO"))
+        self.client.register(info[proto.INFO_CERT])
+        dev = Dev(
+            app, pv.device_id("pos", n), "pos", link=link, merchant=pv.device_id("merchant", n)
+        )
+        self.poses[n] = dev
+        return dev
+
+    # -- payments
+    def pay(self, wallet: Dev, pos: Dev, amount: int) -> Any:
+        assert pos.link is not None
+        pos.link.tap(wallet.app)
+        r = pos.app.take_payment(amount, pin=pv.PIN if amount > 5000 else None)
+        pos.link.remove()
+        return r
+
+    def transfer(self, payer: Dev, receiver: Dev, amount: int) -> bytes:
+        return pv.transfer(
+            DirectLink(payer.app),
+            DirectLink(receiver.app),
+            amount,
+            time=self.clock.now(),
+            pin=pv.PIN if amount > 5000 else None,
+        )
+
+    # -- sync
+    def export(self, dev: Dev, since: int | None = None) -> tuple[list[tuple[int, bytes]], bytes]:
+        records, status = pv.export_all(dev.app, dev.acked if since is None else since)
+        return [(s, cbor.encode(r)) for s, r in records], status
+
+    def sync(self, dev: Dev, client: LedgerClient | None = None) -> IngestResult:
+        """EXPORT -> ingest -> LOAD vouchers -> APPLY updates -> ACK, like the sync tool."""
+        records, status = self.export(dev)
+        res = (client or self.client).ingest(dev.id, records, status)
+        self.deliver(dev, res)
+        return res
+
+    def deliver(self, dev: Dev, res: IngestResult) -> None:
+        for v in res.vouchers:
+            _d, sw = apdu(dev.app, proto.INS_LOAD, v)
+            assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
+        for u in res.updates:
+            _d, sw = apdu(dev.app, proto.INS_APPLY, u)
+            assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
+        _d, sw = apdu(dev.app, proto.INS_ACK, res.ack)
+        assert sw == proto.SW_OK, hex(sw)
+        dev.acked = res.upto
+        dev.syncs.append(res)
+
+
+@pytest.fixture
+def world(db_url: str) -> Iterator[World]:
+    w = World(db_url)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def balance_of(app: WalletApp) -> int:
+    from tapcash.firmware.wallet import state as wst
+
+    return int(app.state[wst.S_BALANCE])
+
+
+__all__ = ["PosApp", "World", "books_balance", "db_url", "db_url_factory", "pg_admin", "world"]

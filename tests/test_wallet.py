@@ -490,11 +490,11 @@ def test_flash_failure_is_6581_and_changes_nothing(tmp_path):
     card.app.power_on()
     card.select()
     flash.broken = True
-    assert_ = card.snapshot()
+    before = card.snapshot()
     assert card.pay(100)[1] == P.SW_MEMORY
     assert card.load(2, 100)[1] == P.SW_MEMORY
     assert card.verify_pin(PIN) == P.SW_MEMORY
-    assert card.snapshot() == assert_
+    assert card.snapshot() == before
     flash.broken = False
     assert card.pay(100)[1] == P.SW_OK
 

@@ -91,7 +91,8 @@ class MpDevice(Device):
         self.key = spec.name
         root = f"/flash/{spec.name}"
         cfg = json.dumps({str(k): v for k, v in spec.pos_config.items()}) if spec.pos_config else ""
-        self._call(f"_simdev.new({self.key!r}, {spec.role!r}, {root!r}, {spec.rng_seed.hex()!r}, {cfg!r}) or ''")
+        seed = spec.rng_seed.hex()
+        self._call(f"_simdev.new({self.key!r}, {spec.role!r}, {root!r}, {seed!r}, {cfg!r}) or ''")
 
     def _call(self, expr: str) -> str:
         try:
@@ -114,7 +115,8 @@ class MpDevice(Device):
         self.vm.link_handler = field.transceive
         try:
             pin_hex = pin.hex() if pin else ""
-            r = json.loads(self._call(f"_simdev.take_payment({self.key!r}, {int(amount)}, {pin_hex!r})"))
+            expr = f"_simdev.take_payment({self.key!r}, {int(amount)}, {pin_hex!r})"
+            r = json.loads(self._call(expr))
         finally:
             self.vm.link_handler = None
         for k in ("wallet", "payment", "receipt"):

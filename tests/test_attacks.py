@@ -110,7 +110,7 @@ def test_reused_challenge_gets_no_second_payment(audit) -> None:
     # same challenge, other content: the card refuses outright
     pair.link.tap()
     r = pair.pos.take_payment(1500)
-    assert r.status == "declined" and r.sw in (proto.SW_CONDITIONS,) or r.reason == "counter"
+    assert declined(r, "card_refused") and r.sw == proto.SW_CONDITIONS
     books = audit.books(pair)
     assert books.wallet.counter == 1 and len(books.pos) == 1
 

@@ -178,3 +178,57 @@ def test_cut_both_in_one_payment_and_keep_going(pair: Pair, audit) -> None:
     books = audit.books(pair)
     assert books.wallet_log_only == []
     assert len(books.pos) == books.wallet.counter >= len(faults)
+
+
+def _serial(pos, ins: int, data: bytes) -> int:
+    from tapcash.firmware.core import proto
+
+    resp = pos.process(proto.build_command(0x80, ins, 0, 0, data))
+    return resp[-2] << 8 | resp[-1]
+
+
+@pytest.mark.parametrize("keep", [0, ALL], ids=["nothing", "everything"])
+@pytest.mark.parametrize("command", ["ack", "apply"])
+def test_power_cut_during_pos_serial_commands(pair: Pair, audit, command: str, keep: int) -> None:
+    from tapcash.firmware.core import proto
+    from tapcash.sim.provision import T0, select
+
+    for _ in range(3):
+        assert pair.pos.take_payment(AMOUNT).approved
+    issuer = pair.issuer
+    if command == "ack":
+        ins, data = proto.INS_ACK, issuer.ack(pair.pos_id, 2, T0)
+        before, after = (3, 3), (3, 1)  # (last seq, unpruned records)
+
+        def fact(info: dict) -> tuple[int, int]:
+            return info[proto.INFO_SEQ], info[proto.INFO_RECORDS]
+    else:
+        hot = issuer.hotlist(2, T0, [pair.wallet_id])
+        ins, data = proto.INS_APPLY, issuer.update(pair.pos_id, 1, {proto.UPD_HOTLIST: hot})
+        before, after = (1, 0), (2, 1)  # (hot list version, update number)
+
+        def fact(info: dict) -> tuple[int, int]:
+            return info[proto.INFO_HOT_VERSION], info[proto.INFO_UPDATE]
+
+    image = pair.snapshot()
+    pair.restore(image)  # (a reboot folds the last payment into the run state first)
+    start = pair.pos_flash.write_count
+    assert _serial(pair.pos, ins, data) == 0x9000
+    writes = pair.pos_flash.write_count - start
+    assert writes >= 1
+    for n in range(1, writes + 1):
+        pair.restore(image)
+        assert fact(select(pair.pos)) == before
+        pair.pos_flash.cut_after(n, keep)
+        with pytest.raises(PowerCut):
+            pair.pos.process(proto.build_command(0x80, ins, 0, 0, data))
+        pair.reboot_pos()
+        got = fact(select(pair.pos))
+        assert got in (before, after)
+        sw = _serial(pair.pos, ins, data)  # the sync tool sends it again
+        assert sw == 0x9000 or (got == after and sw == proto.SW_REPLAY)
+        assert fact(select(pair.pos)) == after
+        pair.link.tap()
+        r = pair.pos.take_payment(AMOUNT)
+        assert r.approved if command == "ack" else r.reason == "revoked"
+        audit.pos(pair.pos)

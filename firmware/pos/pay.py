@@ -232,9 +232,12 @@ class _Flow:
         torn = st.torn_aged(app.rt[st.R_TORN], self.now, app.config[proto.CFG_TORN_LIFE_S])
         entry = st.torn_find(torn, wallet)
         if entry is not None and last is not None and last == entry[st.N_CHALLENGE]:
-            return self.recover(entry, counter)
+            seen = st.table_find(app.rt[st.R_TABLE], wallet)
+            if seen is None or counter > seen[st.T_COUNTER]:
+                return self.recover(entry, counter)
         if entry is not None:
-            torn = st.torn_without(torn, wallet)  # the card never committed it: drop
+            # the card never committed it (or its counter is already taken here): drop
+            torn = st.torn_without(torn, wallet)
 
         why = _policy(app, self.amount, self.now, wallet, counter, cert, left)
         if why:

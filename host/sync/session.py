@@ -9,6 +9,9 @@
     6. APPLY the update, LOAD the vouchers in order (6916 = applied by an earlier run).
     7. ACK last: only now may the device prune what the ledger holds.
     8. Delete the outbox entries the ack covers.
+    9. A LOAD journals a record: when vouchers were loaded, go again from 3 (at most
+       MAX_ROUNDS rounds), so a completed sync leaves the device's journal empty and the
+       ledger with the device's final status.
 
 Every step is safe to repeat, so a sync killed anywhere (between any two frames, during the
 upload, while writing the outbox) converges when run again: EXPORT is read-only, the ledger
@@ -30,6 +33,9 @@ from tapcash.host.ledger.client import IngestResult
 from .device import EXPORT_PAGE_RECORDS, Device, DeviceInfo, Transport
 from .errors import DeviceRefused, LedgerRefused, LedgerUnreachable
 from .outbox import Batch, Outbox
+
+MAX_ROUNDS = 3  # export/upload/ack rounds per sync (a round that loads vouchers adds one)
+_COUNTS = ("accepted", "duplicates", "conflicts", "refused", "released", "loss")
 
 
 class Ledger(Protocol):
@@ -74,7 +80,8 @@ class SyncResult:
     device: str = ""
     kind: str = ""
     ledger: str | None = None
-    exported: int = 0
+    rounds: int = 0
+    exported: int = 0  # records uploaded, all rounds (a record counts once per round it is in)
     first_seq: int = 0
     last_seq: int = 0
     status: dict[str, Any] = field(default_factory=dict)
@@ -200,71 +207,94 @@ def sync_device(
         fl = flush_outbox(ledger, outbox, keep=info.id)
         res.flush = {k: v for k, v in asdict(fl).items() if k != "replies"}
 
-    progress.stage("exporting")
-    records, status, status_body = export_all(dev, info, progress, page_records)
-    res.exported = len(records)
-    res.first_seq = records[0][0] if records else 0
-    res.last_seq = records[-1][0] if records else 0
-    res.status = status_summary(status_body)
-    batch = Batch(info.id, info.kind, info.cert, records, status, int(clock()))
-    spooled: Path | None = None
-    if records:
-        spooled = outbox.put(batch)
-        res.spooled = str(spooled)
-
-    if ledger is None:
+    if ledger is None or res.flush.get("unreachable"):
+        # nothing can be uploaded: spool what the device holds and stop
+        _export_and_spool(dev, info, outbox, progress, page_records, clock, res)
         res.outcome = "spooled"
-        res.message = "no ledger given: the batch waits in the outbox (tapcash sync --flush)"
-        return _finish(res, transport, t0)
-    if res.flush.get("unreachable"):
-        res.outcome = "spooled"
-        res.message = f"{res.flush['unreachable']}; the batch waits in the outbox"
+        if ledger is None:
+            res.message = "no ledger given: the batch waits in the outbox (tapcash sync --flush)"
+        else:
+            res.message = f"{res.flush['unreachable']}; the batch waits in the outbox"
         return _finish(res, transport, t0)
 
-    progress.stage("uploading")
-    try:
-        reply = ledger.submit(batch)
-    except LedgerUnreachable as e:
-        res.outcome = "spooled"
-        res.message = f"{e.message}; the batch waits in the outbox" if records else e.message
-        return _finish(res, transport, t0)
-    res.ack_upto = reply.upto
-    res.ledger_result = {
-        k: getattr(reply, k)
-        for k in ("accepted", "duplicates", "conflicts", "refused", "released", "loss")
-    }
-    res.ledger_result["revoked"] = list(reply.revoked)
-    res.ledger_result["hotlist_version"] = reply.hotlist_version
+    last_update = None
+    for _round in range(MAX_ROUNDS):
+        res.rounds += 1
+        batch, spooled = _export_and_spool(dev, info, outbox, progress, page_records, clock, res)
+        progress.stage("uploading")
+        try:
+            reply = ledger.submit(batch)
+        except LedgerUnreachable as e:
+            res.outcome = "spooled"
+            res.message = f"{e.message}; the batch waits in the outbox" if spooled else e.message
+            return _finish(res, transport, t0)
+        res.ack_upto = reply.upto
+        for k in _COUNTS:
+            res.ledger_result[k] = res.ledger_result.get(k, 0) + getattr(reply, k)
+        res.ledger_result["revoked"] = list(reply.revoked)
+        res.ledger_result["hotlist_version"] = reply.hotlist_version
 
-    progress.stage("updating the device")
-    if reply.update:
-        try:
-            res.update = "applied" if dev.apply(reply.update) else "already applied"
-        except DeviceRefused as e:
-            res.warnings.append(e.message)
-    for voucher in reply.vouchers:
-        try:
-            if dev.load(voucher):
-                res.vouchers_loaded += 1
-            else:
-                res.vouchers_already += 1
-        except DeviceRefused as e:
-            res.warnings.append(f"{e.message}; the rest stay pending at the ledger")
-            break
+        progress.stage("updating the device")
+        if reply.update and reply.update != last_update:
+            last_update = reply.update
+            try:
+                applied = dev.apply(reply.update)
+                if applied or res.update is None:
+                    res.update = "applied" if applied else "already applied"
+            except DeviceRefused as e:
+                res.warnings.append(e.message)
+        loaded = 0
+        for voucher in reply.vouchers:
+            try:
+                if dev.load(voucher):
+                    loaded += 1
+                else:
+                    res.vouchers_already += 1
+            except DeviceRefused as e:
+                res.warnings.append(f"{e.message}; the rest stay pending at the ledger")
+                break
+        res.vouchers_loaded += loaded
 
-    progress.stage("acknowledging")
-    dev.ack(reply.ack)
-    for path in outbox.paths(info.id):
-        try:
-            if outbox.load(path).last_seq <= reply.upto:
-                outbox.remove(path)
-        except (OSError, ValueError):
-            continue
-    if spooled is not None and not spooled.exists():
-        res.spooled = None
+        progress.stage("acknowledging")
+        dev.ack(reply.ack)
+        for path in outbox.paths(info.id):
+            try:
+                if outbox.load(path).last_seq <= reply.upto:
+                    outbox.remove(path)
+            except (OSError, ValueError):
+                continue
+        if spooled is not None and not spooled.exists():
+            res.spooled = None
+        if not loaded:
+            break  # a LOAD journals a record: one more round ships it, so the device ends empty
     res.outcome = "synced"
     res.message = "synced"
     return _finish(res, transport, t0)
+
+
+def _export_and_spool(
+    dev: Device,
+    info: DeviceInfo,
+    outbox: Outbox,
+    progress: Progress,
+    page_records: int,
+    clock: Callable[[], float],
+    res: SyncResult,
+) -> tuple[Batch, Path | None]:
+    """EXPORT everything the device holds and put it in the outbox (when not empty)."""
+    progress.stage("exporting")
+    records, status, status_body = export_all(dev, info, progress, page_records)
+    res.exported += len(records)
+    if records:
+        res.first_seq = res.first_seq or records[0][0]
+        res.last_seq = records[-1][0]
+    res.status = status_summary(status_body)
+    batch = Batch(info.id, info.kind, info.cert, records, status, int(clock()))
+    spooled = None
+    if records:
+        spooled = outbox.put(batch)
+        res.spooled = str(spooled)
+    return batch, spooled
 
 
 def _finish(res: SyncResult, transport: Transport, t0: float) -> SyncResult:

@@ -26,6 +26,17 @@ DEFAULT_TIMEOUT_S = 2.0  # a board signs the export status with Ed25519: ~0.5 s 
 DEFAULT_RETRIES = 3
 POLL_S = 0.05
 
+try:  # tcdrain on a line that went away raises termios.error, not OSError
+    import termios
+
+    LINE_ERRORS: tuple[type[BaseException], ...] = (
+        OSError,
+        serial.SerialException,
+        termios.error,
+    )
+except ImportError:  # Windows
+    LINE_ERRORS = (OSError, serial.SerialException)
+
 
 @dataclass
 class LinkStats:
@@ -61,7 +72,7 @@ class SerialTransport:
         if self._ser is not None:
             try:
                 self._ser.close()
-            except (OSError, serial.SerialException):
+            except LINE_ERRORS:
                 pass
             self._ser = None
 
@@ -98,20 +109,18 @@ class SerialTransport:
         try:
             self._ser.write(data)
             self._ser.flush()
-        except (OSError, serial.SerialException) as e:
+        except LINE_ERRORS as e:
             raise LinkLost(f"serial line {self.port} failed while sending: {e}") from None
         self.stats.bytes_out += len(data)
 
     def _await(self, rid: int, deadline: float) -> bytes | None:
         assert self._ser is not None
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() >= deadline:
                 return None
-            self._ser.timeout = min(left, POLL_S)
-            try:
+            try:  # returns what is there, or after POLL_S with nothing (the port's timeout)
                 chunk = self._ser.read(max(1, self._ser.in_waiting))
-            except (OSError, serial.SerialException) as e:
+            except LINE_ERRORS as e:
                 raise LinkLost(f"serial line {self.port} failed: {e}") from None
             if not chunk:
                 continue
@@ -149,6 +158,6 @@ def _open(port: str, baud: int) -> serial.Serial:
         raise PortError(f"cannot open {port}: {text}") from None
     try:
         ser.reset_input_buffer()  # whatever a previous session left unread
-    except (OSError, serial.SerialException):
+    except LINE_ERRORS:
         pass
     return ser

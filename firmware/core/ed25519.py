@@ -1,0 +1,619 @@
+# Ed25519 signatures (RFC 8032): pure Python that runs on MicroPython, PyNaCl on CPython.
+#
+#   public_key(seed32) -> 32 bytes
+#   sign(seed32, msg) -> 64 bytes
+#   verify(public32, msg, sig64) -> bool        never raises, False for anything malformed
+#
+# Verification is strict and decides every input exactly like libsodium's
+# crypto_sign_ed25519_verify_detached (the library PyNaCl bundles), so a device, PyNaCl
+# and the ledger accept the same signatures and reject the same ones:
+#   1. S (sig[32:]) must be < L;
+#   2. R (sig[:32]) must not be one of libsodium's 7 small-order encodings: the y-coordinate
+#      (low 255 bits, sign bit ignored) is compared with 0, 1, p-1, the two order-8 y's, p
+#      and p+1;
+#   3. A (the public key) must be canonical (low 255 bits < p), must not be on the same
+#      small-order list, and must decode to a curve point;
+#   4. h = SHA-512(R || A || msg) mod L; the check is cofactorless: encode(S*B - h*A) must
+#      equal R byte for byte (so a non-canonical or off-curve R never matches, and a
+#      public key or R with a small-order component is judged by that exact equation).
+#
+# Backends: "nacl" (PyNaCl, CPython, chosen automatically when importable) and "pure".
+# TAPCASH_CRYPTO=pure in the environment forces pure at import; set_backend() switches.
+#
+# Speed notes for the pure code (MicroPython has arbitrary-precision ints; field elements
+# are plain ints mod p = 2**255 - 19 and a multiplication followed by % p is the unit of
+# cost): extended coordinates, formulas of ref10; k*B uses a signed radix-16 comb over a
+# precomputed table (_ed25519_table, bytes, 64 mixed additions + 4 doublings);
+# verification runs one doubling chain for S*B - h*A (Straus) with width-5 NAF digits
+# of h over 8 odd multiples of -A and width-7 NAF digits of S over 32 odd multiples of B
+# from the table; inversion is the extended Euclidean algorithm (cheaper here than a
+# power), the square root a fixed addition chain that lets pow() do the long runs of
+# squarings in C. The expanded secret key of the last seed and the decoded tables of the
+# last two public keys are cached (clear_caches() drops them).
+#
+# Not constant time: big-int arithmetic in Python is not, so neither is this code. The
+# pure signer fits devices whose timing an attacker cannot measure finely; PyNaCl signs
+# in constant time on the host.
+from . import sha512 as _sha512
+from .runtime import IS_MICROPYTHON
+
+_P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED  # 2**255 - 19
+_L = 0x1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED  # group order
+_D = 0x52036CEE2B6FFE738CC740797779E89800700A4D4141D8AB75EB4DCA135978A3  # -121665/121666
+_D2 = 0x2406D9DC56DFFCE7198E80F2EEF3D13000E0149A8283B156EBD69B9426B2F159  # 2*d
+_INV_D = 0x40907ED214D5CE432B162114CDB9CF660B5DD6984279542E25E0F276CDC9F843  # 1/d
+_SQRTM1 = 0x2B8324804FC1DF0B2B4D00993DFBD7A72F431806AD2FE478C4EE1B274A0EA0B0  # sqrt(-1)
+_MASK255 = (1 << 255) - 1
+_CLAMP = (1 << 254) - 8
+
+# y-coordinates of libsodium's small-order blacklist (ge25519_has_small_order): 0, 1,
+# the two order-8 points' y, p-1, and the non-canonical p and p+1.
+_SMALL_ORDER_Y = (
+    0,
+    1,
+    2707385501144840649318225287225658788936804267575313519463743609750303402022,
+    55188659117513257062467267217118295137698188065244968500265048394206261417927,
+    _P - 1,
+    _P,
+    _P + 1,
+)
+
+
+# Trailing zero bits of each byte value (0 -> 8), for the NAF recoding.
+def _tz_table():
+    t = bytearray(256)
+    t[0] = 8
+    for v in range(1, 256):
+        n = 0
+        while not (v >> n) & 1:
+            n += 1
+        t[v] = n
+    return bytes(t)
+
+
+_TZ = _tz_table()
+
+_A_CACHE_MAX = 2
+_a_cache = []  # [(public key bytes, table of odd multiples of -A)], most recent first
+_key_cache = None  # (seed, a, prefix, public key) of the last seed used
+
+
+def clear_caches():
+    """Forget the cached expanded secret key and decoded public keys."""
+    global _key_cache
+    _key_cache = None
+    del _a_cache[:]
+
+
+# --- field -------------------------------------------------------------------------------
+
+
+def _inv(z):
+    """1/z mod p (z not 0 mod p), extended Euclid: ~150 divisions beat a 255-bit power."""
+    P = _P
+    a, b, u0, u1 = P, z % P, 0, 1
+    while b:
+        q = a // b
+        a, b = b, a - q * b
+        u0, u1 = u1, u0 - q * u1
+    return u0 % P
+
+
+def _pow22523(z):
+    """z**(2**252 - 3) mod p (ref10's chain); pow() runs the squaring stretches in C."""
+    P = _P
+    t0 = z * z % P  # 2
+    t1 = t0 * t0 % P
+    t1 = t1 * t1 % P  # 8
+    t1 = z * t1 % P  # 9
+    t0 = t0 * t1 % P  # 11
+    t0 = t0 * t0 % P  # 22
+    t0 = t1 * t0 % P  # 2**5 - 1
+    t1 = pow(t0, 32, P)
+    t0 = t1 * t0 % P  # 2**10 - 1
+    t1 = pow(t0, 1 << 10, P)
+    t1 = t1 * t0 % P  # 2**20 - 1
+    t2 = pow(t1, 1 << 20, P)
+    t1 = t2 * t1 % P  # 2**40 - 1
+    t1 = pow(t1, 1 << 10, P)
+    t0 = t1 * t0 % P  # 2**50 - 1
+    t1 = pow(t0, 1 << 50, P)
+    t1 = t1 * t0 % P  # 2**100 - 1
+    t2 = pow(t1, 1 << 100, P)
+    t1 = t2 * t1 % P  # 2**200 - 1
+    t1 = pow(t1, 1 << 50, P)
+    t0 = t1 * t0 % P  # 2**250 - 1
+    t0 = pow(t0, 4, P)  # 2**252 - 4
+    return t0 * z % P  # 2**252 - 3
+
+
+# --- points ------------------------------------------------------------------------------
+
+
+def _encode(X, Y, Z):
+    """Canonical 32-byte encoding of the projective point (X : Y : Z)."""
+    P = _P
+    zi = _inv(Z)
+    x = X * zi % P
+    y = Y * zi % P
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def _decode_neg(s):
+    """-A as extended (X, Y, Z, T) from a canonical encoding s, or None when off the curve.
+
+    Mirrors ge25519_frombytes_negate_vartime: x = u*v^3*(u*v^7)^((p-5)/8) with u = y^2-1,
+    v = d*y^2+1, times sqrt(-1) when v*x^2 == -u, none when neither; then the root whose
+    parity differs from the sign bit (so -A) is taken; x = 0 with the sign bit set is not
+    refused here (those encodings are on the small-order list, checked before).
+    """
+    P = _P
+    y = int.from_bytes(s, "little") & _MASK255
+    yy = y * y % P
+    u = yy - 1
+    v = _D * yy + 1
+    v3 = v * v % P * v % P
+    x = u * v3 % P * _pow22523(u * v3 % P * v3 % P * v % P) % P
+    vxx = v * x % P * x % P
+    if (vxx - u) % P:
+        if (vxx + u) % P:
+            return None
+        x = x * _SQRTM1 % P
+    if (x & 1) == (s[31] >> 7):
+        x = (P - x) % P
+    return x, y, 1, x * y % P
+
+
+def _a_table(pk):
+    """Odd multiples 1, 3, ..., 15 of -A in cached form (Y+X, Y-X, 2Z, 2dT), or None."""
+    for i in range(len(_a_cache)):
+        entry = _a_cache[i]
+        if entry[0] == pk:
+            if i:
+                del _a_cache[i]
+                _a_cache.insert(0, entry)
+            return entry[1]
+    point = _decode_neg(pk)
+    if point is None:
+        return None
+    P = _P
+    M = _MASK255
+    D2 = _D2
+    X, Y, Z, T = point
+    tab = [(Y + X) % P, (Y - X) % P, 2, T * D2 % P]
+    # 2*(-A) in extended coordinates (doubling with T)
+    xx = X * X % P
+    yy = Y * Y % P
+    zz2 = Z * Z % P << 1
+    s = X + Y
+    px = s * s % P - yy - xx
+    py = yy + xx
+    pz = yy - xx
+    pt = zz2 - pz
+    X2 = px * pt % P
+    Y2 = py * pz % P
+    Z2 = pz * pt % P
+    T2 = px * py % P
+    ypx2 = Y2 + X2
+    ymx2 = Y2 - X2
+    z22 = Z2 << 1
+    t2d2 = T2 * D2 % P
+    for _ in range(7):  # next odd multiple = previous + 2*(-A)
+        v = (Y - X) * ymx2
+        a = (v & M) + (v >> 255) * 19
+        v = (Y + X) * ypx2
+        b = (v & M) + (v >> 255) * 19
+        v = T * t2d2
+        c = (v & M) + (v >> 255) * 19
+        v = Z * z22
+        d = (v & M) + (v >> 255) * 19
+        e = b - a
+        f = d - c
+        g = d + c
+        h = b + a
+        X = e * f % P
+        Y = g * h % P
+        Z = f * g % P
+        T = e * h % P
+        tab.append((Y + X) % P)
+        tab.append((Y - X) % P)
+        tab.append(Z << 1)
+        tab.append(T * D2 % P)
+    _a_cache.insert(0, (pk, tab))
+    del _a_cache[_A_CACHE_MAX:]
+    return tab
+
+
+def _base_mul(k):
+    """k*B for 0 <= k < 2**255 as extended (X, Y, Z, T): signed radix-16 comb, ref10 style."""
+    from ._ed25519_table import COMB
+
+    P = _P
+    M = _MASK255
+    frm = int.from_bytes
+    tb = memoryview(COMB)
+    kb = k.to_bytes(32, "little")
+    e = [0] * 64  # digits in -8..8 with k = sum(e[i] * 16**i)
+    carry = 0
+    for i in range(32):
+        v = kb[i]
+        lo = (v & 15) + carry
+        carry = (lo + 8) >> 4
+        e[2 * i] = lo - (carry << 4)
+        hi = (v >> 4) + carry
+        carry = (hi + 8) >> 4
+        e[2 * i + 1] = hi - (carry << 4)
+    e[63] += carry << 4
+    X = 0
+    Y = 1
+    Z = 1
+    T = 0
+    first = True
+    for half in (1, 0):
+        if not half:  # multiply the odd-digit sum by 16
+            for _ in range(3):
+                v = X * X
+                xx = (v & M) + (v >> 255) * 19
+                v = Y * Y
+                yy = (v & M) + (v >> 255) * 19
+                v = Z * Z
+                zz2 = ((v & M) + (v >> 255) * 19) << 1
+                v = X + Y
+                v = v * v
+                py = yy + xx
+                pz = yy - xx
+                px = (v & M) + (v >> 255) * 19 - py
+                pt = zz2 - pz
+                X = px * pt % P
+                Y = py * pz % P
+                Z = pz * pt % P
+            v = X * X
+            xx = (v & M) + (v >> 255) * 19
+            v = Y * Y
+            yy = (v & M) + (v >> 255) * 19
+            v = Z * Z
+            zz2 = ((v & M) + (v >> 255) * 19) << 1
+            v = X + Y
+            v = v * v
+            py = yy + xx
+            pz = yy - xx
+            px = (v & M) + (v >> 255) * 19 - py
+            pt = zz2 - pz
+            X = px * pt % P
+            Y = py * pz % P
+            Z = pz * pt % P
+            T = px * py % P
+        for i in range(half, 64, 2):
+            d = e[i]
+            if not d:
+                continue
+            if d > 0:
+                o = ((i >> 1) * 8 + d - 1) * 96
+                ypx = frm(tb[o : o + 32], "little")
+                ymx = frm(tb[o + 32 : o + 64], "little")
+                t2 = frm(tb[o + 64 : o + 96], "little")
+            else:
+                o = ((i >> 1) * 8 - d - 1) * 96
+                ymx = frm(tb[o : o + 32], "little")
+                ypx = frm(tb[o + 32 : o + 64], "little")
+                t2 = -frm(tb[o + 64 : o + 96], "little")
+            if first:  # identity + Q: (2x : 2y : 2 : 2xy) straight from the Niels form
+                first = False
+                X = ypx - ymx
+                Y = ypx + ymx
+                Z = 2
+                T = t2 * _INV_D % P
+                continue
+            v = (Y - X) * ymx
+            a = (v & M) + (v >> 255) * 19
+            v = (Y + X) * ypx
+            b = (v & M) + (v >> 255) * 19
+            v = T * t2
+            c = (v & M) + (v >> 255) * 19
+            dd = Z << 1
+            ee = b - a
+            f = dd - c
+            g = dd + c
+            h = b + a
+            X = ee * f % P
+            Y = g * h % P
+            Z = f * g % P
+            T = ee * h % P
+    return X, Y, Z, T
+
+
+def _naf(k, w, out):
+    """Width-w NAF digits of k >= 0 into out[i] (odd, |d| < 2**(w-1)); returns top index + 1."""
+    mask = (1 << w) - 1
+    half = 1 << (w - 1)
+    tz = _TZ
+    i = 0
+    while k:
+        low = k & 255
+        if not low:
+            k >>= 8
+            i += 8
+            continue
+        z = tz[low]
+        if z:
+            k >>= z
+            i += z
+        d = k & mask
+        if d >= half:
+            d -= mask + 1
+        out[i] = d
+        k = (k - d) >> w
+        i += w
+    return i
+
+
+def _double_scalarmult(h, atab, s):
+    """h*(-A) + s*B as projective (X, Y, Z); atab from _a_table, one shared doubling chain."""
+    from ._ed25519_table import ODD
+
+    P = _P
+    M = _MASK255
+    frm = int.from_bytes
+    tb = memoryview(ODD)
+    na = [0] * 264
+    nb = [0] * 264
+    top = max(_naf(h, 5, na), _naf(s, 7, nb))
+    if top > 263:
+        top = 263
+    while top >= 0 and not (na[top] or nb[top]):
+        top -= 1
+    X = 0
+    Y = 1
+    Z = 1
+    T = 0
+    for i in range(top, -1, -1):
+        # double (X : Y : Z) into the completed point (px, py, pz, pt)
+        v = X * X
+        xx = (v & M) + (v >> 255) * 19
+        v = Y * Y
+        yy = (v & M) + (v >> 255) * 19
+        v = Z * Z
+        zz2 = ((v & M) + (v >> 255) * 19) << 1
+        v = X + Y
+        v = v * v
+        py = yy + xx
+        pz = yy - xx
+        px = (v & M) + (v >> 255) * 19 - py
+        pt = zz2 - pz
+        da = na[i]
+        if da:
+            X = px * pt % P
+            Y = py * pz % P
+            Z = pz * pt % P
+            T = px * py % P
+            if da > 0:
+                o = (da >> 1) << 2
+                ypx = atab[o]
+                ymx = atab[o + 1]
+                t2 = atab[o + 3]
+            else:
+                o = (-da >> 1) << 2
+                ymx = atab[o]
+                ypx = atab[o + 1]
+                t2 = -atab[o + 3]
+            v = (Y - X) * ymx
+            a = (v & M) + (v >> 255) * 19
+            v = (Y + X) * ypx
+            b = (v & M) + (v >> 255) * 19
+            v = T * t2
+            c = (v & M) + (v >> 255) * 19
+            v = Z * atab[o + 2]
+            d = (v & M) + (v >> 255) * 19
+            px = b - a
+            py = b + a
+            pz = d + c
+            pt = d - c
+        db = nb[i]
+        if db:
+            X = px * pt % P
+            Y = py * pz % P
+            Z = pz * pt % P
+            T = px * py % P
+            if db > 0:
+                o = (db >> 1) * 96
+                ypx = frm(tb[o : o + 32], "little")
+                ymx = frm(tb[o + 32 : o + 64], "little")
+                t2 = frm(tb[o + 64 : o + 96], "little")
+            else:
+                o = (-db >> 1) * 96
+                ymx = frm(tb[o : o + 32], "little")
+                ypx = frm(tb[o + 32 : o + 64], "little")
+                t2 = -frm(tb[o + 64 : o + 96], "little")
+            v = (Y - X) * ymx
+            a = (v & M) + (v >> 255) * 19
+            v = (Y + X) * ypx
+            b = (v & M) + (v >> 255) * 19
+            v = T * t2
+            c = (v & M) + (v >> 255) * 19
+            d = Z << 1
+            px = b - a
+            py = b + a
+            pz = d + c
+            pt = d - c
+        X = px * pt % P
+        Y = py * pz % P
+        Z = pz * pt % P
+    return X, Y, Z
+
+
+# --- the pure scheme ---------------------------------------------------------------------
+
+
+def _expand(seed):
+    """(a, prefix, public key) of a 32-byte seed; the last one is cached."""
+    global _key_cache
+    kc = _key_cache
+    if kc is not None and kc[0] == seed:
+        return kc[1], kc[2], kc[3]
+    digest = _sha512.sha512(seed)
+    a = (int.from_bytes(digest[:32], "little") & _CLAMP) | (1 << 254)
+    X, Y, Z, _ = _base_mul(a)
+    pk = _encode(X, Y, Z)
+    prefix = digest[32:]
+    _key_cache = (seed, a, prefix, pk)
+    return a, prefix, pk
+
+
+def _sign_pure(seed, msg):
+    a, prefix, pk = _expand(seed)
+    L = _L
+    r = int.from_bytes(_sha512.sha512(prefix + msg), "little") % L
+    X, Y, Z, _ = _base_mul(r)
+    rb = _encode(X, Y, Z)
+    k = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % L
+    return rb + ((r + k * a) % L).to_bytes(32, "little")
+
+
+def _small_order(s):
+    return (int.from_bytes(s, "little") & _MASK255) in _SMALL_ORDER_Y
+
+
+def _verify_pure(pk, msg, sig):
+    rb = sig[:32]
+    s = int.from_bytes(sig[32:], "little")
+    if s >= _L or _small_order(rb):
+        return False
+    if (int.from_bytes(pk, "little") & _MASK255) >= _P or _small_order(pk):
+        return False
+    atab = _a_table(pk)
+    if atab is None:
+        return False
+    h = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % _L
+    X, Y, Z = _double_scalarmult(h, atab, s)
+    return _encode(X, Y, Z) == rb
+
+
+# --- PyNaCl ------------------------------------------------------------------------------
+
+_nacl = None  # nacl.bindings once loaded
+_nacl_key = None  # (seed, secret key) of the last seed
+
+
+def _load_nacl():
+    global _nacl
+    if _nacl is None:
+        import nacl.bindings  # noqa: PLC0415 - optional, CPython only
+
+        _nacl = nacl.bindings
+    return _nacl
+
+
+def _nacl_secret(seed):
+    global _nacl_key
+    nk = _nacl_key
+    if nk is not None and nk[0] == seed:
+        return nk[1]
+    pk, sk = _load_nacl().crypto_sign_seed_keypair(seed)
+    _nacl_key = (seed, sk)
+    return sk
+
+
+# --- backend selection -------------------------------------------------------------------
+
+_use_nacl = False
+
+
+def _nacl_available():
+    if IS_MICROPYTHON:
+        return False
+    try:
+        _load_nacl()
+    except ImportError:
+        return False
+    return True
+
+
+def set_backend(name):
+    """Select "pure", "nacl" or "auto" (PyNaCl when importable); returns backend()."""
+    global _use_nacl
+    if name == "pure":
+        _use_nacl = False
+    elif name == "nacl":
+        if not _nacl_available():
+            raise ValueError("PyNaCl is not available here")
+        _use_nacl = True
+    elif name == "auto":
+        _use_nacl = _nacl_available()
+    else:
+        raise ValueError("backend must be 'pure', 'nacl' or 'auto'")
+    return backend()
+
+
+def backend():
+    """The active backend: "nacl" or "pure"."""
+    return "nacl" if _use_nacl else "pure"
+
+
+def _env_backend():
+    try:
+        import os
+
+        return os.getenv("TAPCASH_CRYPTO")
+    except (ImportError, AttributeError):
+        return None
+
+
+set_backend("pure" if _env_backend() == "pure" else "auto")
+
+
+# --- public API --------------------------------------------------------------------------
+
+
+def _as_bytes(x):
+    if isinstance(x, bytes):
+        return x
+    if isinstance(x, (bytearray, memoryview)):
+        return bytes(x)
+    return None
+
+
+def _seed(seed):
+    b = _as_bytes(seed)
+    if b is None:
+        raise TypeError("seed must be bytes")
+    if len(b) != 32:
+        raise ValueError("seed must be 32 bytes")
+    return b
+
+
+def public_key(seed):
+    """The 32-byte public key of a 32-byte seed (RFC 8032 private key)."""
+    seed = _seed(seed)
+    if _use_nacl:
+        return _load_nacl().crypto_sign_seed_keypair(seed)[0]
+    return _expand(seed)[2]
+
+
+def sign(seed, msg):
+    """The 64-byte Ed25519 signature of msg (bytes) under the 32-byte seed."""
+    seed = _seed(seed)
+    m = _as_bytes(msg)
+    if m is None:
+        raise TypeError("msg must be bytes")
+    if _use_nacl:
+        return _load_nacl().crypto_sign(m, _nacl_secret(seed))[:64]
+    return _sign_pure(seed, m)
+
+
+def verify(public, msg, sig):
+    """True iff sig is a valid signature of msg under public; False for anything else."""
+    try:
+        pk = _as_bytes(public)
+        m = _as_bytes(msg)
+        sg = _as_bytes(sig)
+        if pk is None or m is None or sg is None or len(pk) != 32 or len(sg) != 64:
+            return False
+        if _use_nacl:
+            try:
+                _load_nacl().crypto_sign_open(sg + m, pk)
+            except Exception:
+                return False
+            return True
+        return _verify_pure(pk, m, sg)
+    except Exception:  # belt and braces: verify never raises
+        return False

@@ -461,3 +461,14 @@ def test_fuzz_signed_commands(kind: str, a: int, b: int) -> None:
             {"ack": proto.INS_ACK, "apply": proto.INS_APPLY, "export": proto.INS_EXPORT}[kind], data
         ),
     )
+
+
+def test_pos_without_a_clock() -> None:
+    """Clock unset (0): expiry, hot list age and the velocity day are not judged; the payment
+    count under the hot list, the floor and the card's own limits still are."""
+    pair = make_pair(30, now=0, config={proto.CFG_VELOCITY_COUNT: 1, proto.CFG_HOT_MAX_PAYMENTS: 3})
+    for _ in range(3):
+        r = pair.pos.take_payment(100)
+        assert r.approved, r
+    assert pair.pos.take_payment(100).reason == "hotlist_stale"
+    assert pair.pos.precheck(20_001) == "floor_limit"

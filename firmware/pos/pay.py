@@ -108,7 +108,7 @@ def _policy(app, amount, now, wallet, counter, cert, left):
     if entry is not None:
         if counter + 1 <= entry[st.T_COUNTER]:
             return "counter"  # a counter already seen here: cloned card or rolled-back flash
-        if entry[st.T_DAY] == st.day_of(now):
+        if now and entry[st.T_DAY] == st.day_of(now):  # no clock, no day: not judged
             if entry[st.T_COUNT] + 1 > app.config[proto.CFG_VELOCITY_COUNT]:
                 return "velocity"
             if entry[st.T_AMOUNT] + amount > app.config[proto.CFG_VELOCITY_AMOUNT]:

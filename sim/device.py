@@ -53,10 +53,11 @@ class DeviceSpec:
     rng_seed: bytes  # SeededRng seed
     flash_dir: str | None = None  # None: flash in memory; else persistent files there
     pos_config: dict[int, int] | None = None  # PosApp base config (proto.CFG_*)
+    label: str = ""  # name override (a clone: "wallet-7-clone")
 
     @property
     def name(self) -> str:
-        return f"{self.role}-{self.number}"
+        return self.label or f"{self.role}-{self.number}"
 
 
 def spec_seed(seed: int, role: str, number: int, salt: str = "") -> bytes:
@@ -437,7 +438,12 @@ def _serve(in_fd: int, out_fd: int) -> None:
             if op == "init":
                 s = req["spec"]
                 spec = DeviceSpec(
-                    s["role"], s["number"], bytes(s["rng_seed"]), s["flash_dir"], s["pos_config"]
+                    s["role"],
+                    s["number"],
+                    bytes(s["rng_seed"]),
+                    s["flash_dir"],
+                    s["pos_config"],
+                    s["label"],
                 )
                 dev = LocalDevice(spec, clock, _CallbackLink(out_fd, in_fd))
                 value: Any = None

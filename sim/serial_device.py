@@ -145,6 +145,8 @@ class SerialDevice:
         if n in f.drop:
             return True
         answer = self.server.handle(payload)
+        if answer is None:  # not a request (an echo of an answer): nothing to say
+            return True
         if f.close_after_request == n:
             self._close_line()
             return False

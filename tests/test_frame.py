@@ -60,24 +60,28 @@ def test_layout() -> None:
     assert len(f) == 1 + frame.OVERHEAD
 
 
-def test_message_payload_is_cbor2_compatible() -> None:
-    f = frame.encode_message(0xDEADBEEF, b"\x80\xca\x00\x00")
-    payload = f[frame.HEADER_LEN : -4]
-    assert cbor2.loads(payload) == {0: 0xDEADBEEF, 1: b"\x80\xca\x00\x00"}
-    assert payload == cbor2.dumps({0: 0xDEADBEEF, 1: b"\x80\xca\x00\x00"}, canonical=True)
-    assert frame.decode_message(payload) == (0xDEADBEEF, b"\x80\xca\x00\x00")
+def test_message_payloads_are_cbor2_compatible() -> None:
+    apdu = b"\x80\xca\x00\x00"
+    req = frame.encode_request(0xDEADBEEF, apdu)[frame.HEADER_LEN : -4]
+    ans = frame.encode_answer(0xDEADBEEF, apdu)[frame.HEADER_LEN : -4]
+    assert req == cbor2.dumps({0: 0xDEADBEEF, 1: apdu}, canonical=True)
+    assert ans == cbor2.dumps({0: 0xDEADBEEF, 2: apdu}, canonical=True)
+    assert frame.decode_request(req) == (0xDEADBEEF, apdu) == frame.decode_answer(ans)
+    # a request is never read as an answer and vice versa (an echoing line answers nothing)
+    assert frame.decode_answer(req) is None and frame.decode_request(ans) is None
 
 
 @pytest.mark.parametrize(
     "obj",
     [[0, b""], {0: -1, 1: b""}, {0: 2**32, 1: b""}, {0: True, 1: b""}, {0: 1}, {0: 1, 1: "x"}, 5],
 )
-def test_decode_message_rejects(obj: object) -> None:
-    assert frame.decode_message(cbor2.dumps(obj, canonical=True)) is None
+def test_decode_request_rejects(obj: object) -> None:
+    assert frame.decode_request(cbor2.dumps(obj, canonical=True)) is None
 
 
-def test_decode_message_rejects_non_cbor() -> None:
-    assert frame.decode_message(b"\xff\x00") is None
+def test_decode_rejects_non_cbor() -> None:
+    assert frame.decode_request(b"\xff\x00") is None
+    assert frame.decode_answer(b"\xff\x00") is None
 
 
 def test_size_bounds() -> None:
@@ -242,7 +246,7 @@ def _answers(frames: list[bytes]) -> list[tuple[int, bytes]]:
     out = []
     for f in frames:
         (p,) = dec.feed(f)
-        msg = frame.decode_message(p)
+        msg = frame.decode_answer(p)
         assert msg is not None
         out.append(msg)
     return out
@@ -251,7 +255,7 @@ def _answers(frames: list[bytes]) -> list[tuple[int, bytes]]:
 def test_server_answers_each_request_once_with_its_id() -> None:
     app = CountingApp()
     srv = frame.FrameServer(app)
-    stream = frame.encode_message(1, b"ab") + b"REPL>" + frame.encode_message(2, b"cd")
+    stream = frame.encode_request(1, b"ab") + b"REPL>" + frame.encode_request(2, b"cd")
     assert _answers(srv.feed(stream)) == [(1, b"ba\x01\x90\x00"), (2, b"dc\x02\x90\x00")]
     assert app.calls == 2
 
@@ -259,18 +263,25 @@ def test_server_answers_each_request_once_with_its_id() -> None:
 def test_server_replays_the_last_answer_without_running_twice() -> None:
     app = CountingApp()
     srv = frame.FrameServer(app)
-    first = srv.feed(frame.encode_message(9, b"ab"))
-    again = srv.feed(frame.encode_message(9, b"ab"))
+    first = srv.feed(frame.encode_request(9, b"ab"))
+    again = srv.feed(frame.encode_request(9, b"ab"))
     assert first == again and app.calls == 1 and srv.replays == 1
     # same id, other APDU (a new session that happened to pick the same id): executed
-    assert _answers(srv.feed(frame.encode_message(9, b"xy"))) == [(9, b"yx\x02\x90\x00")]
+    assert _answers(srv.feed(frame.encode_request(9, b"xy"))) == [(9, b"yx\x02\x90\x00")]
     assert app.calls == 2
+
+
+def test_server_ignores_echoed_answers() -> None:
+    app = CountingApp()
+    srv = frame.FrameServer(app)
+    out = srv.feed(frame.encode_request(1, b"ab"))
+    assert srv.feed(out[0]) == [] and app.calls == 1  # its own answer, echoed by the line
 
 
 def test_server_bad_crc_gets_no_answer() -> None:
     app = CountingApp()
     srv = frame.FrameServer(app)
-    bad = bytearray(frame.encode_message(1, b"ab"))
+    bad = bytearray(frame.encode_request(1, b"ab"))
     bad[8] ^= 0x40
     assert srv.feed(bytes(bad)) == [] and srv.idle() == []
     assert app.calls == 0
@@ -281,9 +292,9 @@ def test_server_malformed_payload_oversize_and_crash() -> None:
     srv = frame.FrameServer(app)
     (r,) = _answers(srv.feed(frame.encode(cbor2.dumps([1, 2]))))
     assert r == (0, b"\x6a\x80")
-    (r,) = _answers(srv.feed(frame.encode_message(5, b"big")))
+    (r,) = _answers(srv.feed(frame.encode_request(5, b"big")))
     assert r == (5, b"\x67\x00")
-    (r,) = _answers(srv.feed(frame.encode_message(6, b"boom")))
+    (r,) = _answers(srv.feed(frame.encode_request(6, b"boom")))
     assert r == (6, b"\x6f\x00")
 
 
@@ -297,7 +308,7 @@ def test_server_passthrough_exception() -> None:
 
     srv = frame.FrameServer(Dying(), passthrough=(Cut,))
     with pytest.raises(Cut):
-        srv.feed(frame.encode_message(1, b"x"))
+        srv.feed(frame.encode_request(1, b"x"))
 
 
 class Pipe:
@@ -323,8 +334,8 @@ class Pipe:
 
 def test_serve_loop() -> None:
     app = CountingApp()
-    req = frame.encode_message(3, b"hi")
-    port = Pipe([b"boot log\r\n", req[:4], req[4:], frame.encode_message(4, b"yo" * 300)])
+    req = frame.encode_request(3, b"hi")
+    port = Pipe([b"boot log\r\n", req[:4], req[4:], frame.encode_request(4, b"yo" * 300)])
     srv = frame.serve(port, app, chunk=64, stop=lambda: not port.chunks)
     assert _answers(_split(port.written)) == [
         (3, b"ih\x01\x90\x00"),

@@ -5,7 +5,8 @@
 #     0x54 0x43  magic "TC"        lets a receiver tell frames from REPL / log text on the same UART
 #     0x01       version           a header with another version is treated as noise
 #     LL LL      payload length    big endian, 0 .. MAX_PAYLOAD, checked before anything is buffered
-#     ...        payload           deterministic CBOR: {0: request id, 1: APDU bytes}
+#     ...        payload           deterministic CBOR: request {0: id, 1: command APDU},
+#                                  answer {0: id, 2: response APDU}
 #     CC CC CC CC  CRC-32 (ISO-HDLC, as zlib/binascii) of version + length + payload, big endian
 #
 # CRC-32 rather than CRC-16: binascii.crc32 is in C on MicroPython (ESP32 included), so it is
@@ -16,8 +17,10 @@
 # candidate whose CRC fails is dropped and the scan restarts one byte after its magic, so a real
 # frame hidden inside a bogus candidate is still found. A device answers every good request
 # frame with exactly one response frame carrying the same request id; a bad frame gets no
-# answer: the host times out and resends. The server remembers its last answer, so a resent
-# request (same id, same APDU) gets the same bytes back without running the APDU twice.
+# answer: the host times out and resends. Requests and answers use different keys for the APDU,
+# so a line that echoes (a board sitting at the REPL prompt) never answers a request with
+# itself. The server remembers its last answer, so a resent request (same id, same APDU) gets
+# the same bytes back without running the APDU twice.
 #
 # Everything here is pure (bytes in, bytes out) except `serve`, the loop for boards.
 from . import cbor
@@ -36,8 +39,9 @@ OVERHEAD = const(9)  # header + CRC
 MAX_FRAME = const(4096)  # bytes on the wire, the largest frame either side sends or accepts
 MAX_PAYLOAD = const(4087)  # MAX_FRAME - OVERHEAD
 
-F_ID = const(0)  # payload key: request id (uint, < 2**32), echoed in the answer
-F_APDU = const(1)  # payload key: command APDU (request) or response APDU (answer)
+F_ID = const(0)  # payload key: request id (uint, < 2**32), repeated in the answer
+F_COMMAND = const(1)  # payload key of a request: the command APDU
+F_RESPONSE = const(2)  # payload key of an answer: the response APDU
 
 ID_MAX = const(0xFFFFFFFF)
 
@@ -85,26 +89,40 @@ def encode(payload):
     return MAGIC + head + bytes(payload) + crc.to_bytes(CRC_LEN, "big")
 
 
-def encode_message(req_id, apdu):
-    """Frame the CBOR payload {0: req_id, 1: apdu}: a request or its answer."""
-    return encode(cbor.encode({F_ID: req_id, F_APDU: bytes(apdu)}))
+def encode_request(req_id, apdu):
+    """Frame the request payload {0: req_id, 1: command APDU}."""
+    return encode(cbor.encode({F_ID: req_id, F_COMMAND: bytes(apdu)}))
 
 
-def decode_message(payload):
-    """Return (req_id, apdu) from a frame payload, or None when it is not a message map."""
+def encode_answer(req_id, apdu):
+    """Frame the answer payload {0: req_id, 2: response APDU}."""
+    return encode(cbor.encode({F_ID: req_id, F_RESPONSE: bytes(apdu)}))
+
+
+def _decode(payload, key):
     try:
         m = cbor.decode(payload)
     except ValueError:
         return None
-    if not isinstance(m, dict):
+    if not isinstance(m, dict) or key not in m:
         return None
     rid = m.get(F_ID)
-    apdu = m.get(F_APDU)
+    apdu = m[key]
     if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0 or rid > ID_MAX:
         return None
     if not isinstance(apdu, bytes):
         return None
     return rid, apdu
+
+
+def decode_request(payload):
+    """(req_id, command APDU) from a frame payload, or None when it is not a request."""
+    return _decode(payload, F_COMMAND)
+
+
+def decode_answer(payload):
+    """(req_id, response APDU) from a frame payload, or None when it is not an answer."""
+    return _decode(payload, F_RESPONSE)
 
 
 class Decoder:
@@ -187,8 +205,9 @@ class Decoder:
 class FrameServer:
     """Device side: turns request frames into response frames using `app.process(apdu)`.
 
-    `feed(bytes)` returns the list of response frames to write, in order. Requests whose
-    payload is not a message map get a 6A80 answer (id 0 when no id could be read); a response
+    `feed(bytes)` returns the list of response frames to write, in order. Answer frames (our own
+    output echoed back) are ignored; other payloads that are not a request get a 6A80 answer
+    (id 0 when no id could be read); a response
     APDU too long for a frame is replaced by 6700 (the host asks for fewer records); an app that
     raises gets 6F00, except for the exception classes in `passthrough` (the simulator's power cut).
     """
@@ -204,16 +223,26 @@ class FrameServer:
         self._last_frame = None
 
     def feed(self, data):
-        return [self.handle(p) for p in self.decoder.feed(data)]
+        return self._all(self.decoder.feed(data))
 
     def idle(self):
-        return [self.handle(p) for p in self.decoder.idle()]
+        return self._all(self.decoder.idle())
+
+    def _all(self, payloads):
+        out = []
+        for p in payloads:
+            f = self.handle(p)
+            if f is not None:
+                out.append(f)
+        return out
 
     def handle(self, payload):
-        """One good frame's payload in, one response frame out."""
-        msg = decode_message(payload)
+        """One good frame's payload in, its answer frame out (None: nothing to answer)."""
+        msg = decode_request(payload)
         if msg is None:
-            return encode_message(0, _SW_WRONG_DATA)
+            if decode_answer(payload) is not None:
+                return None  # an answer, not a request: our own output echoed by the line
+            return encode_answer(0, _SW_WRONG_DATA)
         rid, apdu = msg
         if rid == self._last_id and apdu == self._last_apdu:
             self.replays += 1
@@ -226,9 +255,9 @@ class FrameServer:
                 raise
             resp = _SW_INTERNAL
         try:
-            frame = encode_message(rid, resp)
+            frame = encode_answer(rid, resp)
         except FrameError:
-            frame = encode_message(rid, _SW_WRONG_LENGTH)
+            frame = encode_answer(rid, _SW_WRONG_LENGTH)
         self._last_id = rid
         self._last_apdu = apdu
         self._last_frame = frame

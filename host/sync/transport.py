@@ -89,7 +89,7 @@ class SerialTransport:
         Raises NoAnswer after 1 + retries silent attempts, LinkLost when the line fails."""
         rid = self._next_id
         self._next_id = self._next_id % frame.ID_MAX + 1
-        out = frame.encode_message(rid, apdu)
+        out = frame.encode_request(rid, apdu)
         self.stats.requests += 1
         # time on the wire for the request and the largest answer, at this baud rate
         wire_s = (len(out) + frame.MAX_FRAME) * 10 / self.baud
@@ -126,7 +126,7 @@ class SerialTransport:
                 continue
             self.stats.bytes_in += len(chunk)
             for payload in self._decoder.feed(chunk):
-                msg = frame.decode_message(payload)
+                msg = frame.decode_answer(payload)
                 if msg is not None and msg[0] == rid:
                     return msg[1]
                 self.stats.stale_answers += 1

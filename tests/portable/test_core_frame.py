@@ -45,11 +45,15 @@ def test_known_frames():
 
 
 def test_message_round_trip():
-    f = frame.encode_message(0xFFFFFFFF, b"\x80\xca\x00\x00")
+    f = frame.encode_request(0xFFFFFFFF, b"\x80\xca\x00\x00")
     (payload,) = frame.Decoder().feed(f)
-    assert frame.decode_message(payload) == (0xFFFFFFFF, b"\x80\xca\x00\x00")
-    assert frame.decode_message(b"\xff") is None
-    assert frame.decode_message(b"\xa1\x00\x01") is None  # {0: 1}, no APDU
+    assert frame.decode_request(payload) == (0xFFFFFFFF, b"\x80\xca\x00\x00")
+    assert frame.decode_answer(payload) is None
+    (payload,) = frame.Decoder().feed(frame.encode_answer(7, b"\x90\x00"))
+    assert frame.decode_answer(payload) == (7, b"\x90\x00")
+    assert frame.decode_request(payload) is None
+    assert frame.decode_request(b"\xff") is None
+    assert frame.decode_request(b"\xa1\x00\x01") is None  # {0: 1}, no APDU
 
 
 def test_byte_at_a_time_with_noise():
@@ -111,11 +115,11 @@ class _App:
 def test_server_round_trip_and_replay():
     app = _App()
     srv = frame.FrameServer(app)
-    req = frame.encode_message(41, b"\x80\xca\x00\x00")
+    req = frame.encode_request(41, b"\x80\xca\x00\x00")
     out = srv.feed(b"noise" + req[:7]) + srv.feed(req[7:])
     assert len(out) == 1
     (payload,) = frame.Decoder().feed(out[0])
-    assert frame.decode_message(payload) == (41, b"\x80\xca\x00\x00\x90\x00")
+    assert frame.decode_answer(payload) == (41, b"\x80\xca\x00\x00\x90\x00")
     assert srv.feed(req) == out  # a resent request: same answer, not run again
     assert app.calls == 1
     bad = bytearray(req)
@@ -136,8 +140,8 @@ def test_serve_loop_over_a_port():
             self.out += b
 
     app = _App()
-    req = frame.encode_message(1, b"abc")
+    req = frame.encode_request(1, b"abc")
     port = Port([req[:3], None, req[3:]])
     frame.serve(port, app, stop=lambda: not port.chunks)
     (payload,) = frame.Decoder().feed(port.out)
-    assert frame.decode_message(payload) == (1, b"abc\x90\x00")
+    assert frame.decode_answer(payload) == (1, b"abc\x90\x00")

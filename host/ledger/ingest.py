@@ -257,6 +257,7 @@ class _Apply:
         self.result: dict[str, Any] = {"accepted": 0, "duplicates": 0, "conflicts": 0,
                                        "refused": 0, "released": 0, "loss": 0}
         self.revoked: set[bytes] = set()
+        self.rules: dict[tuple[bytes, bytes, int], tuple[str | None, int, int]] = {}
         self.devices: dict[bytes, dict[str, Any] | None] = {}
 
     def device(self, dev_id: bytes) -> dict[str, Any] | None:
@@ -267,27 +268,35 @@ class _Apply:
     # -- the rules of the issuer's guarantee
     def credit_account(self, pay: Pay) -> tuple[str | None, str]:
         """(account to credit, status) for a valid wallet-signed payment."""
-        payer = self.device(pay.wallet)
-        assert payer is not None
-        payee = self.device(pay.payee)
-        if pay.kind == proto.PAYKIND_POS:
-            if payee is None or payee["kind"] != proto.KIND_POS:
-                return None, "refused:unknown payee"
-            dst = P.merchant_acct(payee["merchant"])
-        else:
-            if payee is None or payee["kind"] != proto.KIND_WALLET:
-                return None, "refused:unknown payee"
-            dst = P.staged_acct(pay.payee)
-        pmax = payer["limits"].get(proto.LIM_PAYMENT_MAX,
-                                   proto.DEFAULT_LIMITS[proto.LIM_PAYMENT_MAX])
+        key = (pay.wallet, pay.payee, pay.kind)
+        rule = self.rules.get(key)
+        if rule is None:
+            rule = self.rules[key] = self._rule(pay)
+        dst, pmax, revoked_at = rule
+        if dst is None:
+            return None, "refused:unknown payee"
         if pay.amount > pmax:
             return None, "refused:over payment max"
         if pay.purse != 0:
             return None, "refused:unknown purse"
-        if (payer["revoked"] and payer["revoked_at"] and pay.time
-                and pay.time > payer["revoked_at"] + self.ledger.hotlist_max_age_s):
+        if revoked_at and pay.time and pay.time > revoked_at + self.ledger.hotlist_max_age_s:
             return None, "refused:after revocation"
         return dst, "posted"
+
+    def _rule(self, pay: Pay) -> tuple[str | None, int, int]:
+        """(payee account, payment max, revocation time) for a payer, payee and kind."""
+        payer = self.device(pay.wallet)
+        assert payer is not None
+        payee = self.device(pay.payee)
+        dst = None
+        if pay.kind == proto.PAYKIND_POS:
+            if payee is not None and payee["kind"] == proto.KIND_POS:
+                dst = P.merchant_acct(payee["merchant"])
+        elif payee is not None and payee["kind"] == proto.KIND_WALLET:
+            dst = P.staged_acct(pay.payee)
+        pmax = payer["limits"].get(proto.LIM_PAYMENT_MAX,
+                                   proto.DEFAULT_LIMITS[proto.LIM_PAYMENT_MAX])
+        return dst, pmax, (payer["revoked_at"] or 0) if payer["revoked"] else 0
 
     def post(self, pay: Pay, ref: str) -> tuple[str | None, str, int]:
         """Credit the payee for a payment; returns (credited account, status, loss)."""
@@ -320,6 +329,7 @@ class _Apply:
             d = self.device(wallet)
             if d is not None:
                 d.update(revoked=True, revoked_at=self.now)
+            self.rules.clear()
 
     def envelope_of(self, wallet: bytes, counter: int) -> bytes:
         return bytes(self.tx.scalar("SELECT envelope FROM payments WHERE wallet = ? AND "

@@ -11,7 +11,7 @@ import time
 from .db import Database, Tx
 
 _TYPES = {
-    "sqlite": {"blob": "BLOB", "bigint": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "sqlite": {"blob": "BLOB", "bigint": "INTEGER", "serial": "INTEGER PRIMARY KEY"},
     "postgresql": {"blob": "BYTEA", "bigint": "BIGINT", "serial": "BIGSERIAL PRIMARY KEY"},
 }
 
@@ -62,6 +62,7 @@ CREATE TABLE devices (
     vouchers_applied {bigint} NOT NULL DEFAULT 0,
     next_update {bigint} NOT NULL DEFAULT 1,
     synced_counter {bigint} NOT NULL DEFAULT 0,
+    synced_spent {bigint} NOT NULL DEFAULT 0,
     upd_hotlist {bigint} NOT NULL DEFAULT 0,
     upd_serial {bigint} NOT NULL DEFAULT 0,
     acked_upto {bigint},
@@ -86,7 +87,6 @@ CREATE TABLE payments (
     PRIMARY KEY (wallet, counter)
 );
 CREATE INDEX payments_prev ON payments(wallet, prev);
-CREATE INDEX payments_payee ON payments(payee);
 CREATE TABLE fraud_cases (
     id {serial},
     wallet {blob} NOT NULL REFERENCES devices(id),

@@ -28,6 +28,8 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
 
 
 def merchants(tx: Tx) -> list[dict[str, Any]]:
+    counts = {acct: int(n) for acct, n in tx.all(
+        "SELECT credited, COUNT(*) FROM payments WHERE status = 'posted' GROUP BY credited")}
     rows = []
     for name, bal in tx.all("SELECT name, balance FROM accounts WHERE kind = 'merchant' "
                             "ORDER BY name"):
@@ -37,12 +39,9 @@ def merchants(tx: Tx) -> list[dict[str, Any]]:
                                 "AND kind = 'settle'", (name,), default=0))
         guaranteed = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE dst = ? "
                                    "AND kind = 'guarantee'", (name,), default=0))
-        mid = bytes.fromhex(name.split(":", 1)[1])
-        count = int(tx.scalar(
-            "SELECT COUNT(*) FROM payments p JOIN devices d ON d.id = p.payee "
-            "WHERE d.merchant = ? AND p.status = 'posted'", (mid,), default=0))
-        rows.append({"merchant": mid.hex(), "credited": credited, "settled": settled,
-                     "owed": int(bal), "of_which_guaranteed": guaranteed, "payments": count})
+        rows.append({"merchant": name.split(":", 1)[1], "credited": credited,
+                     "settled": settled, "owed": int(bal), "of_which_guaranteed": guaranteed,
+                     "payments": counts.get(name, 0)})
     return rows
 
 

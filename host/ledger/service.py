@@ -37,6 +37,7 @@ def merchant_key(mid: bytes) -> bytes:
 DEVICE_COLS = (
     "id, kind, pubkey, cert, serial, expires, merchant, owner, limits, revoked, revoked_at, "
     "revoke_reason, renewed, next_voucher, vouchers_applied, next_update, synced_counter, "
+    "synced_spent, "
     "upd_hotlist, upd_serial, acked_upto, last_status, registered_at"
 )
 _DEVICE_NAMES = [c.strip() for c in DEVICE_COLS.split(",")]
@@ -452,17 +453,16 @@ class Ledger:
         return self.db.write(tx_fn)
 
     # ---- updates -----------------------------------------------------------------------
-    def wallet_synced(self, tx: Tx, wid: bytes, since: int) -> tuple[int, int]:
-        """(c, spent): the ledger holds every payment 1..c of this wallet (c >= since), and
-        their amounts add up to spent."""
-        c = since
-        for (counter,) in tx.all("SELECT counter FROM payments WHERE wallet = ? AND counter > ? "
-                                 "ORDER BY counter", (wid, since)):
+    def wallet_synced(self, tx: Tx, d: dict[str, Any]) -> tuple[int, int]:
+        """(c, spent): the ledger holds every payment 1..c of this wallet (c >= the last synced
+        counter), and their amounts add up to spent (the wallet's cumulative spent at c)."""
+        c, spent = d["synced_counter"], d["synced_spent"]
+        for counter, amount in tx.all("SELECT counter, amount FROM payments WHERE wallet = ? "
+                                      "AND counter > ? ORDER BY counter", (d["id"], c)):
             if int(counter) != c + 1:
                 break
             c += 1
-        spent = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM payments "
-                              "WHERE wallet = ? AND counter <= ?", (wid, c), default=0))
+            spent += int(amount)
         return c, spent
 
     def mint_update(self, tx: Tx, d: dict[str, Any], force: bool = False) -> bytes | None:
@@ -478,10 +478,10 @@ class Ledger:
         fresh = force
         if force and d["renewed"]:
             fields[proto.UPD_CERT] = d["cert"]
-        synced = d["synced_counter"]
+        synced, spent = d["synced_counter"], d["synced_spent"]
         hot_version = d["upd_hotlist"]
         if d["kind"] == proto.KIND_WALLET:
-            synced, spent = self.wallet_synced(tx, d["id"], d["synced_counter"])
+            synced, spent = self.wallet_synced(tx, d)
             if synced > d["synced_counter"]:
                 fresh = True
             if synced:
@@ -499,11 +499,11 @@ class Ledger:
         tx.execute("INSERT INTO updates (device, number, envelope, has_cert, at) "
                    "VALUES (?, ?, ?, ?, ?)",
                    (d["id"], number, env, int(proto.UPD_CERT in fields), self.now()))
-        tx.execute("UPDATE devices SET next_update = ?, synced_counter = ?, upd_hotlist = ?, "
-                   "upd_serial = ? WHERE id = ?",
-                   (number + 1, synced, hot_version, d["serial"], d["id"]))
-        d.update(next_update=number + 1, synced_counter=synced, upd_hotlist=hot_version,
-                 upd_serial=d["serial"])
+        tx.execute("UPDATE devices SET next_update = ?, synced_counter = ?, synced_spent = ?, "
+                   "upd_hotlist = ?, upd_serial = ? WHERE id = ?",
+                   (number + 1, synced, spent, hot_version, d["serial"], d["id"]))
+        d.update(next_update=number + 1, synced_counter=synced, synced_spent=spent,
+                 upd_hotlist=hot_version, upd_serial=d["serial"])
         return env
 
     def pending_in(self, tx: Tx, d: dict[str, Any]) -> dict[str, Any]:

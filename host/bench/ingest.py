@@ -72,7 +72,7 @@ class Fleet:
             ledger.register(issuer.certify_wallet(wid, ed25519.public_key(seed), expires=2**40,
                                                   limits=lim), "bench")
             ledger.load(wid, BIG // (wallets + 1), owner="bench")
-            self.wallets.append({"seed": seed, "id": wid, "counter": 0, "seq": 1,
+            self.wallets.append({"seed": seed, "id": wid, "counter": 0, "seq": 0,
                                  "prev": bytes(32)})
 
     def batches(self, entries: int, batch: int) -> Iterator[tuple[bytes, list, bytes]]:

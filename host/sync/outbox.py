@@ -107,7 +107,7 @@ class Outbox:
         """Store a batch durably; returns its path. A batch of the same name is replaced."""
         self._ensure()
         path = self.root / batch.name()
-        tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{batch.name()}"
+        tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{batch.name()}.part"
         data = batch.encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -129,7 +129,10 @@ class Outbox:
         return sorted(
             p
             for p in self.root.iterdir()
-            if p.name.endswith(SUFFIX) and p.name.startswith(prefix) and p.is_file()
+            if p.name.endswith(SUFFIX)
+            and p.name.startswith(prefix)
+            and not p.name.startswith(TMP_PREFIX)
+            and p.is_file()
         )
 
     def __iter__(self) -> Iterator[tuple[Path, Batch]]:

@@ -185,20 +185,67 @@ def serve_app(app: App, faults: Faults | None = None) -> SerialDevice:
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - manual use
-    """`python -m tapcash.sim.serial_device`: a demo echo device, for trying the framing by hand."""
+    """`python -m tapcash.sim.serial_device --issuer-key issuer.key [--ledger URL --token T]`:
+    a provisioned wallet and POS that paid each other, each on its own pseudo-terminal, until
+    Ctrl-C. With --ledger they are registered there, and the wallet's money is a ledger top-up;
+    then `tapcash sync --port <path> --ledger URL` syncs them."""
+    import argparse
 
-    class Echo:
-        def process(self, apdu: bytes) -> bytes:
-            return apdu + b"\x90\x00"
+    from tapcash.firmware.core import proto
+    from tapcash.host.issuer import Issuer
+    from tapcash.sim import provision as pv
+    from tapcash.sim.inproc import DirectLink, SimClock
 
-    dev = serve_app(Echo())
-    print(dev.path, flush=True)
+    ap = argparse.ArgumentParser(prog="python -m tapcash.sim.serial_device")
+    ap.add_argument("--issuer-key", required=True, help="issuer key file (tapcash issuer init)")
+    ap.add_argument("--ledger", help="ledger URL: register the devices and top up there")
+    ap.add_argument("--token", help="ledger operator token")
+    ap.add_argument("--payments", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    issuer = Issuer.load(args.issuer_key)
+    clock = SimClock(pv.T0)
+    wallet, _wf = pv.make_wallet(issuer, 1, seed=args.seed, clock=clock)
+    link = DirectLink(None)
+    pos, _pf = pv.make_pos(issuer, 1, clock, link, seed=args.seed)
+    wid = pv.device_id("wallet", 1)
+    amount = 20_000
+    if args.ledger:
+        from tapcash.host.ledger.client import LedgerClient
+
+        with LedgerClient(args.ledger, token=args.token) as lc:
+            lc.deposit("demo", amount, "serial_device demo")
+            lc.register(_cert(wallet), owner="demo")
+            lc.register(_cert(pos))
+            voucher = lc.load(wid, amount, "serial_device demo")
+        pv.select(wallet)
+        pv.call(wallet, proto.INS_LOAD, voucher, what="LOAD")
+    else:
+        pv.load(wallet, issuer, wid, 1, amount)
+    for i in range(args.payments):
+        link.tap(wallet)
+        print("payment:", pos.take_payment(100 + i), flush=True)
+        link.remove()
+    devices = [serve_app(wallet), serve_app(pos)]
+    print("wallet", devices[0].path, flush=True)
+    print("pos", devices[1].path, flush=True)
     try:
-        dev.closed.wait()
+        while all(not d.closed.is_set() for d in devices):
+            devices[0].closed.wait(0.5)
     except KeyboardInterrupt:
         pass
-    dev.stop()
+    for d in devices:
+        d.stop()
     return 0
+
+
+def _cert(app: App) -> bytes:  # pragma: no cover - manual use
+    from tapcash.firmware.core import cbor, proto
+
+    resp = app.process(proto.build_command(0x00, proto.INS_SELECT, 4, 0, proto.AID))
+    cert = cbor.decode(resp[:-2])[proto.INFO_CERT]
+    return cert if isinstance(cert, bytes) else cbor.encode(cert)
 
 
 if __name__ == "__main__":

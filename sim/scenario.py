@@ -559,7 +559,7 @@ class Event:
 
     t: int
     order: int
-    kind: str  # pay, transfer, load, sync, cut, reboot, clone, snapshot, restore, final
+    kind: str  # pay, transfer, load, sync, cut, clone, snapshot, restore, final (reboot: runner)
     device: str = ""  # the acting device (pay: the POS; sync/cut/reboot: that device)
     wallet: str = ""  # pay: the card's device name (a clone: "wallet-7-clone")
     other: str = ""  # transfer: the receiving wallet; clone: the clone's name
@@ -568,6 +568,7 @@ class Event:
     tear: Tear | None = None
     tag: str = ""  # free label (attack name, load kind)
     keep_permille: int = 0
+    down_s: int = 0  # cut: how long a POS stays off once the cut fired
 
 
 def wallet_name(n: int) -> str:
@@ -658,9 +659,7 @@ def build_schedule(sc: Scenario, seed: int | None = None) -> list[Event]:
     # faults
     for cut in sc.power_cuts:
         add(t=cut.t, kind="cut", device=cut.device, count=cut.write,
-            keep_permille=int(round(cut.keep * 1000)))
-        if cut.device.startswith("pos-"):
-            add(t=cut.t + cut.down_s, kind="reboot", device=cut.device)
+            keep_permille=int(round(cut.keep * 1000)), down_s=cut.down_s)
 
     # attacks
     for i, c in enumerate(sc.clones, 1):

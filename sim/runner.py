@@ -1,0 +1,642 @@
+"""The seeded scenario runner: devices, fields, the ledger and the sync tool, one run.
+
+    run = ScenarioRun(scenario, out_dir, seed=7, runtime="cpython")
+    log = run.run(progress)          # -> RunLog: everything that happened, for sim.report
+
+Everything real: each wallet and POS is the unchanged firmware (`sim.device`, any runtime),
+payments go through the POS app's own flow over a virtual NFC field (`sim.field`), the ledger
+is the real service (uvicorn on loopback, SQLite in the run folder) and every sync is the real
+sync session (`host.sync.session.sync_device`) - in-process over the device's APDU interface,
+and for a sample of devices over a real pseudo-terminal (`sim.serial_device`) with the sync
+tool's own serial transport. Time is the scenario's `SimClock`, shared by the terminals and
+the ledger, so the same seed gives the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tapcash.firmware.core import cbor, proto
+from tapcash.firmware.core.hal import LinkError, PowerCut
+from tapcash.host.issuer import YEAR_S, Issuer
+from tapcash.sim.device import (
+    POS,
+    WALLET,
+    Device,
+    DeviceFactory,
+    DeviceSpec,
+    Payment,
+    spec_seed,
+)
+from tapcash.sim.field import BIT_US_106, AirModel, ComputeModel, Field, TapRecord
+from tapcash.sim.inproc import SimClock
+from tapcash.sim.scenario import Event, Scenario, build_schedule
+
+PUK = b"12345678"
+TOKEN = "tapcash-sim-operator"  # loopback only, per run
+DESK = "desk"  # the issuing desk's online account: funds every first load
+EMPLOYER = "employer"  # pays the payroll
+
+
+def device_id(role: str, n: int) -> bytes:
+    return hashlib.sha256(f"tapcash/sim/{role}/{n}".encode()).digest()[:8]
+
+
+def issuer_for(seed: int) -> Issuer:
+    return Issuer(hashlib.sha256(b"tapcash/sim/issuer" + seed.to_bytes(8, "big")).digest())
+
+
+def _call(dev: Device, ins: int, data: bytes = b"", cla: int = proto.CLA_PROP, p1: int = 0,
+          what: str = "") -> bytes:
+    out, sw = proto.split_response(dev.process(proto.build_command(cla, ins, p1, 0, data)))
+    if sw != proto.SW_OK:
+        raise RuntimeError(f"{dev.name}: {what or hex(ins)} answered {sw:04X}")
+    return out
+
+
+def _select(dev: Device) -> dict[int, Any]:
+    info = cbor.decode(_call(dev, proto.INS_SELECT, proto.AID, proto.CLA_ISO, 4, "SELECT"))
+    assert isinstance(info, dict)
+    return info
+
+
+# ---- the ledger on loopback ----------------------------------------------------------------
+class LedgerServer:
+    """The real ledger service (FastAPI under uvicorn) on 127.0.0.1, in a thread of this
+    process so that it can share the scenario clock."""
+
+    def __init__(self, db_path: Path, issuer: Issuer, clock: Callable[[], float]) -> None:
+        import uvicorn
+
+        from tapcash.host.ledger.app import create_app
+        from tapcash.host.ledger.db import Database
+        from tapcash.host.ledger.migrations import migrate
+        from tapcash.host.ledger.service import Ledger
+
+        db = Database(str(db_path), pool_size=4)
+        migrate(db)
+        self.db = db
+        self.ledger = Ledger(db, issuer, clock=clock)
+        app = create_app(self.ledger, TOKEN)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self._sock = sock
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="ledger"
+        )
+
+    def start(self) -> LedgerServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the ledger service did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+
+
+class DeviceTransport:
+    """The sync tool's Transport straight onto a simulated device (no serial line)."""
+
+    def __init__(self, dev: Device) -> None:
+        self.dev = dev
+        self.port = f"sim:{dev.name}"
+
+    def transceive(self, apdu: bytes, *, retries: int | None = None) -> bytes:
+        return self.dev.process(apdu)
+
+
+# ---- what happened ------------------------------------------------------------------------
+@dataclass
+class PayRecord:
+    t: int
+    pos: str
+    card: str  # device name of the card (a clone: "wallet-7-clone")
+    amount: int
+    status: str
+    reason: str
+    wallet: str = ""  # wallet id hex (from INFO)
+    counter: int = 0
+    hash: str = ""  # SHA-256 of the payment body (approved)
+    recovered: bool = False
+    in_field_ms: float = 0.0
+    bytes_on_air: int = 0
+    torn: str = ""
+    tag: str = ""  # attack / fault label
+    at_ledger: int | None = None  # time the ledger first held it
+
+
+@dataclass
+class RunLog:
+    scenario: Scenario
+    seed: int
+    runtime: str
+    isolation: str
+    payments: list[PayRecord] = field(default_factory=list)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    loads: list[dict[str, Any]] = field(default_factory=list)
+    syncs: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    attacks: list[dict[str, Any]] = field(default_factory=list)
+    wallets: dict[str, dict[str, Any]] = field(default_factory=dict)  # final device state
+    ledger: dict[str, Any] = field(default_factory=dict)  # final ledger view
+    digests: dict[str, str] = field(default_factory=dict)  # device / field transcripts
+    issued_initial: int = 0
+    wall: dict[str, float] = field(default_factory=dict)  # wall-clock figures (not seeded)
+
+
+Progress = Callable[[int, int, str], None]
+
+
+# ---- the run --------------------------------------------------------------------------------
+class ScenarioRun:
+    def __init__(
+        self,
+        sc: Scenario,
+        out_dir: Path,
+        *,
+        seed: int | None = None,
+        runtime: str = "cpython",
+        isolation: str = "inproc",
+        ledger: bool = True,
+        keep_transcripts: bool = False,
+    ) -> None:
+        self.sc = sc
+        self.seed = sc.seed if seed is None else seed
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.out / "flash", ignore_errors=True)  # a run starts from blank devices
+        self.clock = SimClock(sc.start)
+        self.factory = DeviceFactory(self.clock, runtime=runtime, isolation=isolation)
+        self.issuer = issuer_for(self.seed)
+        self.use_ledger = ledger
+        self.keep = keep_transcripts
+        self.rng = random.Random(f"tapcash/sim/run/{self.seed}")
+        self.log = RunLog(sc, self.seed, runtime, isolation)
+        self.devices: dict[str, Device] = {}
+        self.ids: dict[str, bytes] = {}
+        self.fields: dict[str, Field] = {}
+        self.pos_off: set[str] = set()
+        self.images: dict[str, dict[str, bytes]] = {}
+        self.down_s: dict[str, int] = {}
+        self.revoked: set[str] = set()
+        nfc = sc.nfc
+        air = AirModel(bit_us=BIT_US_106 * 106 / nfc.kbps, fsc=nfc.fsc, fsd=nfc.fsc)
+        comp = ComputeModel(scale=nfc.scale, measured=nfc.measured)
+        if nfc.card_ms is not None:
+            comp = replace(comp, card_ms={**comp.card_ms, **nfc.card_ms})
+        if nfc.reader_ms is not None:
+            comp = replace(comp, reader_ms={**comp.reader_ms, **nfc.reader_ms})
+        self.air = air
+        self.compute = comp
+        self.no_cvm = sc.wallets.limits.get(
+            proto.LIM_NO_CVM, proto.DEFAULT_LIMITS[proto.LIM_NO_CVM]
+        )
+        self.server: LedgerServer | None = None
+        self.client: Any = None
+        self.link: Any = None
+        self.outbox: Any = None
+        self._queue: list[tuple[int, int, int, Event]] = []
+        self._n = 0
+
+    # -- helpers -----------------------------------------------------------------------------
+    def now_rel(self) -> int:
+        return self.clock.now() - self.sc.start
+
+    def flash_dir(self, name: str) -> str | None:
+        if self.sc.flash != "files":
+            return None
+        return str(self.out / "flash" / name)
+
+    def field_for(self, name: str) -> Field:
+        f = self.fields.get(name)
+        if f is None:
+            f = Field(self.air, self.compute, keep=self.keep, name=name)
+            self.fields[name] = f
+        return f
+
+    def _push(self, ev: Event, prio: int = 0) -> None:
+        self._n += 1
+        heapq.heappush(self._queue, (ev.t, prio, self._n, ev))
+
+    # -- setup -------------------------------------------------------------------------------
+    def start_ledger(self) -> None:
+        from tapcash.host.ledger.client import LedgerClient
+        from tapcash.host.sync.ledger_link import LedgerLink
+        from tapcash.host.sync.outbox import Outbox
+
+        db = self.out / "ledger.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        self.server = LedgerServer(db, self.issuer, lambda: float(self.clock.now())).start()
+        self.client = LedgerClient(self.server.url, TOKEN)
+        self.link = LedgerLink(self.server.url, TOKEN)
+        self.outbox = Outbox(self.out / "outbox")
+        for p in self.outbox.paths():
+            self.outbox.remove(p)
+
+    def provision(self, progress: Progress | None = None) -> None:
+        sc = self.sc
+        now = self.clock.now()
+        hot = self.client.hotlist().envelope if self.client else self.issuer.hotlist(1, now, [])
+        total = sc.pos.count + sc.wallets.count
+        done = 0
+        for n in range(1, sc.pos.count + 1):
+            spec = DeviceSpec(POS, n, spec_seed(self.seed, POS, n), self.flash_dir(f"pos-{n}"))
+            dev = self.factory.make(spec)
+            pid, mid = device_id("pos", n), device_id("merchant", n)
+            pub = _call(dev, proto.INS_PERSO_KEYGEN, what="PERSO KEYGEN")
+            cert = self.issuer.certify_pos(pid, pub, mid, expires=now + YEAR_S)
+            finish: dict[int, Any] = {
+                proto.PF_CERT: cert,
+                proto.PF_ISSUERS: [self.issuer.public_key],
+                proto.PF_HOTLIST: hot,
+            }
+            if sc.pos.config:
+                finish[proto.PF_CONFIG] = dict(sc.pos.config)
+            _call(dev, proto.INS_PERSO_FINISH, cbor.encode(finish), what="PERSO FINISH")
+            if self.client:
+                self.client.register(cert)
+            dev.field = self.field_for(dev.name)
+            self.devices[dev.name] = dev
+            self.ids[dev.name] = pid
+            done += 1
+            if progress:
+                progress(done, total, "personalising")
+        balance = sc.wallets.balance
+        if self.client and balance:
+            self.client.deposit(DESK, balance * sc.wallets.count, "first loads")
+        for n in range(1, sc.wallets.count + 1):
+            name = f"wallet-{n}"
+            spec = DeviceSpec(WALLET, n, spec_seed(self.seed, WALLET, n), self.flash_dir(name))
+            dev = self.factory.make(spec)
+            wid = device_id("wallet", n)
+            _select(dev)
+            pub = _call(dev, proto.INS_PERSO_KEYGEN, what="PERSO KEYGEN")
+            cert = self.issuer.certify_wallet(
+                wid, pub, expires=now + YEAR_S, limits=dict(sc.wallets.limits)
+            )
+            finish = {
+                proto.PF_CERT: cert,
+                proto.PF_ISSUERS: [self.issuer.public_key],
+                proto.PF_PIN: sc.wallets.pin.encode(),
+                proto.PF_PUK: PUK,
+            }
+            _call(dev, proto.INS_PERSO_FINISH, cbor.encode(finish), what="PERSO FINISH")
+            if balance:
+                if self.client:
+                    self.client.register(cert, owner=DESK)
+                    voucher = self.client.load(wid, balance, "first load", DESK)
+                else:
+                    voucher = self.issuer.voucher(wid, 1, balance)
+                _select(dev)
+                _call(dev, proto.INS_LOAD, voucher, what="LOAD")
+            elif self.client:
+                self.client.register(cert, owner=DESK)
+            self.devices[name] = dev
+            self.ids[name] = wid
+            done += 1
+            if progress:
+                progress(done, total, "personalising")
+        self.log.issued_initial = balance * sc.wallets.count
+
+    # -- events ------------------------------------------------------------------------------
+    def on_pay(self, ev: Event) -> None:
+        pos = self.devices[ev.device]
+        card = self.devices.get(ev.wallet)
+        if card is None:
+            return
+        if ev.device in self.pos_off:
+            self.log.payments.append(
+                PayRecord(self.now_rel(), ev.device, ev.wallet, ev.amount, "declined",
+                          "pos_off", tag=ev.tag)
+            )
+            return
+        fld = pos.field
+        assert isinstance(fld, Field)
+        fld.tap(card)
+        if ev.tear is not None:
+            fld.tear(ev.tear.where, ev.tear.command, ev.tear.byte)  # type: ignore[arg-type]
+        pin = self.sc.wallets.pin.encode() if ev.amount > self.no_cvm else None
+        res = pos.take_payment(ev.amount, pin)
+        rec = fld.remove() or TapRecord(0)
+        self._record_pay(ev, res, rec)
+        if res.status == "power_cut":
+            self._went_off(ev.device)
+        if res.status == "torn" and ev.tear is not None and ev.tear.retap_s is not None:
+            again = replace(ev, t=ev.t + ev.tear.retap_s, tear=None, tag=ev.tag or "retap")
+            self._push(again)
+
+    def _record_pay(self, ev: Event, res: Payment, rec: TapRecord) -> None:
+        digest = ""
+        if res.payment:
+            body = cbor.decode(res.payment)[0]
+            digest = hashlib.sha256(body).hexdigest()
+        self.log.payments.append(
+            PayRecord(
+                t=self.now_rel(),
+                pos=ev.device,
+                card=ev.wallet,
+                amount=res.amount,
+                status=res.status,
+                reason=res.reason,
+                wallet=res.wallet.hex() if res.wallet else "",
+                counter=res.counter,
+                hash=digest,
+                recovered=res.recovered,
+                in_field_ms=round(rec.in_field_ms, 3),
+                bytes_on_air=rec.bytes_on_air,
+                torn=rec.torn or "",
+                tag=ev.tag,
+            )
+        )
+
+    def on_transfer(self, ev: Event) -> None:
+        from tapcash.sim.provision import CommandFailed, transfer
+
+        payer, payee = self.devices[ev.device], self.devices[ev.other]
+        fa, fb = self.field_for("reader-a"), self.field_for("reader-b")
+        fa.tap(payer)
+        fb.tap(payee)
+        pin = self.sc.wallets.pin.encode() if ev.amount > self.no_cvm else None
+        ok, reason = True, "ok"
+        try:
+            transfer(fa, fb, ev.amount, time=self.clock.now(), pin=pin)  # type: ignore[arg-type]
+        except CommandFailed as e:
+            ok, reason = False, f"sw {e.sw:04X}"
+        except LinkError:
+            ok, reason = False, "link"
+        fa.remove()
+        fb.remove()
+        self.log.transfers.append(
+            {"t": self.now_rel(), "payer": ev.device, "payee": ev.other, "amount": ev.amount,
+             "ok": ok, "reason": reason}
+        )
+
+    def on_load(self, ev: Event) -> None:
+        names = [f"wallet-{n}" for n in range(1, self.sc.wallets.count + 1)]
+        chosen = sorted(self.rng.sample(names, ev.count), key=names.index) if ev.count else names
+        total = ev.amount * len(chosen)
+        if self.client is None:
+            return
+        ok, error = True, ""
+        try:
+            if ev.tag == "payroll":
+                self.client.deposit(EMPLOYER, total, f"payroll funds {ev.t}")
+                csv_text = "".join(f"{self.ids[n].hex()},{ev.amount}\n" for n in chosen)
+                self.client.payroll(EMPLOYER, csv_text, f"payroll-{ev.t}")
+            else:
+                self.client.deposit(DESK, total, f"top-ups {ev.t}")
+                for n in chosen:
+                    self.client.load(self.ids[n], ev.amount, f"top-up {ev.t}", DESK)
+        except Exception as e:  # a refusal by the ledger is part of the story
+            ok, error = False, str(e)
+        self.log.loads.append(
+            {"t": self.now_rel(), "kind": ev.tag, "wallets": len(chosen), "amount": ev.amount,
+             "total": total if ok else 0, "ok": ok, "error": error}
+        )
+
+    def sync(self, name: str, *, serial: bool = False, final: bool = False) -> dict[str, Any]:
+        from tapcash.host.sync.errors import SyncError
+        from tapcash.host.sync.session import sync_device
+
+        dev = self.devices[name]
+        entry: dict[str, Any] = {"t": self.now_rel(), "device": name, "serial": serial,
+                                 "final": final}
+        if name in self.pos_off:
+            entry.update(outcome="off")
+            self.log.syncs.append(entry)
+            return entry
+        if self.link is None:
+            entry.update(outcome="no ledger")
+            self.log.syncs.append(entry)
+            return entry
+        clock = lambda: float(self.clock.now())  # noqa: E731
+        try:
+            if serial:
+                from tapcash.host.sync.transport import SerialTransport
+                from tapcash.sim.serial_device import SerialDevice
+
+                with SerialDevice(dev) as port, SerialTransport(port.path) as tr:
+                    res = sync_device(tr, ledger=self.link, outbox=self.outbox, clock=clock)
+            else:
+                res = sync_device(
+                    DeviceTransport(dev), ledger=self.link, outbox=self.outbox, clock=clock
+                )
+        except SyncError as e:
+            entry.update(outcome="failed", error=str(e))
+            self.log.syncs.append(entry)
+            return entry
+        except PowerCut:
+            entry.update(outcome="power_cut")
+            self.log.syncs.append(entry)
+            if dev.role == POS:
+                self._went_off(name)
+            return entry
+        lr = res.ledger_result or {}
+        entry.update(
+            outcome=res.outcome,
+            exported=res.exported,
+            ack_upto=res.ack_upto,
+            vouchers=res.vouchers_loaded,
+            update=res.update or "",
+            accepted=lr.get("accepted", 0),
+            conflicts=lr.get("conflicts", 0),
+            revoked=list(lr.get("revoked", [])),
+            hotlist=lr.get("hotlist_version", 0),
+            status=res.status,
+        )
+        self.log.syncs.append(entry)
+        if res.outcome == "synced":
+            self._reached_ledger(name)
+        return entry
+
+    def _reached_ledger(self, name: str) -> None:
+        now = self.now_rel()
+        for p in self.log.payments:
+            if p.at_ledger is None and p.status == "approved" and (
+                p.pos == name or p.card == name
+            ):
+                p.at_ledger = now
+
+    def _went_off(self, name: str) -> None:
+        """A POS lost power (its flash cut fired): it is back after the cut's down time."""
+        self.pos_off.add(name)
+        down = self.down_s.pop(name, 0)
+        self.log.faults.append({"t": self.now_rel(), "kind": "power_lost", "device": name})
+        self._push(Event(t=self.now_rel() + down, order=-1, kind="reboot", device=name), 1)
+
+    def on_cut(self, ev: Event) -> None:
+        self.devices[ev.device].cut_after(ev.count, ev.keep_permille)
+        self.down_s[ev.device] = ev.down_s
+        self.log.faults.append(
+            {"t": self.now_rel(), "kind": "power_cut", "device": ev.device, "write": ev.count,
+             "keep_permille": ev.keep_permille}
+        )
+
+    def on_reboot(self, ev: Event) -> None:
+        dev = self.devices[ev.device]
+        dev.power_on()
+        was_off = ev.device in self.pos_off
+        self.pos_off.discard(ev.device)
+        self.log.faults.append(
+            {"t": self.now_rel(), "kind": "reboot", "device": ev.device, "was_off": was_off}
+        )
+
+    def on_clone(self, ev: Event) -> None:
+        src = self.devices[ev.device]
+        n = int(ev.device.split("-")[1])
+        spec = DeviceSpec(WALLET, 100000 + n, spec_seed(self.seed, WALLET, n, "clone"),
+                          self.flash_dir(ev.other), label=ev.other)
+        clone = self.factory.make(spec)
+        clone.restore(src.snapshot())
+        clone.power_on()
+        self.devices[ev.other] = clone
+        self.ids[ev.other] = self.ids[ev.device]
+        self.log.attacks.append(
+            {"t": self.now_rel(), "kind": "clone", "wallet": ev.device, "clone": ev.other,
+             "tag": ev.tag}
+        )
+
+    def on_snapshot(self, ev: Event) -> None:
+        self.images[ev.tag] = self.devices[ev.device].snapshot()
+
+    def on_restore(self, ev: Event) -> None:
+        dev = self.devices[ev.device]
+        dev.restore(self.images.pop(ev.tag))
+        dev.power_on()
+        self.log.attacks.append(
+            {"t": self.now_rel(), "kind": "rollback", "wallet": ev.device, "tag": ev.tag}
+        )
+
+    def on_final(self, ev: Event, progress: Progress | None) -> None:
+        """Every device syncs: terminals, then wallets, then terminals again (they fetch the
+        hot list the wallets' journals may have changed). A sample goes over serial ptys."""
+        for name in sorted(self.pos_off):
+            self.on_reboot(replace(ev, kind="reboot", device=name))
+        pos = [n for n in self.devices if n.startswith("pos-")]
+        wallets = [n for n in self.devices if n.startswith("wallet-") and "clone" not in n]
+        order = pos + wallets + pos
+        serial = set(pos[: self.sc.sync.serial] + wallets[: max(0, self.sc.sync.serial - len(pos))])
+        for i, name in enumerate(order):
+            first_pass = i < len(pos) + len(wallets)
+            entry = self.sync(name, serial=name in serial and first_pass, final=True)
+            if name.startswith("wallet-") and entry.get("outcome") == "synced":
+                self.log.wallets[name] = {"id": self.ids[name].hex(), **entry.get("status", {})}
+            if progress:
+                progress(i + 1, len(order), "final sync")
+
+    # -- main loop ---------------------------------------------------------------------------
+    def run(self, progress: Progress | None = None) -> RunLog:
+        t_start = time.perf_counter()
+        try:
+            if self.use_ledger:
+                self.start_ledger()
+            self.provision(progress)
+            t_prov = time.perf_counter()
+            events = build_schedule(self.sc, self.seed)
+            for ev in events:
+                self._push(ev)
+            total = len(events)
+            done = 0
+            final: Event | None = None
+            while self._queue:
+                t, _prio, _n, ev = heapq.heappop(self._queue)
+                self.clock.set(self.sc.start + t)
+                if ev.kind == "final":
+                    final = ev
+                    continue
+                self.dispatch(ev)
+                done += 1
+                if progress and (done % 10 == 0 or not self._queue):
+                    progress(done, total, "simulating the day")
+            t_day = time.perf_counter()
+            if final is not None:
+                self.clock.set(self.sc.start + final.t)
+                self.on_final(final, progress)
+            self.collect()
+            t_end = time.perf_counter()
+            self.log.wall = {
+                "provision_s": round(t_prov - t_start, 3),
+                "day_s": round(t_day - t_prov, 3),
+                "final_sync_s": round(t_end - t_day, 3),
+                "total_s": round(t_end - t_start, 3),
+            }
+            return self.log
+        finally:
+            self.close()
+
+    def dispatch(self, ev: Event) -> None:
+        k = ev.kind
+        if k == "pay":
+            self.on_pay(ev)
+        elif k == "transfer":
+            self.on_transfer(ev)
+        elif k == "load":
+            self.on_load(ev)
+        elif k == "sync":
+            self.sync(ev.device)
+        elif k == "cut":
+            self.on_cut(ev)
+        elif k == "reboot":
+            self.on_reboot(ev)
+        elif k == "clone":
+            self.on_clone(ev)
+        elif k == "snapshot":
+            self.on_snapshot(ev)
+        elif k == "restore":
+            self.on_restore(ev)
+        else:
+            raise ValueError(f"unknown event {k!r}")
+
+    def collect(self) -> None:
+        """The ledger's view at the end, and the transcript digests."""
+        for name, dev in sorted(self.devices.items()):
+            self.log.digests[name] = dev.digest
+        for name, f in sorted(self.fields.items()):
+            self.log.digests[f"field:{name}"] = f.digest
+        if self.client is None:
+            return
+        c = self.client
+        self.log.ledger = {
+            "invariant": c.invariant(),
+            "fraud": c.report("fraud"),
+            "refused": c.report("refused"),
+            "merchants": c.report("merchants"),
+            "books": c.books(),
+        }
+
+    def close(self) -> None:
+        for dev in self.devices.values():
+            try:
+                dev.close()
+            except Exception:
+                pass
+        self.factory.close()
+        if self.client is not None:
+            self.client.close()
+        if self.link is not None:
+            self.link.close()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None

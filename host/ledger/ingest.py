@@ -49,6 +49,8 @@ from .errors import LedgerError
 from .service import Ledger, get_device, need_device
 
 ZERO32 = bytes(32)
+PAYMENT_COLUMNS = ("wallet", "counter", "hash", "prev", "envelope", "amount", "payee", "kind",
+                   "time", "status", "credited", "via", "at")
 MAX_RECORDS = 20000  # per batch; the device exports far fewer
 FAULT_PAUSE_ENV = "TAPCASH_LEDGER_FAULT_PAUSE"  # test hook: see apply()
 
@@ -236,14 +238,16 @@ def _existing(tx: Tx, pays: list[Pay]) -> tuple[dict[tuple[bytes, int], _ROW],
                                "AND counter BETWEEN ? AND ?", (w, lo - 1, hi + 1)):
             by_counter[(w, int(c))] = (int(c), bytes(h), bytes(pv))
     # Forks: same prev, other counter. Honest chains make these lookups empty.
-    keys = list({(p.wallet, p.prev) for p in pays})
-    for i in range(0, len(keys), 400):
-        chunk = keys[i : i + 400]
-        cond = " OR ".join(["(wallet = ? AND prev = ?)"] * len(chunk))
-        params = [v for k in chunk for v in k]
-        for w, c, h, pv in tx.all(f"SELECT wallet, counter, hash, prev FROM payments "
-                                  f"WHERE {cond}", params):
-            by_prev[(bytes(w), bytes(pv))] = (int(c), bytes(h), bytes(pv))
+    prevs: dict[bytes, set[bytes]] = {}
+    for p in pays:
+        prevs.setdefault(p.wallet, set()).add(p.prev)
+    for w, ps in prevs.items():
+        pl = sorted(ps)
+        for i in range(0, len(pl), 500):
+            cond, params = tx.in_list("prev", pl[i : i + 500])
+            for c, h, pv in tx.all(f"SELECT counter, hash, prev FROM payments "
+                                   f"WHERE wallet = ? AND {cond}", [w, *params]):
+                by_prev[(w, bytes(pv))] = (int(c), bytes(h), bytes(pv))
     return by_counter, by_prev
 
 
@@ -396,11 +400,7 @@ class _Apply:
                     p.wallet, p.counter + 1)
                 b = Pay(p.wallet, p.counter + 1, 0, b"", 0, above[2], 0, 0, above[1], env_b, "")
                 self.fraud("chain_break", p.wallet, p.counter + 1, p.envelope, b, None, 0)
-        self.tx.executemany(
-            "INSERT INTO payments (wallet, counter, hash, prev, envelope, amount, payee, kind, "
-            "time, status, credited, via, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            new_rows,
-        )
+        self.tx.insert_many("payments", PAYMENT_COLUMNS, new_rows)
 
     def receipts(self) -> None:
         rows = self.batch.receipts

@@ -107,10 +107,7 @@ class Book:
 
     def flush(self) -> int:
         n = len(self._rows)
-        self.tx.executemany(
-            "INSERT INTO postings (src, dst, amount, kind, ref, at) VALUES (?, ?, ?, ?, ?, ?)",
-            self._rows,
-        )
+        self.tx.insert_many("postings", ("src", "dst", "amount", "kind", "ref", "at"), self._rows)
         # Sorted: concurrent PostgreSQL transactions lock account rows in one global order.
         self.tx.executemany(
             "UPDATE accounts SET balance = balance + ? WHERE name = ?",

@@ -18,6 +18,8 @@ Faults, each keyed by that number:
   before_request / after_answer   callbacks (frame number) -> None, e.g. to kill the host
   noise                bytes written before every answer (REPL/log chatter on the same UART)
 
+`line_baud` paces what the device writes like a UART at that rate (benchmarks).
+
 A closed line stays closed (reads on the host side fail); start a new SerialDevice around the
 same flash to "plug the board back in".
 """
@@ -29,6 +31,7 @@ import os
 import select
 import sys
 import threading
+import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,8 +63,11 @@ class Faults:
 class SerialDevice:
     """Serve `app` on a fresh pseudo-terminal until `stop()` or a fault closes the line."""
 
-    def __init__(self, app: App, faults: Faults | None = None) -> None:
+    def __init__(
+        self, app: App, faults: Faults | None = None, line_baud: int | None = None
+    ) -> None:
         self.app = app
+        self.line_baud = line_baud
         self.faults = faults or Faults()
         self.server = frame.FrameServer(app, passthrough=(PowerCut,))
         self.frames_in = 0  # good request frames received (including dropped ones)
@@ -165,6 +171,15 @@ class SerialDevice:
 
     def _write(self, data: bytes) -> None:
         """Write like a UART: what nobody reads within WRITE_STALL_S is lost."""
+        if self.line_baud:
+            step = max(1, self.line_baud // 1000)  # ~10 ms of line time per write
+            for i in range(0, len(data), step):
+                self._write_now(data[i : i + step])
+                time.sleep(len(data[i : i + step]) * 10 / self.line_baud)
+        else:
+            self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             _, w, _ = select.select([], [self._master], [], WRITE_STALL_S)

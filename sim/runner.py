@@ -540,9 +540,7 @@ class ScenarioRun:
         serial = set(pos[: self.sc.sync.serial] + wallets[: max(0, self.sc.sync.serial - len(pos))])
         for i, name in enumerate(order):
             first_pass = i < len(pos) + len(wallets)
-            entry = self.sync(name, serial=name in serial and first_pass, final=True)
-            if name.startswith("wallet-") and entry.get("outcome") == "synced":
-                self.log.wallets[name] = {"id": self.ids[name].hex(), **entry.get("status", {})}
+            self.sync(name, serial=name in serial and first_pass, final=True)
             if progress:
                 progress(i + 1, len(order), "final sync")
 
@@ -610,7 +608,13 @@ class ScenarioRun:
             raise ValueError(f"unknown event {k!r}")
 
     def collect(self) -> None:
-        """The ledger's view at the end, and the transcript digests."""
+        """The devices' final state, the ledger's view at the end, the transcript digests."""
+        for name, dev in sorted(self.devices.items()):
+            if dev.role == WALLET and name not in self.pos_off:
+                try:
+                    self.log.wallets[name] = {"id": self.ids[name].hex(), **device_status(dev)}
+                except Exception as e:  # a device that cannot answer is part of the report
+                    self.log.wallets[name] = {"id": self.ids[name].hex(), "error": str(e)}
         for name, dev in sorted(self.devices.items()):
             self.log.digests[name] = dev.digest
         for name, f in sorted(self.fields.items()):
@@ -618,9 +622,16 @@ class ScenarioRun:
         if self.client is None:
             return
         c = self.client
+        fraud = c.report("fraud")
+        keys: dict[str, bytes] = {}
+        for case in fraud:
+            w = case["wallet"]
+            if w not in keys:
+                keys[w] = bytes.fromhex(c.device(bytes.fromhex(w))["public_key"])
+            case["proof_verified"] = verify_proof(case, keys[w])
         self.log.ledger = {
             "invariant": c.invariant(),
-            "fraud": c.report("fraud"),
+            "fraud": fraud,
             "refused": c.report("refused"),
             "merchants": c.report("merchants"),
             "books": c.books(),
@@ -640,3 +651,45 @@ class ScenarioRun:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def device_status(dev: Device) -> dict[str, Any]:
+    """A device's own signed status (EXPORT of nothing): balance, counter, staged value."""
+    if dev.role == WALLET:
+        _select(dev)
+    req = cbor.encode({proto.EXP_SINCE: 2**31, proto.EXP_MAX: 1})
+    out = cbor.decode(_call(dev, proto.INS_EXPORT, req, what="EXPORT"))
+    _b, body, _s = proto.open_envelope(out[proto.EXP_STATUS])
+    return {
+        "balance": body.get(proto.ST_BALANCE, 0),
+        "counter": body.get(proto.ST_COUNTER, 0),
+        "pending": body.get(proto.ST_PENDING, 0),
+        "vouchers_applied": body.get(proto.ST_LOADS, 0),
+        "last_seq": body.get(proto.ST_SEQ, 0),
+    }
+
+
+def verify_proof(case: dict[str, Any], wallet_key: bytes) -> bool:
+    """Check a fraud case on our own: two payment envelopes, both signed by the wallet, that
+    cannot both be honest (same counter, or same previous payment, different bodies)."""
+    import base64
+
+    from tapcash.firmware.core import ed25519
+
+    bodies = []
+    for k in ("proof_a", "proof_b"):
+        try:
+            body_bytes, body, sig = proto.open_envelope(base64.b64decode(case[k]))
+        except (proto.ApduError, ValueError, KeyError):
+            return False
+        if not ed25519.verify(wallet_key, proto.TAG_PAYMENT + body_bytes, sig):
+            return False
+        if body.get(proto.PAY_WALLET) != bytes.fromhex(case["wallet"]):
+            return False
+        bodies.append((body_bytes, body))
+    (ba, a), (bb, b) = bodies
+    if ba == bb:
+        return False
+    same_counter = a.get(proto.PAY_COUNTER) == b.get(proto.PAY_COUNTER)
+    same_prev = a.get(proto.PAY_PREV) == b.get(proto.PAY_PREV)
+    return same_counter or same_prev or case.get("kind") == "chain_break"

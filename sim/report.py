@@ -1,0 +1,333 @@
+"""The reconciliation report of a run: what happened, whether the books balance, and why.
+
+    summary = summarize(log)                 # a JSON-able dict; same seed -> same dict
+    write_outputs(summary, log, out_dir)     # report.json, payments.csv, *.png
+    text = render_text(summary)              # the lines `tapcash sim run` / `demo` print
+
+Checks (all must hold for `ok`):
+- invariant: the ledger's own books invariant (issued = held, postings add up, none negative);
+- no_payment_lost: every payment a POS approved is in the ledger (posted, or one side of a
+  fraud case with its body as proof);
+- double_spends_caught: every (wallet, counter) that two approved payments share is a fraud
+  case whose two envelopes we verified ourselves (signatures and conflict);
+- wallet_balances: every honest wallet's balance on the device equals its ledger account
+  (revoked wallets are fraud cases: their difference is reported, not checked);
+- merchants_credited: what the ledger credited the merchants covers every approved payment.
+
+Everything under "wall" is wall-clock time: it is reported but excluded from determinism.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from tapcash.sim.runner import RunLog
+
+HOUR_S = 3600
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+
+
+def money(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    cents = abs(int(cents))
+    return f"{sign}{cents // 100:,}.{cents % 100:02d}"
+
+
+def summarize(log: RunLog) -> dict[str, Any]:
+    sc = log.scenario
+    pays = log.payments
+    approved = [p for p in pays if p.status == "approved"]
+    declined = Counter(p.reason for p in pays if p.status == "declined")
+    in_field = [p.in_field_ms for p in approved]
+
+    # double spends: one (wallet, counter), several approved bodies
+    bodies: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for p in approved:
+        bodies[(p.wallet, p.counter)].add(p.hash)
+    double = sorted(k for k, v in bodies.items() if len(v) > 1)
+
+    led = log.ledger
+    books = led.get("books", {})
+    fraud = led.get("fraud", [])
+    inv = led.get("invariant", {})
+    balances = books.get("balances", {})
+    ledger_hashes = {row[2] for row in books.get("payments", [])}
+    proof_hashes = set()
+    for case in fraud:
+        for k in ("proof_a", "proof_b"):
+            proof_hashes.add(_env_hash(case.get(k, "")))
+    lost = [
+        {"pos": p.pos, "wallet": p.wallet, "counter": p.counter, "amount": p.amount}
+        for p in approved
+        if p.hash not in ledger_hashes and p.hash not in proof_hashes
+    ]
+    cases_by_wallet: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for case in fraud:
+        cases_by_wallet[case["wallet"]].append(case)
+    uncaught = []
+    for w, c in double:
+        cases = cases_by_wallet.get(w, [])
+        if not any(
+            x.get("proof_verified") and (x["counter"] == c or x["kind"] != "counter_conflict")
+            for x in cases
+        ):
+            uncaught.append({"wallet": w, "counter": c})
+    revoked = set(books.get("revoked", []))
+
+    # wallets: device vs ledger
+    mismatches, honest, fraud_wallets = [], 0, []
+    device_total = ledger_total = 0
+    for name, st in sorted(log.wallets.items(), key=lambda kv: _num(kv[0])):
+        if "clone" in name:
+            continue
+        wid = st["id"]
+        acct = balances.get(f"wallet:{wid}")
+        if "error" in st or acct is None:
+            mismatches.append({"wallet": name, "problem": st.get("error", "not at the ledger")})
+            continue
+        dev_bal = int(st["balance"])
+        if wid in revoked:
+            fraud_wallets.append({"wallet": name, "device": dev_bal, "ledger": acct})
+            continue
+        honest += 1
+        device_total += dev_bal
+        ledger_total += acct
+        if dev_bal != acct:
+            mismatches.append({"wallet": name, "device": dev_bal, "ledger": acct})
+
+    merchants = led.get("merchants", [])
+    credited = sum(int(m.get("credited", 0)) for m in merchants)
+    approved_value = sum(p.amount for p in approved)
+
+    payments = {
+        "attempted": len(pays),
+        "approved": len(approved),
+        "approved_value": approved_value,
+        "declined": dict(sorted(declined.items())),
+        "torn": sum(1 for p in pays if p.status == "torn"),
+        "recovered_on_retap": sum(1 for p in approved if p.recovered),
+        "power_cut_during_payment": sum(1 for p in pays if p.status == "power_cut"),
+        "by_hour": _by_hour(approved, sc.end),
+    }
+    nfc = {
+        "model": f"ISO 14443-4 type A, {sc.nfc.kbps} kbit/s, compute x{sc.nfc.scale:g}"
+        + (" (measured)" if sc.nfc.measured else ""),
+        "in_field_ms_p50": round(_pct(in_field, 0.5), 1),
+        "in_field_ms_p95": round(_pct(in_field, 0.95), 1),
+        "in_field_ms_max": round(max(in_field, default=0.0), 1),
+        "bytes_on_air_p50": int(_pct([float(p.bytes_on_air) for p in approved], 0.5)),
+        "under_500_ms": sum(1 for x in in_field if x <= 500.0),
+    }
+    lags = [p.at_ledger - p.t for p in approved if p.at_ledger is not None]
+    syncs = Counter(s["outcome"] for s in log.syncs)
+    checks = {
+        "invariant": bool(inv.get("ok")),
+        "no_payment_lost": not lost,
+        "double_spends_caught": not uncaught,
+        "wallet_balances": not mismatches,
+        "merchants_credited": credited >= approved_value,
+    }
+    attacks = []
+    for a in log.attacks:
+        tagged = [p for p in pays if p.tag == a["tag"]]
+        attacks.append(
+            {
+                **a,
+                "payments": len(tagged),
+                "accepted_offline": sum(1 for p in tagged if p.status == "approved"),
+                "refused_by_pos": sorted({p.reason for p in tagged if p.status == "declined"}),
+            }
+        )
+    summary: dict[str, Any] = {
+        "scenario": {
+            "name": sc.name,
+            "source": sc.source,
+            "seed": log.seed,
+            "runtime": log.runtime,
+            "wallets": sc.wallets.count,
+            "pos": sc.pos.count,
+            "days": sc.days,
+        },
+        "payments": payments,
+        "nfc": nfc,
+        "transfers": {
+            "attempted": len(log.transfers),
+            "done": sum(1 for t in log.transfers if t["ok"]),
+            "value": sum(t["amount"] for t in log.transfers if t["ok"]),
+        },
+        "loads": {
+            "first_loads": log.issued_initial,
+            "later": sum(ld["total"] for ld in log.loads),
+            "events": len(log.loads),
+        },
+        "syncs": {
+            "total": len(log.syncs),
+            "by_outcome": dict(sorted(syncs.items())),
+            "over_serial_pty": sum(1 for s in log.syncs if s.get("serial")),
+            "lag_s_p50": int(_pct([float(x) for x in lags], 0.5)),
+            "lag_s_max": max(lags, default=0),
+        },
+        "faults": log.faults,
+        "attacks": attacks,
+        "fraud": {
+            "double_spends_accepted_offline": len(double),
+            "cases": [
+                {k: c[k] for k in ("case", "wallet", "kind", "counter", "loss", "detected_at")}
+                | {"proof_verified": bool(c.get("proof_verified"))}
+                for c in fraud
+            ],
+            "uncaught": uncaught,
+            "revoked": sorted(revoked),
+            "fraud_loss": int(inv.get("fraud_loss", 0)),
+        },
+        "ledger": {
+            "issued": int(inv.get("issued", 0)),
+            "backed": int(inv.get("backed", 0)),
+            "held": int(inv.get("held", 0)),
+            "by_kind": inv.get("by_kind", {}),
+            "merchants_credited": credited,
+            "refused_payments": len(led.get("refused", [])),
+        },
+        "balances": {
+            "honest_wallets": honest,
+            "device_total": device_total,
+            "ledger_total": ledger_total,
+            "mismatches": mismatches,
+            "fraud_wallets": fraud_wallets,
+        },
+        "lost_payments": lost,
+        "checks": checks,
+        "ok": all(checks.values()),
+        "transcripts": _digest(log.digests),
+    }
+    summary["wall"] = dict(log.wall)
+    if log.wall.get("day_s"):
+        summary["wall"]["payments_per_s"] = round(len(pays) / log.wall["day_s"], 1)
+    return summary
+
+
+def deterministic_part(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "wall"}
+
+
+def _num(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 10**9
+
+
+def _env_hash(b64: str) -> str:
+    import base64
+
+    from tapcash.firmware.core import cbor
+
+    try:
+        env = cbor.decode(base64.b64decode(b64))
+        return hashlib.sha256(env[0]).hexdigest()
+    except Exception:
+        return ""
+
+
+def _digest(digests: dict[str, str]) -> dict[str, Any]:
+    h = hashlib.sha256()
+    for name in sorted(digests):
+        h.update(f"{name}={digests[name]}\n".encode())
+    return {"devices": sum(1 for k in digests if not k.startswith("field:")), "all": h.hexdigest()}
+
+
+def _by_hour(approved: list[Any], end_s: int) -> list[int]:
+    hours = [0] * max(1, end_s // HOUR_S)
+    for p in approved:
+        hours[min(len(hours) - 1, p.t // HOUR_S)] += 1
+    return hours
+
+
+# ---- text -------------------------------------------------------------------------------------
+def render_text(s: dict[str, Any]) -> list[str]:
+    sc, pay, nfc, fr, led, bal = (
+        s["scenario"], s["payments"], s["nfc"], s["fraud"], s["ledger"], s["balances"]
+    )
+    out = [
+        f"Scenario {sc['name']} (seed {sc['seed']}, {sc['runtime']}): "
+        f"{sc['wallets']} wallets, {sc['pos']} POS, {sc['days']} day(s)",
+        f"Payments: {pay['approved']} of {pay['attempted']} approved offline, "
+        f"{money(pay['approved_value'])} in value; declined: "
+        + (", ".join(f"{k} {v}" for k, v in pay["declined"].items()) or "none"),
+        f"Faults: {pay['torn']} torn tap(s), {pay['recovered_on_retap']} completed on re-tap; "
+        f"{pay['power_cut_during_payment']} power cut(s) during a payment",
+        f"Card in field: p50 {nfc['in_field_ms_p50']} ms, p95 {nfc['in_field_ms_p95']} ms, "
+        f"max {nfc['in_field_ms_max']} ms ({nfc['model']}); "
+        f"{nfc['bytes_on_air_p50']} bytes on air",
+        f"Transfers: {s['transfers']['done']} of {s['transfers']['attempted']} "
+        f"({money(s['transfers']['value'])}); loads: {money(s['loads']['first_loads'])} first, "
+        f"{money(s['loads']['later'])} later (payroll / top-ups)",
+        f"Syncs: {s['syncs']['total']} ({s['syncs']['over_serial_pty']} over a serial pty); "
+        f"payment to ledger lag p50 {s['syncs']['lag_s_p50'] // 60} min",
+    ]
+    for a in s["attacks"]:
+        refused = ", ".join(a["refused_by_pos"]) or "none"
+        out.append(
+            f"Attack {a['tag']} on {a['wallet']}: {a['accepted_offline']} of {a['payments']} "
+            f"payments accepted offline, refused by a POS: {refused}"
+        )
+    out.append(
+        f"Fraud: {fr['double_spends_accepted_offline']} double spend(s) accepted offline, "
+        f"{sum(1 for c in fr['cases'] if c['proof_verified'])} fraud case(s) with verified proof, "
+        f"{len(fr['uncaught'])} uncaught; {len(fr['revoked'])} wallet(s) revoked; "
+        f"fraud loss {money(fr['fraud_loss'])}"
+    )
+    out.append(
+        f"Ledger: issued {money(led['issued'])} = held {money(led['held'])} "
+        f"(wallets {money(led['by_kind'].get('wallet', 0))}, "
+        f"merchants {money(led['by_kind'].get('merchant', 0))}, "
+        f"staged {money(led['by_kind'].get('staged', 0))}); merchants credited "
+        f"{money(led['merchants_credited'])}"
+    )
+    out.append(
+        f"Wallets: {bal['honest_wallets']} honest wallets hold {money(bal['device_total'])} on "
+        f"their cards, the ledger says {money(bal['ledger_total'])}; "
+        f"{len(bal['mismatches'])} mismatch(es)"
+    )
+    failed = [k for k, v in s["checks"].items() if not v]
+    out.append(
+        "The books balance: every payment accounted for, every double spend caught with proof."
+        if s["ok"]
+        else "The books do NOT balance: failed checks: " + ", ".join(failed)
+    )
+    return out
+
+
+# ---- files -------------------------------------------------------------------------------------
+def write_outputs(
+    summary: dict[str, Any], log: RunLog, out_dir: Path, plots: bool = True
+) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    p = out / "report.json"
+    p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    written.append(p)
+    p = out / "payments.csv"
+    with p.open("w", newline="") as f:
+        w = csv.writer(f)
+        cols = ["t", "pos", "card", "amount", "status", "reason", "wallet", "counter", "hash",
+                "recovered", "in_field_ms", "bytes_on_air", "torn", "tag", "at_ledger"]
+        w.writerow(cols)
+        for pay in log.payments:
+            w.writerow([getattr(pay, c) for c in cols])
+    written.append(p)
+    if plots:
+        from tapcash.sim.plots import write_plots
+
+        written += write_plots(log, out)
+    return written

@@ -1,0 +1,209 @@
+"""`tapcash bench crypto`: Ed25519 and SHA-512 speed, three ways, plus the table's RAM cost.
+
+Rows (medians, microseconds, 150-byte message, SHA-512 over 200 bytes):
+
+* ``pynacl``: the CPython backend (libsodium through PyNaCl; SHA-512 from hashlib);
+* ``pure-cpython``: the firmware's pure-Python code on CPython (both ed25519 and sha512
+  forced to their pure backends);
+* ``micropython-vm``: the same firmware compiled to .mpy by mpy-cross, inside the real
+  MicroPython 1.27 VM (WebAssembly under Node.js) through :mod:`tapcash.sim.mpvm`.
+
+Columns: ``keygen`` (seed -> public key, nothing cached), ``sign`` (the key's expansion
+cached, as on a wallet signing with its one key), ``sign_cold`` (caches cleared first),
+``verify`` (a public key not seen before: decoded and tabulated every time),
+``verify_warm`` (the same public key again, e.g. the issuer's), ``sha512_200``.
+The VM row adds the heap retained by importing the fixed-base table and the whole module,
+and the bytes allocated by one sign / verify (gc disabled while measuring).
+Benchmarks only: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+MSG_LEN = 150
+SHA_LEN = 200
+SEED = bytes(range(32))
+COLUMNS = ("keygen_us", "sign_us", "sign_cold_us", "verify_us", "verify_warm_us", "sha512_200_us")
+
+
+def _median_us(fn: Callable[[], object], min_batch_s: float = 0.03, repeat: int = 7) -> float:
+    """Median over `repeat` batches of the time of one call, batches >= min_batch_s long."""
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t >= min_batch_s:
+            break
+        n *= 2
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        times.append((time.perf_counter() - t) / n)
+    return statistics.median(times) * 1e6
+
+
+def _fixtures(count: int = 8) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The message and `count` (public key, signature) pairs, made with PyNaCl."""
+    import nacl.signing
+
+    msg = bytes((i * 7 + 1) & 255 for i in range(MSG_LEN))
+    pairs = []
+    for i in range(count):
+        sk = nacl.signing.SigningKey(bytes([i + 1]) * 32)
+        pairs.append((bytes(sk.verify_key), sk.sign(msg).signature))
+    return msg, pairs
+
+
+def measure_cpython(backend: str) -> dict[str, Any]:
+    """One row on this CPython: backend "nacl" or "pure"."""
+    from tapcash.firmware.core import ed25519, sha512
+
+    old = (ed25519.backend(), sha512.backend())
+    ed25519.set_backend(backend)
+    sha512.set_backend("pure" if backend == "pure" else "auto")
+    try:
+        msg, pairs = _fixtures()
+        sha_data = bytes(SHA_LEN)
+        ed25519.sign(SEED, msg)
+        state = {"i": 0}
+
+        def keygen() -> None:
+            ed25519.clear_caches()
+            ed25519.public_key(SEED)
+
+        def sign_cold() -> None:
+            ed25519.clear_caches()
+            ed25519.sign(SEED, msg)
+
+        def verify_cold() -> None:  # more distinct keys than the cache holds
+            pk, sig = pairs[state["i"] % len(pairs)]
+            state["i"] += 1
+            assert ed25519.verify(pk, msg, sig)
+
+        pk0, sig0 = pairs[0]
+        row = {
+            "implementation": "pynacl" if backend == "nacl" else "pure-cpython",
+            "keygen_us": _median_us(keygen),
+            "sign_us": _median_us(lambda: ed25519.sign(SEED, msg)),
+            "sign_cold_us": _median_us(sign_cold),
+            "verify_us": _median_us(verify_cold),
+            "verify_warm_us": _median_us(lambda: ed25519.verify(pk0, msg, sig0)),
+            "sha512_200_us": _median_us(lambda: sha512.sha512(sha_data)),
+        }
+    finally:
+        ed25519.set_backend(old[0])
+        sha512.set_backend(old[1])
+        ed25519.clear_caches()
+    return row
+
+
+def _vm_setup(msg: bytes, pairs: list[tuple[bytes, bytes]]) -> str:
+    return (
+        "from firmware.core import ed25519 as ed, sha512\n"
+        f"seed = {SEED!r}\nmsg = {msg!r}\npairs = {pairs!r}\n"
+        f"sha_data = bytes({SHA_LEN})\n"
+        "pk0, sig0 = pairs[0]\nstate = [0]\n"
+        "ed.sign(seed, msg)\n"
+    )
+
+
+def measure_vm(compiled: bool = True) -> dict[str, Any]:
+    """The MicroPython VM row (firmware as .mpy unless compiled=False)."""
+    from tapcash.sim.mpvm import MicroPythonVM
+
+    msg, pairs = _fixtures()
+    setup = _vm_setup(msg, pairs)
+    stmts = {
+        "keygen_us": "ed.clear_caches()\ned.public_key(seed)",
+        "sign_us": "ed.sign(seed, msg)",
+        "sign_cold_us": "ed.clear_caches()\ned.sign(seed, msg)",
+        "verify_us": (
+            "pk, sig = pairs[state[0] % len(pairs)]\nstate[0] += 1\nassert ed.verify(pk, msg, sig)"
+        ),
+        "verify_warm_us": "ed.verify(pk0, msg, sig0)",
+        "sha512_200_us": "sha512.sha512(sha_data)",
+    }
+    row: dict[str, Any] = {"implementation": "micropython-vm" + ("" if compiled else " (.py)")}
+    with MicroPythonVM() as vm:
+        vm.install_firmware(compiled=compiled)
+        row["vm_version"] = vm.version()
+        for key, stmt in stmts.items():
+            row[key] = vm.time_us(stmt, setup, repeat=7, batch_ms=40)
+        row["heap_sign_bytes"] = vm.heap("ed.sign(seed, msg)", setup, warmup=True)
+        row["heap_verify_bytes"] = vm.heap(
+            "ed.clear_caches()\ned.verify(pk0, msg, sig0)", setup, warmup=True
+        )
+        table = vm.import_heap("firmware.core._ed25519_table")
+        row["table_ram_bytes"] = table.retained
+        vm.exec("from firmware.core import _ed25519_table as _t")
+        row["table_data_bytes"] = vm.eval_json("len(_t.COMB) + len(_t.ODD)")
+        module = vm.import_heap("firmware.core.ed25519")
+        row["module_ram_bytes"] = module.retained
+    return row
+
+
+def run(vm: bool = True, compiled: bool = True) -> list[dict[str, Any]]:
+    """All rows: PyNaCl, pure Python on CPython and (unless vm=False) the MicroPython VM."""
+    rows = [measure_cpython("nacl"), measure_cpython("pure")]
+    if vm:
+        rows.append(measure_vm(compiled=compiled))
+    return rows
+
+
+def _fmt_us(v: float) -> str:
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} us"
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Ed25519 ({MSG_LEN}-byte message) and SHA-512 ({SHA_LEN} bytes), medians")
+    table.add_column("implementation")
+    for c in COLUMNS:
+        table.add_column(c.removesuffix("_us").replace("_", " "), justify="right")
+    for r in rows:
+        table.add_row(r["implementation"], *(_fmt_us(r[c]) for c in COLUMNS))
+    console = Console()
+    console.print(table)
+    for r in rows:
+        if "table_ram_bytes" in r:
+            console.print(
+                f"MicroPython {r.get('vm_version', '')}: fixed-base table "
+                f"{r['table_data_bytes']} bytes of data, {r['table_ram_bytes']} bytes of heap "
+                f"retained by its import; ed25519 + sha512 + table imported: "
+                f"{r['module_ram_bytes']} bytes; allocated per sign "
+                f"{r['heap_sign_bytes']} bytes, per cold verify {r['heap_verify_bytes']} bytes "
+                "(garbage, collected)."
+            )
+    console.print(
+        "sign: key expansion cached; sign cold: caches cleared; verify: a new public key "
+        "each time; verify warm: the same key again."
+    )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
+@click.option("--no-vm", is_flag=True, help="skip the MicroPython VM row")
+@click.option("--source", is_flag=True, help="VM runs the .py sources instead of .mpy")
+def crypto_command(as_json: bool, no_vm: bool, source: bool) -> None:
+    """Ed25519 keygen/sign/verify and SHA-512: PyNaCl, pure Python, MicroPython VM."""
+    rows = run(vm=not no_vm, compiled=not source)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _print_rows(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    crypto_command()

@@ -11,6 +11,7 @@ from .bench import bench
 from .boards_cli import boards
 from .issuer_cli import issuer
 from .ledger.cli import ledger
+from .sim_cli import demo, sim
 from .sync.cli import sync
 
 
@@ -37,6 +38,8 @@ cli.add_command(boards)
 cli.add_command(ledger)
 cli.add_command(issuer)
 cli.add_command(sync)
+cli.add_command(sim)
+cli.add_command(demo)
 
 
 def main() -> None:

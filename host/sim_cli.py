@@ -1,0 +1,138 @@
+"""`tapcash sim run SCENARIO` and `tapcash demo`: simulate a rollout, reconcile, report.
+
+Both run a seeded scenario (sim/scenario.py) over simulated devices that run the unchanged
+firmware, the real ledger service on loopback and the real sync tool, then print the
+reconciliation report and write report.json, payments.csv and PNG plots. Exit code 0 only
+when the books balance.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+RUNTIMES = click.Choice(["cpython", "micropython"])
+
+
+@click.group("sim")
+def sim() -> None:
+    """Simulate wallets and POS terminals: scenarios, faults, attacks, reconciliation."""
+
+
+def _run(
+    scenario: Any,
+    out: Path,
+    seed: int | None,
+    runtime: str,
+    processes: bool,
+    plots: bool,
+    as_json: bool,
+) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tapcash.sim.report import render_text, summarize, write_outputs
+    from tapcash.sim.runner import ScenarioRun
+
+    console = Console(stderr=as_json)
+    run = ScenarioRun(
+        scenario, out, seed=seed, runtime=runtime, isolation="process" if processes else "inproc"
+    )
+    columns = (
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(done: int, total: int, stage: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        log = run.run(progress)
+    summary = summarize(log)
+    files = write_outputs(summary, log, out, plots=plots)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        for line in render_text(summary):
+            style = "" if not line.startswith("The books") else ("bold green" if summary["ok"]
+                                                                  else "bold red")
+            console.print(line, style=style or None, highlight=False)
+        wall = summary["wall"]
+        console.print(
+            f"Took {wall.get('total_s', 0):.1f} s. Report, payments.csv and plots in "
+            f"{out}/ ({', '.join(p.name for p in files if p.suffix == '.png')})",
+            highlight=False,
+        )
+    return 0 if summary["ok"] else 1
+
+
+@sim.command("run")
+@click.argument("scenario")
+@click.option("--seed", type=int, default=None, help="override the scenario's seed")
+@click.option("--runtime", type=RUNTIMES, default="cpython", show_default=True,
+              help="run the firmware on CPython or inside the real MicroPython VM")
+@click.option("--processes", is_flag=True,
+              help="each device in its own process (MicroPython: its own VM)")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="run folder (default ./tapcash-sim/NAME-SEED)")
+@click.option("--no-plots", is_flag=True, help="skip the PNG plots")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON summary")
+def run_command(
+    scenario: str,
+    seed: int | None,
+    runtime: str,
+    processes: bool,
+    out_dir: Path | None,
+    no_plots: bool,
+    as_json: bool,
+) -> None:
+    """Run SCENARIO (a .toml file or a built-in name, see `tapcash sim list`)."""
+    from tapcash.sim.scenario import ScenarioError, resolve
+
+    try:
+        sc = resolve(scenario)
+    except (ScenarioError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    used_seed = sc.seed if seed is None else seed
+    out = out_dir or Path("tapcash-sim") / f"{sc.name}-{used_seed}"
+    sys.exit(_run(sc, out, seed, runtime, processes, not no_plots, as_json))
+
+
+@sim.command("list")
+def list_command() -> None:
+    """The built-in scenarios."""
+    from tapcash.sim.scenario import builtin_names, builtin_scenario
+
+    for name in builtin_names():
+        sc = builtin_scenario(name)
+        click.echo(f"{name:<12} {sc.description}")
+
+
+@click.command("demo")
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("tapcash-demo"),
+              show_default=True, help="folder for the ledger database, device flash and report")
+@click.option("--seed", type=int, default=None, help="override the demo's seed")
+@click.option("--runtime", type=RUNTIMES, default="cpython", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the JSON summary")
+def demo(workdir: Path, seed: int | None, runtime: str, as_json: bool) -> None:
+    """One simulated day: 50 card wallets and 5 POS terminals paying offline, a torn tap, a
+    power cut, a cloned card and a rolled-back card; then every device syncs through the sync
+    tool to the ledger and the books are checked. Exit code 0 only if they balance."""
+    from tapcash.sim.scenario import builtin_scenario
+
+    sc = builtin_scenario("demo")
+    if not as_json:
+        click.echo(
+            f"tapcash demo: {sc.wallets.count} wallets and {sc.pos.count} POS terminals, one "
+            f"day offline, then sync and reconcile (run folder: {workdir})"
+        )
+    sys.exit(_run(sc, workdir, seed, runtime, False, True, as_json))

@@ -211,3 +211,16 @@ def test_payroll_and_check_commands(world: World, tmp_path: Path, db_url: str) -
     assert r.exit_code == 0 and json.loads(r.output)["issued"] == 9000
     r = runner.invoke(cli, ["ledger", "report", "accounts", "--db", db_url])
     assert r.exit_code == 0 and f"wallet:{w1.id.hex()},wallet,1234" in r.output
+
+
+def test_revoked_receiver_still_syncs_and_its_transfer_stays_staged(world: World) -> None:
+    a = world.wallet(1, load=5000)
+    b = world.wallet(2, owner="bob")
+    world.transfer(a, b, 1500)
+    world.client.revoke(b.id, "lost")
+    records, status = world.export(b)
+    r = world.client.ingest(b.id, records, status)
+    assert (r.accepted, r.released, r.vouchers, r.updates) == (1, 0, [], [])
+    assert r.upto == len(records)
+    assert world.client.invariant()["by_kind"]["staged"] == 1500
+    assert world.client.wallet_statement(b.id)["staged"] == 1500

@@ -431,6 +431,8 @@ class _Apply:
             if credited != P.staged_acct(dev["id"]):
                 continue  # refused payment: nothing staged to release
             d = need_device(self.tx, dev["id"])
+            if d["revoked"]:
+                continue  # a revoked wallet gets no voucher: the value stays staged (reported)
             self.ledger._issue_voucher(self.tx, self.book, d, P.staged_acct(dev["id"]),
                                        pay.amount, proto.VSRC_TRANSFER, ref, check_cap=False)
             self.result["released"] += 1

@@ -1,0 +1,100 @@
+# Keys for hal.Keys: a scanned matrix keypad (the POS) and a single push button (a visual card).
+#
+# Matrix: row Pins are outputs idling high; column Pins are inputs with pull-ups. A scan drives one
+# row low at a time and reads the columns: a pressed key connects its row to its column, so that
+# column reads low. A key counts once it reads the same for `debounce_ms`, and is reported once
+# per press: it must be released before it (or another key) is reported again.
+#
+#   keys = Keypad(rows=[Pin(32, Pin.OUT, value=1), ...], cols=[Pin(27, Pin.IN, Pin.PULL_UP), ...],
+#                 keymap=["123A", "456B", "789C", "*0#D"])
+#   keys.get_key(30000)  -> "5", "#", ... or None on timeout
+from ..core.hal import Keys
+from ..core.runtime import ticks_diff, ticks_ms
+from . import expired, sleep_ms, ticks_add
+
+
+class Keypad(Keys):
+    def __init__(self, rows, cols, keymap, debounce_ms=20, scan_ms=5):
+        if len(keymap) != len(rows) or any(len(r) != len(cols) for r in keymap):
+            raise ValueError("keymap does not match rows x cols")
+        self.rows = rows
+        self.cols = cols
+        self.keymap = keymap
+        self.debounce_ms = debounce_ms
+        self.scan_ms = scan_ms
+        self._held = None  # key index reported and not yet released
+        for r in rows:
+            r.value(1)
+
+    def scan(self):
+        """Index (row * ncols + col) of the first key that reads pressed, or None."""
+        ncols = len(self.cols)
+        found = None
+        for i, row in enumerate(self.rows):
+            row.value(0)
+            for j, col in enumerate(self.cols):
+                if found is None and col.value() == 0:
+                    found = i * ncols + j
+            row.value(1)
+            if found is not None:
+                return found
+        return None
+
+    def key_name(self, index):
+        ncols = len(self.cols)
+        return self.keymap[index // ncols][index % ncols]
+
+    def get_key(self, timeout_ms):
+        deadline = ticks_add(ticks_ms(), timeout_ms)
+        candidate = None
+        since = 0
+        while True:
+            k = self.scan()
+            now = ticks_ms()
+            if k is None:
+                self._held = None
+                candidate = None
+            elif k != self._held:
+                if k != candidate:
+                    candidate = k
+                    since = now
+                elif ticks_diff(now, since) >= self.debounce_ms:
+                    self._held = k
+                    return self.key_name(k)
+            if expired(deadline):
+                return None
+            sleep_ms(self.scan_ms)
+
+
+class Button(Keys):
+    """One push button as a keypad with a single key (`key`, default "#", the enter key).
+    `active` is the level the pin reads when pressed (0 for a button to ground with a pull-up)."""
+
+    def __init__(self, pin, key="#", active=0, debounce_ms=20, scan_ms=5):
+        self.pin = pin
+        self.key = key
+        self.active = active
+        self.debounce_ms = debounce_ms
+        self.scan_ms = scan_ms
+        self._held = False
+
+    def pressed(self):
+        return self.pin.value() == self.active
+
+    def get_key(self, timeout_ms):
+        deadline = ticks_add(ticks_ms(), timeout_ms)
+        since = None
+        while True:
+            now = ticks_ms()
+            if not self.pressed():
+                self._held = False
+                since = None
+            elif not self._held:
+                if since is None:
+                    since = now
+                elif ticks_diff(now, since) >= self.debounce_ms:
+                    self._held = True
+                    return self.key
+            if expired(deadline):
+                return None
+            sleep_ms(self.scan_ms)

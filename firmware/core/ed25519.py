@@ -22,7 +22,9 @@
 #
 # Speed notes for the pure code (MicroPython has arbitrary-precision ints; field elements
 # are plain ints mod p = 2**255 - 19 and a multiplication followed by % p is the unit of
-# cost): extended coordinates, formulas of ref10; k*B uses a signed radix-16 comb over a
+# cost; a product that only feeds additions and one more product is folded once instead:
+# (v & M) + (v >> 255) * 19, which is congruent, < 2**262 and cheaper than % p in the VM):
+# extended coordinates, formulas of ref10; k*B uses a signed radix-16 comb over a
 # precomputed table (_ed25519_table, bytes, 64 mixed additions + 4 doublings);
 # verification runs one doubling chain for S*B - h*A (Straus) with width-5 NAF digits
 # of h over 8 odd multiples of -A and width-7 NAF digits of S over 32 odd multiples of B

@@ -169,9 +169,9 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=f"Ed25519 ({MSG_LEN}-byte message) and SHA-512 ({SHA_LEN} bytes), medians")
-    table.add_column("implementation")
+    table.add_column("implementation", no_wrap=True, min_width=14)
     for c in COLUMNS:
-        table.add_column(c.removesuffix("_us").replace("_", " "), justify="right")
+        table.add_column(c.removesuffix("_us").replace("_", " "), justify="right", no_wrap=True)
     for r in rows:
         table.add_row(r["implementation"], *(_fmt_us(r[c]) for c in COLUMNS))
     console = Console()

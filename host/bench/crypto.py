@@ -175,6 +175,8 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         table.add_row(r["implementation"], *(_fmt_us(r[c]) for c in COLUMNS))
     console = Console()
+    if console.width < 110:  # a pipe or a narrow terminal: do not truncate the numbers
+        console = Console(width=110)
     console.print(table)
     for r in rows:
         if "table_ram_bytes" in r:

@@ -22,8 +22,8 @@ import pytest
 import test_ledger_world as lw
 from test_ledger_world import TOKEN, free_port
 
-from tapcash.firmware.core import ed25519, proto
-from tapcash.host.bench.ingest import BIG, synthetic_wallet_log
+from tapcash.firmware.core import ed25519
+from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
 from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
@@ -81,7 +81,7 @@ def _setup(db: str, tmp: Path) -> tuple[Path, bytes, bytes, list, bytes]:
                                           os.urandom(8), expires=2**40))
             c.register(issuer.certify_wallet(
                 wid, ed25519.public_key(seed), expires=2**40,
-                limits={proto.LIM_BALANCE_MAX: BIG, proto.LIM_PAYMENT_MAX: BIG}), "alice")
+                limits=NO_LIMITS), "alice")
             c.deposit("alice", 10**9)
             c.load(wid, 10**9)
     finally:

@@ -84,15 +84,22 @@ def test_payments_outside_the_rules_are_refused_not_credited(world: World) -> No
     e1, h1 = forge(w, 1, 5000, p.id, bytes(32))  # over the payment max
     e2, h2 = forge(w, 2, 100, stranger_payee, h1)  # unknown payee
     e3, h3 = forge(w, 3, 100, p.id, h2, purse=7)  # unknown purse
-    e4, _ = forge(w, 4, 100, p.id, h3)  # fine
-    r = upload_as_wallet(world, w, [e1, e2, e3, e4])
-    assert (r.accepted, r.refused, r.conflicts) == (1, 3, 0)
+    e4, h4 = forge(w, 4, 100, p.id, h3)  # fine
+    # No honest card signs counter 15 before a sync (synced 0 + offline count 10).
+    chain, prev = [], h4
+    for c in range(5, 16):
+        e, prev = forge(w, c, 10, p.id, prev)
+        chain.append(e)
+    r = upload_as_wallet(world, w, [e1, e2, e3, e4, *chain])
+    assert (r.accepted, r.refused, r.conflicts) == (7, 8, 0)
     refused = {x["counter"]: x["status"] for x in world.client.report("refused")}
     assert refused == {1: "refused:over payment max", 2: "refused:unknown payee",
-                       3: "refused:unknown purse"}
-    assert world.client.report("merchants")[0]["owed"] == 100
-    # The wallet still spent them: its offline counters are synced over all four.
-    assert world.client.device(w.id)["synced_counter"] == 4
+                       3: "refused:unknown purse", 11: "refused:over offline count",
+                       12: "refused:over offline count", 13: "refused:over offline count",
+                       14: "refused:over offline count", 15: "refused:over offline count"}
+    assert world.client.report("merchants")[0]["owed"] == 160
+    # The wallet still spent them all: its offline counters are synced over all fifteen.
+    assert world.client.device(w.id)["synced_counter"] == 15
 
 
 def test_payment_signed_long_after_revocation_is_refused(world: World) -> None:

@@ -22,7 +22,10 @@ import click
 
 from tapcash.firmware.core import cbor, ed25519, proto
 
-BIG = 10**15  # limits so high that no synthetic payment is refused
+BIG = 10**15
+# Limits so high that no synthetic payment is refused (the wallets never sync in between).
+NO_LIMITS = {proto.LIM_BALANCE_MAX: BIG, proto.LIM_PAYMENT_MAX: BIG,
+             proto.LIM_OFFLINE_COUNT: BIG, proto.LIM_OFFLINE_AMOUNT: BIG}
 
 
 def synthetic_wallet_log(
@@ -56,7 +59,8 @@ def synthetic_wallet_log(
 
 
 class Fleet:
-    """Wallets registered with a ledger, loaded, each with its chain state."""
+    """Wallets registered with a ledger (a Ledger, or a LedgerClient: same calls), loaded,
+    each with its chain state."""
 
     def __init__(self, ledger, issuer, wallets: int) -> None:  # noqa: ANN001
         self.ledger = ledger
@@ -64,7 +68,7 @@ class Fleet:
         pos_seed = os.urandom(32)
         ledger.register(issuer.certify_pos(self.pos_id, ed25519.public_key(pos_seed),
                                            os.urandom(8), expires=2**40))
-        lim = {proto.LIM_BALANCE_MAX: BIG, proto.LIM_PAYMENT_MAX: BIG}
+        lim = NO_LIMITS
         ledger.deposit("bench", BIG)
         self.wallets = []
         for _ in range(wallets):
@@ -143,6 +147,91 @@ def run(db_url: str, entries: int, batch: int, wallets: int) -> dict:
     }
 
 
+def run_http(db_url: str, entries: int, batch: int, wallets: int, workers: int,
+             clients: int) -> dict:
+    """Upload pre-generated batches over HTTP to `tapcash ledger serve --workers N` (a
+    subprocess) from `clients` threads; raw verify measured in this process."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    from tapcash.host.issuer import Issuer
+    from tapcash.host.ledger.client import LedgerClient
+
+    issuer = Issuer.generate()
+    tmp = tempfile.TemporaryDirectory()
+    key = Path(tmp.name) / "issuer.key"
+    issuer.save(key)
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    token = os.urandom(16).hex()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tapcash.host.cli import main; main()", "ledger", "serve",
+         "--db", db_url, "--issuer-key", str(key), "--token", token, "--port", str(port),
+         "--workers", str(workers)], start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise click.ClickException("ledger server did not start")
+            time.sleep(0.1)
+        with LedgerClient(url, token, timeout=300) as lc:
+            fleet = Fleet(lc, issuer, wallets)
+            pending = list(fleet.batches(entries, batch))
+            verify_s = sum(len(r) / raw_verify_rate(r, ed25519.public_key(
+                next(w["seed"] for w in fleet.wallets if w["id"] == wid)))
+                for wid, r, _s in pending[: max(1, len(pending) // 4)])
+            verify_rate = sum(len(r) for _w, r, _s in pending[: max(1, len(pending) // 4)]) \
+                / verify_s
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            with LedgerClient(url, token, timeout=300) as c:
+                while True:
+                    with lock:
+                        if not pending:
+                            return
+                        wid, records, status = pending.pop(0)
+                    try:
+                        c.ingest(wid, records, status)
+                    except BaseException as e:  # noqa: BLE001 - reported
+                        errors.append(e)
+                        return
+
+        t = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t
+        if errors:
+            raise errors[0]
+        with LedgerClient(url, token) as lc:
+            inv = lc.invariant()
+            assert inv["ok"], inv
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        tmp.cleanup()
+    rate = entries / elapsed
+    return {"entries": entries, "ingest_per_s": rate, "verify_per_s": verify_rate,
+            "ratio": rate / verify_rate,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 @click.command()
 @click.option("--db", "db_urls", multiple=True,
               help="database URL(s); default: a temporary SQLite file, plus PostgreSQL at "
@@ -150,7 +239,12 @@ def run(db_url: str, entries: int, batch: int, wallets: int) -> dict:
 @click.option("--entries", default=20000, show_default=True, help="signed payments to ingest")
 @click.option("--batch", default=1000, show_default=True, help="payments per uploaded batch")
 @click.option("--wallets", default=20, show_default=True)
-def ingest_command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int) -> None:
+@click.option("--http", "http_workers", type=int, default=0,
+              help="instead of in-process: upload over HTTP to `tapcash ledger serve` with this "
+              "many uvicorn workers (batches pre-generated; RSS is the client's)")
+@click.option("--clients", default=2, show_default=True, help="--http: concurrent uploaders")
+def ingest_command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
+                   http_workers: int, clients: int) -> None:
     """Ledger ingest throughput (verify + dedup + post) as a ratio to raw PyNaCl verify."""
     targets: list[tuple[str, str, object]] = []
     tmp = tempfile.TemporaryDirectory()
@@ -161,11 +255,16 @@ def ingest_command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: 
         pg = _pg_schema()
         if pg is not None:
             targets.append(("postgresql", pg[0], pg[1]))
+    how = (f"HTTP, {http_workers} uvicorn worker(s), {clients} client thread(s)" if http_workers
+           else "one worker (in-process, no HTTP)")
     click.echo(f"ingest benchmark: {entries} signed payments, batches of {batch}, "
-               f"{wallets} wallets, one worker (in-process, no HTTP)")
+               f"{wallets} wallets, {how}")
     try:
         for name, url, _drop in targets:
-            r = run(url, entries, batch, wallets)
+            if http_workers:
+                r = run_http(url, entries, batch, wallets, http_workers, clients)
+            else:
+                r = run(url, entries, batch, wallets)
             click.echo(f"{name:11s} ingest {r['ingest_per_s']:9.0f}/s   raw PyNaCl verify "
                        f"{r['verify_per_s']:9.0f}/s   ratio {r['ratio']:.2f}   "
                        f"peak RSS {r['peak_rss_mb']:.0f} MB")

@@ -13,8 +13,10 @@ Reconciliation rules (docs/LEDGER.md has the prose):
   case holding both wallet-signed envelopes; the wallet is revoked and a new hot list signed.
 * A payment is posted once, from whichever journal brings it first (POS, payer, or receiver).
   It is credited to the payee (merchant of the POS, or the receiver's staged account) when it
-  is within the rules: payee registered, amount <= the payer's payment max, main purse, and not
-  signed after the payer's revocation + the hot-list max age (no rule-abiding POS could take it).
+  is within the rules: payee registered, amount <= the payer's payment max, counter <= the
+  highest synced counter the ledger issued the payer + its offline count limit, main purse,
+  and not signed after the payer's revocation + the hot-list max age (no rule-abiding POS could
+  take it).
   The debit comes from the payer's wallet account; what the wallet account cannot cover (only
   possible with a cloned or rolled-back card) comes from issuer:loss and is the fraud loss.
 * A transfer received offline is released when the receiver's own journal shows it: the staged
@@ -261,7 +263,7 @@ class _Apply:
         self.result: dict[str, Any] = {"accepted": 0, "duplicates": 0, "conflicts": 0,
                                        "refused": 0, "released": 0, "loss": 0}
         self.revoked: set[bytes] = set()
-        self.rules: dict[tuple[bytes, bytes, int], tuple[str | None, int, int]] = {}
+        self.rules: dict[tuple[bytes, bytes, int], tuple[str | None, int, int, int]] = {}
         self.devices: dict[bytes, dict[str, Any] | None] = {}
 
     def device(self, dev_id: bytes) -> dict[str, Any] | None:
@@ -276,19 +278,22 @@ class _Apply:
         rule = self.rules.get(key)
         if rule is None:
             rule = self.rules[key] = self._rule(pay)
-        dst, pmax, revoked_at = rule
+        dst, pmax, revoked_at, max_counter = rule
         if dst is None:
             return None, "refused:unknown payee"
         if pay.amount > pmax:
             return None, "refused:over payment max"
+        if pay.counter > max_counter:
+            return None, "refused:over offline count"
         if pay.purse != 0:
             return None, "refused:unknown purse"
         if revoked_at and pay.time and pay.time > revoked_at + self.ledger.hotlist_max_age_s:
             return None, "refused:after revocation"
         return dst, "posted"
 
-    def _rule(self, pay: Pay) -> tuple[str | None, int, int]:
-        """(payee account, payment max, revocation time) for a payer, payee and kind."""
+    def _rule(self, pay: Pay) -> tuple[str | None, int, int, int]:
+        """(payee account, payment max, revocation time, highest counter an honest card could
+        sign) for a payer, payee and kind."""
         payer = self.device(pay.wallet)
         assert payer is not None
         payee = self.device(pay.payee)
@@ -298,9 +303,13 @@ class _Apply:
                 dst = P.merchant_acct(payee["merchant"])
         elif payee is not None and payee["kind"] == proto.KIND_WALLET:
             dst = P.staged_acct(pay.payee)
-        pmax = payer["limits"].get(proto.LIM_PAYMENT_MAX,
-                                   proto.DEFAULT_LIMITS[proto.LIM_PAYMENT_MAX])
-        return dst, pmax, (payer["revoked_at"] or 0) if payer["revoked"] else 0
+        lim = payer["limits"]
+        pmax = lim.get(proto.LIM_PAYMENT_MAX, proto.DEFAULT_LIMITS[proto.LIM_PAYMENT_MAX])
+        # An honest card pays counter c only while c - its synced counter <= the offline count
+        # limit, and its synced counter is at most the highest the ledger ever issued it.
+        max_counter = payer["synced_counter"] + lim.get(
+            proto.LIM_OFFLINE_COUNT, proto.DEFAULT_LIMITS[proto.LIM_OFFLINE_COUNT])
+        return dst, pmax, (payer["revoked_at"] or 0) if payer["revoked"] else 0, max_counter
 
     def post(self, pay: Pay, ref: str) -> tuple[str | None, str, int]:
         """Credit the payee for a payment; returns (credited account, status, loss)."""

@@ -11,7 +11,8 @@ Checks (all must hold for `ok`):
 - double_spends_caught: every (wallet, counter) that two approved payments share is a fraud
   case whose two envelopes we verified ourselves (signatures and conflict);
 - wallet_balances: every honest wallet's balance on the device equals its ledger account
-  (revoked wallets are fraud cases: their difference is reported, not checked);
+  (attacked wallets - cloned, rolled back - and revoked ones are reported, not checked: a
+  rolled-back card shows an old, higher balance; the ledger's account is the truth);
 - merchants_credited: what the ledger credited the merchants covers every approved payment.
 
 Everything under "wall" is wall-clock time: it is reported but excluded from determinism.
@@ -87,6 +88,7 @@ def summarize(log: RunLog) -> dict[str, Any]:
 
     # wallets: device vs ledger
     mismatches, honest, fraud_wallets = [], 0, []
+    attacked = {a["wallet"] for a in log.attacks}
     device_total = ledger_total = 0
     for name, st in sorted(log.wallets.items(), key=lambda kv: _num(kv[0])):
         if "clone" in name:
@@ -97,8 +99,10 @@ def summarize(log: RunLog) -> dict[str, Any]:
             mismatches.append({"wallet": name, "problem": st.get("error", "not at the ledger")})
             continue
         dev_bal = int(st["balance"])
-        if wid in revoked:
-            fraud_wallets.append({"wallet": name, "device": dev_bal, "ledger": acct})
+        if wid in revoked or name in attacked:
+            fraud_wallets.append(
+                {"wallet": name, "device": dev_bal, "ledger": acct, "revoked": wid in revoked}
+            )
             continue
         honest += 1
         device_total += dev_bal
@@ -298,6 +302,12 @@ def render_text(s: dict[str, Any]) -> list[str]:
         f"their cards, the ledger says {money(bal['ledger_total'])}; "
         f"{len(bal['mismatches'])} mismatch(es)"
     )
+    for fw in bal["fraud_wallets"]:
+        state = "revoked" if fw["revoked"] else "NOT revoked (no conflicting payment yet)"
+        out.append(
+            f"Attacked {fw['wallet']}: card shows {money(fw['device'])}, ledger holds "
+            f"{money(fw['ledger'])}; {state}"
+        )
     failed = [k for k, v in s["checks"].items() if not v]
     out.append(
         "The books balance: every payment accounted for, every double spend caught with proof."

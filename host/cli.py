@@ -11,6 +11,7 @@ from .bench import bench
 from .boards_cli import boards
 from .issuer_cli import issuer
 from .ledger.cli import ledger
+from .pcsc.cli import pcsc
 from .sim_cli import demo, sim
 from .sync.cli import sync
 
@@ -40,6 +41,7 @@ cli.add_command(issuer)
 cli.add_command(sync)
 cli.add_command(sim)
 cli.add_command(demo)
+cli.add_command(pcsc)
 
 
 def main() -> None:

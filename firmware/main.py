@@ -80,13 +80,14 @@ class PushbackKeys:
         return self.keys.get_key(timeout_ms)
 
 
-def run_wallet(pn532, app, sync=None, stop=None, rng=None, session_timeout_ms=30000):
-    """The card: emulate an ISO-DEP card for every tap, serve the sync tool in between."""
+def run_wallet(pn532, app, sync=None, stop=None, rng=None, session_timeout_ms=30000, poll_ms=5):
+    """The card: emulate an ISO-DEP card for every tap, serve the sync tool in between.
+    Returns the number of taps served (when `stop()` ends the loop)."""
     from .hal.pn532 import serve_card
 
     pn532.begin()
     return serve_card(pn532, app, stop=stop, idle=sync.poll if sync is not None else None,
-                      rng=rng, session_timeout_ms=session_timeout_ms)  # fmt: skip
+                      rng=rng, session_timeout_ms=session_timeout_ms, poll_ms=poll_ms)  # fmt: skip
 
 
 def run_pos(app, link, keys, sync=None, stop=None, card_timeout_ms=20000, poll_ms=50):

@@ -43,7 +43,8 @@ or of the response transmission (from 1; a resend after a NACK is a new transmis
                    (HSU) that transmission
 
 The field has its own: ``RfField.leave_before`` / ``leave_after`` take the card away at the n-th
-APDU, before it sees the APDU or after it answered (the answer is lost).
+APDU, before it sees the APDU or after it answered (the answer is lost); ``RfField.tear``
+picks the APDU by content.
 """
 
 from __future__ import annotations
@@ -204,13 +205,21 @@ class RfField:
     host has called TgSetData. ``lock`` is shared by every emulator on this field (thread safe:
     a reader and a card driver may run on two threads)."""
 
-    def __init__(self, leave_before: int | None = None, leave_after: int | None = None) -> None:
+    def __init__(
+        self,
+        leave_before: int | None = None,
+        leave_after: int | None = None,
+        tear: Callable[[int, bytes], str | None] | None = None,
+    ) -> None:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.card: Card | None = None
         self.active: Card | None = None  # activated by a reader, ISO-DEP session open
         self.leave_before = leave_before
         self.leave_after = leave_after
+        # tear(exchange number, APDU) -> "before" | "after" | None: a card pulled away at an
+        # APDU chosen by content (e.g. the PAY command)
+        self.tear = tear
         self.exchanges = 0
         self._answer: bytes | None = None
         self._waiting = False  # an APDU is with the card, its answer not yet back
@@ -262,7 +271,10 @@ class RfField:
             if card is None or card is not self.card:
                 return False
             self.exchanges += 1
-            if self.leave_before == self.exchanges:
+            torn = self.tear(self.exchanges, apdu) if self.tear is not None else None
+            if torn == "after":
+                self.leave_after = self.exchanges
+            if self.leave_before == self.exchanges or torn == "before":
                 self._remove()
                 return False
             self._waiting = True

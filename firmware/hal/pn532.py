@@ -29,7 +29,7 @@
 # responses handed back are memoryviews into the receive buffer (valid until the next command)
 # except the APDUs, which are copied.
 from ..core.hal import Link, LinkError
-from ..core.runtime import const, ticks_ms
+from ..core.runtime import const, ticks_diff, ticks_ms
 from . import sleep_ms, ticks_add
 
 # --- frames ----------------------------------------------------------------------------------
@@ -519,17 +519,21 @@ class PN532ReaderLink(Link):
         """The ISO-DEP card in the field, or None within timeout_ms. Cards that are not
         ISO/IEC 14443-4 (SAK bit 0x20 clear) are released and ignored."""
         self.target = None
-        try:
-            t = self.pn532.list_passive_target(timeout_ms)
-        except PN532Error:
-            return None
-        if t is None:
-            return None
-        if not t.iso_dep:
-            self._release(t.tg)
-            return None
-        self.target = t
-        return t
+        deadline = ticks_add(ticks_ms(), timeout_ms)
+        while True:
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0:
+                return None
+            try:
+                t = self.pn532.list_passive_target(left)
+            except PN532Error:
+                t = None
+            if t is not None:
+                if t.iso_dep:
+                    self.target = t
+                    return t
+                self._release(t.tg)
+            sleep_ms(5)  # the chip's retries ran out (or a card we ignore): poll again
 
     def transceive(self, apdu):
         t = self.target

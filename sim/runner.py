@@ -418,7 +418,6 @@ class ScenarioRun:
 
     def sync(self, name: str, *, serial: bool = False, final: bool = False) -> dict[str, Any]:
         from tapcash.host.sync.errors import SyncError
-        from tapcash.host.sync.session import sync_device
 
         dev = self.devices[name]
         entry: dict[str, Any] = {"t": self.now_rel(), "device": name, "serial": serial,
@@ -432,27 +431,26 @@ class ScenarioRun:
             self.log.syncs.append(entry)
             return entry
         clock = lambda: float(self.clock.now())  # noqa: E731
-        try:
-            if serial:
-                from tapcash.host.sync.transport import SerialTransport
-                from tapcash.sim.serial_device import SerialDevice
-
-                with SerialDevice(dev) as port, SerialTransport(port.path) as tr:
-                    res = sync_device(tr, ledger=self.link, outbox=self.outbox, clock=clock)
-            else:
-                res = sync_device(
-                    DeviceTransport(dev), ledger=self.link, outbox=self.outbox, clock=clock
-                )
-        except SyncError as e:
-            entry.update(outcome="failed", error=str(e))
-            self.log.syncs.append(entry)
-            return entry
-        except PowerCut:
-            entry.update(outcome="power_cut")
-            self.log.syncs.append(entry)
-            if dev.role == POS:
-                self._went_off(name)
-            return entry
+        attempts = 3 if dev.role == WALLET else 1
+        for attempt in range(attempts):
+            if dev.role == WALLET:
+                dev.power_on()  # the sync reader powers the card
+            try:
+                res = self._sync_once(dev, serial, clock)
+                break
+            except SyncError as e:
+                entry.update(outcome="failed", error=str(e))
+                self.log.syncs.append(entry)
+                return entry
+            except PowerCut:
+                if attempt + 1 < attempts:
+                    entry["retried"] = entry.get("retried", 0) + 1
+                    continue  # the operator taps / plugs the card again and re-runs the sync
+                entry.update(outcome="power_cut")
+                self.log.syncs.append(entry)
+                if dev.role == POS:
+                    self._went_off(name)
+                return entry
         lr = res.ledger_result or {}
         entry.update(
             outcome=res.outcome,
@@ -470,6 +468,24 @@ class ScenarioRun:
         if res.outcome == "synced":
             self._reached_ledger(name)
         return entry
+
+    def _sync_once(self, dev: Device, serial: bool, clock: Callable[[], float]) -> Any:
+        from tapcash.host.sync.errors import SyncError
+        from tapcash.host.sync.session import sync_device
+
+        if serial:
+            from tapcash.host.sync.transport import SerialTransport
+            from tapcash.sim.serial_device import SerialDevice
+
+            with SerialDevice(dev) as port, SerialTransport(port.path) as tr:
+                try:
+                    return sync_device(tr, ledger=self.link, outbox=self.outbox, clock=clock)
+                except SyncError:
+                    port.wait_closed(2.0)
+                    if isinstance(port.error, PowerCut):  # the board lost power mid-sync
+                        raise PowerCut(str(port.error)) from None
+                    raise
+        return sync_device(DeviceTransport(dev), ledger=self.link, outbox=self.outbox, clock=clock)
 
     def _reached_ledger(self, name: str) -> None:
         now = self.now_rel()
@@ -610,8 +626,9 @@ class ScenarioRun:
     def collect(self) -> None:
         """The devices' final state, the ledger's view at the end, the transcript digests."""
         for name, dev in sorted(self.devices.items()):
-            if dev.role == WALLET and name not in self.pos_off:
+            if dev.role == WALLET:
                 try:
+                    dev.power_on()
                     self.log.wallets[name] = {"id": self.ids[name].hex(), **device_status(dev)}
                 except Exception as e:  # a device that cannot answer is part of the report
                     self.log.wallets[name] = {"id": self.ids[name].hex(), "error": str(e)}

@@ -71,6 +71,33 @@ def test_message_payloads_are_cbor2_compatible() -> None:
     assert frame.decode_answer(req) is None and frame.decode_request(ans) is None
 
 
+@SETTINGS
+@given(
+    st.integers(0, 2**32 - 1),
+    st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from([0, 23, 24, 255, 256, 1000, frame.MAX_PAYLOAD - 20]).map(bytes),
+    ),
+)
+def test_message_encoding_is_the_deterministic_cbor_map(rid: int, apdu: bytes) -> None:
+    """The hand-built payload equals the canonical CBOR map at every length boundary."""
+    for key, enc in ((1, frame.encode_request), (2, frame.encode_answer)):
+        f = enc(rid, apdu)
+        assert bytes(f[frame.HEADER_LEN : -4]) == cbor2.dumps({0: rid, key: apdu}, canonical=True)
+        assert frame.Decoder().feed(f) == [bytes(f[frame.HEADER_LEN : -4])]
+
+
+@pytest.mark.parametrize("rid", [-1, 2**32, True, None])
+def test_bad_request_ids_are_refused(rid: object) -> None:
+    with pytest.raises(frame.FrameError):
+        frame.encode_request(rid, b"")
+
+
+def test_oversized_apdu_is_refused() -> None:
+    with pytest.raises(frame.FrameError):
+        frame.encode_answer(1, bytes(frame.MAX_PAYLOAD))
+
+
 @pytest.mark.parametrize(
     "obj",
     [[0, b""], {0: -1, 1: b""}, {0: 2**32, 1: b""}, {0: True, 1: b""}, {0: 1}, {0: 1, 1: "x"}, 5],

@@ -79,24 +79,61 @@ def crc32(data, crc=0):
     return _crc32(data, crc) & 0xFFFFFFFF
 
 
-def encode(payload):
-    """Wrap payload bytes in a frame. Raises FrameError when it is longer than MAX_PAYLOAD."""
-    n = len(payload)
+def _frame(n):
+    """A frame buffer for an n-byte payload with its header filled in (payload and CRC not)."""
     if n > MAX_PAYLOAD:
         raise FrameError("payload too long")
-    head = bytes((VERSION, n >> 8, n & 0xFF))
-    crc = crc32(payload, crc32(head))
-    return MAGIC + head + bytes(payload) + crc.to_bytes(CRC_LEN, "big")
+    out = bytearray(n + OVERHEAD)
+    out[0] = MAGIC[0]
+    out[1] = MAGIC[1]
+    out[2] = VERSION
+    out[3] = n >> 8
+    out[4] = n & 0xFF
+    return out
+
+
+def _seal(out):
+    n = len(out) - OVERHEAD
+    crc = crc32(memoryview(out)[2 : HEADER_LEN + n])
+    out[HEADER_LEN + n :] = crc.to_bytes(CRC_LEN, "big")
+    return out
+
+
+def encode(payload):
+    """Wrap payload bytes in a frame (a bytearray). FrameError when longer than MAX_PAYLOAD."""
+    out = _frame(len(payload))
+    out[HEADER_LEN : HEADER_LEN + len(payload)] = payload
+    return _seal(out)
+
+
+def _message(key, req_id, apdu):
+    # The payload {0: req_id, key: apdu} in deterministic CBOR, written straight into the frame
+    # so the APDU (up to 4 KB on a device) is copied once. Same bytes as cbor.encode of the map.
+    if not isinstance(req_id, int) or isinstance(req_id, bool) or not 0 <= req_id <= ID_MAX:
+        raise FrameError("request id")
+    head = b"\xa2\x00" + cbor.encode(req_id) + bytes((key,))
+    n = len(apdu)
+    if n < 24:
+        head += bytes((0x40 | n,))
+    elif n < 0x100:
+        head += bytes((0x58, n))
+    else:
+        head += bytes((0x59, n >> 8, n & 0xFF))  # n <= MAX_PAYLOAD < 2**16
+    out = _frame(len(head) + n)
+    start = HEADER_LEN + len(head)
+    out[HEADER_LEN:start] = head
+    out[start : start + n] = apdu
+    return _seal(out)
 
 
 def encode_request(req_id, apdu):
     """Frame the request payload {0: req_id, 1: command APDU}."""
-    return encode(cbor.encode({F_ID: req_id, F_COMMAND: bytes(apdu)}))
+    return _message(F_COMMAND, req_id, apdu)
 
 
 def encode_answer(req_id, apdu):
     """Frame the answer payload {0: req_id, 2: response APDU}."""
-    return encode(cbor.encode({F_ID: req_id, F_RESPONSE: bytes(apdu)}))
+    return _message(F_RESPONSE, req_id, apdu)
 
 
 def _decode(payload, key):
@@ -128,78 +165,94 @@ def decode_answer(payload):
 class Decoder:
     """Incremental frame receiver: feed it any bytes, get back the payloads of good frames.
 
-    It holds at most one incomplete candidate frame (<= MAX_FRAME bytes) between calls, plus
-    whatever a single `feed` brings; feed small chunks to bound the heap on a device.
+    Between calls it holds at most one incomplete candidate frame (< MAX_FRAME bytes); bytes
+    already consumed are dropped once they are at least half of the buffer, so a `feed` of c
+    bytes needs at most about 2 * (MAX_FRAME + c) of buffer. Feed small chunks on a device.
     Counters: `frames` good frames, `bad_crc` candidates dropped for their CRC, `noise` bytes
     skipped while looking for a magic.
     """
 
     def __init__(self, max_payload=MAX_PAYLOAD):
         self.max_payload = max_payload
-        self._buf = b""
+        self._buf = bytearray()
+        self._pos = 0  # bytes of _buf already consumed
         self.frames = 0
         self.bad_crc = 0
         self.noise = 0
 
     def reset(self):
         """Forget any partial frame (the host does this before resending a request)."""
-        self.noise += len(self._buf)
-        self._buf = b""
+        self.noise += len(self._buf) - self._pos
+        self._buf = bytearray()
+        self._pos = 0
 
     def pending(self):
         """Bytes held: a partial frame or a lone trailing 'T'."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
     def feed(self, data):
         if data:
-            self._buf = self._buf + bytes(data)
+            self._buf += data
         return self._scan()
 
     def idle(self):
         """The line went quiet with a candidate still incomplete: it was noise that looked like a
         header (a long bogus length would otherwise hold back the real frames behind it).
         Drop that candidate's magic and rescan what follows. Returns any payloads found."""
-        if len(self._buf) >= 2 and self._buf[:2] == MAGIC:
-            self._skip(1)
+        buf = self._buf
+        p = self._pos
+        if len(buf) - p >= 2 and buf[p] == MAGIC[0] and buf[p + 1] == MAGIC[1]:
+            self._pos += 1
+            self.noise += 1
             return self._scan()
         return []
 
-    def _skip(self, n):
-        self.noise += n
-        self._buf = self._buf[n:]
-
     def _scan(self):
         out = []
+        buf = self._buf
         while True:
-            buf = self._buf
+            p = self._pos
             n = len(buf)
-            i = buf.find(MAGIC)
+            i = buf.find(MAGIC, p)
             if i < 0:
                 # keep a trailing 'T': it may be the first half of a magic
-                keep = 1 if n and buf[n - 1] == MAGIC[0] else 0
-                if n - keep:
-                    self._skip(n - keep)
-                return out
-            if i:
-                self._skip(i)
-                buf = self._buf
-                n = len(buf)
-            if n < HEADER_LEN:
-                return out
-            length = buf[3] << 8 | buf[4]
-            if buf[2] != VERSION or length > self.max_payload:
-                self._skip(1)  # not a header we accept: look for the next magic
+                keep = 1 if n > p and buf[n - 1] == MAGIC[0] else 0
+                self.noise += n - keep - p
+                self._pos = n - keep
+                break
+            self.noise += i - p
+            self._pos = p = i
+            if n - p < HEADER_LEN:
+                break
+            length = buf[p + 3] << 8 | buf[p + 4]
+            if buf[p + 2] != VERSION or length > self.max_payload:
+                self._pos += 1  # not a header we accept: look for the next magic
+                self.noise += 1
                 continue
-            end = HEADER_LEN + length + CRC_LEN
+            end = p + HEADER_LEN + length + CRC_LEN
             if n < end:
-                return out  # wait for the rest
-            if crc32(buf[2 : end - CRC_LEN]) == int.from_bytes(buf[end - CRC_LEN : end], "big"):
-                out.append(buf[HEADER_LEN : HEADER_LEN + length])
+                break  # wait for the rest
+            mv = memoryview(buf)
+            if crc32(mv[p + 2 : end - CRC_LEN]) == int.from_bytes(mv[end - CRC_LEN : end], "big"):
+                out.append(bytes(mv[p + HEADER_LEN : end - CRC_LEN]))
                 self.frames += 1
-                self._buf = buf[end:]
+                self._pos = end
             else:
                 self.bad_crc += 1
-                self._skip(1)  # a real frame may start inside the bogus candidate
+                self._pos += 1  # a real frame may start inside the bogus candidate
+                self.noise += 1
+            mv = None
+        self._compact()
+        return out
+
+    def _compact(self):
+        p = self._pos
+        if p and p == len(self._buf):
+            self._buf = bytearray()
+            self._pos = 0
+        elif p and p * 2 >= len(self._buf):
+            self._buf = self._buf[p:]
+            self._pos = 0
 
 
 class FrameServer:

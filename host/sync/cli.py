@@ -137,12 +137,16 @@ def sync(
 
     Exports the device's journal, keeps it in the local outbox, uploads it, hands the ledger's
     update and vouchers to the device and then its acknowledgement (the device prunes only
-    then). Safe to interrupt and rerun at any point.
+    then). Safe to interrupt and rerun at any point; a later sync (or --flush) uploads what
+    an unreachable ledger left in the outbox.
 
     \b
-    Exit codes: 0 synced; 3 port unusable (missing, busy, no permission);
-    4 device problem (not a tapcash device, line lost); 5 ledger unreachable, batch kept in
-    the outbox (rerun, or `tapcash sync --flush`); 6 ledger refused the batch.
+    Exit codes:
+      0  synced
+      3  port unusable: no such port, busy, permission denied
+      4  device: not a tapcash device, line lost mid-sync
+      5  ledger unreachable (or none given): the batch waits in the outbox
+      6  the ledger refused a batch
     """
     if not port and not flush:
         raise click.UsageError("give --port (sync a device) and/or --flush (upload the outbox)")

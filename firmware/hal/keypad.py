@@ -2,8 +2,8 @@
 #
 # Matrix: row Pins are outputs idling high; column Pins are inputs with pull-ups. A scan drives one
 # row low at a time and reads the columns: a pressed key connects its row to its column, so that
-# column reads low. A key counts once it reads the same for `debounce_ms`, and is reported once
-# per press: it must be released before it (or another key) is reported again.
+# column reads low. A key counts once it reads pressed for `debounce_ms`, and is reported once
+# per press: it must be released before it is reported again (other keys are not held back).
 #
 #   keys = Keypad(rows=[Pin(32, Pin.OUT, value=1), ...], cols=[Pin(27, Pin.IN, Pin.PULL_UP), ...],
 #                 keymap=["123A", "456B", "789C", "*0#D"])
@@ -22,44 +22,48 @@ class Keypad(Keys):
         self.keymap = keymap
         self.debounce_ms = debounce_ms
         self.scan_ms = scan_ms
-        self._held = None  # key index reported and not yet released
+        self._held = 0  # bit per key: reported and not released since
         for r in rows:
             r.value(1)
 
     def scan(self):
-        """Index (row * ncols + col) of the first key that reads pressed, or None."""
+        """Bit mask of the keys that read pressed (bit row * ncols + col)."""
         ncols = len(self.cols)
-        found = None
+        down = 0
         for i, row in enumerate(self.rows):
             row.value(0)
             for j, col in enumerate(self.cols):
-                if found is None and col.value() == 0:
-                    found = i * ncols + j
+                if col.value() == 0:
+                    down |= 1 << (i * ncols + j)
             row.value(1)
-            if found is not None:
-                return found
-        return None
+        return down
 
     def key_name(self, index):
         ncols = len(self.cols)
         return self.keymap[index // ncols][index % ncols]
 
     def get_key(self, timeout_ms):
+        """The next key pressed (a key held down since it was reported does not count again;
+        a second key pressed while one is held does: 2-key rollover)."""
         deadline = ticks_add(ticks_ms(), timeout_ms)
-        candidate = None
+        candidate = -1
         since = 0
         while True:
-            k = self.scan()
+            down = self.scan()
             now = ticks_ms()
-            if k is None:
-                self._held = None
-                candidate = None
-            elif k != self._held:
+            self._held &= down  # released keys may be reported again
+            new = down & ~self._held
+            if not new:
+                candidate = -1
+            else:
+                k = 0
+                while not new >> k & 1:
+                    k += 1
                 if k != candidate:
                     candidate = k
                     since = now
                 elif ticks_diff(now, since) >= self.debounce_ms:
-                    self._held = k
+                    self._held |= 1 << k
                     return self.key_name(k)
             if expired(deadline):
                 return None

@@ -156,10 +156,10 @@ class Ledger:
         if kind not in (proto.KIND_WALLET, proto.KIND_POS):
             raise LedgerError(400, "cert: unknown device kind")
         try:
-            body = proto.verify_cert(cert_env, self.issuer.trusted_keys, kind)
+            body = proto.verify_cert(cert_env, self.issuer.trusted_keys, kind, self.now())
         except proto.ApduError as e:
-            reason = "bad signature or unknown issuer key" if e.sw == proto.SW_BAD_SIGNATURE \
-                else "malformed certificate"
+            reason = {proto.SW_BAD_SIGNATURE: "bad signature or unknown issuer key",
+                      proto.SW_EXPIRED: "expired"}.get(e.sw, "malformed certificate")
             raise LedgerError(400, f"cert: {reason}") from None
         dev = body[proto.CERT_ID]
         if kind == proto.KIND_POS:

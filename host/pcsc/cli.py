@@ -1,10 +1,213 @@
-"""`tapcash pcsc ...`: PC/SC readers, a simulated wallet card behind vpcd, the desktop POS."""
+"""`tapcash pcsc ...`: PC/SC readers, a simulated wallet card behind vpcd, the desktop POS.
+
+    tapcash pcsc readers                       # readers pcscd knows, with the card in each
+    tapcash pcsc serve-card --wallet 1         # card 1 of ./tapcash-pcsc in vpcd until Ctrl-C
+    tapcash pcsc pay 1250 --reader 0           # the desktop POS takes 12.50 from the tapped card
+
+Amounts are minor units (cents). `serve-card` and `pay` share a work folder (`--workdir`,
+default ./tapcash-pcsc, env TAPCASH_PCSC_WORKDIR) holding the issuer key, the POS and the
+simulated cards, all made on first use (see tapcash.host.pcsc.workdir). A card from another
+issuer is declined by this POS (`cert_invalid`) unless `--issuer-key` names that issuer.
+Needs pcscd (Debian: pcscd, and vsmartcard-vpcd for the virtual reader) and pyscard.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+
 import click
+
+from tapcash.firmware.wallet.app import money
+
+workdir_option = click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="tapcash-pcsc",
+    show_default=True,
+    envvar="TAPCASH_PCSC_WORKDIR",
+    help="folder with the issuer key, the POS and the simulated cards (made on first use)",
+)
+issuer_option = click.option(
+    "--issuer-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    envvar="TAPCASH_ISSUER_KEY",
+    help="issuer key file to use instead of WORKDIR/issuer.key",
+)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
 
 
 @click.group()
 def pcsc() -> None:
     """PC/SC: list readers, serve a simulated wallet card (vpcd), take a payment."""
+
+
+@pcsc.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def readers(as_json: bool) -> None:
+    """List the PC/SC readers and the ATR of the card in each."""
+    from .reader_link import ReaderError, reader_states
+
+    try:
+        states = reader_states()
+    except ReaderError as e:
+        _fail(str(e))
+    if as_json:
+        out = [{"index": i, "reader": n, "card": p, "atr": a.hex()}
+               for i, (n, p, a) in enumerate(states)]
+        click.echo(json.dumps(out))
+        return
+    if not states:
+        click.echo("no readers")
+    for i, (name, present, atr) in enumerate(states):
+        card = f"card {atr.hex(' ').upper()}" if present else "no card"
+        click.echo(f"{i}: {name}  [{card}]")
+
+
+@pcsc.command("serve-card")
+@workdir_option
+@issuer_option
+@click.option("--wallet", "number", type=click.IntRange(1), default=1, show_default=True,
+              help="which simulated card of the work folder (WORKDIR/wallets/N)")
+@click.option("--balance", type=click.IntRange(1), default=50_000, show_default=True,
+              help="minor units loaded when the card is made (first use only)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="where vpcd listens")
+@click.option("--port", type=click.IntRange(1, 65535), default=35963, show_default=True,
+              help="vpcd port: 35963 is reader 'Virtual PCD 00 00', 35964 the second one")
+@click.option("-v", "--verbose", is_flag=True, help="print every vpcd event and APDU count")
+def serve_card(workdir: Path, issuer_key: Path | None, number: int, balance: int, host: str,
+               port: int, verbose: bool) -> None:
+    """Run a simulated wallet card in the vpcd reader until Ctrl-C.
+
+    The card connects to vpcd (pcscd with vsmartcard-vpcd) and stays in the reader; if vpcd
+    goes away it keeps trying to reconnect. Its state is in WORKDIR/wallets/N: payments made
+    with it are kept across runs.
+    """
+    from .vpcd_card import ATR, VpcdCard
+    from .workdir import load_issuer, open_wallet, wallet_summary
+
+    issuer = load_issuer(workdir, issuer_key)
+    wallet, created = open_wallet(workdir, issuer, number, balance)
+    wid, counter, bal = wallet_summary(wallet)
+    made = "new card, " if created else ""
+    click.echo(f"wallet {wid.hex()} ({made}balance {money(bal)}, {counter} payments) "
+               f"from {workdir / 'wallets' / str(number)}")
+    click.echo(f"ATR {ATR.hex(' ').upper()}; connecting to vpcd at {host}:{port} (Ctrl-C ends)")
+
+    def event(what: str) -> None:
+        if what in ("inserted", "disconnected") or verbose:
+            click.echo(f"  {time.strftime('%H:%M:%S')} {what}")
+
+    card = VpcdCard(wallet, host=host, port=port, on_event=event).start()
+    last = (counter, bal)
+    try:
+        while card.error is None:
+            time.sleep(0.5)
+            with card.lock:
+                _wid, counter, bal = wallet_summary(wallet)
+            if (counter, bal) != last:
+                click.echo(f"  payment {counter} signed, balance {money(bal)}")
+                last = (counter, bal)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        card.stop()
+    if card.error is not None:
+        _fail(f"card stopped: {card.error!r}")
+    click.echo(f"stopped after {card.apdus} APDUs")
+
+
+@pcsc.command()
+@click.argument("amount", type=click.IntRange(1))
+@click.option("--reader", default=None,
+              help="reader index (see `tapcash pcsc readers`) or part of its name; "
+                   "default: the first reader")
+@workdir_option
+@issuer_option
+@click.option("--pin", default=None, help="the cardholder's PIN, for amounts above the "
+              "card's no-CVM limit")
+@click.option("--wait", "wait_s", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="seconds to wait for a card")
+@click.option("--retap/--no-retap", default=True, show_default=True,
+              help="when the card leaves too early, ask for it again and complete the payment")
+@click.option("--exclusive", is_flag=True, help="hold the card exclusively during the tap")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def pay(amount: int, reader: str | None, workdir: Path, issuer_key: Path | None,
+        pin: str | None, wait_s: float, retap: bool, exclusive: bool, as_json: bool) -> None:
+    """Take a payment of AMOUNT minor units from the card on a PC/SC reader.
+
+    The POS is WORKDIR/pos (made on first use, certified by the folder's issuer). Exit status
+    0 when approved, 1 when declined, torn or no card came.
+    """
+    from tapcash.firmware.core.hal import LinkError
+
+    from .reader_link import PcscLink, ReaderError, resolve_reader
+    from .workdir import load_issuer, open_pos, refresh_hotlist
+
+    issuer = load_issuer(workdir, issuer_key)
+    pos, created = open_pos(workdir, issuer)
+    say = (lambda *_a, **_k: None) if as_json else click.echo
+    if created:
+        say(f"new POS {pos.pos_id.hex()} in {workdir / 'pos'}")
+    version = refresh_hotlist(pos, issuer)
+    if version is not None:
+        say(f"POS hot list was stale: applied a fresh empty one (version {version})")
+    try:
+        link = PcscLink(resolve_reader(reader), exclusive=exclusive)
+    except ReaderError as e:
+        _fail(str(e))
+    pos.hal.link = link
+    result = None
+    started = 0.0
+    try:
+        for attempt in range(2 if retap else 1):
+            say(f"{'tap again' if attempt else 'tap a card'} on {link.reader} "
+                f"(waiting {wait_s:g} s)")
+            if not link.wait_for_card(wait_s):
+                break
+            started = time.perf_counter()
+            result = pos.take_payment(amount, pin.encode() if pin else None)
+            link.disconnect()
+            if result.status != "torn":
+                break
+            say("card removed before the payment completed")
+            link.wait_for_removal(wait_s)
+    except LinkError as e:  # the reader vanished while waiting
+        _fail(str(e))
+    finally:
+        link.close()
+    elapsed_ms = (time.perf_counter() - started) * 1000 if result is not None else 0.0
+    _report(result, amount, elapsed_ms, as_json)
+    sys.exit(0 if result is not None and result.approved else 1)
+
+
+def _report(result, amount: int, elapsed_ms: float, as_json: bool) -> None:
+    if as_json:
+        if result is None:
+            click.echo(json.dumps({"status": "no_card", "amount": amount}))
+            return
+        click.echo(json.dumps({
+            "status": result.status, "reason": result.reason, "amount": result.amount,
+            "sw": f"{result.sw:04X}", "wallet": result.wallet.hex() if result.wallet else None,
+            "counter": result.counter, "balance": result.balance, "seq": result.seq,
+            "recovered": result.recovered, "ms": round(elapsed_ms, 1),
+        }))
+        return
+    if result is None:
+        click.echo("no card")
+        return
+    if result.approved:
+        what = "recovered the torn payment of" if result.recovered else "approved"
+        click.echo(f"{what} {money(result.amount)} from wallet {result.wallet.hex()} "
+                   f"(payment {result.counter}, card balance {money(result.balance)}, "
+                   f"POS journal seq {result.seq}, {elapsed_ms:.0f} ms)")
+    else:
+        sw = f", SW {result.sw:04X}" if result.sw else ""
+        click.echo(f"{result.status}: {result.reason}{sw}")

@@ -15,12 +15,17 @@ from typing import Any
 
 import click
 
+from tapcash.sim.ui.cli import ui_command
+
 RUNTIMES = click.Choice(["cpython", "micropython"])
 
 
 @click.group("sim")
 def sim() -> None:
     """Simulate wallets and POS terminals: scenarios, faults, attacks, reconciliation."""
+
+
+sim.add_command(ui_command)
 
 
 def _run(

@@ -1,0 +1,216 @@
+"""Widgets of `tapcash sim ui`: an SSD1306-like screen, the POS's 4x4 keypad, a card panel and
+the PIN prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from .apdu_text import money
+
+CHAR_PX = 8  # the firmware's SSD1306 driver draws 8x8 characters
+
+
+def screen_rows(lines: Sequence[str], width_px: int = 128, height_px: int = 64) -> list[str]:
+    """The text rows an SSD1306 of that size shows for `lines`, as the firmware driver
+    (firmware/hal/ssd1306.py) lays them out: width/8 columns (longer lines are cut),
+    height/8 rows, double spacing when the lines fill at most half the rows."""
+    cols = width_px // CHAR_PX
+    rows = height_px // CHAR_PX
+    shown = [str(s)[:cols] for s in list(lines)[:rows]]
+    step = 2 if len(shown) <= rows // 2 else 1
+    out = [""] * rows
+    for i, line in enumerate(shown):
+        out[i * step] = line
+    return [r.ljust(cols) for r in out]
+
+
+class Lcd(Static):
+    """A device's screen: the firmware's `hal.display.show(lines)`, drawn like the OLED."""
+
+    DEFAULT_CSS = """
+    Lcd {
+        width: auto;
+        height: auto;
+        background: #05080a;
+        color: #8fe3ff;
+        border: round #3a4a55;
+        padding: 0 1;
+        text-style: bold;
+    }
+    """
+
+    def __init__(
+        self,
+        *,
+        width_px: int = 128,
+        height_px: int = 64,
+        visible_rows: int | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__("", id=id, classes=classes)
+        self.width_px = width_px
+        self.height_px = height_px
+        self.visible_rows = visible_rows or height_px // CHAR_PX
+        self.lines: tuple[str, ...] = ()
+        self.show_lines(())
+
+    def show_lines(self, lines: Sequence[str]) -> None:
+        self.lines = tuple(lines)
+        rows = screen_rows(self.lines, self.width_px, self.height_px)[: self.visible_rows]
+        self.update(Text("\n".join(rows)))
+
+    @property
+    def text(self) -> str:
+        """What the screen shows now (rows joined by newlines, trailing blanks stripped)."""
+        rows = screen_rows(self.lines, self.width_px, self.height_px)[: self.visible_rows]
+        return "\n".join(r.rstrip() for r in rows).rstrip()
+
+
+class NoFocusButton(Button, can_focus=False):
+    """A button that never takes the focus: Enter and the digits stay with the terminal."""
+
+
+class Keypad(Vertical):
+    """The POS's matrix keypad, laid out from the board profile's keymap."""
+
+    DEFAULT_CSS = """
+    Keypad { width: auto; height: auto; }
+    Keypad Horizontal { width: auto; height: 1; margin-bottom: 1; }
+    Keypad NoFocusButton { width: 5; min-width: 5; margin: 0 1 0 0; }
+    """
+
+    class Pressed(Message):
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    def __init__(self, keymap: Sequence[str], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.keymap = list(keymap)
+
+    def compose(self) -> ComposeResult:
+        for row in self.keymap:
+            with Horizontal():
+                for key in row:
+                    variant = "success" if key == "#" else "error" if key == "*" else "default"
+                    key_id = f"key-{_key_id(key)}"
+                    yield NoFocusButton(key, variant=variant, compact=True, id=key_id)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        label = str(event.button.label)
+        self.post_message(self.Pressed(label))
+
+
+def _key_id(key: str) -> str:
+    return {"*": "star", "#": "hash"}.get(key, key)
+
+
+class CardPanel(Vertical):
+    """One visual card wallet: its own screen, what the simulator knows of it, Tap / Remove."""
+
+    DEFAULT_CSS = """
+    CardPanel { width: 1fr; height: auto; border: round $secondary; padding: 0 1; }
+    CardPanel.in-field { border: heavy $success; }
+    CardPanel .facts { color: $text-muted; height: auto; }
+    CardPanel Horizontal { height: 1; width: auto; margin-top: 1; }
+    CardPanel Button { margin-right: 1; }
+    """
+
+    class Action(Message):
+        def __init__(self, card: int, action: str) -> None:
+            super().__init__()
+            self.card = card
+            self.action = action
+
+    def __init__(
+        self, index: int, label: str, holder: str, width_px: int = 128, height_px: int = 64
+    ) -> None:
+        super().__init__(id=f"card-{index}")
+        self.index = index
+        self.label = label
+        self.holder = holder
+        self.border_title = f"Card {label} · {holder}"
+        self.lcd = Lcd(
+            width_px=width_px, height_px=height_px, visible_rows=6, id=f"card-lcd-{index}"
+        )
+        self.facts = Static("", classes="facts", id=f"card-facts-{index}")
+
+    def compose(self) -> ComposeResult:
+        yield self.lcd
+        yield self.facts
+        with Horizontal():
+            yield NoFocusButton("Tap", variant="primary", compact=True, id=f"tap-{self.index}")
+            yield NoFocusButton("Remove", compact=True, id=f"remove-{self.index}")
+
+    def set_facts(
+        self, balance: int, counter: int, offline_left: int, pin: str, in_field: bool
+    ) -> None:
+        self.set_class(in_field, "in-field")
+        self.border_subtitle = "in the field" if in_field else ""
+        self.facts.update(
+            f"sim view: balance {money(balance)}\n"
+            f"counter {counter} · offline left {offline_left}\nPIN {pin}"
+        )
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        action = "tap" if (event.button.id or "").startswith("tap") else "remove"
+        self.post_message(self.Action(self.index, action))
+
+
+class PinPrompt(ModalScreen[str | None]):
+    """The PIN a card asks for above its no-CVM limit: digits, or None to cancel."""
+
+    DEFAULT_CSS = """
+    PinPrompt { align: center middle; }
+    PinPrompt > Vertical {
+        width: 44; height: auto; border: thick $warning; background: $surface; padding: 1 2;
+    }
+    PinPrompt Input { margin: 1 0; }
+    PinPrompt Horizontal { height: auto; width: auto; }
+    PinPrompt Button { margin-right: 2; }
+    """
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
+    def __init__(self, amount: int, card: str) -> None:
+        super().__init__()
+        self.amount = amount
+        self.card = card
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"[b]PIN[/b] for {money(self.amount)} with {self.card}")
+            yield Label("Above the card's no-CVM limit: enter the PIN (4-8 digits).")
+            yield Input(
+                placeholder="PIN", password=True, restrict=r"[0-9]*", max_length=8, id="pin"
+            )
+            with Horizontal():
+                yield Button("OK", variant="success", id="pin-ok")
+                yield Button("Cancel", variant="error", id="pin-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "pin-ok":
+            self.dismiss(self.query_one(Input).value)
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

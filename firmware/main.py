@@ -83,7 +83,7 @@ class PushbackKeys:
 def run_wallet(pn532, app, sync=None, stop=None, rng=None, session_timeout_ms=30000, poll_ms=5):
     """The card: emulate an ISO-DEP card for every tap, serve the sync tool in between.
     Returns the number of taps served (when `stop()` ends the loop)."""
-    from .hal.pn532 import serve_card
+    from .hal.pn532_card import serve_card
 
     pn532.begin()
     return serve_card(pn532, app, stop=stop, idle=sync.poll if sync is not None else None,

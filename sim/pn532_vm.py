@@ -8,9 +8,9 @@ classes, and every transaction is served here, synchronously, by the bus adapter
     with BusVM(compiled=True) as vm:
         chip = PN532Emulator(field)
         vm.attach(SimI2C(chip))
-        vm.run("from firmware.hal.pn532 import PN532\\n"
+        vm.run("from firmware.hal.pn532_reader import PN532Reader\\n"
                "from firmware.hal.pn532_transport import PN532_I2C\\n"
-               "pn = PN532(PN532_I2C(vm_bus.I2C()))\\npn.begin()\\n"
+               "pn = PN532Reader(PN532_I2C(vm_bus.I2C()))\\npn.begin()\\n"
                "r = repr(pn.firmware_version())", "r")
 
 Pins: id 0 is the SPI chip select (the adapter's ``cs``), ids from 1 are those given to

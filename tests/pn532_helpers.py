@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tapcash.firmware.hal.pn532 import PN532
+from tapcash.firmware.hal.pn532_card import PN532Card
+from tapcash.firmware.hal.pn532_reader import PN532Reader
 from tapcash.firmware.hal.pn532_transport import PN532_I2C, PN532_SPI, PN532_UART
 from tapcash.sim.pn532 import (
     Faults,
@@ -24,8 +25,13 @@ from tapcash.sim.pn532 import (
     irq_pin,
 )
 
+
 # i2c / spi (LSB-first bus, as ESP32 hardware SPI) / spi-msb (an MSB-only bus: the driver
 # reverses bits in software) / uart (HSU) / *-irq: readiness from the IRQ line, not the bus
+class PN532Both(PN532Reader, PN532Card):
+    """Both roles on one chip object, so a test can use either (boards import one)."""
+
+
 KINDS = ["i2c", "i2c-irq", "spi", "spi-msb", "spi-irq", "uart"]
 
 
@@ -33,7 +39,7 @@ KINDS = ["i2c", "i2c-irq", "spi", "spi-msb", "spi-irq", "uart"]
 class Wired:
     kind: str
     chip: PN532Emulator
-    pn532: PN532
+    pn532: PN532Both
     rf: RfField
     bus: Any
 
@@ -65,7 +71,7 @@ def wire(
         t = PN532_UART(bus)
     else:
         raise ValueError(kind)
-    pn = PN532(t, timeout_ms=timeout_ms, ack_timeout_ms=ack_timeout_ms, retries=retries)
+    pn = PN532Both(t, timeout_ms=timeout_ms, ack_timeout_ms=ack_timeout_ms, retries=retries)
     if begin:
         pn.begin()
     return Wired(kind, chip, pn, rf, bus)

@@ -16,7 +16,8 @@ import pytest
 from tapcash.boards.profile import apply_option, load_profile
 from tapcash.firmware.hal import esp32
 from tapcash.firmware.hal.keypad import Button, Keypad
-from tapcash.firmware.hal.pn532 import PN532ReaderLink
+from tapcash.firmware.hal.pn532_card import PN532Card
+from tapcash.firmware.hal.pn532_reader import PN532Reader, PN532ReaderLink
 from tapcash.firmware.hal.pn532_transport import PN532_I2C, PN532_SPI, PN532_UART
 from tapcash.firmware.hal.signal import PinSignal
 from tapcash.firmware.hal.ssd1306 import SSD1306
@@ -231,7 +232,7 @@ def made(name: str) -> list[tuple[tuple, dict]]:
 def test_board_pos_profile(machine, tmp_path: Path) -> None:
     board = esp32.Board(load_profile("devkitc-pn532-pos"))
     hal = board.hal("pos", flash_root=str(tmp_path / "data"))
-    assert isinstance(hal.link, PN532ReaderLink)
+    assert isinstance(hal.link, PN532ReaderLink) and isinstance(hal.link.pn532, PN532Reader)
     t = hal.link.pn532.t
     assert isinstance(t, PN532_SPI) and t._rev is None  # hardware LSB first, no reversal
     ((args, kw),) = made("FakeSPI")
@@ -260,6 +261,7 @@ def test_board_wallet_profiles(machine, tmp_path: Path) -> None:
     hal = esp32.Board(profile).hal("wallet", flash_root=str(tmp_path))
     assert hal.link is None  # the wallet's chip is a card, run by serve_card
     board = esp32.Board(profile)
+    assert isinstance(board.pn532(), PN532Card)
     t = board.pn532().t
     assert isinstance(t, PN532_I2C) and t.addr == 0x24
     assert board.pn532() is board.pn532()

@@ -6,14 +6,8 @@ import pytest
 from pn532_helpers import KINDS, Background, Echo, wire
 
 from tapcash.firmware.core.hal import LinkError
-from tapcash.firmware.hal.pn532 import (
-    ST_RELEASED,
-    PN532Error,
-    TargetReleased,
-    serve_card,
-    serve_session,
-    setup_target,
-)
+from tapcash.firmware.hal.pn532 import ST_RELEASED, PN532Error
+from tapcash.firmware.hal.pn532_card import TargetReleased, serve_card, serve_session
 from tapcash.sim.pn532 import Faults, SimReaderLink
 
 SELECT = bytes.fromhex("00a4040009f07461706361736801" "00")
@@ -97,7 +91,7 @@ def test_card_taken_out_of_the_field_ends_the_session(kind: str) -> None:
 def test_released_status_from_the_chip() -> None:
     w = wire("i2c")
     w.rf.place(w.chip)
-    setup_target(w.pn532)
+    w.pn532.setup_target()
     w.pn532.listen_as_target(b"\x00\x00\x01")
     reader = SimReaderLink(w.rf)
     assert reader.wait_card(1) is not None
@@ -114,7 +108,7 @@ def test_released_status_from_the_chip() -> None:
 def test_silent_reader_ends_the_session_after_the_timeout() -> None:
     w = wire("uart")
     w.rf.place(w.chip)
-    setup_target(w.pn532)
+    w.pn532.setup_target()
     w.pn532.listen_as_target(b"\x00\x00\x02")
     reader = SimReaderLink(w.rf)
     assert reader.wait_card(1) is not None

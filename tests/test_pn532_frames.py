@@ -20,8 +20,8 @@ from tapcash.firmware.hal.pn532 import (
     build_frame,
     frame_body,
     frame_length,
-    parse_target_a,
 )
+from tapcash.firmware.hal.pn532_reader import parse_target_a
 from tapcash.sim import pn532 as emu
 
 
@@ -110,7 +110,7 @@ def test_target_data_106a_layout() -> None:
 def test_card_emulation_bytes_match_a_real_chip_trace() -> None:
     w = wire("i2c")
     w.rf.place(w.chip)
-    drv.setup_target(w.pn532)
+    w.pn532.setup_target()
     w.pn532.listen_as_target(b"\x12\x34\x56")
     host = [f for who, f in w.chip.log if who == "host" and f not in (ACK, NACK)]
     assert host[-2] == frame(0x12, b"\x30")

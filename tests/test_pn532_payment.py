@@ -14,7 +14,7 @@ import pytest
 from pn532_helpers import Background, wire
 
 from tapcash.firmware.core import frame, proto
-from tapcash.firmware.hal.pn532 import PN532ReaderLink
+from tapcash.firmware.hal.pn532_reader import PN532ReaderLink
 from tapcash.firmware.main import PushbackKeys, SyncPump, run_pos, run_wallet
 from tapcash.sim.pn532 import RfField, SimCard, SimReaderLink
 from tapcash.sim.provision import make_pair

@@ -13,9 +13,9 @@ from tapcash.firmware.hal.pn532 import (
     ERR_SYNTAX,
     ST_BAD_CONTEXT,
     PN532Error,
-    PN532ReaderLink,
     PN532Timeout,
 )
+from tapcash.firmware.hal.pn532_reader import PN532ReaderLink
 from tapcash.sim.pn532 import Faults, RfField, SimCard, SimUART
 
 SELECT = bytes.fromhex("00a4040009f074617063617368" "01" "00")

@@ -45,9 +45,11 @@ TRANSPORT = {
 
 SETUP = """
 import json, gc
-from firmware.hal.pn532 import PN532, PN532ReaderLink, PN532Error, serve_card
+from firmware.hal.pn532 import PN532Error
+from firmware.hal.pn532_reader import PN532Reader, PN532ReaderLink
+from firmware.hal.pn532_card import PN532Card, serve_card
 from firmware.hal.pn532_transport import PN532_I2C, PN532_SPI, PN532_UART
-pn = PN532({transport}, timeout_ms=1000, ack_timeout_ms=50)
+pn = {cls}({transport}, timeout_ms=1000, ack_timeout_ms=50)
 pn.begin()
 """
 
@@ -70,7 +72,7 @@ def test_reader_in_micropython(vm: BusVM, kind: str) -> None:
     chip = attach(vm, kind, rf)
     rf.place(SimCard(Echo()))
     big = bytes(i * 5 & 0xFF for i in range(600))
-    code = SETUP.format(transport=TRANSPORT[kind]) + f"""
+    code = SETUP.format(cls="PN532Reader", transport=TRANSPORT[kind]) + f"""
 fw = pn.firmware_version()
 link = PN532ReaderLink(pn)
 link.setup(1)
@@ -93,7 +95,7 @@ _r = json.dumps([list(fw), t.uid.hex(), t.ats.hex(), a.hex(), b.hex()])
 def test_faults_in_micropython(vm: BusVM, kind: str) -> None:
     faults = Faults(corrupt_lcs={2}, corrupt_dcs={3}, drop_ack={4}, garbage={5: b"\x00\xff\x07"})
     attach(vm, kind, RfField(), faults)
-    code = SETUP.format(transport=TRANSPORT[kind]) + """
+    code = SETUP.format(cls="PN532Reader", transport=TRANSPORT[kind]) + """
 out = [pn.firmware_version()[0] for _ in range(4)]
 _r = json.dumps([out, pn.nacks, pn.resends])
 """
@@ -105,7 +107,7 @@ _r = json.dumps([out, pn.nacks, pn.resends])
 @pytest.mark.parametrize("kind", ["i2c", "uart"])
 def test_timeout_in_micropython_is_bounded(vm: BusVM, kind: str) -> None:
     attach(vm, kind, RfField(), Faults(silent={2}))
-    code = SETUP.format(transport=TRANSPORT[kind]) + """
+    code = SETUP.format(cls="PN532Reader", transport=TRANSPORT[kind]) + """
 try:
     pn.call(0x02, timeout_ms=40)
     got = "answer"
@@ -136,7 +138,7 @@ def test_card_emulation_in_micropython(vm: BusVM, kind: str) -> None:
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    code = SETUP.format(transport=TRANSPORT[kind]) + """
+    code = SETUP.format(cls="PN532Card", transport=TRANSPORT[kind]) + """
 class App:
     def __init__(self):
         self.sessions = 0

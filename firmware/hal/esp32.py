@@ -4,7 +4,7 @@
 #
 #   board = Board(profile)
 #   hal = board.hal("pos")          # flash, clock, rng, link (POS), display, keys, signal
-#   pn532 = board.pn532()           # the same chip object the link uses
+#   pn532 = board.pn532()           # PN532Reader or PN532Card by the profile's nfc "mode"
 #
 # Profile keys used (see boards/profile.py for validation):
 #   buses.<name>: {"type": "i2c", "id", "sda", "scl", "freq"} | {"type": "spi", "id", "sck", "mosi",
@@ -135,10 +135,13 @@ class Board:
     def pn532(self):
         if self._pn532 is not None:
             return self._pn532
-        from .pn532 import PN532
         from .pn532_transport import PN532_I2C, PN532_SPI, PN532_UART
 
         nfc = self.peripherals["nfc"]
+        if nfc.get("mode") == "target":
+            from .pn532_card import PN532Card as chip
+        else:
+            from .pn532_reader import PN532Reader as chip
         bus_cfg = self.profile["buses"][nfc["bus"]]
         bus = self.bus(nfc["bus"])
         reset = self.pin(nfc["reset"], "out", value=1) if "reset" in nfc else None
@@ -150,7 +153,7 @@ class Board:
             t = PN532_SPI(bus, self.pin(nfc["cs"], "out", value=1), reset=reset, irq=irq)
         else:
             t = PN532_UART(bus, reset=reset)
-        self._pn532 = PN532(t)
+        self._pn532 = chip(t)
         return self._pn532
 
     def display(self):
@@ -195,7 +198,7 @@ class Board:
 
         link = None
         if role == "pos":
-            from .pn532 import PN532ReaderLink
+            from .pn532_reader import PN532ReaderLink
 
             link = PN532ReaderLink(self.pn532())
         return Hal(

@@ -11,7 +11,7 @@
 #   pn532.firmware_version()                 # (0x32, 1, 6, 7) on a PN532 v1.6
 #
 # The roles live in their own modules so a board imports only its half (heap: bytecode loaded
-# from .mpy sits in RAM unless frozen, see docs/FIRMWARE.md).
+# from .mpy sits in RAM unless frozen, see firmware/manifest.py).
 #
 # Frames (UM0701-02 6.2.1), host -> chip TFI D4, chip -> host TFI D5:
 #   normal     00 00 FF LEN LCS TFI PD0..PDn DCS 00        LEN = bytes of TFI+PD (<= 255)

@@ -146,15 +146,13 @@ class Device:
         flash lost power during it (the device is then off until power_on)."""
         self.commands += 1
         h = self._hash
-        h.update(len(apdu).to_bytes(4, "big"))
-        h.update(apdu)
+        apdu = bytes(apdu)
         try:
-            resp = self._process(bytes(apdu))
+            resp = self._process(apdu)
         except PowerCut:
-            h.update(b"\xff\xff\xff\xff")
+            h.update(b"".join((len(apdu).to_bytes(4, "big"), apdu, b"\xff\xff\xff\xff")))
             raise
-        h.update(len(resp).to_bytes(4, "big"))
-        h.update(resp)
+        h.update(b"".join((len(apdu).to_bytes(4, "big"), apdu, len(resp).to_bytes(4, "big"), resp)))
         return resp
 
     @property

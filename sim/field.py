@@ -109,19 +109,20 @@ class AirModel:
 
 # ---- processing time ------------------------------------------------------------------------
 # Card processing per command (INS -> ms) and reader processing after a command's answer,
-# before it sends the next one. The defaults are the firmware's own cost in the desktop
-# MicroPython VM (`tapcash bench sim --calibrate` measures them again), i.e. a fast card.
-# `scale` stretches them: an ESP32 running the pure-Python firmware is about 50-100x slower.
+# before it sends the next one: the firmware's own cost in the desktop MicroPython VM, as
+# measured by `tapcash bench sim --calibrate` (100 wallets x 10 POS, 300 payments; host round
+# trip included), i.e. a fast card. `scale` stretches them: an ESP32 running the pure-Python
+# firmware is about 50-100x slower than the desktop VM.
 DEFAULT_CARD_MS: dict[int, float] = {
-    0xA4: 1.0,  # SELECT: INFO map with the certificate
-    0x50: 8.0,  # PAY: checks, one flash commit, one Ed25519 signature
-    0x52: 1.5,  # RECEIPT: field checks, one journal append
-    0x84: 0.3,  # GET CHALLENGE
-    0x56: 20.0,  # RECEIVE: two signature checks, one commit
+    0xA4: 0.5,  # SELECT: INFO map with the certificate
+    0x50: 6.5,  # PAY: checks, one flash commit, one Ed25519 signature
+    0x52: 1.0,  # RECEIPT: field checks, one journal append
+    0x84: 0.3,  # GET CHALLENGE (not calibrated)
+    0x56: 18.0,  # RECEIVE: two signature checks, one commit (not calibrated)
 }
 DEFAULT_READER_MS: dict[int, float] = {
-    0xA4: 2.0,  # after INFO: certificate (cached), limits, torn-log write
-    0x50: 16.0,  # after PAY: verify the payment, journal append, sign the receipt
+    0xA4: 5.7,  # after INFO: certificate (8-entry cache), limits, torn-log write
+    0x50: 10.0,  # after PAY: verify the payment, journal append, sign the receipt
 }
 OTHER_CARD_MS = 1.0
 
@@ -139,7 +140,9 @@ class ComputeModel:
             return wall_us * self.scale
         return self.card_ms.get(ins, self.other_card_ms) * self.scale * 1000.0
 
-    def reader_us(self, ins: int) -> float:
+    def reader_us(self, ins: int, wall_us: float = 0.0) -> float:
+        if self.measured:
+            return wall_us * self.scale
         return self.reader_ms.get(ins, 0.0) * self.scale * 1000.0
 
 
@@ -192,6 +195,10 @@ class Field(Link):
         self._hash = hashlib.sha256()
         self._tear: tuple[Direction, int, int] | None = None
         self._last_ins: int | None = None
+        self._activation_us = self.air.activation_us()
+        self._t_answer = 0.0  # when the last answer reached the reader (measured mode)
+        # per INS: [commands, card us, reader us after its answer] (calibration figures)
+        self.per_ins: dict[int, list[float]] = {}
 
     # ---- the field ----------------------------------------------------------------------
     def tap(self, card: Card) -> TapRecord:
@@ -200,7 +207,7 @@ class Field(Link):
         self.taps += 1
         self.index = 0
         self._last_ins = None
-        rec = TapRecord(self.taps, activation_us=self.air.activation_us())
+        rec = TapRecord(self.taps, activation_us=self._activation_us)
         self.current = rec
         try:
             card.power_on()
@@ -246,27 +253,43 @@ class Field(Link):
         self.index += 1
         apdu = bytes(apdu)
         ins = apdu[1] if len(apdu) > 1 else 0
-        if self._last_ins is not None:  # the reader worked on the previous answer
-            rec.reader_us += self.compute.reader_us(self._last_ins)
+        measured = self.compute.measured
+        t0 = time.perf_counter() if measured else 0.0
+        last = self._last_ins
+        if last is not None:  # the reader worked on the previous answer
+            reader = self.compute.reader_us(last, (t0 - self._t_answer) * 1e6)
+            rec.reader_us += reader
+            self._count(last, 0, 0.0, reader)
         self._last_ins = ins
         tear = self._tear if self._tear is not None and self._tear[1] == k else None
         if tear is not None and tear[0] == "command" and tear[2] < len(apdu):
             raise self._break(rec, apdu[: tear[2]], b"", "command", 0.0)
         if tear is not None and tear[0] == "command":
             tear = ("response", k, 0)
-        t0 = time.perf_counter() if self.compute.measured else 0.0
         try:
             resp = bytes(card.process(apdu))
         except PowerCut:
             raise self._break(rec, apdu, b"", "response", 0.0) from None
-        wall_us = (time.perf_counter() - t0) * 1e6 if self.compute.measured else 0.0
-        card_us = self.compute.card_us(ins, wall_us)
+        if measured:
+            self._t_answer = time.perf_counter()
+            card_us = self.compute.card_us(ins, (self._t_answer - t0) * 1e6)
+        else:
+            card_us = self.compute.card_us(ins, 0.0)
+        self._count(ins, 1, card_us, 0.0)
         if tear is not None and tear[2] < len(resp):
             raise self._break(rec, apdu, resp[: tear[2]], "response", card_us)
         if tear is not None:
             self._tear = None
         self._record(rec, apdu, resp, card_us)
         return resp
+
+    def _count(self, ins: int, n: int, card_us: float, reader_us: float) -> None:
+        c = self.per_ins.get(ins)
+        if c is None:
+            c = self.per_ins[ins] = [0, 0.0, 0.0]
+        c[0] += n
+        c[1] += card_us
+        c[2] += reader_us
 
     def _record(self, rec: TapRecord, cmd: bytes, resp: bytes, card_us: float) -> None:
         air_us, frames = self.air.exchange_us(len(cmd), len(resp))
@@ -275,11 +298,9 @@ class Field(Link):
         rec.bytes_on_air += len(cmd) + len(resp)
         rec.air_us += air_us
         rec.card_us += card_us
-        h = self._hash
-        h.update(len(cmd).to_bytes(4, "big"))
-        h.update(cmd)
-        h.update(len(resp).to_bytes(4, "big"))
-        h.update(resp)
+        self._hash.update(
+            b"".join((len(cmd).to_bytes(4, "big"), cmd, len(resp).to_bytes(4, "big"), resp))
+        )
         if self.keep:
             self.transcript.append((cmd, resp))
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cbor2
+
 from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.core.hal import LinkError, PowerCut
 from tapcash.host.issuer import YEAR_S, Issuer
@@ -350,7 +352,7 @@ class ScenarioRun:
     def _record_pay(self, ev: Event, res: Payment, rec: TapRecord) -> None:
         digest = ""
         if res.payment:
-            body = cbor.decode(res.payment)[0]
+            body = cbor2.loads(res.payment)[0]  # the envelope [body, sig]; C decoder, host side
             digest = hashlib.sha256(body).hexdigest()
         self.log.payments.append(
             PayRecord(

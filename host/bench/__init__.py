@@ -14,7 +14,8 @@ def _attach() -> None:
     # Each benchmark lives in its own module; a missing one must not break the CLI.
     from importlib import import_module
 
-    for module_name, attr in (("crypto", "crypto_command"), ("ingest", "ingest_command")):
+    for module_name, attr in (("crypto", "crypto_command"), ("ingest", "ingest_command"),
+                                ("sim", "sim_command")):
         try:
             module = import_module(f"{__name__}.{module_name}")
         except ImportError:

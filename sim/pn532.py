@@ -44,7 +44,8 @@ or of the response transmission (from 1; a resend after a NACK is a new transmis
 
 The field has its own: ``RfField.leave_before`` / ``leave_after`` take the card away at the n-th
 APDU, before it sees the APDU or after it answered (the answer is lost); ``RfField.tear``
-picks the APDU by content.
+picks the APDU by content; ``RfField.fwt_ms`` makes an answer later than the frame waiting time
+a lost one (the reader times out), as on air when a card neither answers nor asks for more time.
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ class RfField:
         leave_before: int | None = None,
         leave_after: int | None = None,
         tear: Callable[[int, bytes], str | None] | None = None,
+        fwt_ms: float | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
@@ -220,6 +222,11 @@ class RfField:
         # tear(exchange number, APDU) -> "before" | "after" | None: a card pulled away at an
         # APDU chosen by content (e.g. the PAY command)
         self.tear = tear
+        # frame waiting time: an answer later than this is lost, the reader times out (the
+        # PN532 running ISO-DEP as a card never asks for more time with S(WTX)); None: no limit
+        self.fwt_ms = fwt_ms
+        self.late = 0  # answers that missed the frame waiting time
+        self._sent_at = 0.0
         self.exchanges = 0
         self._answer: bytes | None = None
         self._waiting = False  # an APDU is with the card, its answer not yet back
@@ -279,18 +286,24 @@ class RfField:
                 return False
             self._waiting = True
             self._answer = None
+            self._sent_at = time.monotonic()
             answer = card.rf_command(apdu)
             if answer is not None:
                 self._deliver(card, answer)
             return True
 
     def reader_answer(self) -> tuple[bool, bytes | None]:
-        """(card still there, its answer or None while it works on it)."""
+        """(an answer can still come, the answer or None while the card works on it). False
+        when the card left, or the frame waiting time passed (the exchange is lost)."""
         with self.lock:
             if self.active is None or self.active is not self.card:
                 return False, None
             if self._answer is None:
-                return True, None
+                if self._waiting and self._overdue():
+                    self._waiting = False
+                    self.late += 1
+                    return False, None
+                return self._waiting, None
             answer, self._answer = self._answer, None
             self._waiting = False
             return True, answer
@@ -310,8 +323,16 @@ class RfField:
         with self.lock:
             if card is not self.active or not self._waiting:
                 return False
+            if self._overdue():
+                self._waiting = False
+                self.late += 1
+                self.changed.notify_all()
+                return False
             self._deliver(card, answer)
             return True
+
+    def _overdue(self) -> bool:
+        return self.fwt_ms is not None and (time.monotonic() - self._sent_at) * 1000 > self.fwt_ms
 
     def _deliver(self, card: Card, answer: bytes) -> None:
         if self.leave_after == self.exchanges:
@@ -353,7 +374,7 @@ class SimReaderLink(Link):
                 present, answer = self.rf.reader_answer()
                 if not present:
                     self.card = None
-                    raise LinkError("card gone")
+                    raise LinkError("card gone or too slow")
                 if answer is not None:
                     return answer
                 left = deadline - time.monotonic()

@@ -167,3 +167,27 @@ def test_get_data_without_activation_is_refused() -> None:
     w = wire("i2c")
     with pytest.raises(PN532Error):
         w.pn532.get_data(100)
+
+
+def test_an_answer_later_than_the_frame_waiting_time_is_lost() -> None:
+    # The PN532 running ISO-DEP as a card never sends S(WTX): a wallet slower than the frame
+    # waiting time of the chip's ATS loses the exchange. Here the FWT is 40 ms and PAY takes 150.
+    import time
+
+    class Slow(Echo):
+        def process(self, apdu: bytes) -> bytes:
+            if apdu[1] == 0x50:
+                time.sleep(0.15)
+            return super().process(apdu)
+
+    app = Slow()
+    w, bg = card("i2c", app, session_timeout_ms=500)
+    w.rf.fwt_ms = 40
+    reader = SimReaderLink(w.rf, timeout_s=5)
+    assert reader.wait_card(5) is not None
+    assert reader.transceive(SELECT)[-2:] == b"\x90\x00"
+    with pytest.raises(LinkError):
+        reader.transceive(b"\x80\x50\x00\x00")
+    reader.release()
+    bg.stop()
+    assert w.rf.late == 1 and len(app.seen) == 2  # the card did the work; the answer was lost

@@ -9,6 +9,7 @@ import click
 
 from .bench import bench
 from .boards_cli import boards
+from .device.cli import deploy, flash, provision
 from .issuer_cli import issuer
 from .ledger.cli import ledger
 from .pcsc.cli import pcsc
@@ -41,6 +42,9 @@ cli.add_command(issuer)
 cli.add_command(sync)
 cli.add_command(sim)
 cli.add_command(demo)
+cli.add_command(flash)
+cli.add_command(deploy)
+cli.add_command(provision)
 cli.add_command(pcsc)
 
 

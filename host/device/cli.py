@@ -1,0 +1,276 @@
+"""`tapcash flash`, `tapcash deploy`, `tapcash provision`: from a bare ESP32 to a personalised
+wallet or POS.
+
+    tapcash flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-20251209-v1.27.0.bin
+    tapcash deploy --port /dev/ttyUSB0 --board devkitc-pn532-wallet --role wallet
+    tapcash provision --port /dev/ttyUSB0 --role wallet --issuer-key issuer.key --pin 1234 \\
+        --puk 12345678 --limit payment_max=20000 [--ledger URL --token T]
+
+Errors are one line on stderr (no traceback) and an exit code (host/device/errors.py):
+3 port, 4 device, 5 input file, 6 ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import DeviceToolError, InputError, LedgerError
+
+port_option = click.option(
+    "--port", "-p", envvar="TAPCASH_PORT",
+    help="serial port of the board (/dev/ttyUSB0, /dev/ttyACM0; env TAPCASH_PORT)",
+)  # fmt: skip
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except DeviceToolError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+# --- flash -------------------------------------------------------------------------------
+
+
+@click.command()
+@port_option
+@click.option("--firmware", "image", required=True, type=click.Path(path_type=Path),
+              help="MicroPython .bin for the board (micropython.org/download)")
+@click.option("--chip", default="esp32", show_default=True,
+              type=click.Choice(["esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c2", "esp32c6",
+                                 "esp32h2"]))
+@click.option("--baud", type=int, default=460800, show_default=True,
+              help="baud rate for writing (the connection starts at 115200)")
+@click.option("--offset", type=lambda s: int(s, 0), default=None,
+              help="flash address of the image (default: 0x1000 on esp32/esp32s2, else 0)")
+@click.option("--connect-attempts", type=int, default=None,
+              help="esptool connection attempts (default: esptool's, 7)")
+@click.option("--quiet", "-q", is_flag=True, help="do not show esptool's progress")
+def flash(port: str | None, image: Path, chip: str, baud: int, offset: int | None,
+          connect_attempts: int | None, quiet: bool) -> None:  # fmt: skip
+    """Erase the board and write a stock MicroPython image with esptool."""
+    from .flash import flash as do_flash
+
+    with _errors():
+        echo = None if quiet else (lambda line: click.echo(line, err=True))
+        info = do_flash(port, image, chip, baud, offset, connect_attempts, echo=echo)
+        click.echo(f"flashed {info.path.name} ({info.size} bytes) to {port}: MicroPython should "
+                   "now answer at 115200 baud (tapcash deploy next)")  # fmt: skip
+
+
+# --- deploy ------------------------------------------------------------------------------
+
+
+@click.command()
+@port_option
+@click.option("--board", "-b", required=True,
+              help="board profile: a built-in name (tapcash boards) or a JSON file")
+@click.option("--role", required=True, type=click.Choice(["wallet", "pos"]))
+@click.option("--option", "-o", "options", multiple=True,
+              help="profile option to apply, e.g. nfc_spi (repeatable)")
+@click.option("--no-compile", is_flag=True, help="copy .py sources instead of .mpy")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
+def deploy(port: str | None, board: str, role: str, options: tuple[str, ...], no_compile: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """Compile the firmware with mpy-cross and copy it, /board.json and /main.py to a board
+    running MicroPython (mpremote); then import it on the board to check."""
+    from .deploy import deploy as do_deploy
+
+    with _errors():
+        res = do_deploy(port, board, role, list(options), compile=not no_compile,
+                        echo=None if as_json else (lambda s: click.echo(s, err=True)))  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({
+            "port": res.port, "board": res.board, "role": res.role, "options": res.options,
+            "device": res.device.describe(), "compiled": res.compiled, "files": res.files,
+            "bytes": res.total_bytes, "source_bytes": res.source_bytes, "modules": res.modules,
+            "warnings": res.warnings, "copy_s": round(res.copy_s, 3),
+        }, sort_keys=True))  # fmt: skip
+        return
+    click.echo(f"deployed {res.board} as {res.role} to {res.port}: {len(res.files)} files, "
+               f"{res.total_bytes} bytes ({'mpy' if res.compiled else 'py'})")  # fmt: skip
+    for name, where in sorted(res.modules.items()):
+        click.echo(f"  import {name}: ok ({where})")
+    click.echo("reset the board (EN button) to start the firmware; then tapcash provision")
+
+
+# --- provision ---------------------------------------------------------------------------
+
+
+@click.command()
+@port_option
+@click.option("--role", required=True, type=click.Choice(["wallet", "pos"]))
+@click.option("--issuer-key", required=True, type=click.Path(path_type=Path),
+              envvar="TAPCASH_ISSUER_KEY", help="issuer key file (tapcash issuer init)")
+@click.option("--id", "dev_id", help="device id, 16 hex digits (default: random)")
+@click.option("--merchant", help="POS: merchant id, 16 hex digits")
+@click.option("--category", type=int, default=0, show_default=True,
+              help="POS: merchant category code")
+@click.option("--pin", help="wallet PIN, 4-8 digits (asked when not given)")
+@click.option("--puk", help="wallet PUK, 8-16 digits (asked when not given)")
+@click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE",
+              help="wallet certificate limit: balance_max, payment_max, offline_count, "
+                   "offline_amount, no_cvm, staged_spend (repeatable)")
+@click.option("--config", "configs", multiple=True, metavar="NAME=VALUE",
+              help="POS config: floor, velocity_count, velocity_amount, torn_max, ... "
+                   "(repeatable)")
+@click.option("--expires-days", type=int, default=365, show_default=True,
+              help="certificate lifetime")
+@click.option("--ledger", envvar="TAPCASH_LEDGER_URL", help="register the device with this ledger")
+@click.option("--token", envvar="TAPCASH_LEDGER_TOKEN", help="ledger operator token")
+@click.option("--owner", help="ledger owner account of the wallet")
+@click.option("--via", type=click.Choice(["frames", "repl"]), default="frames", show_default=True,
+              help="frames: the firmware's sync protocol (running firmware); repl: exec on the "
+                   "board's MicroPython REPL (firmware deployed, main loop not running)")
+@click.option("--baud", type=int, default=115200, show_default=True)
+@click.option("--cert-out", type=click.Path(path_type=Path),
+              help="also write the certificate envelope (CBOR) to this file")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
+def provision(port: str | None, role: str, issuer_key: Path, dev_id: str | None,
+              merchant: str | None, category: int, pin: str | None, puk: str | None,
+              limits: tuple[str, ...], configs: tuple[str, ...], expires_days: int,
+              ledger: str | None, token: str | None, owner: str | None, via: str, baud: int,
+              cert_out: Path | None, as_json: bool) -> None:  # fmt: skip
+    """Personalise a blank device: it makes its key (PERSO KEYGEN), the issuer certifies it
+    here, PERSO FINISH installs certificate, issuer key, PIN/PUK, limits or config. The private
+    key never leaves the device."""
+    import time
+
+    from . import provision as pv
+    from .ports import require_port
+
+    with _errors():
+        issuer = _load_issuer(issuer_key)
+        device_id = pv.parse_id(dev_id, "--id")
+        merchant_id = pv.parse_id(merchant, "--merchant")
+        lim = pv.parse_settings(limits, pv.LIMIT_NAMES, "--limit")
+        cfg = pv.parse_settings(configs, pv.CONFIG_NAMES, "--config")
+        pin_b = puk_b = None
+        if role == "wallet":
+            if configs:
+                raise InputError("--config is for a POS; a wallet takes --limit")
+            pin = pin if pin is not None else _ask("PIN (4-8 digits)")
+            puk = puk if puk is not None else _ask("PUK (8-16 digits)")
+            pin_b = pv.check_secret(pin, "PIN", 4, 8)
+            puk_b = pv.check_secret(puk, "PUK", 8, 16)
+        else:
+            if limits:
+                raise InputError("--limit is for a wallet; a POS takes --config")
+            if merchant_id is None:
+                raise InputError("a POS needs --merchant (16 hex digits)")
+        if ledger and not token:
+            raise InputError("--ledger needs --token (or TAPCASH_LEDGER_TOKEN)")
+        hotlist = _ledger_preflight(ledger, token, issuer) if ledger else None
+        port = require_port(port)
+        now = int(time.time())
+        say = None if as_json else (lambda s: click.echo(s, err=True))
+        with _open_link(via, port, baud) as link:
+            res = pv.provision(
+                link, role, issuer, device_id=device_id, merchant=merchant_id, pin=pin_b,
+                puk=puk_b, limits=lim, config=cfg, expires=now + expires_days * 86400,
+                category=category, hotlist=hotlist, now=now, say=say,
+            )  # fmt: skip
+        if cert_out is not None:
+            cert_out.write_bytes(res.cert)
+        if not as_json:
+            click.echo(f"provisioned {role} {res.device_id.hex()} on {port}")
+            click.echo(f"  public key {res.public_key.hex()} (private key stays on the device)")
+            click.echo(f"  certificate by issuer {res.issuer_key_id.hex()}, expires "
+                       f"{time.strftime('%Y-%m-%d', time.gmtime(res.expires))}")  # fmt: skip
+            if res.merchant:
+                click.echo(f"  merchant {res.merchant.hex()}")
+        if ledger:
+            try:
+                res.registered = _register(ledger, token, res.cert, owner)
+            except LedgerError as e:
+                if as_json:
+                    click.echo(json.dumps(res.as_json(), sort_keys=True))
+                raise LedgerError(
+                    f"{e.message}; the device IS provisioned: register its certificate later "
+                    "(--cert-out, ledger API /v1/devices)"
+                ) from None
+            if not as_json:
+                click.echo(f"  registered with {ledger}")
+        if as_json:
+            click.echo(json.dumps(res.as_json(), sort_keys=True))
+
+
+def _ask(what: str) -> str:
+    if not sys.stdin.isatty():
+        raise InputError(f"no {what.split()[0]} given (--{what.split()[0].lower()})")
+    return str(click.prompt(what, hide_input=True, confirmation_prompt=True))
+
+
+def _load_issuer(path: Path) -> Any:
+    from tapcash.host.issuer import Issuer
+
+    try:
+        return Issuer.load(path)
+    except FileNotFoundError:
+        raise InputError(f"issuer key not found: {path} (tapcash issuer init {path})") from None
+    except PermissionError:
+        raise InputError(f"cannot read the issuer key {path}: permission denied") from None
+    except (ValueError, KeyError, OSError) as e:
+        raise InputError(f"{path} is not an issuer key file: {e}") from None
+
+
+@contextmanager
+def _open_link(via: str, port: str, baud: int) -> Iterator[Any]:
+    from .links import FrameLink, ReplLink
+
+    link = FrameLink(port, baud) if via == "frames" else ReplLink(port, baud)
+    try:
+        yield link
+    finally:
+        link.close()
+
+
+def _ledger_preflight(url: str, token: str | None, issuer: Any) -> bytes | None:
+    """Before touching the device: the ledger answers and trusts this issuer key. Returns its
+    current hot list envelope (for a POS), or None when none is published yet."""
+    import httpx
+
+    from tapcash.host.ledger.client import LedgerClient, LedgerHTTPError
+
+    try:
+        with LedgerClient(url, token=token, timeout=15.0) as lc:
+            info = lc.issuer()
+            if info.get("key_id") != issuer.key_id.hex():
+                raise LedgerError(
+                    f"the ledger at {url} trusts issuer key {info.get('key_id')}, not "
+                    f"{issuer.key_id.hex()}: wrong --issuer-key or ledger"
+                )
+            try:
+                return lc.hotlist().envelope
+            except LedgerHTTPError:
+                return None
+    except httpx.HTTPError as e:
+        raise LedgerError(f"the ledger at {url} cannot be reached: {e}") from None
+    except LedgerHTTPError as e:
+        raise LedgerError(f"the ledger at {url} answered {e}") from None
+
+
+def _register(url: str, token: str | None, cert: bytes, owner: str | None) -> dict[str, Any]:
+    import httpx
+
+    from tapcash.host.ledger.client import LedgerClient, LedgerHTTPError
+
+    try:
+        with LedgerClient(url, token=token, timeout=15.0) as lc:
+            return dict(lc.register(cert, owner=owner))
+    except httpx.HTTPError as e:
+        raise LedgerError(f"the ledger at {url} cannot be reached: {e}") from None
+    except LedgerHTTPError as e:
+        raise LedgerError(f"the ledger at {url} refused the registration: {e}") from None

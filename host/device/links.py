@@ -1,0 +1,171 @@
+"""APDU links to a board for provisioning: `transceive(apdu) -> response`.
+
+- `FrameLink`: the sync frame protocol (firmware/core/frame.py) through host/sync/transport.py;
+  the tapcash firmware's own sync pump answers (a deployed board after reset, or
+  sim/serial_device.py).
+- `ReplLink`: the board's MicroPython raw REPL; each APDU is one exec of the firmware's
+  `process()` on the board, the app built on the same HAL pieces `firmware/main.py` uses (flash
+  under /data, the board's RNG and clock), so what provisioning writes is what the firmware reads
+  when it starts. For a board with the firmware deployed whose main loop is not running.
+"""
+
+from __future__ import annotations
+
+import binascii
+import time
+from types import TracebackType
+
+import serial
+
+from tapcash.host.sync import errors as sync_errors
+from tapcash.host.sync.transport import SerialTransport
+
+from .errors import DeviceError, NoPort, NotMicroPython, NotTapcash, PortBusy, PortPermission
+from .ports import open_serial
+
+FRAME_TIMEOUT_S = 5.0  # PERSO FINISH verifies a signature: ~1 s on an ESP32
+REPL_TIMEOUT_S = 30.0  # the first exec imports the app and Ed25519 (seconds on an ESP32)
+
+
+class FrameLink:
+    def __init__(self, port: str, baud: int = 115200, timeout_s: float = FRAME_TIMEOUT_S) -> None:
+        self.port = port
+        try:
+            self._t = SerialTransport(port, baud, timeout_s=timeout_s, retries=2)
+        except sync_errors.NoSuchPort as e:
+            raise NoPort(e.message) from None
+        except sync_errors.PortBusy as e:
+            raise PortBusy(e.message) from None
+        except sync_errors.PortPermission as e:
+            raise PortPermission(e.message) from None
+        except sync_errors.PortError as e:
+            raise DeviceError(e.message) from None
+
+    def transceive(self, apdu: bytes) -> bytes:
+        try:
+            return self._t.transceive(apdu)
+        except sync_errors.NoAnswer:
+            raise NotTapcash(
+                f"no tapcash firmware answers on {self.port} (sync frames): deploy it (tapcash "
+                "deploy) and reset the board so its main loop runs; or, at a MicroPython REPL, "
+                "provision with --via repl"
+            ) from None
+        except sync_errors.SyncError as e:
+            raise DeviceError(e.message) from None
+
+    def close(self) -> None:
+        self._t.close()
+
+    def __enter__(self) -> FrameLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Run once per session on the board: the app on the firmware's HAL pieces.
+_REPL_SETUP = """\
+import json, binascii
+from firmware.core.hal import Hal
+from firmware.core.fileflash import FileFlash
+from firmware.core import runtime
+from firmware.hal.esp32 import FLASH_ROOT, RtcClock
+class _TcRng:
+    def random(self, n):
+        return runtime.urandom(n)
+with open('/board.json') as _tc_f:
+    _tc_cfg = json.load(_tc_f)
+_tc_hal = Hal(flash=FileFlash(FLASH_ROOT, sync=False), clock=RtcClock(), rng=_TcRng())
+if _tc_cfg['role'] == 'pos':
+    from firmware.pos.app import PosApp
+    _tc_app = PosApp(_tc_hal, _tc_cfg.get('config'))
+    _tc_app.power_on()
+else:
+    from firmware.wallet.app import WalletApp
+    _tc_app = WalletApp(_tc_hal, _tc_cfg.get('config'))
+print('TCREADY', _tc_cfg['role'])
+"""
+
+
+class ReplLink:
+    """APDUs through the raw REPL of a board with the tapcash firmware deployed."""
+
+    def __init__(self, port: str, baud: int = 115200, timeout_s: float = REPL_TIMEOUT_S) -> None:
+        self.port = port
+        self.timeout_s = timeout_s
+        self._cm = open_serial(port, baud)
+        self._ser: serial.Serial = self._cm.__enter__()
+        try:
+            self._enter_raw()
+            out, err = self._exec(_REPL_SETUP)
+            if err or "TCREADY" not in out:
+                raise NotTapcash(
+                    f"the tapcash firmware does not start at the REPL on {port} (deployed? "
+                    f"tapcash deploy): {(err or out).strip().splitlines()[-1:]}"
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_until(self, marker: bytes, timeout_s: float) -> bytes:
+        buf = bytearray()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            chunk = self._ser.read(max(1, self._ser.in_waiting))
+            if chunk:
+                buf += chunk
+                if buf.endswith(marker):
+                    return bytes(buf)
+        raise NotMicroPython(
+            f"the MicroPython REPL on {self.port} stopped answering: {bytes(buf[-120:])!r}"
+        )
+
+    def _enter_raw(self) -> None:
+        self._ser.write(b"\r\x03\x03")
+        time.sleep(0.1)
+        self._ser.reset_input_buffer()
+        self._ser.write(b"\r\x01")
+        self._read_until(b"raw REPL; CTRL-B to exit\r\n>", 3.0)
+
+    def _exec(self, code: str) -> tuple[str, str]:
+        """Run code in the raw REPL: (output, error output)."""
+        data = code.encode()
+        for i in range(0, len(data), 256):
+            self._ser.write(data[i : i + 256])
+        self._ser.write(b"\x04")
+        ok = self._read_until(b"OK", self.timeout_s)
+        if not ok.endswith(b"OK"):
+            raise NotMicroPython(f"the raw REPL on {self.port} did not take the command")
+        out = self._read_until(b"\x04", self.timeout_s)[:-1]
+        err = self._read_until(b"\x04", self.timeout_s)[:-1]
+        self._read_until(b">", self.timeout_s)
+        return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    def transceive(self, apdu: bytes) -> bytes:
+        code = (
+            f"print('TCR', binascii.hexlify("
+            f"_tc_app.process(binascii.unhexlify({apdu.hex()!r}))).decode())"
+        )
+        out, err = self._exec(code)
+        for line in out.splitlines():
+            if line.startswith("TCR "):
+                return binascii.unhexlify(line[4:].strip())
+        raise DeviceError(f"the firmware on {self.port} failed on an APDU: {err.strip()[-500:]}")
+
+    def close(self) -> None:
+        ser = getattr(self, "_ser", None)
+        if ser is not None:
+            try:
+                ser.write(b"\x02")  # back to the friendly REPL
+            except (OSError, serial.SerialException):
+                pass
+            self._ser = None  # type: ignore[assignment]
+            self._cm.__exit__(None, None, None)
+
+    def __enter__(self) -> ReplLink:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -243,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(board.path, flush=True)
-    print(f"MicroPython board on {board.path} (mpremote connect {board.path}); Ctrl-C stops it",
-          file=sys.stderr, flush=True)
+    print(
+        f"MicroPython board on {board.path} (mpremote connect {board.path}); Ctrl-C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         while not board.closed.wait(0.5):
             pass

@@ -46,17 +46,38 @@ def _errors() -> Iterator[None]:
 
 @click.command()
 @port_option
-@click.option("--firmware", "image", required=True, type=click.Path(path_type=Path),
-              help="MicroPython .bin for the board (micropython.org/download)")
-@click.option("--chip", default="esp32", show_default=True,
-              type=click.Choice(["esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c2", "esp32c6",
-                                 "esp32h2"]))
-@click.option("--baud", type=int, default=460800, show_default=True,
-              help="baud rate for writing (the connection starts at 115200)")
-@click.option("--offset", type=lambda s: int(s, 0), default=None,
-              help="flash address of the image (default: 0x1000 on esp32/esp32s2, else 0)")
-@click.option("--connect-attempts", type=int, default=None,
-              help="esptool connection attempts (default: esptool's, 7)")
+@click.option(
+    "--firmware",
+    "image",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="MicroPython .bin for the board (micropython.org/download)",
+)
+@click.option(
+    "--chip",
+    default="esp32",
+    show_default=True,
+    type=click.Choice(["esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c2", "esp32c6", "esp32h2"]),
+)
+@click.option(
+    "--baud",
+    type=int,
+    default=460800,
+    show_default=True,
+    help="baud rate for writing (the connection starts at 115200)",
+)
+@click.option(
+    "--offset",
+    type=lambda s: int(s, 0),
+    default=None,
+    help="flash address of the image (default: 0x1000 on esp32/esp32s2, else 0)",
+)
+@click.option(
+    "--connect-attempts",
+    type=int,
+    default=None,
+    help="esptool connection attempts (default: esptool's, 7)",
+)
 @click.option("--quiet", "-q", is_flag=True, help="do not show esptool's progress")
 def flash(port: str | None, image: Path, chip: str, baud: int, offset: int | None,
           connect_attempts: int | None, quiet: bool) -> None:  # fmt: skip
@@ -75,11 +96,20 @@ def flash(port: str | None, image: Path, chip: str, baud: int, offset: int | Non
 
 @click.command()
 @port_option
-@click.option("--board", "-b", required=True,
-              help="board profile: a built-in name (tapcash boards) or a JSON file")
+@click.option(
+    "--board",
+    "-b",
+    required=True,
+    help="board profile: a built-in name (tapcash boards) or a JSON file",
+)
 @click.option("--role", required=True, type=click.Choice(["wallet", "pos"]))
-@click.option("--option", "-o", "options", multiple=True,
-              help="profile option to apply, e.g. nfc_spi (repeatable)")
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    help="profile option to apply, e.g. nfc_spi (repeatable)",
+)
 @click.option("--no-compile", is_flag=True, help="copy .py sources instead of .mpy")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
 def deploy(port: str | None, board: str, role: str, options: tuple[str, ...], no_compile: bool,
@@ -112,31 +142,55 @@ def deploy(port: str | None, board: str, role: str, options: tuple[str, ...], no
 @click.command()
 @port_option
 @click.option("--role", required=True, type=click.Choice(["wallet", "pos"]))
-@click.option("--issuer-key", required=True, type=click.Path(path_type=Path),
-              envvar="TAPCASH_ISSUER_KEY", help="issuer key file (tapcash issuer init)")
+@click.option(
+    "--issuer-key",
+    required=True,
+    type=click.Path(path_type=Path),
+    envvar="TAPCASH_ISSUER_KEY",
+    help="issuer key file (tapcash issuer init)",
+)
 @click.option("--id", "dev_id", help="device id, 16 hex digits (default: random)")
 @click.option("--merchant", help="POS: merchant id, 16 hex digits")
-@click.option("--category", type=int, default=0, show_default=True,
-              help="POS: merchant category code")
+@click.option(
+    "--category", type=int, default=0, show_default=True, help="POS: merchant category code"
+)
 @click.option("--pin", help="wallet PIN, 4-8 digits (asked when not given)")
 @click.option("--puk", help="wallet PUK, 8-16 digits (asked when not given)")
-@click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE",
-              help="wallet certificate limit: balance_max, payment_max, offline_count, "
-                   "offline_amount, no_cvm, staged_spend (repeatable)")
-@click.option("--config", "configs", multiple=True, metavar="NAME=VALUE",
-              help="POS config: floor, velocity_count, velocity_amount, torn_max, ... "
-                   "(repeatable)")
-@click.option("--expires-days", type=int, default=365, show_default=True,
-              help="certificate lifetime")
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="wallet certificate limit: balance_max, payment_max, offline_count, "
+    "offline_amount, no_cvm, staged_spend (repeatable)",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="POS config: floor, velocity_count, velocity_amount, torn_max, ... (repeatable)",
+)
+@click.option(
+    "--expires-days", type=int, default=365, show_default=True, help="certificate lifetime"
+)
 @click.option("--ledger", envvar="TAPCASH_LEDGER_URL", help="register the device with this ledger")
 @click.option("--token", envvar="TAPCASH_LEDGER_TOKEN", help="ledger operator token")
 @click.option("--owner", help="ledger owner account of the wallet")
-@click.option("--via", type=click.Choice(["frames", "repl"]), default="frames", show_default=True,
-              help="frames: the firmware's sync protocol (running firmware); repl: exec on the "
-                   "board's MicroPython REPL (firmware deployed, main loop not running)")
+@click.option(
+    "--via",
+    type=click.Choice(["frames", "repl"]),
+    default="frames",
+    show_default=True,
+    help="frames: the firmware's sync protocol (running firmware); repl: exec on the "
+    "board's MicroPython REPL (firmware deployed, main loop not running)",
+)
 @click.option("--baud", type=int, default=115200, show_default=True)
-@click.option("--cert-out", type=click.Path(path_type=Path),
-              help="also write the certificate envelope (CBOR) to this file")
+@click.option(
+    "--cert-out",
+    type=click.Path(path_type=Path),
+    help="also write the certificate envelope (CBOR) to this file",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
 def provision(port: str | None, role: str, issuer_key: Path, dev_id: str | None,
               merchant: str | None, category: int, pin: str | None, puk: str | None,

@@ -62,7 +62,9 @@ def check_image(path: Path, chip: str) -> ImageInfo:
         what = _what_is(head)
         raise BadImage(
             f"{path} is not an ESP32 firmware image (first byte 0x{head[0]:02X}, an image starts "
-            f"with 0xE9){what}" if data else f"{path} is empty, not an ESP32 firmware image"
+            f"with 0xE9){what}"
+            if data
+            else f"{path} is empty, not an ESP32 firmware image"
         )
     if len(data) < 24:
         raise BadImage(f"{path} is too short to be an ESP32 firmware image ({len(data)} bytes)")

@@ -79,8 +79,9 @@ def check_port(port: str) -> None:
         if e.errno == errno.EBUSY:
             raise PortBusy(_busy_text(port)) from None
         if e.errno in (errno.ENXIO, errno.ENODEV, errno.EIO):
-            raise NoPort(f"port {port} does not answer (unplugged?); {describe_candidates()}") \
-                from None
+            raise NoPort(
+                f"port {port} does not answer (unplugged?); {describe_candidates()}"
+            ) from None
         raise PortError(f"cannot open {port}: {os.strerror(e.errno or 0)}") from None
     try:
         try:

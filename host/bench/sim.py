@@ -64,11 +64,14 @@ def bench_scenario(wallets: int, pos: int, payments: int, *, measured: bool = Fa
 
 
 def run_bench(wallets: int, pos: int, payments: int, runtime: str,
-              measured: bool = False) -> dict[str, Any]:
+              measured: bool = False, barrier: Any = None, seed: int = 1) -> dict[str, Any]:
+    """Provision the fleet, then time the payments (after `barrier`, when sharded)."""
+    from dataclasses import replace
+
     from tapcash.sim.runner import ScenarioRun
     from tapcash.sim.scenario import build_schedule
 
-    sc = bench_scenario(wallets, pos, payments, measured=measured)
+    sc = replace(bench_scenario(wallets, pos, payments, measured=measured), seed=seed)
     with tempfile.TemporaryDirectory(prefix="tapcash-bench-sim-") as tmp:
         run = ScenarioRun(sc, Path(tmp), runtime=runtime, ledger=False)
         try:
@@ -77,6 +80,8 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
             t_prov = time.perf_counter() - t0
             events = build_schedule(sc)
             gc.collect()
+            if barrier is not None:
+                barrier.wait()
             t1, c1 = time.perf_counter(), time.process_time()
             for ev in events:
                 run.clock.set(sc.start + ev.t)
@@ -100,6 +105,7 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
         "pos": pos,
         "payments": len(pays),
         "approved": len(approved),
+        "wall_s": round(wall, 3),
         "provision_s": round(t_prov, 2),
         "devices_per_s": round((wallets + pos) / t_prov, 1),
         "payments_per_s": round(len(pays) / wall, 1),
@@ -115,6 +121,47 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
     }
 
 
+def _shard(args: tuple[int, int, int, int], barrier: Any, results: Any) -> None:
+    wallets, pos, payments, seed = args
+    results.put(run_bench(wallets, pos, payments, "cpython", barrier=barrier, seed=seed))
+
+
+def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str, Any]:
+    """The fleet split into `shards` independent districts (wallets pay only at terminals of
+    their own district), one process each, their payment phases started together."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(shards)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=_shard, args=((wallets // shards, pos // shards,
+                                          payments // shards, 1 + i), barrier, results))
+        for i in range(shards)
+    ]
+    for w in workers:
+        w.start()
+    procs = [results.get() for _ in workers]
+    for w in workers:
+        w.join()
+    wall = max(r["wall_s"] for r in procs)
+    total = sum(r["payments"] for r in procs)
+    row = dict(procs[0])
+    row.update(
+        runtime=f"cpython x{shards}",
+        wallets=sum(r["wallets"] for r in procs),
+        pos=sum(r["pos"] for r in procs),
+        payments=total,
+        approved=sum(r["approved"] for r in procs),
+        wall_s=wall,
+        payments_per_s=round(total / wall, 1),
+        payments_per_cpu_s=round(sum(r["payments_per_cpu_s"] for r in procs) / shards, 1),
+        provision_s=max(r["provision_s"] for r in procs),
+    )
+    row["devices_per_s"] = round((row["wallets"] + row["pos"]) / row["provision_s"], 1)
+    return row
+
+
 @click.command()
 @click.option("--wallets", default=10_000, show_default=True)
 @click.option("--pos", "pos_count", default=1_000, show_default=True)
@@ -124,11 +171,14 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
 @click.option("--mp-payments", default=300, show_default=True)
 @click.option("--runtime", type=click.Choice(["both", "cpython", "micropython"]),
               default="both", show_default=True)
+@click.option("--shards", default=1, show_default=True,
+              help="CPython: split the fleet into this many districts, one process each")
 @click.option("--calibrate", is_flag=True,
               help="measure card/reader compute per command in the MicroPython VM")
 @click.option("--json", "as_json", is_flag=True)
 def sim_command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp_pos: int,
-                mp_payments: int, runtime: str, calibrate: bool, as_json: bool) -> None:
+                mp_payments: int, runtime: str, shards: int, calibrate: bool,
+                as_json: bool) -> None:
     """Simulated payments per second, end to end through the firmware (CPython, MicroPython)."""
     rows = []
     if calibrate:
@@ -136,6 +186,8 @@ def sim_command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp
     else:
         if runtime in ("both", "cpython"):
             rows.append(run_bench(wallets, pos_count, payments, "cpython"))
+            if shards > 1:
+                rows.append(run_sharded(wallets, pos_count, payments, shards))
         if runtime in ("both", "micropython"):
             rows.append(run_bench(mp_wallets, mp_pos, mp_payments, "micropython"))
     if as_json:

@@ -38,7 +38,8 @@ N = 3000  # payments in the batch
 
 
 class Server:
-    def __init__(self, db: str, key: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db: str, key: Path, env: dict[str, str] | None = None,
+                 workers: int = 1) -> None:
         self.port = free_port()
         e = dict(os.environ)
         e.update({"TAPCASH_LEDGER_DB": db, "TAPCASH_LEDGER_ISSUER_KEY": str(key),
@@ -47,8 +48,9 @@ class Server:
         e.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "tapcash.host.ledger.app:app_from_env",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            env=e)
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+             "--workers", str(workers)],
+            env=e, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while True:
@@ -63,8 +65,9 @@ class Server:
             time.sleep(0.05)
 
     def kill(self) -> None:
+        """SIGKILL the server and, with several workers, every worker process."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
 

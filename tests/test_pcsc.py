@@ -324,3 +324,41 @@ def test_cli_serve_card_and_pay(pcscd: Pcscd, tmp_path: Path) -> None:
 
     wallet, created = open_wallet(work, load_issuer(work))
     assert not created and wallet_summary(wallet)[1:] == (1, 10000 - 1250)
+
+
+def test_cli_pay_asks_for_a_retap_and_recovers(pcscd: Pcscd, tmp_path: Path) -> None:
+    """The card leaves between PAY and its answer; `pay` says so, waits for the card to come
+    back and completes the same payment (recovered)."""
+    from tapcash.host.pcsc.vpcd_card import VpcdCard
+    from tapcash.host.pcsc.workdir import load_issuer, open_wallet, wallet_summary
+
+    work = tmp_path / "work"
+    wallet, _created = open_wallet(work, load_issuer(work), 1, 3_000)
+    reader = pcscd.readers[0]
+    waiter = PcscLink(reader)
+    assert waiter.wait_for_removal(CARD_WAIT_S)
+    events: list[str] = []
+    card = VpcdCard(wallet, port=pcscd.ports[0], on_event=events.append)
+    card.remove_on(proto.INS_PAY, processed=True)
+    card.start()
+    try:
+        assert waiter.wait_for_card(CARD_WAIT_S)
+        paying = subprocess.Popen(
+            [str(Path(sys.executable).with_name("tapcash")), "pcsc", "pay", "1000", "--reader",
+             reader, "--workdir", str(work), "--wait", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env_with_path(),
+        )
+        deadline = time.monotonic() + TOOL_TIMEOUT_S
+        while "removed before answer" not in events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiter.wait_for_removal(CARD_WAIT_S)
+        card.insert()  # the customer taps again
+        out, _ = paying.communicate(timeout=TOOL_TIMEOUT_S)
+    finally:
+        waiter.close()
+        card.stop()
+    text = out.decode(errors="replace")
+    assert paying.returncode == 0, text
+    assert "card removed before the payment completed" in text and "tap again" in text, text
+    assert "recovered the torn payment of 10.00" in text, text
+    assert wallet_summary(wallet)[1:] == (1, 2_000)

@@ -211,3 +211,32 @@ def _report(result, amount: int, elapsed_ms: float, as_json: bool) -> None:
     else:
         sw = f", SW {result.sw:04X}" if result.sw else ""
         click.echo(f"{result.status}: {result.reason}{sw}")
+
+
+@pcsc.command("bench")
+@click.option("--reader", default=None, help="vpcd reader (default: the first 'Virtual PCD')")
+@click.option("--port", type=click.IntRange(1, 65535), default=35963, show_default=True,
+              help="vpcd port of that reader")
+@click.option("--apdus", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--payments", type=click.IntRange(1, 30), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+def bench_cmd(reader: str | None, port: int, apdus: int, payments: int, as_json: bool) -> None:
+    """Median APDU round trip and payment time through pcscd + vpcd, with and without
+    TCP_NODELAY / TCP_QUICKACK on the card's socket (needs a running pcscd with vpcd)."""
+    from .bench import run
+    from .reader_link import ReaderError
+
+    try:
+        out = run(reader, port, apdus, payments)
+    except ReaderError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"reader {out['reader']}; the card answering in process: "
+               f"{out['in_process_apdu_ms']:.3f} ms per GET INFO")
+    click.echo("NODELAY QUICKACK  APDU median (max) ms  payment ms  tap ms  samples")
+    for r in out["rows"]:
+        click.echo(f"{'on' if r['nodelay'] else 'off':>7} {'on' if r['quickack'] else 'off':>8}"
+                   f"  {r['apdu_ms']:>9.3f} ({r['apdu_ms_max']:.1f})"
+                   f"  {r['pay_ms']:>10.1f}  {r['tap_ms']:>6.1f}  {r['apdus']}/{r['payments']}")

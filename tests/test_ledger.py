@@ -61,6 +61,12 @@ def test_payments_credit_the_merchant_and_reset_offline_counters(world: World) -
     st = world.client.wallet_statement(w.id)
     assert st["balance"] == 14000 and st["reported"]["balance"] == 14000
     assert st["expected_device_balance"] == 14000
+    assert [(x["kind"], x["amount"], x["balance"]) for x in st["lines"]] == [
+        ("load", 20000, 20000), ("payment", -1200, 18800), ("payment", -300, 18500),
+        ("payment", -4500, 14000)]
+    statement_csv = world.client.wallet_statement(w.id, "csv")
+    assert statement_csv.splitlines()[0] == "posting,kind,ref,counterparty,amount,balance,at"
+    assert len(statement_csv.splitlines()) == 5
     inv = world.client.invariant()
     assert inv["ok"] and inv["issued"] == 20000
     assert inv["by_kind"] == {"owner": 0, "wallet": 14000, "staged": 0, "merchant": 6000}

@@ -503,7 +503,9 @@ class _Apply:
         self.releases()
         self.book.flush()
         dev = self.loads_and_status()
-        upto = self.ack_upto(dev)
+        # Never above the device's own last seq (a device whose journal was reset must not
+        # be told to prune records it does not have yet).
+        upto = min(self.ack_upto(dev), self.batch.status[proto.ST_SEQ])
         if self.revoked:
             self.ledger._publish_hotlist(self.tx)
         if not dev["revoked"] and (dev["kind"] == proto.KIND_POS or dev["id"] not in self.revoked):

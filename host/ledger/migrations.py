@@ -161,6 +161,13 @@ INSERT INTO accounts (name, kind, balance) VALUES ('issuer:float', 'issuer', 0);
 INSERT INTO accounts (name, kind, balance) VALUES ('issuer:loss', 'issuer', 0);
 """,
     ),
+    (
+        2,
+        "drop postings_src: a wallet's outgoing postings are found by (kind, ref)",
+        """
+DROP INDEX postings_src;
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

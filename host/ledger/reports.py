@@ -35,8 +35,9 @@ def merchants(tx: Tx) -> list[dict[str, Any]]:
                             "ORDER BY name"):
         credited = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE dst = ?",
                                  (name,), default=0))
-        settled = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE src = ? "
-                                "AND kind = 'settle'", (name,), default=0))
+        settled = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM settlements "
+                                "WHERE merchant = ?", (bytes.fromhex(name.split(":", 1)[1]),),
+                                default=0))
         guaranteed = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE dst = ? "
                                    "AND kind = 'guarantee'", (name,), default=0))
         rows.append({"merchant": name.split(":", 1)[1], "credited": credited,
@@ -59,10 +60,14 @@ def wallet_statement(tx: Tx, wid: bytes) -> dict[str, Any]:
     acct, staged = P.wallet_acct(wid), P.staged_acct(wid)
     lines = []
     running = 0
-    for pid, src, dst, amount, kind, ref, at in tx.all(
-        "SELECT id, src, dst, amount, kind, ref, at FROM postings WHERE src = ? OR dst = ? "
-        "ORDER BY id", (acct, acct)
-    ):
+    # Into the wallet: by dst. Out of it: only payments, whose refs start with the wallet id
+    # (found through the (kind, ref) index).
+    rows = tx.all("SELECT id, src, dst, amount, kind, ref, at FROM postings WHERE dst = ?",
+                  (acct,))
+    rows += tx.all("SELECT id, src, dst, amount, kind, ref, at FROM postings WHERE "
+                   "kind = 'payment' AND ref >= ? AND ref < ? AND src = ?",
+                   (wid.hex() + ":", wid.hex() + ";", acct))
+    for pid, src, dst, amount, kind, ref, at in sorted(rows):
         delta = int(amount) if dst == acct else -int(amount)
         running += delta
         lines.append({"posting": int(pid), "kind": kind, "ref": ref,

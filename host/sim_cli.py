@@ -72,9 +72,11 @@ def _run(
                                                                   else "bold red")
             console.print(line, style=style or None, highlight=False)
         wall = summary["wall"]
+        pngs = ", ".join(p.name for p in files if p.suffix == ".png")
         console.print(
-            f"Took {wall.get('total_s', 0):.1f} s. Report, payments.csv and plots in "
-            f"{out}/ ({', '.join(p.name for p in files if p.suffix == '.png')})",
+            f"Took {wall.get('total_s', 0):.1f} s. Report (report.json), payments.csv"
+            + (f" and plots ({pngs})" if pngs else "")
+            + f" in {out}/",
             highlight=False,
         )
     return 0 if summary["ok"] else 1

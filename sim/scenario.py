@@ -546,9 +546,14 @@ def builtin_scenario(name: str) -> Scenario:
 def resolve(name_or_path: str) -> Scenario:
     """A file path, or the name of a built-in scenario."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.is_file():
         return load_scenario(p)
-    return builtin_scenario(name_or_path)
+    if name_or_path in builtin_names():
+        return builtin_scenario(name_or_path)
+    raise ScenarioError(
+        f"{name_or_path}: no such file, and no built-in scenario of that name "
+        f"(built-in: {', '.join(builtin_names())})"
+    )
 
 
 # ---- the schedule ---------------------------------------------------------------------------

@@ -100,24 +100,33 @@ def pcscd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     readers = _vpcd_readers(name)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    deadline = time.monotonic() + READERS_WAIT_S
     if readers is None:  # no pcscd: start one of our own, in the foreground, as a child
         log = tmp_path_factory.mktemp("pcscd") / "pcscd.log"
         exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
         with open(log, "wb") as out:
             proc = subprocess.Popen([exe, "--foreground", "--info"], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + READERS_WAIT_S
         while not readers:
             if proc.poll() is not None:
-                pytest.fail(f"pcscd exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                hint = "" if os.geteuid() == 0 else (
+                    " (not root: start the system pcscd instead, e.g. "
+                    "`sudo systemctl start pcscd.socket`, or run the tests as root)")
+                pytest.fail(f"pcscd exited with {proc.returncode}{hint}:\n"
+                            f"{log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 proc.terminate()
+                proc.wait(10)
                 pytest.fail(f"no vpcd reader after {READERS_WAIT_S} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
             readers = _vpcd_readers(name)
-    elif not readers:
-        pytest.fail(f"the running pcscd shows no {name!r} reader: restart it so that it reads "
-                    f"{READER_CONF_DIR} (e.g. systemctl restart pcscd)")
+    else:  # a running pcscd (maybe socket-activated just now): give it time to list vpcd
+        while not readers and time.monotonic() < deadline:
+            time.sleep(0.2)
+            readers = _vpcd_readers(name) or []
+        if not readers:
+            pytest.fail(f"the running pcscd shows no {name!r} reader: restart it so that it "
+                        f"reads {READER_CONF_DIR} (e.g. sudo systemctl restart pcscd)")
     try:
         yield Pcscd(readers, [port + i for i in range(len(readers))], proc is not None, log)
     finally:

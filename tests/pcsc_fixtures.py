@@ -8,7 +8,7 @@ the system reader configuration (/etc/reader.conf.d/vpcd, driver
 /usr/lib/pcsc/drivers/serial/libifdvpcd.so), waits until the vpcd readers appear and stops it
 at the end. Missing pieces FAIL the tests (never skip) with the packages to install.
 
-`bench` (function): an issuer, wallet 1 loaded with 50.00 on simulated flash, served as the
+`bench` (function): an issuer, wallet 1 loaded with 80.00 on simulated flash, served as the
 card in the first vpcd reader, and POS 1 whose hal.link is a PcscLink on that reader.
 """
 
@@ -41,7 +41,7 @@ READER_CONF_DIR = Path("/etc/reader.conf.d")
 DRIVER_DIR = Path("/usr/lib/pcsc/drivers/serial")
 READERS_WAIT_S = 15.0
 CARD_WAIT_S = 10.0
-BALANCE = 5_000
+BALANCE = 8_000
 
 
 @dataclass

@@ -144,13 +144,20 @@ def test_payments_over_pcsc_books_agree(bench: Bench) -> None:
 
 
 def test_pin_payment_over_pcsc(bench: Bench) -> None:
-    """Above the no-CVM limit (50.00 by default, the card holds exactly 50.00)."""
-    result = bench.pos.take_payment(bench.initial, pv.PIN)
-    assert result.approved, result
+    """Above the card's no-CVM limit (50.00 by default) the PIN travels in PAY; a wrong one
+    costs a try and is a decline, the right one pays."""
+    amount = 6_000
+    missing = bench.pos.take_payment(amount)
     bench.link.disconnect()
-    wrong = bench.pos.take_payment(1, b"0000")  # a small one needs no PIN: card is empty now
-    assert wrong.status == "declined" and wrong.reason == "funds"
-    _books_agree(bench, [bench.initial])
+    assert missing.status == "declined" and missing.reason == "pin_required", missing
+    wrong = bench.pos.take_payment(amount, b"0000")
+    bench.link.disconnect()
+    assert wrong.status == "declined" and wrong.reason == "pin_wrong", wrong
+    assert wrong.tries_left == 2
+    right = bench.pos.take_payment(amount, pv.PIN)
+    bench.link.disconnect()
+    assert right.approved and right.balance == bench.initial - amount, right
+    _books_agree(bench, [amount])
 
 
 def test_reset_starts_a_new_card_session(bench: Bench) -> None:

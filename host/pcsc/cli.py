@@ -3,6 +3,7 @@
     tapcash pcsc readers                       # readers pcscd knows, with the card in each
     tapcash pcsc serve-card --wallet 1         # card 1 of ./tapcash-pcsc in vpcd until Ctrl-C
     tapcash pcsc pay 1250 --reader 0           # the desktop POS takes 12.50 from the tapped card
+    tapcash pcsc bench                         # APDU / payment times through pcscd + vpcd
 
 Amounts are minor units (cents). `serve-card` and `pay` share a work folder (`--workdir`,
 default ./tapcash-pcsc, env TAPCASH_PCSC_WORKDIR) holding the issuer key, the POS and the

@@ -108,7 +108,12 @@ def _tc_run(p):
     try:
         exec(compile(src, p, "exec"), __main__.__dict__)
     except BaseException as e:
-        sys.print_exception(e)
+        import io
+        buf = io.StringIO()
+        sys.print_exception(e, buf)
+        for line in buf.getvalue().split("\\n"):
+            if line and "in _tc_run" not in line:
+                print(line)
 `;
 
 function runFile(mp, path) {

@@ -171,17 +171,13 @@ def summarise_failure(port: str, output: str, code: int) -> DeviceToolError:
     if "this chip is" in low and "not" in low:
         line = next(ln for ln in output.splitlines() if "this chip is" in ln.lower())
         return NoBootloader(f"wrong chip on {port}: {line.split('error:')[-1].strip()}")
-    if "failed to connect" in low or "no serial data received" in low:
-        what = "nothing answered" if "no serial data" in low else "something answered, but"
-        return NoBootloader(
-            f"no ESP32 bootloader answered on {port} ({what} not the ROM bootloader's sync "
-            f"reply): {hint}"
-        )
     if "invalid head of packet" in low or "serial data stream stopped" in low:
         return NoBootloader(
-            f"no ESP32 bootloader answered on {port} (the line carries something else, e.g. a "
-            f"running program's output): {hint}"
+            f"no ESP32 bootloader answered on {port}: something else answered (a running "
+            f"program, such as MicroPython's REPL): {hint}"
         )
+    if "failed to connect" in low or "no serial data received" in low:
+        return NoBootloader(f"no ESP32 bootloader answered on {port} (no reply at all): {hint}")
     last = [ln for ln in output.splitlines() if "error" in ln.lower()]
     detail = last[-1].strip() if last else (output.strip().splitlines() or ["no output"])[-1]
     return DeviceError(f"esptool failed (exit {code}): {detail}")

@@ -24,6 +24,7 @@ from .errors import DeviceError, NoPort, NotMicroPython, NotTapcash, PortBusy, P
 from .ports import open_serial
 
 FRAME_TIMEOUT_S = 5.0  # PERSO FINISH verifies a signature: ~1 s on an ESP32
+FIRST_TIMEOUT_S = 1.5  # the first request (SELECT): is anything there at all
 REPL_TIMEOUT_S = 30.0  # the first exec imports the app and Ed25519 (seconds on an ESP32)
 
 
@@ -42,16 +43,28 @@ class FrameLink:
             raise DeviceError(e.message) from None
 
     def transceive(self, apdu: bytes) -> bytes:
+        first = self._t.stats.requests == 0
+        saved = self._t.timeout_s
+        if first:  # SELECT is quick on any board: do not wait long for a line that is silent
+            self._t.timeout_s = min(saved, FIRST_TIMEOUT_S)
         try:
-            return self._t.transceive(apdu)
+            return self._t.transceive(apdu, retries=1 if first else None)
         except sync_errors.NoAnswer:
+            heard = self._t.stats.bytes_in
+            what = (
+                f"the line carries {heard} bytes of something else (a MicroPython REPL? then "
+                "provision with --via repl)"
+                if heard
+                else "nothing answered"
+            )
             raise NotTapcash(
-                f"no tapcash firmware answers on {self.port} (sync frames): deploy it (tapcash "
-                "deploy) and reset the board so its main loop runs; or, at a MicroPython REPL, "
-                "provision with --via repl"
+                f"no tapcash firmware answers on {self.port} (sync frames; {what}): deploy it "
+                "(tapcash deploy) and reset the board so its main loop runs"
             ) from None
         except sync_errors.SyncError as e:
             raise DeviceError(e.message) from None
+        finally:
+            self._t.timeout_s = saved
 
     def close(self) -> None:
         self._t.close()
@@ -95,6 +108,7 @@ class ReplLink:
         self.timeout_s = timeout_s
         self._cm = open_serial(port, baud)
         self._ser: serial.Serial = self._cm.__enter__()
+        self._pending = bytearray()
         try:
             self._enter_raw()
             out, err = self._exec(_REPL_SETUP)
@@ -108,14 +122,21 @@ class ReplLink:
             raise
 
     def _read_until(self, marker: bytes, timeout_s: float) -> bytes:
-        buf = bytearray()
+        """Bytes up to and including `marker`; what came after it stays for the next read."""
+        buf = self._pending
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
+            i = buf.find(marker)
+            if i >= 0:
+                out = bytes(buf[: i + len(marker)])
+                self._pending = buf[i + len(marker) :]
+                return out
+            if time.monotonic() >= deadline:
+                break
             chunk = self._ser.read(max(1, self._ser.in_waiting))
             if chunk:
                 buf += chunk
-                if buf.endswith(marker):
-                    return bytes(buf)
+        self._pending = bytearray()
         raise NotMicroPython(
             f"the MicroPython REPL on {self.port} stopped answering: {bytes(buf[-120:])!r}"
         )
@@ -124,6 +145,7 @@ class ReplLink:
         self._ser.write(b"\r\x03\x03")
         time.sleep(0.1)
         self._ser.reset_input_buffer()
+        self._pending = bytearray()
         self._ser.write(b"\r\x01")
         self._read_until(b"raw REPL; CTRL-B to exit\r\n>", 3.0)
 
@@ -133,9 +155,7 @@ class ReplLink:
         for i in range(0, len(data), 256):
             self._ser.write(data[i : i + 256])
         self._ser.write(b"\x04")
-        ok = self._read_until(b"OK", self.timeout_s)
-        if not ok.endswith(b"OK"):
-            raise NotMicroPython(f"the raw REPL on {self.port} did not take the command")
+        self._read_until(b"OK", self.timeout_s)
         out = self._read_until(b"\x04", self.timeout_s)[:-1]
         err = self._read_until(b"\x04", self.timeout_s)[:-1]
         self._read_until(b">", self.timeout_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -78,13 +79,55 @@ class NoFocusButton(Button, can_focus=False):
     """A button that never takes the focus: Enter and the digits stay with the terminal."""
 
 
+class KeyCap(Static, can_focus=False):
+    """A key or a small button (keypad keys, a card's Tap / Remove). Unlike a Button it takes
+    every click, however fast: a Button ignores clicks while its press animation runs, which
+    loses the second 0 of "00" or a quick re-tap."""
+
+    DEFAULT_CSS = """
+    KeyCap {
+        width: 5; height: 1; margin: 0 1 0 0;
+        content-align: center middle; text-style: bold;
+        background: $panel; color: $text;
+    }
+    KeyCap:hover { background: $panel-lighten-2; }
+    KeyCap.enter { background: $success; }
+    KeyCap.clear { background: $error; }
+    KeyCap.letter { color: $text-muted; }
+    KeyCap.primary { background: $primary; width: 10; }
+    KeyCap.plain { width: 10; }
+    KeyCap.-pressed { background: $accent; }
+    """
+
+    class Pressed(Message):
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    def __init__(
+        self,
+        key: str,
+        label: str | None = None,
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(label if label is not None else key, id=id, classes=classes)
+        self.key = key
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.add_class("-pressed")
+        self.set_timer(0.15, lambda: self.remove_class("-pressed"))
+        self.post_message(self.Pressed(self.key))
+
+
 class Keypad(Vertical):
     """The POS's matrix keypad, laid out from the board profile's keymap."""
 
     DEFAULT_CSS = """
     Keypad { width: auto; height: auto; }
     Keypad Horizontal { width: auto; height: 1; margin-bottom: 1; }
-    Keypad NoFocusButton { width: 5; min-width: 5; margin: 0 1 0 0; }
     """
 
     class Pressed(Message):
@@ -100,14 +143,12 @@ class Keypad(Vertical):
         for row in self.keymap:
             with Horizontal():
                 for key in row:
-                    variant = "success" if key == "#" else "error" if key == "*" else "default"
-                    key_id = f"key-{_key_id(key)}"
-                    yield NoFocusButton(key, variant=variant, compact=True, id=key_id)
+                    kind = {"#": "enter", "*": "clear"}.get(key, "" if key.isdigit() else "letter")
+                    yield KeyCap(key, id=f"key-{_key_id(key)}", classes=kind or None)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def on_key_cap_pressed(self, event: KeyCap.Pressed) -> None:
         event.stop()
-        label = str(event.button.label)
-        self.post_message(self.Pressed(label))
+        self.post_message(self.Pressed(event.key))
 
 
 def _key_id(key: str) -> str:
@@ -120,9 +161,9 @@ class CardPanel(Vertical):
     DEFAULT_CSS = """
     CardPanel { width: 1fr; height: auto; border: round $secondary; padding: 0 1; }
     CardPanel.in-field { border: heavy $success; }
-    CardPanel .facts { color: $text-muted; height: auto; }
+    CardPanel .facts { color: $text-muted; height: 3; }
     CardPanel Horizontal { height: 1; width: auto; margin-top: 1; }
-    CardPanel Button { margin-right: 1; }
+
     """
 
     class Action(Message):
@@ -148,8 +189,8 @@ class CardPanel(Vertical):
         yield self.lcd
         yield self.facts
         with Horizontal():
-            yield NoFocusButton("Tap", variant="primary", compact=True, id=f"tap-{self.index}")
-            yield NoFocusButton("Remove", compact=True, id=f"remove-{self.index}")
+            yield KeyCap("tap", "Tap", id=f"tap-{self.index}", classes="primary")
+            yield KeyCap("remove", "Remove", id=f"remove-{self.index}", classes="plain")
 
     def set_facts(
         self, balance: int, counter: int, offline_left: int, pin: str, in_field: bool
@@ -161,10 +202,9 @@ class CardPanel(Vertical):
             f"counter {counter} · offline left {offline_left}\nPIN {pin}"
         )
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def on_key_cap_pressed(self, event: KeyCap.Pressed) -> None:
         event.stop()
-        action = "tap" if (event.button.id or "").startswith("tap") else "remove"
-        self.post_message(self.Action(self.index, action))
+        self.post_message(self.Action(self.index, event.key))
 
 
 class PinPrompt(ModalScreen[str | None]):

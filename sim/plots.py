@@ -128,7 +128,10 @@ def _fraud(plt: Any, log: RunLog) -> Any:
     for i, a in enumerate(rows):
         y = len(rows) - i
         labels.append((y, f"{a['tag']}\n{a['wallet']}"))
-        ax.plot([_hours(a["t"])], [y], "s", color="#6d6875", markersize=9)
+        t0 = a.get("snapshot_t", a["t"])
+        ax.plot([_hours(t0)], [y], "s", color="#6d6875", markersize=9)
+        last = max([a["t"]] + [p.t for p in log.payments if p.tag == a["tag"]])
+        ax.plot([_hours(t0), _hours(last)], [y, y], "-", color="#6d6875", linewidth=1)
         for p in log.payments:
             if p.tag != a["tag"]:
                 continue
@@ -137,9 +140,10 @@ def _fraud(plt: Any, log: RunLog) -> Any:
         wid = next((p.wallet for p in log.payments if p.tag == a["tag"] and p.wallet), "")
         for c in cases:
             if c["wallet"] == wid:
-                ax.plot([_hours(c["detected_at"] - start)], [y], "*", color="#264653",
-                        markersize=16)
-    ax.plot([], [], "s", color="#6d6875", label="attack starts (clone / rollback)")
+                t_det = _hours(c["detected_at"] - start)
+                ax.plot([_hours(last), t_det], [y, y], ":", color="#264653", linewidth=1)
+                ax.plot([t_det], [y], "*", color="#264653", markersize=16)
+    ax.plot([], [], "s-", color="#6d6875", label="attack: card cloned / flash image taken")
     ax.plot([], [], "o", color="#e76f51", label="payment accepted offline")
     ax.plot([], [], "x", color="#2a9d8f", mew=2, label="payment refused by a POS")
     ax.plot([], [], "*", color="#264653", markersize=12, label="fraud case at the ledger (proof)")

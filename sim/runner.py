@@ -201,6 +201,7 @@ class ScenarioRun:
         self.pos_off: set[str] = set()
         self.images: dict[str, dict[str, bytes]] = {}
         self.down_s: dict[str, int] = {}
+        self.snapshot_t: dict[str, int] = {}
         self.revoked: set[str] = set()
         nfc = sc.nfc
         air = AirModel(bit_us=BIT_US_106 * 106 / nfc.kbps, fsc=nfc.fsc, fsd=nfc.fsc)
@@ -538,13 +539,15 @@ class ScenarioRun:
 
     def on_snapshot(self, ev: Event) -> None:
         self.images[ev.tag] = self.devices[ev.device].snapshot()
+        self.snapshot_t[ev.tag] = self.now_rel()
 
     def on_restore(self, ev: Event) -> None:
         dev = self.devices[ev.device]
         dev.restore(self.images.pop(ev.tag))
         dev.power_on()
         self.log.attacks.append(
-            {"t": self.now_rel(), "kind": "rollback", "wallet": ev.device, "tag": ev.tag}
+            {"t": self.now_rel(), "kind": "rollback", "wallet": ev.device, "tag": ev.tag,
+             "snapshot_t": self.snapshot_t.pop(ev.tag, self.now_rel())}
         )
 
     def on_final(self, ev: Event, progress: Progress | None) -> None:

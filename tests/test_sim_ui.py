@@ -335,7 +335,7 @@ def test_screenshot_shows_the_checkout(tmp_path: Path) -> None:
     text = html.unescape(svg).replace("\xa0", " ")
     for expected in ("POS terminal", "Approved", "Balance 137.50", "Card A · Ana",
                      "Card C · Caro", "Paid 12.50", "Offline left 9", "Tear next tap",
-                     "Sync with ledger", "APPROVED 12.50 card A", "→ PAY", "journal: 1 record"):
+                     "Sync with ledger", "APPROVED 12.50 card A", "→ PAY", "journal: 1 to sync"):
         assert expected in text, expected
 
 

@@ -66,12 +66,12 @@ LOG_STYLES = {
 
 HINTS = {
     STARTING: "Personalising the POS and the cards…",
-    IDLE: "Type an amount in cents (keypad or keyboard); # / Enter confirms.",
-    AMOUNT: "Amount in cents: # / Enter confirms, * / Backspace clears.",
+    IDLE: "Type an amount in cents, then # (Enter).",
+    AMOUNT: "# / Enter confirms, * / Backspace clears.",
     CARD: "Tap a card (a, b, c) to pay {amount}; * cancels.",
     PAYING: "Paying…",
-    PIN: "The card wants its PIN: type it, then # / Enter.",
-    SYNCING: "Syncing the POS and the cards with the ledger…",
+    PIN: "PIN needed: type it, then # / Enter.",
+    SYNCING: "Syncing with the ledger…",
 }
 
 
@@ -92,6 +92,9 @@ class CheckoutApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "tapcash checkout"
     SUB_TITLE = "offline tap-to-pay, by hand"
+    # Best from 110x36 up; narrower or shorter terminals get a tighter layout (app.tcss).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
 
     BINDINGS = [
         Binding("a", "tap(0)", "Tap A"),
@@ -213,8 +216,7 @@ class CheckoutApp(App[None]):
         hint = HINTS.get(st.phase, "")
         self.query_one("#hint", Static).update(hint.format(amount=money(st.amount)))
         self.query_one("#pos-status", Static).update(
-            f"journal: {st.journal} record{'s' if st.journal != 1 else ''} to sync\n"
-            f"torn log: {st.torn} · hot list v{st.hot_version}"
+            f"journal: {st.journal} to sync\ntorn log: {st.torn} · hot list v{st.hot_version}"
         )
         for i, c in enumerate(st.cards):
             panel = self.query_one(f"#card-{i}", CardPanel)

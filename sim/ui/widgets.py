@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Static
 
 from .apdu_text import money
 
@@ -94,8 +94,8 @@ class KeyCap(Static, can_focus=False):
     KeyCap.enter { background: $success; }
     KeyCap.clear { background: $error; }
     KeyCap.letter { color: $text-muted; }
-    KeyCap.primary { background: $primary; width: 10; }
-    KeyCap.plain { width: 10; }
+    KeyCap.primary { background: $primary; width: auto; padding: 0 1; }
+    KeyCap.plain { width: auto; padding: 0 1; }
     KeyCap.-pressed { background: $accent; }
     """
 
@@ -161,7 +161,7 @@ class CardPanel(Vertical):
     DEFAULT_CSS = """
     CardPanel { width: 1fr; height: auto; border: round $secondary; padding: 0 1; }
     CardPanel.in-field { border: heavy $success; }
-    CardPanel .facts { color: $text-muted; height: 3; }
+    CardPanel .facts { color: $text-muted; height: 4; }
     CardPanel Horizontal { height: 1; width: auto; margin-top: 1; }
 
     """
@@ -184,6 +184,7 @@ class CardPanel(Vertical):
             width_px=width_px, height_px=height_px, visible_rows=6, id=f"card-lcd-{index}"
         )
         self.facts = Static("", classes="facts", id=f"card-facts-{index}")
+        self.facts.tooltip = "What the simulator reads in the card's state (not its screen)"
 
     def compose(self) -> ComposeResult:
         yield self.lcd
@@ -198,8 +199,7 @@ class CardPanel(Vertical):
         self.set_class(in_field, "in-field")
         self.border_subtitle = "in the field" if in_field else ""
         self.facts.update(
-            f"sim view: balance {money(balance)}\n"
-            f"counter {counter} · offline left {offline_left}\nPIN {pin}"
+            f"balance {money(balance)}\noffline left {offline_left}\ncounter {counter}\nPIN {pin}"
         )
 
     def on_key_cap_pressed(self, event: KeyCap.Pressed) -> None:
@@ -213,7 +213,7 @@ class PinPrompt(ModalScreen[str | None]):
     DEFAULT_CSS = """
     PinPrompt { align: center middle; }
     PinPrompt > Vertical {
-        width: 44; height: auto; border: thick $warning; background: $surface; padding: 1 2;
+        width: 50; height: auto; border: thick $warning; background: $surface; padding: 1 2;
     }
     PinPrompt Input { margin: 1 0; }
     PinPrompt Horizontal { height: auto; width: auto; }
@@ -229,8 +229,9 @@ class PinPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"[b]PIN[/b] for {money(self.amount)} with {self.card}")
-            yield Label("Above the card's no-CVM limit: enter the PIN (4-8 digits).")
+            what = f" for {money(self.amount)} with {self.card}"
+            yield Static(Text.assemble(("PIN", "bold"), what))
+            yield Static("Above the card's no-CVM limit: enter its PIN (4-8 digits).")
             yield Input(
                 placeholder="PIN", password=True, restrict=r"[0-9]*", max_length=8, id="pin"
             )

@@ -228,6 +228,10 @@ class CheckoutApp(App[None]):
         tear = self.query_one("#tear", Button)
         tear.label = f"Tear next tap: {'ARMED' if st.tear_armed else 'off'}"
         tear.variant = "warning" if st.tear_armed else "default"
+        if self._pin_open and st.phase != PIN and isinstance(self.screen, PinPrompt):
+            # the firmware stopped waiting (its keypad timeout): the prompt is stale
+            self._pin_open = False
+            self.pop_screen()
         sync = self.query_one("#sync", Button)
         sync.disabled = st.ledger != "ready" or st.phase != IDLE
         self.query_one("#ledger-status", Static).update(

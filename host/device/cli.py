@@ -24,9 +24,11 @@ import click
 from .errors import DeviceToolError, InputError, LedgerError
 
 port_option = click.option(
-    "--port", "-p", envvar="TAPCASH_PORT",
+    "--port",
+    "-p",
+    envvar="TAPCASH_PORT",
     help="serial port of the board (/dev/ttyUSB0, /dev/ttyACM0; env TAPCASH_PORT)",
-)  # fmt: skip
+)
 
 
 @contextmanager
@@ -79,16 +81,25 @@ def _errors() -> Iterator[None]:
     help="esptool connection attempts (default: esptool's, 7)",
 )
 @click.option("--quiet", "-q", is_flag=True, help="do not show esptool's progress")
-def flash(port: str | None, image: Path, chip: str, baud: int, offset: int | None,
-          connect_attempts: int | None, quiet: bool) -> None:  # fmt: skip
+def flash(
+    port: str | None,
+    image: Path,
+    chip: str,
+    baud: int,
+    offset: int | None,
+    connect_attempts: int | None,
+    quiet: bool,
+) -> None:
     """Erase the board and write a stock MicroPython image with esptool."""
     from .flash import flash as do_flash
 
     with _errors():
         echo = None if quiet else (lambda line: click.echo(line, err=True))
         info = do_flash(port, image, chip, baud, offset, connect_attempts, echo=echo)
-        click.echo(f"flashed {info.path.name} ({info.size} bytes) to {port}: MicroPython should "
-                   "now answer at 115200 baud (tapcash deploy next)")  # fmt: skip
+        click.echo(
+            f"flashed {info.path.name} ({info.size} bytes) to {port}: MicroPython should "
+            "now answer at 115200 baud (tapcash deploy next)"
+        )
 
 
 # --- deploy ------------------------------------------------------------------------------
@@ -112,25 +123,52 @@ def flash(port: str | None, image: Path, chip: str, baud: int, offset: int | Non
 )
 @click.option("--no-compile", is_flag=True, help="copy .py sources instead of .mpy")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
-def deploy(port: str | None, board: str, role: str, options: tuple[str, ...], no_compile: bool,
-           as_json: bool) -> None:  # fmt: skip
+def deploy(
+    port: str | None,
+    board: str,
+    role: str,
+    options: tuple[str, ...],
+    no_compile: bool,
+    as_json: bool,
+) -> None:
     """Compile the firmware with mpy-cross and copy it, /board.json and /main.py to a board
     running MicroPython (mpremote); then import it on the board to check."""
     from .deploy import deploy as do_deploy
 
     with _errors():
-        res = do_deploy(port, board, role, list(options), compile=not no_compile,
-                        echo=None if as_json else (lambda s: click.echo(s, err=True)))  # fmt: skip
+        res = do_deploy(
+            port,
+            board,
+            role,
+            list(options),
+            compile=not no_compile,
+            echo=None if as_json else (lambda s: click.echo(s, err=True)),
+        )
     if as_json:
-        click.echo(json.dumps({
-            "port": res.port, "board": res.board, "role": res.role, "options": res.options,
-            "device": res.device.describe(), "compiled": res.compiled, "files": res.files,
-            "bytes": res.total_bytes, "source_bytes": res.source_bytes, "modules": res.modules,
-            "warnings": res.warnings, "copy_s": round(res.copy_s, 3),
-        }, sort_keys=True))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "port": res.port,
+                    "board": res.board,
+                    "role": res.role,
+                    "options": res.options,
+                    "device": res.device.describe(),
+                    "compiled": res.compiled,
+                    "files": res.files,
+                    "bytes": res.total_bytes,
+                    "source_bytes": res.source_bytes,
+                    "modules": res.modules,
+                    "warnings": res.warnings,
+                    "copy_s": round(res.copy_s, 3),
+                },
+                sort_keys=True,
+            )
+        )
         return
-    click.echo(f"deployed {res.board} as {res.role} to {res.port}: {len(res.files)} files, "
-               f"{res.total_bytes} bytes ({'mpy' if res.compiled else 'py'})")  # fmt: skip
+    click.echo(
+        f"deployed {res.board} as {res.role} to {res.port}: {len(res.files)} files, "
+        f"{res.total_bytes} bytes ({'mpy' if res.compiled else 'py'})"
+    )
     for name, where in sorted(res.modules.items()):
         click.echo(f"  import {name}: ok ({where})")
     click.echo("reset the board (EN button) to start the firmware; then tapcash provision")
@@ -192,11 +230,26 @@ def deploy(port: str | None, board: str, role: str, options: tuple[str, ...], no
     help="also write the certificate envelope (CBOR) to this file",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
-def provision(port: str | None, role: str, issuer_key: Path, dev_id: str | None,
-              merchant: str | None, category: int, pin: str | None, puk: str | None,
-              limits: tuple[str, ...], configs: tuple[str, ...], expires_days: int,
-              ledger: str | None, token: str | None, owner: str | None, via: str, baud: int,
-              cert_out: Path | None, as_json: bool) -> None:  # fmt: skip
+def provision(
+    port: str | None,
+    role: str,
+    issuer_key: Path,
+    dev_id: str | None,
+    merchant: str | None,
+    category: int,
+    pin: str | None,
+    puk: str | None,
+    limits: tuple[str, ...],
+    configs: tuple[str, ...],
+    expires_days: int,
+    ledger: str | None,
+    token: str | None,
+    owner: str | None,
+    via: str,
+    baud: int,
+    cert_out: Path | None,
+    as_json: bool,
+) -> None:
     """Personalise a blank device: it makes its key (PERSO KEYGEN), the issuer certifies it
     here, PERSO FINISH installs certificate, issuer key, PIN/PUK, limits or config. The private
     key never leaves the device."""
@@ -232,17 +285,30 @@ def provision(port: str | None, role: str, issuer_key: Path, dev_id: str | None,
         say = None if as_json else (lambda s: click.echo(s, err=True))
         with _open_link(via, port, baud) as link:
             res = pv.provision(
-                link, role, issuer, device_id=device_id, merchant=merchant_id, pin=pin_b,
-                puk=puk_b, limits=lim, config=cfg, expires=now + expires_days * 86400,
-                category=category, hotlist=hotlist, now=now, say=say,
-            )  # fmt: skip
+                link,
+                role,
+                issuer,
+                device_id=device_id,
+                merchant=merchant_id,
+                pin=pin_b,
+                puk=puk_b,
+                limits=lim,
+                config=cfg,
+                expires=now + expires_days * 86400,
+                category=category,
+                hotlist=hotlist,
+                now=now,
+                say=say,
+            )
         if cert_out is not None:
             cert_out.write_bytes(res.cert)
         if not as_json:
             click.echo(f"provisioned {role} {res.device_id.hex()} on {port}")
             click.echo(f"  public key {res.public_key.hex()} (private key stays on the device)")
-            click.echo(f"  certificate by issuer {res.issuer_key_id.hex()}, expires "
-                       f"{time.strftime('%Y-%m-%d', time.gmtime(res.expires))}")  # fmt: skip
+            click.echo(
+                f"  certificate by issuer {res.issuer_key_id.hex()}, expires "
+                f"{time.strftime('%Y-%m-%d', time.gmtime(res.expires))}"
+            )
             if res.merchant:
                 click.echo(f"  merchant {res.merchant.hex()}")
         if ledger:

@@ -236,24 +236,44 @@ def deploy(
         arch = info.arch if compile else None
         files, source_bytes = stage(folder, role, profile, options, compile=compile, arch=arch)
         kind = ".mpy" if compile else ".py"
-        say(f"{len(files) - 2} firmware files ({kind}, {sum(files.values()) // 1024} KB) "
-            f"for {profile.get('name', board)} as {role}")  # fmt: skip
+        say(
+            f"{len(files) - 2} firmware files ({kind}, {sum(files.values()) // 1024} KB) "
+            f"for {profile.get('name', board)} as {role}"
+        )
         t0 = time.perf_counter()
         mpremote(
             port,
             [
-                "exec", _RM_FIRMWARE,
-                "+", "fs", "cp", "-r", str(folder / "firmware"), ":firmware",
-                "+", "fs", "cp", str(folder / BOARD_JSON), ":" + BOARD_JSON,
-                "+", "fs", "cp", str(folder / "main.py"), ":main.py",
+                "exec",
+                _RM_FIRMWARE,
+                "+",
+                "fs",
+                "cp",
+                "-r",
+                str(folder / "firmware"),
+                ":firmware",
+                "+",
+                "fs",
+                "cp",
+                str(folder / BOARD_JSON),
+                ":" + BOARD_JSON,
+                "+",
+                "fs",
+                "cp",
+                str(folder / "main.py"),
+                ":main.py",
             ],
-        )  # fmt: skip
+        )
         copy_s = time.perf_counter() - t0
     say(f"copied in {copy_s:.1f} s; verifying")
     modules = [
-        "firmware.core.cbor", "firmware.core.frame", "firmware.core.proto",
-        "firmware.core.ed25519", f"firmware.{role}.app", "firmware.main",
-    ]  # fmt: skip
+        "firmware.core.cbor",
+        "firmware.core.frame",
+        "firmware.core.proto",
+        "firmware.core.ed25519",
+        f"firmware.{role}.app",
+        "firmware.main",
+    ]
     done = mpremote(port, ["exec", _VERIFY % {"modules": modules}])
     found = _verify_doc(done.stdout)
     on_board = {str(k): int(v) for k, v in found["files"].items()}

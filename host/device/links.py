@@ -22,6 +22,7 @@ from tapcash.host.sync.transport import SerialTransport
 
 from .errors import DeviceError, NoPort, NotMicroPython, NotTapcash, PortBusy, PortPermission
 from .ports import open_serial
+from .repl import PROBE_TIMEOUT_S, RAW_BANNER, _not_micropython_text
 
 FRAME_TIMEOUT_S = 5.0  # PERSO FINISH verifies a signature: ~1 s on an ESP32
 FIRST_TIMEOUT_S = 1.5  # the first request (SELECT): is anything there at all
@@ -136,6 +137,7 @@ class ReplLink:
             chunk = self._ser.read(max(1, self._ser.in_waiting))
             if chunk:
                 buf += chunk
+        self._heard = bytes(buf)
         self._pending = bytearray()
         raise NotMicroPython(
             f"the MicroPython REPL on {self.port} stopped answering: {bytes(buf[-120:])!r}"
@@ -147,7 +149,10 @@ class ReplLink:
         self._ser.reset_input_buffer()
         self._pending = bytearray()
         self._ser.write(b"\r\x01")
-        self._read_until(b"raw REPL; CTRL-B to exit\r\n>", 3.0)
+        try:
+            self._read_until(RAW_BANNER, PROBE_TIMEOUT_S)
+        except NotMicroPython:
+            raise NotMicroPython(_not_micropython_text(self.port, self._heard)) from None
 
     def _exec(self, code: str) -> tuple[str, str]:
         """Run code in the raw REPL: (output, error output)."""

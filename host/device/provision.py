@@ -133,8 +133,15 @@ def check_secret(value: str | None, what: str, lo: int, hi: int) -> bytes:
 # --- the device side ---------------------------------------------------------------------
 
 
-def command(link: ApduLink, ins: int, data: bytes = b"", *, cla: int = proto.CLA_PROP,
-            p1: int = 0, p2: int = 0) -> tuple[bytes, int]:  # fmt: skip
+def command(
+    link: ApduLink,
+    ins: int,
+    data: bytes = b"",
+    *,
+    cla: int = proto.CLA_PROP,
+    p1: int = 0,
+    p2: int = 0,
+) -> tuple[bytes, int]:
     resp = link.transceive(proto.build_command(cla, ins, p1, p2, data))
     if len(resp) < 2:
         raise DeviceRefused(f"short answer to INS {ins:02X} on {link.port}")
@@ -232,8 +239,12 @@ def provision(
     finish: dict[int, Any]
     if role == "wallet":
         cert = issuer.certify_wallet(dev, pub, expires=exp, limits=limits)
-        finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer.public_key],
-                  proto.PF_PIN: pin, proto.PF_PUK: puk}  # fmt: skip
+        finish = {
+            proto.PF_CERT: cert,
+            proto.PF_ISSUERS: [issuer.public_key],
+            proto.PF_PIN: pin,
+            proto.PF_PUK: puk,
+        }
         settings = dict(proto.DEFAULT_LIMITS)
         settings.update(limits or {})
     else:

@@ -17,7 +17,7 @@ from .errors import DeviceError, DeviceToolError, NotMicroPython, PortBusy, Port
 from .ports import open_serial
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
-PROBE_TIMEOUT_S = 3.0
+PROBE_TIMEOUT_S = 2.0
 MPREMOTE_TIMEOUT_S = 600.0
 
 # sys.implementation._mpy bits 10..13 -> mpy-cross -march

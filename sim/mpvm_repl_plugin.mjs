@@ -47,6 +47,8 @@ const st = {
     ctrlE: 0, // raw-paste request bytes seen so far (Ctrl-E, "A")
     paste: null, // raw-paste in progress: {code: [], sinceAck: 0}
     capture: null, // output of the running op (bytes), or null: output goes to the bridge
+    input: null, // the bytes of the running repl op (sys.stdin reads the unfed rest)
+    inputPos: 0,
     lastCR: false,
     resets: 0,
 };
@@ -58,6 +60,25 @@ function emitRaw(bytes) {
 
 function emitText(text) {
     emitRaw(Buffer.from(text, "latin1"));
+}
+
+function hookInput(mp) {
+    // sys.stdin in the VM reads fd 0, which Emscripten would take from the Node process's own
+    // stdin: the bridge's request channel. Serve it from the line instead: the bytes of the
+    // current input not yet fed to the REPL (typed after the command that reads them); when
+    // there are none, end of file for now.
+    const stream = mp.FS.streams[0];
+    if (!stream) return;
+    stream.stream_ops = Object.assign({}, stream.stream_ops, {
+        read(s, buf, off, len, pos) {
+            const data = st.input;
+            if (!data) return 0;
+            const n = Math.min(len, data.length - st.inputPos);
+            for (let i = 0; i < n; i++) buf[off + i] = data[st.inputPos + i];
+            st.inputPos += n;
+            return n;
+        },
+    });
 }
 
 function hookOutput(mp) {
@@ -191,8 +212,18 @@ async function pasteByte(c) {
 }
 
 async function typed(data) {
-    for (let i = 0; i < data.length; i++) {
-        const c = data[i];
+    st.input = data;
+    st.inputPos = 0;
+    try {
+        await typedBytes(data);
+    } finally {
+        st.input = null;
+    }
+}
+
+async function typedBytes(data) {
+    while (st.inputPos < data.length) {
+        const c = data[st.inputPos++];
         if (st.paste) {
             if (await pasteByte(c)) await softReset();
             continue;
@@ -232,6 +263,7 @@ async function withCapture(fn) {
 
 export function setup({ mp, ops, bridge }) {
     bridgeRef = bridge;
+    hookInput(mp);
     hookOutput(mp);
     if (ops.repl) return; // ops survive VM re-creation
     ops.repl_boot = async () => {

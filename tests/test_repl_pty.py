@@ -286,3 +286,15 @@ def test_files_preloaded_and_saved(tmp_path: Path) -> None:
     assert (flash / "lib" / "hello.py").read_text() == "MSG = 'hi'\n"
     with ReplBoard(files=flash) as again:  # "power on" with the saved flash
         assert mpremote(again.path, "exec", "print(open('/data.txt').read())").stdout == "kept\n"
+
+
+def test_stdin_reads_come_from_the_line(line: Line) -> None:
+    # sys.stdin in the VM reads what was typed after the command (never the VM host's channel)
+    line.friendly()
+    line.send(b"import sys; print(repr(sys.stdin.read(3)))\rabc")
+    out = line.until(b">>> ")
+    assert b"'abc'\r\n>>> " in out
+    line.send(b"print(repr(sys.stdin.read(3)))\r")  # nothing more typed: end of input
+    assert b"''\r\n>>> " in line.until(b">>> ")
+    line.send(b"print('still', 'fine')\r")
+    assert b"still fine\r\n" in line.until(b">>> ")

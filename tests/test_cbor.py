@@ -5,6 +5,7 @@ are reused here so both runtimes check the same RFC 8949 Appendix A data.
 """
 
 import importlib.util
+import itertools
 import pathlib
 import tracemalloc
 
@@ -450,7 +451,10 @@ HUGE = [
 def test_huge_declared_lengths_fail_fast_without_allocating(hexed):
     data = bytes.fromhex(hexed.replace(" ", ""))
     assert rejects(data)
-    assert peak_alloc(cbor.decode, data) < 64 * 1024
+    # The boards' decoder allocates nothing for the declared length; the host's fast path
+    # (cbor2) reads at most one 64 KiB chunk before it finds the input too short.
+    assert peak_alloc(cbor._decode_strict, data) < 64 * 1024
+    assert peak_alloc(cbor.decode, data) < 80 * 1024
 
 
 def test_item_count_checked_against_remaining_bytes():
@@ -533,3 +537,83 @@ def test_int_subclasses_and_bools():
     assert cbor.encode([True, 1]) == b"\x82\xf5\x01"
     assert cbor.decode(b"\xf5") is True
     assert cbor.decode(b"\x01") == 1 and cbor.decode(b"\x01") is not True
+
+
+# ------------------------------------------------------------------ the CPython fast path
+# On CPython cbor.decode is cbor_cpython's: cbor2 parses, the firmware's rules decide. It must
+# answer exactly like the strict decoder every board runs (cbor._decode_strict).
+
+
+def _same_answer(data):
+    try:
+        want = ("ok", repr(cbor._decode_strict(data)))
+    except cbor.DecodeError:
+        want = ("error",)
+    try:
+        got = ("ok", repr(cbor.decode(data)))
+    except cbor.DecodeError:
+        got = ("error",)
+    assert got == want, data.hex()
+
+
+def test_the_host_decodes_through_the_fast_path():
+    assert cbor.decode is not cbor._decode_strict
+
+
+@FUZZ
+@given(values, st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=3))
+def test_fast_path_agrees_with_the_strict_decoder_on_edited_encodings(value, edits):
+    data = bytearray(cbor.encode(value))
+    for pos, byte in edits:
+        if data:
+            data[pos % len(data)] = byte
+    _same_answer(bytes(data))
+
+
+@FUZZ
+@given(small_key_maps, st.booleans(), st.booleans(), st.booleans())
+def test_fast_path_agrees_on_cbor2s_other_encodings(value, sharing, strings, indefinite):
+    # Value sharing, string references and indefinite lengths make other encodings of the
+    # same value; only the deterministic one may decode.
+    try:
+        data = cbor2.dumps(value, value_sharing=sharing, string_referencing=strings,
+                           indefinite_containers=indefinite)
+    except (ValueError, TypeError, cbor2.CBOREncodeError):
+        return
+    _same_answer(data)
+
+
+def _head(mt, n, ai):
+    """A CBOR head with the argument in the chosen width (ai 0: inline; 24..27)."""
+    if ai == 0:
+        return bytes([mt | n])
+    return bytes([mt | ai]) + n.to_bytes(1 << (ai - 24), "big")
+
+
+def test_a_shared_value_padded_to_the_deterministic_length_is_refused():
+    # [X, X] with X a 30-byte string is 65 bytes deterministically. Written as
+    # [shareable(X), sharedref(0)] it is shorter; non-shortest heads pad it back to exactly 65
+    # bytes. Length alone would take it for the deterministic encoding: tags must be refused.
+    x = bytes(range(30))
+    det = cbor.encode([x, x])
+    widths = [0, 24, 25, 26, 27]
+    for a_arr, a_tag, a_str, a_ref, a_idx in itertools.product(
+        widths, widths[1:], widths[1:], widths[1:], widths
+    ):
+        data = (_head(0x80, 2, a_arr) + _head(0xC0, 28, a_tag) + _head(0x40, 30, a_str) + x
+                + _head(0xC0, 29, a_ref) + _head(0, 0, a_idx))
+        if len(data) == len(det):
+            assert cbor2.loads(data) == [x, x]  # what a plain cbor2 read gives
+            with pytest.raises(cbor.DecodeError):
+                cbor.decode(data)
+            return
+    raise AssertionError("no padding found")
+
+
+def test_board_images_leave_the_host_accelerator_out():
+    from tapcash.host.device.deploy import firmware_sources
+
+    for role in ("wallet", "pos"):
+        names = [rel for _, rel in firmware_sources(role)]
+        assert "core/cbor.py" in names
+        assert not [n for n in names if n.endswith("_cpython.py")]

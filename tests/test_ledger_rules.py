@@ -163,7 +163,7 @@ def test_strict_decode_agrees_with_the_firmware_decoder(value, edits) -> None:  
             data[pos % len(data)] = byte
     data = bytes(data)
     try:
-        want = ("ok", repr(cbor.decode(data)))
+        want = ("ok", repr(cbor._decode_strict(data)))  # the boards' decoder
     except ValueError:
         want = ("error",)
     try:

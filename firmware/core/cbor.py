@@ -98,7 +98,18 @@ def _text_bytes(s):
 
 
 def _enc(obj, out, depth):
-    if obj is None:
+    # Exact types first: byte strings and small ints are most of every protocol message.
+    t = type(obj)
+    if t is bytes:
+        n = len(obj)
+        if n < 24:
+            out.append(_MT_BYTES | n)
+        else:
+            _head(out, _MT_BYTES, n)
+        out += obj
+    elif t is int and 0 <= obj < 24:
+        out.append(obj)
+    elif obj is None:
         out.append(_NULL)
     elif obj is True:
         out.append(_TRUE)
@@ -126,8 +137,9 @@ def _enc(obj, out, depth):
         if depth <= 0:
             raise EncodeError("nested too deep")
         _head(out, _MT_ARRAY, len(obj))
+        depth -= 1
         for item in obj:
-            _enc(item, out, depth - 1)
+            _enc(item, out, depth)
     elif isinstance(obj, dict):
         if depth <= 0:
             raise EncodeError("nested too deep")
@@ -137,10 +149,18 @@ def _enc(obj, out, depth):
         else:
             # Only non-negative int keys (the protocol's case): their bytewise order is
             # their numeric order, so sort the ints and skip encoding keys twice.
-            _head(out, _MT_MAP, len(obj))
+            n = len(obj)
+            if n < 24:
+                out.append(_MT_MAP | n)
+            else:
+                _head(out, _MT_MAP, n)
+            depth -= 1
             for k in sorted(obj):
-                _head(out, 0, k)
-                _enc(obj[k], out, depth - 1)
+                if k < 24:
+                    out.append(k)
+                else:
+                    _head(out, 0, k)
+                _enc(obj[k], out, depth)
             return
         by_key = {}
         for k, v in obj.items():
@@ -369,11 +389,21 @@ def decode_prefix(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
     return _decode(mv, 0, len(mv), max_depth, max_items)
 
 
-def decode(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
-    """Decode exactly one item filling all of data (bytes, bytearray or memoryview)."""
+def _decode_strict(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
     mv = _view(data)
     end = len(mv)
     value, pos = _decode(mv, 0, end, max_depth, max_items)
     if pos != end:
         raise _err("trailing bytes", pos)
     return value
+
+
+decode = _decode_strict  # replaced below on CPython by the same decision, made faster
+
+
+if not IS_MICROPYTHON:
+    # Hosts (simulator, ledger, sync tool) make the same decision faster with cbor2's C
+    # decoder; see cbor_cpython.py. Boards never load that module (deploy leaves it out).
+    from .cbor_cpython import fast_decoder
+
+    decode = fast_decoder(_decode_strict) or _decode_strict

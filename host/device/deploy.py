@@ -37,6 +37,7 @@ MAIN_PY = (
 )
 # every role needs these parts of firmware/; plus the role's own folder
 COMMON_PARTS = ("__init__.py", "main.py", "core", "hal")
+HOST_ONLY_SUFFIX = "_cpython.py"  # host accelerators (e.g. core/cbor_cpython.py): never on a board
 MPY_VERSION = 6  # .mpy major version mpy-cross 1.2x emits; MicroPython >= 1.23 loads it (v6.3)
 
 _RM_FIRMWARE = """\
@@ -127,7 +128,7 @@ def firmware_sources(role: str) -> list[tuple[Path, str]]:
         base = root / part
         files = [base] if base.is_file() else sorted(base.rglob("*.py"))
         for f in files:
-            if "__pycache__" in f.parts:
+            if "__pycache__" in f.parts or f.name.endswith(HOST_ONLY_SUFFIX):
                 continue
             out.append((f, f.relative_to(root).as_posix()))
     if not out:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 
-import cbor2
-
 from tapcash.firmware.core import cbor
 
 from .errors import LedgerError
@@ -37,65 +35,9 @@ def parse_id(text: str, what: str = "id") -> bytes:
     return raw
 
 
-def _hl(n: int) -> int:
-    """Length of the shortest CBOR head for argument n."""
-    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
-
-
-def _canonical_len(obj: object, depth: int = 0) -> int:
-    """Length of the deterministic encoding of obj, or -1 when obj is something the strict
-    decoder never yields, or a map whose keys are not increasing integers 0..23 (one-byte keys:
-    in their decoded order these are then the RFC 8949 order). Any non-deterministic encoding
-    of a plain value (longer heads, indefinite lengths, tags) is strictly longer than this."""
-    t = type(obj)
-    if t is bytes:
-        return _hl(len(obj)) + len(obj)  # type: ignore[arg-type]
-    if t is int:
-        if 0 <= obj < (1 << 64):  # type: ignore[operator]
-            return _hl(obj)  # type: ignore[arg-type]
-        if -(1 << 64) <= obj < 0:  # type: ignore[operator]
-            return _hl(-1 - obj)  # type: ignore[operator]
-        return -1
-    if t is str:
-        n = len(obj.encode("utf-8"))  # type: ignore[attr-defined]
-        return _hl(n) + n
-    if t is bool or obj is None:
-        return 1
-    if depth >= cbor.MAX_DEPTH:
-        return -1
-    if t is list:
-        total = _hl(len(obj))  # type: ignore[arg-type]
-        for x in obj:  # type: ignore[attr-defined]
-            n = _canonical_len(x, depth + 1)
-            if n < 0:
-                return -1
-            total += n
-        return total
-    if t is dict:
-        total = _hl(len(obj))  # type: ignore[arg-type]
-        last = -1
-        for k, v in obj.items():  # type: ignore[attr-defined]
-            if type(k) is not int or not last < k <= 23:
-                return -1
-            last = k
-            n = _canonical_len(v, depth + 1)
-            if n < 0:
-                return -1
-            total += 1 + n
-        return total
-    return -1
-
-
 def strict_decode(data: bytes) -> object:
-    """Exactly `firmware.core.cbor.decode` (deterministic, strict), faster: cbor2's C decoder
-    when the value is plain and its deterministic encoding is exactly as long as the input
-    (then it IS the input), else the firmware's decoder decides (ValueError when it refuses)."""
-    try:
-        obj = cbor2.loads(data)
-        if _canonical_len(obj) == len(data):
-            return obj
-    except Exception:  # noqa: BLE001 - the authoritative decoder below decides
-        pass
+    """`firmware.core.cbor.decode`: deterministic and strict (on CPython cbor2 parses, the
+    firmware's rules decide; see firmware/core/cbor_cpython.py)."""
     return cbor.decode(data)
 
 

@@ -493,7 +493,10 @@ def _verify_pure(pk, msg, sig):
 # --- PyNaCl ------------------------------------------------------------------------------
 
 _nacl = None  # nacl.bindings once loaded
-_nacl_key = None  # (seed, secret key) of the last seed
+# PyNaCl wants the 64-byte expanded secret; deriving it costs about a third of a signature.
+# Remember it per seed (CPython only, where a host process may stand in for many devices).
+_nacl_keys = {}
+_NACL_KEYS_MAX = 65536
 
 
 def _load_nacl():
@@ -506,12 +509,12 @@ def _load_nacl():
 
 
 def _nacl_secret(seed):
-    global _nacl_key
-    nk = _nacl_key
-    if nk is not None and nk[0] == seed:
-        return nk[1]
-    pk, sk = _load_nacl().crypto_sign_seed_keypair(seed)
-    _nacl_key = (seed, sk)
+    sk = _nacl_keys.get(seed)
+    if sk is None:
+        if len(_nacl_keys) >= _NACL_KEYS_MAX:
+            _nacl_keys.clear()
+        sk = _load_nacl().crypto_sign_seed_keypair(seed)[1]
+        _nacl_keys[seed] = sk
     return sk
 
 
@@ -587,7 +590,7 @@ def public_key(seed):
     """The 32-byte public key of a 32-byte seed (RFC 8032 private key)."""
     seed = _seed(seed)
     if _use_nacl:
-        return _load_nacl().crypto_sign_seed_keypair(seed)[0]
+        return _nacl_secret(seed)[32:]
     return _expand(seed)[2]
 
 

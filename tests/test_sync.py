@@ -19,7 +19,7 @@ import serial
 import sync_world as sw
 from click.testing import CliRunner
 
-from tapcash.firmware.core import frame
+from tapcash.firmware.core import cbor, frame
 from tapcash.host.cli import cli
 from tapcash.host.sync.errors import EXIT_DEVICE, EXIT_LEDGER, EXIT_PORT, EXIT_SPOOLED
 from tapcash.host.sync.outbox import Batch, Outbox
@@ -107,6 +107,32 @@ def test_two_devices_json_and_each_payment_counted_once(
         code, again, _ = run_cli(*sync_args(dev.path, scn))
     assert code == 0 and again["exported"] == 0 and again["vouchers_loaded"] == 0
     assert sw.snapshot(scn) == reference
+
+
+def test_a_renewed_certificate_and_the_newer_update_both_reach_the_wallet(
+    scn: sw.Scenario,
+) -> None:
+    """The renewal's update carries the certificate; the sync mints a newer one (synced
+    counter) that does not repeat it. The sync tool applies both, oldest first."""
+    from tapcash.firmware.core import proto
+
+    renewed = scn.client.renew(sw.W1, limits={proto.LIM_PAYMENT_MAX: 3000})
+    with SerialDevice(scn.world.wallet()) as dev:
+        code, w, err = run_cli(*sync_args(dev.path, scn))
+    assert code == 0, err
+    assert w["updates_applied"] == 2 and w["update"] == "applied"
+    info = sw.device_state(scn.world.wallet())["info"]
+    cert_body = cbor.decode(cbor.decode(info[proto.INFO_CERT])[0])
+    assert cert_body[proto.CERT_SERIAL] == renewed["serial"] == 2
+    assert cert_body[proto.CERT_LIMITS][proto.LIM_PAYMENT_MAX] == 3000
+    assert info[proto.INFO_COUNTER] == len(sw.PAYMENTS)
+    assert not scn.world.pay(1, 1, 4000).approved  # the renewed limit holds offline
+
+    # the next sync: both answer "already applied" (6916), nothing is applied twice
+    with SerialDevice(scn.world.wallet()) as dev:
+        code, again, err = run_cli(*sync_args(dev.path, scn))
+    assert code == 0, err
+    assert again["updates_applied"] == 0
 
 
 def test_human_output(scn: sw.Scenario) -> None:

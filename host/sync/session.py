@@ -88,6 +88,7 @@ class SyncResult:
     spooled: str | None = None  # outbox file of this batch while it is there
     ack_upto: int | None = None
     update: str | None = None  # "applied" | "already applied" | None (none pending)
+    updates_applied: int = 0  # updates the device took in this sync (a renewal brings two)
     vouchers_loaded: int = 0
     vouchers_already: int = 0
     ledger_result: dict[str, Any] = field(default_factory=dict)
@@ -162,10 +163,10 @@ def export_all(
                 most //= 2  # the answer did not fit a frame: ask for fewer records
                 continue
             raise
-        if page.status_body.get(proto.ST_DEVICE) != info.id:
+        if page.status is not None and page.status_body.get(proto.ST_DEVICE) != info.id:
             raise DeviceRefused("EXPORT status names another device", proto.SW_DATA_INVALID)
         if not total_set:
-            last = page.status_body.get(proto.ST_SEQ, 0)
+            last = page.status_body.get(proto.ST_SEQ, page.last_seq)
             first = page.records[0][0] if page.records else last + 1
             progress.export_total(max(0, last - first + 1))
             total_set = True
@@ -217,7 +218,7 @@ def sync_device(
             res.message = f"{res.flush['unreachable']}; the batch waits in the outbox"
         return _finish(res, transport, t0)
 
-    last_update = None
+    sent_updates: set[bytes] = set()
     for _round in range(MAX_ROUNDS):
         res.rounds += 1
         batch, spooled = _export_and_spool(dev, info, outbox, progress, page_records, clock, res)
@@ -235,14 +236,22 @@ def sync_device(
         res.ledger_result["hotlist_version"] = reply.hotlist_version
 
         progress.stage("updating the device")
-        if reply.update and reply.update != last_update:
-            last_update = reply.update
+        # Every pending update, oldest first: a renewed certificate travels only in the update
+        # minted for the renewal, and later updates (synced counter, hot list) do not repeat it.
+        for update in reply.updates or ([reply.update] if reply.update else []):
+            if update in sent_updates:
+                continue
+            sent_updates.add(update)
             try:
-                applied = dev.apply(reply.update)
-                if applied or res.update is None:
-                    res.update = "applied" if applied else "already applied"
+                applied = dev.apply(update)
             except DeviceRefused as e:
                 res.warnings.append(e.message)
+                continue
+            if applied:
+                res.update = "applied"
+                res.updates_applied += 1
+            elif res.update is None:
+                res.update = "already applied"
         loaded = 0
         for voucher in reply.vouchers:
             try:

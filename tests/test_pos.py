@@ -155,6 +155,11 @@ def test_info_export_ack(audit) -> None:
 
     out = cbor.decode(call(pos, proto.INS_EXPORT, cbor.encode({0: 1, 1: 2})))
     assert [s for s, _ in out[proto.EXP_RECORDS]] == [2, 3] and out[proto.EXP_MORE] is True
+    assert proto.EXP_STATUS not in out and out[proto.EXP_LAST] == 5  # signed on the last page
+    last = cbor.decode(call(pos, proto.INS_EXPORT, cbor.encode({0: 3, 1: 16})))
+    assert [s for s, _ in last[proto.EXP_RECORDS]] == [4, 5] and last[proto.EXP_MORE] is False
+    _b, status, _s = proto.open_envelope(last[proto.EXP_STATUS])
+    assert status == {proto.ST_DEVICE: pair.pos_id, proto.ST_SEQ: 5}
     assert len(audit.pos(pos)) == 5
 
     issuer = pair.issuer
@@ -472,3 +477,25 @@ def test_pos_without_a_clock() -> None:
         assert r.approved, r
     assert pair.pos.take_payment(100).reason == "hotlist_stale"
     assert pair.pos.precheck(20_001) == "floor_limit"
+
+
+def test_the_ledgers_ack_sets_an_unset_or_late_clock_forward_only() -> None:
+    """An ESP32 RTC loses the time at power-off: the next sync's ACK (issuer-signed, with the
+    ledger's time) sets it, so hot-list age, expiry and daily limits are judged again."""
+    pair = make_pair(31, now=0)
+    assert pair.pos.take_payment(100).approved
+    issuer, pos = pair.issuer, pair.pos
+    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0))
+    assert pair.clock.now() == T0
+    # an old ack replayed later cannot turn the clock back
+    pair.clock.set(T0 + 3600)
+    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0))
+    assert pair.clock.now() == T0 + 3600
+    # small drift is left alone; a clock well behind is brought forward
+    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0 + 3600 + 60))
+    assert pair.clock.now() == T0 + 3600
+    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0 + 7200))
+    assert pair.clock.now() == T0 + 7200
+    # an ack the POS refuses (another device's) sets nothing
+    assert sw_of(pos.process(cmd(proto.INS_ACK, issuer.ack(b"other id", 1, T0 + 10**6)))) == 0x6984
+    assert pair.clock.now() == T0 + 7200

@@ -52,6 +52,9 @@ class Clock:
     def now(self):
         raise NotImplementedError
 
+    def set(self, unix):
+        """Set the clock (a POS takes the ledger's time from a signed ACK); no-op if fixed."""
+
 
 class Rng:
     def random(self, n):
@@ -59,14 +62,14 @@ class Rng:
 
 
 class Display:
-    """A few short text lines (SSD1306 on a visual card or POS, a screen widget in the simulator)."""
+    """A few short text lines (SSD1306 on a visual card or POS, a screen widget in the sim)."""
 
     def show(self, lines):
         pass
 
 
 class Keys:
-    """Keypad: returns one key ("0".."9", "#" enter, "*" clear/cancel) or None when the timeout expires."""
+    """Keypad: one key ("0".."9", "#" enter, "*" clear/cancel), or None at the timeout."""
 
     def get_key(self, timeout_ms):
         return None
@@ -85,7 +88,8 @@ class Signal:
 class Hal:
     """Bundle handed to an app. Only the members the app's role needs must be set."""
 
-    def __init__(self, flash=None, clock=None, rng=None, link=None, display=None, keys=None, signal=None):
+    def __init__(self, flash=None, clock=None, rng=None, link=None, display=None, keys=None,
+                 signal=None):
         self.flash = flash
         self.clock = clock
         self.rng = rng

@@ -187,7 +187,8 @@ EXP_SINCE = const(0)  # request: records with seq > since
 EXP_MAX = const(1)  # request: at most this many records
 EXP_RECORDS = const(0)  # response: [[seq, record map], ...]
 EXP_MORE = const(1)  # response: true when records after the last one sent remain
-EXP_STATUS = const(2)  # response: device status envelope
+EXP_STATUS = const(2)  # response, last page only: device status envelope
+EXP_LAST = const(3)  # response: last journal seq (unsigned; the sync tool's progress)
 
 # ---- receipt body (POS-signed) -----------------------------------------------------------
 RCPT_POS = const(0)

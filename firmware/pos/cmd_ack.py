@@ -1,7 +1,13 @@
 # ACK: the ledger (issuer key) confirms it stored the journal up to a seq; prune up to there.
+# The ack's time also sets a clock that is unset or behind: an ESP32 RTC forgets the time at
+# every power loss, and hot-list age, certificate expiry and daily limits need it. Forward
+# only: a replayed old ack cannot turn the clock back, and only the issuer signs acks.
 from ..core import proto
 from ..core.hal import PowerCut
+from ..core.runtime import const
 from . import state as st
+
+CLOCK_SLACK_S = const(120)  # drift tolerated before the ack's time is taken
 
 
 def handle(app, p1, p2, data):
@@ -20,4 +26,8 @@ def handle(app, p1, p2, data):
         raise
     except Exception:
         raise proto.ApduError(proto.SW_MEMORY) from None
+    t = body.get(proto.ACK_TIME)
+    clock = app.hal.clock
+    if clock is not None and type(t) is int and t > app.now() + CLOCK_SLACK_S:
+        clock.set(t)
     return b""

@@ -1,4 +1,5 @@
-# EXPORT: journal records after a seq, closed by a POS-signed status (docs/PROTOCOL.md §3.4).
+# EXPORT: journal records after a seq; the last page is closed by a POS-signed status
+# (docs/PROTOCOL.md §3.4). Only the last: a signature costs ~0.4 s on an ESP32.
 # The journal is read one segment at a time; the answer is bounded in records and bytes.
 from ..core import cbor, proto
 from ..core.runtime import const
@@ -26,7 +27,10 @@ def handle(app, p1, p2, data):
             break
         out.append([seq, cbor.decode(rec)])
         size += len(rec)
-    status = app.sign(
-        proto.TAG_STATUS, {proto.ST_DEVICE: app.pos_id, proto.ST_SEQ: app.journal.last_seq}
-    )
-    return cbor.encode({proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_STATUS: status})
+    last = app.journal.last_seq
+    resp = {proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_LAST: last}
+    if not more:
+        resp[proto.EXP_STATUS] = app.sign(
+            proto.TAG_STATUS, {proto.ST_DEVICE: app.pos_id, proto.ST_SEQ: last}
+        )
+    return cbor.encode(resp)

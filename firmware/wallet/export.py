@@ -1,10 +1,11 @@
 # EXPORT (80 60 00 00, data = CBOR {0: since seq, 1: max records}, both optional: 0 and 16):
 # journal records with seq > since, oldest first, at most `max` of them and about
-# app.export_bytes bytes (at least one when any is left), then a status envelope signed by
-# the device key: {0: id, 1: last journal seq, 2: counter, 3: balance, 4: chain head,
-# 5: pending, 6: vouchers applied}. Response: CBOR {0: [[seq, record map], ...], 1: more,
-# 2: status envelope}. Read-only: nothing is written (a record the state still owes is
-# appended first, so the export is complete).
+# app.export_bytes bytes (at least one when any is left); the last page (more = false) also
+# carries a status envelope signed by the device key: {0: id, 1: last journal seq,
+# 2: counter, 3: balance, 4: chain head, 5: pending, 6: vouchers applied}. Response: CBOR
+# {0: [[seq, record map], ...], 1: more, 2: status envelope (last page), 3: last seq}.
+# Read-only: nothing is written (a record the state still owes is appended first, so the
+# export is complete).
 from ..core import cbor, proto
 from . import state as st
 from .app import decode_map
@@ -25,16 +26,19 @@ def handle(app, p1, p2, data):
             break
         out.append([seq, cbor.decode(rec)])
         size += len(rec)
-    status = app.seal(
-        proto.TAG_STATUS,
-        {
-            proto.ST_DEVICE: s[st.S_ID],
-            proto.ST_SEQ: app.journal.last_seq,
-            proto.ST_COUNTER: s[st.S_COUNTER],
-            proto.ST_BALANCE: s[st.S_BALANCE],
-            proto.ST_PREV: s[st.S_PREV],
-            proto.ST_PENDING: s[st.S_PENDING],
-            proto.ST_LOADS: s[st.S_LOADS],
-        },
-    )
-    return cbor.encode({proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_STATUS: status})
+    last = app.journal.last_seq
+    resp = {proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_LAST: last}
+    if not more:  # one signature per export, not per page
+        resp[proto.EXP_STATUS] = app.seal(
+            proto.TAG_STATUS,
+            {
+                proto.ST_DEVICE: s[st.S_ID],
+                proto.ST_SEQ: last,
+                proto.ST_COUNTER: s[st.S_COUNTER],
+                proto.ST_BALANCE: s[st.S_BALANCE],
+                proto.ST_PREV: s[st.S_PREV],
+                proto.ST_PENDING: s[st.S_PENDING],
+                proto.ST_LOADS: s[st.S_LOADS],
+            },
+        )
+    return cbor.encode(resp)

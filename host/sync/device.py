@@ -40,8 +40,9 @@ class DeviceInfo:
 class ExportPage:
     records: list[tuple[int, bytes]]  # (seq, record CBOR bytes)
     more: bool
-    status: bytes  # device-signed status envelope
-    status_body: dict[int, Any]
+    last_seq: int  # the device's last journal seq (unsigned, for progress)
+    status: bytes | None  # device-signed status envelope: the last page only
+    status_body: dict[int, Any]  # empty before the last page
 
 
 def sw_text(sw: int) -> str:
@@ -104,20 +105,23 @@ class Device:
             m = cbor.decode(data)
             recs = m[proto.EXP_RECORDS]
             more = m[proto.EXP_MORE]
-            status = m[proto.EXP_STATUS]
-            if isinstance(status, list):
-                status = cbor.encode(status)
-            _bb, status_body, _sig = proto.open_envelope(status)
+            last_seq = m.get(proto.EXP_LAST, 0)
+            status, status_body = None, {}
+            if not more:  # the last page is closed by the signed status
+                status = m[proto.EXP_STATUS]
+                if isinstance(status, list):
+                    status = cbor.encode(status)
+                _bb, status_body, _sig = proto.open_envelope(status)
             records = [
                 (int(seq), rec if isinstance(rec, bytes) else cbor.encode(rec)) for seq, rec in recs
             ]
         except (ValueError, KeyError, TypeError, proto.ApduError):
             raise DeviceRefused("malformed EXPORT answer", proto.SW_WRONG_DATA) from None
-        if not isinstance(more, bool) or any(
+        if not isinstance(more, bool) or not isinstance(last_seq, int) or any(
             b <= a for (a, _), (b, _) in zip(records, records[1:], strict=False)
         ):
             raise DeviceRefused("malformed EXPORT answer", proto.SW_WRONG_DATA)
-        return ExportPage(records, more, status, status_body)
+        return ExportPage(records, more, last_seq, status, status_body)
 
     def _applied(self, what: str, ins: int, env: bytes) -> tuple[bytes, bool]:
         data, sw = self.command(ins, env)

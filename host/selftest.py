@@ -48,5 +48,6 @@ def run_selftest(echo=click.echo) -> bool:
             and not ed25519.verify(public, encoded + b"x", signature),
             f"pk {public.hex()[:16]}.., sig {signature.hex()[:16]}.., tampered sig rejected",
         )
-    ed25519.set_backend(os.environ.get("TAPCASH_CRYPTO", "auto"))
+    # back to what the rest of the process runs with (the import-time rule: "pure" or auto)
+    ed25519.set_backend("pure" if os.environ.get("TAPCASH_CRYPTO") == "pure" else "auto")
     return ok

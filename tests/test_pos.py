@@ -499,3 +499,16 @@ def test_the_ledgers_ack_sets_an_unset_or_late_clock_forward_only() -> None:
     # an ack the POS refuses (another device's) sets nothing
     assert sw_of(pos.process(cmd(proto.INS_ACK, issuer.ack(b"other id", 1, T0 + 10**6)))) == 0x6984
     assert pair.clock.now() == T0 + 7200
+
+
+def test_every_decline_reason_has_a_message_that_fits_the_screen() -> None:
+    import re
+
+    from tapcash.firmware.pos import pay
+
+    assert all(len(m) <= 16 for m in pay._MESSAGES.values())  # 128-px SSD1306, 8-px font
+    source = Path(pay.__file__).read_text()
+    reasons = set(re.findall(r'(?:return|reason =|result\([A-Z]+,)\s*"([a-z_]+)"', source))
+    reasons |= {pay._card_reason(sw) for sw in range(0x6000, 0x7000)}
+    reasons -= {"ok", "recovered"}  # approved
+    assert reasons and not reasons - set(pay._MESSAGES), reasons - set(pay._MESSAGES)

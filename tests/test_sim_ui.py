@@ -161,9 +161,9 @@ def test_decline_above_the_balance_shows_the_reason_and_changes_nothing() -> Non
         await until(pilot, lambda: len(app.payments) == 1 and phase(app) == IDLE)
 
         assert (app.payments[0].status, app.payments[0].reason) == ("declined", "funds")
-        assert pos_lines(app) == ("Declined", "Insufficient funds")
+        assert pos_lines(app) == ("Declined", "Not enough funds")
         # the board's 128x64 SSD1306 has 16 columns: the screen shows what fits
-        assert app.query_one("#pos-lcd", Lcd).text.splitlines()[2] == "Insufficient fun"
+        assert app.query_one("#pos-lcd", Lcd).text.splitlines()[2] == "Not enough funds"
         assert log_has(app, "DECLINED 30.00 card C (Caro): insufficient funds [funds], "
                             "status 6910 insufficient funds")
         assert log_has(app, "← 6910 insufficient funds")

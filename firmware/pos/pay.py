@@ -381,17 +381,32 @@ def _signal(hal, ok):
             sig.fail()
 
 
+# What the POS screen says (16 columns: a 128-px SSD1306 with an 8-px font).
 _MESSAGES = {
-    "funds": "Insufficient funds",
+    "funds": "Not enough funds",
     "pin_wrong": "Wrong PIN",
     "pin_blocked": "PIN blocked",
     "pin_required": "PIN required",
     "revoked": "Card blocked",
     "cert_expired": "Card expired",
+    "counter": "Card refused",  # a counter seen before: clone or rollback
+    "card_refused": "Card refused",
+    "bad_payment": "Card refused",  # the card's payment failed the POS's checks
+    "card_blank": "Card not set up",
+    "bad_info": "Unknown card",
+    "no_app": "Unknown card",  # a card without the tapcash application
+    "over_payment_max": "Over card limit",
+    "offline_count": "Card must sync",
+    "offline_amount": "Card must sync",
+    "card_full": "Card must sync",
+    "velocity": "Daily limit",
     "floor_limit": "Over floor limit",
+    "amount": "Bad amount",
+    "pos_blank": "POS not set up",
     "hotlist_stale": "Sync POS first",
     "journal_full": "Sync POS first",
     "link": "Tap again",
+    "memory": "POS flash error",
 }
 
 

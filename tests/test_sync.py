@@ -133,6 +133,13 @@ def test_a_renewed_certificate_and_the_newer_update_both_reach_the_wallet(
         code, again, err = run_cli(*sync_args(dev.path, scn))
     assert code == 0, err
     assert again["updates_applied"] == 0
+    scn.client.renew(sw.W1)
+    assert scn.world.pay(1, 1, 100).approved
+    with SerialDevice(scn.world.wallet()) as dev:
+        human = [a for a in sync_args(dev.path, scn) if a != "--json"]
+        res = CliRunner().invoke(cli, ["sync", *human])
+    assert res.exit_code == 0, res.output
+    assert "updates: 2 applied" in res.stdout
 
 
 def test_human_output(scn: sw.Scenario) -> None:

@@ -74,7 +74,9 @@ def _describe(res: Any) -> str:
             f"known, {lr.get('conflicts', 0)} conflicts, {lr.get('refused', 0)} refused; "
             f"acknowledged up to seq {res.ack_upto}"
         )
-    if res.update:
+    if res.updates_applied > 1:
+        lines.append(f"  updates: {res.updates_applied} applied")
+    elif res.update:
         lines.append(f"  update {res.update}")
     if res.vouchers_loaded or res.vouchers_already:
         lines.append(

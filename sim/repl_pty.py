@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from tapcash.sim.mpvm import MicroPythonVM, MicroPythonVMError
+from tapcash.sim.serial_device import write_like_uart
 
 PLUGIN_PATH = Path(__file__).resolve().parent / "mpvm_repl_plugin.mjs"
 READ_CHUNK = 4096
-WRITE_STALL_S = 1.0  # nobody read the pty for this long: the rest of the output is lost (UART)
 RUN_TIMEOUT_S = 24 * 3600.0  # one REPL input may run a long program; stop() kills it anyway
 
 _LIST_FILES = (
@@ -188,17 +188,7 @@ class ReplBoard:
                 self._output(self._request("repl", data))
 
     def _output(self, data: bytes) -> None:
-        """Write like a UART: what nobody reads within WRITE_STALL_S is lost."""
-        view = memoryview(data)
-        while view:
-            _, w, _ = select.select([], [self._master], [], WRITE_STALL_S)
-            if not w:
-                return
-            try:
-                n = os.write(self._master, view)
-            except BlockingIOError:
-                continue
-            view = view[n:]
+        write_like_uart(self._master, data)
 
 
 def _files_of(files: Mapping[str, bytes] | Path | str | None) -> dict[str, bytes]:

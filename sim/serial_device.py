@@ -180,16 +180,22 @@ class SerialDevice:
             self._write_now(data)
 
     def _write_now(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            _, w, _ = select.select([], [self._master], [], WRITE_STALL_S)
-            if not w:
-                return
-            try:
-                n = os.write(self._master, view)
-            except BlockingIOError:
-                continue
-            view = view[n:]
+        write_like_uart(self._master, data)
+
+
+def write_like_uart(fd: int, data: bytes) -> None:
+    """Write to a pty's master side as a UART would: once nobody has read the buffer for
+    WRITE_STALL_S, the rest of the output is lost, never queued forever."""
+    view = memoryview(data)
+    while view:
+        _, w, _ = select.select([], [fd], [], WRITE_STALL_S)
+        if not w:
+            return
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            continue
+        view = view[n:]
 
 
 def serve_app(app: App, faults: Faults | None = None) -> SerialDevice:

@@ -143,3 +143,70 @@ def demo(workdir: Path, seed: int | None, runtime: str, as_json: bool) -> None:
             f"day offline, then sync and reconcile (run folder: {workdir})"
         )
     sys.exit(_run(sc, workdir, seed, runtime, False, True, as_json))
+
+
+@sim.command("serve")
+@click.argument("scenario", default="smoke")
+@click.option("--seed", type=int, default=None, help="override the scenario's seed")
+@click.option("--runtime", type=RUNTIMES, default="cpython", show_default=True,
+              help="run the firmware on CPython or inside the real MicroPython VM")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="run folder: ledger database, outbox (default ./tapcash-serve/NAME-SEED)")
+@click.option("--json", "as_json", is_flag=True,
+              help="print one JSON line (ledger, outbox, devices and their ports) when ready")
+def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path | None,
+                  as_json: bool) -> None:
+    """Run SCENARIO's day (default: smoke), then serve every device on its own pseudo-terminal
+    with the ledger on loopback, until Ctrl-C: sync them by hand with `tapcash sync --port`."""
+    import signal
+    import threading
+
+    from tapcash.sim.scenario import ScenarioError, resolve
+    from tapcash.sim.serve import ServedRun
+
+    try:
+        sc = resolve(scenario)
+    except (ScenarioError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    used_seed = sc.seed if seed is None else seed
+    out = out_dir or Path("tapcash-serve") / f"{sc.name}-{used_seed}"
+    served = ServedRun(sc, out, seed=seed, runtime=runtime)
+    err = click.get_text_stream("stderr")
+    click.echo(f"simulating {sc.name} (seed {used_seed}) up to its final syncs...", file=err)
+    served.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        if as_json:
+            click.echo(json.dumps(served.summary()))
+        else:
+            click.echo(f"ledger {served.ledger_url}  (operator token {served.token})")
+            for d in served.devices:
+                click.echo(f"  {d.name:<14} {d.role:<6} {d.id}  {d.port}")
+            first = served.devices[0]
+            click.echo(
+                "sync one by hand, e.g.:\n"
+                f"  tapcash sync --port {first.port} --ledger {served.ledger_url} "
+                f"--token {served.token} --outbox {served.outbox}\n"
+                f"  tapcash ledger report fraud --db {served.run.out / 'ledger.db'}\n"
+                "Ctrl-C stops every device and the ledger."
+            )
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        served.stop()
+    click.echo("stopped", file=err)
+
+
+@sim.command("board")
+@click.option("--flash", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder holding the board's filesystem: loaded at start, written back at exit")
+def board_command(flash: Path | None) -> None:
+    """A bare MicroPython board (the real VM) with its REPL on a pseudo-terminal, until Ctrl-C:
+    mpremote, `tapcash deploy` and `tapcash provision --via repl` work on it as on an ESP32."""
+    from tapcash.sim import repl_pty
+
+    sys.exit(repl_pty.main(["--flash", str(flash)] if flash is not None else []))

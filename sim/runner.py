@@ -573,22 +573,7 @@ class ScenarioRun:
                 self.start_ledger()
             self.provision(progress)
             t_prov = time.perf_counter()
-            events = build_schedule(self.sc, self.seed)
-            for ev in events:
-                self._push(ev)
-            total = len(events)
-            done = 0
-            final: Event | None = None
-            while self._queue:
-                t, _prio, _n, ev = heapq.heappop(self._queue)
-                self.clock.set(self.sc.start + t)
-                if ev.kind == "final":
-                    final = ev
-                    continue
-                self.dispatch(ev)
-                done += 1
-                if progress and (done % 10 == 0 or not self._queue):
-                    progress(done, total, "simulating the day")
+            final = self.simulate_days(progress)
             t_day = time.perf_counter()
             if final is not None:
                 self.clock.set(self.sc.start + final.t)
@@ -604,6 +589,26 @@ class ScenarioRun:
             return self.log
         finally:
             self.close()
+
+    def simulate_days(self, progress: Progress | None = None) -> Event | None:
+        """Every scheduled event up to the final syncs (returned, not run)."""
+        events = build_schedule(self.sc, self.seed)
+        for ev in events:
+            self._push(ev)
+        total = len(events)
+        done = 0
+        final: Event | None = None
+        while self._queue:
+            t, _prio, _n, ev = heapq.heappop(self._queue)
+            self.clock.set(self.sc.start + t)
+            if ev.kind == "final":
+                final = ev
+                continue
+            self.dispatch(ev)
+            done += 1
+            if progress and (done % 10 == 0 or not self._queue):
+                progress(done, total, "simulating the day")
+        return final
 
     def dispatch(self, ev: Event) -> None:
         k = ev.kind

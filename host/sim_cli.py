@@ -162,7 +162,7 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
     import threading
 
     from tapcash.sim.scenario import ScenarioError, resolve
-    from tapcash.sim.serve import ServedRun
+    from tapcash.sim.serve import ServedRun, TooManyDevices
 
     try:
         sc = resolve(scenario)
@@ -173,7 +173,10 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
     served = ServedRun(sc, out, seed=seed, runtime=runtime)
     err = click.get_text_stream("stderr")
     click.echo(f"simulating {sc.name} (seed {used_seed}) up to its final syncs...", file=err)
-    served.start()
+    try:
+        served.start()
+    except TooManyDevices as e:
+        raise click.ClickException(str(e)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

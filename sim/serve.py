@@ -64,6 +64,7 @@ class ServedRun:
             run.start_ledger()
             run.provision(progress)
             run.simulate_days(progress)
+            _enough_files(len(run.devices))
             lock = threading.Lock()
             for name, dev in sorted(run.devices.items(), key=lambda kv: _order(kv[0])):
                 if dev.role == WALLET:
@@ -105,6 +106,30 @@ class ServedRun:
             port.stop()
         self.ports.clear()
         self.run.close()
+
+
+FILES_PER_DEVICE = 4  # a pty pair and a wake-up pipe
+
+
+class TooManyDevices(RuntimeError):
+    pass
+
+
+def _enough_files(devices: int) -> None:
+    """Raise the open-file limit to what the ports need (up to the hard limit), or say why not."""
+    import resource
+
+    need = devices * FILES_PER_DEVICE + 256  # the ledger, its database, the VMs' pipes
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        return
+    raise TooManyDevices(
+        f"{devices} devices need about {need} open files and this shell allows {hard} "
+        f"(ulimit -Hn): serve a smaller scenario or raise the limit"
+    )
 
 
 def _order(name: str) -> tuple[int, str, int]:

@@ -141,3 +141,23 @@ def test_board_is_a_micropython_repl_for_mpremote(tmp_path: Path) -> None:
         code, err = stop(proc)
     assert code == 0, err
     assert (tmp_path / "flash" / "note.txt").read_text() == "kept"  # --flash keeps the files
+
+
+def test_serve_raises_the_open_file_limit_or_says_why_not() -> None:
+    # each served device holds a pty pair and a pipe: a district is more than a default 1024
+    code = (
+        "import resource\n"
+        "from tapcash.sim.serve import TooManyDevices, _enough_files\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 5000))\n"
+        "_enough_files(500)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "try:\n"
+        "    _enough_files(2000)\n"
+        "except TooManyDevices as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    raised, refused = done.stdout.splitlines()
+    assert int(raised) >= 500 * 4
+    assert refused.startswith("2000 devices need about") and "allows 5000" in refused

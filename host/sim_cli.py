@@ -200,6 +200,7 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         served.stop()
     click.echo("stopped", file=err)
 

@@ -8,8 +8,10 @@ when the books balance.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +30,11 @@ def sim() -> None:
 sim.add_command(ui_command)
 
 
-def _run(
-    scenario: Any,
-    out: Path,
-    seed: int | None,
-    runtime: str,
-    processes: bool,
-    plots: bool,
-    as_json: bool,
-) -> int:
-    from rich.console import Console
+@contextlib.contextmanager
+def _progress_bar(console: Any) -> Iterator[Callable[[int, int, str], None]]:
+    """A transient bar per stage (personalising, simulating the day, final sync)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tapcash.sim.report import render_text, summarize, write_outputs
-    from tapcash.sim.runner import ScenarioRun
-
-    console = Console(stderr=as_json)
-    run = ScenarioRun(
-        scenario, out, seed=seed, runtime=runtime, isolation="process" if processes else "inproc"
-    )
     columns = (
         TextColumn("{task.description:<20}"),
         BarColumn(),
@@ -61,6 +49,28 @@ def _run(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
+        yield progress
+
+
+def _run(
+    scenario: Any,
+    out: Path,
+    seed: int | None,
+    runtime: str,
+    processes: bool,
+    plots: bool,
+    as_json: bool,
+) -> int:
+    from rich.console import Console
+
+    from tapcash.sim.report import render_text, summarize, write_outputs
+    from tapcash.sim.runner import ScenarioRun
+
+    console = Console(stderr=as_json)
+    run = ScenarioRun(
+        scenario, out, seed=seed, runtime=runtime, isolation="process" if processes else "inproc"
+    )
+    with _progress_bar(console) as progress:
         log = run.run(progress)
     summary = summarize(log)
     files = write_outputs(summary, log, out, plots=plots)
@@ -161,6 +171,8 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
     import signal
     import threading
 
+    from rich.console import Console
+
     from tapcash.sim.scenario import ScenarioError, resolve
     from tapcash.sim.serve import ServedRun, TooManyDevices
 
@@ -174,7 +186,8 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
     err = click.get_text_stream("stderr")
     click.echo(f"simulating {sc.name} (seed {used_seed}) up to its final syncs...", file=err)
     try:
-        served.start()
+        with _progress_bar(Console(stderr=True)) as progress:
+            served.start(progress)
     except TooManyDevices as e:
         raise click.ClickException(str(e)) from None
     stop = threading.Event()

@@ -30,6 +30,17 @@ def sim() -> None:
 sim.add_command(ui_command)
 
 
+def _scenario(name: str, seed: int | None) -> tuple[Any, int]:
+    """(scenario, the seed it will run with) of a .toml file or a built-in name."""
+    from tapcash.sim.scenario import ScenarioError, resolve
+
+    try:
+        sc = resolve(name)
+    except (ScenarioError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    return sc, sc.seed if seed is None else seed
+
+
 @contextlib.contextmanager
 def _progress_bar(console: Any) -> Iterator[Callable[[int, int, str], None]]:
     """A transient bar per stage (personalising, simulating the day, final sync)."""
@@ -113,13 +124,7 @@ def run_command(
     as_json: bool,
 ) -> None:
     """Run SCENARIO (a .toml file or a built-in name, see `tapcash sim list`)."""
-    from tapcash.sim.scenario import ScenarioError, resolve
-
-    try:
-        sc = resolve(scenario)
-    except (ScenarioError, OSError) as e:
-        raise click.ClickException(str(e)) from None
-    used_seed = sc.seed if seed is None else seed
+    sc, used_seed = _scenario(scenario, seed)
     out = out_dir or Path("tapcash-sim") / f"{sc.name}-{used_seed}"
     sys.exit(_run(sc, out, seed, runtime, processes, not no_plots, as_json))
 
@@ -173,14 +178,9 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
 
     from rich.console import Console
 
-    from tapcash.sim.scenario import ScenarioError, resolve
     from tapcash.sim.serve import ServedRun, TooManyDevices
 
-    try:
-        sc = resolve(scenario)
-    except (ScenarioError, OSError) as e:
-        raise click.ClickException(str(e)) from None
-    used_seed = sc.seed if seed is None else seed
+    sc, used_seed = _scenario(scenario, seed)
     out = out_dir or Path("tapcash-serve") / f"{sc.name}-{used_seed}"
     served = ServedRun(sc, out, seed=seed, runtime=runtime)
     err = click.get_text_stream("stderr")

@@ -97,10 +97,6 @@ class ServedRun:
             "devices": [vars(d) for d in self.devices],
         }
 
-    def stopped_ports(self) -> list[ServedDevice]:
-        """Devices whose line closed on its own (a power cut mid-sync, a fault)."""
-        return [d for d, p in zip(self.devices, self.ports, strict=True) if p.closed.is_set()]
-
     def stop(self) -> None:
         for port in self.ports:
             port.stop()

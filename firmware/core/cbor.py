@@ -406,4 +406,4 @@ if not IS_MICROPYTHON:
     # decoder; see cbor_cpython.py. Boards never load that module (deploy leaves it out).
     from .cbor_cpython import fast_decoder
 
-    decode = fast_decoder(_decode_strict) or _decode_strict
+    decode = fast_decoder(_decode_strict, MAX_DEPTH, MAX_ITEMS) or _decode_strict

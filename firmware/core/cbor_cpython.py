@@ -10,15 +10,13 @@
 # which decides and words the error.
 
 _UINT64_END = 1 << 64
-MAX_DEPTH = 16  # the defaults of cbor.decode
-MAX_ITEMS = 65536
 
 
 def _head_len(n):
     return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
 
 
-def plain_len(obj, depth=MAX_DEPTH, max_items=MAX_ITEMS):
+def plain_len(obj, depth, max_items):
     """Length of obj's deterministic encoding, or -1 when the fast path must not decide."""
     t = type(obj)
     if t is bytes:
@@ -86,8 +84,9 @@ class _EveryTagRefused:
         return 0
 
 
-def fast_decoder(decode_strict):
-    """cbor.decode for this host: decode_strict's answers, cbor2's speed; None without cbor2."""
+def fast_decoder(decode_strict, max_depth_default, max_items_default):
+    """cbor.decode for this host: decode_strict's answers, cbor2's speed; None without cbor2.
+    The defaults are cbor.py's, so both decoders bound depth and items alike."""
     try:
         from collections.abc import Mapping
 
@@ -98,7 +97,7 @@ def fast_decoder(decode_strict):
     no_tags = _EveryTagRefused()
     loads = cbor2.loads
 
-    def decode(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
+    def decode(data, max_depth=max_depth_default, max_items=max_items_default):
         """Decode exactly one item filling all of data (bytes, bytearray or memoryview)."""
         if type(data) is bytes:
             try:

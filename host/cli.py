@@ -1,4 +1,10 @@
-"""The `tapcash` command: one entry point, one small module per sub-command."""
+"""The `tapcash` command: one entry point, one small module per sub-command.
+
+Sub-commands are imported only when they run (host/lazy_group.py), so `tapcash --help` and
+`tapcash --version` do not load FastAPI, uvicorn, matplotlib or Textual. A new sub-command is one
+row in COMMANDS: its name, "module:attribute" and the first sentence of its help
+(tests/test_cli_lazy.py checks that sentence against the command's own help).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,38 @@ from importlib.metadata import version
 
 import click
 
-from .bench import bench
-from .boards_cli import boards
-from .device.cli import deploy, flash, provision
-from .issuer_cli import issuer
-from .ledger.cli import ledger
-from .pcsc.cli import pcsc
-from .sim_cli import demo, sim
-from .sync.cli import sync
+from .lazy_group import Lazy, LazyGroup
+
+COMMANDS: dict[str, Lazy] = {
+    "bench": Lazy("tapcash.host.bench:bench",
+                  "Measure speed and memory (medians over repeated runs)."),
+    "boards": Lazy("tapcash.host.boards_cli:boards", "List board profiles (or `check` one)."),
+    "demo": Lazy("tapcash.host.sim_cli:demo",
+                 "One simulated day: 50 card wallets and 5 POS terminals paying offline, a torn "
+                 "tap, a power cut, a cloned card and a rolled-back card; then every device syncs "
+                 "through the sync tool to the ledger and the books are checked."),
+    "deploy": Lazy("tapcash.host.device.cli:deploy",
+                   "Compile the firmware with mpy-cross and copy it, /board.json and /main.py to a "
+                   "board running MicroPython (mpremote); then import it on the board to check."),
+    "flash": Lazy("tapcash.host.device.cli:flash",
+                  "Erase the board and write a stock MicroPython image with esptool."),
+    "issuer": Lazy("tapcash.host.issuer_cli:issuer",
+                   "Issuer root key: device certificates, vouchers, payroll."),
+    "ledger": Lazy("tapcash.host.ledger.cli:ledger",
+                   "The online ledger service (HTTP, SQLite or PostgreSQL)."),
+    "pcsc": Lazy("tapcash.host.pcsc.cli:pcsc",
+                 "PC/SC: list readers, serve a simulated wallet card (vpcd), take a payment."),
+    "provision": Lazy("tapcash.host.device.cli:provision",
+                      "Personalise a blank device: it makes its key (PERSO KEYGEN), the issuer "
+                      "certifies it here, PERSO FINISH installs certificate, issuer key, PIN/PUK, "
+                      "limits or config."),
+    "sim": Lazy("tapcash.host.sim_cli:sim",
+                "Simulate wallets and POS terminals: scenarios, faults, attacks, reconciliation."),
+    "sync": Lazy("tapcash.host.sync.cli:sync", "Sync a device with the ledger over a serial line."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version("tapcash"), prog_name="tapcash")
 def cli() -> None:
     """Offline tap-to-pay digital cash: wallets, POS terminals, sync and ledger."""
@@ -33,19 +60,6 @@ def selftest() -> None:
         click.echo("self-test FAILED", err=True)
         sys.exit(1)
     click.echo("self-test passed")
-
-
-cli.add_command(bench)
-cli.add_command(boards)
-cli.add_command(ledger)
-cli.add_command(issuer)
-cli.add_command(sync)
-cli.add_command(sim)
-cli.add_command(demo)
-cli.add_command(flash)
-cli.add_command(deploy)
-cli.add_command(provision)
-cli.add_command(pcsc)
 
 
 def main() -> None:

@@ -1,0 +1,69 @@
+"""`tapcash` loads a sub-command's module only when it runs (host/lazy_group.py)."""
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+from click.utils import make_default_short_help
+
+from tapcash.host.cli import COMMANDS, cli
+from tapcash.host.lazy_group import LazyGroup, load
+
+HEAVY = ("fastapi", "uvicorn", "starlette", "matplotlib", "textual", "httpx", "psycopg")
+
+PROBE = """
+import json, sys
+from tapcash.host.cli import main
+sys.argv = ["tapcash", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_top_level_help_imports_no_heavy_module(argv):
+    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                          timeout=60, check=True)
+    loaded = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert "click" in loaded and "tapcash" in loaded  # the probe saw the real import set
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_a_sub_command_is_imported_when_it_runs():
+    proc = subprocess.run([sys.executable, "-c", PROBE, "ledger", "--help"], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert "serve" in proc.stdout
+    assert "fastapi" in json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_table_names_the_command_and_its_own_first_sentence(name):
+    cmd = load(COMMANDS[name].target)
+    assert isinstance(cmd, click.Command)
+    own = cmd.short_help or make_default_short_help(cmd.help or "", 10**6)
+    assert COMMANDS[name].short_help == own
+
+
+def _fresh_lazy() -> LazyGroup:
+    return LazyGroup(name="tapcash", lazy=COMMANDS, commands={"selftest": cli.commands["selftest"]},
+                     params=cli.params, help=cli.help, context_settings=cli.context_settings)
+
+
+@pytest.mark.parametrize("width", [60, 80, 132])
+def test_lazy_listing_is_byte_identical_to_clicks_own(width):
+    lazy = _fresh_lazy()
+    lazy_text = CliRunner().invoke(lazy, ["--help"], terminal_width=width).output
+    assert set(lazy.commands) == {"selftest"}  # nothing was imported to list them
+    eager = click.Group(name="tapcash", params=cli.params, help=cli.help,
+                        context_settings=cli.context_settings,
+                        commands={"selftest": cli.commands["selftest"],
+                                  **{n: load(lz.target) for n, lz in COMMANDS.items()}})
+    eager_text = CliRunner().invoke(eager, ["--help"], terminal_width=width).output
+    assert lazy_text == eager_text
+    assert all(name in lazy_text for name in COMMANDS)

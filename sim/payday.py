@@ -291,8 +291,8 @@ TARGET_KB32 = {
 BUDGET_KB32 = {
     ("wallet", "mpy"): 140,
     ("pos", "mpy"): 150,
-    ("wallet", "romfs"): 94,
-    ("pos", "romfs"): 95,
+    ("wallet", "romfs"): 98,
+    ("pos", "romfs"): 99,
 }
 
 

@@ -1,13 +1,15 @@
 """Schema migrations: numbered steps applied in order, recorded in `schema_version`.
 
 Each step is SQL written once for both back ends; `{blob}`, `{serial}` and `{bigint}` are the only
-dialect differences and are filled in per back end. Append new steps, never edit an applied one.
+dialect differences and are filled in per back end (a step may also give one text per back end).
+Append new steps, never edit an applied one.
 """
 
 from __future__ import annotations
 
 import time
 
+from .codec import MONEY_MAX
 from .db import Database, Tx
 
 _TYPES = {
@@ -17,7 +19,31 @@ _TYPES = {
 
 # Balances may be negative only on the issuer's own contra accounts (kind 'issuer'); the CHECK
 # makes the database refuse any transaction that would break that rule.
-STEPS: list[tuple[int, str, str]] = [
+def _money_guards() -> dict[str, str]:
+    """Step 3: no stored amount or balance can be anything but an integer within +-MONEY_MAX.
+
+    PostgreSQL: CHECK constraints (validated against the rows already there). SQLite cannot add a
+    CHECK to an existing table, and its integer overflow silently turns `balance + x` into a
+    REAL: triggers refuse any row whose value is not an integer in range (`typeof` is checked
+    first, so 9.2e18 stored as REAL is refused too), on new and upgraded databases alike."""
+    m = MONEY_MAX
+    money = {"accounts": ("balance", -m), "postings": ("amount", 1), "vouchers": ("amount", 1),
+             "payments": ("amount", 0), "settlements": ("amount", 0),
+             "payroll_batches": ("total", 0)}
+    pairs = list(money.items()) + [("fraud_cases", ("loss", 0)), ("fraud_cases", ("amount_b", 0))]
+    pg, lite = [], []
+    for table, (col, lo) in pairs:
+        pg.append(f"ALTER TABLE {table} ADD CONSTRAINT {table}_{col}_range "
+                  f"CHECK ({col} BETWEEN {lo} AND {m})")
+        for op in ("INSERT", "UPDATE"):
+            lite.append(
+                f"CREATE TRIGGER {table}_{col}_{op.lower()}_guard BEFORE {op} ON {table} "
+                f"WHEN typeof(NEW.{col}) <> 'integer' OR NEW.{col} NOT BETWEEN {lo} AND {m} "
+                f"BEGIN SELECT RAISE(ABORT, '{table}.{col}: not an integer in [{lo}, {m}]'); END")
+    return {"postgresql": ";\n".join(pg), "sqlite": ";\n".join(lite)}
+
+
+STEPS: list[tuple[int, str, str | dict[str, str]]] = [
     (
         1,
         "initial schema",
@@ -168,12 +194,16 @@ INSERT INTO accounts (name, kind, balance) VALUES ('issuer:loss', 'issuer', 0);
 DROP INDEX postings_src;
 """,
     ),
+    (3, "money columns: integers within +-MONEY_MAX only (CHECK / guard triggers)",
+     _money_guards()),
 ]
 
 LATEST = STEPS[-1][0]
 
 
-def _statements(sql: str, dialect: str) -> list[str]:
+def _statements(sql: str | dict[str, str], dialect: str) -> list[str]:
+    if isinstance(sql, dict):
+        return [s.strip() for s in sql[dialect].split(";\n") if s.strip()]
     text = sql.format(**_TYPES[dialect])
     return [s.strip() for s in text.split(";") if s.strip()]
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .codec import MONEY_MAX
 from .db import Tx
 from .errors import LedgerError
+
+BALANCE_MAX = MONEY_MAX  # |balance| of every account, contra ones included (CHECK in the schema)
 
 FLOAT = "issuer:float"
 LOSS = "issuer:loss"
@@ -97,8 +100,11 @@ class Book:
     def move(self, src: str, dst: str, amount: int, kind: str, ref: str) -> None:
         if amount <= 0:
             raise LedgerError(500, "posting amount must be positive")
-        self.balance(src)
-        self.balance(dst)
+        if amount > MONEY_MAX:
+            raise LedgerError(400, f"amount: at most {MONEY_MAX} minor units")
+        if self.balance(src) - amount < -BALANCE_MAX or self.balance(dst) + amount > BALANCE_MAX:
+            raise LedgerError(409, f"{kind} refused: a balance would pass the ledger's maximum "
+                                   f"{BALANCE_MAX}")
         self._bal[src] -= amount
         self._bal[dst] += amount
         self._delta[src] = self._delta.get(src, 0) - amount
@@ -116,6 +122,21 @@ class Book:
         self._rows = []
         self._delta = {}
         return n
+
+
+# Sums of many amounts can pass 2^63 (SQLite's SUM then fails with "integer overflow"): sum the
+# high and low 31 bits apart, exactly, and add them up in Python.
+SUM_SPLIT = "COALESCE(SUM(amount >> 31), 0), COALESCE(SUM(amount & 2147483647), 0)"
+
+
+def split_total(hi: object, lo: object) -> int:
+    return (int(hi) << 31) + int(lo)  # type: ignore[call-overload]
+
+
+def sum_amount(tx: Tx, table: str, where: str = "1 = 1", params: tuple = ()) -> int:
+    """Exact SUM(amount) of `table` rows matching `where`, whatever the total."""
+    row = tx.one(f"SELECT {SUM_SPLIT} FROM {table} WHERE {where}", params)
+    return split_total(*row) if row else 0
 
 
 def check_invariant(tx: Tx) -> dict:
@@ -136,10 +157,10 @@ def check_invariant(tx: Tx) -> dict:
     held = sum(by_kind.values())
     # Recompute every balance from the postings: the stored balances must match.
     recomputed: dict[str, int] = {}
-    for name, s in tx.all("SELECT dst, SUM(amount) FROM postings GROUP BY dst"):
-        recomputed[name] = recomputed.get(name, 0) + int(s)
-    for name, s in tx.all("SELECT src, SUM(amount) FROM postings GROUP BY src"):
-        recomputed[name] = recomputed.get(name, 0) - int(s)
+    for name, hi, lo in tx.all(f"SELECT dst, {SUM_SPLIT} FROM postings GROUP BY dst"):
+        recomputed[name] = recomputed.get(name, 0) + split_total(hi, lo)
+    for name, hi, lo in tx.all(f"SELECT src, {SUM_SPLIT} FROM postings GROUP BY src"):
+        recomputed[name] = recomputed.get(name, 0) - split_total(hi, lo)
     mismatched = [
         {"account": name, "balance": int(bal), "from_postings": recomputed.get(name, 0)}
         for name, _kind, bal in rows

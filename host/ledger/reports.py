@@ -33,13 +33,10 @@ def merchants(tx: Tx) -> list[dict[str, Any]]:
     rows = []
     for name, bal in tx.all("SELECT name, balance FROM accounts WHERE kind = 'merchant' "
                             "ORDER BY name"):
-        credited = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE dst = ?",
-                                 (name,), default=0))
-        settled = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM settlements "
-                                "WHERE merchant = ?", (bytes.fromhex(name.split(":", 1)[1]),),
-                                default=0))
-        guaranteed = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE dst = ? "
-                                   "AND kind = 'guarantee'", (name,), default=0))
+        credited = P.sum_amount(tx, "postings", "dst = ?", (name,))
+        settled = P.sum_amount(tx, "settlements", "merchant = ?",
+                               (bytes.fromhex(name.split(":", 1)[1]),))
+        guaranteed = P.sum_amount(tx, "postings", "dst = ? AND kind = 'guarantee'", (name,))
         rows.append({"merchant": name.split(":", 1)[1], "credited": credited,
                      "settled": settled, "owed": int(bal), "of_which_guaranteed": guaranteed,
                      "payments": counts.get(name, 0)})
@@ -76,8 +73,8 @@ def wallet_statement(tx: Tx, wid: bytes) -> dict[str, Any]:
     bal = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?", (acct,), default=0))
     staged_bal = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?", (staged,),
                                default=0))
-    unapplied = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM vouchers WHERE wallet = ? "
-                              "AND number > ?", (wid, d["vouchers_applied"]), default=0))
+    unapplied = P.sum_amount(tx, "vouchers", "wallet = ? AND number > ?",
+                             (wid, d["vouchers_applied"]))
     reported = None
     if d["last_status"]:
         _b, st, _s = proto.open_envelope(d["last_status"])

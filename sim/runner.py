@@ -420,7 +420,7 @@ class ScenarioRun:
         )
 
     def sync(self, name: str, *, serial: bool = False, final: bool = False) -> dict[str, Any]:
-        from tapcash.host.sync.errors import SyncError
+        from tapcash.host.device.errors import ToolError
 
         dev = self.devices[name]
         entry: dict[str, Any] = {"t": self.now_rel(), "device": name, "serial": serial,
@@ -441,7 +441,7 @@ class ScenarioRun:
             try:
                 res = self._sync_once(dev, serial, clock)
                 break
-            except SyncError as e:
+            except ToolError as e:
                 entry.update(outcome="failed", error=str(e))
                 self.log.syncs.append(entry)
                 return entry
@@ -473,7 +473,7 @@ class ScenarioRun:
         return entry
 
     def _sync_once(self, dev: Device, serial: bool, clock: Callable[[], float]) -> Any:
-        from tapcash.host.sync.errors import SyncError
+        from tapcash.host.device.errors import ToolError
         from tapcash.host.sync.session import sync_device
 
         if serial:
@@ -483,7 +483,7 @@ class ScenarioRun:
             with SerialDevice(dev) as port, SerialTransport(port.path) as tr:
                 try:
                     return sync_device(tr, ledger=self.link, outbox=self.outbox, clock=clock)
-                except SyncError:
+                except ToolError:
                     port.wait_closed(2.0)
                     if isinstance(port.error, PowerCut):  # the board lost power mid-sync
                         raise PowerCut(str(port.error)) from None

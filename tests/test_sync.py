@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from tapcash.firmware.core import cbor, frame
 from tapcash.host.cli import cli
-from tapcash.host.sync.errors import EXIT_DEVICE, EXIT_LEDGER, EXIT_PORT, EXIT_SPOOLED
+from tapcash.host.device.errors import EXIT_DEVICE, EXIT_LEDGER, EXIT_PORT, EXIT_SPOOLED
 from tapcash.host.sync.outbox import Batch, Outbox
 from tapcash.sim.serial_device import Faults, SerialDevice
 

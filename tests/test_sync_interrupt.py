@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import sync_world as sw
 
-from tapcash.host.sync.errors import LinkLost
+from tapcash.host.device.errors import LinkLost
 from tapcash.host.sync.ledger_link import LedgerLink
 from tapcash.host.sync.outbox import Outbox
 from tapcash.sim.serial_device import Faults, SerialDevice

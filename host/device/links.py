@@ -17,10 +17,9 @@ from types import TracebackType
 
 import serial
 
-from tapcash.host.sync import errors as sync_errors
 from tapcash.host.sync.transport import SerialTransport
 
-from .errors import DeviceError, NoPort, NotMicroPython, NotTapcash, PortBusy, PortPermission
+from .errors import DeviceError, NoAnswer, NotADevice, NotMicroPython
 from .ports import open_serial
 from .repl import PROBE_TIMEOUT_S, RAW_BANNER, _not_micropython_text
 
@@ -32,16 +31,7 @@ REPL_TIMEOUT_S = 30.0  # the first exec imports the app and Ed25519 (seconds on 
 class FrameLink:
     def __init__(self, port: str, baud: int = 115200, timeout_s: float = FRAME_TIMEOUT_S) -> None:
         self.port = port
-        try:
-            self._t = SerialTransport(port, baud, timeout_s=timeout_s, retries=2)
-        except sync_errors.NoSuchPort as e:
-            raise NoPort(e.message) from None
-        except sync_errors.PortBusy as e:
-            raise PortBusy(e.message) from None
-        except sync_errors.PortPermission as e:
-            raise PortPermission(e.message) from None
-        except sync_errors.PortError as e:
-            raise DeviceError(e.message) from None
+        self._t = SerialTransport(port, baud, timeout_s=timeout_s, retries=2)
 
     def transceive(self, apdu: bytes) -> bytes:
         first = self._t.stats.requests == 0
@@ -50,7 +40,7 @@ class FrameLink:
             self._t.timeout_s = min(saved, FIRST_TIMEOUT_S)
         try:
             return self._t.transceive(apdu, retries=1 if first else None)
-        except sync_errors.NoAnswer:
+        except NoAnswer:
             heard = self._t.stats.bytes_in
             what = (
                 f"the line carries {heard} bytes of something else (a MicroPython REPL? then "
@@ -58,12 +48,10 @@ class FrameLink:
                 if heard
                 else "nothing answered"
             )
-            raise NotTapcash(
+            raise NotADevice(
                 f"no tapcash firmware answers on {self.port} (sync frames; {what}): deploy it "
                 "(tapcash deploy) and reset the board so its main loop runs"
             ) from None
-        except sync_errors.SyncError as e:
-            raise DeviceError(e.message) from None
         finally:
             self._t.timeout_s = saved
 
@@ -114,7 +102,7 @@ class ReplLink:
             self._enter_raw()
             out, err = self._exec(_REPL_SETUP)
             if err or "TCREADY" not in out:
-                raise NotTapcash(
+                raise NotADevice(
                     f"the tapcash firmware does not start at the REPL on {port} (deployed? "
                     f"tapcash deploy): {(err or out).strip().splitlines()[-1:]}"
                 )

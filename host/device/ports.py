@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import serial
 
-from .errors import NoPort, PortBusy, PortError, PortPermission
+from .errors import NoPort, NoSuchPort, PortBusy, PortError, PortPermission
 
 # USB-serial bridges boards use (CP210x, CH34x, FTDI: ttyUSB; native USB CDC: ttyACM) and the
 # macOS names of the same.
@@ -66,11 +66,11 @@ def check_port(port: str) -> None:
     try:
         st = os.stat(port)
     except FileNotFoundError:
-        raise NoPort(f"no such port: {port}; {describe_candidates()}") from None
+        raise NoSuchPort(f"no such port: {port}; {describe_candidates()}") from None
     except PermissionError:
         raise PortPermission(_permission_text(port, None)) from None
     if not stat.S_ISCHR(st.st_mode):
-        raise NoPort(f"{port} is not a serial device; {describe_candidates()}")
+        raise NoSuchPort(f"{port} is not a serial device; {describe_candidates()}")
     try:
         fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     except PermissionError:
@@ -79,7 +79,7 @@ def check_port(port: str) -> None:
         if e.errno == errno.EBUSY:
             raise PortBusy(_busy_text(port)) from None
         if e.errno in (errno.ENXIO, errno.ENODEV, errno.EIO):
-            raise NoPort(
+            raise NoSuchPort(
                 f"port {port} does not answer (unplugged?); {describe_candidates()}"
             ) from None
         raise PortError(f"cannot open {port}: {os.strerror(e.errno or 0)}") from None
@@ -155,7 +155,7 @@ def open_serial(port: str, baud: int = 115200, timeout_s: float = 0.05) -> Itera
         if e.errno in (errno.EACCES, errno.EPERM):
             raise PortPermission(_permission_text(port, None)) from None
         if e.errno == errno.ENOENT:
-            raise NoPort(f"no such port: {port}; {describe_candidates()}") from None
+            raise NoSuchPort(f"no such port: {port}; {describe_candidates()}") from None
         if e.errno in (errno.EBUSY, errno.EAGAIN) or "lock" in text.lower():
             raise PortBusy(_busy_text(port)) from None
         raise PortError(f"cannot open {port}: {text}") from None

@@ -34,7 +34,7 @@ from .errors import (
     DeviceError,
     DeviceRefused,
     InputError,
-    NotTapcash,
+    NotADevice,
 )
 
 LIMIT_NAMES = {n[4:].lower(): getattr(proto, n) for n in dir(proto) if n.startswith("LIM_")}
@@ -151,13 +151,13 @@ def command(
 def select(link: ApduLink) -> dict[int, Any]:
     data, sw = command(link, proto.INS_SELECT, proto.AID, cla=proto.CLA_ISO, p1=4)
     if sw != proto.SW_OK:
-        raise NotTapcash(f"the device on {link.port} refused SELECT tapcash (SW {sw:04X})")
+        raise NotADevice(f"the device on {link.port} refused SELECT tapcash (SW {sw:04X})")
     try:
         info = cbor.decode(data)
     except ValueError:
         info = None
     if not isinstance(info, dict) or info.get(proto.INFO_VERSION) != proto.VERSION:
-        raise NotTapcash(f"the device on {link.port} speaks another protocol version")
+        raise NotADevice(f"the device on {link.port} speaks another protocol version")
     return info
 
 
@@ -212,7 +212,7 @@ def provision(
     now: int | None = None,
     say: Callable[[str], None] | None = None,
 ) -> ProvisionResult:
-    """Personalise the blank device behind `link` as `role`. Raises DeviceToolError."""
+    """Personalise the blank device behind `link` as `role`. Raises ToolError."""
     echo = say or (lambda _s: None)
     if role == "pos" and merchant is None:
         raise InputError("a POS needs --merchant (16 hex digits)")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import DeviceError, DeviceToolError, NotMicroPython, PortBusy, PortPermission
+from .errors import DeviceError, NotMicroPython, PortBusy, PortPermission, ToolError
 from .ports import open_serial
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
@@ -118,14 +118,14 @@ def mpremote_command() -> list[str]:
     try:
         import mpremote  # noqa: F401
     except ImportError:
-        raise DeviceToolError("mpremote is not installed: pip install mpremote") from None
+        raise ToolError("mpremote is not installed: pip install mpremote") from None
     return [sys.executable, "-m", "mpremote"]
 
 
 def mpremote(
     port: str, args: Sequence[str], timeout_s: float = MPREMOTE_TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
-    """Run `mpremote connect PORT args...`; on failure raise a summarised DeviceToolError."""
+    """Run `mpremote connect PORT args...`; on failure raise a summarised ToolError."""
     cmd = [*mpremote_command(), "connect", port, *args]
     try:
         done = subprocess.run(
@@ -138,7 +138,7 @@ def mpremote(
     return done
 
 
-def summarise_mpremote(port: str, output: str, code: int) -> DeviceToolError:
+def summarise_mpremote(port: str, output: str, code: int) -> ToolError:
     low = output.lower()
     if "permission denied" in low:
         return PortPermission(f"permission denied on {port}: add yourself to the 'dialout' group")

@@ -10,8 +10,16 @@ from typing import Any
 
 import click
 
+from tapcash.host.device.errors import (
+    EXIT_LEDGER,
+    EXIT_OK,
+    EXIT_SPOOLED,
+    SYNC_EXIT,
+    ToolError,
+    exit_code,
+)
+
 from .device import EXPORT_PAGE_RECORDS
-from .errors import EXIT_LEDGER, EXIT_OK, EXIT_SPOOLED, SyncError
 from .outbox import Outbox, default_dir
 from .transport import DEFAULT_BAUD, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 
@@ -143,7 +151,7 @@ def sync(
     an unreachable ledger left in the outbox.
 
     \b
-    Exit codes:
+    Exit codes (host/device/errors.py):
       0  synced
       3  port unusable: no such port, busy, permission denied
       4  device: not a tapcash device, line lost mid-sync
@@ -160,14 +168,14 @@ def sync(
     link = LedgerLink(ledger, token) if ledger else None
     try:
         code = _run(port, link, box, flush, as_json, baud, timeout_s, retries, page_records)
-    except SyncError as e:
+    except ToolError as e:
+        code = exit_code(e, SYNC_EXIT)
         _emit(
             as_json,
-            {"ok": False, "exit_code": e.exit_code, "error": e.message, "kind": type(e).__name__},
+            {"ok": False, "exit_code": code, "error": e.message, "kind": type(e).__name__},
             f"error: {e.message}",
             err=True,
         )
-        code = e.exit_code
     except KeyboardInterrupt:
         _emit(
             as_json,

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tapcash.firmware.core import cbor, proto
-
-from .errors import DeviceRefused, NoAnswer, NotADevice
+from tapcash.host.device.errors import DeviceRefused, NoAnswer, NotADevice
 
 EXPORT_PAGE_RECORDS = 16  # records asked per EXPORT; the device also bounds a page to ~3000 bytes
 KIND_NAMES = {proto.KIND_WALLET: "wallet", proto.KIND_POS: "pos"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import httpx
 
+from tapcash.host.device.errors import LedgerRefused, LedgerUnreachable
 from tapcash.host.ledger.client import IngestResult, LedgerClient, LedgerHTTPError
 
-from .errors import LedgerRefused, LedgerUnreachable
 from .outbox import Batch
 
 DEFAULT_TIMEOUT_S = 30.0

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tapcash.firmware.core import proto
+from tapcash.host.device.errors import DeviceRefused, LedgerRefused, LedgerUnreachable
 from tapcash.host.ledger.client import IngestResult
 
 from .device import EXPORT_PAGE_RECORDS, Device, DeviceInfo, Transport
-from .errors import DeviceRefused, LedgerRefused, LedgerUnreachable
 from .outbox import Batch, Outbox
 
 MAX_ROUNDS = 3  # export/upload/ack rounds per sync (a round that loads vouchers adds one)

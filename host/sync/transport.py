@@ -18,8 +18,14 @@ from dataclasses import dataclass
 import serial
 
 from tapcash.firmware.core import frame
-
-from .errors import LinkLost, NoAnswer, NoSuchPort, PortBusy, PortError, PortPermission
+from tapcash.host.device.errors import (
+    LinkLost,
+    NoAnswer,
+    NoSuchPort,
+    PortBusy,
+    PortError,
+    PortPermission,
+)
 
 DEFAULT_BAUD = 115200
 DEFAULT_TIMEOUT_S = 2.0  # a board signs the export status with Ed25519: ~0.5 s on an ESP32

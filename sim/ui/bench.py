@@ -515,7 +515,7 @@ class Checkout:
         if self.ledger is None:
             self._log("sync", "sync: no ledger (the UI was started with --no-ledger)")
             return
-        from tapcash.host.sync.errors import SyncError
+        from tapcash.host.device.errors import ToolError
         from tapcash.host.sync.session import sync_device
 
         assert self.pos is not None
@@ -531,7 +531,7 @@ class Checkout:
                     outbox=self.ledger.outbox,
                     clock=lambda: float(self.clock.now()),
                 )
-            except SyncError as e:
+            except ToolError as e:
                 self._log("error", f"sync {name}: {e}")
                 continue
             lr = res.ledger_result or {}

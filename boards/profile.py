@@ -40,6 +40,42 @@ class ProfileError(ValueError):
 class Check:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # strapping pins the profile says it reviewed
+
+
+_OBJECT_FIELDS = ("buses", "peripherals", "options")
+
+
+def shape_errors(profile: Any) -> list[str]:
+    """What makes a profile unreadable (wrong JSON types), before any pin is looked at."""
+    if not isinstance(profile, dict):
+        return [f"a profile is a JSON object, got {type(profile).__name__}"]
+    errors = []
+    if not isinstance(profile.get("name"), str) or not profile.get("name"):
+        errors.append("name: a non-empty string is required")
+    roles = profile.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        errors.append(f"roles: a list of role names is required (e.g. [\"wallet\"]), got {roles!r}")
+    for key in _OBJECT_FIELDS:
+        value = profile.get(key, {})
+        if not isinstance(value, dict):
+            errors.append(f"{key}: an object of name -> settings is required, "
+                          f"got {type(value).__name__}")
+            continue
+        for name, item in value.items():
+            if not isinstance(item, dict):
+                errors.append(f"{key}.{name}: an object is required, got {item!r}")
+    reviewed = profile.get("strapping_reviewed", {})
+    if not isinstance(reviewed, dict):
+        errors.append("strapping_reviewed: an object of GPIO number -> why it is safe is required")
+    else:
+        for pin, why in reviewed.items():
+            if not (pin.isascii() and pin.isdigit()) or int(pin) not in ESP32_STRAPPING:
+                errors.append(f"strapping_reviewed.{pin}: not a strapping pin "
+                              f"({', '.join(str(p) for p in sorted(ESP32_STRAPPING))})")
+            elif not isinstance(why, str) or not why.strip():
+                errors.append(f"strapping_reviewed.{pin}: say why the pin is safe at reset")
+    return errors
 
 
 def profiles_dir() -> Path:
@@ -59,19 +95,29 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
             known = ", ".join(p["name"] for p in list_profiles())
             raise ProfileError(f"no board profile named {name_or_path!r} (known: {known})")
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ProfileError(f"no such profile file: {path}") from None
     except json.JSONDecodeError as exc:
         raise ProfileError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: a profile is a JSON object, got {type(data).__name__}")
+    return data
 
 
 def apply_option(profile: dict[str, Any], option: str) -> dict[str, Any]:
     """Return the profile with a named option (e.g. `nfc_spi`) merged over it."""
+    problems = shape_errors(profile)
+    if problems:
+        raise ProfileError(f"profile {profile.get('name', '?')!r}: {problems[0]}")
     options = profile.get("options", {})
     if option not in options:
         raise ProfileError(f"profile {profile.get('name')!r} has no option {option!r}")
+    if not isinstance(options[option].get("buses", {}), dict):
+        raise ProfileError(f"options.{option}.buses: an object of name -> bus is required")
     merged = json.loads(json.dumps(profile))
+    merged.setdefault("buses", {})
+    merged.setdefault("peripherals", {})
     merged["buses"].update(options[option].get("buses", {}))
     for key, value in options[option].items():
         if key != "buses":
@@ -85,8 +131,12 @@ def apply_option(profile: dict[str, Any], option: str) -> dict[str, Any]:
 def validate(profile: dict[str, Any], role: str | None = None) -> Check:
     """Check pins, buses and the peripherals a role needs; errors make the profile unusable."""
     check = Check()
+    check.errors.extend(shape_errors(profile))
+    if check.errors:
+        return check
     name = profile.get("name", "?")
     owners: dict[int, list[str]] = {}
+    reviewed = profile.get("strapping_reviewed", {})
 
     def use(pin: Any, owner: str, direction: str) -> None:
         if not isinstance(pin, int) or isinstance(pin, bool):
@@ -98,8 +148,13 @@ def validate(profile: dict[str, Any], role: str | None = None) -> Check:
             check.errors.append(f"{owner}: GPIO{pin} is wired to the SPI flash and cannot be used")
         elif pin in ESP32_INPUT_ONLY and direction in ("out", "io"):
             check.errors.append(f"{owner}: GPIO{pin} is input-only and cannot drive {owner}")
+        elif pin in ESP32_STRAPPING and str(pin) in reviewed:
+            check.notes.append(f"{owner}: GPIO{pin} is a strapping pin: {reviewed[str(pin)]}")
         elif pin in ESP32_STRAPPING:
-            check.warnings.append(f"{owner}: GPIO{pin} is a strapping pin; keep it free at reset")
+            check.warnings.append(
+                f"{owner}: GPIO{pin} is a strapping pin; keep it at its reset level or say why it"
+                f" is safe in the profile's strapping_reviewed"
+            )
         owners.setdefault(pin, []).append(owner)
 
     buses = profile.get("buses", {})
@@ -116,12 +171,18 @@ def validate(profile: dict[str, Any], role: str | None = None) -> Check:
 
     peripherals = profile.get("peripherals", {})
     for p_name, p in peripherals.items():
-        if "bus" in p and p["bus"] not in buses:
+        if "bus" in p and not isinstance(p["bus"], str):
+            check.errors.append(f"{p_name}.bus: the name of a bus is required, got {p['bus']!r}")
+        elif "bus" in p and p["bus"] not in buses:
             check.errors.append(f"{p_name}: uses bus {p['bus']!r}, not defined in the profile")
         for key, direction in _PERIPHERAL_PINS.items():
             if key in p:
                 use(p[key], f"{p_name}.{key}", direction)
-        if p_name == "keypad":
+        if p_name == "keypad" and not all(
+            isinstance(p.get(k, []), list) for k in ("rows", "cols", "keys")
+        ):
+            check.errors.append("keypad: rows, cols and keys are lists")
+        elif p_name == "keypad":
             for i, pin in enumerate(p.get("rows", [])):
                 use(pin, f"keypad.rows[{i}]", "out")
             for i, pin in enumerate(p.get("cols", [])):
@@ -143,7 +204,9 @@ def validate(profile: dict[str, Any], role: str | None = None) -> Check:
             if needed not in peripherals:
                 check.errors.append(f"role {r} needs a {needed}, and profile {name!r} has none")
         nfc = peripherals.get("nfc", {})
-        if nfc and nfc.get("mode") != NFC_MODE_FOR_ROLE[r]:
-            wanted, got = NFC_MODE_FOR_ROLE[r], nfc.get("mode")
-            check.errors.append(f"role {r} needs the NFC chip in {wanted} mode, not {got!r}")
+        wanted = NFC_MODE_FOR_ROLE[r]
+        if nfc and "mode" not in nfc:
+            check.errors.append(f"nfc.mode is missing: role {r} needs \"mode\": \"{wanted}\"")
+        elif nfc and nfc["mode"] != wanted:
+            check.errors.append(f"nfc.mode is {nfc['mode']!r}: role {r} needs {wanted!r}")
     return check

@@ -79,3 +79,53 @@ def test_cli_lists_and_checks(tmp_path):
     missing = runner.invoke(cli, ["boards", "check", "no-such-board"])
     assert missing.exit_code != 0
     assert "no board profile named 'no-such-board'" in missing.output
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_profiles_warn_about_nothing(name):
+    # every strapping pin a shipped board uses is reviewed in the profile, with the reason
+    profile = load_profile(name)
+    for form in [profile] + [apply_option(profile, o) for o in profile.get("options", {})]:
+        check = validate(form)
+        assert check.warnings == []
+        assert all("strapping pin:" in n for n in check.notes)
+    assert CliRunner().invoke(cli, ["boards", "check", name]).output == f"{name}: ok\n"
+
+
+def test_an_unreviewed_strapping_pin_still_warns():
+    profile = load_profile("devkitc-pn532-pos")
+    del profile["strapping_reviewed"]["15"]
+    check = validate(profile)
+    assert check.errors == []
+    assert [w.split(":")[0] for w in check.warnings] == ["buzzer.pin"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ('{"name": "x", "roles": ["wallet"], "buses": [], "peripherals": {}}',
+         "buses: an object of name -> settings is required, got list"),
+        ('{"name": "x", "roles": ["wallet"], "peripherals": {"nfc": 5}}',
+         "peripherals.nfc: an object is required, got 5"),
+        ('{"name": "x", "roles": "wallet"}', "roles: a list of role names is required"),
+        ('{"name": "x", "roles": ["pos"], "peripherals": {"nfc": {"chip": "pn532"}}}',
+         'nfc.mode is missing: role pos needs "mode": "reader"'),
+        ('{"name": "x", "roles": ["wallet"], "peripherals": {"nfc": {"mode": "reader"}}}',
+         "nfc.mode is 'reader': role wallet needs 'target'"),
+        ('{"name": "x", "peripherals": {"nfc": {"bus": ["b"]}}}',
+         "nfc.bus: the name of a bus is required"),
+        ('{"name": "x", "peripherals": {"keypad": {"rows": 4}}}',
+         "keypad: rows, cols and keys are lists"),
+        ('{"name": "x", "strapping_reviewed": {"4": "fine"}}',
+         "strapping_reviewed.4: not a strapping pin"),
+        ('[1, 2]', "a profile is a JSON object, got list"),
+    ],
+)
+def test_a_malformed_profile_is_named_not_a_traceback(tmp_path, doc, message):
+    path = tmp_path / "p.json"
+    path.write_text(doc)
+    result = CliRunner().invoke(cli, ["boards", "check", str(path)])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "None" not in result.output

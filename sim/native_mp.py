@@ -7,7 +7,7 @@ heap, which grows on demand. Budgets measured here are a 32-bit board's times
 
 - ``py``: the .py sources (what the VM and CPython run);
 - ``mpy``: .mpy files compiled by mpy-cross (what `tapcash deploy` installs): the bytecode is
-  loaded into the heap;
+  loaded into the heap; the Ed25519 table is a raw file read an entry at a time;
 - ``romfs``: the .mpy files in a ROMFS image (`mpremote romfs build`): mounted with
   vfs.VfsRom, bytecode runs in place. A board maps the image from its flash partition; this
   port has no such partition, so the image's bytes sit in the heap: `Workspace.heap_extra`
@@ -27,6 +27,7 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+from tapcash.host.device.deploy import ED25519_TABLE, ED25519_TABLE_BIN, ed25519_table_blob
 from tapcash.sim.mpvm import compile_mpy, firmware_dir
 
 FORMS = ("py", "mpy", "romfs")
@@ -125,6 +126,8 @@ def firmware_tree(root: Path, form: str) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         if form == "py":
             shutil.copyfile(path, out)
+        elif form == "mpy" and rel.as_posix() == ED25519_TABLE:  # as tapcash deploy does
+            out.with_name(Path(ED25519_TABLE_BIN).name).write_bytes(ed25519_table_blob())
         else:
             compile_mpy(path, out.with_suffix(".mpy"), source_name=f"firmware/{rel.as_posix()}")
     if form != "romfs":

@@ -263,19 +263,33 @@ def min_heap(
     role: str, ws: Any, stream_path: Any, lo: int = 16 * 1024, hi: int = 2 * 1024 * 1024,
     step: int = 1024,
 ) -> tuple[int, Replay]:
-    """The smallest heap (to `step` bytes) at which the day completes, by bisection; and the
-    replay at that heap. Raises RuntimeError when even `hi` is not enough."""
+    """The smallest heap (to `step` bytes) at which the day completes, and the replay there.
+
+    Success is not monotonic in the heap size (where fragmentation bites depends on where
+    the collections fall), so a bisection's answer H is accepted only when H + 1, 2 and 4
+    steps pass too; otherwise the search goes on above the failure. RuntimeError when even
+    `hi` is not enough."""
     best = replay(role, ws, stream_path, hi)
     if not best.ok:
         raise RuntimeError(f"{role} day fails at {hi} bytes of heap:\n{best.output[-2000:]}")
-    while hi - lo > step:
-        mid = (lo + hi) // 2 // step * step
-        r = replay(role, ws, stream_path, mid)
-        if r.ok:
-            hi, best = mid, r
-        else:
-            lo = mid
-    return hi, best
+    top = hi
+    while True:
+        while hi - lo > step:
+            mid = (lo + hi) // 2 // step * step
+            r = replay(role, ws, stream_path, mid)
+            if r.ok:
+                hi, best = mid, r
+            else:
+                lo = mid
+        bad = next(
+            (hi + k * step for k in (1, 2, 4)
+             if hi + k * step < top and not replay(role, ws, stream_path, hi + k * step).ok),
+            None,
+        )
+        if bad is None:
+            return hi, best
+        lo, hi = bad, top
+        best = replay(role, ws, stream_path, hi)
 
 
 # ---- heap budgets (32-bit KB; the native 64-bit port gets WORD_FACTOR times these) -----
@@ -289,10 +303,10 @@ TARGET_KB32 = {
 # What the suite enforces (tests/test_heap_budget.py): the target where it is met, else the
 # heap the firmware needs today, rounded up - so no change can make it worse unnoticed.
 BUDGET_KB32 = {
-    ("wallet", "mpy"): 140,
-    ("pos", "mpy"): 150,
-    ("wallet", "romfs"): 98,
-    ("pos", "romfs"): 99,
+    ("wallet", "mpy"): 114,
+    ("pos", "mpy"): 128,
+    ("wallet", "romfs"): 93,
+    ("pos", "romfs"): 89,
 }
 
 

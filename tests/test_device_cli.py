@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import pytest
 import serial
 
@@ -293,12 +294,24 @@ def test_deploy_to_the_simulated_board(board: ReplBoard) -> None:
     assert doc["role"] == "wallet" and doc["compiled"] is True
     assert "MicroPython 1.27.0 on webassembly" in doc["device"]
     fw = [p for p in doc["files"] if p.startswith("/firmware/")]
-    assert fw and all(p.endswith(".mpy") for p in fw)
+    table = "/firmware/core/_ed25519_table.bin"  # raw, read an entry at a time: not heap
+    assert fw and all(p.endswith(".mpy") for p in fw if p != table)
+    assert doc["files"][table] == 27648 and "/firmware/core/_ed25519_table.mpy" not in fw
     assert "/firmware/wallet/app.mpy" in fw and not any("/pos/" in p for p in fw)
     assert doc["modules"]["firmware.wallet.app"] == "firmware/wallet/app.mpy"
     # what is on the board, seen by mpremote in a new session (after a soft reset)
     out = mpremote(board.path, "exec", "import firmware.wallet.app as a; print(a.__file__)")
     assert out.strip() == "firmware/wallet/app.mpy"
+    # the signer reads the table file, and its signatures are libsodium's
+    out = mpremote(
+        board.path,
+        "exec",
+        "from firmware.core import ed25519 as e\n"
+        "print(e._table_path, e.sign(bytes(32), b'tapcash').hex())",
+    )
+    path, sig = out.split()
+    assert path.endswith("firmware/core/_ed25519_table.bin")
+    assert bytes.fromhex(sig) == nacl.signing.SigningKey(bytes(32)).sign(b"tapcash").signature
     on_board = json.loads(mpremote(board.path, "fs", "cat", ":board.json"))
     assert on_board["role"] == "wallet" and on_board["options"] == []
     assert on_board["profile"]["name"] == "devkitc-pn532-wallet"

@@ -36,8 +36,13 @@
 # Not constant time: big-int arithmetic in Python is not, so neither is this code. The
 # pure signer fits devices whose timing an attacker cannot measure finely; PyNaCl signs
 # in constant time on the host.
+from array import array
+
 from . import sha512 as _sha512
 from .runtime import IS_MICROPYTHON
+
+_ZEROS = bytes(264)  # digit arrays are signed bytes (array "b"), not lists of ints: 264
+# bytes instead of 264 pointers, which a fixed heap must find in one piece
 
 _P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED  # 2**255 - 19
 _L = 0x1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED  # group order
@@ -74,6 +79,29 @@ def _tz_table():
 
 
 _TZ = _tz_table()
+
+# The base-point tables: the bytes constants of _ed25519_table (frozen or ROMFS: read in
+# place from flash; .py/.mpy on a filesystem: on the heap), or - when a deploy put them there
+# instead - the file _ed25519_table.bin beside this module (COMB || ODD, 27,648 bytes), read
+# one 96-byte entry at a time so the table never enters the heap.
+_COMB_BYTES = 24576
+_table_path = None
+try:
+    _table_path = __file__[: __file__.rfind("/") + 1] + "_ed25519_table.bin"
+    open(_table_path, "rb").close()
+except (NameError, OSError, AttributeError):
+    _table_path = None
+
+
+def _table(name):
+    """(memoryview to index, open table file or None, offset of `name` in the file)."""
+    if _table_path is not None:
+        buf = bytearray(96)
+        return memoryview(buf), open(_table_path, "rb"), 0 if name == "COMB" else _COMB_BYTES
+    from . import _ed25519_table
+
+    return memoryview(getattr(_ed25519_table, name)), None, 0
+
 
 _A_CACHE_MAX = 2
 _a_cache = []  # [(public key bytes, table of odd multiples of -A)], most recent first
@@ -228,14 +256,20 @@ def _a_table(pk):
 
 def _base_mul(k):
     """k*B for 0 <= k < 2**255 as extended (X, Y, Z, T): signed radix-16 comb, ref10 style."""
-    from ._ed25519_table import COMB
+    tb, tf, _ = _table("COMB")
+    try:
+        return _base_mul_with(k, tb, tf)
+    finally:
+        if tf is not None:
+            tf.close()
 
+
+def _base_mul_with(k, tb, tf):
     P = _P
     M = _MASK255
     frm = int.from_bytes
-    tb = memoryview(COMB)
     kb = k.to_bytes(32, "little")
-    e = [0] * 64  # digits in -8..8 with k = sum(e[i] * 16**i)
+    e = array("b", _ZEROS[:64])  # digits in -8..8 with k = sum(e[i] * 16**i)
     carry = 0
     for i in range(32):
         v = kb[i]
@@ -289,13 +323,16 @@ def _base_mul(k):
             d = e[i]
             if not d:
                 continue
+            o = ((i >> 1) * 8 + (d if d > 0 else -d) - 1) * 96
+            if tf is not None:
+                tf.seek(o)
+                tf.readinto(tb)
+                o = 0
             if d > 0:
-                o = ((i >> 1) * 8 + d - 1) * 96
                 ypx = frm(tb[o : o + 32], "little")
                 ymx = frm(tb[o + 32 : o + 64], "little")
                 t2 = frm(tb[o + 64 : o + 96], "little")
             else:
-                o = ((i >> 1) * 8 - d - 1) * 96
                 ymx = frm(tb[o : o + 32], "little")
                 ypx = frm(tb[o + 32 : o + 64], "little")
                 t2 = -frm(tb[o + 64 : o + 96], "little")
@@ -351,14 +388,20 @@ def _naf(k, w, out):
 
 def _double_scalarmult(h, atab, s):
     """h*(-A) + s*B as projective (X, Y, Z); atab from _a_table, one shared doubling chain."""
-    from ._ed25519_table import ODD
+    tb, tf, base = _table("ODD")
+    try:
+        return _double_scalarmult_with(h, atab, s, tb, tf, base)
+    finally:
+        if tf is not None:
+            tf.close()
 
+
+def _double_scalarmult_with(h, atab, s, tb, tf, base):
     P = _P
     M = _MASK255
     frm = int.from_bytes
-    tb = memoryview(ODD)
-    na = [0] * 264
-    nb = [0] * 264
+    na = array("b", _ZEROS)
+    nb = array("b", _ZEROS)
     top = max(_naf(h, 5, na), _naf(s, 7, nb))
     if top > 263:
         top = 263
@@ -416,13 +459,16 @@ def _double_scalarmult(h, atab, s):
             Y = py * pz % P
             Z = pz * pt % P
             T = px * py % P
+            o = ((db if db > 0 else -db) >> 1) * 96
+            if tf is not None:
+                tf.seek(base + o)
+                tf.readinto(tb)
+                o = 0
             if db > 0:
-                o = (db >> 1) * 96
                 ypx = frm(tb[o : o + 32], "little")
                 ymx = frm(tb[o + 32 : o + 64], "little")
                 t2 = frm(tb[o + 64 : o + 96], "little")
             else:
-                o = (-db >> 1) * 96
                 ymx = frm(tb[o : o + 32], "little")
                 ypx = frm(tb[o + 32 : o + 64], "little")
                 t2 = -frm(tb[o + 64 : o + 96], "little")

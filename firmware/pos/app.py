@@ -11,6 +11,7 @@
 # on the same flash recovers in power_on().
 from ..core import proto
 from ..core.hal import PowerCut
+from ..core.runtime import collect
 from ..core.storage import Journal, StateStore
 from . import state as st
 
@@ -204,6 +205,7 @@ class PosApp:
     def process(self, apdu):
         """One command APDU in, one response APDU (data || SW) out. Never raises, except
         hal.PowerCut."""
+        collect()  # the last command's garbage goes before this one's long-lived objects
         try:
             if not self.on:
                 self.power_on()
@@ -234,6 +236,7 @@ class PosApp:
         """Run one payment with the card in the field; returns a pay.PaymentResult."""
         from . import pay
 
+        collect()
         if not self.on:
             self.power_on()
         return pay.take_payment(self, amount, pin)

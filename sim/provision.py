@@ -1,5 +1,6 @@
 """Provisioned devices for tests and the simulator: an issuer, wallets and POS terminals
-personalised through their real APDUs (PERSO KEYGEN / FINISH, LOAD, APPLY), on simulated flash
+personalised through their real APDUs by the same steps `tapcash provision` takes on a board
+(host/device/provision.py `personalise`: PERSO KEYGEN / FINISH), loaded (LOAD), on simulated flash
 with a settable clock and seeded randomness, and the host-side reader steps a terminal does
 not do (load a voucher, a wallet-to-wallet transfer, an export).
 
@@ -17,6 +18,9 @@ from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.core.hal import Hal
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
+from tapcash.host.device import apdu
+from tapcash.host.device.apdu import AppLink
+from tapcash.host.device.provision import personalise
 from tapcash.host.issuer import YEAR_S, Issuer
 from tapcash.sim.flash import SimFlash
 from tapcash.sim.inproc import DirectLink, SeededRng, SimClock
@@ -24,14 +28,6 @@ from tapcash.sim.inproc import DirectLink, SeededRng, SimClock
 T0 = 1_800_000_000  # 2027-01-15, the default simulated "now"
 PIN = b"1234"
 PUK = b"12345678"
-
-
-class CommandFailed(Exception):
-    """A device answered a provisioning / host command with a status word other than 9000."""
-
-    def __init__(self, what: str, sw: int) -> None:
-        super().__init__(f"{what}: SW {sw:04X}")
-        self.sw = sw
 
 
 def device_id(kind: str, n: int) -> bytes:
@@ -53,12 +49,8 @@ def call(
     p2: int = 0,
     what: str = "",
 ) -> bytes:
-    """Send one command to a device app, return the data; CommandFailed unless 9000."""
-    resp = app.process(proto.build_command(cla, ins, p1, p2, data))
-    out, sw = proto.split_response(resp)
-    if sw != proto.SW_OK:
-        raise CommandFailed(what or f"INS {ins:02X}", sw)
-    return out
+    """Send one command to a device app, return the data; DeviceRefused unless 9000."""
+    return apdu.call(app.process, ins, data, cla=cla, p1=p1, p2=p2, what=what)
 
 
 def select(app: Any) -> dict[int, Any]:
@@ -85,21 +77,11 @@ def provision_wallet(
     """A personalised wallet on `hal` (its flash blank), loaded with `balance` by voucher 1."""
     app = WalletApp(hal, config)
     select(app)
-    pub = call(app, proto.INS_PERSO_KEYGEN, what="PERSO KEYGEN")
     now = hal.clock.now() if hal.clock is not None else T0
-    cert = issuer.certify_wallet(
-        wallet_id,
-        pub,
+    personalise(
+        AppLink(app), "wallet", issuer, wallet_id, now=now, pin=pin, puk=puk, limits=limits,
         expires=expires if expires is not None else (now or T0) + YEAR_S,
-        limits=limits,
     )
-    finish = {
-        proto.PF_CERT: cert,
-        proto.PF_ISSUERS: [issuer.public_key],
-        proto.PF_PIN: pin,
-        proto.PF_PUK: puk,
-    }
-    call(app, proto.INS_PERSO_FINISH, cbor.encode(finish), what="PERSO FINISH")
     if balance:
         load(app, issuer, wallet_id, 1, balance)
     app.power_on()
@@ -143,23 +125,12 @@ def provision_pos(
     version 1, issued now; b"": none at all (the POS then refuses payments)."""
     app = PosApp(hal)
     app.power_on()
-    pub = call(app, proto.INS_PERSO_KEYGEN, what="PERSO KEYGEN")
     now = hal.clock.now() if hal.clock is not None else 0
-    cert = issuer.certify_pos(
-        pos_id,
-        pub,
-        merchant_id,
+    personalise(
+        AppLink(app), "pos", issuer, pos_id, now=now, merchant=merchant_id, config=config,
+        hotlist=hotlist, category=category,
         expires=expires if expires is not None else (now or T0) + YEAR_S,
-        category=category,
     )
-    finish: dict[int, Any] = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer.public_key]}
-    if config:
-        finish[proto.PF_CONFIG] = config
-    if hotlist is None:
-        hotlist = issuer.hotlist(1, now, [])
-    if hotlist:
-        finish[proto.PF_HOTLIST] = hotlist
-    call(app, proto.INS_PERSO_FINISH, cbor.encode(finish), what="PERSO FINISH")
     return app
 
 
@@ -185,19 +156,11 @@ def transfer(
 ) -> bytes:
     """A staged wallet-to-wallet transfer run by a reader holding both cards: the receiver's
     challenge, the payer's PAY kind 2 to it, the receiver's RECEIVE. Returns the payment
-    envelope; CommandFailed on a refusal, hal.LinkError on a tear."""
-
-    def send(
-        link: DirectLink, ins: int, data: bytes = b"", cla: int = proto.CLA_PROP, p1: int = 0
-    ) -> bytes:
-        out, sw = proto.split_response(link.transceive(proto.build_command(cla, ins, p1, 0, data)))
-        if sw != proto.SW_OK:
-            raise CommandFailed(f"INS {ins:02X}", sw)
-        return out
-
-    rx_info = cbor.decode(send(receiver, proto.INS_SELECT, proto.AID, proto.CLA_ISO, 4))
-    challenge = send(receiver, proto.INS_CHALLENGE, cla=proto.CLA_ISO)
-    px_info = cbor.decode(send(payer, proto.INS_SELECT, proto.AID, proto.CLA_ISO, 4))
+    envelope; DeviceRefused on a refusal, hal.LinkError on a tear."""
+    aid, iso = proto.AID, proto.CLA_ISO
+    rx_info = cbor.decode(apdu.call(receiver.transceive, proto.INS_SELECT, aid, cla=iso, p1=4))
+    challenge = apdu.call(receiver.transceive, proto.INS_CHALLENGE, cla=iso)
+    px_info = cbor.decode(apdu.call(payer.transceive, proto.INS_SELECT, aid, cla=iso, p1=4))
     req: dict[int, Any] = {
         proto.REQ_CHALLENGE: challenge,
         proto.REQ_AMOUNT: amount,
@@ -207,8 +170,9 @@ def transfer(
     }
     if pin is not None:
         req[proto.REQ_PIN] = pin
-    payment = send(payer, proto.INS_PAY, cbor.encode(req))
-    send(receiver, proto.INS_RECEIVE, cbor.encode([payment, px_info[proto.INFO_CERT]]))
+    payment = apdu.call(payer.transceive, proto.INS_PAY, cbor.encode(req))
+    apdu.call(receiver.transceive, proto.INS_RECEIVE,
+              cbor.encode([payment, px_info[proto.INFO_CERT]]))
     return payment
 
 

@@ -30,6 +30,9 @@ import cbor2
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.core.hal import LinkError, PowerCut
+from tapcash.host.device import apdu
+from tapcash.host.device.apdu import AppLink
+from tapcash.host.device.provision import personalise
 from tapcash.host.issuer import YEAR_S, Issuer
 from tapcash.sim.device import (
     POS,
@@ -60,10 +63,7 @@ def issuer_for(seed: int) -> Issuer:
 
 def _call(dev: Device, ins: int, data: bytes = b"", cla: int = proto.CLA_PROP, p1: int = 0,
           what: str = "") -> bytes:
-    out, sw = proto.split_response(dev.process(proto.build_command(cla, ins, p1, 0, data)))
-    if sw != proto.SW_OK:
-        raise RuntimeError(f"{dev.name}: {what or hex(ins)} answered {sw:04X}")
-    return out
+    return apdu.call(dev.process, ins, data, cla=cla, p1=p1, what=f"{dev.name}: {what or hex(ins)}")
 
 
 def _select(dev: Device) -> dict[int, Any]:
@@ -268,16 +268,10 @@ class ScenarioRun:
             spec = DeviceSpec(POS, n, spec_seed(self.seed, POS, n), self.flash_dir(f"pos-{n}"))
             dev = self.factory.make(spec)
             pid, mid = device_id("pos", n), device_id("merchant", n)
-            pub = _call(dev, proto.INS_PERSO_KEYGEN, what="PERSO KEYGEN")
-            cert = self.issuer.certify_pos(pid, pub, mid, expires=now + YEAR_S)
-            finish: dict[int, Any] = {
-                proto.PF_CERT: cert,
-                proto.PF_ISSUERS: [self.issuer.public_key],
-                proto.PF_HOTLIST: hot,
-            }
-            if sc.pos.config:
-                finish[proto.PF_CONFIG] = dict(sc.pos.config)
-            _call(dev, proto.INS_PERSO_FINISH, cbor.encode(finish), what="PERSO FINISH")
+            _pub, cert = personalise(
+                AppLink(dev, dev.name), "pos", self.issuer, pid, expires=now + YEAR_S, now=now,
+                merchant=mid, config=dict(sc.pos.config), hotlist=hot,
+            )
             if self.client:
                 self.client.register(cert)
             dev.field = self.field_for(dev.name)
@@ -295,17 +289,10 @@ class ScenarioRun:
             dev = self.factory.make(spec)
             wid = device_id("wallet", n)
             _select(dev)
-            pub = _call(dev, proto.INS_PERSO_KEYGEN, what="PERSO KEYGEN")
-            cert = self.issuer.certify_wallet(
-                wid, pub, expires=now + YEAR_S, limits=dict(sc.wallets.limits)
+            _pub, cert = personalise(
+                AppLink(dev, dev.name), "wallet", self.issuer, wid, expires=now + YEAR_S,
+                now=now, pin=sc.wallets.pin.encode(), puk=PUK, limits=dict(sc.wallets.limits),
             )
-            finish = {
-                proto.PF_CERT: cert,
-                proto.PF_ISSUERS: [self.issuer.public_key],
-                proto.PF_PIN: sc.wallets.pin.encode(),
-                proto.PF_PUK: PUK,
-            }
-            _call(dev, proto.INS_PERSO_FINISH, cbor.encode(finish), what="PERSO FINISH")
             if balance:
                 if self.client:
                     self.client.register(cert, owner=DESK)
@@ -375,7 +362,8 @@ class ScenarioRun:
         )
 
     def on_transfer(self, ev: Event) -> None:
-        from tapcash.sim.provision import CommandFailed, transfer
+        from tapcash.host.device.errors import DeviceRefused
+        from tapcash.sim.provision import transfer
 
         payer, payee = self.devices[ev.device], self.devices[ev.other]
         fa, fb = self.field_for("reader-a"), self.field_for("reader-b")
@@ -385,7 +373,7 @@ class ScenarioRun:
         ok, reason = True, "ok"
         try:
             transfer(fa, fb, ev.amount, time=self.clock.now(), pin=pin)  # type: ignore[arg-type]
-        except CommandFailed as e:
+        except DeviceRefused as e:
             ok, reason = False, f"sw {e.sw:04X}"
         except LinkError:
             ok, reason = False, "link"

@@ -25,6 +25,7 @@ import uvicorn
 from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
+from tapcash.host.device.apdu import exchange
 from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.app import create_app
 from tapcash.host.ledger.client import IngestResult, LedgerClient
@@ -197,8 +198,7 @@ def apdu(app: Any, ins: int, data: bytes = b"", what: str = "") -> tuple[bytes, 
     """(data, SW) of one command, selecting a wallet first."""
     if isinstance(app, WalletApp):
         pv.select(app)
-    resp = app.process(proto.build_command(proto.CLA_PROP, ins, 0, 0, data))
-    return proto.split_response(resp)
+    return exchange(app.process, ins, data)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from hypothesis import strategies as stg
 from tapcash.firmware.core import cbor, ed25519, proto
 from tapcash.firmware.core.hal import Hal
 from tapcash.firmware.pos.app import PosApp
+from tapcash.host.device.errors import DeviceRefused
 from tapcash.host.issuer import Issuer
 from tapcash.sim.flash import SimFlash
 from tapcash.sim.inproc import (
@@ -30,7 +31,6 @@ from tapcash.sim.inproc import (
 from tapcash.sim.provision import (
     PIN,
     T0,
-    CommandFailed,
     Pair,
     call,
     device_id,
@@ -324,7 +324,7 @@ def test_staged_transfer_and_release(audit) -> None:
 def test_load_voucher_once() -> None:
     pair = make_pair(11, balance=1000)
     assert load(pair.wallet, pair.issuer, pair.wallet_id, 2, 500) == 1500
-    with pytest.raises(CommandFailed) as e:
+    with pytest.raises(DeviceRefused) as e:
         load(pair.wallet, pair.issuer, pair.wallet_id, 2, 500)
     assert e.value.sw == proto.SW_REPLAY
     pair.link.tap()

@@ -24,11 +24,12 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.host.issuer import YEAR_S, Issuer
 
+from .apdu import ApduLink, exchange, select_tapcash
 from .errors import (
     AlreadyPersonalised,
     DeviceError,
@@ -52,12 +53,6 @@ _SW_TEXT = {
     proto.SW_MEMORY: "the device could not write its flash",
     proto.SW_INTERNAL: "the device failed internally",
 }
-
-
-class ApduLink(Protocol):
-    port: str
-
-    def transceive(self, apdu: bytes) -> bytes: ...
 
 
 @dataclass
@@ -133,23 +128,8 @@ def check_secret(value: str | None, what: str, lo: int, hi: int) -> bytes:
 # --- the device side ---------------------------------------------------------------------
 
 
-def command(
-    link: ApduLink,
-    ins: int,
-    data: bytes = b"",
-    *,
-    cla: int = proto.CLA_PROP,
-    p1: int = 0,
-    p2: int = 0,
-) -> tuple[bytes, int]:
-    resp = link.transceive(proto.build_command(cla, ins, p1, p2, data))
-    if len(resp) < 2:
-        raise DeviceRefused(f"short answer to INS {ins:02X} on {link.port}")
-    return proto.split_response(resp)
-
-
 def select(link: ApduLink) -> dict[int, Any]:
-    data, sw = command(link, proto.INS_SELECT, proto.AID, cla=proto.CLA_ISO, p1=4)
+    data, sw = select_tapcash(link.transceive)
     if sw != proto.SW_OK:
         raise NotADevice(f"the device on {link.port} refused SELECT tapcash (SW {sw:04X})")
     try:
@@ -173,7 +153,7 @@ def identify(link: ApduLink) -> tuple[dict[int, Any], str]:
             "provisioned once (its key and certificate are fixed; renew through the ledger)"
         )
     # VERIFY PIN without data changes nothing; only a wallet has it (a POS answers 6D00)
-    _d, sw = command(link, proto.INS_VERIFY_PIN, cla=proto.CLA_ISO, p2=0x80)
+    _d, sw = exchange(link.transceive, proto.INS_VERIFY_PIN, cla=proto.CLA_ISO, p2=0x80)
     return info, ("pos" if sw == proto.SW_INS else "wallet")
 
 
@@ -228,36 +208,17 @@ def provision(
     if role == "wallet":
         # a wallet answers PERSO only inside a session: SELECT again (VERIFY PIN kept it)
         select(link)
-    pub, sw = command(link, proto.INS_PERSO_KEYGEN)
-    if sw != proto.SW_OK:
-        raise _refused("PERSO KEYGEN", sw, link.port)
-    if len(pub) != 32:
-        raise DeviceRefused(f"PERSO KEYGEN on {link.port} returned {len(pub)} bytes, not a key")
     dev = device_id or secrets.token_bytes(8)
     exp = expires if expires is not None else now + YEAR_S
-    echo(f"{role} key generated on the device: {pub.hex()}")
-    finish: dict[int, Any]
+    pub, cert = personalise(
+        link, role, issuer, dev, expires=exp, now=now, merchant=merchant, pin=pin, puk=puk,
+        limits=limits, config=config, category=category, hotlist=hotlist or None, say=echo,
+    )
     if role == "wallet":
-        cert = issuer.certify_wallet(dev, pub, expires=exp, limits=limits)
-        finish = {
-            proto.PF_CERT: cert,
-            proto.PF_ISSUERS: [issuer.public_key],
-            proto.PF_PIN: pin,
-            proto.PF_PUK: puk,
-        }
         settings = dict(proto.DEFAULT_LIMITS)
         settings.update(limits or {})
     else:
-        assert merchant is not None
-        cert = issuer.certify_pos(dev, pub, merchant, expires=exp, category=category)
-        finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer.public_key]}
-        if config:
-            finish[proto.PF_CONFIG] = dict(config)
-        finish[proto.PF_HOTLIST] = hotlist if hotlist else issuer.hotlist(1, now, [])
         settings = dict(config or {})
-    _d, sw = command(link, proto.INS_PERSO_FINISH, cbor.encode(finish))
-    if sw != proto.SW_OK:
-        raise _refused("PERSO FINISH", sw, link.port)
     after = select(link)
     if after.get(proto.INFO_FLAGS, 0) & proto.FLAG_BLANK or after.get(proto.INFO_ID) != dev:
         raise DeviceError(f"the device on {link.port} does not report the new identity")
@@ -272,3 +233,59 @@ def provision(
         settings=settings,
         info=after,
     )
+
+
+def personalise(
+    link: ApduLink,
+    role: str,
+    issuer: Issuer,
+    device_id: bytes,
+    *,
+    expires: int,
+    now: int,
+    merchant: bytes | None = None,
+    pin: bytes | None = None,
+    puk: bytes | None = None,
+    limits: dict[int, int] | None = None,
+    config: dict[int, int] | None = None,
+    category: int = 0,
+    hotlist: bytes | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[bytes, bytes]:
+    """PERSO KEYGEN, the issuer's certificate, PERSO FINISH: the personalisation itself, the same
+    for `tapcash provision` on a board and for the simulator's devices (sim/provision.py).
+
+    The device is selected already (a wallet answers PERSO only inside a session). `hotlist`
+    None: an empty one (version 1, issued `now`); b"": none at all. Returns (public key,
+    certificate); AlreadyPersonalised / DeviceRefused when the device refuses a step."""
+    pub, sw = exchange(link.transceive, proto.INS_PERSO_KEYGEN)
+    if sw != proto.SW_OK:
+        raise _refused("PERSO KEYGEN", sw, link.port)
+    if len(pub) != 32:
+        raise DeviceRefused(f"PERSO KEYGEN on {link.port} returned {len(pub)} bytes, not a key")
+    if say is not None:
+        say(f"{role} key generated on the device: {pub.hex()}")
+    finish: dict[int, Any]
+    if role == "wallet":
+        cert = issuer.certify_wallet(device_id, pub, expires=expires, limits=limits)
+        finish = {
+            proto.PF_CERT: cert,
+            proto.PF_ISSUERS: [issuer.public_key],
+            proto.PF_PIN: pin,
+            proto.PF_PUK: puk,
+        }
+    else:
+        if merchant is None:
+            raise InputError("a POS needs a merchant id")
+        cert = issuer.certify_pos(device_id, pub, merchant, expires=expires, category=category)
+        finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer.public_key]}
+        if config:
+            finish[proto.PF_CONFIG] = dict(config)
+        if hotlist is None:
+            hotlist = issuer.hotlist(1, now, [])
+        if hotlist:
+            finish[proto.PF_HOTLIST] = hotlist
+    _d, sw = exchange(link.transceive, proto.INS_PERSO_FINISH, cbor.encode(finish))
+    if sw != proto.SW_OK:
+        raise _refused("PERSO FINISH", sw, link.port)
+    return pub, cert

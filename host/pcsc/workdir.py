@@ -25,6 +25,7 @@ from tapcash.firmware.core.fileflash import FileFlash
 from tapcash.firmware.core.hal import Clock, Hal, Rng
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
+from tapcash.host.device.apdu import call
 from tapcash.host.issuer import Issuer
 from tapcash.sim import provision as pv
 
@@ -58,11 +59,7 @@ def load_issuer(workdir: Path, key_path: Path | None = None) -> Issuer:
 
 
 def _info(app: PosApp | WalletApp) -> dict:
-    resp = app.process(proto.build_command(proto.CLA_PROP, proto.INS_GET_INFO, 0, 0))
-    data, sw = proto.split_response(resp)
-    if sw != proto.SW_OK:
-        raise pv.CommandFailed("GET INFO", sw)
-    info = cbor.decode(data)
+    info = cbor.decode(call(app.process, proto.INS_GET_INFO, what="GET INFO"))
     assert isinstance(info, dict)
     return info
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tapcash.firmware.core import cbor, proto
+from tapcash.host.device.apdu import exchange, select_tapcash
 from tapcash.host.device.errors import DeviceRefused, NoAnswer, NotADevice
 
 EXPORT_PAGE_RECORDS = 16  # records asked per EXPORT; the device also bounds a page to ~3000 bytes
@@ -55,15 +56,12 @@ class Device:
     def command(
         self, ins: int, data: bytes = b"", *, cla: int = proto.CLA_PROP, p1: int = 0
     ) -> tuple[bytes, int]:
-        resp = self.t.transceive(proto.build_command(cla, ins, p1, 0, data))
-        if len(resp) < 2:
-            raise DeviceRefused(f"short answer to INS {ins:02X}", 0)
-        return proto.split_response(resp)
+        return exchange(self.t.transceive, ins, data, cla=cla, p1=p1)
 
     def select(self) -> DeviceInfo:
         """SELECT the tapcash AID; NotADevice when nothing on the port speaks tapcash."""
         try:
-            data, sw = self.command(proto.INS_SELECT, proto.AID, cla=proto.CLA_ISO, p1=0x04)
+            data, sw = select_tapcash(self.t.transceive)
         except NoAnswer:
             raise NotADevice(
                 f"no tapcash device answers on {self.t.port} (is the sync firmware running, "

@@ -28,8 +28,7 @@
 # Memory: one transmit and one receive buffer (275 bytes each) per chip, allocated once; the
 # responses handed back are memoryviews into the receive buffer (valid until the next command)
 # except the APDUs, which are copied.
-from ..core.runtime import const, ticks_ms
-from . import ticks_add
+from ..core.runtime import const
 
 # --- frames ----------------------------------------------------------------------------------
 _TFI_HOST = const(0xD4)
@@ -218,7 +217,7 @@ class PN532:
             if attempt:
                 self.resends += 1
             self.t.write(frame)
-            deadline = ticks_add(ticks_ms(), self.ack_timeout_ms)
+            deadline = self.t.deadline(self.ack_timeout_ms)
             try:
                 got = self.t.read_frame(rx, deadline)
             except PN532Timeout:
@@ -241,7 +240,7 @@ class PN532:
         cmd = self.pending
         if cmd < 0:
             raise PN532Error(ERR_NO_RESPONSE, "no command pending")
-        deadline = ticks_add(ticks_ms(), self.timeout_ms if timeout_ms is None else timeout_ms)
+        deadline = self.t.deadline(self.timeout_ms if timeout_ms is None else timeout_ms)
         rx = self._rxv
         bad = 0
         while True:

@@ -9,8 +9,7 @@
 #
 # The chip runs ISO-DEP itself (RATS/ATS, I-blocks, chaining, WTX) once fAutomaticRATS is set.
 from ..core.hal import Link, LinkError
-from ..core.runtime import const, ticks_diff, ticks_ms
-from . import sleep_ms, ticks_add
+from ..core.runtime import const, ticks_diff
 from .pn532 import (
     ERR_FRAME,
     ERR_TOO_LONG,
@@ -148,9 +147,10 @@ class PN532ReaderLink(Link):
         """The ISO-DEP card in the field, or None within timeout_ms. Cards that are not
         ISO/IEC 14443-4 (SAK bit 0x20 clear) are released and ignored."""
         self.target = None
-        deadline = ticks_add(ticks_ms(), timeout_ms)
+        clock = self.pn532.t  # the driver's clock
+        deadline = clock.deadline(timeout_ms)
         while True:
-            left = ticks_diff(deadline, ticks_ms())
+            left = ticks_diff(deadline, clock.ticks_ms())
             if left <= 0:
                 return None
             try:
@@ -162,7 +162,7 @@ class PN532ReaderLink(Link):
                     self.target = t
                     return t
                 self._release(t.tg)
-            sleep_ms(5)  # the chip's retries ran out (or a card we ignore): poll again
+            clock.sleep_ms(5)  # the chip's retries ran out (or a card we ignore): poll again
 
     def transceive(self, apdu):
         t = self.target

@@ -12,8 +12,8 @@
 #
 # Optional `irq` Pin (PN532 P70_IRQ, active low): when given, readiness is read from it instead of
 # polling the bus.
-from ..core.runtime import const
-from . import expired, sleep_ms
+from ..core.runtime import const, ticks_diff, ticks_ms
+from . import sleep_ms, ticks_add
 from .pn532 import ERR_NO_RESPONSE, FRAME_MAX, NACK, PN532Error, PN532Timeout, frame_length
 
 I2C_ADDRESS = const(0x24)  # 7-bit address (0x48 write / 0x49 read in the manual's 8-bit form)
@@ -33,18 +33,31 @@ def reverse_bits(b):
 
 
 class _Transport:
-    def __init__(self, reset=None, irq=None, poll_ms=1):
+    def __init__(self, reset=None, irq=None, poll_ms=1, clock=None):
         self.reset_pin = reset
         self.irq = irq
         self.poll_ms = poll_ms
+        if clock is None:
+            self.ticks_ms = ticks_ms
+            self.sleep_ms = sleep_ms
+        else:
+            self.ticks_ms = clock.ticks_ms
+            self.sleep_ms = clock.sleep_ms
+
+    def deadline(self, ms):
+        """The ticks value `ms` milliseconds from now, on this transport's clock."""
+        return ticks_add(self.ticks_ms(), ms)
+
+    def expired(self, deadline):
+        return ticks_diff(deadline, self.ticks_ms()) <= 0
 
     def reset(self):
         pin = self.reset_pin
         if pin is not None:
             pin.value(0)
-            sleep_ms(20)
+            self.sleep_ms(20)
             pin.value(1)
-            sleep_ms(50)  # oscillator start and firmware boot
+            self.sleep_ms(50)  # oscillator start and firmware boot
 
     def wakeup(self):
         pass
@@ -53,9 +66,9 @@ class _Transport:
         pass
 
     def _wait(self, deadline):
-        if expired(deadline):
+        if self.expired(deadline):
             raise PN532Timeout(ERR_NO_RESPONSE, "timeout")
-        sleep_ms(self.poll_ms)
+        self.sleep_ms(self.poll_ms)
 
 
 class PN532_I2C(_Transport):
@@ -65,8 +78,8 @@ class PN532_I2C(_Transport):
     that stops early loses the rest of the frame, and the NACK makes the chip send it again.
     """
 
-    def __init__(self, i2c, addr=I2C_ADDRESS, reset=None, irq=None, poll_ms=1):
-        super().__init__(reset, irq, poll_ms)
+    def __init__(self, i2c, addr=I2C_ADDRESS, reset=None, irq=None, poll_ms=1, clock=None):
+        super().__init__(reset, irq, poll_ms, clock)
         self.i2c = i2c
         self.addr = addr
         self._buf = bytearray(1 + FRAME_MAX)
@@ -78,7 +91,7 @@ class PN532_I2C(_Transport):
                 self.i2c.writeto(self.addr, frame)
                 return
             except OSError:  # the chip holds off while it wakes up
-                sleep_ms(2)
+                self.sleep_ms(2)
         raise PN532Error(_ERR_BUS, "i2c write")
 
     def ready(self):
@@ -127,8 +140,8 @@ class PN532_SPI(_Transport):
     only shifts MSB first) pass lsb_first=False and the bytes are bit-reversed here in software.
     """
 
-    def __init__(self, spi, cs, lsb_first=True, reset=None, irq=None, poll_ms=1):
-        super().__init__(reset, irq, poll_ms)
+    def __init__(self, spi, cs, lsb_first=True, reset=None, irq=None, poll_ms=1, clock=None):
+        super().__init__(reset, irq, poll_ms, clock)
         self.spi = spi
         self.cs = cs
         self._rev = None if lsb_first else bytes(reverse_bits(i) for i in range(256))
@@ -203,14 +216,14 @@ class PN532_UART(_Transport):
     """HSU (6.2.3), 115200 8N1 by default: a byte stream. Before the first command after power-up
     (or power-down) the chip needs a long preamble to wake up (`wakeup`)."""
 
-    def __init__(self, uart, reset=None, poll_ms=1, quiet_ms=3):
-        super().__init__(reset, None, poll_ms)
+    def __init__(self, uart, reset=None, poll_ms=1, quiet_ms=3, clock=None):
+        super().__init__(reset, None, poll_ms, clock)
         self.uart = uart
         self.quiet_ms = quiet_ms  # a gap this long ends a garbled frame when draining
 
     def wakeup(self):
         self.uart.write(_HSU_WAKEUP)
-        sleep_ms(2)
+        self.sleep_ms(2)
         self.discard()
 
     def write(self, frame):
@@ -247,12 +260,12 @@ class PN532_UART(_Transport):
     def _drain(self, deadline):
         """Swallow the rest of a garbled frame: read until the line is quiet."""
         quiet = 0
-        while quiet < self.quiet_ms and not expired(deadline):
+        while quiet < self.quiet_ms and not self.expired(deadline):
             if self.uart.any():
                 self.discard()
                 quiet = 0
             else:
-                sleep_ms(1)
+                self.sleep_ms(1)
                 quiet += 1
 
     def read_frame(self, buf, deadline):

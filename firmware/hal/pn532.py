@@ -22,10 +22,15 @@
 # Dialogue: host sends a command, the chip answers ACK (command taken), then the response frame
 # (command code + 1). A host ACK aborts the command in progress; a host NACK asks the chip to send
 # its last response again. This driver resends a command whose ACK does not come (bounded), NACKs
-# a response with a bad checksum (bounded), aborts with an ACK on a timeout, and never waits
-# longer than the timeout it was given.
+# a response with a bad checksum (bounded), tolerates a few repeated ACKs (bounded), aborts with
+# an ACK on a timeout, and never waits longer than the timeout it was given.
 #
-# Memory: one transmit and one receive buffer (275 bytes each) per chip, allocated once; the
+# Contract (tests/test_pn532_robust.py, fuzzed in tests/test_pn532_fuzz.py): whatever the chip or
+# the line sends, every call returns or raises PN532Error within its timeout on the transport's
+# clock (plus at most one frame in flight), with a bounded number of bus reads: every loop here
+# either waits (and then looks at the deadline) or counts towards a fixed bound.
+#
+# Memory: one transmit and one receive buffer (277 bytes each) per chip, allocated once; the
 # responses handed back are memoryviews into the receive buffer (valid until the next command)
 # except the APDUs, which are copied.
 from ..core.runtime import const
@@ -39,7 +44,8 @@ NACK = b"\x00\x00\xff\xff\x00\x00"
 
 MAX_BODY = const(265)  # TFI + PD0..PDn in one (extended) frame
 _MAX_NORMAL_BODY = const(255)
-FRAME_MAX = const(275)  # 00 00 FF FF FF LM LL LCS + 265 + DCS 00
+_MAX_ZEROS = const(4)  # leading zeros frame_length accepts: 00 00 FF, or up to 00 00 00 00 FF
+FRAME_MAX = const(277)  # 00 00 00 00 FF FF FF LM LL LCS + 265 + DCS 00: the longest frame taken
 MAX_DATA = const(262)  # DataOut / DataIn of InDataExchange, TgGetData, TgSetData per frame
 MAX_APDU = const(4096)  # bound on a chained (MI) message assembled here
 
@@ -89,7 +95,7 @@ def frame_length(buf, n):
     i = 0
     while i < n and buf[i] == 0:  # preamble and the 00 of the start code
         i += 1
-    if i > 4:
+    if i > _MAX_ZEROS:
         return -1
     if i >= n:
         return 0
@@ -240,25 +246,34 @@ class PN532:
         cmd = self.pending
         if cmd < 0:
             raise PN532Error(ERR_NO_RESPONSE, "no command pending")
-        deadline = self.t.deadline(self.timeout_ms if timeout_ms is None else timeout_ms)
+        t = self.t
+        deadline = t.deadline(self.timeout_ms if timeout_ms is None else timeout_ms)
         rx = self._rxv
         bad = 0
+        acks = 0
         while True:
             try:
-                got = self.t.read_frame(rx, deadline)
+                got = t.read_frame(rx, deadline)
             except PN532Timeout:
                 self._abort()
                 raise PN532Timeout(ERR_NO_RESPONSE, "no response") from None
             body = frame_body(rx, got) if got > 0 else None
             if body is None:
                 if got == 6 and is_ack(rx, got):
-                    continue  # a repeated ACK: the response follows
-                bad += 1
-                if bad > self.retries:
+                    acks += 1  # a repeated ACK: the response follows, but not after many
+                    if acks > self.retries + 1:
+                        self._abort()
+                        raise PN532Error(ERR_FRAME, "repeated ACKs")
+                else:
+                    bad += 1
+                    if bad > self.retries:
+                        self._abort()
+                        raise PN532Error(ERR_FRAME, "bad response frames")
+                    self.nacks += 1
+                    t.write(NACK)  # send the last response again
+                if t.expired(deadline):  # a chip that keeps talking never makes us wait
                     self._abort()
-                    raise PN532Error(ERR_FRAME, "bad response frames")
-                self.nacks += 1
-                self.t.write(NACK)  # send the last response again
+                    raise PN532Timeout(ERR_NO_RESPONSE, "no response")
                 continue
             start, ln = body
             tfi = rx[start]

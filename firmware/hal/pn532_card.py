@@ -90,6 +90,8 @@ class PN532Card(PN532):
                     return bytes(r[1:])
                 out = bytearray(r[1:])
             else:
+                if len(r) < 2 and r[0] & STATUS_MI:  # an empty part would chain for ever
+                    raise PN532Error(ERR_FRAME, "empty chained part")
                 if len(out) + len(r) - 1 > MAX_APDU:
                     raise PN532Error(ERR_TOO_LONG, "command too long")
                 out += r[1:]

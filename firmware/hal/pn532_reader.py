@@ -116,6 +116,8 @@ class PN532Reader(PN532):
         out = bytearray(r[1:])
         while True:
             r = self._exchange_frame(tg, b"", timeout_ms)
+            if len(r) < 2 and r[0] & STATUS_MI:  # an empty part would chain for ever
+                raise PN532Error(ERR_FRAME, "empty chained part")
             if len(out) + len(r) - 1 > MAX_APDU:
                 raise PN532Error(ERR_TOO_LONG, "answer too long")
             out += r[1:]

@@ -9,6 +9,13 @@
 #                             into buf[0:n] and return n, or -1 when the bytes were not a frame
 #   discard()                 drop whatever input is buffered (HSU)
 #   reset(), wakeup()         hardware reset pulse (if a reset Pin is given), leave power-down
+#   deadline(ms), expired(d)  the driver's clock: every timeout is measured on it
+#
+# Bounds (whatever the chip or the line sends): read_frame returns or raises within its deadline
+# plus one frame's transfer, and reads at most one frame's worth of bytes (FRAME_MAX) looking for
+# a start code, so a line that never stops (zeros, noise, the same frame again) cannot hold it.
+# Bus errors become PN532Error. `clock` (an object with ticks_ms() and sleep_ms(ms)) replaces the
+# real one: tests run the driver on a simulated clock to check its timeouts as a property.
 #
 # Optional `irq` Pin (PN532 P70_IRQ, active low): when given, readiness is read from it instead of
 # polling the bus.
@@ -21,6 +28,7 @@ _I2C_HEAD = const(16)  # bytes read after the status byte while polling: ACK and
 _SPI_DW = const(0x01)  # data write
 _SPI_SR = const(0x02)  # status read
 _SPI_DR = const(0x03)  # data read
+_SPI_HEAD = const(10)  # bytes that always tell a frame's length: 00 00 00 00 FF FF FF LM LL LCS
 _ERR_BUS = const(0x105)
 _HSU_WAKEUP = b"\x55\x55" + bytes(14)  # long preamble: the chip leaves power-down on HSU (6.3.2.3)
 
@@ -199,9 +207,9 @@ class PN532_SPI(_Transport):
             self._read(mv[:6])
             n = 6
             total = frame_length(mv, n)
-            if total == 0:  # extended frame header
-                self._read(mv[6:8])
-                n = 8
+            while total == 0 and n < _SPI_HEAD:  # extended header, or a longer preamble
+                self._read(mv[n : n + 2])
+                n += 2
                 total = frame_length(mv, n)
             if total <= 0:
                 return -1
@@ -220,6 +228,9 @@ class PN532_UART(_Transport):
         super().__init__(reset, None, poll_ms, clock)
         self.uart = uart
         self.quiet_ms = quiet_ms  # a gap this long ends a garbled frame when draining
+        self._scratch = bytearray(32)  # discarded input lands here (no allocation per byte)
+        self._sv = memoryview(self._scratch)
+        self._one = self._sv[:1]
 
     def wakeup(self):
         self.uart.write(_HSU_WAKEUP)
@@ -232,18 +243,23 @@ class PN532_UART(_Transport):
     def ready(self):
         return self.uart.any() > 0
 
+    def _drop(self, n):
+        """Read and forget up to n buffered bytes (at most 32); the count read."""
+        k = self.uart.readinto(self._sv[: min(n, 32)])
+        return k or 0
+
     def discard(self):
         for _ in range(64):  # bounded: a babbling line cannot hold us here
             n = self.uart.any()
-            if not n:
+            if not n or not self._drop(n):
                 return
-            self.uart.read(n)
 
     def _byte(self, deadline):
         uart = self.uart
-        while not uart.any():
+        while True:
+            if uart.any() and uart.readinto(self._one):
+                return self._scratch[0]
             self._wait(deadline)
-        return uart.read(1)[0]
 
     def _fill(self, mv, deadline):
         uart = self.uart
@@ -251,18 +267,22 @@ class PN532_UART(_Transport):
         n = len(mv)
         while got < n:
             k = uart.any()
+            if k:
+                k = uart.readinto(mv[got : got + min(k, n - got)])
             if not k:
                 self._wait(deadline)
                 continue
-            k = uart.readinto(mv[got : got + min(k, n - got)])
-            got += k or 0
+            got += k
 
     def _drain(self, deadline):
-        """Swallow the rest of a garbled frame: read until the line is quiet."""
+        """Swallow the rest of a garbled frame: read until the line is quiet, at most one
+        frame's worth of bytes (a line that never goes quiet is the next read's problem)."""
         quiet = 0
-        while quiet < self.quiet_ms and not self.expired(deadline):
-            if self.uart.any():
-                self.discard()
+        left = FRAME_MAX
+        while quiet < self.quiet_ms and left > 0 and not self.expired(deadline):
+            n = self.uart.any()
+            if n:
+                left -= self._drop(min(n, left)) or 1
                 quiet = 0
             else:
                 self.sleep_ms(1)
@@ -270,8 +290,7 @@ class PN532_UART(_Transport):
 
     def read_frame(self, buf, deadline):
         zeros = 0
-        skipped = 0
-        while True:  # find the start code 00 FF (after any preamble / noise)
+        for _ in range(FRAME_MAX):  # the start code 00 FF within one frame's worth of bytes
             b = self._byte(deadline)
             if b == 0:
                 zeros += 1
@@ -279,9 +298,8 @@ class PN532_UART(_Transport):
                 break
             else:
                 zeros = 0
-                skipped += 1
-                if skipped > FRAME_MAX:
-                    return -1
+        else:
+            return -1  # zeros or noise without a start code: not a frame
         buf[0] = 0
         buf[1] = 0
         buf[2] = 0xFF

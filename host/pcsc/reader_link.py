@@ -54,7 +54,11 @@ class Context:
         self.sc = _scard()
         hr, ctx = self.sc.SCardEstablishContext(self.sc.SCARD_SCOPE_USER)
         if hr != self.sc.SCARD_S_SUCCESS:
-            raise ReaderError(f"cannot reach pcscd: {_message(self.sc, hr)}")
+            raise ReaderError(
+                f"cannot reach pcscd: {_message(self.sc, hr)}; start it (`systemctl start pcscd`,"
+                " or `pcscd` as root where there is no systemd; Debian: apt-get install pcscd"
+                " vsmartcard-vpcd)"
+            )
         self.handle = ctx
 
     def readers(self) -> list[str]:

@@ -63,4 +63,19 @@ def selftest() -> None:
 
 
 def main() -> None:
-    cli()
+    """Run the CLI; Ctrl-C anywhere exits 130 (the shell's convention), not Click's 'Aborted!' 1."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except BrokenPipeError:  # `tapcash ... | head`: the reader left, nothing more to say
+        sys.stderr.close()
+        sys.exit(1)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)  # ctx.exit(n): Click returns n instead of exiting

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +42,64 @@ def _scenario(name: str, seed: int | None) -> tuple[Any, int]:
     return sc, sc.seed if seed is None else seed
 
 
+class _Stages:
+    """Progress per stage (personalising, simulating the day, final sync): a bar with its ETA
+    while the stage runs, then one line with the time it took; which stage is running, for
+    the message when the run is interrupted."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.tasks: dict[str, Any] = {}
+        self.started: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.current = "starting"
+        self.t0 = time.monotonic()
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if stage not in self.tasks:
+            self.finish()  # a new stage starts: the ones before it are over
+            self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.started[stage] = time.monotonic()
+        self.current = stage
+        self.counts[stage] = done
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+        if done >= total:
+            self.finish(stage)
+
+    def finish(self, only: str | None = None) -> None:
+        """Print the time of each finished stage (of all still open ones by default)."""
+        for stage in [only] if only else list(self.started):
+            if stage in self.started:
+                took = time.monotonic() - self.started.pop(stage)
+                self.bar.console.print(
+                    f"  {stage:<20} {self.counts[stage]:>7,}  {took:6.1f} s", highlight=False
+                )
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.t0
+
+
 @contextlib.contextmanager
-def _progress_bar(console: Any) -> Iterator[Callable[[int, int, str], None]]:
-    """A transient bar per stage (personalising, simulating the day, final sync)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _progress_bar(console: Any) -> Iterator[_Stages]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn("{task.description:<20}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(done: int, total: int, stage: str) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield progress
+        yield _Stages(bar)
 
 
 def _run(
@@ -81,8 +120,18 @@ def _run(
     run = ScenarioRun(
         scenario, out, seed=seed, runtime=runtime, isolation="process" if processes else "inproc"
     )
-    with _progress_bar(console) as progress:
-        log = run.run(progress)
+    with _progress_bar(console) as stages:
+        try:
+            log = run.run(stages)
+            stages.finish()
+        except KeyboardInterrupt:
+            stages.bar.stop()
+            click.echo(
+                f"interrupted during {stages.current} after {stages.elapsed_s():.1f} s: the run "
+                f"folder {out} is incomplete (no report.json); run again to start it afresh",
+                err=True,
+            )
+            sys.exit(130)
     summary = summarize(log)
     files = write_outputs(summary, log, out, plots=plots)
     if as_json:

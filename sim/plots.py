@@ -108,7 +108,7 @@ def payments_figure(plt: Any, log: RunLog) -> Any:
     xs = list(range(nbins))
     labels = [f"day {i + 1}" if per_day else f"{i:02d}h" for i in xs]
     fig, (ax, axv) = plt.subplots(
-        2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        2, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     bottom = [0] * nbins
     colours = iter(DECLINE_COLOURS)
@@ -128,7 +128,9 @@ def payments_figure(plt: Any, log: RunLog) -> Any:
                         xytext=(0, 2), textcoords="offset points")
     ax.set_ylabel("payments per day" if per_day else "payments per hour")
     ax.set_title(_title(log, "Payments by outcome"))
-    ax.legend(loc="upper left", fontsize=8, ncol=2, title="outcome (total)", title_fontsize=8)
+    # beside the bars, never over them
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="outcome (total)",
+              title_fontsize=8, frameon=False)
     axv.bar(xs, [v / 100 for v in value], width=0.8, color=INK)
     axv.set_ylim(0, max(1.0, max(value) / 100) * 1.15)
     axv.set_ylabel("value taken\n(major units)")

@@ -143,7 +143,11 @@ class Issuer:
         }
         return self._seal(proto.TAG_HOTLIST, body)
 
-    def ack(self, device_id: bytes, upto: int, time: int) -> bytes:
+    def ack(self, device_id: bytes, upto: int, time: int, digest: bytes) -> bytes:
+        """The ledger holds the device's journal records 1..upto exactly: `digest` is the
+        journal chain value at `upto` (proto.journal_link; 32 zero bytes for upto 0)."""
         return self._seal(
-            proto.TAG_ACK, {proto.ACK_DEVICE: device_id, proto.ACK_UPTO: upto, proto.ACK_TIME: time}
+            proto.TAG_ACK,
+            {proto.ACK_DEVICE: device_id, proto.ACK_UPTO: upto, proto.ACK_TIME: time,
+             proto.ACK_DIGEST: digest},
         )

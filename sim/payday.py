@@ -181,15 +181,16 @@ def record_day(seed: int = 0) -> dict[str, Day]:
         dev.day.add(b"M", b"export")
         if dev is wallet:
             dev.power_on()
-        last = _export_all(dev)
+        last, digest = _export_all(dev)
         dev.day.add(b"M", b"ack")
-        call(dev, proto.INS_ACK, issuer.ack(dev_id, last, clock.now()), what="ACK")
+        call(dev, proto.INS_ACK, issuer.ack(dev_id, last, clock.now(), digest), what="ACK")
     for day in days.values():
         day.add(b"M", b"end")
     return days
 
 
-def _export_all(dev: _RecDevice) -> int:
+def _export_all(dev: _RecDevice) -> tuple[int, bytes]:
+    """(last seq, journal digest of the closing status) after EXPORT until `more` is false."""
     if dev.day.role == "wallet":
         select(dev)
     since = 0
@@ -199,7 +200,8 @@ def _export_all(dev: _RecDevice) -> int:
         for seq, _rec in out[proto.EXP_RECORDS]:
             since = seq
         if not out[proto.EXP_MORE]:
-            return since
+            _b, status, _s = proto.open_envelope(out[proto.EXP_STATUS])
+            return since, status[proto.ST_DIGEST]
 
 
 # ---- replay on the native port ----------------------------------------------------------

@@ -143,11 +143,47 @@ def export_all(app: Any, since: int = 0) -> tuple[list[tuple[int, dict[int, Any]
     while True:
         req = cbor.encode({proto.EXP_SINCE: since, proto.EXP_MAX: 64})
         out = cbor.decode(call(app, proto.INS_EXPORT, req, what="EXPORT"))
+        for seq, rec in out[proto.EXP_RECORDS]:  # the bytes journaled, decoded here
+            records.append((seq, cbor.decode(rec) if isinstance(rec, bytes) else rec))
+            since = seq
+        if not out[proto.EXP_MORE]:
+            return records, out[proto.EXP_STATUS]
+
+
+def export_raw(app: Any, since: int = 0) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Like export_all, with each record as the bytes the device journaled (and exported)."""
+    if isinstance(app, WalletApp):
+        select(app)
+    records: list[tuple[int, bytes]] = []
+    while True:
+        req = cbor.encode({proto.EXP_SINCE: since, proto.EXP_MAX: 64})
+        out = cbor.decode(call(app, proto.INS_EXPORT, req, what="EXPORT"))
         for seq, rec in out[proto.EXP_RECORDS]:
             records.append((seq, rec))
             since = seq
         if not out[proto.EXP_MORE]:
             return records, out[proto.EXP_STATUS]
+
+
+def journal_digest(app: Any, upto: int) -> bytes:
+    """The journal chain value at `upto` (proto.journal_link), computed here from the records
+    the device exports. When its journal was pruned the chain starts from the value at its
+    floor, which only the device (and the ledger) hold: then the device's own is taken."""
+    records, _status = export_raw(app)
+    if records and records[0][0] != 1:
+        own = app.journal.link_at(upto)
+        return own if own is not None else bytes(32)
+    d = bytes(32)
+    for seq, rec in records:
+        if seq > upto:
+            break
+        d = proto.journal_link(d, seq, rec)
+    return d
+
+
+def ack_for(issuer: Issuer, app: Any, device: bytes, upto: int, time: int = T0) -> bytes:
+    """The ledger's ack of `app`'s journal up to `upto`, with the digest of the records there."""
+    return issuer.ack(device, upto, time, journal_digest(app, upto))
 
 
 # ---- wallet to wallet ----------------------------------------------------------------------

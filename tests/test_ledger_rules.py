@@ -21,6 +21,7 @@ from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.wallet import state as wst
 from tapcash.host.cli import cli
 from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.codec import strict_decode
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.migrations import LATEST, current_version, migrate
@@ -46,8 +47,11 @@ def forge(w: lw.Dev, counter: int, amount: int, payee: bytes, prev: bytes,
 def upload_as_wallet(world: World, w: lw.Dev, envs: list[bytes], first_seq: int = 1):
     records = [(first_seq + i, cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT,
                                             proto.REC_SIGNED: e})) for i, e in enumerate(envs)]
+    # The status chains these records only: a batch that does not start at seq 1 is not one
+    # the ledger can ack (these tests are about the payment rules, not about acks).
     status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: w.id,
-                                           proto.ST_SEQ: first_seq + len(envs) - 1},
+                                           proto.ST_SEQ: first_seq + len(envs) - 1,
+                                           proto.ST_DIGEST: records_digest(records)},
                         w.app.state[wst.S_SEED])
     return world.client.ingest(w.id, records, status)
 

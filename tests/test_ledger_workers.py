@@ -15,6 +15,7 @@ from test_ledger_world import TOKEN
 from tapcash.firmware.core import cbor, ed25519, proto
 from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
 from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.migrations import migrate
@@ -36,8 +37,8 @@ def _pos_batch(seed: bytes, pos_id: bytes, wallet_envs: list[tuple[bytes, bytes]
         records.append((i, cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
                                         proto.REC_RECEIPT: receipt,
                                         proto.REC_CERT_HASH: bytes(32)})))
-    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos_id, proto.ST_SEQ: len(records)},
-                        seed)
+    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos_id, proto.ST_SEQ: len(records),
+                                           proto.ST_DIGEST: records_digest(records)}, seed)
     return records, status
 
 

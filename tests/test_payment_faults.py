@@ -191,13 +191,13 @@ def _serial(pos, ins: int, data: bytes) -> int:
 @pytest.mark.parametrize("command", ["ack", "apply"])
 def test_power_cut_during_pos_serial_commands(pair: Pair, audit, command: str, keep: int) -> None:
     from tapcash.firmware.core import proto
-    from tapcash.sim.provision import T0, select
+    from tapcash.sim.provision import T0, ack_for, select
 
     for _ in range(3):
         assert pair.pos.take_payment(AMOUNT).approved
     issuer = pair.issuer
     if command == "ack":
-        ins, data = proto.INS_ACK, issuer.ack(pair.pos_id, 2, T0)
+        ins, data = proto.INS_ACK, ack_for(issuer, pair.pos, pair.pos_id, 2, T0)
         before, after = (3, 3), (3, 1)  # (last seq, unpruned records)
 
         def fact(info: dict) -> tuple[int, int]:

@@ -32,8 +32,10 @@ from tapcash.sim.provision import (
     PIN,
     T0,
     Pair,
+    ack_for,
     call,
     device_id,
+    journal_digest,
     load,
     make_pair,
     make_wallet,
@@ -159,15 +161,21 @@ def test_info_export_ack(audit) -> None:
     last = cbor.decode(call(pos, proto.INS_EXPORT, cbor.encode({0: 3, 1: 16})))
     assert [s for s, _ in last[proto.EXP_RECORDS]] == [4, 5] and last[proto.EXP_MORE] is False
     _b, status, _s = proto.open_envelope(last[proto.EXP_STATUS])
-    assert status == {proto.ST_DEVICE: pair.pos_id, proto.ST_SEQ: 5}
+    assert status == {proto.ST_DEVICE: pair.pos_id, proto.ST_SEQ: 5,
+                      proto.ST_DIGEST: journal_digest(pos, 5)}
+    assert all(isinstance(r, bytes) for _s, r in out[proto.EXP_RECORDS])  # as journaled
     assert len(audit.pos(pos)) == 5
 
     issuer = pair.issuer
-    ack = issuer.ack(pair.pos_id, 3, T0)
-    assert sw_of(pos.process(cmd(proto.INS_ACK, issuer.ack(pair.pos_id, 6, T0)))) == 0x6984
-    assert sw_of(pos.process(cmd(proto.INS_ACK, issuer.ack(b"other id", 3, T0)))) == 0x6984
+    d3 = journal_digest(pos, 3)
+    ack = issuer.ack(pair.pos_id, 3, T0, d3)
+    assert sw_of(pos.process(cmd(proto.INS_ACK, issuer.ack(pair.pos_id, 6, T0, d3)))) == 0x6984
+    assert sw_of(pos.process(cmd(proto.INS_ACK, issuer.ack(b"other id", 3, T0, d3)))) == 0x6984
+    # the ledger holds other records than these at 3: nothing is pruned
+    other = issuer.ack(pair.pos_id, 3, T0, journal_digest(pos, 2))
+    assert sw_of(pos.process(cmd(proto.INS_ACK, other))) == 0x6984
     rogue = Issuer(hashlib.sha256(b"rogue").digest())
-    assert sw_of(pos.process(cmd(proto.INS_ACK, rogue.ack(pair.pos_id, 3, T0)))) == 0x6988
+    assert sw_of(pos.process(cmd(proto.INS_ACK, rogue.ack(pair.pos_id, 3, T0, d3)))) == 0x6988
     call(pos, proto.INS_ACK, ack)
     call(pos, proto.INS_ACK, ack)  # an ack already applied: accepted, nothing more happens
     info = select(pos)
@@ -234,7 +242,7 @@ def test_perso_rules() -> None:
     hal = Hal(flash=SimFlash(), clock=clock, rng=SeededRng(9), link=DirectLink())
     pos = PosApp(hal)
     pos.power_on()
-    assert cbor.decode(call(pos, proto.INS_GET_INFO)) == {0: 1, 6: 0x80}
+    assert cbor.decode(call(pos, proto.INS_GET_INFO)) == {0: proto.VERSION, 6: 0x80}
     assert pos.take_payment(100).reason == "pos_blank"
     for ins in (proto.INS_EXPORT, proto.INS_ACK, proto.INS_APPLY, proto.INS_PERSO_FINISH):
         assert sw_of(pos.process(cmd(ins, b"\xa0"))) == proto.SW_CONDITIONS
@@ -454,7 +462,7 @@ def test_fuzz_signed_commands(kind: str, a: int, b: int) -> None:
     pair = _fuzz_pair()
     issuer = pair.issuer
     if kind == "ack":
-        data = issuer.ack(pair.pos_id, a + 100, T0)  # beyond the journal: refused
+        data = issuer.ack(pair.pos_id, a + 100, T0, bytes(32))  # beyond the journal: refused
     elif kind == "apply":
         data = issuer.update(pair.pos_id if b else b"x" * 8, 0, {a: b})  # number 0: replay
     else:
@@ -485,19 +493,20 @@ def test_the_ledgers_ack_sets_an_unset_or_late_clock_forward_only() -> None:
     pair = make_pair(31, now=0)
     assert pair.pos.take_payment(100).approved
     issuer, pos = pair.issuer, pair.pos
-    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0))
+    call(pos, proto.INS_ACK, ack_for(issuer, pos, pair.pos_id, 1, T0))
     assert pair.clock.now() == T0
     # an old ack replayed later cannot turn the clock back
     pair.clock.set(T0 + 3600)
-    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0))
+    call(pos, proto.INS_ACK, ack_for(issuer, pos, pair.pos_id, 1, T0))
     assert pair.clock.now() == T0 + 3600
     # small drift is left alone; a clock well behind is brought forward
-    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0 + 3600 + 60))
+    call(pos, proto.INS_ACK, ack_for(issuer, pos, pair.pos_id, 1, T0 + 3600 + 60))
     assert pair.clock.now() == T0 + 3600
-    call(pos, proto.INS_ACK, issuer.ack(pair.pos_id, 1, T0 + 7200))
+    call(pos, proto.INS_ACK, ack_for(issuer, pos, pair.pos_id, 1, T0 + 7200))
     assert pair.clock.now() == T0 + 7200
     # an ack the POS refuses (another device's) sets nothing
-    assert sw_of(pos.process(cmd(proto.INS_ACK, issuer.ack(b"other id", 1, T0 + 10**6)))) == 0x6984
+    other = issuer.ack(b"other id", 1, T0 + 10**6, journal_digest(pos, 1))
+    assert sw_of(pos.process(cmd(proto.INS_ACK, other))) == 0x6984
     assert pair.clock.now() == T0 + 7200
 
 

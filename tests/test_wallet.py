@@ -54,7 +54,7 @@ def assert_refused(card: Card, sw_expected: int, cla: int, ins: int, p1=0, p2=0,
 def test_blank_card_info_and_personalisation():
     card = Card(personalise=False)
     info = card.select()
-    assert info == {P.INFO_VERSION: 1, P.INFO_FLAGS: P.FLAG_BLANK}
+    assert info == {P.INFO_VERSION: P.VERSION, P.INFO_FLAGS: P.FLAG_BLANK}
     for ins in (P.INS_PAY, P.INS_LOAD, P.INS_GET_LAST, P.INS_EXPORT, P.INS_APPLY):
         assert card.send(0x80, ins, data=b"\xa0")[1] == P.SW_CONDITIONS
     assert card.send(0x80, P.INS_PERSO_FINISH, data=b"\xa0")[1] == P.SW_CONDITIONS  # no key yet
@@ -327,7 +327,7 @@ def test_journal_full_refuses_pay():
     assert_refused(card, P.SW_FULL, 0x80, P.INS_PAY, data=card.pay_request(10))
     assert_refused(card, P.SW_FULL, 0x80, P.INS_LOAD, data=ISSUER.voucher(card.id, 2, 5))
     seq = card.export()[P.EXP_RECORDS][-1][0]
-    card.ok(0x80, P.INS_ACK, data=ISSUER.ack(card.id, seq, NOW))
+    card.ok(0x80, P.INS_ACK, data=card.ack(seq))
     card.ok(0x80, P.INS_PAY, data=card.pay_request(10))
 
 
@@ -447,7 +447,7 @@ def test_power_cut_everywhere_receipt_and_ack():
     assert _cut_everywhere(_paid_card, receipt, receipt_once) == 2
 
     def ack(card):
-        card.ok(0x80, P.INS_ACK, data=ISSUER.ack(card.id, 1, NOW))
+        card.ok(0x80, P.INS_ACK, data=card.ack(1))
 
     def pruned_or_not(card):
         seqs = [s for s, _r in card.journal()]
@@ -726,9 +726,17 @@ def test_export_ack_prune():
     ex = card.export()
     seqs = [s for s, _r in ex[P.EXP_RECORDS]]
     assert seqs == list(range(1, 8)) and ex[P.EXP_MORE] is False
-    assert [r[P.REC_TYPE] for _s, r in ex[P.EXP_RECORDS]] == [3, 1, 1, 1, 1, 1, 4]
-    assert [r[P.REC_SIGNED] for _s, r in ex[P.EXP_RECORDS][1:6]] == envs
+    # records travel as the bytes journaled, exactly
+    assert [(s, r) for s, r in ex[P.EXP_RECORDS]] == list(card.app.journal.records(0))
+    recs = [cbor.decode(r) for _s, r in ex[P.EXP_RECORDS]]
+    assert [r[P.REC_TYPE] for r in recs] == [3, 1, 1, 1, 1, 1, 4]
+    assert [r[P.REC_SIGNED] for r in recs[1:6]] == envs
     status = proto.verify_envelope(P.TAG_STATUS, ex[P.EXP_STATUS], card.public_key)
+    digest = bytes(32)  # the chain, recomputed here from the exported bytes
+    for seq, rec in ex[P.EXP_RECORDS]:
+        h = hashlib.sha256(P.TAG_JOURNAL + digest + seq.to_bytes(4, "big"))
+        h.update(hashlib.sha256(rec).digest())
+        digest = h.digest()
     s = card.state()
     assert status == {
         P.ST_DEVICE: card.id,
@@ -738,6 +746,7 @@ def test_export_ack_prune():
         P.ST_PREV: s[st.S_PREV],
         P.ST_PENDING: 0,
         P.ST_LOADS: 1,
+        P.ST_DIGEST: digest,
     }
     page = card.export(since=2, most=2)
     assert [s for s, _r in page[P.EXP_RECORDS]] == [3, 4] and page[P.EXP_MORE] is True
@@ -753,20 +762,32 @@ def test_export_ack_prune():
     assert len(small.export()[P.EXP_RECORDS]) == 1  # at least one record, even if large
 
     ack = P.INS_ACK
-    assert_refused(card, P.SW_DATA_INVALID, 0x80, ack, data=ISSUER.ack(card.id, 8, NOW))
-    assert_refused(card, P.SW_DATA_INVALID, 0x80, ack, data=ISSUER.ack(b"OTHER001", 3, NOW))
-    forged = Issuer(b"\x03" * 32).ack(card.id, 3, NOW)
+    assert_refused(card, P.SW_DATA_INVALID, 0x80, ack, data=ISSUER.ack(card.id, 8, NOW, digest))
+    assert_refused(card, P.SW_DATA_INVALID, 0x80, ack, data=card.ack(3, device=b"OTHER001"))
+    forged = card.ack(3, issuer=Issuer(b"\x03" * 32))
     assert_refused(card, P.SW_BAD_SIGNATURE, 0x80, ack, data=forged)
+    # an ack whose digest is not the card's chain there covers other records: refused
+    assert_refused(card, P.SW_DATA_INVALID, 0x80, ack, data=ISSUER.ack(card.id, 7, NOW, bytes(32)))
+    assert_refused(card, P.SW_DATA_INVALID, 0x80, ack, data=ISSUER.ack(card.id, 4, NOW, digest))
+    no_digest = proto.seal(P.TAG_ACK, {P.ACK_DEVICE: card.id, P.ACK_UPTO: 4, P.ACK_TIME: NOW},
+                           bytes(range(32)))  # the ISSUER seed
+    assert_refused(card, P.SW_WRONG_DATA, 0x80, ack, data=no_digest)
     state = card.state_bytes()
-    card.ok(0x80, ack, data=ISSUER.ack(card.id, 4, NOW))
+    at4, at2 = card.digest(4), card.digest(2)
+    card.ok(0x80, ack, data=ISSUER.ack(card.id, 4, NOW, at4))
     assert [s for s, _r in card.export()[P.EXP_RECORDS]] == [5, 6, 7]
-    card.ok(0x80, ack, data=ISSUER.ack(card.id, 4, NOW))  # idempotent
-    card.ok(0x80, ack, data=ISSUER.ack(card.id, 2, NOW))  # older: no-op
-    card.ok(0x80, ack, data=ISSUER.ack(card.id, 7, NOW))
+    assert card.app.journal.floor_digest == at4
+    card.ok(0x80, ack, data=ISSUER.ack(card.id, 4, NOW, at4))  # idempotent
+    card.ok(0x80, ack, data=ISSUER.ack(card.id, 2, NOW, at2))  # older: no-op
+    card.ok(0x80, ack, data=ISSUER.ack(card.id, 7, NOW, digest))
     assert card.export()[P.EXP_RECORDS] == []
     assert card.state_bytes() == state  # the state is untouched by export and ack
     env = card.ok(0x80, P.INS_PAY, data=card.pay_request(10))
-    assert card.export()[P.EXP_RECORDS] == [[8, {P.REC_TYPE: P.RT_PAYMENT, P.REC_SIGNED: env}]]
+    rec = cbor.encode({P.REC_TYPE: P.RT_PAYMENT, P.REC_SIGNED: env})
+    assert card.export()[P.EXP_RECORDS] == [[8, rec]]
+    # the chain goes on from the pruned floor's value, across a reboot too
+    card.boot()
+    assert card.app.journal.digest == P.journal_link(digest, 8, rec)
 
 
 # ---- APPLY ------------------------------------------------------------------------------------

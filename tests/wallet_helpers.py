@@ -162,6 +162,23 @@ class Card:
         req = cbor.encode({proto.EXP_SINCE: since, proto.EXP_MAX: most})
         return cbor.decode(self.ok(0x80, proto.INS_EXPORT, data=req))
 
+    def digest(self, upto: int) -> bytes:
+        """The journal chain value at `upto`, from the exported record bytes (from the floor's
+        value, which only the card holds, when its journal was pruned)."""
+        recs = self.export()[proto.EXP_RECORDS]
+        d = bytes(32)
+        if recs and recs[0][0] != 1:
+            d = self.app.journal.floor_digest
+        for seq, rec in recs:
+            if seq > upto:
+                break
+            d = proto.journal_link(d, seq, rec)
+        return d
+
+    def ack(self, upto: int, issuer=None, device: bytes | None = None) -> bytes:
+        """The ledger's ack up to `upto` with the digest of the records the card exports."""
+        return (issuer or ISSUER).ack(device or self.id, upto, NOW, self.digest(upto))
+
     # ---- inspection (what the flash holds, read as the device would at power-on) ------------
     def state_bytes(self) -> bytes | None:
         return self.app.store.load()

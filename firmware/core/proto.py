@@ -4,7 +4,7 @@
 from . import cbor, ed25519
 from .runtime import const, sha256
 
-VERSION = const(1)
+VERSION = const(2)  # docs/PROTOCOL.md "Changes since version 1"
 
 # Application identifier: proprietary RID F0 + "tapcash" + protocol version.
 AID = b"\xf0tapcash\x01"
@@ -76,6 +76,7 @@ TAG_UPDATE = b"tapcash/update/v1\x00"
 TAG_HOTLIST = b"tapcash/hotlist/v1\x00"
 TAG_ACK = b"tapcash/ack/v1\x00"
 TAG_STATUS = b"tapcash/status/v1\x00"
+TAG_JOURNAL = b"tapcash/journal/v1\x00"  # journal hash chain (not a signature: journal_link)
 
 # ---- certificate body (issuer-signed) ----------------------------------------------------
 CERT_KIND = const(0)  # KIND_WALLET / KIND_POS
@@ -185,7 +186,7 @@ DEFAULT_POS_CONFIG = {
 # ---- EXPORT request / response -----------------------------------------------------------
 EXP_SINCE = const(0)  # request: records with seq > since
 EXP_MAX = const(1)  # request: at most this many records
-EXP_RECORDS = const(0)  # response: [[seq, record map], ...]
+EXP_RECORDS = const(0)  # response: [[seq, record bytes], ...] (the bytes as journaled)
 EXP_MORE = const(1)  # response: true when records after the last one sent remain
 EXP_STATUS = const(2)  # response, last page only: device status envelope
 EXP_LAST = const(3)  # response: last journal seq (unsigned; the sync tool's progress)
@@ -230,6 +231,7 @@ HOT_REVOKED = const(2)  # sorted list of device ids
 ACK_DEVICE = const(0)
 ACK_UPTO = const(1)  # journal sequence number the ledger has stored durably
 ACK_TIME = const(2)
+ACK_DIGEST = const(3)  # journal chain value at ACK_UPTO: the records the ledger holds
 
 # ---- device status (device-signed, ends an export) ---------------------------------------
 ST_DEVICE = const(0)
@@ -239,6 +241,7 @@ ST_BALANCE = const(3)
 ST_PREV = const(4)  # head of the hash chain
 ST_PENDING = const(5)  # staged value received, not yet released
 ST_LOADS = const(6)
+ST_DIGEST = const(7)  # journal chain value at ST_SEQ (journal_link over the records)
 
 # ---- journal records (wallet and POS) ----------------------------------------------------
 REC_TYPE = const(0)
@@ -287,6 +290,17 @@ def verify_envelope(tag, data, public_key):
     if not ed25519.verify(public_key, tag + body_bytes, sig):
         raise ApduError(SW_BAD_SIGNATURE)
     return body
+
+
+def journal_link(prev, seq, record):
+    """The journal hash chain: SHA-256(TAG_JOURNAL || prev || seq as u32 big-endian ||
+    SHA-256(record bytes as journaled)); 32 zero bytes before the first record. A device
+    status signs the chain value at its last seq, an ACK names the value at its `upto`."""
+    h = sha256(TAG_JOURNAL)
+    h.update(prev)
+    h.update(bytes((seq >> 24 & 0xFF, seq >> 16 & 0xFF, seq >> 8 & 0xFF, seq & 0xFF)))
+    h.update(sha256(record).digest())
+    return h.digest()
 
 
 def key_id(public_key):

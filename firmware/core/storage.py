@@ -39,8 +39,16 @@ Records live in segment blobs `<name>.0`, `<name>.1`, ... each at most `seg_byte
     2 bytes length n (big-endian u16) | 4 bytes seq (u32) | n bytes record |
     8 bytes SHA-256(length|seq|record)[:8]
 
-A tiny StateStore `<name>.m` holds (head segment, floor seq, gc_from): segments below `head`
-are dead, records with seq <= floor are pruned. It is written by `prune` only.
+A tiny StateStore `<name>.m` holds (head segment, floor seq, gc_from, floor digest): segments
+below `head` are dead, records with seq <= floor are pruned. It is written by `prune` only.
+
+Hash chain (optional, `link` given): `digest` is link(... link(link(floor digest, s1, r1), s2,
+r2) ..., last seq, last record) over the unpruned records as stored, and `floor_digest` the
+chain's value at the floor (32 zero bytes for an empty history), kept in the meta StateStore
+and committed by `prune` in the same atomic write as the floor. The chain is a function of
+the durable records alone: recomputed at open, extended by `append`, so it is exactly as
+crash-safe as the records. `link_at(seq)` recomputes it at any unpruned seq (the device
+checks an ACK with it); the tapcash link is `proto.journal_link`.
 
 Reading a segment stops at the first frame that is short, fails its check or does not
 increase the seq; the bytes after it are a torn tail (or corruption) and are ignored. An
@@ -57,7 +65,7 @@ step - and only then removes the dead segments; a cut before the meta commit lea
 journal unpruned, after it pruned (dead segments left behind are removed on the next open).
 
 Cost of one append: 1 flash append of len(record) + 14 bytes (also when it starts a new
-segment). Cost of a prune: 1 write of 60 bytes (meta StateStore) + one remove per dead
+segment). Cost of a prune: 1 write of 60 bytes (92 with a hash chain; meta StateStore) + one remove per dead
 segment, then the remaining segments are read once. Opening a Journal reads the 2 meta slots
 and every live segment once, one segment at a time (peak heap ~ seg_bytes).
 
@@ -85,6 +93,7 @@ _REC_CHECK = const(8)
 _REC_OVERHEAD = const(14)
 _SEG_BYTES = const(2048)
 _MAX_SEGMENTS = const(100000)  # probe guard only: a live journal never gets near it
+_ZERO32 = b"\x00" * 32
 
 
 class StorageError(Exception):
@@ -224,9 +233,10 @@ def _frames(data, after):
 class Journal:
     """Bounded append-only log of (seq, bytes) records. See the module docstring."""
 
-    def __init__(self, flash, name, max_records, seg_bytes=_SEG_BYTES):
+    def __init__(self, flash, name, max_records, seg_bytes=_SEG_BYTES, link=None):
         if seg_bytes < _REC_OVERHEAD + 1:
             raise ValueError("seg_bytes too small")
+        self.link = link  # link(prev digest, seq, record) -> digest, or None: no chain
         self.flash = flash
         self.name = name
         self.max_records = max_records
@@ -242,9 +252,13 @@ class Journal:
         if meta is None:
             head, floor, gc_from = 0, 0, 0
         else:
-            head, floor, gc_from = struct.unpack(">III", meta)
+            head, floor, gc_from = struct.unpack_from(">III", meta, 0)
+        fd = meta[12:44] if meta is not None and len(meta) >= 44 else _ZERO32
         self.head = head
         self.floor = floor  # records with seq <= floor are pruned
+        self.floor_digest = fd  # chain value at the floor
+        link = self.link
+        digest = fd
         for i in range(gc_from, head):  # finish the removals of an interrupted prune
             self.flash.remove(self._seg(i))
         # [index, first visible seq, last seq, seq the segment's frames must exceed] of the
@@ -266,12 +280,15 @@ class Journal:
             prev = 0 if i == head else last
             valid = 0
             seg = None
-            for seq, _s, e in _frames(data, prev):
+            mv = memoryview(data)
+            for seq, s, e in _frames(data, prev):
                 valid = e + _REC_CHECK
                 if seq <= floor:
                     continue
                 if seq != last + 1:
                     damaged = True  # records lost to corruption
+                if link is not None:
+                    digest = link(digest, seq, mv[s:e])
                 last = seq
                 count += 1
                 if seg is None:
@@ -281,8 +298,10 @@ class Journal:
                     seg[2] = seq
             end_ok = valid == len(data)
             tail_size = len(data)
+            mv = None
             data = None
             i += 1
+        self.digest = digest  # chain value at last_seq
         self._segs = segs
         self._count = count
         self.last_seq = last
@@ -319,6 +338,7 @@ class Journal:
         if seq > _U32_MAX:
             raise StorageError("journal seq exhausted")
         frame = _frame_record(seq, record)
+        digest = self.link(self.digest, seq, record) if self.link is not None else self.digest
         tail = self._tail
         size = self._tail_size
         if size and size + len(frame) > self.seg_bytes:
@@ -337,6 +357,7 @@ class Journal:
             self._segs.append([tail, seq, seq, 0 if tail == self.head else seq - 1])
         self._count += 1
         self.last_seq = seq
+        self.digest = digest
         return seq
 
     def records(self, since_seq=0):
@@ -371,6 +392,24 @@ class Journal:
             out = rec
         return out
 
+    def link_at(self, seq):
+        """The chain's value at `seq` (floor <= seq <= last seq), recomputed from the floor
+        over the records as stored (one segment in RAM at a time); None outside that range."""
+        if self._stale:
+            self._open()
+        if seq < self.floor or seq > self.last_seq:
+            return None
+        if seq == self.last_seq:
+            return self.digest
+        digest = self.floor_digest
+        if self.link is None or seq == self.floor:
+            return digest
+        for s, rec in self.records(self.floor):
+            if s > seq:
+                break
+            digest = self.link(digest, s, rec)
+        return digest
+
     def prune(self, upto_seq):
         """Drop every record with seq <= upto_seq (clamped to the last seq); crash-safe.
 
@@ -381,6 +420,7 @@ class Journal:
         upto = upto_seq if upto_seq < self.last_seq else self.last_seq
         if upto <= self.floor:
             return 0
+        fd = self.link_at(upto)
         before = self._count
         new_head = self._end
         for i, _first, last, _after in self._segs:
@@ -389,6 +429,7 @@ class Journal:
                 break
         old_head = self.head
         self._stale = True
-        self.meta.commit(struct.pack(">III", new_head, upto, old_head))
+        meta = struct.pack(">III", new_head, upto, old_head)
+        self.meta.commit(meta + fd if self.link is not None else meta)
         self._open()  # removes the dead segments, recounts
         return before - self._count

@@ -81,7 +81,9 @@ class PosApp:
         self.rt = st.load_map(self.rt_store, st.new_run())
         self.rt_saved = self.rt
         self._derive()
-        self.journal = Journal(flash, st.JOURNAL_NAME, self.config[proto.CFG_JOURNAL_MAX])
+        self.journal = Journal(
+            flash, st.JOURNAL_NAME, self.config[proto.CFG_JOURNAL_MAX], link=proto.journal_link
+        )
         self._replay()
         self.on = True
         return self

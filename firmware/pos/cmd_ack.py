@@ -1,4 +1,6 @@
-# ACK: the ledger (issuer key) confirms it stored the journal up to a seq; prune up to there.
+# ACK: the ledger (issuer key) confirms it stored the journal up to a seq, exactly as
+# journaled (its digest is the journal chain value there); prune up to there only when this
+# POS's own chain agrees (6984 otherwise: nothing pruned, as for an upto above the journal).
 # The ack's time also sets a clock that is unset or behind: an ESP32 RTC forgets the time at
 # every power loss, and hot-list age, certificate expiry and daily limits need it. Forward
 # only: a replayed old ack cannot turn the clock back, and only the issuer signs acks.
@@ -17,7 +19,11 @@ def handle(app, p1, p2, data):
     if proto.need_bytes(body, proto.ACK_DEVICE, 8) != app.pos_id:
         raise proto.ApduError(proto.SW_DATA_INVALID)
     upto = proto.need_int(body, proto.ACK_UPTO)
-    if upto > app.journal.last_seq:
+    digest = proto.need_bytes(body, proto.ACK_DIGEST, 32)
+    j = app.journal
+    if upto > j.last_seq:
+        raise proto.ApduError(proto.SW_DATA_INVALID)
+    if upto > j.floor and j.link_at(upto) != digest:
         raise proto.ApduError(proto.SW_DATA_INVALID)
     app.flush()  # the run state must reflect every record before any of them goes
     try:

@@ -1,5 +1,6 @@
-# EXPORT: journal records after a seq; the last page is closed by a POS-signed status
-# (docs/PROTOCOL.md §3.4). Only the last: a signature costs ~0.4 s on an ESP32.
+# EXPORT: journal records after a seq, as the bytes journaled; the last page is closed by a
+# POS-signed status {0: id, 1: last seq, 7: journal digest} (docs/PROTOCOL.md §3.4). Only the
+# last: a signature costs ~0.4 s on an ESP32.
 # The journal is read one segment at a time; the answer is bounded in records and bytes.
 from ..core import cbor, proto
 from ..core.runtime import const
@@ -25,12 +26,14 @@ def handle(app, p1, p2, data):
         if len(out) >= most or (out and size + len(rec) > BUDGET_BYTES):
             more = True
             break
-        out.append([seq, cbor.decode(rec)])
+        out.append([seq, rec])  # the bytes journaled: the digest covers exactly these
         size += len(rec)
-    last = app.journal.last_seq
+    j = app.journal
+    last = j.last_seq
     resp = {proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_LAST: last}
     if not more:
         resp[proto.EXP_STATUS] = app.sign(
-            proto.TAG_STATUS, {proto.ST_DEVICE: app.pos_id, proto.ST_SEQ: last}
+            proto.TAG_STATUS,
+            {proto.ST_DEVICE: app.pos_id, proto.ST_SEQ: last, proto.ST_DIGEST: j.digest},
         )
     return cbor.encode(resp)

@@ -76,7 +76,9 @@ class WalletApp:
         self.journal = None
         self.store = StateStore(self.hal.flash, self._state_name)
         self.state = st.load(self.store)
-        self.journal = Journal(self.hal.flash, self._journal_name, self.journal_max)
+        self.journal = Journal(
+            self.hal.flash, self._journal_name, self.journal_max, link=proto.journal_link
+        )
         self.catch_up(False)
 
     def process(self, apdu):

@@ -2,8 +2,10 @@
 # journal records with seq > since, oldest first, at most `max` of them and about
 # app.export_bytes bytes (at least one when any is left); the last page (more = false) also
 # carries a status envelope signed by the device key: {0: id, 1: last journal seq,
-# 2: counter, 3: balance, 4: chain head, 5: pending, 6: vouchers applied}. Response: CBOR
-# {0: [[seq, record map], ...], 1: more, 2: status envelope (last page), 3: last seq}.
+# 2: counter, 3: balance, 4: chain head, 5: pending, 6: vouchers applied, 7: journal digest}.
+# Response: CBOR {0: [[seq, record bytes], ...], 1: more, 2: status envelope (last page),
+# 3: last seq}. Records travel as the bytes journaled: the journal digest (proto.journal_link
+# over them) binds the status to exactly those bytes, and the ledger acks only that.
 # Read-only: nothing is written (a record the state still owes is appended first, so the
 # export is complete).
 from ..core import cbor, proto
@@ -24,9 +26,10 @@ def handle(app, p1, p2, data):
         if len(out) >= most or (out and size + len(rec) > app.export_bytes):
             more = True
             break
-        out.append([seq, cbor.decode(rec)])
+        out.append([seq, rec])
         size += len(rec)
-    last = app.journal.last_seq
+    j = app.journal
+    last = j.last_seq
     resp = {proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_LAST: last}
     if not more:  # one signature per export, not per page
         resp[proto.EXP_STATUS] = app.seal(
@@ -39,6 +42,7 @@ def handle(app, p1, p2, data):
                 proto.ST_PREV: s[st.S_PREV],
                 proto.ST_PENDING: s[st.S_PENDING],
                 proto.ST_LOADS: s[st.S_LOADS],
+                proto.ST_DIGEST: j.digest,
             },
         )
     return cbor.encode(resp)

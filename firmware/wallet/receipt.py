@@ -2,10 +2,18 @@
 # payment, kept in the journal as an RT_RECEIPT record for the ledger.
 #
 # The wallet cannot check the POS signature: it does not hold POS public keys (no POS
-# certificate travels over NFC). It checks that the receipt names this wallet, the counter,
-# amount, payee and hash of its last payment (6984 otherwise, 6A80 if malformed), and the
-# ledger verifies the signature when the journal is exported. The same receipt sent twice
-# is stored once. No state change: one journal append, no state commit.
+# certificate travels over NFC, and two more signature checks would double an ESP32 tap).
+# So anything a reader sends here is untrusted, and what it can do is bounded instead:
+# - the receipt must name this wallet, the counter, amount, payee and hash of the last
+#   payment, which was to a POS (6984 otherwise, 6A80 if malformed);
+# - it is stored only right after that payment's own record: at most one receipt per
+#   payment, ever (the same receipt again is 9000 with no change; another one is 6985), so
+#   a rogue reader replaying the last PAY cannot pile receipts up;
+# - it never takes the room of a payment: the journal must keep a free record for every
+#   offline payment the card may still make before a sync (6A84 otherwise);
+# - the ledger verifies the signature at sync and sets a bad receipt aside as evidence
+#   without refusing the rest of the journal.
+# No state change: one journal append, no state commit.
 from ..core import cbor, proto
 from ..core.hal import PowerCut
 from ..core.proto import ApduError
@@ -36,12 +44,18 @@ def handle(app, p1, p2, data):
         or b[proto.PAY_KIND] != proto.PAYKIND_POS
     ):
         raise ApduError(proto.SW_DATA_INVALID)
+    b = None
     rec = cbor.encode({proto.REC_TYPE: proto.RT_RECEIPT, proto.REC_RECEIPT: env})
     app.catch_up(True)
     j = app.journal
     tail = j.last()
     if tail is not None and tail[1] == rec:
         return b""  # already stored
+    if tail is None or not _is_payment(tail[1], last):
+        raise ApduError(proto.SW_CONDITIONS)  # not right after its payment: one per payment
+    tail = None
+    if j.free() <= app.offline_left(s):
+        raise ApduError(proto.SW_FULL)  # the room left belongs to payments
     try:
         j.append(rec)
     except PowerCut:
@@ -51,3 +65,12 @@ def handle(app, p1, p2, data):
     except Exception:
         raise ApduError(proto.SW_MEMORY) from None
     return b""
+
+
+def _is_payment(record, body_bytes):
+    """Is this journal record the payment record of the payment whose body is `body_bytes`?"""
+    m = cbor.decode(record)
+    if m.get(proto.REC_TYPE) != proto.RT_PAYMENT:
+        return False
+    pb, _p, _s = proto.open_envelope(m[proto.REC_SIGNED])
+    return pb == body_bytes

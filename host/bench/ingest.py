@@ -30,10 +30,13 @@ NO_LIMITS = {proto.LIM_BALANCE_MAX: BIG, proto.LIM_PAYMENT_MAX: BIG,
 
 def synthetic_wallet_log(
     seed: bytes, wallet_id: bytes, payee: bytes, first_counter: int, n: int, prev: bytes,
-    first_seq: int, amount: int = 1, start_balance: int = BIG,
+    first_seq: int, amount: int = 1, start_balance: int = BIG, journal: bytes = bytes(32),
 ) -> tuple[list[tuple[int, bytes]], bytes, bytes]:
     """n signed payments of one wallet as its journal records [(seq, CBOR record)], the
-    wallet-signed status closing the export, and the new chain head."""
+    wallet-signed status closing the export (its journal digest chained on from `journal`,
+    the value before first_seq), and the new payment chain head."""
+    from tapcash.host.ledger.chain import records_digest
+
     records = []
     balance = start_balance
     for i in range(n):
@@ -54,6 +57,7 @@ def synthetic_wallet_log(
     status = proto.seal(proto.TAG_STATUS, {
         proto.ST_DEVICE: wallet_id, proto.ST_SEQ: last, proto.ST_COUNTER: first_counter + n - 1,
         proto.ST_BALANCE: balance, proto.ST_PREV: prev, proto.ST_PENDING: 0, proto.ST_LOADS: 1,
+        proto.ST_DIGEST: records_digest(records, journal),
     }, seed)
     return records, status, prev
 
@@ -77,7 +81,7 @@ class Fleet:
                                                   limits=lim), "bench")
             ledger.load(wid, BIG // (wallets + 1), owner="bench")
             self.wallets.append({"seed": seed, "id": wid, "counter": 0, "seq": 0,
-                                 "prev": bytes(32)})
+                                 "prev": bytes(32), "journal": bytes(32)})
 
     def batches(self, entries: int, batch: int) -> Iterator[tuple[bytes, list, bytes]]:
         done = 0
@@ -87,7 +91,9 @@ class Fleet:
             i += 1
             n = min(batch, entries - done)
             records, status, w["prev"] = synthetic_wallet_log(
-                w["seed"], w["id"], self.pos_id, w["counter"] + 1, n, w["prev"], w["seq"] + 1)
+                w["seed"], w["id"], self.pos_id, w["counter"] + 1, n, w["prev"], w["seq"] + 1,
+                journal=w["journal"])
+            w["journal"] = cbor.decode(cbor.decode(status)[0])[proto.ST_DIGEST]
             w["counter"] += n
             w["seq"] += n
             done += n

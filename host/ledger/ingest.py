@@ -36,6 +36,7 @@ from nacl.exceptions import BadSignatureError
 from tapcash.firmware.core import proto
 from tapcash.firmware.core.runtime import sha256
 
+from . import chain
 from . import postings as P
 from .codec import (
     b64d,
@@ -92,6 +93,9 @@ class Batch:
     receipts: list[tuple[bytes, int, bytes, int, bytes, bytes]] = field(default_factory=list)
     transfers_in: list[Pay] = field(default_factory=list)
     loads: list[int] = field(default_factory=list)
+    rhashes: dict[int, bytes] = field(default_factory=dict)  # seq -> SHA-256(record bytes)
+    # records kept as evidence instead of refusing the batch: (seq, record, type, reason)
+    set_aside: list[tuple[int, bytes, int | None, str]] = field(default_factory=list)
 
 
 def parse_payment(env: bytes, what: str, via: str) -> tuple[Pay, bytes, bytes]:
@@ -125,6 +129,7 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
     if status.get(proto.ST_DEVICE) != device_id:
         raise LedgerError(400, "status: for another device")
     last_seq = field_int(status, proto.ST_SEQ, "status", 0)
+    field_bytes(status, proto.ST_DIGEST, "status", 32)
 
     is_pos = dev["kind"] == proto.KIND_POS
     batch = Batch(device=dev, seqs=[], status_env=status_env, status=status)
@@ -142,6 +147,7 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
                 raise LedgerError(400, f"records[{i}]: seq {seq} twice with different content")
             continue
         seen[seq] = raw
+        batch.rhashes[seq] = sha256(raw).digest()
         rec = decode_cbor(raw, f"record {seq}")
         if not isinstance(rec, dict):
             raise LedgerError(400, f"record {seq}: not a map")
@@ -151,6 +157,9 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
 
     # Signatures to check, grouped by signer: (signer id, tag, body bytes, sig, what).
     checks: list[tuple[bytes, bytes, bytes, bytes, str]] = []
+    # Wallet receipts: the card cannot check a POS signature, so a rogue reader can put
+    # anything there. A bad one is set aside, never a reason to refuse the batch.
+    soft: list[tuple[int, bytes, bytes, bytes, tuple]] = []
     for seq, rec in decoded:
         what = f"record {seq}"
         rtype = rec.get(proto.REC_TYPE)
@@ -194,21 +203,34 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
                 raise LedgerError(400, f"{what}: voucher for another wallet")
             batch.loads.append(field_int(vbody, proto.VCH_NUMBER, what + " voucher", 1))
         elif rtype == proto.RT_RECEIPT:
-            renv = env_bytes(rec.get(proto.REC_RECEIPT), what + " receipt")
-            rb, rbody, rsig = open_env(renv, what + " receipt")
-            pos = field_bytes(rbody, proto.RCPT_POS, what + " receipt", 8)
-            if rbody.get(proto.RCPT_WALLET) != device_id:
-                raise LedgerError(400, f"{what}: receipt for another wallet")
-            checks.append((pos, proto.TAG_RECEIPT, rb, rsig, what + " receipt"))
-            batch.receipts.append((
-                pos, field_int(rbody, proto.RCPT_SEQ, what + " receipt", 0), device_id,
-                field_int(rbody, proto.RCPT_COUNTER, what + " receipt", 1),
-                field_bytes(rbody, proto.RCPT_PAYMENT_HASH, what + " receipt", 32), renv))
+            try:
+                renv = env_bytes(rec.get(proto.REC_RECEIPT), what + " receipt")
+                rb, rbody, rsig = open_env(renv, what + " receipt")
+                pos = field_bytes(rbody, proto.RCPT_POS, what + " receipt", 8)
+                if rbody.get(proto.RCPT_WALLET) != device_id:
+                    raise LedgerError(400, f"{what}: receipt for another wallet")
+                row = (pos, field_int(rbody, proto.RCPT_SEQ, what + " receipt", 0), device_id,
+                       field_int(rbody, proto.RCPT_COUNTER, what + " receipt", 1),
+                       field_bytes(rbody, proto.RCPT_PAYMENT_HASH, what + " receipt", 32), renv)
+            except LedgerError as e:
+                batch.set_aside.append((seq, seen[seq], rtype, str(e.detail)))
+                continue
+            soft.append((seq, pos, rb, rsig, row))
         else:
             raise LedgerError(400, f"{what}: unknown record type {rtype!r}")
 
-    signers = {c[0] for c in checks}
+    signers = {c[0] for c in checks} | {c[1] for c in soft}
     keys = ledger.db.read(lambda tx: ledger.device_keys(tx, signers))
+    for seq, pos, rb, rsig, row in soft:
+        k = keys.get(pos)
+        if k is None or k[0] != proto.KIND_POS:
+            reason = f"receipt from {pos.hex()}, not a registered POS"
+        elif not _verify(k[1], proto.TAG_RECEIPT, rb, rsig):
+            reason = "receipt: bad signature (not signed by the POS it names)"
+        else:
+            batch.receipts.append(row)
+            continue
+        batch.set_aside.append((seq, seen[seq], proto.RT_RECEIPT, reason))
     for signer, tag, body_bytes, sig, what in checks:
         k = keys.get(signer)
         if k is None:
@@ -261,7 +283,8 @@ class _Apply:
         self.now = ledger.now()
         self.book = P.Book(tx, self.now)
         self.result: dict[str, Any] = {"accepted": 0, "duplicates": 0, "conflicts": 0,
-                                       "refused": 0, "released": 0, "loss": 0}
+                                       "refused": 0, "released": 0, "loss": 0,
+                                       "set_aside": 0, "rollback": False}
         self.revoked: set[bytes] = set()
         self.rules: dict[tuple[bytes, bytes, int], tuple[str | None, int, int, int]] = {}
         self.devices: dict[bytes, dict[str, Any] | None] = {}
@@ -465,30 +488,43 @@ class _Apply:
                         (self.batch.status_env, dev["id"]))
         return dev
 
-    def ack_upto(self, dev: dict[str, Any]) -> int:
-        acked = dev["acked_upto"] or 0
-        seqs = self.batch.seqs
-        if seqs:
-            # Store this batch's seqs as contiguous ranges, then advance the high-water mark.
-            lo = prev = seqs[0]
-            ranges = []
-            for s in seqs[1:]:
-                if s != prev + 1:
-                    ranges.append((lo, prev))
-                    lo = s
-                prev = s
-            ranges.append((lo, prev))
-            self.tx.executemany(
-                "INSERT INTO journal_ranges (device, lo, hi, at) VALUES (?, ?, ?, ?)",
-                [(dev["id"], a, b, self.now) for a, b in ranges if b > acked])
-            for a, b in self.tx.all("SELECT lo, hi FROM journal_ranges WHERE device = ? "
-                                    "ORDER BY lo", (dev["id"],)):
-                if int(a) <= acked + 1:
-                    acked = max(acked, int(b))
-            self.tx.execute("DELETE FROM journal_ranges WHERE device = ? AND hi <= ?",
-                            (dev["id"], acked))
-            self.tx.execute("UPDATE devices SET acked_upto = ? WHERE id = ?", (acked, dev["id"]))
-        return acked
+    def set_aside(self, dev: dict[str, Any]) -> None:
+        rows = [(dev["id"], seq, raw, rtype, reason[:200], self.now)
+                for seq, raw, rtype, reason in self.batch.set_aside]
+        if not rows:
+            return
+        sql = ("INSERT INTO set_aside (device, seq, record, type, reason, at) "
+               "VALUES (?, ?, ?, ?, ?, ?)")
+        if self.tx.dialect == "sqlite":
+            sql = sql.replace("INSERT", "INSERT OR IGNORE", 1)
+        else:
+            sql += " ON CONFLICT (device, seq) DO NOTHING"
+        self.tx.executemany(sql, rows)
+        self.result["set_aside"] = len(rows)
+
+    def settle_chain(self, dev: dict[str, Any]) -> chain.Settled:
+        """What the ack covers (host/ledger/chain.py); a rollback becomes a fraud case."""
+        b = self.batch
+        res = chain.settle(self.tx, dev, b.status_env, b.status, b.rhashes)
+        if res.rollback is None:
+            chain.store(self.tx, dev, b.status_env, res)
+            return res
+        rb = res.rollback
+        pair = sha256(rb["proof_a"] + rb["proof_b"]).digest()
+        if not self.case_exists(dev["id"], "rollback", pair):
+            self.tx.execute(
+                "INSERT INTO fraud_cases (wallet, kind, counter, proof_a, proof_b, hash_b, "
+                "amount_b, credited_b, loss, detected_at, via, evidence) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, NULL, 0, ?, ?, ?)",
+                (dev["id"], "rollback", rb["seq"], rb["proof_a"], rb["proof_b"], pair, self.now,
+                 dev["id"], rb["evidence"]))
+            self.result["conflicts"] += 1
+        self.result["rollback"] = True
+        if self.ledger.revoke_in(self.tx, dev["id"], f"fraud: rollback at journal seq "
+                                                     f"{rb['seq']}"):
+            self.revoked.add(dev["id"])
+            dev.update(revoked=True, revoked_at=self.now)
+        return res
 
     def run(self) -> dict[str, Any]:
         b = self.batch
@@ -503,9 +539,9 @@ class _Apply:
         self.releases()
         self.book.flush()
         dev = self.loads_and_status()
-        # Never above the device's own last seq (a device whose journal was reset must not
-        # be told to prune records it does not have yet).
-        upto = min(self.ack_upto(dev), self.batch.status[proto.ST_SEQ])
+        self.set_aside(dev)
+        settled = self.settle_chain(dev)  # never above the status's seq
+        upto = settled.upto
         if self.revoked:
             self.ledger._publish_hotlist(self.tx)
         if not dev["revoked"] and (dev["kind"] == proto.KIND_POS or dev["id"] not in self.revoked):
@@ -515,11 +551,12 @@ class _Apply:
             open(pause, "w").close()
             time.sleep(60)
         pending = self.ledger.pending_in(self.tx, dev)
-        ack = self.ledger.issuer.ack(dev["id"], upto, self.now)
+        ack = self.ledger.issuer.ack(dev["id"], upto, self.now, settled.digest)
         self.result.update(
             device=dev["id"].hex(),
             upto=upto,
             ack=b64e(ack),
+            ack_note=settled.note,
             revoked=sorted(w.hex() for w in self.revoked),
             hotlist_version=self.ledger._hotlist_version(self.tx),
             vouchers=pending["vouchers"],

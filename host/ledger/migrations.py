@@ -196,6 +196,38 @@ DROP INDEX postings_src;
     ),
     (3, "money columns: integers within +-MONEY_MAX only (CHECK / guard triggers)",
      _money_guards()),
+    (
+        4,
+        "journal hash chain per device (acks cover exactly the records held), rollback "
+        "evidence, records set aside",
+        """
+CREATE TABLE journal_links (
+    device {blob} NOT NULL REFERENCES devices(id),
+    seq {bigint} NOT NULL,
+    rhash {blob} NOT NULL,
+    link {blob} NOT NULL,
+    PRIMARY KEY (device, seq)
+);
+CREATE TABLE journal_pending (
+    device {blob} NOT NULL REFERENCES devices(id),
+    seq {bigint} NOT NULL,
+    rhash {blob} NOT NULL,
+    PRIMARY KEY (device, seq)
+);
+DROP TABLE journal_ranges;
+ALTER TABLE devices ADD COLUMN top_status {blob};
+ALTER TABLE fraud_cases ADD COLUMN evidence {blob};
+CREATE TABLE set_aside (
+    device {blob} NOT NULL REFERENCES devices(id),
+    seq {bigint} NOT NULL,
+    record {blob} NOT NULL,
+    type INTEGER,
+    reason TEXT NOT NULL,
+    at {bigint} NOT NULL,
+    PRIMARY KEY (device, seq)
+);
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

@@ -95,13 +95,29 @@ def wallet_statement(tx: Tx, wid: bytes) -> dict[str, Any]:
 
 
 def fraud_cases(tx: Tx) -> list[dict[str, Any]]:
+    """Double-spend proofs (two wallet-signed payments) and rollback reports (kind
+    `rollback`: `wallet` is the device, `counter` the journal seq compared, proof_a / proof_b
+    the device-signed statuses of the lower / higher seq, `evidence` the chain path:
+    host/ledger/chain.py, `verify_rollback`)."""
     return [
         {"case": int(i), "wallet": bytes(w).hex(), "kind": k, "counter": int(c),
          "proof_a": b64e(bytes(a)), "proof_b": b64e(bytes(b)), "amount_b": int(am),
-         "credited_b": cr, "loss": int(loss), "detected_at": int(at), "via": bytes(via).hex()}
-        for i, w, k, c, a, b, am, cr, loss, at, via in tx.all(
+         "credited_b": cr, "loss": int(loss), "detected_at": int(at), "via": bytes(via).hex(),
+         "evidence": b64e(bytes(ev)) if ev is not None else None}
+        for i, w, k, c, a, b, am, cr, loss, at, via, ev in tx.all(
             "SELECT id, wallet, kind, counter, proof_a, proof_b, amount_b, credited_b, loss, "
-            "detected_at, via FROM fraud_cases ORDER BY id")
+            "detected_at, via, evidence FROM fraud_cases ORDER BY id")
+    ]
+
+
+def set_aside(tx: Tx) -> list[dict[str, Any]]:
+    """Journal records kept as evidence instead of refusing their batch (a wallet receipt a
+    rogue reader signed, or one from a POS the ledger does not know)."""
+    return [
+        {"device": bytes(d).hex(), "seq": int(s), "type": None if t is None else int(t),
+         "reason": r, "record": b64e(bytes(rec)), "at": int(at)}
+        for d, s, t, r, rec, at in tx.all(
+            "SELECT device, seq, type, reason, record, at FROM set_aside ORDER BY device, seq")
     ]
 
 
@@ -138,12 +154,15 @@ def books(tx: Tx) -> dict[str, Any]:
         for w, a, s, r, ap in tx.all("SELECT wallet, amount, source, ref, applied FROM vouchers")
     )
     revoked = sorted(bytes(r[0]).hex() for r in tx.all("SELECT id FROM devices WHERE revoked = 1"))
+    aside = sorted([bytes(d).hex(), int(s), bytes(rec).hex()]
+                   for d, s, rec in tx.all("SELECT device, seq, record FROM set_aside"))
     return {
         "balances": {a["account"]: a["balance"] for a in accounts(tx)},
         "payments": payments,
         "fraud_cases": cases,
         "vouchers": vouchers,
         "revoked": revoked,
+        "set_aside": aside,
         "acked": {bytes(i).hex(): int(a or 0)
                   for i, a in tx.all("SELECT id, acked_upto FROM devices ORDER BY id")},
     }
@@ -154,6 +173,7 @@ REPORTS = {
     "settlements": settlements,
     "fraud": fraud_cases,
     "refused": refused,
+    "set_aside": set_aside,
     "accounts": accounts,
 }
 

@@ -38,14 +38,14 @@ DEVICE_COLS = (
     "id, kind, pubkey, cert, serial, expires, merchant, owner, limits, revoked, revoked_at, "
     "revoke_reason, renewed, next_voucher, vouchers_applied, next_update, synced_counter, "
     "synced_spent, "
-    "upd_hotlist, upd_serial, acked_upto, last_status, registered_at"
+    "upd_hotlist, upd_serial, acked_upto, last_status, registered_at, top_status"
 )
 _DEVICE_NAMES = [c.strip() for c in DEVICE_COLS.split(",")]
 
 
 def device_dict(row: tuple) -> dict[str, Any]:
     d = dict(zip(_DEVICE_NAMES, row, strict=True))
-    for k in ("id", "pubkey", "cert", "merchant", "last_status"):
+    for k in ("id", "pubkey", "cert", "merchant", "last_status", "top_status"):
         if d[k] is not None:
             d[k] = bytes(d[k])
     d["limits"] = {int(k): int(v) for k, v in json.loads(d["limits"] or "{}").items()}

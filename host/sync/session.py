@@ -230,6 +230,9 @@ def sync_device(
             res.message = f"{e.message}; the batch waits in the outbox" if spooled else e.message
             return _finish(res, transport, t0)
         res.ack_upto = reply.upto
+        note = reply.raw.get("ack_note") if isinstance(reply.raw, dict) else None
+        if note:
+            res.warnings.append(f"ledger: {note}")
         for k in _COUNTS:
             res.ledger_result[k] = res.ledger_result.get(k, 0) + getattr(reply, k)
         res.ledger_result["revoked"] = list(reply.revoked)

@@ -173,17 +173,31 @@ def test_pos_payment_tear_recovery_export_ack():
         recs = ex[proto.EXP_RECORDS]
         assert [s for s, _r in recs] == [1, 2] and not ex[proto.EXP_MORE]
         status = proto.verify_envelope(proto.TAG_STATUS, ex[proto.EXP_STATUS], pos_pk)
-        assert status == {proto.ST_DEVICE: POS_ID, proto.ST_SEQ: 2}
+        digest = b"\x00" * 32  # the journal chain, recomputed from the bytes exported
+        for seq, raw in recs:
+            h = sha256(proto.TAG_JOURNAL + digest + bytes((0, 0, 0, seq)))
+            h.update(sha256(raw).digest())
+            digest = h.digest()
+        assert status == {proto.ST_DEVICE: POS_ID, proto.ST_SEQ: 2, proto.ST_DIGEST: digest}
         prev = b"\x00" * 32
-        for _seq, rec in recs:
+        for _seq, raw in recs:
+            rec = cbor.decode(raw)
             body_bytes, body, _sig = proto.open_envelope(rec[proto.REC_SIGNED])
             assert body[proto.PAY_PREV] == prev
             prev = sha256(body_bytes).digest()
             rcpt = proto.verify_envelope(proto.TAG_RECEIPT, rec[proto.REC_RECEIPT], pos_pk)
             assert rcpt[proto.RCPT_PAYMENT_HASH] == prev
 
+        wrong = _seal(
+            proto.TAG_ACK,
+            {proto.ACK_DEVICE: POS_ID, proto.ACK_UPTO: 2, proto.ACK_TIME: NOW,
+             proto.ACK_DIGEST: b"\x00" * 32},
+        )
+        assert pos.process(proto.build_command(0x80, proto.INS_ACK, 0, 0, wrong)) == b"\x69\x84"
         ack = _seal(
-            proto.TAG_ACK, {proto.ACK_DEVICE: POS_ID, proto.ACK_UPTO: 2, proto.ACK_TIME: NOW}
+            proto.TAG_ACK,
+            {proto.ACK_DEVICE: POS_ID, proto.ACK_UPTO: 2, proto.ACK_TIME: NOW,
+             proto.ACK_DIGEST: digest},
         )
         _ok(pos, proto.INS_ACK, ack)
         info = cbor.decode(_ok(pos, proto.INS_GET_INFO))

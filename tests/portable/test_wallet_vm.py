@@ -111,7 +111,7 @@ def _select(app):
 def _personalise(flash):
     app = WalletApp(hal.Hal(flash=flash, rng=_Rng()))
     info = _select(app)
-    assert info == {proto.INFO_VERSION: 1, proto.INFO_FLAGS: proto.FLAG_BLANK}
+    assert info == {proto.INFO_VERSION: proto.VERSION, proto.INFO_FLAGS: proto.FLAG_BLANK}
     pk = _ok(app, 0x80, proto.INS_PERSO_KEYGEN)
     issuer = _issuer_key()
     cert = proto.seal(
@@ -194,12 +194,13 @@ def test_personalise_pay_and_verify():
         assert info[proto.INFO_COUNTER] == 2
         assert _ok(app, 0x80, proto.INS_GET_LAST) == env2
         ex = cbor.decode(_ok(app, 0x80, proto.INS_EXPORT, data=cbor.encode({0: 0, 1: 10})))
-        types = [rec[proto.REC_TYPE] for _seq, rec in ex[proto.EXP_RECORDS]]
+        types = [cbor.decode(raw)[proto.REC_TYPE] for _seq, raw in ex[proto.EXP_RECORDS]]
         assert types == [proto.RT_LOAD, proto.RT_PAYMENT, proto.RT_PAYMENT]
-        assert ex[proto.EXP_RECORDS][1][1][proto.REC_SIGNED] == env
+        assert cbor.decode(ex[proto.EXP_RECORDS][1][1])[proto.REC_SIGNED] == env
         status = proto.verify_envelope(proto.TAG_STATUS, ex[proto.EXP_STATUS], pk)
         assert status[proto.ST_COUNTER] == 2 and status[proto.ST_BALANCE] == 4750
         assert status[proto.ST_SEQ] == 3
+        assert status[proto.ST_DIGEST] == _chain(ex[proto.EXP_RECORDS])
     finally:
         _cleanup()
 
@@ -224,11 +225,21 @@ def test_power_cut_after_commit_rebuilds_the_journal_record():
         env = _ok(app, 0x80, proto.INS_PAY, data=_pay_request(chal, 99))
         proto.verify_envelope(proto.TAG_PAYMENT, env, pk)
         ex = cbor.decode(_ok(app, 0x80, proto.INS_EXPORT, data=b""))
-        last = ex[proto.EXP_RECORDS][-1][1]
+        last = cbor.decode(ex[proto.EXP_RECORDS][-1][1])
         assert last == {proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env}
         assert len(ex[proto.EXP_RECORDS]) == 2  # load + this payment, once
     finally:
         _cleanup()
+
+
+def _chain(records):
+    """The journal chain value after `records` [[seq, bytes]], computed here (from seq 1)."""
+    digest = b"\x00" * 32
+    for seq, raw in records:
+        h = sha256(proto.TAG_JOURNAL + digest + bytes((0, 0, seq >> 8, seq & 0xFF)))
+        h.update(sha256(raw).digest())
+        digest = h.digest()
+    return digest
 
 
 def _wallet(root, wallet_id, amount):
@@ -310,10 +321,15 @@ def test_transfer_receipt_ack_apply():
             data=proto.seal(proto.TAG_RECEIPT, receipt, b"\x22" * 32),
         )
         ex = cbor.decode(_ok(payee, 0x80, proto.INS_EXPORT, data=b""))
-        types = [rec[proto.REC_TYPE] for _seq, rec in ex[proto.EXP_RECORDS]]
+        types = [cbor.decode(raw)[proto.REC_TYPE] for _seq, raw in ex[proto.EXP_RECORDS]]
         assert types == [proto.RT_TRANSFER_IN, proto.RT_LOAD, proto.RT_PAYMENT, proto.RT_RECEIPT]
-        # ack: prune up to seq 3; beyond the last seq is refused
-        ack = {proto.ACK_DEVICE: b"VMPAYEE1", proto.ACK_UPTO: 3, proto.ACK_TIME: 0}
+        # ack: prune up to seq 3 only when its digest is the card's chain there; beyond the
+        # last seq is refused
+        ack = {proto.ACK_DEVICE: b"VMPAYEE1", proto.ACK_UPTO: 3, proto.ACK_TIME: 0,
+               proto.ACK_DIGEST: _chain(ex[proto.EXP_RECORDS][:2])}
+        _o, sw = _send(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))
+        assert sw == proto.SW_DATA_INVALID  # the digest at seq 2: other records
+        ack[proto.ACK_DIGEST] = _chain(ex[proto.EXP_RECORDS][:3])
         _ok(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))
         ack[proto.ACK_UPTO] = 9
         _o, sw = _send(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))

@@ -1,0 +1,98 @@
+"""The journal chain at the ledger, on SQLite and PostgreSQL (issue #10 items 3 and 4): an ack
+covers exactly the records the ledger holds, a rolled-back device is a fraud case with a proof
+that needs no trust in the ledger, and a receipt a rogue reader planted is set aside.
+
+Real firmware (WalletApp / PosApp on SimFlash), the real ledger over HTTP; the sync host's edits
+are made to what it uploads, the way a compromised host would."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import test_ledger_world as lw
+from test_ledger_world import World, apdu
+
+from tapcash.firmware.core import cbor, proto
+from tapcash.host.ledger.chain import records_digest, verify_rollback
+from tapcash.sim import provision as pv
+
+books_balance = lw.books_balance
+db_url = lw.db_url
+pg_admin = lw.pg_admin
+world = lw.world
+
+
+def test_an_edited_upload_gets_no_ack_and_the_device_prunes_nothing(world: World) -> None:
+    w = world.wallet(1, load=10000)
+    p = world.pos(1)
+    for amount in (100, 200, 300):
+        assert world.pay(w, p, amount).approved
+    records, status = world.export(p)
+    # the chain the device signed is the one recomputed here from the bytes it exported
+    _b, st, _s = proto.open_envelope(status)
+    assert st[proto.ST_DIGEST] == records_digest(records)
+    swapped = [records[0], records[1], (records[2][0], records[0][1])]
+    res = world.client.ingest(p.id, swapped, status)
+    assert res.upto == 0 and "not the ones the device journaled" in res.raw["ack_note"]
+    assert apdu(p.app, proto.INS_ACK, res.ack)[1] == proto.SW_OK  # an ack of nothing
+    assert [s for s, _r in world.export(p, since=0)[0]] == [1, 2, 3]
+    assert world.client.report("merchants")[0]["owed"] == 300  # payments 1 and 2 are real
+    res = world.sync(p)  # the honest upload
+    assert res.upto == 3 and res.raw["ack_note"] is None and res.accepted == 1
+    assert world.export(p, since=0)[0] == []
+    assert world.client.report("fraud") == []
+
+
+def test_a_status_without_its_records_after_a_rollback_is_a_rollback_case(world: World) -> None:
+    w = world.wallet(1, load=10000)
+    p1, p2 = world.pos(1), world.pos(2)
+    flash = w.app.hal.flash
+    image = flash.snapshot()
+    for amount in (100, 200):
+        assert world.pay(w, p1, amount).approved
+    assert world.sync(w).upto >= 3
+    flash.restore(image)  # the card's flash written back
+    w.app.power_on()
+    assert world.pay(w, p2, 700).approved  # counter 1 again, at a terminal that never saw it
+    _records, status = world.export(w, since=0)
+    res = world.client.ingest(w.id, [], status)  # the colluding host uploads no records
+    assert res.upto == 0 and res.raw["rollback"] is True
+    cases = world.client.report("fraud")
+    assert [c["kind"] for c in cases] == ["rollback"]
+    case = cases[0]
+    _b, cert, _s = proto.open_envelope(pv.select(w.app)[proto.INFO_CERT])
+    a, b, ev = (base64.b64decode(case[k]) for k in ("proof_a", "proof_b", "evidence"))
+    assert verify_rollback(cert[proto.CERT_KEY], a, b, ev)
+    assert not verify_rollback(cert[proto.CERT_KEY], a, b, ev[:-1])
+    assert world.client.hotlist().revoked == [w.id]
+    # the card kept its evidence; uploaded later, it is a double spend as well
+    res = world.client.ingest(w.id, world.export(w, since=0)[0], status)
+    assert res.upto == 0
+    kinds = sorted(c["kind"] for c in world.client.report("fraud"))
+    assert kinds == ["counter_conflict", "rollback"]
+
+
+def test_a_receipt_from_nobody_is_set_aside_and_the_sync_goes_on(world: World) -> None:
+    w = world.wallet(1, load=10000)
+    p = world.pos(1)
+    assert p.link is not None
+    p.link.alter_command = lambda k, a: b"\x80\xff\x00\x00" if k == 2 else a  # receipt lost
+    assert world.pay(w, p, 450).approved
+    p.link.alter_command = None
+    last = pv.call(w.app, proto.INS_GET_LAST)
+    body_bytes, body, _s = proto.open_envelope(last)
+    rogue = proto.seal(proto.TAG_RECEIPT, {
+        proto.RCPT_POS: p.id, proto.RCPT_WALLET: w.id, proto.RCPT_COUNTER: 1,
+        proto.RCPT_AMOUNT: 450, proto.RCPT_PAYMENT_HASH: hashlib.sha256(body_bytes).digest(),
+        proto.RCPT_SEQ: 1, proto.RCPT_TIME: 0}, hashlib.sha256(b"rogue").digest())
+    assert apdu(w.app, proto.INS_RECEIPT, rogue)[1] == proto.SW_OK
+    other = cbor.encode([cbor.decode(rogue)[0], b"\x00" * 64])
+    assert apdu(w.app, proto.INS_RECEIPT, other)[1] == proto.SW_CONDITIONS  # one per payment
+    res = world.sync(w)
+    assert res.accepted == 1 and res.raw["set_aside"] == 1 and res.upto == 3
+    aside = world.client.report("set_aside")
+    assert [(r["seq"], r["type"]) for r in aside] == [(3, proto.RT_RECEIPT)]
+    assert base64.b64decode(aside[0]["record"]) == cbor.encode(
+        {proto.REC_TYPE: proto.RT_RECEIPT, proto.REC_RECEIPT: rogue})
+    assert world.export(w, since=0)[0] == []

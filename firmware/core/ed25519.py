@@ -109,10 +109,11 @@ _key_cache = None  # (seed, a, prefix, public key) of the last seed used
 
 
 def clear_caches():
-    """Forget the cached expanded secret key and decoded public keys."""
+    """Forget the cached expanded secret keys (pure and PyNaCl) and decoded public keys."""
     global _key_cache
     _key_cache = None
     del _a_cache[:]
+    _nacl_keys.clear()
 
 
 # --- field -------------------------------------------------------------------------------

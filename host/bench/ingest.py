@@ -11,16 +11,21 @@ merit (1.0 = the ledger costs nothing beyond the signature check).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import resource
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tapcash.firmware.core import cbor, ed25519, proto
+
+from . import report
 
 BIG = 10**15
 # Limits so high that no synthetic payment is refused (the wallets never sync in between).
@@ -130,15 +135,17 @@ def run(db_url: str, entries: int, batch: int, wallets: int) -> dict:
     ingest_s = 0.0
     verify_s = 0.0
     done = 0
-    for wid, records, status in fleet.batches(entries, batch):
+    for k, (wid, records, status) in enumerate(fleet.batches(entries, batch)):
         body = [{"seq": s, "record": base64.b64encode(r).decode()} for s, r in records]
         st = base64.b64encode(status).decode()
         # Alternate which is measured first, so neither gets a warmer cache.
-        rate = raw_verify_rate(records, pks[wid])
-        verify_s += len(records) / rate
+        if k % 2:
+            verify_s += len(records) / raw_verify_rate(records, pks[wid])
         t = time.perf_counter()
         res = ingest(ledger, wid, body, st)
         ingest_s += time.perf_counter() - t
+        if not k % 2:
+            verify_s += len(records) / raw_verify_rate(records, pks[wid])
         assert res["accepted"] == len(records), res
         done += len(records)
     inv = ledger.invariant()
@@ -238,6 +245,82 @@ def run_http(db_url: str, entries: int, batch: int, wallets: int, workers: int,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+SPREAD = ("ingest_per_s", "verify_per_s", "ratio", "peak_rss_mb")
+
+
+def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 1000,
+            wallets: int = 20, http_workers: int = 0, clients: int = 2, repeat: int = 3,
+            quick: bool = False) -> dict[str, Any]:
+    """`repeat` runs per database (a fresh database or schema each), min/median/max."""
+    if quick:
+        entries, batch, repeat = 2000, 500, 1
+    opts = {"entries": (entries, 20000), "batch": (batch, 1000), "wallets": (wallets, 20),
+            "http": (http_workers, 0), "clients": (clients, 2), "repeat": (repeat, 3)}
+    cmd = "tapcash bench ingest" + "".join(f" --{k} {v}" for k, (v, d) in opts.items() if v != d)
+    cmd += "".join(f" --db {u}" for u in db_urls)
+    sec = report.new_section("ingest", cmd)
+    sec["title"] = "Ledger ingest"
+    sec["how"] = (f"HTTP, {http_workers} uvicorn worker(s), {clients} client thread(s)"
+                  if http_workers else "one worker (in-process, no HTTP)")
+    sec.update(entries=entries, batch=batch, wallets=wallets)
+    rows = []
+    names = [u.split(":", 1)[0] for u in db_urls] or ["sqlite", "postgresql"]
+    for i, name in enumerate(names):
+        runs = []
+        for _ in range(repeat):
+            with _database(db_urls[i] if db_urls else name) as url:
+                if url is None:
+                    break  # no PostgreSQL here
+                if http_workers:
+                    runs.append(run_http(url, entries, batch, wallets, http_workers, clients))
+                else:
+                    runs.append(run(url, entries, batch, wallets))
+        if runs:
+            row: dict[str, Any] = {"database": name}
+            row.update({k: report.spread([r[k] for r in runs], 2 if k == "ratio" else 0)
+                        for k in SPREAD})
+            rows.append(row)
+    sec["rows"] = rows
+    return report.finish(sec)
+
+
+@contextmanager
+def _database(what: str) -> Iterator[str | None]:
+    """A fresh database for one run: a temporary SQLite file, a fresh PostgreSQL schema
+    (None when PostgreSQL is not reachable), or the URL given."""
+    if what == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield str(Path(tmp) / "bench.db")
+    elif what == "postgresql":
+        pg = _pg_schema()
+        if pg is None:
+            yield None
+            return
+        try:
+            yield pg[0]
+        finally:
+            pg[1]()  # type: ignore[operator]
+    else:
+        yield what
+
+
+def _fmt_rate(s: dict[str, Any]) -> str:
+    return report.fmt_spread(s, "/s")
+
+
+def render(sec: dict[str, Any]) -> str:
+    out = [f"{sec['entries']:,} signed payments in batches of {sec['batch']:,} from "
+           f"{sec['wallets']} wallets, {sec['how']}; raw PyNaCl verify measured in the same run "
+           "on the same messages, alternately before and after each batch.", "",
+           "| database | ingest | raw PyNaCl verify | ratio | peak RSS |", "|---|---|---|---|---|"]
+    for r in sec["rows"]:
+        out.append(f"| {r['database']} | {_fmt_rate(r['ingest_per_s'])} | "
+                   f"{_fmt_rate(r['verify_per_s'])} | "
+                   f"{report.fmt_spread(r['ratio'], fmt=lambda v: f'{v:.2f}')} | "
+                   f"{report.fmt_spread(r['peak_rss_mb'], ' MB')} |")
+    return "\n".join(out) + "\n"
+
+
 @click.command()
 @click.option("--db", "db_urls", multiple=True,
               help="database URL(s); default: a temporary SQLite file, plus PostgreSQL at "
@@ -249,36 +332,26 @@ def run_http(db_url: str, entries: int, batch: int, wallets: int, workers: int,
               help="instead of in-process: upload over HTTP to `tapcash ledger serve` with this "
               "many uvicorn workers (batches pre-generated; RSS is the client's)")
 @click.option("--clients", default=2, show_default=True, help="--http: concurrent uploaders")
-def ingest_command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
-                   http_workers: int, clients: int) -> None:
+@click.option("--repeat", default=3, show_default=True, help="runs per database")
+@click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
+def command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
+            http_workers: int, clients: int, repeat: int, as_json: bool) -> None:
     """Ledger ingest throughput (verify + dedup + post) as a ratio to raw PyNaCl verify."""
-    targets: list[tuple[str, str, object]] = []
-    tmp = tempfile.TemporaryDirectory()
-    if db_urls:
-        targets = [(u.split(":", 1)[0], u, None) for u in db_urls]
-    else:
-        targets.append(("sqlite", str(Path(tmp.name) / "bench.db"), None))
-        pg = _pg_schema()
-        if pg is not None:
-            targets.append(("postgresql", pg[0], pg[1]))
-    how = (f"HTTP, {http_workers} uvicorn worker(s), {clients} client thread(s)" if http_workers
-           else "one worker (in-process, no HTTP)")
+    sec = section(db_urls, entries, batch, wallets, http_workers, clients, repeat)
+    if as_json:
+        click.echo(json.dumps(sec, indent=2))
+        return
     click.echo(f"ingest benchmark: {entries} signed payments, batches of {batch}, "
-               f"{wallets} wallets, {how}")
-    try:
-        for name, url, _drop in targets:
-            if http_workers:
-                r = run_http(url, entries, batch, wallets, http_workers, clients)
-            else:
-                r = run(url, entries, batch, wallets)
-            click.echo(f"{name:11s} ingest {r['ingest_per_s']:9.0f}/s   raw PyNaCl verify "
-                       f"{r['verify_per_s']:9.0f}/s   ratio {r['ratio']:.2f}   "
-                       f"peak RSS {r['peak_rss_mb']:.0f} MB")
-    finally:
-        for _name, _url, drop in targets:
-            if drop is not None:
-                drop()  # type: ignore[operator]
-        tmp.cleanup()
+               f"{wallets} wallets, {sec['how']}; median (min-max) of {repeat} runs")
+    for r in sec["rows"]:
+        click.echo(f"{r['database']:11s} ingest {_fmt_rate(r['ingest_per_s'])}   raw PyNaCl "
+                   f"verify {_fmt_rate(r['verify_per_s'])}   ratio "
+                   f"{report.fmt_spread(r['ratio'], fmt=lambda v: f'{v:.2f}')}   peak RSS "
+                   f"{report.fmt_spread(r['peak_rss_mb'], ' MB')}")
+    report.echo_provenance(sec)
+
+
+ingest_command = command  # the name it had
 
 
 def _pg_schema() -> tuple[str, object] | None:

@@ -31,6 +31,8 @@ from typing import Any
 
 import click
 
+from . import report
+
 INS_NAMES = {0xA4: "select", 0x50: "pay", 0x52: "receipt"}
 
 
@@ -63,15 +65,68 @@ def bench_scenario(wallets: int, pos: int, payments: int, *, measured: bool = Fa
     )
 
 
+class _CryptoCount:
+    """Counts the firmware's signatures and verifications during a CPython run (the wrappers
+    cost well under 1% of a PyNaCl call)."""
+
+    def __init__(self) -> None:
+        from tapcash.firmware.core import ed25519
+
+        self.ed = ed25519
+        self.sign0, self.verify0 = ed25519.sign, ed25519.verify
+        self.signs = self.verifies = 0
+
+    def __enter__(self) -> _CryptoCount:
+        sign0, verify0 = self.sign0, self.verify0
+
+        def sign(seed: bytes, msg: bytes) -> bytes:
+            self.signs += 1
+            return sign0(seed, msg)
+
+        def verify(pk: bytes, msg: bytes, sig: bytes) -> bool:
+            self.verifies += 1
+            return verify0(pk, msg, sig)
+
+        self.ed.sign, self.ed.verify = sign, verify
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ed.sign, self.ed.verify = self.sign0, self.verify0
+
+
+def pynacl_limit(n: int = 2000, msg_len: int = 200) -> dict[str, float]:
+    """Raw PyNaCl: us per signature (expanded key, as a device signing with its one key) and
+    per verification (a different key each time), on messages of a payment's size."""
+    from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
+
+    keys = [crypto_sign_seed_keypair(bytes([i % 251 + 1, i // 251]) * 16) for i in range(64)]
+    msgs = [bytes((i * 7 + j) & 255 for j in range(msg_len)) for i in range(64)]
+    signed = [crypto_sign(msgs[i], keys[i][1]) for i in range(64)]
+    t = time.perf_counter()
+    for i in range(n):
+        crypto_sign(msgs[i & 63], keys[i & 63][1])
+    sign_us = (time.perf_counter() - t) / n * 1e6
+    t = time.perf_counter()
+    for i in range(n):
+        crypto_sign_open(signed[i & 63], keys[i & 63][0])
+    verify_us = (time.perf_counter() - t) / n * 1e6
+    return {"sign_us": sign_us, "verify_us": verify_us}
+
+
 def run_bench(wallets: int, pos: int, payments: int, runtime: str,
               measured: bool = False, barrier: Any = None, seed: int = 1) -> dict[str, Any]:
-    """Provision the fleet, then time the payments (after `barrier`, when sharded)."""
+    """Provision the fleet, then time the payments (after `barrier`, when sharded). On CPython
+    the PyNaCl limit is measured in the same process right after the payments, and the
+    signatures and verifications of the run are counted: limit = 1 / (signs per approved
+    payment x sign time + verifies per approved payment x verify time)."""
+    from contextlib import nullcontext
     from dataclasses import replace
 
     from tapcash.sim.runner import ScenarioRun
     from tapcash.sim.scenario import build_schedule
 
     sc = replace(bench_scenario(wallets, pos, payments, measured=measured), seed=seed)
+    count = _CryptoCount() if runtime == "cpython" else None
     with tempfile.TemporaryDirectory(prefix="tapcash-bench-sim-") as tmp:
         run = ScenarioRun(sc, Path(tmp), runtime=runtime, ledger=False)
         try:
@@ -82,11 +137,13 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
             gc.collect()
             if barrier is not None:
                 barrier.wait()
-            t1, c1 = time.perf_counter(), time.process_time()
-            for ev in events:
-                run.clock.set(sc.start + ev.t)
-                run.dispatch(ev)
-            wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+            with count if count is not None else nullcontext():
+                t1, c1 = time.perf_counter(), time.process_time()
+                for ev in events:
+                    run.clock.set(sc.start + ev.t)
+                    run.dispatch(ev)
+                wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+            limit = pynacl_limit() if count is not None else None
             pays = run.log.payments
             approved = [p for p in pays if p.status == "approved"]
             per_ins: dict[int, list[float]] = {}
@@ -99,17 +156,19 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
         finally:
             run.close()
     in_field = [p.in_field_ms for p in approved]
-    return {
+    ok = len(approved)
+    row: dict[str, Any] = {
         "runtime": runtime,
         "wallets": wallets,
         "pos": pos,
         "payments": len(pays),
-        "approved": len(approved),
+        "approved": ok,
+        "declined": len(pays) - ok,
         "wall_s": round(wall, 3),
         "provision_s": round(t_prov, 2),
         "devices_per_s": round((wallets + pos) / t_prov, 1),
-        "payments_per_s": round(len(pays) / wall, 1),
-        "payments_per_cpu_s": round(len(pays) / cpu, 1) if cpu else 0.0,
+        "approved_per_s": round(ok / wall, 1),
+        "declined_per_s": round((len(pays) - ok) / wall, 1),
         "in_field_ms_p50": round(statistics.median(in_field), 1) if in_field else 0.0,
         "per_ins_ms": {
             INS_NAMES.get(ins, f"{ins:02X}"): {
@@ -119,6 +178,17 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
             for ins, (n, card, reader) in sorted(per_ins.items())
         },
     }
+    if runtime == "cpython" and cpu:  # (the MicroPython VMs' CPU is not this process's)
+        row["approved_per_cpu_s"] = round(ok / cpu, 1)
+    if count is not None and limit is not None and ok:
+        sp, vp = count.signs / ok, count.verifies / ok
+        limit_per_s = 1e6 / (sp * limit["sign_us"] + vp * limit["verify_us"])
+        row.update(signs_per_payment=round(sp, 3), verifies_per_payment=round(vp, 3),
+                   pynacl_sign_us=round(limit["sign_us"], 2),
+                   pynacl_verify_us=round(limit["verify_us"], 2),
+                   limit_per_s=round(limit_per_s, 1),
+                   ratio=round(ok / wall / limit_per_s, 3))
+    return row
 
 
 def _shard(args: tuple[int, int, int, int], barrier: Any, results: Any) -> None:
@@ -145,21 +215,99 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
     for w in workers:
         w.join()
     wall = max(r["wall_s"] for r in procs)
-    total = sum(r["payments"] for r in procs)
+    ok = sum(r["approved"] for r in procs)
     row = dict(procs[0])
+    for k in ("limit_per_s", "ratio"):  # one process's limit: not the fleet's
+        row.pop(k, None)
     row.update(
         runtime=f"cpython x{shards}",
         wallets=sum(r["wallets"] for r in procs),
         pos=sum(r["pos"] for r in procs),
-        payments=total,
-        approved=sum(r["approved"] for r in procs),
+        payments=sum(r["payments"] for r in procs),
+        approved=ok,
+        declined=sum(r["declined"] for r in procs),
         wall_s=wall,
-        payments_per_s=round(total / wall, 1),
-        payments_per_cpu_s=round(sum(r["payments_per_cpu_s"] for r in procs) / shards, 1),
+        approved_per_s=round(ok / wall, 1),
+        declined_per_s=round(sum(r["declined"] for r in procs) / wall, 1),
+        approved_per_cpu_s=round(sum(r["approved_per_cpu_s"] for r in procs) / shards, 1),
         provision_s=max(r["provision_s"] for r in procs),
     )
     row["devices_per_s"] = round((row["wallets"] + row["pos"]) / row["provision_s"], 1)
     return row
+
+
+SPREAD_KEYS = ("approved_per_s", "declined_per_s", "approved_per_cpu_s", "provision_s",
+               "devices_per_s", "in_field_ms_p50", "limit_per_s", "ratio", "pynacl_sign_us",
+               "pynacl_verify_us", "signs_per_payment", "verifies_per_payment")
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated runs: the spread keys as min/median/max, the rest from the last."""
+    row = dict(runs[-1])
+    for k in SPREAD_KEYS:
+        if all(k in r for r in runs):
+            row[k] = report.spread([r[k] for r in runs], 3 if k == "ratio" else 1)
+    row["repeats"] = len(runs)
+    return row
+
+
+def section(wallets: int = 10_000, pos: int = 1_000, payments: int = 30_000,
+            mp_wallets: int = 100, mp_pos: int = 10, mp_payments: int = 300,
+            runtime: str = "both", shards: int = 1, repeat: int = 3,
+            quick: bool = False) -> dict[str, Any]:
+    """`repeat` runs of each row (fresh fleet each time)."""
+    if quick:
+        wallets, pos, payments, mp_wallets, mp_pos, mp_payments, repeat = (
+            200, 20, 600, 10, 2, 20, 1)
+    defaults = {"wallets": (wallets, 10_000), "pos": (pos, 1_000),
+                "payments": (payments, 30_000), "mp-wallets": (mp_wallets, 100),
+                "mp-pos": (mp_pos, 10), "mp-payments": (mp_payments, 300),
+                "runtime": (runtime, "both"), "shards": (shards, 1), "repeat": (repeat, 3)}
+    cmd = "tapcash bench sim" + "".join(f" --{k} {v}" for k, (v, d) in defaults.items() if v != d)
+    sec = report.new_section("sim", cmd)
+    sec["title"] = "Simulator"
+    rows = []
+    if runtime in ("both", "cpython"):
+        rows.append(_aggregate([run_bench(wallets, pos, payments, "cpython", seed=1 + i)
+                                for i in range(repeat)]))
+        if shards > 1:
+            rows.append(_aggregate([run_sharded(wallets, pos, payments, shards)
+                                    for _ in range(repeat)]))
+    if runtime in ("both", "micropython"):
+        rows.append(_aggregate([run_bench(mp_wallets, mp_pos, mp_payments, "micropython",
+                                          seed=1 + i) for i in range(repeat)]))
+    sec["rows"] = rows
+    return report.finish(sec)
+
+
+def _two(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _line(r: dict[str, Any]) -> str:
+    f = report.fmt_spread
+    text = (f"{r['runtime']}, {r['wallets']:,} wallets x {r['pos']:,} POS, {r['payments']:,} "
+            f"payments a run: **{f(r['approved_per_s'], '/s')} approved** "
+            f"(declined {f(r['declined_per_s'], '/s')}); ")
+    if "approved_per_cpu_s" in r:
+        text += f"{f(r['approved_per_cpu_s'], '/s')} per CPU second; "
+    text += (f"provisioning {f(r['devices_per_s'], ' devices/s')}; card in field "
+             f"p50 {f(r['in_field_ms_p50'], ' ms')}")
+    if "ratio" in r:
+        text += (f". Crypto limit in the same process: {r['signs_per_payment']['median']:.2f} "
+                 f"signatures x {f(r['pynacl_sign_us'], ' us')} + "
+                 f"{r['verifies_per_payment']['median']:.2f} verifications x "
+                 f"{f(r['pynacl_verify_us'], ' us')} per approved payment (raw PyNaCl) = "
+                 f"{f(r['limit_per_s'], '/s')}; **ratio {f(r['ratio'], fmt=_two)}**")
+    return text + "."
+
+
+def render(sec: dict[str, Any]) -> str:
+    out = ["One payment is the whole NFC flow (SELECT / PAY / RECEIPT) between two simulated "
+           "devices running the unchanged firmware, flash commits included; payments/s count "
+           "approved payments only. Each run provisions a fresh fleet."]
+    out += [f"- {_line(r)}" for r in sec["rows"]]
+    return "\n".join(out) + "\n"
 
 
 @click.command()
@@ -173,36 +321,32 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
               default="both", show_default=True)
 @click.option("--shards", default=1, show_default=True,
               help="CPython: split the fleet into this many districts, one process each")
+@click.option("--repeat", default=3, show_default=True, help="runs per row (min/median/max)")
 @click.option("--calibrate", is_flag=True,
               help="measure card/reader compute per command in the MicroPython VM")
 @click.option("--json", "as_json", is_flag=True)
-def sim_command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp_pos: int,
-                mp_payments: int, runtime: str, shards: int, calibrate: bool,
-                as_json: bool) -> None:
+def command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp_pos: int,
+            mp_payments: int, runtime: str, shards: int, repeat: int, calibrate: bool,
+            as_json: bool) -> None:
     """Simulated payments per second, end to end through the firmware (CPython, MicroPython)."""
-    rows = []
     if calibrate:
-        rows.append(run_bench(mp_wallets, mp_pos, mp_payments, "micropython", measured=True))
-    else:
-        if runtime in ("both", "cpython"):
-            rows.append(run_bench(wallets, pos_count, payments, "cpython"))
-            if shards > 1:
-                rows.append(run_sharded(wallets, pos_count, payments, shards))
-        if runtime in ("both", "micropython"):
-            rows.append(run_bench(mp_wallets, mp_pos, mp_payments, "micropython"))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        r = run_bench(mp_wallets, mp_pos, mp_payments, "micropython", measured=True)
+        if as_json:
+            click.echo(json.dumps(r, indent=2))
+            return
+        click.echo(f"{r['approved']} approved of {r['payments']} payments")
+        for name, v in r["per_ins_ms"].items():
+            click.echo(f"  {name:<8} card {v['card']:.3f} ms, "
+                       f"reader after {v['reader_after']:.3f} ms")
         return
-    for r in rows:
-        click.echo(
-            f"{r['runtime']:<12} {r['wallets']:>6} wallets x {r['pos']:>5} POS: "
-            f"{r['payments']} payments ({r['approved']} approved), "
-            f"{r['payments_per_s']:.0f}/s wall, {r['payments_per_cpu_s']:.0f}/s per CPU s; "
-            f"provisioning {r['provision_s']} s ({r['devices_per_s']:.0f} devices/s); "
-            f"card in field p50 {r['in_field_ms_p50']} ms"
-        )
-        if calibrate:
-            for name, v in r["per_ins_ms"].items():
-                click.echo(
-                    f"  {name:<8} card {v['card']:.3f} ms, reader after {v['reader_after']:.3f} ms"
-                )
+    sec = section(wallets, pos_count, payments, mp_wallets, mp_pos, mp_payments, runtime,
+                  shards, repeat)
+    if as_json:
+        click.echo(json.dumps(sec, indent=2))
+        return
+    for r in sec["rows"]:
+        click.echo(_line(r).replace("**", ""))
+    report.echo_provenance(sec)
+
+
+sim_command = command  # the name it had

@@ -1,0 +1,112 @@
+"""What every benchmark reports besides its figures: repeated runs as min/median/max, the
+machine's load average, the source revision and the command line that reproduces it.
+
+A bench module's `section(...)` returns one JSON-able dict (see `new_section`); its command
+prints it (or `--json` dumps it), `tapcash bench all --json FILE` collects every registered
+bench's section into one file, and `tapcash bench render FILE` turns that file into
+docs/PERFORMANCE.md (host/bench/render.py).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+SHARED_NOTE = "a 2-core machine shared with seven other engineers"
+
+
+def spread(values: Iterable[float], digits: int = 1) -> dict[str, Any]:
+    """{"min", "median", "max", "runs"} of repeated measurements."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("no measurements")
+    r = (lambda v: round(v, digits)) if digits else (lambda v: round(v))
+    return {
+        "min": r(min(vals)),
+        "median": r(statistics.median(vals)),
+        "max": r(max(vals)),
+        "runs": [r(v) for v in vals],
+    }
+
+
+def fmt_spread(s: dict[str, Any], unit: str = "", fmt: Callable[[float], str] | None = None) -> str:
+    """"median (min-max)" with a unit, e.g. "2,356/s (2,301-2,384)"."""
+    f = fmt or (lambda v: f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}")
+    if s["min"] == s["max"]:
+        return f"{f(s['median'])}{unit}"
+    return f"{f(s['median'])}{unit} ({f(s['min'])}–{f(s['max'])})"
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - no /proc/loadavg
+        return []
+
+
+def _root() -> Path:
+    import tapcash.host as host
+
+    return Path(host.__file__).resolve().parent.parent
+
+
+def revision() -> str:
+    """The source tree's git revision (short), "+dirty" when it has uncommitted changes."""
+    git = ["git", "-C", str(_root())]
+    try:
+        rev = subprocess.run([*git, "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "note": SHARED_NOTE,
+    }
+
+
+def new_section(bench: str, command: str) -> dict[str, Any]:
+    """The head of a bench's JSON section; the bench adds its figures and calls `finish`."""
+    return {
+        "bench": bench,
+        "command": command,
+        "revision": revision(),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "loadavg_before": loadavg(),
+        "machine": machine(),
+    }
+
+
+def finish(section: dict[str, Any]) -> dict[str, Any]:
+    section["loadavg_after"] = loadavg()
+    return section
+
+
+def provenance(section: dict[str, Any]) -> str:
+    """One line naming the command, revision, time and load of a section."""
+    la = section.get("loadavg_before") or []
+    lb = section.get("loadavg_after") or []
+    load = ""
+    if la:
+        load = f"; load average {la[0]:.2f}" + (f" -> {lb[0]:.2f}" if lb else "")
+    return (f"`{section['command']}` at revision `{section.get('revision', '?')}`, "
+            f"{section.get('started', '?')}{load} ({section.get('machine', {}).get('note', '')})")
+
+
+def echo_provenance(section: dict[str, Any]) -> None:
+    import click
+
+    click.echo(f"-- {provenance(section).replace('`', '')}")

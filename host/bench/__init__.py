@@ -26,6 +26,7 @@ BENCHES: dict[str, str] = {
     "crypto": "tapcash.host.bench.crypto",
     "sim": "tapcash.host.bench.sim",
     "ingest": "tapcash.host.bench.ingest",
+    "pcsc": "tapcash.host.bench.pcsc",
 }
 
 

@@ -116,6 +116,33 @@ def render_command(json_file: Path, output: Path) -> None:
         click.echo(f"wrote {output} from {json_file}")
 
 
+def _child(name: str, quick: bool, out: Any) -> None:
+    from . import bench_module
+
+    out.put(bench_module(name).section(quick=quick))
+
+
+def _in_child(name: str, quick: bool) -> dict[str, Any]:
+    """One bench's section, measured in a process of its own (forked): its peak RSS, caches
+    and garbage are its own, not the benches' before it."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    p = ctx.Process(target=_child, args=(name, quick, out))
+    p.start()
+    try:
+        section = out.get()
+    except BaseException:
+        p.kill()
+        raise
+    finally:
+        p.join()
+    if p.exitcode:
+        raise click.ClickException(f"bench {name} failed (exit {p.exitcode})")
+    return section
+
+
 @click.command()
 @click.option("--json", "json_file", type=click.Path(path_type=Path), required=True,
               help="the file to write (one JSON document, every bench's section)")
@@ -124,7 +151,7 @@ def render_command(json_file: Path, output: Path) -> None:
 @click.option("--quick", is_flag=True, help="smaller runs (a smoke test, not for the docs)")
 def all_command(json_file: Path, only: str, quick: bool) -> None:
     """Run every registered benchmark and write their sections into one JSON file."""
-    from . import BENCHES, bench_module
+    from . import BENCHES
 
     names = [n.strip() for n in only.split(",") if n.strip()] or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
@@ -136,7 +163,7 @@ def all_command(json_file: Path, only: str, quick: bool) -> None:
         doc = load(json_file)
     for n in names:
         click.echo(f"== tapcash bench {n}", err=True)
-        section = bench_module(n).section(quick=quick)
+        section = _in_child(n, quick)
         report.echo_provenance(section)
         doc["benches"][n] = section
         json_file.write_text(json.dumps(doc, indent=1) + "\n")  # each bench saved as it ends

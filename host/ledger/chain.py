@@ -203,7 +203,7 @@ def store(tx: Tx, dev: dict[str, Any], status_env: bytes, res: Settled) -> None:
     if not res.new_links:
         return
     tx.execute("DELETE FROM journal_pending WHERE device = ? AND seq <= ?", (dev["id"], res.upto))
-    tx.executemany("INSERT INTO journal_links (device, seq, rhash, link) VALUES (?, ?, ?, ?)",
+    tx.insert_many("journal_links", ("device", "seq", "rhash", "link"),
                    [(dev["id"], k, rh, lk) for k, rh, lk in res.new_links])
     tx.execute("UPDATE devices SET acked_upto = ?, top_status = ? WHERE id = ?",
                (res.upto, status_env, dev["id"]))

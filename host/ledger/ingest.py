@@ -215,6 +215,9 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
             except LedgerError as e:
                 batch.set_aside.append((seq, seen[seq], rtype, str(e.detail)))
                 continue
+            except Exception as e:  # noqa: BLE001 - whatever a reader put there, never a 500
+                batch.set_aside.append((seq, seen[seq], rtype, f"receipt: unreadable ({e})"))
+                continue
             soft.append((seq, pos, rb, rsig, row))
         else:
             raise LedgerError(400, f"{what}: unknown record type {rtype!r}")

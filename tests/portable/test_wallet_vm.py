@@ -320,6 +320,11 @@ def test_transfer_receipt_ack_apply():
             proto.INS_RECEIPT,
             data=proto.seal(proto.TAG_RECEIPT, receipt, b"\x22" * 32),
         )
+        # one receipt per payment, ever: another one (a rogue reader's) is refused
+        receipt[proto.RCPT_SEQ] = 2
+        _o, sw = _send(payee, 0x80, proto.INS_RECEIPT,
+                       data=proto.seal(proto.TAG_RECEIPT, receipt, b"\x23" * 32))
+        assert sw == proto.SW_CONDITIONS
         ex = cbor.decode(_ok(payee, 0x80, proto.INS_EXPORT, data=b""))
         types = [cbor.decode(raw)[proto.REC_TYPE] for _seq, raw in ex[proto.EXP_RECORDS]]
         assert types == [proto.RT_TRANSFER_IN, proto.RT_LOAD, proto.RT_PAYMENT, proto.RT_RECEIPT]

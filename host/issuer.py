@@ -14,6 +14,8 @@ from pathlib import Path
 from tapcash.firmware.core import ed25519, proto
 
 YEAR_S = 365 * 24 * 3600
+DAY_S = 24 * 3600
+CERT_DAYS = 730  # default certificate lifetime, the same for every command that certifies
 
 
 class Issuer:

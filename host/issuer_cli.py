@@ -1,9 +1,10 @@
 """`tapcash issuer ...`: the issuer's key and the objects it signs offline.
 
     tapcash issuer init issuer.key                       # new key, file 0600, prints the key id
-    tapcash issuer certify wallet --key issuer.key --id ID --public-key PK [--limit 1=100000]
-    tapcash issuer certify pos --key issuer.key --id ID --public-key PK --merchant MID
-    tapcash issuer voucher --key issuer.key --wallet ID --number N --amount A
+    tapcash issuer certify wallet --issuer-key issuer.key --id ID --public-key PK \\
+        [--limit payment_max=20000]
+    tapcash issuer certify pos --issuer-key issuer.key --id ID --public-key PK --merchant MID
+    tapcash issuer voucher --issuer-key issuer.key --wallet ID --number N --amount A
     tapcash issuer payroll salaries.csv --ledger URL --token T --payer ACME --reference 2026-11
 
 Envelopes are printed as hex (or written with --out). Vouchers for real wallets should come from
@@ -21,7 +22,9 @@ import click
 
 from tapcash.firmware.core import proto
 
-from .issuer import YEAR_S, Issuer
+from .device.errors import InputError
+from .device.provision import LIMIT_NAMES, parse_settings
+from .issuer import CERT_DAYS, DAY_S, Issuer
 
 
 def _id(text: str) -> bytes:
@@ -42,8 +45,10 @@ def _emit(data: bytes, out: str | None) -> None:
         click.echo(data.hex())
 
 
-key_option = click.option("--key", "key_path", required=True, type=click.Path(exists=True),
-                          envvar="TAPCASH_ISSUER_KEY", help="issuer key file")
+# `--issuer-key` as in `provision`, `ledger serve` and `pcsc`; `--key` is kept as an alias.
+key_option = click.option("--issuer-key", "--key", "key_path", required=True,
+                          type=click.Path(exists=True), envvar="TAPCASH_ISSUER_KEY",
+                          help="issuer key file")
 
 
 @click.group()
@@ -81,11 +86,12 @@ def show(key_path: str) -> None:
 @click.option("--public-key", required=True, help="device public key, 64 hex digits")
 @click.option("--merchant", help="POS: merchant id, 16 hex digits")
 @click.option("--category", type=int, default=0, help="POS: merchant category code")
-@click.option("--days", type=int, default=2 * 365, show_default=True, help="validity")
+@click.option("--expires-days", "--days", "days", type=click.IntRange(min=1),
+              default=CERT_DAYS, show_default=True, help="certificate lifetime in days")
 @click.option("--serial", type=int, default=1, show_default=True)
 @click.option("--limit", "limits", multiple=True,
-              help="wallet limit KEY=VALUE (1 balance max, 2 payment max, 3 offline count, "
-              "4 offline amount, 5 no-CVM, 6 staged spend)")
+              help="wallet limit NAME=VALUE, as `tapcash provision` takes them: "
+              + ", ".join(sorted(LIMIT_NAMES)))
 @click.option("--out", help="write the envelope to this file instead of printing hex")
 def certify(kind: str, key_path: str, dev_id: str, public_key: str, merchant: str | None,
             category: int, days: int, serial: int, limits: tuple[str, ...],
@@ -95,14 +101,12 @@ def certify(kind: str, key_path: str, dev_id: str, public_key: str, merchant: st
     pk = bytes.fromhex(public_key)
     if len(pk) != 32:
         raise click.BadParameter("expected 64 hex digits", param_hint="--public-key")
-    expires = int(time.time()) + days * 24 * 3600 if days else int(time.time()) + YEAR_S
+    expires = int(time.time()) + days * DAY_S
     if kind == "wallet":
-        lim: dict[int, int] = {}
-        for item in limits:
-            k, _, v = item.partition("=")
-            if not k.isdigit() or not v.isdigit() or int(k) not in proto.DEFAULT_LIMITS:
-                raise click.BadParameter(f"bad limit {item!r}", param_hint="--limit")
-            lim[int(k)] = int(v)
+        try:
+            lim = parse_settings(limits, LIMIT_NAMES, "--limit")
+        except InputError as e:
+            raise click.BadParameter(str(e), param_hint="--limit") from None
         env = iss.certify_wallet(_id(dev_id), pk, expires=expires, limits=lim, serial=serial)
     else:
         if not merchant:

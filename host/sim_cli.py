@@ -178,6 +178,19 @@ def run_command(
     sys.exit(_run(sc, out, seed, runtime, processes, not no_plots, as_json))
 
 
+@sim.command("template")
+@click.argument("builtin", default="demo")
+def template_command(builtin: str) -> None:
+    """Print a built-in scenario's TOML to start a scenario of your own from (default: demo,
+    whose comments document every key): tapcash sim template > my.toml."""
+    from tapcash.sim.scenario import ScenarioError, builtin_source
+
+    try:
+        click.echo(builtin_source(builtin), nl=False)
+    except ScenarioError as e:
+        raise click.ClickException(str(e)) from None
+
+
 @sim.command("list")
 def list_command() -> None:
     """The built-in scenarios."""

@@ -15,6 +15,7 @@ the scenario start. Money is in minor units (cents), always integers.
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
 import tomllib
@@ -209,8 +210,10 @@ class _Table:
             raise ScenarioError(f"{where}: expected a table")
         self.data = dict(data)
         self.where = where
+        self.asked: list[str] = []  # every key the schema reads here: the known ones
 
     def take(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.asked.append(key)
         if key not in self.data:
             return default
         v = self.data.pop(key)
@@ -237,7 +240,16 @@ class _Table:
 
     def done(self) -> None:
         if self.data:
-            raise ScenarioError(f"{self.where}: unknown key(s) {', '.join(sorted(self.data))}")
+            raise ScenarioError(f"{self.where}: " + "; ".join(
+                unknown_key(k, self.asked) for k in sorted(self.data)))
+
+
+def unknown_key(key: str, known: list[str]) -> str:
+    """'unknown key 'walets' (did you mean 'wallets'?)', or the known keys when none is close."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    return f"unknown key {key!r} (known: {', '.join(sorted(set(known)))})"
 
 
 def parse_clock(text: str, where: str = "time") -> int:
@@ -257,7 +269,7 @@ def _named_map(t: _Table, key: str, names: dict[str, int]) -> dict[int, int]:
     out = {}
     for name in list(sub.data):
         if name not in names:
-            raise ScenarioError(f"{sub.where}: unknown key {name!r} (known: {', '.join(names)})")
+            raise ScenarioError(f"{sub.where}: {unknown_key(name, list(names))}")
         out[names[name]] = sub.int(name, 0)
     return out
 
@@ -525,7 +537,10 @@ def load_scenario(path: str | Path) -> Scenario:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{path}: {e}") from None
-    return parse_scenario(data, str(path))
+    try:
+        return parse_scenario(data, str(path))
+    except ScenarioError as e:  # "my.toml: wallets: unknown key ...": the file, then the table
+        raise ScenarioError(f"{path}: {str(e).removeprefix('scenario file.')}") from None
 
 
 def builtin_names() -> list[str]:
@@ -536,11 +551,16 @@ def builtin_names() -> list[str]:
     )
 
 
-def builtin_scenario(name: str) -> Scenario:
+def builtin_source(name: str) -> str:
+    """The TOML text of a built-in scenario (demo.toml documents every key of the schema)."""
     res = resources.files("tapcash.sim").joinpath("scenarios").joinpath(f"{name}.toml")
     if not res.is_file():
         raise ScenarioError(f"no built-in scenario {name!r} (have: {', '.join(builtin_names())})")
-    return parse_scenario(tomllib.loads(res.read_text()), f"builtin:{name}")
+    return res.read_text()
+
+
+def builtin_scenario(name: str) -> Scenario:
+    return parse_scenario(tomllib.loads(builtin_source(name)), f"builtin:{name}")
 
 
 def resolve(name_or_path: str) -> Scenario:

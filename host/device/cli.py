@@ -21,6 +21,8 @@ from typing import Any
 
 import click
 
+from tapcash.host.issuer import CERT_DAYS
+
 from .errors import DEVICE_TOOL_EXIT, InputError, LedgerError, ToolError, exit_code
 
 port_option = click.option(
@@ -44,6 +46,23 @@ def _errors() -> Iterator[None]:
 
 
 # --- flash -------------------------------------------------------------------------------
+
+
+class FlashAddress(click.ParamType):
+    """0x1000, 4096 or 0o10000: a non-negative flash address."""
+
+    name = "ADDRESS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            address = int(str(value), 0)
+        except ValueError:
+            self.fail(f"{value!r} is not an address (e.g. 0x1000)", param, ctx)
+        if address < 0:
+            self.fail("an address is not negative", param, ctx)
+        return address
 
 
 @click.command()
@@ -70,7 +89,7 @@ def _errors() -> Iterator[None]:
 )
 @click.option(
     "--offset",
-    type=lambda s: int(s, 0),
+    type=FlashAddress(),
     default=None,
     help="flash address of the image (default: 0x1000 on esp32/esp32s2, else 0)",
 )
@@ -210,7 +229,8 @@ def deploy(
     help="POS config: floor, velocity_count, velocity_amount, torn_max, ... (repeatable)",
 )
 @click.option(
-    "--expires-days", type=int, default=365, show_default=True, help="certificate lifetime"
+    "--expires-days", type=click.IntRange(min=1), default=CERT_DAYS, show_default=True,
+    help="certificate lifetime in days",
 )
 @click.option("--ledger", envvar="TAPCASH_LEDGER_URL", help="register the device with this ledger")
 @click.option("--token", envvar="TAPCASH_LEDGER_TOKEN", help="ledger operator token")

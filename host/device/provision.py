@@ -20,6 +20,7 @@ same HAL (flash under /data) `firmware/main.py` builds.
 
 from __future__ import annotations
 
+import difflib
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -96,7 +97,9 @@ def parse_settings(items: Iterable[str], names: dict[str, int], what: str) -> di
         elif key in names:
             num = names[key]
         else:
-            raise InputError(f"{what} {item!r}: unknown name (one of {known})")
+            close = difflib.get_close_matches(key, list(names), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"one of {known}"
+            raise InputError(f"{what} {item!r}: unknown name ({hint})")
         try:
             val = int(value.strip().replace("_", ""))
         except ValueError:

@@ -26,7 +26,7 @@ from tapcash.firmware.core.hal import Clock, Hal, Rng
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.device.apdu import call
-from tapcash.host.issuer import Issuer
+from tapcash.host.issuer import CERT_DAYS, DAY_S, Issuer
 from tapcash.sim import provision as pv
 
 DEFAULT_WORKDIR = "tapcash-pcsc"
@@ -105,7 +105,7 @@ def open_wallet(
         return wallet, False
     wallet_id = os.urandom(8)
     wallet = pv.provision_wallet(
-        issuer, wallet_id, hal, balance=balance, expires=int(time.time()) + 365 * 24 * 3600
+        issuer, wallet_id, hal, balance=balance, expires=int(time.time()) + CERT_DAYS * DAY_S
     )
     return wallet, True
 

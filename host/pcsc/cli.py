@@ -107,19 +107,24 @@ def serve_card(workdir: Path, issuer_key: Path | None, number: int, balance: int
             click.echo(f"  {time.strftime('%H:%M:%S')} {what}")
 
     card = VpcdCard(wallet, host=host, port=port, on_event=event).start()
-    last = (counter, bal)
+    last = [(counter, bal)]
+
+    def report() -> None:
+        with card.lock:
+            _wid, now_counter, now_bal = wallet_summary(wallet)
+        if (now_counter, now_bal) != last[0]:
+            click.echo(f"  payment {now_counter} signed, balance {money(now_bal)}")
+            last[0] = (now_counter, now_bal)
+
     try:
         while card.error is None:
             time.sleep(0.5)
-            with card.lock:
-                _wid, counter, bal = wallet_summary(wallet)
-            if (counter, bal) != last:
-                click.echo(f"  payment {counter} signed, balance {money(bal)}")
-                last = (counter, bal)
+            report()
     except KeyboardInterrupt:
         pass
     finally:
         card.stop()
+    report()  # a payment signed since the last look is still reported
     if card.error is not None:
         _fail(f"card stopped: {card.error!r}")
     click.echo(f"stopped after {card.apdus} APDUs")

@@ -96,3 +96,34 @@ def test_a_receipt_from_nobody_is_set_aside_and_the_sync_goes_on(world: World) -
     assert base64.b64decode(aside[0]["record"]) == cbor.encode(
         {proto.REC_TYPE: proto.RT_RECEIPT, proto.REC_RECEIPT: rogue})
     assert world.export(w, since=0)[0] == []
+
+
+def test_a_terminal_written_back_is_a_rollback_case_and_its_payments_still_count(
+    world: World,
+) -> None:
+    """A POS's flash written back after a sync (its last-counter table with it): the journal
+    it then writes reuses seqs the ledger holds. The terminal is a rollback case and revoked;
+    the payments it took are wallet-signed and still credited once."""
+    w = world.wallet(1, load=10000)
+    p = world.pos(1)
+    flash = p.app.hal.flash
+    image = flash.snapshot()
+    assert world.pay(w, p, 100).approved
+    assert world.sync(p).upto == 1
+    flash.restore(image)
+    p.app.power_on()
+    assert world.pay(w, p, 250).approved  # seq 1 again, another record
+    res = world.sync(p)  # from seq 2 on, as the host last saw it: only the status
+    assert res.upto == 0 and res.raw["rollback"] is True
+    records, status = world.export(p, since=0)  # the terminal kept its record: evidence
+    assert [s for s, _r in records] == [1]
+    res = world.client.ingest(p.id, records, status)
+    assert res.upto == 0 and res.accepted == 1
+    case = world.client.report("fraud")[0]
+    assert (case["kind"], case["wallet"], case["counter"]) == ("rollback", p.id.hex(), 1)
+    _b, cert, _s = proto.open_envelope(cbor.decode(pv.call(p.app, proto.INS_GET_INFO))[
+        proto.INFO_CERT])
+    a, b, ev = (base64.b64decode(case[k]) for k in ("proof_a", "proof_b", "evidence"))
+    assert verify_rollback(cert[proto.CERT_KEY], a, b, ev)
+    assert world.client.hotlist().revoked == [p.id]
+    assert world.client.report("merchants")[0]["owed"] == 350

@@ -140,7 +140,8 @@ def _run(
         for line in render_text(summary):
             style = "" if not line.startswith("The books") else ("bold green" if summary["ok"]
                                                                   else "bold red")
-            console.print(line, style=style or None, highlight=False)
+            # soft_wrap: a piped report keeps one line per sentence (no wrap at column 80)
+            console.print(line, style=style or None, highlight=False, soft_wrap=True)
         wall = summary["wall"]
         pngs = ", ".join(p.name for p in files if p.suffix == ".png")
         console.print(
@@ -148,6 +149,7 @@ def _run(
             + (f" and plots ({pngs})" if pngs else "")
             + f" in {out}/",
             highlight=False,
+            soft_wrap=True,
         )
     return 0 if summary["ok"] else 1
 

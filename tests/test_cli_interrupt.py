@@ -32,3 +32,14 @@ def test_ctrl_c_in_a_scenario_run_exits_130_and_names_the_half_written_folder(tm
     assert f"the run folder {out} is incomplete (no report.json)" in stderr
     assert not (out / "report.json").exists()
 
+
+
+def test_a_piped_report_keeps_one_line_per_sentence(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-c", CLI, "sim", "run", "smoke", "--out", str(tmp_path), "--no-plots"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    lines = done.stdout.splitlines()
+    fraud = [line for line in lines if line.startswith("Fraud:")]
+    assert len(fraud) == 1 and "fraud loss" in fraud[0], done.stdout
+    assert any(len(line) > 80 for line in lines)  # not cut at a terminal's width

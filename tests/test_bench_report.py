@@ -114,3 +114,18 @@ def test_performance_doc_is_generated_from_the_committed_json() -> None:
         "docs/PERFORMANCE.md differs from `tapcash bench render docs/performance.json`")
     for name, sec in doc["benches"].items():
         assert sec["command"].startswith(f"tapcash bench {name}") and sec["revision"], name
+
+
+def test_profile_shares_name_where_the_time_goes() -> None:
+    pytest.importorskip("pyinstrument")
+    from tapcash.host.bench.sim import _category, profile_shares
+
+    assert _category("/x/site-packages/nacl/bindings/crypto_sign.py") == "crypto"
+    assert _category("/repo/firmware/core/cbor_cpython.py") == "CBOR"
+    assert _category("/repo/firmware/core/storage.py") == "flash storage"
+    assert _category("/repo/firmware/pos/pay.py") == "firmware logic"
+    assert _category("/repo/sim/field.py") == "simulator"
+    p = profile_shares(20, 4, 40)
+    assert p["command"].startswith("tapcash bench sim --profile")
+    assert sum(p["shares"].values()) == pytest.approx(1.0, abs=0.01)
+    assert {"crypto", "CBOR", "firmware logic"} <= set(p["shares"])

@@ -39,24 +39,41 @@ def plain_len(obj, depth, max_items):
             return -1
         total = _head_len(len(obj))
         for x in obj:
-            n = plain_len(x, depth - 1, max_items)
-            if n < 0:
-                return -1
-            total += n
+            tx = type(x)
+            if tx is bytes:
+                n = len(x)
+                total += n + (1 if n < 24 else 2 if n < 0x100 else _head_len(n))
+            elif tx is int and 0 <= x < _UINT64_END:
+                total += 1 if x < 24 else _head_len(x)
+            else:
+                n = plain_len(x, depth - 1, max_items)
+                if n < 0:
+                    return -1
+                total += n
         return total
     if t is dict:
         if len(obj) > max_items:
             return -1
-        total = _head_len(len(obj))
+        n = len(obj)
+        total = 1 if n < 24 else _head_len(n)
         last = -1
         for k, v in obj.items():
             if type(k) is not int or not last < k < _UINT64_END:
                 return -1
             last = k
-            n = plain_len(v, depth - 1, max_items)
-            if n < 0:
-                return -1
-            total += _head_len(k) + n
+            total += 1 if k < 24 else _head_len(k)
+            # the leaves of protocol maps, inline (a call each is most of the cost)
+            tv = type(v)
+            if tv is bytes:
+                n = len(v)
+                total += n + (1 if n < 24 else 2 if n < 0x100 else _head_len(n))
+            elif tv is int and 0 <= v < _UINT64_END:
+                total += 1 if v < 24 else _head_len(v)
+            else:
+                n = plain_len(v, depth - 1, max_items)
+                if n < 0:
+                    return -1
+                total += n
         return total
     return -1
 

@@ -251,6 +251,70 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
     return row
 
 
+_CATEGORIES = (  # (category, path fragments), first match wins; others inherit the caller's
+    ("crypto", ("/nacl/", "core/ed25519.py", "core/sha512.py")),
+    ("CBOR", ("core/cbor.py", "core/cbor_cpython.py", "/cbor2/")),
+    ("flash storage", ("core/storage.py", "core/fileflash.py", "sim/flash.py")),
+    ("firmware logic", ("/firmware/",)),
+    ("simulator", ("/sim/",)),
+)
+
+
+def _category(path: str | None) -> str | None:
+    if not path:
+        return None
+    path = path.replace("\\", "/")
+    for name, parts in _CATEGORIES:
+        if any(p in path for p in parts):
+            return name
+    return None
+
+
+def profile_shares(wallets: int = 1000, pos: int = 100, payments: int = 3000) -> dict[str, Any]:
+    """Where a CPython payment's time goes: pyinstrument over the payment phase, each sample's
+    time given to the innermost frame of a known category (crypto, CBOR, flash storage,
+    firmware logic, simulator). A sampling profiler inflates pure-Python parts less than
+    cProfile, but still some: shares, not times. Needs pyinstrument."""
+    from dataclasses import replace
+
+    from pyinstrument import Profiler
+
+    from tapcash.sim.runner import ScenarioRun
+    from tapcash.sim.scenario import build_schedule
+
+    sc = replace(bench_scenario(wallets, pos, payments), seed=1)
+    with tempfile.TemporaryDirectory(prefix="tapcash-bench-sim-") as tmp:
+        run = ScenarioRun(sc, Path(tmp), runtime="cpython", ledger=False)
+        try:
+            run.provision()
+            events = build_schedule(sc)
+            prof = Profiler(interval=0.0005)
+            prof.start()
+            for ev in events:
+                run.clock.set(sc.start + ev.t)
+                run.dispatch(ev)
+            prof.stop()
+        finally:
+            run.close()
+    totals: dict[str, float] = {}
+
+    def walk(frame: Any, cat: str) -> None:
+        cat = _category(frame.file_path) or cat
+        own = frame.time - sum(c.time for c in frame.children)
+        totals[cat] = totals.get(cat, 0.0) + own
+        for c in frame.children:
+            walk(c, cat)
+
+    root = prof.last_session.root_frame()
+    if root is not None:
+        walk(root, "other")
+    whole = sum(totals.values()) or 1.0
+    return {"command": f"tapcash bench sim --profile --wallets {wallets} --pos {pos} "
+                       f"--payments {payments}",
+            "shares": {k: round(v / whole, 3)
+                       for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}}
+
+
 SPREAD_KEYS = ("approved_per_s", "declined_per_s", "approved_per_cpu_s", "provision_s",
                "devices_per_s", "in_field_ms_p50", "limit_per_s", "ratio", "pynacl_sign_us",
                "pynacl_verify_us", "signs_per_payment", "verifies_per_payment")
@@ -268,9 +332,10 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def section(wallets: int = 10_000, pos: int = 1_000, payments: int = 30_000,
             mp_wallets: int = 100, mp_pos: int = 10, mp_payments: int = 300,
-            runtime: str = "both", shards: int = 1, repeat: int = 3,
+            runtime: str = "both", shards: int = 1, repeat: int = 3, profile: bool | None = None,
             quick: bool = False) -> dict[str, Any]:
-    """`repeat` runs of each row (fresh fleet each time)."""
+    """`repeat` runs of each row (fresh fleet each time); with `profile` (default: when
+    pyinstrument is installed) the CPython profile shares too."""
     if quick:
         wallets, pos, payments, mp_wallets, mp_pos, mp_payments, repeat = (
             200, 20, 600, 10, 2, 20, 1)
@@ -292,6 +357,12 @@ def section(wallets: int = 10_000, pos: int = 1_000, payments: int = 30_000,
         rows.append(_aggregate([run_bench(mp_wallets, mp_pos, mp_payments, "micropython",
                                           seed=1 + i) for i in range(repeat)]))
     sec["rows"] = rows
+    if profile is None:
+        from importlib.util import find_spec
+
+        profile = find_spec("pyinstrument") is not None and runtime != "micropython"
+    if profile:
+        sec["profile"] = (profile_shares(200, 20, 600) if quick else profile_shares())
     return report.finish(sec)
 
 
@@ -322,6 +393,11 @@ def render(sec: dict[str, Any]) -> str:
            "devices running the unchanged firmware, flash commits included; payments/s count "
            "approved payments only. Each run provisions a fresh fleet."]
     out += [f"- {_line(r)}" for r in sec["rows"]]
+    if sec.get("profile"):
+        p = sec["profile"]
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in p["shares"].items())
+        out += ["", f"Where a CPython payment's time goes (`{p['command']}`, pyinstrument "
+                f"sampling, same revision): {shares}."]
     return "\n".join(out) + "\n"
 
 
@@ -339,11 +415,25 @@ def render(sec: dict[str, Any]) -> str:
 @click.option("--repeat", default=3, show_default=True, help="runs per row (min/median/max)")
 @click.option("--calibrate", is_flag=True,
               help="measure card/reader compute per command in the MicroPython VM")
+@click.option("--profile", is_flag=True,
+              help="only where a CPython payment's time goes (pyinstrument), as shares")
 @click.option("--json", "as_json", is_flag=True)
 def command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp_pos: int,
             mp_payments: int, runtime: str, shards: int, repeat: int, calibrate: bool,
-            as_json: bool) -> None:
+            profile: bool, as_json: bool) -> None:
     """Simulated payments per second, end to end through the firmware (CPython, MicroPython)."""
+    if profile:
+        try:
+            p = profile_shares(wallets, pos_count, payments)
+        except ImportError:
+            raise click.ClickException("--profile needs pyinstrument (pip install "
+                                       "'tapcash[bench]')") from None
+        if as_json:
+            click.echo(json.dumps(p, indent=2))
+        else:
+            for k, v in p["shares"].items():
+                click.echo(f"{k:<16} {v:6.1%}")
+        return
     if calibrate:
         r = run_bench(mp_wallets, mp_pos, mp_payments, "micropython", measured=True)
         if as_json:
@@ -355,7 +445,7 @@ def command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp_pos
                        f"reader after {v['reader_after']:.3f} ms")
         return
     sec = section(wallets, pos_count, payments, mp_wallets, mp_pos, mp_payments, runtime,
-                  shards, repeat)
+                  shards, repeat, profile=False)
     if as_json:
         click.echo(json.dumps(sec, indent=2))
         return

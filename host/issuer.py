@@ -132,6 +132,56 @@ class Issuer:
             },
         )
 
+    def rule(
+        self,
+        program: bytes,
+        *,
+        kind: int,
+        expires: int,
+        merchants: list[bytes] | None = None,
+        categories: list[int] | None = None,
+        valid_from: int = 0,
+        cap: int = 0,
+        unit: int = 0,
+        funder: str = "",
+    ) -> bytes:
+        """An earmarked purse rule (PROTOCOL.md §2.9): which payees may take the purse's
+        value, when, in what shares, and whose account the rest returns to."""
+        body: dict[int, object] = {
+            proto.RULE_PROGRAM: program,
+            proto.RULE_KIND: kind,
+            proto.RULE_FROM: valid_from,
+            proto.RULE_EXPIRES: expires,
+            proto.RULE_FUNDER: funder,
+        }
+        if merchants:
+            body[proto.RULE_MERCHANTS] = sorted(merchants)
+        if categories:
+            body[proto.RULE_CATEGORIES] = sorted(categories)
+        if cap:
+            body[proto.RULE_CAP] = cap
+        if unit:
+            body[proto.RULE_UNIT] = unit
+        return self._seal(proto.TAG_RULE, body)
+
+    def purse_voucher(
+        self, wallet_id: bytes, number: int, amount: int, rule: bytes, *, ref: bytes = b""
+    ) -> bytes:
+        """A voucher loading `amount` into the earmarked purse of `rule` (exactly once, in the
+        wallet's one voucher sequence)."""
+        return self._seal(
+            proto.TAG_VOUCHER,
+            {
+                proto.VCH_WALLET: wallet_id,
+                proto.VCH_NUMBER: number,
+                proto.VCH_AMOUNT: amount,
+                proto.VCH_SOURCE: proto.VSRC_PROGRAM,
+                proto.VCH_REF: ref,
+                proto.VCH_PURSE: 1,
+                proto.VCH_RULE: rule,
+            },
+        )
+
     def update(self, device_id: bytes, number: int, fields: dict[int, object]) -> bytes:
         body: dict[int, object] = {proto.UPD_DEVICE: device_id, proto.UPD_NUMBER: number}
         body.update(fields)

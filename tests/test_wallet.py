@@ -272,7 +272,8 @@ def test_pay_refusals_leave_state_unchanged():
         (P.SW_WRONG_DATA, pay(100, challenge=b"short")),
         (P.SW_WRONG_DATA, pay(100, payee=b"1234567")),
         (P.SW_WRONG_DATA, pay(100, kind=3)),
-        (P.SW_WRONG_DATA, pay(100, purse=1)),
+        (P.SW_PURSE, pay(100, purse=1)),  # no earmarked purse 1 on this card
+        (P.SW_WRONG_DATA, pay(100, purse=P.MAX_PURSES + 1)),
         (P.SW_WRONG_DATA, pay(0)),
         (P.SW_WRONG_DATA, pay(-5)),
         (P.SW_WRONG_DATA, cbor.encode({P.REQ_CHALLENGE: CHAL, P.REQ_AMOUNT: 5})),

@@ -53,6 +53,8 @@ SW_BALANCE_CAP = const(0x6914)
 SW_EXPIRED = const(0x6915)
 SW_REPLAY = const(0x6916)  # voucher / update already applied
 SW_REVOKED = const(0x6917)
+SW_PURSE = const(0x6918)  # earmarked purse: its rule does not allow this payee, time or amount
+SW_PURSE_FULL = const(0x6919)  # LOAD of a new earmarked purse: every purse slot is taken
 
 
 def sw_pin_wrong(tries_left):
@@ -77,6 +79,7 @@ TAG_HOTLIST = b"tapcash/hotlist/v1\x00"
 TAG_ACK = b"tapcash/ack/v1\x00"
 TAG_STATUS = b"tapcash/status/v1\x00"
 TAG_JOURNAL = b"tapcash/journal/v1\x00"  # journal hash chain (not a signature: journal_link)
+TAG_RULE = b"tapcash/rule/v1\x00"
 
 # ---- certificate body (issuer-signed) ----------------------------------------------------
 CERT_KIND = const(0)  # KIND_WALLET / KIND_POS
@@ -119,6 +122,9 @@ PAY_PURSE = const(6)  # 0 = main purse; room for earmarked purses
 PAY_TIME = const(7)  # payee's clock, unix seconds (informational)
 PAY_BALANCE = const(8)  # purse balance after this payment
 PAY_KIND = const(9)  # PAYKIND_POS / PAYKIND_TRANSFER
+PAY_PROGRAM = const(10)  # earmarked part: program id (bstr 8) of the purse that paid it
+PAY_EARMARKED = const(11)  # earmarked part: amount paid from that purse (1..amount)
+PAY_PURSE_BALANCE = const(12)  # earmarked part: that purse's balance after this payment
 
 PAYKIND_POS = const(1)
 PAYKIND_TRANSFER = const(2)
@@ -130,7 +136,8 @@ REQ_PAYEE = const(2)
 REQ_TIME = const(3)
 REQ_KIND = const(4)
 REQ_PIN = const(5)
-REQ_PURSE = const(6)
+REQ_PURSE = const(6)  # absent: the card chooses; 0: main purse only; k: purse k of INFO
+REQ_PAYEE_CERT = const(7)  # the POS's certificate envelope (sent when INFO flags FLAG_PURSES)
 
 # ---- INFO map (SELECT / GET INFO response) ----------------------------------------------
 INFO_VERSION = const(0)
@@ -146,10 +153,12 @@ INFO_RECORDS = const(9)  # POS: unpruned journal records
 INFO_HOT_VERSION = const(10)  # POS: applied hot list version (0: none)
 INFO_UPDATE = const(11)  # POS: last applied update number
 INFO_TORN = const(12)  # POS: entries in the torn-transaction log
+INFO_PURSES = const(13)  # wallet, with the balance only: [[program, balance, expires], ...]
 
 FLAG_PIN_BLOCKED = const(0x01)  # wallet
 FLAG_HOT_STALE = const(0x02)  # POS: hot list missing or stale, offline acceptance refused
 FLAG_JOURNAL_FULL = const(0x04)  # POS: journal full, sync first
+FLAG_PURSES = const(0x08)  # wallet: an earmarked purse holds value (send REQ_PAYEE_CERT)
 FLAG_BLANK = const(0x80)  # not personalised
 
 # ---- PERSO FINISH data -------------------------------------------------------------------
@@ -206,11 +215,29 @@ VCH_NUMBER = const(1)  # must equal the wallet's loads applied + 1: each voucher
 VCH_AMOUNT = const(2)
 VCH_SOURCE = const(3)  # VSRC_*
 VCH_REF = const(4)  # free reference (payroll batch, transfer id)
-VCH_PURSE = const(5)
+VCH_PURSE = const(5)  # 0: main purse; 1: the earmarked purse of the rule in VCH_RULE
+VCH_RULE = const(6)  # earmarked load: the programme's rule envelope (issuer-signed)
 
 VSRC_TOPUP = const(1)
 VSRC_TRANSFER = const(2)  # release of staged value received offline
 VSRC_PAYROLL = const(3)
+VSRC_PROGRAM = const(4)  # earmarked purse load of a programme
+
+# ---- purse rule body (issuer-signed; firmware/core/purse.py applies it) -------------------
+RULE_PROGRAM = const(0)  # programme id, 8 bytes
+RULE_KIND = const(1)  # PROG_SUBSIDY / PROG_PREPAID
+RULE_MERCHANTS = const(2)  # allowed merchant ids (array of bstr 8), optional
+RULE_CATEGORIES = const(3)  # allowed merchant categories (array of uint), optional
+RULE_FROM = const(4)  # valid from (unix s)
+RULE_EXPIRES = const(5)  # valid until (unix s, inclusive)
+RULE_CAP = const(6)  # most paid from the purse in one payment (0: no cap)
+RULE_UNIT = const(7)  # unit price: the purse pays whole units only (0: any amount)
+RULE_FUNDER = const(8)  # funder's account (text): where unspent value returns
+
+PROG_SUBSIDY = const(1)  # spendable at any allowed merchant
+PROG_PREPAID = const(2)  # prepaid package: escrow at the ledger, released per use
+
+MAX_PURSES = const(3)  # earmarked purses a card holds beside the main purse
 
 # ---- update body (issuer-signed APPLY) ---------------------------------------------------
 UPD_DEVICE = const(0)
@@ -221,6 +248,7 @@ UPD_SYNCED_SPENT = const(4)  # wallet's cumulative spent total at that counter
 UPD_UNBLOCK_PIN = const(5)  # true: reset the PIN try counter
 UPD_HOTLIST = const(6)  # POS: signed hot list envelope
 UPD_NEW_PIN = const(7)  # optional new PIN (bytes of digits)
+UPD_PURSE_CLEAR = const(8)  # wallet: programme ids whose purses are cleared (expired, cancelled)
 
 # ---- hot list body (issuer-signed) -------------------------------------------------------
 HOT_VERSION = const(0)
@@ -242,6 +270,7 @@ ST_PREV = const(4)  # head of the hash chain
 ST_PENDING = const(5)  # staged value received, not yet released
 ST_LOADS = const(6)
 ST_DIGEST = const(7)  # journal chain value at ST_SEQ (journal_link over the records)
+ST_PURSES = const(8)  # wallet: [[program, balance], ...] of its earmarked purses
 
 # ---- journal records (wallet and POS) ----------------------------------------------------
 REC_TYPE = const(0)

@@ -4,7 +4,8 @@
 #                                                           -> fresh: hot list, counter table,
 #                                                              floor / velocity / card limits, CVM,
 #                                                              torn entry durable (write 1)
-#   PAY -> verify the payment envelope field by field -> journal (write 2) -> RECEIPT
+#   PAY -> verify the payment envelope field by field (and an earmarked part against its
+#          purse rule, §4.2) -> journal (write 2) -> RECEIPT
 #
 # A link failure before the payment envelope is verified leaves the torn entry (status "torn");
 # anything wrong with a complete answer is a decline with nothing journaled. Nothing here
@@ -26,7 +27,7 @@ class PaymentResult:
     pos_blank, amount, journal_full, floor_limit, hotlist_stale, link, no_app, bad_info,
     card_blank, cert_invalid, cert_expired, revoked, counter, velocity, over_payment_max,
     offline_count, offline_amount, pin_required, pin_wrong, pin_blocked, funds, card_full,
-    card_refused, bad_payment, memory."""
+    card_refused, bad_payment, purse_rule, purse, memory."""
 
     def __init__(self, status, reason, amount, sw=0):
         self.status = status
@@ -42,6 +43,10 @@ class PaymentResult:
         self.recovered = False  # completed a torn payment of an earlier tap
         self.receipt_sent = False  # the card acknowledged the RECEIPT
         self.tries_left = -1  # PIN tries left after a wrong PIN
+        self.purse = 0  # earmarked purse number that paid part (0: main purse only)
+        self.program = None  # its programme id
+        self.earmarked = 0  # the part it paid
+        self.purse_balance = -1  # that purse's balance after, from the signed body
 
     @property
     def approved(self):
@@ -79,6 +84,8 @@ def _card_reason(sw):
         return "cert_expired"
     if sw == proto.SW_REVOKED:
         return "revoked"
+    if sw == proto.SW_PURSE:
+        return "purse"
     return "card_refused"
 
 
@@ -166,13 +173,51 @@ def check_payment(data, key, wallet, counter, amount, payee, challenge, kind):
         or proto.need_bytes(body, proto.PAY_PAYEE, 8) != payee
         or proto.need_bytes(body, proto.PAY_CHALLENGE, 16) != challenge
         or proto.need_int(body, proto.PAY_KIND) != kind
-        or proto.opt_int(body, proto.PAY_PURSE, 0) != 0
     ):
         raise proto.ApduError(proto.SW_DATA_INVALID)
     proto.need_bytes(body, proto.PAY_PREV, 32)
     proto.need_int(body, proto.PAY_BALANCE)
     proto.need_int(body, proto.PAY_TIME)
     return body_bytes, body
+
+
+def split_answer(data):
+    """(payment envelope bytes, rule envelope or None) of a PAY answer: the envelope, or for a
+    payment with an earmarked part the array [body, sig, rule envelope]."""
+    if data[:1] != b"\x83":
+        return data, None
+    try:
+        arr = cbor.decode(data)
+    except Exception:
+        raise proto.ApduError(proto.SW_WRONG_DATA) from None
+    if not isinstance(arr, list) or len(arr) != 3:
+        raise proto.ApduError(proto.SW_WRONG_DATA)
+    return cbor.encode(arr[:2]), arr[2]
+
+
+def check_purse(app, body, rule_env, amount, t):
+    """The earmarked part of a checked payment body (0 for the main purse alone) when it
+    follows its purse rule at this POS at time t (the time it sent); raises ApduError."""
+    from ..core import purse
+
+    prog = body.get(proto.PAY_PROGRAM)
+    number = proto.opt_int(body, proto.PAY_PURSE, 0)
+    if prog is None:
+        if number or rule_env is not None or proto.PAY_EARMARKED in body:
+            raise proto.ApduError(proto.SW_DATA_INVALID)
+        return 0
+    if rule_env is None or number < 1 or proto.need_int(body, proto.PAY_TIME) != t:
+        raise proto.ApduError(proto.SW_PURSE)
+    rule = app.rules.verify(rule_env, app.issuer_keys)
+    e = proto.need_int(body, proto.PAY_EARMARKED, 1)
+    proto.need_int(body, proto.PAY_PURSE_BALANCE)
+    if (
+        rule[proto.RULE_PROGRAM] != prog
+        or not purse.allows(rule, app.merchant_id, app.category, t)
+        or not purse.share_ok(rule, e, amount)
+    ):
+        raise proto.ApduError(proto.SW_PURSE)
+    return e
 
 
 class _Flow:
@@ -219,6 +264,7 @@ class _Flow:
         if flags & proto.FLAG_BLANK:
             return self.result(DECLINED, "card_blank")
         self.wallet = wallet
+        self.flags = flags
         try:
             cert, cert_hash = app.certs.verify(cert_env, app.issuer_keys, self.now)
         except proto.ApduError as e:
@@ -281,6 +327,8 @@ class _Flow:
         }
         if pin:
             req[proto.REQ_PIN] = pin
+        if self.flags & proto.FLAG_PURSES:
+            req[proto.REQ_PAYEE_CERT] = app.cert_env  # the card checks its purse rules on it
         try:
             data, sw = self.send(
                 proto.build_command(proto.CLA_PROP, proto.INS_PAY, 0, 0, cbor.encode(req))
@@ -298,6 +346,7 @@ class _Flow:
                 r.tries_left = sw & 0x0F
             return r
         try:
+            data, rule_env = split_answer(data)
             body_bytes, body = check_payment(
                 data,
                 self.key,
@@ -312,6 +361,12 @@ class _Flow:
             # Not the payment asked for (tampered, or a card that misbehaves): nothing is
             # journaled; the torn entry stays, so a clean re-tap can still complete it.
             return self.result(DECLINED, "bad_payment", e.sw)
+        try:
+            earmarked = check_purse(app, body, rule_env, self.amount, entry[st.N_TIME])
+        except proto.ApduError as e:
+            # Earmarked value its rule does not allow here (only a tampered card signs that):
+            # refused like a bad payment, nothing journaled.
+            return self.result(DECLINED, "purse_rule", e.sw)
         seen = st.table_find(app.rt[st.R_TABLE], self.wallet)
         if seen is not None and counter <= seen[st.T_COUNTER]:
             return self.result(DECLINED, "counter")
@@ -356,6 +411,11 @@ class _Flow:
         r.seq = seq
         r.balance = body[proto.PAY_BALANCE]
         r.recovered = recovered
+        if proto.PAY_PROGRAM in body:
+            r.purse = body[proto.PAY_PURSE]
+            r.program = body[proto.PAY_PROGRAM]
+            r.earmarked = body[proto.PAY_EARMARKED]
+            r.purse_balance = body[proto.PAY_PURSE_BALANCE]
         try:
             _d, sw = self.send(
                 proto.build_command(proto.CLA_PROP, proto.INS_RECEIPT, 0, 0, receipt, False)
@@ -407,6 +467,8 @@ _MESSAGES = {
     "journal_full": "Sync POS first",
     "link": "Tap again",
     "memory": "POS flash error",
+    "purse_rule": "Purse refused",  # the card's earmarked part broke its rule
+    "purse": "Purse refused",
 }
 
 
@@ -419,6 +481,8 @@ def take_payment(app, amount, pin=None):
         lines = ["Approved", format_amount(r.amount)]
         if r.recovered:
             lines.append("(earlier tap)")
+        if r.earmarked:
+            lines.append("Purse " + format_amount(r.earmarked))
         if r.balance >= 0:
             lines.append("Balance " + format_amount(r.balance))
         _show(hal, lines)

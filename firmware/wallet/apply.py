@@ -8,6 +8,8 @@
 #     at the current counter the spent totals must agree (6984).
 #   5 unblock (true): PIN and PUK try counters back to 3 and 10
 #   7 new PIN (4-8 ASCII digits), its try counter reset
+#   8 programme ids (array of bstr 8): their earmarked purses are cleared (expired or
+#     cancelled; the ledger refunded the value to the funder)
 # Field 6 (hot list) is for POS terminals and ignored here.
 from ..core import proto
 from ..core.proto import ApduError
@@ -75,5 +77,17 @@ def handle(app, p1, p2, data):
             raise ApduError(proto.SW_WRONG_DATA)
         new[st.S_PIN] = st.secret_hash(False, s[st.S_ID], pin)
         new[st.S_PIN_TRIES] = st.PIN_TRIES
+    if proto.UPD_PURSE_CLEAR in u:
+        gone = u[proto.UPD_PURSE_CLEAR]
+        if not isinstance(gone, list):
+            raise ApduError(proto.SW_WRONG_DATA)
+        keep = []
+        for p in s.get(st.S_PURSES) or ():
+            if p[st.P_PROGRAM] not in gone:
+                keep.append(p)
+        if keep:
+            new[st.S_PURSES] = keep
+        else:
+            new.pop(st.S_PURSES, None)
     app.commit(new)
     return b""

@@ -32,17 +32,18 @@ def handle(app, p1, p2, data):
     last = j.last_seq
     resp = {proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_LAST: last}
     if not more:  # one signature per export, not per page
-        resp[proto.EXP_STATUS] = app.seal(
-            proto.TAG_STATUS,
-            {
-                proto.ST_DEVICE: s[st.S_ID],
-                proto.ST_SEQ: last,
-                proto.ST_COUNTER: s[st.S_COUNTER],
-                proto.ST_BALANCE: s[st.S_BALANCE],
-                proto.ST_PREV: s[st.S_PREV],
-                proto.ST_PENDING: s[st.S_PENDING],
-                proto.ST_LOADS: s[st.S_LOADS],
-                proto.ST_DIGEST: j.digest,
-            },
-        )
+        status = {
+            proto.ST_DEVICE: s[st.S_ID],
+            proto.ST_SEQ: last,
+            proto.ST_COUNTER: s[st.S_COUNTER],
+            proto.ST_BALANCE: s[st.S_BALANCE],
+            proto.ST_PREV: s[st.S_PREV],
+            proto.ST_PENDING: s[st.S_PENDING],
+            proto.ST_LOADS: s[st.S_LOADS],
+            proto.ST_DIGEST: j.digest,
+        }
+        purses = s.get(st.S_PURSES)
+        if purses:
+            status[proto.ST_PURSES] = [[p[st.P_PROGRAM], p[st.P_BALANCE]] for p in purses]
+        resp[proto.EXP_STATUS] = app.seal(proto.TAG_STATUS, status)
     return cbor.encode(resp)

@@ -10,7 +10,16 @@
 # Staged value (received from other wallets, not yet released by the ledger) is spendable
 # only up to LIM_STAGED_SPEND in total until released: the balance goes first, the rest comes
 # out of `pending` and is remembered in S_STAGED_USED (see load.py for the release).
+#
+# Earmarked purses (PROTOCOL.md §2.9, §4.2): a payment to a POS that sent its certificate
+# (REQ_PAYEE_CERT) is paid from the first earmarked purse whose rule allows that POS's
+# merchant id or category at the POS's time, as far as the purse (its cap, its unit) covers
+# it; the main purse pays the rest, in the same signed payment (PAY_PROGRAM, PAY_EARMARKED,
+# PAY_PURSE_BALANCE). The answer then carries the rule envelope as a third array element, so
+# the POS can check the same rule. REQ_PURSE 0 pays from the main purse only; k asks for
+# purse k and is refused (6918) when its rule does not allow this payment.
 from ..core import cbor, proto
+from ..core import purse as purse_rule
 from ..core.proto import ApduError
 from ..core.runtime import sha256
 from . import pin as pin_mod
@@ -29,7 +38,12 @@ def handle(app, p1, p2, data):
     pin = req.get(proto.REQ_PIN)
     if pin is not None and not isinstance(pin, bytes):
         raise ApduError(proto.SW_WRONG_DATA)
-    purse = proto.opt_int(req, proto.REQ_PURSE, 0, 0, 0)  # earmarked purses: not yet
+    purse = req.get(proto.REQ_PURSE)  # None: the card chooses
+    if purse is not None:
+        purse = proto.need_int(req, proto.REQ_PURSE, 0, proto.MAX_PURSES)
+    payee_cert = req.get(proto.REQ_PAYEE_CERT)
+    if payee_cert is not None and not isinstance(payee_cert, bytes):
+        raise ApduError(proto.SW_WRONG_DATA)
 
     last = s.get(st.S_LAST_CHAL)
     if last is not None and last == chal:
@@ -39,9 +53,9 @@ def handle(app, p1, p2, data):
             b[proto.PAY_AMOUNT] == amount
             and b[proto.PAY_PAYEE] == payee
             and b[proto.PAY_KIND] == kind
-            and b[proto.PAY_PURSE] == purse
+            and (purse is None or b[proto.PAY_PURSE] == purse)
         ):
-            return app.sign_payment(body_bytes)
+            return pay_response(s, app.sign_payment(body_bytes), b)
         raise ApduError(proto.SW_CONDITIONS)
 
     if amount == 0:
@@ -58,14 +72,58 @@ def handle(app, p1, p2, data):
             raise ApduError(proto.SW_SECURITY)
         base = pin_mod.check(app, pin)  # committed the decrement; base has it reset
         try:
-            return _pay(app, base, chal, amount, payee, t, kind, purse)
+            return _pay(app, base, chal, amount, payee, t, kind, purse, payee_cert)
         except ApduError:
             app.commit(base)  # a later refusal: the try counter as it was, PIN still good
             raise
-    return _pay(app, base, chal, amount, payee, t, kind, purse)
+    return _pay(app, base, chal, amount, payee, t, kind, purse, payee_cert)
 
 
-def _pay(app, s, chal, amount, payee, t, kind, purse):
+def choose(app, s, amount, payee, t, kind, want, payee_cert):
+    """(purse number, its entry, earmarked part) of the purse that pays part of this payment,
+    or (0, None, 0) for the main purse alone. `want` None: the first eligible purse; 0: none;
+    k: purse k, or 6918 when it cannot pay here. Cheap checks first: the POS certificate (an
+    issuer signature) is verified only when a purse with value is valid at time t."""
+    purses = s.get(st.S_PURSES)
+    if want == 0 or (want is None and not purses):
+        return 0, None, 0
+    cands = []
+    for i in range(len(purses or ())):
+        if want is None or want == i + 1:
+            p = purses[i]
+            rule = st.rule_of(p)
+            if p[st.P_BALANCE] and purse_rule.share(rule, p[st.P_BALANCE], amount):
+                if t and proto.opt_int(rule, proto.RULE_FROM, 0) <= t <= rule[proto.RULE_EXPIRES]:
+                    cands.append((i + 1, p, rule))
+    if cands and kind == proto.PAYKIND_POS and payee_cert is not None:
+        try:
+            c = proto.verify_cert(payee_cert, app.issuer_keys(), proto.KIND_POS, t)
+        except ApduError:
+            c = None
+        if c is not None and c[proto.CERT_ID] == payee:
+            merchant = c.get(proto.CERT_MERCHANT)
+            category = c.get(proto.CERT_CATEGORY, 0)
+            for n, p, rule in cands:
+                if purse_rule.allows(rule, merchant, category, t):
+                    return n, p, purse_rule.share(rule, p[st.P_BALANCE], amount)
+    if want is not None:
+        raise ApduError(proto.SW_PURSE)
+    return 0, None, 0
+
+
+def pay_response(s, env, body):
+    """What PAY answers: the payment envelope; for a payment with an earmarked part, the array
+    [body, sig, rule envelope] (the POS checks the rule; the journal keeps the envelope)."""
+    prog = body.get(proto.PAY_PROGRAM)
+    if prog is None:
+        return env
+    for p in s.get(st.S_PURSES) or ():
+        if p[st.P_PROGRAM] == prog:
+            return b"\x83" + env[1:] + cbor.encode(p[st.P_RULE])
+    return env  # the purse was cleared since: the POS will not take it
+
+
+def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     lim = s[st.S_LIMITS]
     n = s[st.S_COUNTER]
     if n - s[st.S_SYNC_COUNTER] >= lim[proto.LIM_OFFLINE_COUNT]:
@@ -73,33 +131,42 @@ def _pay(app, s, chal, amount, payee, t, kind, purse):
     spent = s[st.S_SPENT]
     if spent - s[st.S_SYNC_SPENT] + amount > lim[proto.LIM_OFFLINE_AMOUNT]:
         raise ApduError(proto.SW_OFFLINE_AMOUNT)
+    number, p, earmarked = choose(app, s, amount, payee, t, kind, want, payee_cert)
+    main = amount - earmarked
     bal = s[st.S_BALANCE]
     pending = s[st.S_PENDING]
     used = s[st.S_STAGED_USED]
     staged = 0
-    if amount > bal:
-        staged = amount - bal
+    if main > bal:
+        staged = main - bal
         room = lim[proto.LIM_STAGED_SPEND] - used
         if staged > pending or staged > room:
             raise ApduError(proto.SW_FUNDS)
     new = dict(s)
     app.owe(new, None)  # journal room (6A84): the last check
 
-    bal_after = bal - (amount - staged)
-    body_bytes = cbor.encode(
-        {
-            proto.PAY_WALLET: s[st.S_ID],
-            proto.PAY_COUNTER: n + 1,
-            proto.PAY_AMOUNT: amount,
-            proto.PAY_PAYEE: payee,
-            proto.PAY_CHALLENGE: chal,
-            proto.PAY_PREV: s[st.S_PREV],
-            proto.PAY_PURSE: purse,
-            proto.PAY_TIME: t,
-            proto.PAY_BALANCE: bal_after,
-            proto.PAY_KIND: kind,
-        }
-    )
+    bal_after = bal - (main - staged)
+    body = {
+        proto.PAY_WALLET: s[st.S_ID],
+        proto.PAY_COUNTER: n + 1,
+        proto.PAY_AMOUNT: amount,
+        proto.PAY_PAYEE: payee,
+        proto.PAY_CHALLENGE: chal,
+        proto.PAY_PREV: s[st.S_PREV],
+        proto.PAY_PURSE: number,
+        proto.PAY_TIME: t,
+        proto.PAY_BALANCE: bal_after,
+        proto.PAY_KIND: kind,
+    }
+    if earmarked:
+        left = p[st.P_BALANCE] - earmarked
+        body[proto.PAY_PROGRAM] = p[st.P_PROGRAM]
+        body[proto.PAY_EARMARKED] = earmarked
+        body[proto.PAY_PURSE_BALANCE] = left
+        purses = list(s[st.S_PURSES])
+        purses[number - 1] = [p[st.P_PROGRAM], left, p[st.P_RULE]]
+        new[st.S_PURSES] = purses
+    body_bytes = cbor.encode(body)
     new[st.S_COUNTER] = n + 1
     new[st.S_BALANCE] = bal_after
     new[st.S_PENDING] = pending - staged
@@ -112,11 +179,13 @@ def _pay(app, s, chal, amount, payee, t, kind, purse):
 
     env = app.sign_payment(body_bytes)
     app.catch_up(False, app.payment_record(env))
-    app.show(
-        [
-            "Paid " + money(amount),
-            "Balance " + money(bal_after),
-            "Offline left " + str(app.offline_left()),
-        ]
-    )
+    lines = ["Paid " + money(amount)]
+    if earmarked:
+        lines.append("Purse " + str(number) + " " + money(earmarked))
+        lines.append("Purse left " + money(left))
+    lines.append("Balance " + money(bal_after))
+    lines.append("Offline left " + str(app.offline_left()))
+    app.show(lines)
+    if earmarked:
+        return pay_response(new, env, body)
     return env

@@ -43,6 +43,12 @@ S_RX_CHAL = const(25)  # challenge issued by GET CHALLENGE, consumed by RECEIVE
 S_LAST_RX = const(26)  # SHA-256 of the last transfer body received (idempotent RECEIVE)
 S_OUT_SEQ = const(27)  # journal seq of the record the last committing command owes
 S_OUT = const(28)  # that record (bytes); absent when it is the payment record of S_LAST_BODY
+S_PURSES = const(29)  # earmarked purses: [[program id, balance, rule envelope], ...] (absent: none)
+
+# ---- fields of one earmarked purse (an entry of S_PURSES) ----------------------------------
+P_PROGRAM = const(0)
+P_BALANCE = const(1)
+P_RULE = const(2)  # the programme's rule envelope bytes, as loaded (issuer-signed)
 
 PIN_TRIES = const(3)
 PUK_TRIES = const(10)
@@ -97,6 +103,13 @@ def same(a, b):
     for i in range(len(a)):
         d |= a[i] ^ b[i]
     return d == 0
+
+
+def rule_of(purse):
+    """The rule body of an earmarked purse entry (its envelope was verified at LOAD)."""
+    from ..core import proto
+
+    return proto.open_envelope(purse[P_RULE])[1]
 
 
 def limits(cert_body):

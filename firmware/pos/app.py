@@ -90,12 +90,12 @@ class PosApp:
 
     def _derive(self):
         """RAM-only views of the config store (never persisted separately)."""
-        from .certs import CertCache, RuleCache
+        from .certs import CertCache
 
         cf = self.cf
         self.config = st.effective_config(self.base_config, cf.get(st.C_CONFIG))
         self.certs = CertCache(CERT_CACHE_ENTRIES)
-        self.rules = RuleCache(CERT_CACHE_ENTRIES)
+        self.rules = None  # purse rules verified (certs.RuleCache), made at the first use
         self.issuer_keys = {}
         self.pos_id = None
         self.merchant_id = None
@@ -108,8 +108,6 @@ class PosApp:
         self.cert = cert
         self.pos_id = cert[proto.CERT_ID]
         self.merchant_id = cert.get(proto.CERT_MERCHANT)
-        self.category = cert.get(proto.CERT_CATEGORY, 0)
-        self.cert_env = cf[st.C_CERT]
         self.public_key = cf[st.C_PUB]
         if st.C_HOTLIST in cf:
             self.hot = st.parse_hotlist(cf[st.C_HOTLIST], None)

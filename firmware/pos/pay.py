@@ -43,10 +43,13 @@ class PaymentResult:
         self.recovered = False  # completed a torn payment of an earlier tap
         self.receipt_sent = False  # the card acknowledged the RECEIPT
         self.tries_left = -1  # PIN tries left after a wrong PIN
-        self.purse = 0  # earmarked purse number that paid part (0: main purse only)
-        self.program = None  # its programme id
-        self.earmarked = 0  # the part it paid
-        self.purse_balance = -1  # that purse's balance after, from the signed body
+
+    # An earmarked part (set on the instance only when a purse paid: class defaults keep a
+    # main-purse result's attribute table small on the device).
+    purse = 0  # earmarked purse number that paid part (0: main purse only)
+    program = None  # its programme id
+    earmarked = 0  # the part it paid
+    purse_balance = -1  # that purse's balance after, from the signed body
 
     @property
     def approved(self):
@@ -198,22 +201,26 @@ def split_answer(data):
 def check_purse(app, body, rule_env, amount, t):
     """The earmarked part of a checked payment body (0 for the main purse alone) when it
     follows its purse rule at this POS at time t (the time it sent); raises ApduError."""
-    from ..core import purse
-
     prog = body.get(proto.PAY_PROGRAM)
     number = proto.opt_int(body, proto.PAY_PURSE, 0)
     if prog is None:
         if number or rule_env is not None or proto.PAY_EARMARKED in body:
             raise proto.ApduError(proto.SW_DATA_INVALID)
         return 0
+    from ..core import purse  # imported only when a purse paid (heap)
+
     if rule_env is None or number < 1 or proto.need_int(body, proto.PAY_TIME) != t:
         raise proto.ApduError(proto.SW_PURSE)
+    if app.rules is None:
+        from .rules import RuleCache
+
+        app.rules = RuleCache(8)
     rule = app.rules.verify(rule_env, app.issuer_keys)
     e = proto.need_int(body, proto.PAY_EARMARKED, 1)
     proto.need_int(body, proto.PAY_PURSE_BALANCE)
     if (
         rule[proto.RULE_PROGRAM] != prog
-        or not purse.allows(rule, app.merchant_id, app.category, t)
+        or not purse.allows(rule, app.merchant_id, app.cert.get(proto.CERT_CATEGORY, 0), t)
         or not purse.share_ok(rule, e, amount)
     ):
         raise proto.ApduError(proto.SW_PURSE)
@@ -328,7 +335,7 @@ class _Flow:
         if pin:
             req[proto.REQ_PIN] = pin
         if self.flags & proto.FLAG_PURSES:
-            req[proto.REQ_PAYEE_CERT] = app.cert_env  # the card checks its purse rules on it
+            req[proto.REQ_PAYEE_CERT] = app.cf[st.C_CERT]  # the card checks its purse rules on it
         try:
             data, sw = self.send(
                 proto.build_command(proto.CLA_PROP, proto.INS_PAY, 0, 0, cbor.encode(req))
@@ -362,7 +369,7 @@ class _Flow:
             # journaled; the torn entry stays, so a clean re-tap can still complete it.
             return self.result(DECLINED, "bad_payment", e.sw)
         try:
-            earmarked = check_purse(app, body, rule_env, self.amount, entry[st.N_TIME])
+            check_purse(app, body, rule_env, self.amount, entry[st.N_TIME])
         except proto.ApduError as e:
             # Earmarked value its rule does not allow here (only a tampered card signs that):
             # refused like a bad payment, nothing journaled.

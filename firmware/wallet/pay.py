@@ -19,7 +19,6 @@
 # the POS can check the same rule. REQ_PURSE 0 pays from the main purse only; k asks for
 # purse k and is refused (6918) when its rule does not allow this payment.
 from ..core import cbor, proto
-from ..core import purse as purse_rule
 from ..core.proto import ApduError
 from ..core.runtime import sha256
 from . import pin as pin_mod
@@ -55,7 +54,12 @@ def handle(app, p1, p2, data):
             and b[proto.PAY_KIND] == kind
             and (purse is None or b[proto.PAY_PURSE] == purse)
         ):
-            return pay_response(s, app.sign_payment(body_bytes), b)
+            env = app.sign_payment(body_bytes)
+            if proto.PAY_PROGRAM in b:
+                from . import purse_pay
+
+                return purse_pay.pay_response(s, env, b)
+            return env
         raise ApduError(proto.SW_CONDITIONS)
 
     if amount == 0:
@@ -79,50 +83,6 @@ def handle(app, p1, p2, data):
     return _pay(app, base, chal, amount, payee, t, kind, purse, payee_cert)
 
 
-def choose(app, s, amount, payee, t, kind, want, payee_cert):
-    """(purse number, its entry, earmarked part) of the purse that pays part of this payment,
-    or (0, None, 0) for the main purse alone. `want` None: the first eligible purse; 0: none;
-    k: purse k, or 6918 when it cannot pay here. Cheap checks first: the POS certificate (an
-    issuer signature) is verified only when a purse with value is valid at time t."""
-    purses = s.get(st.S_PURSES)
-    if want == 0 or (want is None and not purses):
-        return 0, None, 0
-    cands = []
-    for i in range(len(purses or ())):
-        if want is None or want == i + 1:
-            p = purses[i]
-            rule = st.rule_of(p)
-            if p[st.P_BALANCE] and purse_rule.share(rule, p[st.P_BALANCE], amount):
-                if t and proto.opt_int(rule, proto.RULE_FROM, 0) <= t <= rule[proto.RULE_EXPIRES]:
-                    cands.append((i + 1, p, rule))
-    if cands and kind == proto.PAYKIND_POS and payee_cert is not None:
-        try:
-            c = proto.verify_cert(payee_cert, app.issuer_keys(), proto.KIND_POS, t)
-        except ApduError:
-            c = None
-        if c is not None and c[proto.CERT_ID] == payee:
-            merchant = c.get(proto.CERT_MERCHANT)
-            category = c.get(proto.CERT_CATEGORY, 0)
-            for n, p, rule in cands:
-                if purse_rule.allows(rule, merchant, category, t):
-                    return n, p, purse_rule.share(rule, p[st.P_BALANCE], amount)
-    if want is not None:
-        raise ApduError(proto.SW_PURSE)
-    return 0, None, 0
-
-
-def pay_response(s, env, body):
-    """What PAY answers: the payment envelope; for a payment with an earmarked part, the array
-    [body, sig, rule envelope] (the POS checks the rule; the journal keeps the envelope)."""
-    prog = body.get(proto.PAY_PROGRAM)
-    if prog is None:
-        return env
-    for p in s.get(st.S_PURSES) or ():
-        if p[st.P_PROGRAM] == prog:
-            return b"\x83" + env[1:] + cbor.encode(p[st.P_RULE])
-    return env  # the purse was cleared since: the POS will not take it
-
-
 def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     lim = s[st.S_LIMITS]
     n = s[st.S_COUNTER]
@@ -131,7 +91,11 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     spent = s[st.S_SPENT]
     if spent - s[st.S_SYNC_SPENT] + amount > lim[proto.LIM_OFFLINE_AMOUNT]:
         raise ApduError(proto.SW_OFFLINE_AMOUNT)
-    number, p, earmarked = choose(app, s, amount, payee, t, kind, want, payee_cert)
+    number, p, earmarked = 0, None, 0
+    if want or (want is None and s.get(st.S_PURSES)):
+        from . import purse_pay  # only on a card with earmarked purses (heap)
+
+        number, p, earmarked = purse_pay.choose(app, s, amount, payee, t, kind, want, payee_cert)
     main = amount - earmarked
     bal = s[st.S_BALANCE]
     pending = s[st.S_PENDING]
@@ -187,5 +151,5 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     lines.append("Offline left " + str(app.offline_left()))
     app.show(lines)
     if earmarked:
-        return pay_response(new, env, body)
+        return purse_pay.pay_response(new, env, body)
     return env

@@ -8,11 +8,13 @@ import os
 try:
     from tapcash.firmware.core import cbor, ed25519, fileflash, hal, proto
     from tapcash.firmware.core.runtime import urandom
+    from tapcash.firmware.pos import state as pos_state
     from tapcash.firmware.pos.app import PosApp
     from tapcash.firmware.wallet.app import WalletApp
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
     from firmware.core import cbor, ed25519, fileflash, hal, proto
     from firmware.core.runtime import urandom
+    from firmware.pos import state as pos_state
     from firmware.pos.app import PosApp
     from firmware.wallet.app import WalletApp
 
@@ -260,7 +262,7 @@ def test_card_refuses_payee_and_time_the_rule_does_not_allow():
             proto.REQ_TIME: NOW,
             proto.REQ_KIND: proto.PAYKIND_POS,
             proto.REQ_PURSE: 1,
-            proto.REQ_PAYEE_CERT: shop.cert_env,
+            proto.REQ_PAYEE_CERT: shop.cf[pos_state.C_CERT],
         }
         _ok(w, proto.INS_SELECT, proto.AID, 0x00, 4)
         assert _call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE

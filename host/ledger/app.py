@@ -194,6 +194,9 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         """merchants | settlements | fraud | refused | accounts"""
         return fmt(ledger.db.read(lambda tx: reports.report(tx, name)), format)
 
+    from . import programs_routes
+
+    app.include_router(programs_routes.router(ledger, op))
     return app
 
 

@@ -63,11 +63,16 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
 @click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
               help=DB_HELP)
 def check(db_url: str) -> None:
-    """Check the books: issued = held, postings add up, nothing negative. Exit 1 if not."""
+    """Check the books: issued = held, postings add up, nothing negative, and per programme
+    funded = spent + refunded + outstanding. Exit 1 if not."""
     from .db import Database
     from .postings import check_invariant
+    from .programs import check as check_programs
 
-    inv = Database(db_url, pool_size=1).read(check_invariant)
+    db = Database(db_url, pool_size=1)
+    inv = db.read(check_invariant)
+    inv["programs"] = db.read(check_programs)  # funded = spent + refunded + outstanding
+    inv["ok"] = inv["ok"] and inv["programs"]["ok"]
     click.echo(json.dumps(inv, indent=2))
     sys.exit(0 if inv["ok"] else 1)
 
@@ -86,3 +91,12 @@ def report(name: str, db_url: str, fmt: str) -> None:
 
     rows = Database(db_url, pool_size=1).read(lambda tx: reports.report(tx, name))
     click.echo(reports.to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=2), nl=False)
+
+
+def _attach_programs() -> None:
+    from .programs_cli import program
+
+    ledger.add_command(program)
+
+
+_attach_programs()

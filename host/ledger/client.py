@@ -229,3 +229,29 @@ class LedgerClient:
     def books(self) -> dict[str, Any]:
         """Canonical dump of the ledger (equal for equal content, whatever the order)."""
         return self._call("GET", "/v1/reports/books")
+
+    # -- programmes (earmarked purses, docs/LEDGER.md §6)
+    def program_create(self, name: str, funder: str, kind: str, *, expires: int,
+                       merchants: list[bytes] | None = None, categories: list[int] | None = None,
+                       valid_from: int | None = None, cap: int = 0,
+                       unit: int = 0) -> dict[str, Any]:
+        return self._call("POST", "/v1/programs", json={
+            "name": name, "funder": funder, "kind": kind, "expires": expires,
+            "valid_from": valid_from, "merchants": [m.hex() for m in merchants or []],
+            "categories": list(categories or []), "cap": cap, "unit": unit})
+
+    def program_load(self, name: str, csv_text: str, reference: str) -> dict[str, Any]:
+        """Load purses in bulk (all lines or none); the answer lists each card's voucher."""
+        return self._call("POST", f"/v1/programs/{name}/load",
+                          json={"csv": csv_text, "reference": reference})
+
+    def program_cancel(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/programs/{name}/cancel")
+
+    def program_sweep(self) -> dict[str, Any]:
+        """Refund the purses of expired programmes in the books."""
+        return self._call("POST", "/v1/programs/sweep")
+
+    def programs(self, name: str | None = None) -> Any:
+        """The programme report: one programme (a dict) or all (a list)."""
+        return self._call("GET", "/v1/programs" + (f"/{name}" if name else ""))

@@ -38,6 +38,7 @@ from tapcash.firmware.core.runtime import sha256
 
 from . import chain
 from . import postings as P
+from . import programs
 from .codec import (
     b64d,
     b64e,
@@ -81,6 +82,8 @@ class Pay:
     hash: bytes
     envelope: bytes
     via: str  # "pos", "payer" or "receiver": the journal that brought it
+    program: bytes | None = None  # earmarked part: the programme of the purse that paid it
+    earmarked: int = 0  # earmarked part: the amount (the main purse paid the rest)
 
 
 @dataclass(slots=True)
@@ -114,6 +117,12 @@ def parse_payment(env: bytes, what: str, via: str) -> tuple[Pay, bytes, bytes]:
         via=via,
     )
     field_bytes(body, proto.PAY_CHALLENGE, what, 16)
+    if proto.PAY_PROGRAM in body or pay.purse:
+        pay.program = field_bytes(body, proto.PAY_PROGRAM, what, 8)
+        pay.earmarked = field_int(body, proto.PAY_EARMARKED, what, 1)
+        field_int(body, proto.PAY_PURSE_BALANCE, what, 0)
+        if pay.earmarked > pay.amount:
+            raise LedgerError(400, f"{what}: earmarked part above the amount")
     return pay, body_bytes, sig
 
 
@@ -311,10 +320,12 @@ class _Apply:
             return None, "refused:over payment max"
         if pay.counter > max_counter:
             return None, "refused:over offline count"
-        if pay.purse != 0:
-            return None, "refused:unknown purse"
         if revoked_at and pay.time and pay.time > revoked_at + self.ledger.hotlist_max_age_s:
             return None, "refused:after revocation"
+        if pay.program is not None or pay.purse != 0:
+            why = programs.judge(self, pay, self.device(pay.payee))
+            if why is not None:
+                return None, "refused:" + why
         return dst, "posted"
 
     def _rule(self, pay: Pay) -> tuple[str | None, int, int, int]:
@@ -340,18 +351,32 @@ class _Apply:
     def post(self, pay: Pay, ref: str) -> tuple[str | None, str, int]:
         """Credit the payee for a payment; returns (credited account, status, loss)."""
         dst, status = self.credit_account(pay)
+        if pay.program is not None:
+            programs.record(self, pay, self.device(pay.payee), status)
         if dst is None:
             self.result["refused"] += 1
+            if status.startswith("refused:purse_"):
+                # Earmarked value its rule does not allow: only a tampered card signs that.
+                self.fraud(status[8:], pay.wallet, pay.counter, pay.envelope, pay, None, 0)
             return None, status, 0
+        main = pay.amount
+        loss = 0
+        if pay.program is not None:
+            main -= pay.earmarked
+            loss = programs.post(self, pay, dst, ref)
+            self.result["loss"] += loss
+            if not main:
+                return dst, status, loss
         src = P.wallet_acct(pay.wallet)
         have = self.book.balance(src)
-        covered = min(have, pay.amount)
-        loss = pay.amount - covered
+        covered = min(have, main)
+        loss_main = main - covered
+        loss += loss_main
         if covered:
             self.book.move(src, dst, covered, "payment", ref)
-        if loss:
-            self.book.move(P.LOSS, dst, loss, "guarantee", ref)
-            self.result["loss"] += loss
+        if loss_main:
+            self.book.move(P.LOSS, dst, loss_main, "guarantee", ref)
+            self.result["loss"] += loss_main
         return dst, status, loss
 
     def fraud(self, kind: str, wallet: bytes, counter: int, env_a: bytes, b: Pay,
@@ -540,6 +565,7 @@ class _Apply:
         self.payments()
         self.receipts()
         self.releases()
+        programs.after_payments(self)
         self.book.flush()
         dev = self.loads_and_status()
         self.set_aside(dev)

@@ -228,6 +228,53 @@ CREATE TABLE set_aside (
 );
 """,
     ),
+    (
+        5,
+        "programmes: earmarked purses (programs, purses, programme loads, purse payments)",
+        """
+CREATE TABLE programs (
+    id {blob} PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    funder TEXT NOT NULL REFERENCES owners(name),
+    kind INTEGER NOT NULL,
+    rule {blob} NOT NULL,
+    valid_from {bigint} NOT NULL,
+    expires {bigint} NOT NULL,
+    cancelled_at {bigint},
+    created_at {bigint} NOT NULL
+);
+CREATE TABLE purses (
+    program {blob} NOT NULL REFERENCES programs(id),
+    wallet {blob} NOT NULL REFERENCES devices(id),
+    loaded {bigint} NOT NULL DEFAULT 0 CHECK (loaded >= 0),
+    closed_at {bigint},
+    clear_update {bigint},
+    cleared_counter {bigint},
+    PRIMARY KEY (program, wallet)
+);
+CREATE INDEX purses_wallet ON purses(wallet);
+CREATE TABLE program_loads (
+    reference TEXT PRIMARY KEY,
+    program {blob} NOT NULL REFERENCES programs(id),
+    lines INTEGER NOT NULL,
+    total {bigint} NOT NULL CHECK (total > 0),
+    at {bigint} NOT NULL
+);
+CREATE TABLE purse_payments (
+    wallet {blob} NOT NULL,
+    counter {bigint} NOT NULL,
+    hash {blob} NOT NULL,
+    program {blob} NOT NULL,
+    earmarked {bigint} NOT NULL CHECK (earmarked > 0),
+    merchant {blob},
+    category {bigint},
+    status TEXT NOT NULL,
+    at {bigint} NOT NULL,
+    PRIMARY KEY (wallet, counter, hash)
+);
+CREATE INDEX purse_payments_program ON purse_payments(program, status)
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

@@ -480,13 +480,20 @@ class Ledger:
             fields[proto.UPD_CERT] = d["cert"]
         synced, spent = d["synced_counter"], d["synced_spent"]
         hot_version = d["upd_hotlist"]
+        clear: list[bytes] = []
         if d["kind"] == proto.KIND_WALLET:
+            from . import programs
+
             synced, spent = self.wallet_synced(tx, d)
             if synced > d["synced_counter"]:
                 fresh = True
             if synced:
                 fields[proto.UPD_SYNCED_COUNTER] = synced
                 fields[proto.UPD_SYNCED_SPENT] = spent
+            clear, new_clear = programs.clear_list(tx, d["id"])
+            if clear:  # every closed purse the card has not shown gone: absolute
+                fields[proto.UPD_PURSE_CLEAR] = clear
+                fresh = fresh or new_clear
         else:
             hot_version, _issued, hot_env = self.hotlist_in(tx)
             if hot_version > d["upd_hotlist"]:
@@ -504,6 +511,10 @@ class Ledger:
                    (number + 1, synced, spent, hot_version, d["serial"], d["id"]))
         d.update(next_update=number + 1, synced_counter=synced, synced_spent=spent,
                  upd_hotlist=hot_version, upd_serial=d["serial"])
+        if clear:
+            from . import programs
+
+            programs.cleared_in(tx, d["id"], clear, number)
         return env
 
     def pending_in(self, tx: Tx, d: dict[str, Any]) -> dict[str, Any]:
@@ -565,7 +576,16 @@ class Ledger:
         return self.db.write(tx_fn)
 
     def invariant(self) -> dict[str, Any]:
-        return self.db.read(P.check_invariant)
+        """The books' invariant, and per programme funded = spent + refunded + outstanding."""
+        from . import programs
+
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            inv = P.check_invariant(tx)
+            inv["programs"] = programs.check(tx)
+            inv["ok"] = inv["ok"] and inv["programs"]["ok"]
+            return inv
+
+        return self.db.read(tx_fn)
 
     def issuer_info(self) -> dict[str, Any]:
         return {"key_id": self.issuer.key_id.hex(), "public_key": self.issuer.public_key.hex()}

@@ -1,0 +1,605 @@
+"""Programmes: earmarked purses in the books (docs/LEDGER.md §6, PROTOCOL.md §2.9, §4.2).
+
+A programme is one funder's subsidy or prepaid package, bound by one issuer-signed purse rule.
+
+Accounts: `program:<id>` (the funder's programme account: funding passes through it, refunds
+return to it), `purse:<id>:<wallet>` (one per purse: value loaded onto that card and not yet
+seen spent). Postings:
+
+    fund       owner:F -> program:P                  (kind program_fund, per bulk load)
+    load       program:P -> purse:P:W                (purse_load, with a voucher for the card)
+    spend      purse:P:W -> merchant:M               (purse_spend: subsidy; purse_release:
+                                                      prepaid package, released per use)
+    refund     purse:P:W -> program:P                (purse_refund: expiry or cancellation)
+    reopen     program:P -> purse:P:W                (purse_reopen: a payment made before the
+                                                      card learnt of the refund)
+    shortfall  issuer:loss -> merchant:M             (purse_guarantee: a cloned card spending
+                                                      a purse twice, as for the main purse)
+
+Per programme: funded (loads) = spent + refunded (refunds - reopens) + outstanding (purse
+balances), checked by `check` from the postings and the stored balances.
+
+The rule is applied by the firmware's own `core/purse.py`, the code the card and the POS run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from typing import TYPE_CHECKING, Any
+
+from tapcash.firmware.core import proto
+from tapcash.firmware.core import purse as purse_rule
+
+from . import postings as P
+from .codec import b64e
+from .db import Tx
+from .errors import LedgerError
+from .service import get_device, owner_key
+
+if TYPE_CHECKING:
+    from .ingest import Pay, _Apply
+    from .service import Ledger
+
+KINDS = {"subsidy": proto.PROG_SUBSIDY, "prepaid": proto.PROG_PREPAID}
+KIND_NAMES = {v: k for k, v in KINDS.items()}
+SPEND_KIND = {proto.PROG_SUBSIDY: "purse_spend", proto.PROG_PREPAID: "purse_release"}
+PROGRAM_COLS = "id, name, funder, kind, rule, valid_from, expires, cancelled_at, created_at"
+_NAMES = [c.strip() for c in PROGRAM_COLS.split(",")]
+
+
+def program_acct(pid: bytes) -> str:
+    return "program:" + pid.hex()
+
+
+def purse_acct(pid: bytes, wid: bytes) -> str:
+    return f"purse:{pid.hex()}:{wid.hex()}"
+
+
+def program_id(name: str) -> bytes:
+    """A programme's id: derived from its name (8 bytes), so a pilot team names, not numbers."""
+    return hashlib.sha256(b"tapcash/program\x00" + name.encode()).digest()[:8]
+
+
+def program_key(pid: bytes) -> bytes:
+    """Advisory lock key of a programme."""
+    return hashlib.sha256(b"program:" + pid).digest()[:8]
+
+
+def _row(row: tuple) -> dict[str, Any]:
+    d = dict(zip(_NAMES, row, strict=True))
+    d["id"] = bytes(d["id"])
+    d["rule"] = bytes(d["rule"])
+    d["body"] = proto.open_envelope(d["rule"])[1]
+    return d
+
+
+def get_program(tx: Tx, ref: str | bytes) -> dict[str, Any] | None:
+    """A programme by id (bytes, or 16 hex digits) or by name."""
+    if isinstance(ref, bytes):
+        row = tx.one(f"SELECT {PROGRAM_COLS} FROM programs WHERE id = ?", (ref,))
+    else:
+        row = tx.one(f"SELECT {PROGRAM_COLS} FROM programs WHERE name = ?", (ref,))
+        if row is None and len(ref) == 16:
+            try:
+                row = tx.one(f"SELECT {PROGRAM_COLS} FROM programs WHERE id = ?",
+                             (bytes.fromhex(ref),))
+            except ValueError:
+                row = None
+    return _row(row) if row else None
+
+
+def need_program(tx: Tx, ref: str | bytes) -> dict[str, Any]:
+    p = get_program(tx, ref)
+    if p is None:
+        shown = ref.hex() if isinstance(ref, bytes) else ref
+        raise LedgerError(404, f"unknown programme {shown}")
+    return p
+
+
+def public_program(p: dict[str, Any], now: int) -> dict[str, Any]:
+    b = p["body"]
+    state = "cancelled" if p["cancelled_at"] else "expired" if now > p["expires"] else "active"
+    return {
+        "id": p["id"].hex(), "name": p["name"], "funder": p["funder"],
+        "kind": KIND_NAMES[p["kind"]], "state": state,
+        "valid_from": p["valid_from"], "expires": p["expires"],
+        "merchants": [m.hex() for m in b.get(proto.RULE_MERCHANTS, [])],
+        "categories": list(b.get(proto.RULE_CATEGORIES, [])),
+        "cap": b.get(proto.RULE_CAP, 0), "unit": b.get(proto.RULE_UNIT, 0),
+        "rule": b64e(p["rule"]), "cancelled_at": p["cancelled_at"],
+    }
+
+
+def _closed(p: dict[str, Any], now: int) -> bool:
+    return bool(p["cancelled_at"]) or now > p["expires"]
+
+
+# ---- operator operations --------------------------------------------------------------
+def create(
+    ledger: Ledger, name: str, funder: str, kind: str, *, expires: int,
+    merchants: list[bytes] | None = None, categories: list[int] | None = None,
+    valid_from: int | None = None, cap: int = 0, unit: int = 0,
+) -> dict[str, Any]:
+    """Create a programme and sign its rule. 400 for a bad rule, 404 unknown funder, 409 when
+    a programme of that name exists (with another rule)."""
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise LedgerError(400, "name: 1-64 characters of letters, digits and -_.")
+    if kind not in KINDS:
+        raise LedgerError(400, f"kind: one of {', '.join(KINDS)}")
+    now = ledger.now()
+    start = now if valid_from is None else valid_from
+    if expires <= now or expires < start:
+        raise LedgerError(400, "expires: must be in the future and not before valid_from")
+    for m in merchants or []:
+        if not isinstance(m, bytes) or len(m) != 8:
+            raise LedgerError(400, "merchants: 8-byte merchant ids (16 hex digits)")
+    if not merchants and not categories:
+        raise LedgerError(400, "a programme names at least one merchant or category")
+    if any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in categories or []):
+        raise LedgerError(400, "categories: non-negative integers")
+    if cap < 0 or unit < 0:
+        raise LedgerError(400, "cap, unit: non-negative integers")
+    pid = program_id(name)
+    rule = ledger.issuer.rule(pid, kind=KINDS[kind], expires=expires, merchants=merchants,
+                              categories=categories, valid_from=start, cap=cap, unit=unit,
+                              funder=funder)
+    purse_rule.check_rule(proto.open_envelope(rule)[1])
+
+    def tx_fn(tx: Tx) -> dict[str, Any]:
+        tx.lock([program_key(pid), owner_key(funder)])
+        if tx.one("SELECT 1 FROM owners WHERE name = ?", (funder,)) is None:
+            raise LedgerError(404, f"unknown owner {funder} (the funder deposits first)")
+        old = get_program(tx, pid)
+        if old is not None:
+            raise LedgerError(409, f"programme {name} exists")
+        tx.execute(f"INSERT INTO programs ({PROGRAM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (pid, name, funder, KINDS[kind], rule, start, expires, None, now))
+        P.create_accounts(tx, [program_acct(pid)])
+        return public_program(need_program(tx, pid), now)
+
+    return ledger.db.write(tx_fn)
+
+
+def _parse_csv(csv_text: str) -> list[tuple[int, bytes, int]]:
+    lines: list[tuple[int, bytes, int]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[bytes] = set()
+    for lineno, row in enumerate(csv.reader(io.StringIO(csv_text)), start=1):
+        if not row or all(not c.strip() for c in row) or row[0].strip().startswith("#"):
+            continue
+        if len(row) != 2:
+            errors.append({"line": lineno, "error": "expected 2 fields: wallet id, amount"})
+            continue
+        wid_text, amt_text = row[0].strip(), row[1].strip()
+        if lineno == 1 and not amt_text.isdigit():
+            continue  # header line
+        try:
+            wid = bytes.fromhex(wid_text)
+            if len(wid) != 8:
+                raise ValueError
+        except ValueError:
+            errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
+            continue
+        if not amt_text.isdigit() or int(amt_text) <= 0:
+            errors.append({"line": lineno, "error": f"amount {amt_text!r} is not a positive "
+                                                    "integer"})
+            continue
+        if wid in seen:
+            errors.append({"line": lineno, "error": f"wallet {wid_text} twice in one load"})
+            continue
+        seen.add(wid)
+        lines.append((lineno, wid, int(amt_text)))
+    if errors:
+        raise LedgerError(400, {"error": "programme load refused: nothing was loaded",
+                                "lines": errors})
+    if not lines:
+        raise LedgerError(400, "programme load: no lines")
+    return lines
+
+
+def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[str, Any]:
+    """Load purses in bulk (CSV `wallet id hex, amount`), all lines or none: the funder pays
+    into the programme account (refunded value there first), each line becomes a voucher for
+    the card and a posting into its purse account."""
+    if not reference or len(reference) > 64:
+        raise LedgerError(400, "reference: 1-64 characters, unique per programme load")
+    lines = _parse_csv(csv_text)
+
+    def tx_fn(tx: Tx) -> dict[str, Any]:
+        p = need_program(tx, program)
+        pid = p["id"]
+        tx.lock([program_key(pid), owner_key(p["funder"])] + [w for _, w, _ in lines])
+        now = ledger.now()
+        if _closed(p, now):
+            raise LedgerError(409, f"programme {p['name']} is cancelled or expired")
+        if tx.one("SELECT 1 FROM program_loads WHERE reference = ?", (reference,)):
+            raise LedgerError(409, f"programme load {reference} was already made")
+        book = P.Book(tx, now)
+        total = sum(a for _, _, a in lines)
+        prog, funder = program_acct(pid), P.owner_acct(p["funder"])
+        need = total - book.balance(prog)
+        if need > 0:
+            if book.balance(funder) < need:
+                raise LedgerError(409, f"{funder}: insufficient funds for {total} "
+                                       f"({book.balance(funder)} there)")
+            book.move(funder, prog, need, "program_fund", f"{pid.hex()}:{reference}")
+        out, errs = [], []
+        for lineno, wid, amount in lines:
+            w = get_device(tx, wid)
+            if w is None or w["kind"] != proto.KIND_WALLET:
+                errs.append({"line": lineno, "error": f"unknown wallet {wid.hex()}"})
+                continue
+            if w["revoked"]:
+                errs.append({"line": lineno, "error": f"wallet {wid.hex()} is revoked"})
+                continue
+            row = tx.one("SELECT closed_at FROM purses WHERE program = ? AND wallet = ?",
+                         (pid, wid))
+            if row is not None and row[0] is not None:
+                errs.append({"line": lineno, "error": f"wallet {wid.hex()}: purse closed"})
+                continue
+            number = int(tx.scalar("SELECT next_voucher FROM devices WHERE id = ?", (wid,)))
+            ref = f"program:{pid.hex()}:{reference}:{lineno}"
+            env = ledger.issuer.purse_voucher(wid, number, amount, p["rule"], ref=ref.encode())
+            tx.execute("UPDATE devices SET next_voucher = ? WHERE id = ?", (number + 1, wid))
+            tx.execute("INSERT INTO vouchers (wallet, number, amount, source, ref, envelope, at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (wid, number, amount, proto.VSRC_PROGRAM, ref, env, now))
+            acct = purse_acct(pid, wid)
+            if row is None:
+                tx.execute("INSERT INTO purses (program, wallet, loaded) VALUES (?, ?, 0)",
+                           (pid, wid))
+                P.create_accounts(tx, [acct])
+            tx.execute("UPDATE purses SET loaded = loaded + ? WHERE program = ? AND wallet = ?",
+                       (amount, pid, wid))
+            book.move(prog, acct, amount, "purse_load", f"{wid.hex()}:{number}")
+            out.append({"line": lineno, "wallet": wid.hex(), "number": number,
+                        "amount": amount, "voucher": b64e(env)})
+        if errs:
+            raise LedgerError(409, {"error": "programme load refused: nothing was loaded",
+                                    "lines": errs})
+        tx.execute("INSERT INTO program_loads (reference, program, lines, total, at) "
+                   "VALUES (?, ?, ?, ?, ?)", (reference, pid, len(lines), total, now))
+        book.flush()
+        return {"program": p["name"], "reference": reference, "total": total,
+                "vouchers": out, "funder_balance": book.balance(funder)}
+
+    return ledger.db.write(tx_fn)
+
+
+def _close_purses(tx: Tx, book: P.Book, p: dict[str, Any], now: int,
+                  wallet: bytes | None = None) -> tuple[int, int]:
+    """Refund the open purses of a closed programme (of one wallet, or all) to the programme
+    account; returns (purses closed, amount refunded)."""
+    pid = p["id"]
+    sql = "SELECT wallet FROM purses WHERE program = ? AND closed_at IS NULL"
+    args: tuple = (pid,)
+    if wallet is not None:
+        sql += " AND wallet = ?"
+        args = (pid, wallet)
+    n = amount = 0
+    for (wid,) in tx.all(sql, args):
+        wid = bytes(wid)
+        acct = purse_acct(pid, wid)
+        bal = book.balance(acct)
+        if bal:
+            book.move(acct, program_acct(pid), bal, "purse_refund", f"{pid.hex()}:{wid.hex()}")
+        tx.execute("UPDATE purses SET closed_at = ? WHERE program = ? AND wallet = ?",
+                   (now, pid, wid))
+        n += 1
+        amount += bal
+    return n, amount
+
+
+def cancel(ledger: Ledger, program: str) -> dict[str, Any]:
+    """Cancel a programme: every purse's value goes back to the programme account now, the
+    cards' purses are cleared at their next sync. Idempotent."""
+    def tx_fn(tx: Tx) -> dict[str, Any]:
+        p = need_program(tx, program)
+        tx.lock([program_key(p["id"])])
+        now = ledger.now()
+        if not p["cancelled_at"]:
+            tx.execute("UPDATE programs SET cancelled_at = ? WHERE id = ?", (now, p["id"]))
+            p["cancelled_at"] = now
+        book = P.Book(tx, now)
+        n, amount = _close_purses(tx, book, p, now)
+        book.flush()
+        return {"program": p["name"], "cancelled_at": p["cancelled_at"], "closed": n,
+                "refunded": amount}
+
+    return ledger.db.write(tx_fn)
+
+
+def sweep(ledger: Ledger) -> dict[str, Any]:
+    """Refund the purses of every expired programme (the books at expiry; run it daily)."""
+    def tx_fn(tx: Tx) -> dict[str, Any]:
+        now = ledger.now()
+        book = P.Book(tx, now)
+        closed = refunded = 0
+        for (pid,) in tx.all("SELECT DISTINCT program FROM purses WHERE closed_at IS NULL"):
+            p = need_program(tx, bytes(pid))
+            if _closed(p, now):
+                tx.lock([program_key(p["id"])])
+                n, a = _close_purses(tx, book, p, now)
+                closed += n
+                refunded += a
+        book.flush()
+        return {"closed": closed, "refunded": refunded}
+
+    return ledger.db.write(tx_fn)
+
+
+# ---- ingest: payments with an earmarked part ---------------------------------------------
+class _View:
+    """What one ingest transaction has read about programmes and payees (cached)."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self.programs: dict[bytes, dict[str, Any] | None] = {}
+        self.purses: dict[tuple[bytes, bytes], tuple | None] = {}
+
+    def program(self, pid: bytes) -> dict[str, Any] | None:
+        if pid not in self.programs:
+            self.programs[pid] = get_program(self.tx, pid)
+        return self.programs[pid]
+
+    def purse(self, pid: bytes, wid: bytes) -> tuple | None:
+        """(loaded, closed_at, cleared_counter) of a purse, or None when never loaded."""
+        key = (pid, wid)
+        if key not in self.purses:
+            self.purses[key] = self.tx.one(
+                "SELECT loaded, closed_at, cleared_counter FROM purses WHERE program = ? AND "
+                "wallet = ?", (pid, wid))
+        return self.purses[key]
+
+
+def _view(ap: _Apply) -> _View:
+    v = ap.__dict__.get("_programs")
+    if v is None:
+        v = ap.__dict__["_programs"] = _View(ap.tx)
+    return v
+
+
+def judge(ap: _Apply, pay: Pay, payee: dict[str, Any] | None) -> str | None:
+    """None when the earmarked part of a payment follows its programme's rule; else the
+    reason it does not (the payment is then refused and a case opened)."""
+    v = _view(ap)
+    if pay.program is None or pay.purse < 1 or pay.kind != proto.PAYKIND_POS:
+        return "purse_rule"
+    p = v.program(pay.program)
+    if p is None or v.purse(pay.program, pay.wallet) is None:
+        return "purse_rule"  # no such programme, or never loaded onto this card
+    rule = p["body"]
+    if payee is None or payee["kind"] != proto.KIND_POS:
+        return "purse_rule"
+    category = proto.open_envelope(payee["cert"])[1].get(proto.CERT_CATEGORY, 0)
+    if not purse_rule.share_ok(rule, pay.earmarked, pay.amount):
+        return "purse_rule"
+    t = pay.time
+    allowed_time = purse_rule.allows(rule, payee["merchant"], category, t)
+    allowed_any_time = purse_rule.allows(rule, payee["merchant"], category,
+                                         rule[proto.RULE_EXPIRES])
+    if not allowed_any_time:
+        return "purse_rule"  # a merchant or category the rule never allows
+    if not allowed_time:
+        return "purse_expired"  # signed with a time outside the rule's window
+    row = v.purse(pay.program, pay.wallet)
+    if row is not None and row[2] is not None and pay.counter > int(row[2]):
+        return "purse_expired"  # signed after the card had cleared the purse
+    return None
+
+
+def post(ap: _Apply, pay: Pay, dst: str, ref: str) -> int:
+    """Post the earmarked part of a payment within its rule: from the purse account, reopened
+    from the programme account when the purse was refunded meanwhile, any rest from issuer:loss
+    (a card spending a purse twice). Returns the loss."""
+    v = _view(ap)
+    assert pay.program is not None
+    p = v.program(pay.program)
+    assert p is not None
+    book = ap.book
+    acct = purse_acct(pay.program, pay.wallet)
+    prog = program_acct(pay.program)
+    short = pay.earmarked - book.balance(acct)
+    if short > 0:
+        refunded = _net_refunded(ap, pay.program, pay.wallet)
+        reopen = min(short, refunded, book.balance(prog))
+        if reopen > 0:
+            book.move(prog, acct, reopen, "purse_reopen", ref)
+            short -= reopen
+    covered = pay.earmarked - max(short, 0)
+    if covered:
+        book.move(acct, dst, covered, SPEND_KIND[p["kind"]], ref)
+    loss = max(short, 0)
+    if loss:
+        book.move(P.LOSS, dst, loss, "purse_guarantee", ref)
+    return loss
+
+
+def _net_refunded(ap: _Apply, pid: bytes, wid: bytes) -> int:
+    """Refunds of this purse not yet reopened (postings, plus this batch's)."""
+    tx = ap.tx
+    acct, prog = purse_acct(pid, wid), program_acct(pid)
+    total = "SELECT COALESCE(SUM(amount), 0) FROM postings WHERE src = ? AND dst = ? AND kind = ?"
+    out = int(tx.scalar(total, (acct, prog, "purse_refund"), default=0))
+    back = int(tx.scalar(total, (prog, acct, "purse_reopen"), default=0))
+    for src, dst, amount, kind, _ref, _at in ap.book._rows:
+        if (src, dst, kind) == (acct, prog, "purse_refund"):
+            out += amount
+        elif (src, dst, kind) == (prog, acct, "purse_reopen"):
+            back += amount
+    return out - back
+
+
+def record(ap: _Apply, pay: Pay, payee: dict[str, Any] | None, status: str) -> None:
+    """Keep the earmarked part for the programme reports."""
+    if pay.program is None:
+        return
+    merchant = payee["merchant"] if payee and payee["kind"] == proto.KIND_POS else None
+    category = (proto.open_envelope(payee["cert"])[1].get(proto.CERT_CATEGORY, 0)
+                if merchant else None)
+    sql = ("INSERT INTO purse_payments (wallet, counter, hash, program, earmarked, merchant, "
+           "category, status, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    if ap.tx.dialect == "sqlite":
+        sql = sql.replace("INSERT", "INSERT OR IGNORE", 1)
+    else:
+        sql += " ON CONFLICT DO NOTHING"
+    ap.tx.execute(sql, (pay.wallet, pay.counter, pay.hash, pay.program, pay.earmarked,
+                        merchant, category, status, ap.now))
+
+
+def after_payments(ap: _Apply) -> None:
+    """At a wallet's ingest: close (refund) its purses of closed programmes, so this sync's
+    update clears them on the card; note the purses the card no longer holds (its status)."""
+    dev = ap.batch.device
+    if dev["kind"] != proto.KIND_WALLET:
+        return
+    tx = ap.tx
+    rows = tx.all("SELECT program, closed_at, clear_update, cleared_counter FROM purses "
+                  "WHERE wallet = ?", (dev["id"],))
+    if not rows:
+        return
+    held = set()
+    for item in ap.batch.status.get(proto.ST_PURSES) or []:
+        if isinstance(item, list) and item and isinstance(item[0], bytes):
+            held.add(item[0])
+    counter = ap.batch.status.get(proto.ST_COUNTER)
+    v = _view(ap)
+    for pid, closed_at, clear_update, cleared in rows:
+        pid = bytes(pid)
+        p = v.program(pid)
+        if p is None:
+            continue
+        if closed_at is None and _closed(p, ap.now):
+            _close_purses(tx, ap.book, p, ap.now, dev["id"])
+        if (clear_update is not None and cleared is None and pid not in held
+                and isinstance(counter, int)):
+            tx.execute("UPDATE purses SET cleared_counter = ? WHERE program = ? AND wallet = ?",
+                       (counter, pid, dev["id"]))
+
+
+def clear_list(tx: Tx, wallet: bytes) -> tuple[list[bytes], bool]:
+    """(programme ids to clear on this card, True when one of them was never sent): every
+    closed purse the card has not yet shown gone. Absolute, like the synced counter."""
+    rows = tx.all("SELECT program, clear_update FROM purses WHERE wallet = ? AND closed_at IS "
+                  "NOT NULL AND cleared_counter IS NULL", (wallet,))
+    return sorted(bytes(r[0]) for r in rows), any(r[1] is None for r in rows)
+
+
+def cleared_in(tx: Tx, wallet: bytes, pids: list[bytes], number: int) -> None:
+    for pid in pids:
+        tx.execute("UPDATE purses SET clear_update = ? WHERE program = ? AND wallet = ? AND "
+                   "clear_update IS NULL", (number, pid, wallet))
+
+
+# ---- reports and the per-programme check -------------------------------------------------
+def _sums(tx: Tx, pid: bytes) -> dict[str, int]:
+    prefix = f"purse:{pid.hex()}:"
+    prog = program_acct(pid)
+    out = {"funded": 0, "spent": 0, "released": 0, "refunds": 0, "reopened": 0,
+           "guaranteed": 0}
+    for kind, total in tx.all(
+        "SELECT kind, COALESCE(SUM(amount), 0) FROM postings WHERE (src LIKE ? OR dst LIKE ? OR "
+        "src = ? OR dst = ?) GROUP BY kind", (prefix + "%", prefix + "%", prog, prog)):
+        total = int(total)
+        if kind == "purse_load":
+            out["funded"] += total
+        elif kind == "purse_spend":
+            out["spent"] += total
+        elif kind == "purse_release":
+            out["released"] += total
+        elif kind == "purse_refund":
+            out["refunds"] += total
+        elif kind == "purse_reopen":
+            out["reopened"] += total
+    out["guaranteed"] = int(tx.scalar(
+        "SELECT COALESCE(SUM(amount), 0) FROM postings WHERE kind = 'purse_guarantee' AND ref IN "
+        "(SELECT ref FROM postings WHERE src LIKE ? AND kind IN ('purse_spend', "
+        "'purse_release'))", (prefix + "%",), default=0) or 0)
+    out["outstanding"] = int(tx.scalar("SELECT COALESCE(SUM(balance), 0) FROM accounts WHERE "
+                                       "name LIKE ?", (prefix + "%",), default=0))
+    out["program_account"] = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?",
+                                           (prog,), default=0) or 0)
+    return out
+
+
+def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]:
+    """Per programme: funded, spent (subsidy) / released (prepaid) by merchant and category,
+    refunded, outstanding, refused, purses; `check` says whether the books balance for it."""
+    if program is not None:
+        progs = [need_program(tx, program)]
+    else:
+        progs = [_row(r) for r in tx.all(f"SELECT {PROGRAM_COLS} FROM programs ORDER BY name")]
+    out = []
+    for p in progs:
+        s = _sums(tx, p["id"])
+        by = []
+        for merchant, category, n, total in tx.all(
+            "SELECT merchant, category, COUNT(*), SUM(earmarked) FROM purse_payments WHERE "
+            "program = ? AND status = 'posted' GROUP BY merchant, category ORDER BY merchant, "
+            "category", (p["id"],)):
+            by.append({"merchant": bytes(merchant).hex(), "category": int(category),
+                       "payments": int(n), "amount": int(total)})
+        refused = tx.one("SELECT COUNT(*), COALESCE(SUM(earmarked), 0) FROM purse_payments "
+                         "WHERE program = ? AND status <> 'posted'", (p["id"],))
+        purses = tx.one("SELECT COUNT(*), COUNT(closed_at), COUNT(cleared_counter) FROM purses "
+                        "WHERE program = ?", (p["id"],))
+        pub = public_program(p, now)
+        refunded = s["refunds"] - s["reopened"]
+        used = s["spent"] + s["released"]
+        out.append({
+            "program": p["name"], "id": pub["id"], "kind": pub["kind"], "state": pub["state"],
+            "funder": p["funder"], "expires": p["expires"],
+            "funded": s["funded"], "spent": s["spent"], "released": s["released"],
+            "refunded": refunded, "outstanding": s["outstanding"],
+            "guaranteed_beyond_purse": s["guaranteed"],
+            "programme_account": s["program_account"],
+            "by_merchant": by,
+            "refused_payments": int(refused[0]), "refused_amount": int(refused[1]),
+            "purses": int(purses[0]), "purses_closed": int(purses[1]),
+            "purses_cleared_on_card": int(purses[2]),
+            "balanced": s["funded"] == used + refunded + s["outstanding"],
+        })
+    return out
+
+
+def check(tx: Tx) -> dict[str, Any]:
+    """The books per programme: funded = spent + refunded + outstanding (from the postings and
+    the stored purse balances), no purse posting to a merchant its rule does not allow, and no
+    closed purse holding value. `ok` False names what is wrong."""
+    problems: list[dict[str, Any]] = []
+    programs = [_row(r) for r in tx.all(f"SELECT {PROGRAM_COLS} FROM programs ORDER BY name")]
+    for p in programs:
+        pid = p["id"]
+        s = _sums(tx, pid)
+        used = s["spent"] + s["released"]
+        refunded = s["refunds"] - s["reopened"]
+        if s["funded"] != used + refunded + s["outstanding"]:
+            problems.append({"program": p["name"], "error": "funded != spent + refunded + "
+                             "outstanding", "funded": s["funded"], "spent": used,
+                             "refunded": refunded, "outstanding": s["outstanding"]})
+        rule = p["body"]
+        prefix = f"purse:{pid.hex()}:"
+        # every purse posting to a merchant: that payment's payee allowed by the rule
+        for dst, ref in tx.all("SELECT dst, ref FROM postings WHERE src LIKE ? AND kind IN "
+                               "('purse_spend', 'purse_release')", (prefix + "%",)):
+            wallet_hex, counter = ref.split(":")[:2]
+            row = tx.one("SELECT d.merchant, d.cert, pm.time FROM payments pm JOIN devices d "
+                         "ON d.id = pm.payee WHERE pm.wallet = ? AND pm.counter = ?",
+                         (bytes.fromhex(wallet_hex), int(counter)))
+            ok = False
+            if row is not None and dst == P.merchant_acct(bytes(row[0])):
+                cat = proto.open_envelope(bytes(row[1]))[1].get(proto.CERT_CATEGORY, 0)
+                ok = purse_rule.allows(rule, bytes(row[0]), cat, rule[proto.RULE_EXPIRES])
+            if not ok:
+                problems.append({"program": p["name"], "error": "purse value credited to a "
+                                 "payee the rule does not allow", "posting": ref, "dst": dst})
+        for (wid,) in tx.all("SELECT wallet FROM purses WHERE program = ? AND closed_at IS NOT "
+                             "NULL", (pid,)):
+            bal = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?",
+                                (purse_acct(pid, bytes(wid)),), default=0) or 0)
+            if bal:  # a late payment reopens a closed purse and spends it in one transaction
+                problems.append({"program": p["name"], "error": "closed purse holds value",
+                                 "wallet": bytes(wid).hex(), "balance": bal})
+    return {"ok": not problems, "programs": len(programs), "problems": problems}

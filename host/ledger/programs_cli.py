@@ -1,0 +1,199 @@
+"""`tapcash ledger program ...`: programmes of earmarked purses, straight on the ledger's
+database (like `ledger check`): create one (the issuer key signs its rule), load purses in bulk
+from a CSV (as payroll does), cancel, sweep expired ones, report. docs/PROGRAMMES.md is the
+pilot team's guide."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .app import ENV_DB, ENV_KEY
+
+DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
+
+
+def _ledger(db_url: str, issuer_key: str | None) -> Any:
+    from tapcash.host.issuer import Issuer
+
+    from .db import Database
+    from .migrations import migrate
+    from .service import Ledger
+
+    if not issuer_key:
+        _fail("--issuer-key (or TAPCASH_LEDGER_ISSUER_KEY) is required: it signs the rule and "
+              "the vouchers")
+    db = Database(db_url, pool_size=1)
+    migrate(db)
+    return Ledger(db, Issuer.load(Path(issuer_key)))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _run(fn: Any) -> Any:
+    """Run a ledger operation; a refusal is one line on stderr (and its lines) and exit 1."""
+    from .errors import LedgerError
+
+    try:
+        return fn()
+    except LedgerError as e:
+        detail = e.detail
+        if isinstance(detail, dict):
+            for line in detail.get("lines", []):
+                click.echo(f"  line {line['line']}: {line['error']}", err=True)
+            detail = detail.get("error", detail)
+        _fail(str(detail))
+
+
+def _when(text: str) -> int:
+    """Unix seconds from an integer or an ISO date / date-time (UTC)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: unix seconds or an ISO date (2026-12-31)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    if len(text) == 10:  # a date: valid through the end of that day
+        return int(t.timestamp()) + 86399
+    return int(t.timestamp())
+
+
+db_option = click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db",
+                         show_default=True, help=DB_HELP)
+key_option = click.option("--issuer-key", envvar=ENV_KEY, type=click.Path(exists=True),
+                          help="issuer key file (signs the rule and the vouchers)")
+
+
+@click.group()
+def program() -> None:
+    """Programmes of earmarked purses: subsidies and prepaid packages."""
+
+
+@program.command()
+@click.argument("name")
+@click.option("--funder", required=True, help="owner account that pays and gets the refunds")
+@click.option("--kind", type=click.Choice(["subsidy", "prepaid"]), required=True)
+@click.option("--expires", required=True, help="unix seconds or ISO date (end of that day, UTC)")
+@click.option("--valid-from", default=None, help="unix seconds or ISO date; default now")
+@click.option("--merchant", "merchants", multiple=True, help="allowed merchant id (16 hex)")
+@click.option("--category", "categories", multiple=True, type=int,
+              help="allowed merchant category")
+@click.option("--cap", default=0, type=int, help="most one payment takes from a purse")
+@click.option("--unit", default=0, type=int, help="unit price: purses pay whole units only")
+@db_option
+@key_option
+def create(name: str, funder: str, kind: str, expires: str, valid_from: str | None,
+           merchants: tuple[str, ...], categories: tuple[int, ...], cap: int, unit: int,
+           db_url: str, issuer_key: str | None) -> None:
+    """Create a programme; its rule is signed with the issuer key."""
+    from . import programs
+
+    ids = []
+    for m in merchants:
+        try:
+            mid = bytes.fromhex(m)
+        except ValueError:
+            mid = b""
+        if len(mid) != 8:
+            _fail(f"--merchant {m!r}: a merchant id is 16 hex digits")
+        ids.append(mid)
+    led = _ledger(db_url, issuer_key)
+    out = _run(lambda: programs.create(
+        led, name, funder, kind, expires=_when(expires), merchants=ids,
+        categories=list(categories), valid_from=_when(valid_from) if valid_from else None,
+        cap=cap, unit=unit))
+    click.echo(f"programme {out['name']} ({out['kind']}) id {out['id']}, funder {out['funder']}, "
+               f"valid {out['valid_from']}..{out['expires']}")
+
+
+@program.command()
+@click.argument("name")
+@click.argument("csv_file", type=click.File("r"))
+@click.option("--reference", required=True, help="unique per load: a second run is refused")
+@click.option("--vouchers", "vouchers_out", type=click.File("w"), default=None,
+              help="also write the vouchers as JSON lines (the sync tool delivers them anyway)")
+@db_option
+@key_option
+def load(name: str, csv_file: Any, reference: str, vouchers_out: Any, db_url: str,
+         issuer_key: str | None) -> None:
+    """Load purses from a CSV of `wallet id hex,amount` lines: all lines or none."""
+    from . import programs
+
+    led = _ledger(db_url, issuer_key)
+    text = csv_file.read()
+    out = _run(lambda: programs.load(led, name, text, reference))
+    if vouchers_out is not None:
+        for v in out["vouchers"]:
+            vouchers_out.write(json.dumps(v) + "\n")
+    click.echo(f"programme {out['program']} load {out['reference']}: {len(out['vouchers'])} "
+               f"purses, total {out['total']}; funder balance {out['funder_balance']}")
+
+
+@program.command()
+@click.argument("name")
+@db_option
+@key_option
+def cancel(name: str, db_url: str, issuer_key: str | None) -> None:
+    """Cancel a programme: purse value back to the funder's programme account now, purses
+    cleared on the cards at their next sync."""
+    from . import programs
+
+    led = _ledger(db_url, issuer_key)
+    out = _run(lambda: programs.cancel(led, name))
+    click.echo(f"programme {out['program']} cancelled: {out['closed']} purses closed, "
+               f"{out['refunded']} refunded")
+
+
+@program.command()
+@db_option
+@key_option
+def sweep(db_url: str, issuer_key: str | None) -> None:
+    """Refund the purses of expired programmes in the books (run it daily)."""
+    from . import programs
+
+    led = _ledger(db_url, issuer_key)
+    out = _run(lambda: programs.sweep(led))
+    click.echo(f"{out['closed']} purses closed, {out['refunded']} refunded")
+
+
+@program.command()
+@click.argument("name", required=False)
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def report(name: str | None, db_url: str, fmt: str) -> None:
+    """Per programme: funded, spent or released by merchant and category, refunded,
+    outstanding; exit 1 when a programme's books do not balance."""
+    import time
+
+    from . import programs
+    from .db import Database
+
+    db = Database(db_url, pool_size=1)
+    rows = _run(lambda: db.read(lambda tx: programs.report(tx, int(time.time()), name)))
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            used = "released" if r["kind"] == "prepaid" else "spent"
+            click.echo(f"{r['program']} ({r['kind']}, {r['state']}, funder {r['funder']}): "
+                       f"funded {r['funded']} = {used} {r['spent'] + r['released']} + refunded "
+                       f"{r['refunded']} + outstanding {r['outstanding']}"
+                       f"{'' if r['balanced'] else '  NOT BALANCED'}")
+            for m in r["by_merchant"]:
+                click.echo(f"  merchant {m['merchant']} category {m['category']}: "
+                           f"{m['payments']} payments, {m['amount']}")
+            if r["refused_payments"]:
+                click.echo(f"  refused: {r['refused_payments']} payments, "
+                           f"{r['refused_amount']} (cases opened)")
+    sys.exit(0 if all(r["balanced"] for r in rows) else 1)

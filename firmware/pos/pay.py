@@ -184,49 +184,6 @@ def check_payment(data, key, wallet, counter, amount, payee, challenge, kind):
     return body_bytes, body
 
 
-def split_answer(data):
-    """(payment envelope bytes, rule envelope or None) of a PAY answer: the envelope, or for a
-    payment with an earmarked part the array [body, sig, rule envelope]."""
-    if data[:1] != b"\x83":
-        return data, None
-    try:
-        arr = cbor.decode(data)
-    except Exception:
-        raise proto.ApduError(proto.SW_WRONG_DATA) from None
-    if not isinstance(arr, list) or len(arr) != 3:
-        raise proto.ApduError(proto.SW_WRONG_DATA)
-    return cbor.encode(arr[:2]), arr[2]
-
-
-def check_purse(app, body, rule_env, amount, t):
-    """The earmarked part of a checked payment body (0 for the main purse alone) when it
-    follows its purse rule at this POS at time t (the time it sent); raises ApduError."""
-    prog = body.get(proto.PAY_PROGRAM)
-    number = proto.opt_int(body, proto.PAY_PURSE, 0)
-    if prog is None:
-        if number or rule_env is not None or proto.PAY_EARMARKED in body:
-            raise proto.ApduError(proto.SW_DATA_INVALID)
-        return 0
-    from ..core import purse  # imported only when a purse paid (heap)
-
-    if rule_env is None or number < 1 or proto.need_int(body, proto.PAY_TIME) != t:
-        raise proto.ApduError(proto.SW_PURSE)
-    if app.rules is None:
-        from .rules import RuleCache
-
-        app.rules = RuleCache(8)
-    rule = app.rules.verify(rule_env, app.issuer_keys)
-    e = proto.need_int(body, proto.PAY_EARMARKED, 1)
-    proto.need_int(body, proto.PAY_PURSE_BALANCE)
-    if (
-        rule[proto.RULE_PROGRAM] != prog
-        or not purse.allows(rule, app.merchant_id, app.cert.get(proto.CERT_CATEGORY, 0), t)
-        or not purse.share_ok(rule, e, amount)
-    ):
-        raise proto.ApduError(proto.SW_PURSE)
-    return e
-
-
 class _Flow:
     """One tap: holds what the steps share; each step returns a PaymentResult or None."""
 
@@ -352,8 +309,12 @@ class _Flow:
             if sw & 0xFFF0 == 0x63C0:
                 r.tries_left = sw & 0x0F
             return r
+        rule_env = None
         try:
-            data, rule_env = split_answer(data)
+            if data[:1] == b"\x83":  # [body, sig, rule]: a purse paid part (PROTOCOL.md §4.2)
+                from .rules import split_answer
+
+                data, rule_env = split_answer(data)
             body_bytes, body = check_payment(
                 data,
                 self.key,
@@ -369,7 +330,11 @@ class _Flow:
             # journaled; the torn entry stays, so a clean re-tap can still complete it.
             return self.result(DECLINED, "bad_payment", e.sw)
         try:
-            check_purse(app, body, rule_env, self.amount, entry[st.N_TIME])
+            if rule_env is not None or body.get(proto.PAY_PURSE) or proto.PAY_PROGRAM in body \
+                    or proto.PAY_EARMARKED in body:
+                from .rules import check_purse
+
+                check_purse(app, body, rule_env, self.amount, entry[st.N_TIME])
         except proto.ApduError as e:
             # Earmarked value its rule does not allow here (only a tampered card signs that):
             # refused like a bad payment, nothing journaled.

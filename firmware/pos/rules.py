@@ -1,6 +1,7 @@
-# Purse rules verified by this POS (PROTOCOL.md §2.9, §4.2), made at the first payment with
-# an earmarked part: a main-purse POS never loads this module.
-from ..core import proto
+# Payments with an earmarked part at the POS (PROTOCOL.md §2.9, §4.2): the PAY answer split,
+# the purse rule check, and the rules verified so far. Imported by pay.py only when a purse
+# paid part of a payment: a main-purse POS never loads this module (heap).
+from ..core import cbor, proto
 from ..core.runtime import sha256
 
 
@@ -36,3 +37,42 @@ class RuleCache:
                     self._vals.pop(0)
                 return body
         raise proto.ApduError(proto.SW_BAD_SIGNATURE)
+
+
+def split_answer(data):
+    """(payment envelope bytes, rule envelope or None) of a PAY answer: the envelope, or for a
+    payment with an earmarked part the array [body, sig, rule envelope]."""
+    try:
+        arr = cbor.decode(data)
+    except Exception:
+        raise proto.ApduError(proto.SW_WRONG_DATA) from None
+    if not isinstance(arr, list) or len(arr) != 3:
+        raise proto.ApduError(proto.SW_WRONG_DATA)
+    return cbor.encode(arr[:2]), arr[2]
+
+
+def check_purse(app, body, rule_env, amount, t):
+    """The earmarked part of a checked payment body (0 for the main purse alone) when it
+    follows its purse rule at this POS at time t (the time it sent); raises ApduError."""
+    prog = body.get(proto.PAY_PROGRAM)
+    number = proto.opt_int(body, proto.PAY_PURSE, 0)
+    if prog is None:
+        if number or rule_env is not None or proto.PAY_EARMARKED in body:
+            raise proto.ApduError(proto.SW_DATA_INVALID)
+        return 0
+    from ..core import purse
+
+    if rule_env is None or number < 1 or proto.need_int(body, proto.PAY_TIME) != t:
+        raise proto.ApduError(proto.SW_PURSE)
+    if app.rules is None:
+        app.rules = RuleCache(8)
+    rule = app.rules.verify(rule_env, app.issuer_keys)
+    e = proto.need_int(body, proto.PAY_EARMARKED, 1)
+    proto.need_int(body, proto.PAY_PURSE_BALANCE)
+    if (
+        rule[proto.RULE_PROGRAM] != prog
+        or not purse.allows(rule, app.merchant_id, app.cert.get(proto.CERT_CATEGORY, 0), t)
+        or not purse.share_ok(rule, e, amount)
+    ):
+        raise proto.ApduError(proto.SW_PURSE)
+    return e

@@ -91,11 +91,13 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     spent = s[st.S_SPENT]
     if spent - s[st.S_SYNC_SPENT] + amount > lim[proto.LIM_OFFLINE_AMOUNT]:
         raise ApduError(proto.SW_OFFLINE_AMOUNT)
-    number, p, earmarked = 0, None, 0
+    number, p, earmarked, payees = 0, None, 0, None
     if want or (want is None and s.get(st.S_PURSES)):
         from . import purse_pay  # only on a card with earmarked purses (heap)
 
-        number, p, earmarked = purse_pay.choose(app, s, amount, payee, t, kind, want, payee_cert)
+        number, p, earmarked, payees = purse_pay.choose(
+            app, s, amount, payee, t, kind, want, payee_cert
+        )
     main = amount - earmarked
     bal = s[st.S_BALANCE]
     pending = s[st.S_PENDING]
@@ -108,6 +110,8 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
             raise ApduError(proto.SW_FUNDS)
     new = dict(s)
     app.owe(new, None)  # journal room (6A84): the last check
+    if payees is not None:
+        new[st.S_PAYEES] = payees
 
     bal_after = bal - (main - staged)
     body = {

@@ -4,17 +4,45 @@
 from ..core import cbor, proto
 from ..core import purse as purse_rule
 from ..core.proto import ApduError
+from ..core.runtime import sha256
 from . import state as st
 
+PAYEES_MAX = 4  # POS certificates remembered as verified (most recent last)
 
-def choose(app, s, amount, payee, t, kind, want, payee_cert):
-    """(purse number, its entry, earmarked part) of the purse that pays part of this payment,
-    or (0, None, 0) for the main purse alone. `want` None: the first eligible purse; 0: none;
-    k: purse k, or 6918 when it cannot pay here. Cheap checks first: the POS certificate (an
-    issuer signature) is verified only when a purse with value is valid at time t."""
+
+def payee(app, s, payee_cert, payee_id, t):
+    """(merchant id, category, new S_PAYEES list or None) of a POS certificate valid at time t
+    for payee_id, or None. A certificate verified before is found by the hash of its envelope
+    in S_PAYEES (kept with the state, written with the PAY commit: no extra write), so a card
+    pays its usual bus or school without an issuer signature check in the field."""
+    h = sha256(payee_cert).digest()[:16]
+    known = s.get(st.S_PAYEES) or []
+    for e in known:
+        if e[0] == h:
+            if e[1] != payee_id or e[4] < t:
+                return None
+            return e[2], e[3], None
+    try:
+        c = proto.verify_cert(payee_cert, app.issuer_keys(), proto.KIND_POS, t)
+    except ApduError:
+        return None
+    if c[proto.CERT_ID] != payee_id:
+        return None
+    merchant = c.get(proto.CERT_MERCHANT)
+    category = c.get(proto.CERT_CATEGORY, 0)
+    known = list(known[-(PAYEES_MAX - 1):])
+    known.append([h, payee_id, merchant, category, c[proto.CERT_EXPIRES]])
+    return merchant, category, known
+
+
+def choose(app, s, amount, payee_id, t, kind, want, payee_cert):
+    """(purse number, its entry, earmarked part, new S_PAYEES or None) of the purse that pays
+    part of this payment, or (0, None, 0, ...) for the main purse alone. `want` None: the first
+    eligible purse; 0: none; k: purse k, or 6918 when it cannot pay here. Cheap checks first:
+    the POS certificate is looked at only when a purse with value is valid at time t."""
     purses = s.get(st.S_PURSES)
     if want == 0 or (want is None and not purses):
-        return 0, None, 0
+        return 0, None, 0, None
     cands = []
     for i in range(len(purses or ())):
         if want is None or want == i + 1:
@@ -23,20 +51,17 @@ def choose(app, s, amount, payee, t, kind, want, payee_cert):
             if p[st.P_BALANCE] and purse_rule.share(rule, p[st.P_BALANCE], amount):
                 if t and proto.opt_int(rule, proto.RULE_FROM, 0) <= t <= rule[proto.RULE_EXPIRES]:
                     cands.append((i + 1, p, rule))
+    known = None
     if cands and kind == proto.PAYKIND_POS and payee_cert is not None:
-        try:
-            c = proto.verify_cert(payee_cert, app.issuer_keys(), proto.KIND_POS, t)
-        except ApduError:
-            c = None
-        if c is not None and c[proto.CERT_ID] == payee:
-            merchant = c.get(proto.CERT_MERCHANT)
-            category = c.get(proto.CERT_CATEGORY, 0)
+        got = payee(app, s, payee_cert, payee_id, t)
+        if got is not None:
+            merchant, category, known = got
             for n, p, rule in cands:
                 if purse_rule.allows(rule, merchant, category, t):
-                    return n, p, purse_rule.share(rule, p[st.P_BALANCE], amount)
+                    return n, p, purse_rule.share(rule, p[st.P_BALANCE], amount), known
     if want is not None:
         raise ApduError(proto.SW_PURSE)
-    return 0, None, 0
+    return 0, None, 0, known
 
 
 def pay_response(s, env, body):

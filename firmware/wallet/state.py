@@ -44,6 +44,8 @@ S_LAST_RX = const(26)  # SHA-256 of the last transfer body received (idempotent 
 S_OUT_SEQ = const(27)  # journal seq of the record the last committing command owes
 S_OUT = const(28)  # that record (bytes); absent when it is the payment record of S_LAST_BODY
 S_PURSES = const(29)  # earmarked purses: [[program id, balance, rule envelope], ...] (absent: none)
+S_PAYEES = const(30)  # POS certificates verified for purses: [[hash16, id, merchant, category,
+#                      expires], ...], at most 4, most recent last (wallet/purse_pay.py)
 
 # ---- fields of one earmarked purse (an entry of S_PURSES) ----------------------------------
 P_PROGRAM = const(0)

@@ -27,6 +27,7 @@ BENCHES: dict[str, str] = {
     "sim": "tapcash.host.bench.sim",
     "ingest": "tapcash.host.bench.ingest",
     "pcsc": "tapcash.host.bench.pcsc",
+    "purse": "tapcash.host.bench.purse",
 }
 
 

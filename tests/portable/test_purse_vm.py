@@ -10,12 +10,14 @@ try:
     from tapcash.firmware.core.runtime import urandom
     from tapcash.firmware.pos import state as pos_state
     from tapcash.firmware.pos.app import PosApp
+    from tapcash.firmware.wallet import state as wallet_state
     from tapcash.firmware.wallet.app import WalletApp
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
     from firmware.core import cbor, ed25519, fileflash, hal, proto
     from firmware.core.runtime import urandom
     from firmware.pos import state as pos_state
     from firmware.pos.app import PosApp
+    from firmware.wallet import state as wallet_state
     from firmware.wallet.app import WalletApp
 
 ISSUER_SEED = b"\x33" * 32
@@ -230,6 +232,9 @@ def test_purse_pays_first_and_splits_with_main_in_one_tap():
         assert r.status == "approved" and (r.purse, r.program, r.earmarked) == (1, PROGRAM, 2000)
         assert r.balance == 10000 and r.purse_balance == 1000
         assert link.trips == 3 and link.air <= 1024
+        # the bus POS's certificate is remembered as verified (no signature check next time)
+        known = w.state[wallet_state.S_PAYEES]
+        assert [(e[1], e[2], e[3]) for e in known] == [(b"BUSPOS01", BUS, TRANSPORT)]
         link.trips = link.air = 0
         r = bus.take_payment(2500)  # the purse has 1000 left: the main purse pays 1500
         assert r.status == "approved" and r.earmarked == 1000 and r.purse_balance == 0
@@ -268,6 +273,12 @@ def test_card_refuses_payee_and_time_the_rule_does_not_allow():
         assert _call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
         # a certificate that does not name the payee does not count
         req[proto.REQ_PAYEE] = b"BUSPOS01"
+        assert _call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
+        # nor does a certificate the issuer did not sign (the card verifies it)
+        body = proto.open_envelope(shop.cf[pos_state.C_CERT])[1]
+        body[proto.CERT_MERCHANT] = BUS
+        req[proto.REQ_PAYEE] = b"SHOPPOS1"
+        req[proto.REQ_PAYEE_CERT] = proto.seal(proto.TAG_CERT, body, b"\x45" * 32)
         assert _call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
         # at the right merchant, but the POS clock says the purse expired
         late = _pos(_fresh_dir(), link, b"BUSPOS01", BUS, 0, now=NOW + 101)

@@ -1,0 +1,228 @@
+"""`tapcash bench purse`: a payment from an earmarked purse against one from the main purse, in
+the real MicroPython VM (WebAssembly under Node.js), the firmware compiled to .mpy.
+
+Both devices run in the VM on FileFlash: a wallet holding an earmarked purse (a one-merchant
+rule, the shape of a prepaid package) and two POS terminals, one of the rule's merchant (the purse
+pays part of every payment: split with the main purse) and one of another merchant (the main purse
+pays, but the card still flags its purse, so the POS sends its certificate and the card checks it);
+and a card without purses at a third POS, for comparison. "split, new POS" is the split payment
+with the card's cache of verified POS certificates emptied before each tap (a first tap at a POS:
+one issuer signature check more). Per kind of payment: the APDU round
+trips and bytes on air of one tap, and the wallet's in-field time: the time spent inside the
+wallet's process() for SELECT, PAY and RECEIPT, summed per tap (the VM's ticks_us steps in 1 ms:
+per-call times are summed over a batch of taps and divided, which is unbiased; medians over
+batches, with min and max).
+
+Benchmarks only: nothing here asserts a time. Targets (issue 13): <= 3 round trips, <= 1 KB on
+air, wallet in-field <= 8 ms in the VM.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+SETUP = r'''
+import time, os
+from firmware.core import cbor, ed25519, fileflash, hal, proto
+from firmware.core.runtime import urandom
+from firmware.pos.app import PosApp
+from firmware.wallet.app import WalletApp
+
+SEED = b"\x5a" * 32
+PK = ed25519.public_key(SEED)
+NOW = 1800000000
+WID = b"BENCHW01"
+
+def seal(tag, body):
+    return proto.seal(tag, body, SEED)
+
+class Rng(hal.Rng):
+    def random(self, n):
+        return urandom(n)
+
+class Clock(hal.Clock):
+    def now(self):
+        return NOW
+
+class Link(hal.Link):
+    def __init__(self, card):
+        self.card = card
+        self.us = 0
+        self.air = 0
+        self.trips = 0
+    def transceive(self, apdu):
+        t = time.ticks_us()
+        resp = self.card.process(apdu)
+        self.us += time.ticks_diff(time.ticks_us(), t)
+        self.air += len(apdu) + len(resp)
+        self.trips += 1
+        return resp
+
+def ok(app, ins, data=b"", cla=0x80, p1=0):
+    r = app.process(proto.build_command(cla, ins, p1, 0, data))
+    assert r[-2:] == b"\x90\x00", r[-2:]
+    return r[:-2]
+
+def fresh(name):
+    path = "/tmp/bench_purse_" + name + "_" + urandom(3).hex()
+    return fileflash.FileFlash(path)
+
+lim = dict(proto.DEFAULT_LIMITS)
+lim[proto.LIM_OFFLINE_COUNT] = 100000
+lim[proto.LIM_OFFLINE_AMOUNT] = 10 ** 9
+lim[proto.LIM_BALANCE_MAX] = 10 ** 9
+
+def new_wallet():
+    w = WalletApp(hal.Hal(flash=fresh("w"), rng=Rng()), {"journal_records": 4000})
+    ok(w, proto.INS_SELECT, proto.AID, 0x00, 4)
+    pk = ok(w, proto.INS_PERSO_KEYGEN)
+    cert = seal(proto.TAG_CERT, {proto.CERT_KIND: proto.KIND_WALLET, proto.CERT_ID: WID,
+        proto.CERT_KEY: pk, proto.CERT_ISSUER: proto.key_id(PK),
+        proto.CERT_EXPIRES: NOW + 10 ** 7, proto.CERT_LIMITS: lim, proto.CERT_SERIAL: 1})
+    ok(w, proto.INS_PERSO_FINISH, cbor.encode({proto.PF_CERT: cert, proto.PF_ISSUERS: [PK],
+        proto.PF_PIN: b"1234", proto.PF_PUK: b"12345678"}))
+    return w
+SCHOOL = b"SCHOOL01"
+rule = seal(proto.TAG_RULE, {proto.RULE_PROGRAM: b"LESSONS1", proto.RULE_KIND: proto.PROG_PREPAID,
+    proto.RULE_MERCHANTS: [SCHOOL], proto.RULE_FROM: NOW - 1000, proto.RULE_EXPIRES: NOW + 10 ** 6,
+    proto.RULE_CAP: 2000, proto.RULE_FUNDER: "parents"})
+def voucher(n, amount, rule=None):
+    b = {proto.VCH_WALLET: WID, proto.VCH_NUMBER: n, proto.VCH_AMOUNT: amount,
+         proto.VCH_SOURCE: proto.VSRC_TOPUP if rule is None else proto.VSRC_PROGRAM,
+         proto.VCH_REF: b"", proto.VCH_PURSE: 0 if rule is None else 1}
+    if rule is not None:
+        b[proto.VCH_RULE] = rule
+    return seal(proto.TAG_VOUCHER, b)
+wallet = new_wallet()  # a card with an earmarked purse
+ok(wallet, proto.INS_LOAD, voucher(1, 10 ** 8))
+ok(wallet, proto.INS_LOAD, voucher(2, 10 ** 8, rule))
+plain = new_wallet()  # a card with the main purse only
+ok(plain, proto.INS_LOAD, voucher(1, 10 ** 8))
+
+def pos_of(pid, merchant, link):
+    app = PosApp(hal.Hal(flash=fresh("p"), clock=Clock(), rng=Rng(), link=link))
+    app.power_on()
+    ppk = ok(app, proto.INS_PERSO_KEYGEN)
+    c = seal(proto.TAG_CERT, {proto.CERT_KIND: proto.KIND_POS, proto.CERT_ID: pid,
+        proto.CERT_KEY: ppk, proto.CERT_ISSUER: proto.key_id(PK), proto.CERT_EXPIRES: NOW + 10 ** 7,
+        proto.CERT_MERCHANT: merchant, proto.CERT_SERIAL: 1, proto.CERT_CATEGORY: 8299})
+    hot = seal(proto.TAG_HOTLIST, {proto.HOT_VERSION: 1, proto.HOT_ISSUED: NOW,
+        proto.HOT_REVOKED: []})
+    cfg = {proto.CFG_VELOCITY_COUNT: 100000, proto.CFG_VELOCITY_AMOUNT: 10 ** 9}
+    ok(app, proto.INS_PERSO_FINISH, cbor.encode({proto.PF_CERT: c, proto.PF_ISSUERS: [PK],
+        proto.PF_HOTLIST: hot, proto.PF_CONFIG: cfg}))
+    return app
+
+link = Link(wallet)
+link2 = Link(plain)
+poses = {"purse": (pos_of(b"SCHPOS01", SCHOOL, link), link),
+         "main": (pos_of(b"SHOPPOS1", b"SHOP0001", link), link),
+         "plain": (pos_of(b"SHOPPOS2", b"SHOP0002", link2), link2)}
+
+def batch(kind, n, amount):
+    """n taps at that POS: [wallet us in total, trips, air, earmarked] of the batch."""
+    pos, link = poses["purse" if kind == "cold" else kind]
+    us = trips = air = 0
+    earmarked = []
+    for _ in range(n):
+        if kind == "cold":  # forget the POS certificates verified: a first tap at a new POS
+            link.card.state = dict(link.card.state)
+            link.card.state.pop(30, None)  # wallet.state.S_PAYEES
+        link.us = link.air = link.trips = 0
+        r = pos.take_payment(amount)
+        assert r.status == "approved", r.reason
+        us += link.us
+        trips = link.trips
+        air = link.air
+        earmarked.append(r.earmarked)
+    return [us, trips, air, earmarked[-1]]
+'''
+
+
+KINDS = (("purse", "split: purse 20.00 (its cap) + main 5.00, repeat POS"),
+         ("cold", "split, first tap at a POS (its certificate verified)"),
+         ("main", "card with a purse, at a POS its rule does not allow"),
+         ("plain", "card without purses"))
+
+
+def run(batches: int = 5, taps: int = 8, amount: int = 2500) -> dict[str, Any]:
+    """One run: per kind, round trips, bytes on air, earmarked part and the per-batch wallet
+    in-field times (ms per tap)."""
+    from tapcash.sim.mpvm import MicroPythonVM
+
+    out: dict[str, Any] = {}
+    with MicroPythonVM() as vm:
+        vm.install_firmware(compiled=True)
+        out["vm_version"] = vm.version()
+        vm.exec(SETUP, timeout_s=300)
+        for kind, _label in KINDS:
+            vm.exec(f"batch({kind!r}, 2, {amount})", timeout_s=120)  # imports, caches: warm
+            per_tap = []
+            trips = air = earmarked = 0
+            for _ in range(batches):
+                us, trips, air, earmarked = vm.eval_json(f"batch({kind!r}, {taps}, {amount})")
+                per_tap.append(us / taps / 1000)
+            out[kind] = {"round_trips": trips, "bytes_on_air": air, "earmarked": earmarked,
+                         "in_field_ms": per_tap}
+    return out
+
+
+def section(batches: int = 5, taps: int = 8, quick: bool = False) -> dict[str, Any]:
+    from . import report
+
+    if quick:
+        batches, taps = 2, 4
+    opts = {"batches": (batches, 5), "taps": (taps, 8)}
+    cmd = "tapcash bench purse" + "".join(f" --{k} {v}" for k, (v, d) in opts.items() if v != d)
+    sec = report.new_section("purse", cmd)
+    sec["title"] = "Earmarked purse payment"
+    r = run(batches, taps)
+    sec["vm_version"] = r["vm_version"]
+    sec["batches"], sec["taps_per_batch"], sec["amount"] = batches, taps, 2500
+    sec["rows"] = [
+        {"kind": kind, "what": label, "round_trips": r[kind]["round_trips"],
+         "bytes_on_air": r[kind]["bytes_on_air"], "earmarked": r[kind]["earmarked"],
+         "wallet_in_field_ms": report.spread(r[kind]["in_field_ms"], 2)}
+        for kind, label in KINDS
+    ]
+    return report.finish(sec)
+
+
+def render(sec: dict[str, Any]) -> str:
+    from . import report
+
+    out = [f"MicroPython {sec['vm_version']} VM, firmware .mpy, wallet and POS both in the VM on "
+           f"FileFlash; {sec['batches']} batches x {sec['taps_per_batch']} taps of 25.00. Wallet "
+           "in field: time inside the wallet's process() for SELECT + PAY + RECEIPT per tap, "
+           "median of the batches (min-max). Targets (issue 13): <= 3 round trips, <= 1 KB on "
+           "air, wallet in field <= 8 ms.", "",
+           "| payment | round trips | bytes on air | earmarked | wallet in field |",
+           "|---|---|---|---|---|"]
+    for row in sec["rows"]:
+        ms = report.fmt_spread(row["wallet_in_field_ms"], " ms", fmt=lambda v: f"{v:.1f}")
+        out.append(f"| {row['what']} | {row['round_trips']} | {row['bytes_on_air']} | "
+                   f"{row['earmarked']} | {ms} |")
+    out += ["", "The first tap at a POS verifies its certificate (one issuer signature, about "
+            "5 ms in the VM); the card then remembers it (4 entries, written with the PAY "
+            "commit), so repeat taps check none."]
+    return "\n".join(out) + "\n"
+
+
+@click.command()
+@click.option("--batches", default=5, show_default=True, help="batches per kind of payment")
+@click.option("--taps", default=8, show_default=True, help="taps per batch")
+@click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
+def command(batches: int, taps: int, as_json: bool) -> None:
+    """Earmarked-purse payment vs main-purse payment in the MicroPython VM: round trips, bytes
+    on air, wallet in-field time."""
+    from . import report
+
+    sec = section(batches, taps)
+    if as_json:
+        click.echo(json.dumps(sec, indent=2))
+        return
+    click.echo(render(sec).rstrip())
+    report.echo_provenance(sec)

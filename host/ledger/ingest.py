@@ -118,11 +118,12 @@ def parse_payment(env: bytes, what: str, via: str) -> tuple[Pay, bytes, bytes]:
     )
     field_bytes(body, proto.PAY_CHALLENGE, what, 16)
     if proto.PAY_PROGRAM in body or pay.purse:
-        pay.program = field_bytes(body, proto.PAY_PROGRAM, what, 8)
-        pay.earmarked = field_int(body, proto.PAY_EARMARKED, what, 1)
-        field_int(body, proto.PAY_PURSE_BALANCE, what, 0)
-        if pay.earmarked > pay.amount:
-            raise LedgerError(400, f"{what}: earmarked part above the amount")
+        # Earmarked part (PROTOCOL.md §2.2). Malformed fields do not reject the batch (the
+        # payment is signed: it is kept and refused as "unknown purse", programs.judge).
+        prog, earmarked = body.get(proto.PAY_PROGRAM), body.get(proto.PAY_EARMARKED)
+        if (isinstance(prog, bytes) and len(prog) == 8 and type(earmarked) is int
+                and 1 <= earmarked <= pay.amount):
+            pay.program, pay.earmarked = prog, earmarked
     return pay, body_bytes, sig
 
 

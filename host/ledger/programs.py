@@ -363,9 +363,12 @@ def _view(ap: _Apply) -> _View:
 
 def judge(ap: _Apply, pay: Pay, payee: dict[str, Any] | None) -> str | None:
     """None when the earmarked part of a payment follows its programme's rule; else the
-    reason it does not (the payment is then refused and a case opened)."""
+    reason it does not: the payment is then refused, and for purse_rule / purse_expired (only
+    a tampered card signs those) a case is opened."""
     v = _view(ap)
-    if pay.program is None or pay.purse < 1 or pay.kind != proto.PAYKIND_POS:
+    if pay.program is None:
+        return "unknown purse"  # purse != 0 without a well-formed earmarked part: no proof
+    if pay.purse < 1 or pay.kind != proto.PAYKIND_POS:
         return "purse_rule"
     p = v.program(pay.program)
     if p is None or v.purse(pay.program, pay.wallet) is None:

@@ -109,11 +109,7 @@ def test_migration_guards_an_existing_database(tmp_path) -> None:
                                        "WHERE name = 'issuer:loss'"))  # what old code allowed
         db.write(lambda tx: tx.execute("UPDATE accounts SET balance = 0 "
                                        "WHERE name = 'issuer:loss'"))
-<<<<<<< HEAD
         assert migrate(db) == [s[0] for s in STEPS[2:]]  # 3 (the guards) and later steps
-=======
-        assert migrate(db) == [v for v, _n, _s in STEPS[2:]]  # 3 (the guards) and later
->>>>>>> ee46a10 (purses: the card remembers POS certificates it verified (S_PAYEES, 4, written with the PAY commit) so a repeat tap needs no issuer signature check; POS purse code moved to pos/rules.py (loaded only when a purse paid); tapcash bench purse (VM: round trips, bytes on air, wallet in-field time); docs: LEDGER.md §6 programmes, docs/PROGRAMMES.md pilot guide)
         with pytest.raises(sqlite3.IntegrityError):
             db.write(lambda tx: tx.execute("UPDATE accounts SET balance = 9.3e18 "
                                            "WHERE name = 'issuer:loss'"))

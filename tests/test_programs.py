@@ -195,10 +195,12 @@ def _forge_at(w: PWorld, wallet: lw.Dev, pos: lw.Dev, amount: int, program: byte
         proto.RCPT_COUNTER: body[proto.PAY_COUNTER], proto.RCPT_AMOUNT: amount,
         proto.RCPT_PAYMENT_HASH: proto.body_hash(proto.open_envelope(env)[0]),
         proto.RCPT_SEQ: seq, proto.RCPT_TIME: time}, pos_seed)
-    rec = {proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env, proto.REC_RECEIPT: receipt,
-           proto.REC_CERT_HASH: b"\x00" * 32}
-    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos.id, proto.ST_SEQ: seq}, pos_seed)
-    return w.client.ingest(pos.id, [(seq, cbor.encode(rec))], status)
+    rec = cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
+                       proto.REC_RECEIPT: receipt, proto.REC_CERT_HASH: b"\x00" * 32})
+    digest = proto.journal_link(pos.app.journal.digest, seq, rec)  # the chain, extended
+    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos.id, proto.ST_SEQ: seq,
+                                           proto.ST_DIGEST: digest}, pos_seed)
+    return w.client.ingest(pos.id, [(seq, rec)], status)
 
 
 def test_wrong_merchant_through_a_colluding_pos_is_not_credited(world: PWorld) -> None:

@@ -36,9 +36,8 @@ from nacl.exceptions import BadSignatureError
 from tapcash.firmware.core import proto
 from tapcash.firmware.core.runtime import sha256
 
-from . import chain
+from . import chain, programs
 from . import postings as P
-from . import programs
 from .codec import (
     b64d,
     b64e,

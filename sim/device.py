@@ -81,6 +81,9 @@ class Payment:
     receipt_sent: bool = False
     payment: bytes | None = None
     receipt: bytes | None = None
+    purse: int = 0  # earmarked purse that paid part (0: the main purse alone)
+    earmarked: int = 0  # the part it paid
+    purse_balance: int = -1
 
     @property
     def approved(self) -> bool:
@@ -101,6 +104,9 @@ class Payment:
             r.receipt_sent,
             r.payment,
             r.receipt,
+            getattr(r, "purse", 0),
+            getattr(r, "earmarked", 0),
+            getattr(r, "purse_balance", -1),
         )
 
     def to_dict(self) -> dict[str, Any]:

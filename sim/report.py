@@ -215,6 +215,18 @@ def summarize(log: RunLog) -> dict[str, Any]:
         "ok": all(checks.values()),
         "transcripts": _digest(log.digests),
     }
+    if sc.programs:  # earmarked purses: each programme's flow, from the ledger's books
+        progs = led.get("programs", [])
+        summary["programmes"] = [
+            {k: pr[k] for k in ("program", "kind", "state", "funder", "funded", "spent",
+                                "released", "refunded", "outstanding", "refused_payments",
+                                "purses", "balanced", "by_merchant")}
+            for pr in progs
+        ]
+        summary["payments"]["from_purses"] = sum(1 for p in approved if p.earmarked)
+        summary["payments"]["from_purses_value"] = sum(p.earmarked for p in approved)
+        checks["programmes_balanced"] = bool(progs) and all(pr["balanced"] for pr in progs)
+        summary["ok"] = all(checks.values())
     summary["wall"] = dict(log.wall)
     if log.wall.get("day_s"):
         summary["wall"]["payments_per_s"] = round(len(pays) / log.wall["day_s"], 1)
@@ -308,6 +320,23 @@ def render_text(s: dict[str, Any]) -> list[str]:
             f"Attacked {fw['wallet']}: card shows {money(fw['device'])}, ledger holds "
             f"{money(fw['ledger'])}; {state}"
         )
+    pays = s["payments"]
+    if "programmes" in s:
+        out.append(f"Earmarked purses paid part of {pays['from_purses']} payment(s), "
+                   f"{money(pays['from_purses_value'])} in value")
+    for pr in s.get("programmes", []):
+        used = "released" if pr["kind"] == "prepaid" else "spent"
+        out.append(
+            f"Programme {pr['program']} ({pr['kind']}, {pr['state']}, {pr['purses']} purses, "
+            f"funder {pr['funder']}): funded {money(pr['funded'])} = {used} "
+            f"{money(pr['spent'] + pr['released'])} + refunded {money(pr['refunded'])} + "
+            f"outstanding {money(pr['outstanding'])}"
+            + ("" if pr["balanced"] else "  NOT BALANCED")
+            + (f"; {pr['refused_payments']} refused" if pr["refused_payments"] else "")
+        )
+        for m in pr["by_merchant"]:
+            out.append(f"  merchant {m['merchant']} (category {m['category']}): "
+                       f"{m['payments']} payment(s), {money(m['amount'])}")
     failed = [k for k, v in s["checks"].items() if not v]
     out.append(
         "The books balance: every payment accounted for, every double spend caught with proof."

@@ -149,6 +149,8 @@ class PayRecord:
     torn: str = ""
     tag: str = ""  # attack / fault label
     at_ledger: int | None = None  # time the ledger first held it
+    purse: int = 0  # earmarked purse that paid part (0: main purse only)
+    earmarked: int = 0  # the part it paid
 
 
 @dataclass
@@ -267,6 +269,7 @@ class ScenarioRun:
         hot = self.client.hotlist().envelope if self.client else self.issuer.hotlist(1, now, [])
         total = sc.pos.count + sc.wallets.count
         done = 0
+        category = {n: pr.category for pr in sc.programs if pr.category for n in pr.pos}
         for n in range(1, sc.pos.count + 1):
             spec = DeviceSpec(POS, n, spec_seed(self.seed, POS, n), self.flash_dir(f"pos-{n}"))
             dev = self.factory.make(spec)
@@ -274,6 +277,7 @@ class ScenarioRun:
             _pub, cert = personalise(
                 AppLink(dev, dev.name), "pos", self.issuer, pid, expires=now + YEAR_S, now=now,
                 merchant=mid, config=dict(sc.pos.config), hotlist=hot,
+                category=category.get(n, 0),
             )
             if self.client:
                 self.client.register(cert)
@@ -312,6 +316,15 @@ class ScenarioRun:
             if progress:
                 progress(done, total, "personalising")
         self.log.issued_initial = balance * sc.wallets.count
+        if self.client:
+            for pr in sc.programs:
+                self.client.deposit(pr.funder, 1, f"programme {pr.name} account")  # creates it
+                self.client.program_create(
+                    pr.name, pr.funder, pr.kind, valid_from=sc.start,
+                    expires=sc.start + (pr.expires or sc.end),
+                    categories=[pr.category] if pr.category else None,
+                    merchants=None if pr.category else [device_id("merchant", n) for n in pr.pos],
+                    cap=pr.cap, unit=pr.unit)
 
     # -- events ------------------------------------------------------------------------------
     def on_pay(self, ev: Event) -> None:
@@ -361,6 +374,8 @@ class ScenarioRun:
                 bytes_on_air=rec.bytes_on_air,
                 torn=rec.torn or "",
                 tag=ev.tag,
+                purse=res.purse,
+                earmarked=res.earmarked,
             )
         )
 
@@ -408,6 +423,25 @@ class ScenarioRun:
         self.log.loads.append(
             {"t": self.now_rel(), "kind": ev.tag, "wallets": len(chosen), "amount": ev.amount,
              "total": total if ok else 0, "ok": ok, "error": error}
+        )
+
+    def on_program(self, ev: Event) -> None:
+        """A programme's bulk purse load (the cards fetch their purse at their next sync)."""
+        holders = [int(w) for w in ev.other.split(",") if w]
+        total = ev.amount * len(holders)
+        if self.client is None:
+            return
+        ok, error = True, ""
+        try:
+            pr = next(p for p in self.sc.programs if p.name == ev.tag)
+            self.client.deposit(pr.funder, total, f"programme {pr.name} funds")
+            csv_text = "".join(f"{device_id('wallet', w).hex()},{ev.amount}\n" for w in holders)
+            self.client.program_load(pr.name, csv_text, f"{pr.name}-{ev.t}")
+        except Exception as e:  # a refusal by the ledger is part of the story
+            ok, error = False, str(e)
+        self.log.loads.append(
+            {"t": self.now_rel(), "kind": f"program:{ev.tag}", "wallets": len(holders),
+             "amount": ev.amount, "total": total if ok else 0, "ok": ok, "error": error}
         )
 
     def sync(self, name: str, *, serial: bool = False, final: bool = False) -> dict[str, Any]:
@@ -609,6 +643,8 @@ class ScenarioRun:
             self.on_transfer(ev)
         elif k == "load":
             self.on_load(ev)
+        elif k == "program":
+            self.on_program(ev)
         elif k == "sync":
             self.sync(ev.device)
         elif k == "cut":
@@ -647,7 +683,12 @@ class ScenarioRun:
             if w not in keys:
                 keys[w] = bytes.fromhex(c.device(bytes.fromhex(w))["public_key"])
             case["proof_verified"] = verify_proof(case, keys[w])
+        programs: list[dict[str, Any]] = []
+        if self.sc.programs:
+            c.program_sweep()  # the books at expiry
+            programs = c.programs()
         self.log.ledger = {
+            "programs": programs,
             "invariant": c.invariant(),
             "fraud": fraud,
             "refused": c.report("refused"),

@@ -121,6 +121,27 @@ class Load:
 
 
 @dataclass(frozen=True)
+class Program:
+    """A programme of earmarked purses (docs/PROGRAMMES.md): created at the start, its purses
+    loaded at `t` (each holder syncs within `collect_s` to fetch it), spendable at POS `pos`."""
+
+    name: str
+    t: int  # load time, seconds from start
+    kind: str = "subsidy"  # subsidy | prepaid
+    funder: str = "city"
+    amount: int = 1000  # per purse
+    wallets: int | None = None  # None: every wallet; else this many, drawn at random
+    pos: tuple[int, ...] = (1,)  # POS numbers the rule allows (by category if set, else merchant)
+    category: int = 0  # merchant category of those POS; 0: the rule names their merchant ids
+    expires: int = 0  # seconds from start (inclusive); 0: the end of the scenario
+    cap: int = 0
+    unit: int = 0
+    payments: int = 0  # extra payments by holders at these POS (a lesson, a ride)
+    payment_amount: int = 0  # their amount; 0: the unit, else the cap, else 250
+    collect_s: int = 7200
+
+
+@dataclass(frozen=True)
 class SyncPlan:
     pos_every_s: int = 4 * 3600  # POS connectivity windows from shop open, per POS
     wallet_share: float = 0.3  # share of wallets syncing once per day (random time)
@@ -187,6 +208,7 @@ class Scenario:
     payments: Payments = field(default_factory=Payments)
     transfers: Transfers = field(default_factory=Transfers)
     loads: tuple[Load, ...] = ()
+    programs: tuple[Program, ...] = ()
     sync: SyncPlan = field(default_factory=SyncPlan)
     tears: tuple[Tear, ...] = ()
     power_cuts: tuple[PowerCut, ...] = ()
@@ -379,6 +401,35 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         )
         t.done()
 
+    programs = []
+    for t in _list(root, "programs"):
+        day = t.int("day", 0)
+        at = t.time("at", None, day)
+        if at is None:
+            raise ScenarioError(f"{t.where}: 'at' is required")
+        name = t.take("name", str, "")
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ScenarioError(f"{t.where}.name: letters, digits and -_.")
+        kind = t.take("kind", str, "subsidy")
+        if kind not in ("subsidy", "prepaid"):
+            raise ScenarioError(f"{t.where}.kind: subsidy or prepaid")
+        n = t.take("wallets", (int, str), "all")
+        if isinstance(n, str) and n != "all":
+            raise ScenarioError(f"{t.where}.wallets: 'all' or a count")
+        pos_list = t.take("pos", list, [1])
+        if not pos_list or not all(isinstance(x, int) and x >= 1 for x in pos_list):
+            raise ScenarioError(f"{t.where}.pos: a list of POS numbers")
+        exp_day = t.take("expires_day", int, -1)
+        programs.append(Program(
+            name, at, kind, t.take("funder", str, "city"), t.int("amount", 1000, 1),
+            None if n == "all" else int(n), tuple(int(x) for x in pos_list),
+            t.int("category", 0), (exp_day + 1) * DAY_S - 1 if exp_day >= 0 else 0,
+            t.int("cap", 0), t.int("unit", 0), t.int("payments", 0),
+            t.int("payment_amount", 0), t.int("collect_s", 7200)))
+        t.done()
+    if len({p.name for p in programs}) != len(programs):
+        raise ScenarioError("programs: names must differ")
+
     s = root.table("sync")
     pos_every_h = s.take("pos_every_hours", float, 4.0)
     sync = SyncPlan(
@@ -485,6 +536,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         payments=payments,
         transfers=transfers,
         loads=tuple(loads),
+        programs=tuple(programs),
         sync=sync,
         tears=tuple(tears),
         power_cuts=tuple(cuts),
@@ -525,7 +577,12 @@ def _check_refs(sc: Scenario) -> None:
         role, _, num = cut.device.partition("-")
         if int(num) < 1 or int(num) > (nw if role == "wallet" else npos):
             raise ScenarioError(f"power cut of {cut.device}: no such device")
-    for ev in (*sc.clones, *sc.rollbacks, *sc.power_cuts, *sc.loads):
+    for pr in sc.programs:
+        if max(pr.pos) > npos or (pr.wallets or 0) > nw:
+            raise ScenarioError(f"programme {pr.name}: no such POS or too many wallets")
+        if pr.expires and pr.expires <= pr.t:
+            raise ScenarioError(f"programme {pr.name}: expires before its load")
+    for ev in (*sc.clones, *sc.rollbacks, *sc.power_cuts, *sc.loads, *sc.programs):
         t = getattr(ev, "t", None) or getattr(ev, "restore_t", 0)
         if t >= sc.end:
             raise ScenarioError(f"{ev} happens after the end of the scenario")
@@ -702,6 +759,27 @@ def build_schedule(sc: Scenario, seed: int | None = None) -> list[Event]:
         for k in range(r.payments):
             add(t=r.restore_t + 60 * (k + 1), kind="pay", device=pos_name(rng.randint(1, npos)),
                 wallet=w, amount=r.amount, tag=f"rollback-{i}")
+
+    # programmes: their own random stream, so a scenario without any keeps its schedule
+    prng = random.Random(f"tapcash/sim/programs/{sc.seed if seed is None else seed}")
+    for pr in sc.programs:
+        holders = list(range(1, nw + 1))
+        if pr.wallets is not None:
+            holders = sorted(prng.sample(holders, pr.wallets))
+        add(t=pr.t, kind="program", tag=pr.name, count=len(holders),
+            other=",".join(str(w) for w in holders), amount=pr.amount)
+        for w in holders:  # each holder collects the purse at a sync soon after
+            add(t=min(sc.end - 1, pr.t + 60 + prng.randrange(max(1, pr.collect_s))),
+                kind="sync", device=wallet_name(w))
+        amount = pr.payment_amount or pr.unit or pr.cap or 250
+        last = min(sc.end, pr.expires or sc.end)
+        for _ in range(pr.payments):
+            day = prng.randrange(pr.t // DAY_S, max(pr.t // DAY_S + 1, last // DAY_S + 1))
+            t = day * DAY_S + pay.open_s + prng.randrange(window)
+            if pr.t + pr.collect_s < t < last:
+                add(t=t, kind="pay", device=pos_name(prng.choice(pr.pos)),
+                    wallet=wallet_name(prng.choice(holders)), amount=amount,
+                    tag=f"program:{pr.name}")
 
     if plan.final:
         add(t=sc.end, kind="final")

@@ -206,6 +206,9 @@ def take_payment(name, amount, pin_hex):
             "receipt_sent": r.receipt_sent,
             "payment": _hex(r.payment),
             "receipt": _hex(r.receipt),
+            "purse": r.purse,
+            "earmarked": r.earmarked,
+            "purse_balance": r.purse_balance,
         }
     )
 

@@ -1,0 +1,71 @@
+"""Programmes in a simulated district (sim/scenarios/programmes.toml): a transport subsidy for
+every resident (by merchant category, expiring after day 0) and prepaid lessons at a school.
+Real devices, the ledger on loopback, the sync tool. Oracles from the run's own records, not the
+ledger's report: every payment a purse paid part of was at a POS the programme allows, and no
+later than its expiry; the ledger's per-programme books are then checked against those payments.
+"""
+
+import pytest
+
+from tapcash.host.ledger import programs
+from tapcash.sim.report import summarize
+from tapcash.sim.runner import ScenarioRun
+from tapcash.sim.scenario import builtin_scenario, parse_scenario
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    sc = builtin_scenario("programmes")
+    log = ScenarioRun(sc, tmp_path_factory.mktemp("programmes")).run()
+    return sc, log, summarize(log)
+
+
+def test_programmes_flow_and_balance(run) -> None:
+    sc, log, s = run
+    assert s["ok"], s["checks"]
+    assert s["checks"]["programmes_balanced"]
+    by_name = {p.name: p for p in sc.programs}
+    earmarked = [p for p in log.payments if p.status == "approved" and p.earmarked]
+    assert len(earmarked) > 10
+    # the oracle: POS numbers and times from the scenario, payments from the devices' results
+    spent_at: dict[str, int] = {}
+    for p in earmarked:
+        pos_n = int(p.pos.split("-")[1])
+        homes = [pr for pr in sc.programs if pos_n in pr.pos]
+        assert len(homes) == 1, p  # a purse paid only where a programme allows it
+        pr = homes[0]
+        assert p.t <= (pr.expires or sc.end)
+        if pr.unit:
+            assert p.earmarked % pr.unit == 0
+        if pr.cap:
+            assert p.earmarked <= pr.cap
+        spent_at[pr.name] = spent_at.get(pr.name, 0) + p.earmarked
+    reports = {r["program"]: r for r in s["programmes"]}
+    assert set(reports) == set(by_name)
+    for name, r in reports.items():
+        assert r["balanced"]
+        assert r["funded"] == by_name[name].amount * r["purses"]
+        # every earmarked part the POS terminals took reached the books, once
+        assert r["spent"] + r["released"] == spent_at.get(name, 0), name
+    assert reports["transport"]["state"] == "expired" and reports["transport"]["outstanding"] == 0
+    assert reports["transport"]["refunded"] == reports["transport"]["funded"] - spent_at[
+        "transport"]
+    assert reports["piano"]["released"] > 0 and reports["piano"]["kind"] == "prepaid"
+    inv = log.ledger["invariant"]
+    assert inv["ok"] and inv["programs"]["ok"] and inv["programs"]["programs"] == 2
+
+
+def test_program_block_is_checked() -> None:
+    from tapcash.sim.scenario import ScenarioError
+
+    base = {"scenario": {"name": "x", "days": 1}, "pos": {"count": 2}, "wallets": {"count": 3}}
+    ok = dict(base, programs=[{"name": "bus", "at": "07:00", "pos": [1, 2], "category": 4111}])
+    sc = parse_scenario(ok)
+    assert sc.programs[0].pos == (1, 2) and sc.programs[0].category == 4111
+    for bad in ({"name": "bus", "at": "07:00", "pos": [3]},  # no POS 3
+                {"name": "bus", "at": "07:00", "kind": "gift"},
+                {"name": "b u s", "at": "07:00"},
+                {"name": "bus"}):
+        with pytest.raises(ScenarioError):
+            parse_scenario(dict(base, programs=[bad]))
+    assert programs.program_id("bus") == programs.program_id("bus")

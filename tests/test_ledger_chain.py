@@ -127,3 +127,21 @@ def test_a_terminal_written_back_is_a_rollback_case_and_its_payments_still_count
     assert verify_rollback(cert[proto.CERT_KEY], a, b, ev)
     assert world.client.hotlist().revoked == [p.id]
     assert world.client.report("merchants")[0]["owed"] == 350
+
+
+def test_a_receipt_the_host_made_up_is_not_kept_as_the_devices_evidence(world: World) -> None:
+    """A sync host puts a garbage receipt record in place of a real record: it is not what
+    the device journaled (the chain says so), so it is neither set aside in the device's name
+    nor acked; the honest upload then goes through."""
+    w = world.wallet(1, load=10000)
+    p = world.pos(1)
+    assert world.pay(w, p, 300).approved
+    records, status = world.export(w)
+    fake = cbor.encode({proto.REC_TYPE: proto.RT_RECEIPT, proto.REC_RECEIPT: b"\x82\x41\x00"})
+    assert cbor.decode(records[-1][1])[proto.REC_TYPE] == proto.RT_RECEIPT  # the POS's
+    res = world.client.ingest(w.id, [*records[:-1], (records[-1][0], fake)], status)
+    assert res.upto == 0 and res.raw["set_aside"] == 0 and res.accepted == 1  # a real payment
+    assert world.client.report("set_aside") == []
+    res = world.client.ingest(w.id, records, status)
+    assert res.upto == records[-1][0] and res.duplicates == 1
+    assert world.client.report("set_aside") == []

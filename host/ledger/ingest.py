@@ -516,9 +516,12 @@ class _Apply:
                         (self.batch.status_env, dev["id"]))
         return dev
 
-    def set_aside(self, dev: dict[str, Any]) -> None:
+    def set_aside(self, dev: dict[str, Any], upto: int) -> None:
+        """Keep the bad records the ack covers: those the chain proved the device journaled.
+        A bad record the chain does not cover may be the host's own making: not the device's
+        evidence, and the device still holds the genuine one."""
         rows = [(dev["id"], seq, raw, rtype, reason[:200], self.now)
-                for seq, raw, rtype, reason in self.batch.set_aside]
+                for seq, raw, rtype, reason in self.batch.set_aside if seq <= upto]
         if not rows:
             return
         sql = ("INSERT INTO set_aside (device, seq, record, type, reason, at) "
@@ -568,9 +571,9 @@ class _Apply:
         programs.after_payments(self)
         self.book.flush()
         dev = self.loads_and_status()
-        self.set_aside(dev)
         settled = self.settle_chain(dev)  # never above the status's seq
         upto = settled.upto
+        self.set_aside(dev, upto)
         if self.revoked:
             self.ledger._publish_hotlist(self.tx)
         if not dev["revoked"] and (dev["kind"] == proto.KIND_POS or dev["id"] not in self.revoked):

@@ -191,7 +191,7 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
 
     @app.get("/v1/reports/{name}", tags=["reports"], dependencies=op)
     def report(name: str, format: str = Query("json")) -> Response:
-        """merchants | settlements | fraud | refused | accounts"""
+        """merchants | settlements | fraud | refused | set_aside | accounts"""
         return fmt(ledger.db.read(lambda tx: reports.report(tx, name)), format)
 
     from . import programs_routes

@@ -79,7 +79,7 @@ def check(db_url: str) -> None:
 
 @ledger.command()
 @click.argument("name", type=click.Choice(["merchants", "settlements", "fraud", "refused",
-                                           "accounts"]))
+                                           "set_aside", "accounts"]))
 @click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
               help=DB_HELP)
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",

@@ -219,7 +219,7 @@ class LedgerClient:
         return r.json()
 
     def report(self, name: str, format: str = "json") -> Any:
-        """merchants | settlements | fraud | refused | accounts; format json or csv."""
+        """merchants | settlements | fraud | refused | set_aside | accounts; format json or csv."""
         return self._call("GET", f"/v1/reports/{name}", params={"format": format})
 
     def wallet_statement(self, wallet_id: bytes, format: str = "json") -> Any:

@@ -1,8 +1,9 @@
 """Programmes in a simulated district (sim/scenarios/programmes.toml): a transport subsidy for
 every resident (by merchant category, expiring after day 0) and prepaid lessons at a school.
-Real devices, the ledger on loopback, the sync tool. Oracles from the run's own records, not the
-ledger's report: every payment a purse paid part of was at a POS the programme allows, and no
-later than its expiry; the ledger's per-programme books are then checked against those payments.
+Real devices, the ledger on loopback, the sync tool; a cloned card spends its purse twice.
+Oracles from the run's own records, not the ledger's report: every payment a purse paid part of
+was at a POS the programme allows, and no later than its expiry; the ledger's per-programme books
+are then checked against those payments.
 """
 
 import pytest
@@ -53,6 +54,10 @@ def test_programmes_flow_and_balance(run) -> None:
     assert reports["piano"]["released"] > 0 and reports["piano"]["kind"] == "prepaid"
     inv = log.ledger["invariant"]
     assert inv["ok"] and inv["programs"]["ok"] and inv["programs"]["programs"] == 2
+    # the clone spent its transport purse twice, at both bus POS: caught, both credited
+    clone = [p for p in earmarked if p.tag == "clone-1"]
+    assert len(clone) == 2 and {p.pos for p in clone} == {"pos-1", "pos-2"}
+    assert s["fraud"]["uncaught"] == [] and len(s["fraud"]["revoked"]) == 1
 
 
 def test_program_block_is_checked() -> None:
@@ -69,3 +74,22 @@ def test_program_block_is_checked() -> None:
         with pytest.raises(ScenarioError):
             parse_scenario(dict(base, programs=[bad]))
     assert programs.program_id("bus") == programs.program_id("bus")
+
+
+def test_micropython_vm_pays_from_purses_byte_for_byte(run, tmp_path) -> None:
+    """The same programmes run with every device inside the real MicroPython VM: identical
+    APDU transcripts and the same report (purse choice, split, rule checks on both runtimes)."""
+    import json
+
+    from tapcash.sim.report import deterministic_part
+
+    sc, _log, s = run
+    log_mp = ScenarioRun(sc, tmp_path / "mp", runtime="micropython").run()
+    s_mp = summarize(log_mp)
+
+    def comparable(x):
+        d = json.loads(json.dumps(deterministic_part(x)))
+        d["scenario"].pop("runtime")
+        return d
+
+    assert comparable(s_mp) == comparable(s)

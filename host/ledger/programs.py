@@ -567,6 +567,25 @@ def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]
     return out
 
 
+def _payment_envelope(tx: Tx, ref: str) -> bytes | None:
+    """The wallet-signed payment a posting ref names: `wallet:counter` (the first body) or
+    `wallet:counter:hash prefix` (a conflicting body, kept in its fraud case)."""
+    parts = ref.split(":")
+    try:
+        wid, counter = bytes.fromhex(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return None
+    if len(parts) == 2:
+        env = tx.scalar("SELECT envelope FROM payments WHERE wallet = ? AND counter = ?",
+                        (wid, counter))
+        return bytes(env) if env is not None else None
+    for hash_b, proof_b in tx.all("SELECT hash_b, proof_b FROM fraud_cases WHERE wallet = ? "
+                                  "AND counter = ?", (wid, counter)):
+        if bytes(hash_b).hex().startswith(parts[2]):
+            return bytes(proof_b)
+    return None
+
+
 def check(tx: Tx) -> dict[str, Any]:
     """The books per programme: funded = spent + refunded + outstanding (from the postings and
     the stored purse balances), no purse posting to a merchant its rule does not allow, and no
@@ -587,14 +606,14 @@ def check(tx: Tx) -> dict[str, Any]:
         # every purse posting to a merchant: that payment's payee allowed by the rule
         for dst, ref in tx.all("SELECT dst, ref FROM postings WHERE src LIKE ? AND kind IN "
                                "('purse_spend', 'purse_release')", (prefix + "%",)):
-            wallet_hex, counter = ref.split(":")[:2]
-            row = tx.one("SELECT d.merchant, d.cert, pm.time FROM payments pm JOIN devices d "
-                         "ON d.id = pm.payee WHERE pm.wallet = ? AND pm.counter = ?",
-                         (bytes.fromhex(wallet_hex), int(counter)))
             ok = False
-            if row is not None and dst == P.merchant_acct(bytes(row[0])):
-                cat = proto.open_envelope(bytes(row[1]))[1].get(proto.CERT_CATEGORY, 0)
-                ok = purse_rule.allows(rule, bytes(row[0]), cat, rule[proto.RULE_EXPIRES])
+            env = _payment_envelope(tx, ref)
+            if env is not None:
+                payee = proto.open_envelope(env)[1].get(proto.PAY_PAYEE)
+                row = tx.one("SELECT merchant, cert FROM devices WHERE id = ?", (payee,))
+                if row is not None and dst == P.merchant_acct(bytes(row[0])):
+                    cat = proto.open_envelope(bytes(row[1]))[1].get(proto.CERT_CATEGORY, 0)
+                    ok = purse_rule.allows(rule, bytes(row[0]), cat, rule[proto.RULE_EXPIRES])
             if not ok:
                 problems.append({"program": p["name"], "error": "purse value credited to a "
                                  "payee the rule does not allow", "posting": ref, "dst": dst})

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import tempfile
+from pathlib import Path
 
 import test_ledger_world as lw
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 from test_ledger_world import World, apdu
 
 from tapcash.firmware.core import cbor, proto
@@ -145,3 +150,79 @@ def test_a_receipt_the_host_made_up_is_not_kept_as_the_devices_evidence(world: W
     res = world.client.ingest(w.id, records, status)
     assert res.upto == records[-1][0] and res.duplicates == 1
     assert world.client.report("set_aside") == []
+
+
+# ---- property: whatever the host does to the upload, nothing the ledger lacks is pruned ----------
+EDITS = ("pay", "pay", "honest", "drop", "swap", "reorder", "split", "replay", "nothing")
+
+
+@settings(max_examples=int(os.environ.get("TAPCASH_CHAIN_EXAMPLES", "12")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(hs.lists(hs.tuples(hs.sampled_from(EDITS), hs.integers(0, 10**6)), min_size=3,
+                max_size=12))
+def test_no_edit_of_an_upload_makes_a_device_prune_what_the_ledger_lacks(steps) -> None:
+    """A sync host that drops, swaps, reorders, splits or replays what it uploads, at random,
+    among honest payments and syncs (SQLite; TAPCASH_CHAIN_EXAMPLES sets the examples): every
+    ack the ledger signs is taken by the device, every record a device pruned is one the ledger
+    holds byte for byte, no honest device is ever a fraud case, and a final honest sync of each
+    device credits the merchant exactly what was paid."""
+    with tempfile.TemporaryDirectory() as tmp:
+        world = World(str(Path(tmp) / "ledger.db"))
+        try:
+            _edited_uploads(world, steps)
+        finally:
+            world.close()
+
+
+def _edited_uploads(world: World, steps) -> None:
+    w = world.wallet(1, load=50000)
+    p = world.pos(1)
+    journaled: dict[bytes, dict[int, bytes]] = {w.id: {}, p.id: {}}
+    seen: dict[bytes, list] = {w.id: [], p.id: []}
+    paid = 0
+    for action, r in steps:
+        if action == "pay":
+            amount = 100 + r % 900
+            if world.pay(w, p, amount).approved:
+                paid += amount
+            continue
+        dev = w if r % 2 else p
+        records, status = pv.export_raw(dev.app)
+        for s, rec in records:
+            assert journaled[dev.id].setdefault(s, rec) == rec
+        seen[dev.id].append((records, status))
+        n = len(records)
+        uploads = [(records, status)]
+        if action == "drop" and n:
+            uploads = [([x for i, x in enumerate(records) if i != r % n], status)]
+        elif action == "swap" and n > 1:
+            i, j = r % n, (r // n) % (n - 1)
+            j = j + 1 if j >= i else j
+            swapped = [(s, records[j][1] if k == i else rec) for k, (s, rec) in enumerate(records)]
+            uploads = [(swapped, status)]
+        elif action == "reorder":
+            uploads = [(records[::-1], status)]
+        elif action == "split" and n > 1:
+            cut = 1 + r % (n - 1)
+            uploads = [(records[cut:], status), (records[:cut], status)]
+        elif action == "replay":
+            uploads = [seen[dev.id][r % len(seen[dev.id])]]
+        elif action == "nothing":
+            uploads = [([], status)]
+        res = None
+        for recs, st in uploads:
+            res = world.client.ingest(dev.id, recs, st)
+        world.deliver(dev, res)  # the device takes every ack the ledger signs
+        held = world.ledger.db.read(lambda tx, d=dev.id: {
+            int(s): bytes(h) for s, h in tx.all(
+                "SELECT seq, rhash FROM journal_links WHERE device = ?", (d,))})
+        for s in range(1, dev.app.journal.floor + 1):
+            assert held.get(s) == hashlib.sha256(journaled[dev.id][s]).digest(), (action, s)
+        assert world.client.report("fraud") == []
+    for dev in (p, w, w):  # the wallet twice: a sync that loads vouchers journals them
+        records, status = pv.export_raw(dev.app)
+        world.deliver(dev, world.client.ingest(dev.id, records, status))
+    assert p.app.journal.count() == 0 and w.app.journal.count() == 0
+    assert world.client.report("fraud") == []
+    owed = world.client.report("merchants")[0]["owed"]
+    assert owed == paid

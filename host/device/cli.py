@@ -12,7 +12,6 @@ DEVICE_TOOL_EXIT): 1 a tool failed, 3 port, 4 device, 5 input file, 6 ledger.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from typing import Any
 import click
 
 from tapcash.host.issuer import CERT_DAYS
+from tapcash.host.output import echo_json
 
 from .errors import DEVICE_TOOL_EXIT, InputError, LedgerError, ToolError, exit_code
 
@@ -164,24 +164,21 @@ def deploy(
             echo=None if as_json else (lambda s: click.echo(s, err=True)),
         )
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "port": res.port,
-                    "board": res.board,
-                    "role": res.role,
-                    "options": res.options,
-                    "device": res.device.describe(),
-                    "compiled": res.compiled,
-                    "files": res.files,
-                    "bytes": res.total_bytes,
-                    "source_bytes": res.source_bytes,
-                    "modules": res.modules,
-                    "warnings": res.warnings,
-                    "copy_s": round(res.copy_s, 3),
-                },
-                sort_keys=True,
-            )
+        echo_json(
+            {
+                "port": res.port,
+                "board": res.board,
+                "role": res.role,
+                "options": res.options,
+                "device": res.device.describe(),
+                "compiled": res.compiled,
+                "files": res.files,
+                "bytes": res.total_bytes,
+                "source_bytes": res.source_bytes,
+                "modules": res.modules,
+                "warnings": res.warnings,
+                "copy_s": round(res.copy_s, 3),
+            }
         )
         return
     click.echo(
@@ -336,7 +333,7 @@ def provision(
                 res.registered = _register(ledger, token, res.cert, owner)
             except LedgerError as e:
                 if as_json:
-                    click.echo(json.dumps(res.as_json(), sort_keys=True))
+                    echo_json(res.as_json())
                 raise LedgerError(
                     f"{e.message}; the device IS provisioned: register its certificate later "
                     "(--cert-out, ledger API /v1/devices)"
@@ -344,7 +341,7 @@ def provision(
             if not as_json:
                 click.echo(f"  registered with {ledger}")
         if as_json:
-            click.echo(json.dumps(res.as_json(), sort_keys=True))
+            echo_json(res.as_json())
 
 
 def _ask(what: str) -> str:

@@ -14,7 +14,6 @@ Needs pcscd (Debian: pcscd, and vsmartcard-vpcd for the virtual reader) and pysc
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import click
 
 from tapcash.firmware.wallet.app import money
+from tapcash.host.output import echo_json
 
 workdir_option = click.option(
     "--workdir",
@@ -63,7 +63,7 @@ def readers(as_json: bool) -> None:
     if as_json:
         out = [{"index": i, "reader": n, "card": p, "atr": a.hex()}
                for i, (n, p, a) in enumerate(states)]
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     if not states:
         click.echo("no readers")
@@ -197,14 +197,14 @@ def pay(amount: int, reader: str | None, workdir: Path, issuer_key: Path | None,
 def _report(result, amount: int, elapsed_ms: float, as_json: bool) -> None:
     if as_json:
         if result is None:
-            click.echo(json.dumps({"status": "no_card", "amount": amount}))
+            echo_json({"status": "no_card", "amount": amount})
             return
-        click.echo(json.dumps({
+        echo_json({
             "status": result.status, "reason": result.reason, "amount": result.amount,
             "sw": f"{result.sw:04X}", "wallet": result.wallet.hex() if result.wallet else None,
             "counter": result.counter, "balance": result.balance, "seq": result.seq,
             "recovered": result.recovered, "ms": round(elapsed_ms, 1),
-        }))
+        })
         return
     if result is None:
         click.echo("no card")
@@ -237,7 +237,7 @@ def bench_cmd(reader: str | None, port: int, apdus: int, payments: int, as_json:
     except ReaderError as e:
         _fail(str(e))
     if as_json:
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     click.echo(f"reader {out['reader']}; the card answering in process: "
                f"{out['in_process_apdu_ms']:.3f} ms per GET INFO")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from tapcash.host.device.errors import (
     ToolError,
     exit_code,
 )
+from tapcash.host.output import echo_json
 
 from .device import EXPORT_PAGE_RECORDS
 from .outbox import Outbox, default_dir
@@ -64,7 +64,7 @@ class RichProgress:
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str, *, err: bool = False) -> None:
     if as_json:
-        click.echo(json.dumps(payload, sort_keys=True))
+        echo_json(payload)
     else:
         click.echo(text, err=err)
 

@@ -365,3 +365,30 @@ def test_parse_card_and_cli_help() -> None:
             parse_card(bad, 0)
     res = CliRunner().invoke(cli, ["sim", "ui", "--help"])
     assert res.exit_code == 0 and "--no-ledger" in res.output and "NAME=AMOUNT" in res.output
+
+
+def test_a_card_with_a_purse_shows_it_and_which_purse_paid() -> None:
+    # Dan's card holds a 30.00 purse prepaid at this POS's merchant (a programme on the real
+    # ledger): a 40.00 sale takes 30.00 from the purse and 10.00 from the main purse.
+    from tapcash.sim.ui.bench import CardSpec
+    from tapcash.sim.ui.cli import _spec
+
+    spec = _spec(CardSpec, "Dan=50.00+30.00", 0)
+    assert (spec.holder, spec.balance, spec.purse) == ("Dan", 5000, 3000)
+
+    async def scenario(app: CheckoutApp, pilot: Pilot) -> None:
+        assert app.status.cards[0].purses == ((1, 3000),)
+        assert "purse 1 30.00" in str(app.query_one("#card-0").facts.render())
+        await keypad(pilot, "4000#")
+        await until(pilot, lambda: phase(app) == CARD)
+        await click(pilot, "#tap-0")
+        await until(pilot, lambda: len(app.payments) == 1 and phase(app) == IDLE)
+        done = app.payments[0]
+        assert (done.status, done.purse, done.earmarked, done.balance) == ("approved", 1, 3000,
+                                                                           4000)
+        assert app.status.cards[0].purses == ((1, 0),)
+        assert log_has(app, "purse 1 paid 30.00 (left 0.00), the main purse 10.00")
+        assert "Purse 1 30.00" in card_lines(app, 0)
+        assert pos_lines(app) == ("Approved", "40.00", "Purse 30.00", "Balance 40.00")
+
+    run_ui(scenario, cards=(spec,), ledger=True)

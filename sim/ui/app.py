@@ -220,7 +220,7 @@ class CheckoutApp(App[None]):
         )
         for i, c in enumerate(st.cards):
             panel = self.query_one(f"#card-{i}", CardPanel)
-            panel.set_facts(c.balance, c.counter, c.offline_left, c.pin, c.in_field)
+            panel.set_facts(c.balance, c.counter, c.offline_left, c.pin, c.in_field, c.purses)
             panel.border_subtitle = (
                 "in the field" if c.in_field
                 else f"tap to pay {money(st.amount)}" if st.phase == CARD else ""

@@ -82,6 +82,7 @@ class CardSpec:
     holder: str  # "Ana"
     balance: int  # first load, minor units
     pin: bytes = pv.PIN
+    purse: int = 0  # an earmarked purse (prepaid at this POS's merchant), minor units
 
 
 DEFAULT_CARDS = (
@@ -107,6 +108,7 @@ class CardStatus:
     counter: int
     offline_left: int
     in_field: bool
+    purses: tuple[tuple[int, int], ...] = ()  # (purse number, balance) of earmarked purses
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class PaymentDone:
     seq: int
     recovered: bool
     in_field_ms: float
+    purse: int = 0  # the earmarked purse that paid part (0: the main purse alone)
+    earmarked: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,7 @@ class Checkout:
             raise ValueError("at least one card")
         self.emit = emit
         self.specs = tuple(cards)
+        self.purse_program: str | None = None  # the ledger programme of the cards' purses
         self.seed = seed
         self.use_ledger = ledger
         self.workdir = workdir
@@ -328,6 +333,8 @@ class Checkout:
                     pv.select(app)
                     pv.call(app, proto.INS_LOAD, voucher, what="LOAD")
                     app.power_on()
+            if spec.purse:
+                self._load_purse(app, wid, spec.purse)
             self.cards.append(app)
         where = f"ledger {self.ledger.url}" if self.ledger is not None else "no ledger"
         self._log(
@@ -335,6 +342,32 @@ class Checkout:
             f"POS {self.pos_id.hex()} and {len(self.cards)} cards personalised ({where}); "
             "type an amount in cents, # to confirm, then tap a card",
         )
+
+    def _load_purse(self, app: Any, wid: bytes, amount: int) -> None:
+        """An earmarked purse on a card: prepaid at this POS's merchant (docs/PROGRAMMES.md),
+        through the ledger's programme when it runs, else straight from the issuer."""
+        import base64
+
+        merchant = pv.device_id("merchant", 1)
+        expires = self.clock.now() + 365 * 86400
+        if self.ledger is not None:
+            c = self.ledger.client
+            if self.purse_program is None:
+                c.deposit("funder", 1, "programme account")
+                c.program_create("ui-prepaid", "funder", "prepaid", expires=expires,
+                                 merchants=[merchant], valid_from=self.clock.now() - 60)
+                self.purse_program = "ui-prepaid"
+            c.deposit("funder", amount, f"purse of {wid.hex()}")
+            out = c.program_load("ui-prepaid", f"{wid.hex()},{amount}\n", f"ui-{wid.hex()}")
+            voucher = base64.b64decode(out["vouchers"][0]["voucher"])
+        else:
+            rule = self.issuer.rule(b"UIPREPAI", kind=proto.PROG_PREPAID, expires=expires,
+                                    merchants=[merchant], valid_from=self.clock.now() - 60)
+            number = int(app.state[wst.S_LOADS]) + 1
+            voucher = self.issuer.purse_voucher(wid, number, amount, rule)
+        pv.select(app)
+        pv.call(app, proto.INS_LOAD, voucher, what="LOAD")
+        app.power_on()
 
     def _close(self) -> None:
         if self.ledger is not None:
@@ -420,7 +453,7 @@ class Checkout:
         self._report(card, r, in_field_ms, rec)
         self.emit(
             PaymentDone(card, r.status, r.reason, r.amount, r.balance, r.counter, r.seq,
-                        r.recovered, in_field_ms)
+                        r.recovered, in_field_ms, r.purse, r.earmarked)
         )
         self._status()
         return r
@@ -433,6 +466,10 @@ class Checkout:
                 f"APPROVED {money(r.amount)} {who}: counter {r.counter}, POS journal seq "
                 f"{r.seq}, card balance {money(r.balance)}"
             )
+            if r.earmarked:
+                main = money(r.amount - r.earmarked)
+                text += (f"; purse {r.purse} paid {money(r.earmarked)} (left "
+                         f"{money(r.purse_balance)}), the main purse {main}")
             if r.recovered:
                 text += "; recovered: the card had signed it on the torn tap, the POS asked again"
             if not r.receipt_sent:
@@ -579,6 +616,8 @@ class Checkout:
                     s.get(wst.S_COUNTER, 0),
                     app.offline_left() if s.get(wst.S_PHASE) == wst.PHASE_PERSO else 0,
                     self.in_field == i,
+                    tuple((k + 1, int(p[wst.P_BALANCE]))
+                          for k, p in enumerate(s.get(wst.S_PURSES) or ())),
                 )
             )
         info = _info(pos) if pos is not None and pos.personalised else {}

@@ -26,10 +26,21 @@ def parse_card(text: str, index: int) -> tuple[str, str, int]:
     return "ABCD"[index], holder, int(cents)
 
 
+def _spec(card_spec: type, text: str, index: int) -> object:
+    """'Ana=150.00' or 'Ana=150.00+40.00' (a 40.00 earmarked purse) -> a CardSpec."""
+    from tapcash.sim.provision import PIN
+
+    main, plus, purse = text.partition("+")
+    label, holder, cents = parse_card(main, index)
+    extra = parse_card("x=" + purse, index)[2] if plus else 0
+    return card_spec(label, holder, cents, PIN, extra)
+
+
 @click.command("ui")
-@click.option("--card", "cards", multiple=True, metavar="NAME=AMOUNT",
-              help="a card wallet and its first load (repeat, up to 4; default: "
-                   "Ana=150.00 Ben=80.00 Caro=25.00)")
+@click.option("--card", "cards", multiple=True, metavar="NAME=AMOUNT[+PURSE]",
+              help="a card wallet and its first load; +PURSE adds an earmarked purse prepaid "
+                   "at the POS's merchant (repeat, up to 4; default: Ana=150.00 Ben=80.00 "
+                   "Caro=25.00)")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="seeds the device keys, challenges and the tear button")
 @click.option("--ledger/--no-ledger", default=True, show_default=True,
@@ -46,9 +57,5 @@ def ui_command(cards: tuple[str, ...], seed: int, ledger: bool, workdir: Path | 
 
     if len(cards) > MAX_CARDS:
         raise click.BadParameter(f"at most {MAX_CARDS} cards", param_hint="--card")
-    specs = (
-        tuple(CardSpec(*parse_card(c, i)) for i, c in enumerate(cards))
-        if cards
-        else DEFAULT_CARDS
-    )
+    specs = tuple(_spec(CardSpec, c, i) for i, c in enumerate(cards)) if cards else DEFAULT_CARDS
     CheckoutApp(cards=specs, seed=seed, ledger=ledger, workdir=workdir).run()

@@ -194,12 +194,15 @@ class CardPanel(Vertical):
             yield KeyCap("remove", "Remove", id=f"remove-{self.index}", classes="plain")
 
     def set_facts(
-        self, balance: int, counter: int, offline_left: int, pin: str, in_field: bool
+        self, balance: int, counter: int, offline_left: int, pin: str, in_field: bool,
+        purses: tuple[tuple[int, int], ...] = (),
     ) -> None:
         self.set_class(in_field, "in-field")
         self.border_subtitle = "in the field" if in_field else ""
+        extra = "".join(f"\npurse {n} {money(b)}" for n, b in purses)
         self.facts.update(
-            f"balance {money(balance)}\noffline left {offline_left}\ncounter {counter}\nPIN {pin}"
+            f"balance {money(balance)}{extra}\noffline left {offline_left}\ncounter {counter}"
+            f"\nPIN {pin}"
         )
 
     def on_key_cap_pressed(self, event: KeyCap.Pressed) -> None:

@@ -165,6 +165,9 @@ def _run(
               help="run folder (default ./tapcash-sim/NAME-SEED)")
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
 @click.option("--json", "as_json", is_flag=True, help="print the JSON summary")
+@click.option("--seeds", type=click.IntRange(1), default=None, metavar="N",
+              help="sweep N seeds (from --seed, default 1): one line per seed, each failing "
+                   "seed with the command that replays it; exit 1 if any failed")
 def run_command(
     scenario: str,
     seed: int | None,
@@ -173,9 +176,24 @@ def run_command(
     out_dir: Path | None,
     no_plots: bool,
     as_json: bool,
+    seeds: int | None,
 ) -> None:
-    """Run SCENARIO (a .toml file or a built-in name, see `tapcash sim list`)."""
+    """Run SCENARIO (a .toml file or a built-in name, see `tapcash sim list`).
+
+    `tapcash sim run attack --seed N` runs the seeded adversary (docs/SECURITY.md);
+    `--seeds N` sweeps N seeds of any scenario."""
     sc, used_seed = _scenario(scenario, seed)
+    if seeds is not None:
+        from tapcash.sim.sweep import sweep
+
+        first = 1 if seed is None else seed
+        root = out_dir or Path("tapcash-sim")
+        bad = 0
+        for res in sweep(sc, range(first, first + seeds), root, scenario):
+            bad += not res.ok
+            click.echo(res.line())
+        click.echo(f"{seeds - bad} of {seeds} seeds ok" + (f", {bad} FAILED" if bad else ""))
+        sys.exit(1 if bad else 0)
     out = out_dir or Path("tapcash-sim") / f"{sc.name}-{used_seed}"
     sys.exit(_run(sc, out, seed, runtime, processes, not no_plots, as_json))
 

@@ -4,16 +4,25 @@
     write_outputs(summary, log, out_dir)     # report.json, payments.csv, *.png
     text = render_text(summary)              # the lines `tapcash sim run` / `demo` print
 
-Checks (all must hold for `ok`):
-- invariant: the ledger's own books invariant (issued = held, postings add up, none negative);
+Checks (all must hold for `ok`). None takes the ledger's word: the oracle (sim/oracle.py)
+recomputes what the ledger should say from what it saw the cards sign and what we deposited.
+- invariant: the ledger's own books invariant (postings add up, none negative) AND value
+  issued recomputed: what the ledger says is backed equals the deposits we made, its load
+  vouchers are exactly the loads we asked for, every release voucher names a transfer a card
+  signed (and at most one of conflicting bodies is released);
 - no_payment_lost: every payment a POS approved is in the ledger (posted, or one side of a
   fraud case with its body as proof);
 - double_spends_caught: every (wallet, counter) that two approved payments share is a fraud
-  case whose two envelopes we verified ourselves (signatures and conflict);
-- wallet_balances: every honest wallet's balance on the device equals its ledger account
-  (attacked wallets - cloned, rolled back - and revoked ones are reported, not checked: a
-  rolled-back card shows an old, higher balance; the ledger's account is the truth);
-- merchants_credited: what the ledger credited the merchants covers every approved payment.
+  case naming that counter and one of those bodies, whose two envelopes we verified from the
+  signed bodies alone (PyNaCl, the wallet's certified key, a real conflict);
+- attacks_caught: every injected attack whose evidence reached the ledger is matched, by
+  counter, to a verified case (oracle), and no invariant of the oracle failed after any sync;
+- wallet_balances: every honest wallet's card balance equals its ledger account and what the
+  oracle says it holds (what it was given minus what its card signed); attacked wallets are
+  reported apart (a rolled-back card shows an old, higher balance);
+- merchants_credited: each merchant is credited exactly the bodies the ledger says it credited
+  it, at the amounts the cards signed; every honest payment to a POS and every payment a POS
+  approved is among them; the ledger credits nothing no card signed.
 
 Everything under "wall" is wall-clock time: it is reported but excluded from determinism.
 """
@@ -73,22 +82,30 @@ def summarize(log: RunLog) -> dict[str, Any]:
         for p in approved
         if p.hash not in ledger_hashes and p.hash not in proof_hashes
     ]
-    cases_by_wallet: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    oracle = log.oracle
+    # a double spend is caught by a case we verified, naming its counter and one of its bodies
+    case_bodies: list[tuple[str, set[int], set[str]]] = []
     for case in fraud:
-        cases_by_wallet[case["wallet"]].append(case)
+        if not case.get("proof_verified"):
+            continue
+        counters, hashes = set(), set()
+        for k in ("proof_a", "proof_b"):
+            got = _env_counter_hash(case.get(k, ""))
+            if got:
+                counters.add(got[0])
+                hashes.add(got[1])
+        case_bodies.append((case["wallet"], counters, hashes))
     uncaught = []
     for w, c in double:
-        cases = cases_by_wallet.get(w, [])
-        if not any(
-            x.get("proof_verified") and (x["counter"] == c or x["kind"] != "counter_conflict")
-            for x in cases
-        ):
+        if not any(cw == w and c in cs and bodies[(w, c)] & hs for cw, cs, hs in case_bodies):
             uncaught.append({"wallet": w, "counter": c})
     revoked = set(books.get("revoked", []))
 
     # wallets: device vs ledger
     mismatches, honest, fraud_wallets = [], 0, []
     attacked = {a["wallet"] for a in log.attacks}
+    attacker_ids = {w.hex() for w in oracle.attacker_wallets} if oracle else set()
+    good_vouchers = [v for v in books.get("vouchers", [])]
     device_total = ledger_total = 0
     for name, st in sorted(log.wallets.items(), key=lambda kv: _num(kv[0])):
         if "clone" in name:
@@ -99,7 +116,7 @@ def summarize(log: RunLog) -> dict[str, Any]:
             mismatches.append({"wallet": name, "problem": st.get("error", "not at the ledger")})
             continue
         dev_bal = int(st["balance"])
-        if wid in revoked or name in attacked:
+        if wid in revoked or name in attacked or wid in attacker_ids:
             fraud_wallets.append(
                 {"wallet": name, "device": dev_bal, "ledger": acct, "revoked": wid in revoked}
             )
@@ -107,12 +124,23 @@ def summarize(log: RunLog) -> dict[str, Any]:
         honest += 1
         device_total += dev_bal
         ledger_total += acct
-        if dev_bal != acct:
-            mismatches.append({"wallet": name, "device": dev_bal, "ledger": acct})
+        model = oracle.model(bytes.fromhex(wid), good_vouchers) if oracle else acct
+        if dev_bal != acct or (led and model != acct):
+            mismatches.append({"wallet": name, "device": dev_bal, "ledger": acct,
+                               "oracle": model})
 
     merchants = led.get("merchants", [])
     credited = sum(int(m.get("credited", 0)) for m in merchants)
     approved_value = sum(p.amount for p in approved)
+    merchant_problems = _merchant_problems(log, books, fraud, merchants) if led else []
+    violations = [v.line() for v in oracle.violations] if oracle else []
+    attack_rows = [
+        {"id": a.id, "kind": a.kind, "wallet": a.wallet.hex(), "expect": a.expect,
+         "counters": sorted(a.counters), "bodies": len(a.hashes), "loss_bound": a.bound,
+         "reached_ledger_at_sync": a.reached_at, "caught_at_sync": a.caught_at, "case": a.case,
+         "note": a.note}
+        for a in (oracle.attacks if oracle else [])
+    ]
 
     payments = {
         "attempted": len(pays),
@@ -135,12 +163,15 @@ def summarize(log: RunLog) -> dict[str, Any]:
     }
     lags = [p.at_ledger - p.t for p in approved if p.at_ledger is not None]
     syncs = Counter(s["outcome"] for s in log.syncs)
+    issued_bad = [v for v in violations if v.split(":", 1)[0] in ("issued", "vouchers",
+                                                                   "release")]
     checks = {
-        "invariant": bool(inv.get("ok")),
+        "invariant": bool(inv.get("ok")) and not issued_bad,
         "no_payment_lost": not lost,
         "double_spends_caught": not uncaught,
+        "attacks_caught": not [v for v in violations if v not in issued_bad],
         "wallet_balances": not mismatches,
-        "merchants_credited": credited >= approved_value,
+        "merchants_credited": not merchant_problems,
     }
     attacks = []
     for a in log.attacks:
@@ -188,7 +219,8 @@ def summarize(log: RunLog) -> dict[str, Any]:
             "double_spends_accepted_offline": len(double),
             "cases": [
                 {k: c[k] for k in ("case", "wallet", "kind", "counter", "loss", "detected_at")}
-                | {"proof_verified": bool(c.get("proof_verified"))}
+                | {"proof_verified": bool(c.get("proof_verified")),
+                   "proof": c.get("proof_why", "")}
                 for c in fraud
             ],
             "uncaught": uncaught,
@@ -201,7 +233,14 @@ def summarize(log: RunLog) -> dict[str, Any]:
             "held": int(inv.get("held", 0)),
             "by_kind": inv.get("by_kind", {}),
             "merchants_credited": credited,
+            "merchant_problems": merchant_problems,
             "refused_payments": len(led.get("refused", [])),
+        },
+        "adversary": {
+            "attacks": attack_rows,
+            "loss_bound": oracle.bound() if oracle else 0,
+            "violations": violations,
+            "oracle_syncs": oracle.syncs if oracle else 0,
         },
         "balances": {
             "honest_wallets": honest,
@@ -240,6 +279,75 @@ def deterministic_part(summary: dict[str, Any]) -> dict[str, Any]:
 def _num(name: str) -> int:
     tail = name.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else 10**9
+
+
+def _env_counter_hash(b64: str) -> tuple[int, str] | None:
+    import base64
+
+    import cbor2
+
+    try:
+        body_bytes = cbor2.loads(base64.b64decode(b64))[0]
+        return int(cbor2.loads(body_bytes)[1]), hashlib.sha256(body_bytes).hexdigest()
+    except Exception:
+        return None
+
+
+def _merchant_problems(log: RunLog, books: dict[str, Any], fraud: list[dict[str, Any]],
+                       merchants: list[dict[str, Any]]) -> list[str]:
+    """Merchants are credited exactly: the sum, at the amounts the cards signed, of the bodies
+    the ledger says it credited each merchant; every honest payment to a POS and every
+    payment a POS approved among them; nothing credited that no card signed."""
+    import base64
+
+    oracle = log.oracle
+    if oracle is None:
+        return []
+    out: list[str] = []
+    credited_to: dict[str, str] = {}  # body hash hex -> account
+    for _w, _c, h, _status, acct in books.get("payments", []):
+        if acct:
+            credited_to[h] = acct
+    for case in fraud:
+        if case.get("credited_b"):
+            got = _env_counter_hash(case.get("proof_b", ""))
+            if got:
+                credited_to[got[1]] = case["credited_b"]
+    expect: dict[str, int] = defaultdict(int)
+    for h, acct in credited_to.items():
+        s = oracle.signed.get(bytes.fromhex(h))
+        if s is None:
+            body = next((c for c in fraud if _env_counter_hash(c.get("proof_b", "")) and
+                         _env_counter_hash(c["proof_b"])[1] == h), None)  # type: ignore[index]
+            if body is None:
+                out.append(f"the ledger credited {acct} with body {h[:16]}, which no card "
+                           f"signed")
+                continue
+            from tapcash.sim.oracle import Signed
+
+            s = Signed.verify(base64.b64decode(body["proof_b"]), oracle.certs)
+            if s is None:
+                out.append(f"the ledger credited {acct} with an unsigned body {h[:16]}")
+                continue
+        if acct.startswith("merchant:"):
+            expect[acct.split(":", 1)[1]] += s.amount
+    for m in merchants:
+        got = int(m.get("credited", 0))
+        if got != expect.get(m["merchant"], 0):
+            out.append(f"merchant {m['merchant']}: credited {got}, the bodies the ledger "
+                       f"credited it add up to {expect.get(m['merchant'], 0)}")
+    approved = {p.hash for p in log.payments if p.status == "approved"}
+    for h, s in oracle.signed.items():
+        if s.kind != 1 or s.payee not in oracle.certs.merchant:
+            continue
+        if not oracle.honest(s.wallet) and h.hex() not in approved:
+            continue  # an attacker's body no POS approved: nobody is owed it
+        want = "merchant:" + oracle.certs.merchant[s.payee].hex()
+        if credited_to.get(h.hex()) != want:
+            who = "honest" if oracle.honest(s.wallet) else "approved attacker"
+            out.append(f"{who} payment {s.wallet.hex()}:{s.counter} of {s.amount} to "
+                       f"{s.payee.hex()} credited to {credited_to.get(h.hex())}, not {want}")
+    return out
 
 
 def _env_hash(b64: str) -> str:
@@ -337,6 +445,22 @@ def render_text(s: dict[str, Any]) -> list[str]:
         for m in pr["by_merchant"]:
             out.append(f"  merchant {m['merchant']} (category {m['category']}): "
                        f"{m['payments']} payment(s), {money(m['amount'])}")
+    adv = s.get("adversary", {})
+    for a in adv.get("attacks", []):
+        if a["expect"] == "fraud":
+            state = (f"caught at sync #{a['caught_at_sync']} (case {a['case']})"
+                     if a["caught_at_sync"] is not None else
+                     "at the ledger, NOT caught" if a["reached_ledger_at_sync"] is not None
+                     else "not at the ledger yet")
+        else:
+            state = "harmless expected"
+        out.append(f"Adversary {a['id']} on {a['wallet'] or '-'}: counters {a['counters']}, "
+                   f"{state}; bound {money(a['loss_bound'])}" + (f"; {a['note']}" if a["note"]
+                                                                 else ""))
+    for v in adv.get("violations", []):
+        out.append(f"ORACLE: {v}")
+    for m in s["ledger"].get("merchant_problems", []):
+        out.append(f"MERCHANT: {m}")
     failed = [k for k, v in s["checks"].items() if not v]
     out.append(
         "The books balance: every payment accounted for, every double spend caught with proof."

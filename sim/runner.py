@@ -14,6 +14,7 @@ the ledger, so the same seed gives the same run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 import random
@@ -45,6 +46,7 @@ from tapcash.sim.device import (
 )
 from tapcash.sim.field import BIT_US_106, AirModel, ComputeModel, Field, TapRecord
 from tapcash.sim.inproc import SimClock
+from tapcash.sim.oracle import CardTap, Oracle, verify_proof
 from tapcash.sim.scenario import Event, Scenario, build_schedule
 
 PUK = b"12345678"
@@ -123,12 +125,32 @@ class LedgerServer:
 class DeviceTransport:
     """The sync tool's Transport straight onto a simulated device (no serial line)."""
 
-    def __init__(self, dev: Device) -> None:
+    def __init__(self, dev: Any) -> None:
         self.dev = dev
         self.port = f"sim:{dev.name}"
 
     def transceive(self, apdu: bytes, *, retries: int | None = None) -> bytes:
         return self.dev.process(apdu)
+
+
+class SyncTap:
+    """A device as the sync tool reaches it, with every command and answer shown to
+    `seen(name, apdu, response)` first: the oracle reads what the card itself exported (a
+    payment signed at power-on after a cut shows up only there), the adversary keeps what
+    a compromised host could replay."""
+
+    def __init__(self, dev: Device, seen: Callable[[str, bytes, bytes], None]) -> None:
+        self.dev = dev
+        self.name = dev.name
+        self.seen = seen
+
+    def process(self, apdu: bytes) -> bytes:
+        resp = self.dev.process(apdu)
+        self.seen(self.name, apdu, resp)
+        return resp
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dev, name)
 
 
 # ---- what happened ------------------------------------------------------------------------
@@ -168,6 +190,8 @@ class RunLog:
     wallets: dict[str, dict[str, Any]] = field(default_factory=dict)  # final device state
     ledger: dict[str, Any] = field(default_factory=dict)  # final ledger view
     digests: dict[str, str] = field(default_factory=dict)  # device / field transcripts
+    attacker_devices: list[str] = field(default_factory=list)  # clones, attackers' own cards
+    oracle: Any = None  # sim.oracle.Oracle: what the run did, judged independently
     issued_initial: int = 0
     wall: dict[str, float] = field(default_factory=dict)  # wall-clock figures (not seeded)
 
@@ -208,6 +232,13 @@ class ScenarioRun:
         self.down_s: dict[str, int] = {}
         self.snapshot_t: dict[str, int] = {}
         self.revoked: set[str] = set()
+        self.retired: set[str] = set()  # genuine cards an attacker keeps out of use
+        self.certs: dict[bytes, bytes] = {}  # device id -> certificate envelope
+        self.oracle = Oracle(self.issuer.public_key)
+        self.log.oracle = self.oracle
+        from tapcash.sim.adversary import Adversary
+
+        self.adv = Adversary(self)
         nfc = sc.nfc
         air = AirModel(bit_us=BIT_US_106 * 106 / nfc.kbps, fsc=nfc.fsc, fsd=nfc.fsc)
         comp = ComputeModel(scale=nfc.scale, measured=nfc.measured)
@@ -279,6 +310,8 @@ class ScenarioRun:
                 merchant=mid, config=dict(sc.pos.config), hotlist=hot,
                 category=category.get(n, 0),
             )
+            self.certs[pid] = cert
+            self.oracle.register(cert)
             if self.client:
                 self.client.register(cert)
             dev.field = self.field_for(dev.name)
@@ -290,6 +323,7 @@ class ScenarioRun:
         balance = sc.wallets.balance
         if self.client and balance:
             self.client.deposit(DESK, balance * sc.wallets.count, "first loads")
+            self.oracle.deposit(balance * sc.wallets.count)
         for n in range(1, sc.wallets.count + 1):
             name = f"wallet-{n}"
             spec = DeviceSpec(WALLET, n, spec_seed(self.seed, WALLET, n), self.flash_dir(name))
@@ -300,10 +334,13 @@ class ScenarioRun:
                 AppLink(dev, dev.name), "wallet", self.issuer, wid, expires=now + YEAR_S,
                 now=now, pin=sc.wallets.pin.encode(), puk=PUK, limits=dict(sc.wallets.limits),
             )
+            self.certs[wid] = cert
+            self.oracle.register(cert)
             if balance:
                 if self.client:
                     self.client.register(cert, owner=DESK)
                     voucher = self.client.load(wid, balance, "first load", DESK)
+                    self.oracle.load(wid, balance)
                 else:
                     voucher = self.issuer.voucher(wid, 1, balance)
                 _select(dev)
@@ -327,10 +364,10 @@ class ScenarioRun:
                     cap=pr.cap, unit=pr.unit)
 
     # -- events ------------------------------------------------------------------------------
-    def on_pay(self, ev: Event) -> None:
+    def on_pay(self, ev: Event, force: bool = False) -> None:
         pos = self.devices[ev.device]
         card = self.devices.get(ev.wallet)
-        if card is None:
+        if card is None or (ev.wallet in self.retired and not force):
             return
         if ev.device in self.pos_off:
             self.log.payments.append(
@@ -340,12 +377,16 @@ class ScenarioRun:
             return
         fld = pos.field
         assert isinstance(fld, Field)
-        fld.tap(card)
+        self.oracle.now = self.now_rel()
+        mark = len(self.oracle.signed)
+        fld.tap(CardTap(card, self.oracle, ev.wallet))
         if ev.tear is not None:
             fld.tear(ev.tear.where, ev.tear.command, ev.tear.byte)  # type: ignore[arg-type]
         pin = self.sc.wallets.pin.encode() if ev.amount > self.no_cvm else None
         res = pos.take_payment(ev.amount, pin)
         rec = fld.remove() or TapRecord(0)
+        if ev.tag:
+            self.adv.tagged(ev.tag, mark)
         self._record_pay(ev, res, rec)
         if res.status == "power_cut":
             self._went_off(ev.device)
@@ -383,9 +424,12 @@ class ScenarioRun:
         from tapcash.host.device.errors import DeviceRefused
         from tapcash.sim.provision import transfer
 
+        if ev.tag == "" and (ev.device in self.retired or ev.other in self.retired):
+            return
         payer, payee = self.devices[ev.device], self.devices[ev.other]
         fa, fb = self.field_for("reader-a"), self.field_for("reader-b")
-        fa.tap(payer)
+        self.oracle.now = self.now_rel()
+        fa.tap(CardTap(payer, self.oracle, ev.device))
         fb.tap(payee)
         pin = self.sc.wallets.pin.encode() if ev.amount > self.no_cvm else None
         ok, reason = True, "ok"
@@ -412,12 +456,17 @@ class ScenarioRun:
         try:
             if ev.tag == "payroll":
                 self.client.deposit(EMPLOYER, total, f"payroll funds {ev.t}")
+                self.oracle.deposit(total)
                 csv_text = "".join(f"{self.ids[n].hex()},{ev.amount}\n" for n in chosen)
                 self.client.payroll(EMPLOYER, csv_text, f"payroll-{ev.t}")
+                for n in chosen:
+                    self.oracle.load(self.ids[n], ev.amount)
             else:
                 self.client.deposit(DESK, total, f"top-ups {ev.t}")
+                self.oracle.deposit(total)
                 for n in chosen:
                     self.client.load(self.ids[n], ev.amount, f"top-up {ev.t}", DESK)
+                    self.oracle.load(self.ids[n], ev.amount)
         except Exception as e:  # a refusal by the ledger is part of the story
             ok, error = False, str(e)
         self.log.loads.append(
@@ -435,6 +484,7 @@ class ScenarioRun:
         try:
             pr = next(p for p in self.sc.programs if p.name == ev.tag)
             self.client.deposit(pr.funder, total, f"programme {pr.name} funds")
+            self.oracle.deposit(total)
             csv_text = "".join(f"{device_id('wallet', w).hex()},{ev.amount}\n" for w in holders)
             self.client.program_load(pr.name, csv_text, f"{pr.name}-{ev.t}")
         except Exception as e:  # a refusal by the ledger is part of the story
@@ -444,7 +494,17 @@ class ScenarioRun:
              "amount": ev.amount, "total": total if ok else 0, "ok": ok, "error": error}
         )
 
-    def sync(self, name: str, *, serial: bool = False, final: bool = False) -> dict[str, Any]:
+    def sync(self, name: str, *, serial: bool = False, final: bool = False,
+             link: Any = None) -> dict[str, Any]:
+        """One sync of a device (through `link`, a compromised host's, when given); then the
+        oracle judges the ledger."""
+        if name in self.retired and not final:
+            return {"t": self.now_rel(), "device": name, "outcome": "retired"}
+        entry = self._sync(name, serial, final, link)
+        self.adv.after_sync(entry)
+        return entry
+
+    def _sync(self, name: str, serial: bool, final: bool, link: Any) -> dict[str, Any]:
         from tapcash.host.device.errors import ToolError
 
         dev = self.devices[name]
@@ -464,7 +524,7 @@ class ScenarioRun:
             if dev.role == WALLET:
                 dev.power_on()  # the sync reader powers the card
             try:
-                res = self._sync_once(dev, serial, clock)
+                res = self._sync_once(dev, serial, clock, link or self.link)
                 break
             except ToolError as e:
                 entry.update(outcome="failed", error=str(e))
@@ -497,23 +557,25 @@ class ScenarioRun:
             self._reached_ledger(name)
         return entry
 
-    def _sync_once(self, dev: Device, serial: bool, clock: Callable[[], float]) -> Any:
+    def _sync_once(self, dev: Device, serial: bool, clock: Callable[[], float],
+                   link: Any) -> Any:
         from tapcash.host.device.errors import ToolError
         from tapcash.host.sync.session import sync_device
 
+        dev = SyncTap(dev, self.adv.on_sync_apdu)  # type: ignore[assignment]
         if serial:
             from tapcash.host.sync.transport import SerialTransport
             from tapcash.sim.serial_device import SerialDevice
 
             with SerialDevice(dev) as port, SerialTransport(port.path) as tr:
                 try:
-                    return sync_device(tr, ledger=self.link, outbox=self.outbox, clock=clock)
+                    return sync_device(tr, ledger=link, outbox=self.outbox, clock=clock)
                 except ToolError:
                     port.wait_closed(2.0)
                     if isinstance(port.error, PowerCut):  # the board lost power mid-sync
                         raise PowerCut(str(port.error)) from None
                     raise
-        return sync_device(DeviceTransport(dev), ledger=self.link, outbox=self.outbox, clock=clock)
+        return sync_device(DeviceTransport(dev), ledger=link, outbox=self.outbox, clock=clock)
 
     def _reached_ledger(self, name: str) -> None:
         now = self.now_rel()
@@ -557,6 +619,8 @@ class ScenarioRun:
         clone.power_on()
         self.devices[ev.other] = clone
         self.ids[ev.other] = self.ids[ev.device]
+        self.log.attacker_devices.append(ev.other)
+        self.adv.scripted(ev.tag, "clone", ev.device)
         self.log.attacks.append(
             {"t": self.now_rel(), "kind": "clone", "wallet": ev.device, "clone": ev.other,
              "tag": ev.tag}
@@ -570,6 +634,7 @@ class ScenarioRun:
         dev = self.devices[ev.device]
         dev.restore(self.images.pop(ev.tag))
         dev.power_on()
+        self.adv.scripted(ev.tag, "rollback", ev.device)
         self.log.attacks.append(
             {"t": self.now_rel(), "kind": "rollback", "wallet": ev.device, "tag": ev.tag,
              "snapshot_t": self.snapshot_t.pop(ev.tag, self.now_rel())}
@@ -581,7 +646,8 @@ class ScenarioRun:
         for name in sorted(self.pos_off):
             self.on_reboot(replace(ev, kind="reboot", device=name))
         pos = [n for n in self.devices if n.startswith("pos-")]
-        wallets = [n for n in self.devices if n.startswith("wallet-") and "clone" not in n]
+        wallets = [n for n in self.devices
+                   if n.startswith("wallet-") and n not in self.log.attacker_devices]
         order = pos + wallets + pos
         serial = set(pos[: self.sc.sync.serial] + wallets[: max(0, self.sc.sync.serial - len(pos))])
         for i, name in enumerate(order):
@@ -657,32 +723,34 @@ class ScenarioRun:
             self.on_snapshot(ev)
         elif k == "restore":
             self.on_restore(ev)
+        elif k == "attack":
+            self.adv.step(ev)
         else:
             raise ValueError(f"unknown event {k!r}")
 
     def collect(self) -> None:
         """The devices' final state, the ledger's view at the end, the transcript digests."""
         for name, dev in sorted(self.devices.items()):
-            if dev.role == WALLET:
+            if getattr(dev, "role", None) == WALLET:  # (an attacker's own card has none)
                 try:
                     dev.power_on()
                     self.log.wallets[name] = {"id": self.ids[name].hex(), **device_status(dev)}
                 except Exception as e:  # a device that cannot answer is part of the report
                     self.log.wallets[name] = {"id": self.ids[name].hex(), "error": str(e)}
         for name, dev in sorted(self.devices.items()):
-            self.log.digests[name] = dev.digest
+            if hasattr(dev, "digest"):
+                self.log.digests[name] = dev.digest
         for name, f in sorted(self.fields.items()):
             self.log.digests[f"field:{name}"] = f.digest
         if self.client is None:
             return
         c = self.client
+        self.adv.final()  # the oracle's last look (verifies every case's proof on its own)
         fraud = c.report("fraud")
-        keys: dict[str, bytes] = {}
         for case in fraud:
-            w = case["wallet"]
-            if w not in keys:
-                keys[w] = bytes.fromhex(c.device(bytes.fromhex(w))["public_key"])
-            case["proof_verified"] = verify_proof(case, keys[w])
+            case["proof_verified"], case["proof_why"] = verify_proof(
+                base64.b64decode(case["proof_a"]), base64.b64decode(case["proof_b"]),
+                self.oracle.certs)
         programs: list[dict[str, Any]] = []
         if self.sc.programs:
             c.program_sweep()  # the books at expiry
@@ -726,29 +794,3 @@ def device_status(dev: Device) -> dict[str, Any]:
         "vouchers_applied": body.get(proto.ST_LOADS, 0),
         "last_seq": body.get(proto.ST_SEQ, 0),
     }
-
-
-def verify_proof(case: dict[str, Any], wallet_key: bytes) -> bool:
-    """Check a fraud case on our own: two payment envelopes, both signed by the wallet, that
-    cannot both be honest (same counter, or same previous payment, different bodies)."""
-    import base64
-
-    from tapcash.firmware.core import ed25519
-
-    bodies = []
-    for k in ("proof_a", "proof_b"):
-        try:
-            body_bytes, body, sig = proto.open_envelope(base64.b64decode(case[k]))
-        except (proto.ApduError, ValueError, KeyError):
-            return False
-        if not ed25519.verify(wallet_key, proto.TAG_PAYMENT + body_bytes, sig):
-            return False
-        if body.get(proto.PAY_WALLET) != bytes.fromhex(case["wallet"]):
-            return False
-        bodies.append((body_bytes, body))
-    (ba, a), (bb, b) = bodies
-    if ba == bb:
-        return False
-    same_counter = a.get(proto.PAY_COUNTER) == b.get(proto.PAY_COUNTER)
-    same_prev = a.get(proto.PAY_PREV) == b.get(proto.PAY_PREV)
-    return same_counter or same_prev or case.get("kind") == "chain_break"

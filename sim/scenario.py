@@ -187,6 +187,16 @@ class Rollback:
 
 
 @dataclass(frozen=True)
+class AdversaryPlan:
+    """The seeded adversary (sim/attacks/): `count` attacks drawn from `kinds` (empty: all),
+    every one of them at least once when count allows. The oracle then judges the ledger
+    after every sync (sim/oracle.py)."""
+
+    kinds: tuple[str, ...] = ()
+    count: int = 7
+
+
+@dataclass(frozen=True)
 class NfcField:
     kbps: int = 106
     fsc: int = 256
@@ -215,6 +225,7 @@ class Scenario:
     clones: tuple[Clone, ...] = ()
     rollbacks: tuple[Rollback, ...] = ()
     nfc: NfcField = field(default_factory=NfcField)
+    adversary: AdversaryPlan | None = None
     flash: str = "files"  # files (under the run folder) | memory
     source: str = ""  # where it was loaded from
 
@@ -513,6 +524,21 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         )
         t.done()
 
+    adversary = None
+    if "adversary" in root.data:
+        a = root.table("adversary")
+        kinds = a.take("attacks", list, [])
+        if not all(isinstance(k, str) for k in kinds):
+            raise ScenarioError(f"{a.where}.attacks: a list of attack kind names")
+        from tapcash.sim.attacks import KINDS
+
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ScenarioError(f"{a.where}.attacks: unknown {', '.join(unknown)} (known: "
+                                f"{', '.join(sorted(KINDS))})")
+        adversary = AdversaryPlan(tuple(kinds), a.int("count", 7, 1))
+        a.done()
+
     f = root.table("nfc")
     card_ms = f.take("card_ms", dict, None)
     reader_ms = f.take("reader_ms", dict, None)
@@ -543,6 +569,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         clones=tuple(clones),
         rollbacks=tuple(rollbacks),
         nfc=fld,
+        adversary=adversary,
     )
     _check_refs(sc)
     return sc
@@ -780,6 +807,12 @@ def build_schedule(sc: Scenario, seed: int | None = None) -> list[Event]:
                 add(t=t, kind="pay", device=pos_name(prng.choice(pr.pos)),
                     wallet=wallet_name(prng.choice(holders)), amount=amount,
                     tag=f"program:{pr.name}")
+    if sc.adversary is not None:
+        from tapcash.sim.attacks import plan as attack_plan
+
+        for e in attack_plan(sc, sc.seed if seed is None else seed):
+            if e["t"] < sc.end:
+                add(**e)
 
     if plan.final:
         add(t=sc.end, kind="final")

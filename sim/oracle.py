@@ -1,0 +1,437 @@
+"""The independent oracle: what a run's money should look like, judged without trusting the
+system under test.
+
+The ledger, the sync tool and the firmware are what a run tests; nothing here takes their word.
+The oracle keeps its own record of what happened, from what it can observe directly:
+
+- every payment envelope a card put on the air (`CardTap`, between the field and the card),
+  checked with PyNaCl under the key of the card's issuer-signed certificate;
+- every deposit and load the operator asked the ledger for (`Oracle.deposit`, `Oracle.load`);
+- every attack the adversary injected (`Oracle.attack`): its wallet, counters and body hashes;
+- which payments a POS approved.
+
+and checks the ledger against it (`check_ledger`, after every sync of an adversarial run, and
+at the end of every run):
+
+- value issued is the sum of the deposits we made (not the ledger's `issued = held`, which is
+  an identity of double entry); vouchers of sources 1 and 3 are exactly the loads we asked for;
+  a release voucher (source 2) names a transfer body a card really signed to that wallet, and of
+  conflicting bodies for one (payer, counter) at most one is ever released;
+- no honest wallet loses value: its ledger account never drops below what it was given minus
+  what its card signed;
+- spendable value (merchants' credit + owners + wallets) never exceeds value issued plus the
+  documented loss bound of the attacks so far;
+- a fraud proof is verified from its two signed bodies alone (`verify_proof`): both signed by
+  the wallet's certified key, and the same (wallet, counter), the same chain position (`prev`),
+  or adjacent counters whose link is broken, with different content. The ledger's label is
+  ignored;
+- every attack that reached the ledger is caught by a case matched by counter (or, for a clean
+  chain that spends more than the wallet was given, a case for that wallet), and its card is on
+  the next hot list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from tapcash.firmware.core import proto
+
+ZERO32 = bytes(32)
+MAIN_SOURCES = (proto.VSRC_TOPUP, proto.VSRC_TRANSFER, proto.VSRC_PAYROLL)
+
+
+# ---- signed objects, checked on our own ----------------------------------------------------
+def open_signed(env: bytes, tag: bytes, key: bytes) -> tuple[bytes, dict[int, Any]] | None:
+    """(body bytes, body) of an envelope whose signature verifies under `key` (PyNaCl), or
+    None. The envelope may be the CBOR bytes of [body, sig] or that array."""
+    try:
+        arr = cbor2.loads(env) if isinstance(env, bytes | bytearray) else env
+        body_bytes, sig = arr
+        VerifyKey(bytes(key)).verify(tag + bytes(body_bytes), bytes(sig))
+        body = cbor2.loads(body_bytes)
+    except (BadSignatureError, ValueError, TypeError, cbor2.CBORDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    return bytes(body_bytes), body
+
+
+class Certs:
+    """Device keys from issuer-signed certificates (the only keys the oracle believes)."""
+
+    def __init__(self, issuer_key: bytes) -> None:
+        self.issuer_key = issuer_key
+        self.keys: dict[bytes, bytes] = {}  # device id -> public key
+        self.merchant: dict[bytes, bytes] = {}  # POS id -> merchant id
+        self.limits: dict[bytes, dict[int, int]] = {}
+
+    def add(self, cert_env: bytes) -> bytes:
+        got = open_signed(cert_env, proto.TAG_CERT, self.issuer_key)
+        if got is None:
+            raise ValueError("certificate not signed by the issuer")
+        body = got[1]
+        dev = bytes(body[proto.CERT_ID])
+        self.keys[dev] = bytes(body[proto.CERT_KEY])
+        if body.get(proto.CERT_KIND) == proto.KIND_POS:
+            self.merchant[dev] = bytes(body[proto.CERT_MERCHANT])
+        else:
+            self.limits[dev] = {**proto.DEFAULT_LIMITS, **dict(body.get(proto.CERT_LIMITS) or {})}
+        return dev
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A payment (or transfer) body a wallet signed."""
+
+    wallet: bytes
+    counter: int
+    amount: int
+    payee: bytes
+    kind: int
+    prev: bytes
+    hash: bytes
+    body: bytes
+    env: bytes
+    earmarked: int = 0  # the part an earmarked purse paid (the rest is the main purse's)
+
+    @classmethod
+    def verify(cls, env: bytes, certs: Certs) -> Signed | None:
+        try:
+            arr = cbor2.loads(env)
+            body = cbor2.loads(arr[0])
+            wallet = bytes(body[proto.PAY_WALLET])
+        except (ValueError, TypeError, KeyError, IndexError, cbor2.CBORDecodeError):
+            return None
+        key = certs.keys.get(wallet)
+        got = open_signed(env, proto.TAG_PAYMENT, key) if key else None
+        if got is None:
+            return None
+        bb, b = got
+        try:
+            return cls(wallet, int(b[proto.PAY_COUNTER]), int(b[proto.PAY_AMOUNT]),
+                       bytes(b[proto.PAY_PAYEE]), int(b.get(proto.PAY_KIND, 1)),
+                       bytes(b[proto.PAY_PREV]), hashlib.sha256(bb).digest(), bb, bytes(env),
+                       int(b.get(proto.PAY_EARMARKED, 0)))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def conflict(a: Signed, b: Signed) -> str | None:
+    """Why two wallet-signed bodies cannot both come from an honest card, or None."""
+    if a.wallet != b.wallet or a.body == b.body:
+        return None
+    if a.counter == b.counter:
+        return "same counter"
+    if a.prev == b.prev:
+        return "same chain position"
+    lo, hi = (a, b) if a.counter < b.counter else (b, a)
+    if hi.counter == lo.counter + 1 and hi.prev != lo.hash:
+        return "broken link"
+    return None
+
+
+def verify_proof(env_a: bytes, env_b: bytes, certs: Certs) -> tuple[bool, str]:
+    """A fraud proof judged from its two signed bodies alone."""
+    a, b = Signed.verify(env_a, certs), Signed.verify(env_b, certs)
+    if a is None or b is None:
+        return False, "a body does not verify under the wallet's certified key"
+    why = conflict(a, b)
+    return (why is not None), why or "the two bodies do not conflict"
+
+
+# ---- the card's side of the air --------------------------------------------------------------
+class CardTap:
+    """Stands between a field and a card and shows the oracle every payment the card signs
+    (PAY answered 9000), whether or not the reader ever receives it whole."""
+
+    def __init__(self, card: Any, oracle: Oracle, name: str) -> None:
+        self.card = card
+        self.oracle = oracle
+        self.name = name
+
+    def power_on(self) -> object:
+        return self.card.power_on()
+
+    def process(self, apdu: bytes) -> bytes:
+        resp = self.card.process(apdu)
+        if len(apdu) > 1 and apdu[1] == proto.INS_PAY and resp[-2:] == b"\x90\x00":
+            self.oracle.signed_by_card(resp[:-2], self.name)
+        return resp
+
+
+# ---- attacks as the oracle knows them ---------------------------------------------------------
+@dataclass
+class Attack:
+    """One injected attack. `expect`: "fraud" (must become a fraud case once at the ledger),
+    "harmless" (must change no money and block nothing)."""
+
+    id: str
+    kind: str
+    wallet: bytes  # the attacked / attacking wallet (b"" when none)
+    t: int
+    expect: str = "fraud"
+    bound: int = 0  # its documented loss bound (minor units)
+    hashes: set[bytes] = field(default_factory=set)  # bodies it made a card sign
+    counters: set[int] = field(default_factory=set)
+    note: str = ""
+    reached_at: int | None = None  # sync index when the ledger first held its evidence
+    caught_at: int | None = None  # sync index of the first verified case matching it
+    case: int | None = None
+
+
+@dataclass
+class Violation:
+    sync: int  # index of the sync after which it was seen (-1: the final check)
+    t: int
+    invariant: str
+    detail: str
+
+    def line(self) -> str:
+        when = "final check" if self.sync < 0 else f"after sync #{self.sync} (t={self.t}s)"
+        return f"{self.invariant}: {self.detail} [{when}]"
+
+
+class Oracle:
+    def __init__(self, issuer_key: bytes) -> None:
+        self.certs = Certs(issuer_key)
+        self.deposits = 0
+        self.loads: Counter[tuple[bytes, int]] = Counter()  # (wallet, amount) of source 1 / 3
+        self.signed: dict[bytes, Signed] = {}  # hash -> body, every one a card put out
+        self.signed_t: dict[bytes, int] = {}
+        self.signed_by: dict[bytes, str] = {}  # hash -> card name
+        self.attacks: list[Attack] = []
+        self.attacker_wallets: set[bytes] = set()  # wallets an attacker controls / colludes
+        self.revoked_at: dict[bytes, int] = {}  # wallet -> sync index its case was seen
+        self.revoked_t: dict[bytes, int] = {}  # wallet -> sim time its case was seen
+        self.violations: list[Violation] = []
+        self.syncs = 0
+        self.now = 0
+        self.unverified: list[str] = []  # envelopes a card put out that do not verify
+
+    # -- what happened -----------------------------------------------------------------------
+    def register(self, cert_env: bytes) -> bytes:
+        return self.certs.add(cert_env)
+
+    def deposit(self, amount: int) -> None:
+        self.deposits += int(amount)
+
+    def load(self, wallet: bytes, amount: int) -> None:
+        self.loads[(wallet, int(amount))] += 1
+
+    def signed_by_card(self, env: bytes, name: str) -> Signed | None:
+        s = Signed.verify(bytes(env), self.certs)
+        if s is None:
+            self.unverified.append(f"{name}: {bytes(env).hex()[:32]}...")
+            return None
+        if s.hash not in self.signed:
+            self.signed[s.hash] = s
+            self.signed_t[s.hash] = self.now
+            self.signed_by[s.hash] = name
+        return s
+
+    def attack(self, a: Attack) -> Attack:
+        self.attacks.append(a)
+        if a.wallet and a.expect == "fraud":
+            self.attacker_wallets.add(a.wallet)
+        return a
+
+    def attack_signed(self, a: Attack, s: Signed | None) -> None:
+        if s is not None:
+            a.hashes.add(s.hash)
+            a.counters.add(s.counter)
+
+    def honest(self, wallet: bytes) -> bool:
+        return wallet not in self.attacker_wallets
+
+    def bound(self) -> int:
+        return sum(a.bound for a in self.attacks)
+
+    def _fail(self, invariant: str, detail: str, final: bool = False) -> None:
+        v = Violation(-1 if final else self.syncs, self.now, invariant, detail)
+        if not any(x.invariant == v.invariant and x.detail == v.detail for x in self.violations):
+            self.violations.append(v)
+
+    # -- what a wallet should hold -----------------------------------------------------------
+    def paid_by(self, wallet: bytes) -> int:
+        """What the wallet's main purse paid (earmarked parts are a programme's)."""
+        return sum(s.amount - s.earmarked for s in self.signed.values() if s.wallet == wallet)
+
+    def model(self, wallet: bytes, vouchers: list[list[Any]]) -> int:
+        """What an honest wallet's main purse holds: its verified main-purse vouchers (top-up,
+        release, payroll) minus what its card signed from it."""
+        given = sum(int(v[1]) for v in vouchers if bytes.fromhex(v[0]) == wallet
+                    and int(v[2]) in MAIN_SOURCES)
+        return given - self.paid_by(wallet)
+
+    # -- the checks --------------------------------------------------------------------------
+    def check_ledger(self, view: dict[str, Any], *, final: bool = False) -> None:
+        """Judge a snapshot of the ledger (`LedgerView.read`) against what we saw."""
+        inv, books = view["invariant"], view["books"]
+        fail = lambda name, detail: self._fail(name, detail, final)  # noqa: E731
+
+        # value issued, recomputed from what we deposited
+        if int(inv.get("backed", -1)) != self.deposits:
+            fail("issued", f"the ledger says {inv.get('backed')} backed, we deposited "
+                           f"{self.deposits}")
+        vouchers = books.get("vouchers", [])
+        given = Counter((bytes.fromhex(w), int(a)) for w, a, src, _r, _ap in vouchers
+                        if int(src) in (proto.VSRC_TOPUP, proto.VSRC_PAYROLL))
+        if given != self.loads:
+            extra = given - self.loads
+            missing = self.loads - given
+            fail("vouchers", f"load vouchers differ from the loads asked for: extra "
+                             f"{_fmt(extra)}, missing {_fmt(missing)}")
+        released: dict[tuple[bytes, int], list[bytes]] = defaultdict(list)
+        good_vouchers = [v for v in vouchers if int(v[2]) != proto.VSRC_TRANSFER]
+        for w, a, src, ref, _ap in vouchers:
+            if int(src) != proto.VSRC_TRANSFER:
+                continue
+            h = bytes.fromhex(ref.split(":", 1)[1]) if ref.startswith("transfer:") else b""
+            s = self.signed.get(h)
+            rx = bytes.fromhex(w)
+            if s is None or s.kind != proto.PAYKIND_TRANSFER or s.payee != rx or \
+                    s.amount != int(a):
+                fail("release", f"voucher {ref} of {a} to {w} names no transfer a card signed")
+                continue
+            released[(s.wallet, s.counter)].append(h)
+            good_vouchers.append([w, a, src, ref, _ap])
+            if self.signed_t[h] > self.revoked_t.get(s.wallet, 1 << 62):
+                fail("release", f"transfer {s.wallet.hex()}:{s.counter} signed after the "
+                                f"payer's revocation was known was released")
+        for (w, c), hs in released.items():
+            if len(hs) > 1:
+                fail("release", f"{len(hs)} conflicting transfer bodies of {w.hex()}:{c} "
+                                f"released (at most one may be)")
+
+        # honest wallets keep their value
+        balances = books.get("balances", {})
+        for w in sorted(self.certs.limits):
+            if not self.honest(w):
+                continue
+            acct = int(balances.get(f"wallet:{w.hex()}", 0))
+            model = self.model(w, good_vouchers)
+            if acct < model:
+                fail("honest_wallet", f"wallet {w.hex()}: the ledger holds {acct}, it was given "
+                                      f"{model + self.paid_by(w)} and signed "
+                                      f"{self.paid_by(w)}")
+
+        # spendable value never exceeds what was issued plus the loss bound
+        spendable = int(inv.get("by_kind", {}).get("owner", 0))
+        spendable += sum(int(m.get("credited", 0)) for m in view["merchants"])
+        for w in self.certs.limits:
+            if self.honest(w):
+                spendable += max(0, self.model(w, good_vouchers))
+            else:
+                spendable += int(balances.get(f"wallet:{w.hex()}", 0))
+        if spendable > self.deposits + self.bound():
+            fail("spendable", f"spendable value {spendable} > issued {self.deposits} + loss "
+                              f"bound {self.bound()}")
+
+        # fraud: every attack at the ledger is a verified case within one sync cycle
+        self._check_fraud(view, final)
+
+    def _check_fraud(self, view: dict[str, Any], final: bool) -> None:
+        books = view["books"]
+        stored: dict[bytes, Signed] = {}
+        at_ledger = {bytes.fromhex(p[2]) for p in books.get("payments", [])}
+        cases = []
+        for case in view["fraud"]:
+            ok, why = verify_proof(_b64(case["proof_a"]), _b64(case["proof_b"]), self.certs)
+            case["proof_verified"] = ok
+            case["proof_why"] = why
+            a = Signed.verify(_b64(case["proof_a"]), self.certs)
+            b = Signed.verify(_b64(case["proof_b"]), self.certs)
+            for s in (a, b):
+                if s is not None:
+                    at_ledger.add(s.hash)
+                    stored[s.hash] = s
+            if not ok:
+                self._fail("proof", f"case {case['case']} ({case['kind']}) of {case['wallet']}: "
+                                    f"{why}", final)
+                continue
+            cases.append((case, a, b))
+            w = bytes.fromhex(case["wallet"])
+            if w not in self.revoked_at:
+                self.revoked_at[w] = self.syncs
+                self.revoked_t[w] = self.now
+        for h in at_ledger:
+            if h in self.signed:
+                stored[h] = self.signed[h]
+        by_wallet: dict[bytes, list[Signed]] = defaultdict(list)
+        for s in stored.values():
+            by_wallet[s.wallet].append(s)
+        for atk in self.attacks:
+            if atk.expect != "fraud" or not atk.hashes:
+                continue
+            reached = any(h in at_ledger for h in atk.hashes)
+            if not reached:
+                continue
+            evidence = self._evidence(atk, by_wallet.get(atk.wallet, []), view)
+            if evidence is None:
+                continue  # nothing at the ledger proves it yet (the other copy not synced)
+            if atk.reached_at is None:
+                atk.reached_at = self.syncs
+            if atk.caught_at is None:
+                for case, a, b in cases:
+                    if bytes.fromhex(case["wallet"]) != atk.wallet:
+                        continue
+                    if evidence == "overspent" or {a.counter, b.counter} & atk.counters or \
+                            {a.hash, b.hash} & atk.hashes:
+                        atk.caught_at, atk.case = self.syncs, int(case["case"])
+                        break
+            if atk.caught_at is None and (final or self.syncs > atk.reached_at):
+                self._fail("caught", f"{atk.id} ({atk.kind}) of {atk.wallet.hex()}: its "
+                                     f"{evidence} is at the ledger since sync #{atk.reached_at}, "
+                                     f"no verified fraud case names counters "
+                                     f"{sorted(atk.counters)}", final)
+
+    def _evidence(self, atk: Attack, bodies: list[Signed], view: dict[str, Any]) -> str | None:
+        """What at the ledger proves the attack: two conflicting bodies, or a chain that spends
+        more than the wallet was ever given."""
+        for a in bodies:
+            if a.hash not in atk.hashes:
+                continue
+            for b in bodies:
+                if b is not a and conflict(a, b):
+                    return "double spend"
+        given = sum(int(v[1]) for v in view["books"].get("vouchers", [])
+                    if bytes.fromhex(v[0]) == atk.wallet)  # every purse
+        if sum(b.amount for b in bodies) > given:
+            return "overspent"
+        return None
+
+    def check_hotlist(self, hot_env: bytes, pos_version: int, pos_name: str) -> None:
+        """After a POS sync: its hot list must carry every wallet with a case seen at an
+        earlier sync (the next hot list after the case)."""
+        got = open_signed(hot_env, proto.TAG_HOTLIST, self.certs.issuer_key)
+        if got is None:
+            self._fail("hotlist", "the ledger's hot list does not verify under the issuer key")
+            return
+        body = got[1]
+        listed = {bytes(x) for x in body.get(proto.HOT_REVOKED, [])}
+        version = int(body.get(proto.HOT_VERSION, 0))
+        for w, at in self.revoked_at.items():
+            if at < self.syncs and w not in listed:
+                self._fail("hotlist", f"wallet {w.hex()} has a fraud case since sync #{at}, "
+                                      f"not on hot list v{version}")
+        if self.revoked_at and pos_version < version and any(
+                at < self.syncs for at in self.revoked_at.values()):
+            self._fail("hotlist", f"{pos_name} holds hot list v{pos_version} after its sync, "
+                                  f"the ledger's is v{version}")
+
+
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)
+
+
+def _fmt(c: Counter[tuple[bytes, int]]) -> str:
+    return ", ".join(f"{w.hex()}:{a}x{n}" for (w, a), n in sorted(c.items())) or "none"

@@ -1,0 +1,86 @@
+"""The oracle judges without trusting the system under test: a fraud proof is verified from
+its two signed bodies alone (PyNaCl, the wallet's certified key, a real conflict), whatever
+the ledger calls it."""
+
+from __future__ import annotations
+
+from tapcash.firmware.core import cbor, proto
+from tapcash.firmware.core.hal import Hal
+from tapcash.firmware.wallet.app import WalletApp
+from tapcash.host.issuer import Issuer
+from tapcash.sim.flash import SimFlash
+from tapcash.sim.inproc import DirectLink, SeededRng
+from tapcash.sim.oracle import Certs, Signed, conflict, verify_proof
+from tapcash.sim.provision import make_pair, make_pos, select
+
+
+def _certs(pair) -> Certs:
+    certs = Certs(pair.issuer.public_key)
+    certs.add(select(pair.wallet)[proto.INFO_CERT])
+    return certs
+
+
+def test_a_clone_double_spend_is_a_proof():
+    pair = make_pair(31)
+    clone_flash = SimFlash()
+    clone_flash.restore(pair.wallet_flash.snapshot())
+    clone = WalletApp(Hal(flash=clone_flash, rng=SeededRng(5)))
+    a = pair.pos.take_payment(1000)
+    link2 = DirectLink(clone)
+    pos2, _ = make_pos(pair.issuer, 2, pair.clock, link2)
+    b = pos2.take_payment(700)
+    assert a.approved and b.approved and a.counter == b.counter == 1
+    ok, why = verify_proof(a.payment, b.payment, _certs(pair))
+    assert ok and why == "same counter"
+
+
+def test_two_honest_payments_are_no_proof_whatever_the_label():
+    """Consecutive payments of an honest card: what a ledger mislabelled `chain_break` would
+    hand over. The oracle finds the link intact and refuses it."""
+    pair = make_pair(32)
+    a = pair.pos.take_payment(1000)
+    b = pair.pos.take_payment(500)
+    certs = _certs(pair)
+    assert (Signed.verify(a.payment, certs).counter, Signed.verify(b.payment, certs).counter) \
+        == (1, 2)
+    ok, why = verify_proof(a.payment, b.payment, certs)
+    assert not ok and why == "the two bodies do not conflict"
+    assert not verify_proof(a.payment, a.payment, certs)[0]  # one body twice
+
+
+def test_a_body_not_signed_by_the_certified_key_is_no_proof():
+    pair = make_pair(33)
+    a = pair.pos.take_payment(1000)
+    certs = _certs(pair)
+    body_bytes, _sig = cbor.decode(a.payment)
+    body = cbor.decode(body_bytes)
+    body[proto.PAY_AMOUNT] = 999
+    rogue = Issuer(b"\x01" * 32)
+    forged = proto.seal(proto.TAG_PAYMENT, body, b"\x02" * 32)  # not the wallet's key
+    ok, why = verify_proof(a.payment, forged, certs)
+    assert not ok and "does not verify" in why
+    # a certificate from another issuer is not believed at all
+    other = Certs(rogue.public_key)
+    try:
+        other.add(select(pair.wallet)[proto.INFO_CERT])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a certificate of another issuer was accepted")
+
+
+def test_conflict_kinds():
+    pair = make_pair(34)
+    certs = _certs(pair)
+    image = pair.wallet_flash.snapshot()
+    a = Signed.verify(pair.pos.take_payment(1000).payment, certs)
+    b = Signed.verify(pair.pos.take_payment(400).payment, certs)
+    pair.wallet_flash.restore(image)
+    pair.reboot_wallet()
+    pos2, _ = make_pos(pair.issuer, 2, pair.clock, DirectLink(pair.wallet))
+    c = Signed.verify(pos2.take_payment(300).payment, certs)  # counter 1 again
+    d = Signed.verify(pos2.take_payment(200).payment, certs)  # counter 2, after c
+    assert conflict(a, c) == "same counter"
+    assert conflict(b, d) == "same counter"
+    assert conflict(a, d) == "broken link"  # d follows c, not a
+    assert conflict(a, b) is None and conflict(c, d) is None

@@ -175,7 +175,8 @@ class Adversary:
             dev = self.run.devices.get(name)
             if dev is not None and getattr(dev, "role", "") == "wallet":
                 # what the card itself signed, as it exports it (before any host sees it)
-                for _seq, rec in cbor2.loads(resp[:-2]).get(proto.EXP_RECORDS, []):
+                for _seq, raw in cbor2.loads(resp[:-2]).get(proto.EXP_RECORDS, []):
+                    rec = cbor2.loads(raw) if isinstance(raw, bytes) else raw
                     if rec.get(proto.REC_TYPE) == proto.RT_PAYMENT and rec.get(proto.REC_SIGNED):
                         self.oracle.signed_by_card(bytes(rec[proto.REC_SIGNED]), name)
         if name in self.capturing and ins in (proto.INS_LOAD, proto.INS_APPLY, proto.INS_ACK):

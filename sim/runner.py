@@ -356,6 +356,7 @@ class ScenarioRun:
         if self.client:
             for pr in sc.programs:
                 self.client.deposit(pr.funder, 1, f"programme {pr.name} account")  # creates it
+                self.oracle.deposit(1)
                 self.client.program_create(
                     pr.name, pr.funder, pr.kind, valid_from=sc.start,
                     expires=sc.start + (pr.expires or sc.end),

@@ -26,10 +26,6 @@ EXPECTED_FAIL: dict[str, str] = {
                          "all released (issue #10 audit 1)",
     "extracted_key": "sec-ledger: a clean chain spending beyond what the wallet was given "
                      "opens no fraud case (issue #10 audit 2)",
-    "rogue_reader": "sec-device: unsigned receipts fill the journal and block the sync "
-                    "(issue #10 audit 4)",
-    "sync_host": "sec-device: an ACK covers a record the host substituted; the device prunes "
-                 "a payment the ledger never stored (issue #10 audit 3)",
 }
 
 CI_SEEDS = (1, 2)  # the mixed scenario, every kind in each run

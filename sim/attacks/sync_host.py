@@ -65,7 +65,7 @@ def journal(dev: Any) -> dict[int, bytes]:
         req = cbor2.dumps({proto.EXP_SINCE: since, proto.EXP_MAX: 16}, canonical=True)
         page = cbor2.loads(_call(dev, proto.INS_EXPORT, req, what="EXPORT"))
         for seq, rec in page[proto.EXP_RECORDS]:
-            out[int(seq)] = cbor2.dumps(rec, canonical=True)
+            out[int(seq)] = rec if isinstance(rec, bytes) else cbor2.dumps(rec, canonical=True)
             since = int(seq)
         if not page[proto.EXP_MORE] or not page[proto.EXP_RECORDS]:
             return out

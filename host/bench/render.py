@@ -5,7 +5,7 @@ revision that produced it.
     tapcash bench all --json docs/performance.json             # every registered bench
     tapcash bench all --json docs/performance.json --only sim  # re-run one, keep the others
     tapcash bench render docs/performance.json                 # -> docs/PERFORMANCE.md
-    python -m tapcash.host.bench.render docs/performance.json  # the same
+    python -m tapcash.host.bench render docs/performance.json  # the same, without the CLI
 
 A section is rendered by its bench module's `render(section)` when it has one, otherwise as a
 generic table of its "rows" (any registered bench's JSON renders).
@@ -14,7 +14,6 @@ generic table of its "rows" (any registered bench's JSON renders).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +167,3 @@ def all_command(json_file: Path, only: str, quick: bool) -> None:
         doc["benches"][n] = section
         json_file.write_text(json.dumps(doc, indent=1) + "\n")  # each bench saved as it ends
     click.echo(f"wrote {json_file} ({', '.join(doc['benches'])})")
-
-
-if __name__ == "__main__":  # python -m tapcash.host.bench.render [FILE] [-o OUT]
-    render_command(sys.argv[1:])

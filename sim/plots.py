@@ -6,6 +6,8 @@ exposure.png  offline exposure: value accepted by terminals that the ledger does
 fraud.png     a timeline per attack: when it started, every payment it tried (accepted offline
               or refused by a POS, with the POS's reason), when the ledger opened the case
 sync_lag.png  time from a payment to the ledger, and card-in-field time as a distribution
+programmes.png (runs with programmes) each programme's flow from the ledger's books: funded =
+              spent / released + refunded + outstanding, and its earmarked spending over time
               against the card schemes' 500 ms budget
 
 Every figure is drawn for the size it is written at (dpi 100): bars always fit the axes, an axis
@@ -49,6 +51,7 @@ def write_plots(log: RunLog, out: Path) -> list[Path]:
         ("exposure.png", exposure_figure),
         ("fraud.png", fraud_figure),
         ("sync_lag.png", lag_figure),
+        *((("programmes.png", programmes_figure),) if log.scenario.programs else ()),
     ):
         fig = fn(plt, log)
         path = Path(out) / name
@@ -170,6 +173,64 @@ def exposure_figure(plt: Any, log: RunLog) -> Any:
     ax.set_ylabel("accepted offline, not at the ledger (major units)")
     ax.set_title(_title(log, "Offline exposure"))
     ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+# ---- programmes ------------------------------------------------------------------------------
+FLOW = (("used", "#2a9d8f", "spent / released to merchants"), ("refunded", "#e9c46a",
+        "refunded to the funder"), ("outstanding", "#8ab17d", "outstanding on cards"))
+
+
+def programme_of(log: RunLog, p: PayRecord) -> str:
+    """The programme whose purse paid part of a payment: the one whose POS took it."""
+    n = int(p.pos.split("-")[1]) if p.pos.startswith("pos-") else 0
+    for pr in log.scenario.programs:
+        if n in pr.pos:
+            return pr.name
+    return ""
+
+
+def programmes_figure(plt: Any, log: RunLog) -> Any:
+    reports = {r["program"]: r for r in log.ledger.get("programs", [])}
+    names = [pr.name for pr in log.scenario.programs if pr.name in reports]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 1.6 + 0.9 * max(1, len(names))))
+    for i, name in enumerate(names):
+        r = reports[name]
+        parts = {"used": r["spent"] + r["released"], "refunded": r["refunded"],
+                 "outstanding": r["outstanding"]}
+        left = 0.0
+        for key, color, label in FLOW:
+            width = parts[key] / 100
+            ax.barh(i, width, left=left, color=color, label=label if i == 0 else None)
+            left += width
+        ax.plot([r["funded"] / 100], [i], "k|", markersize=22, label="funded" if i == 0 else None)
+    ax.set_yticks(range(len(names)), [f"{n} ({reports[n]['kind']})" for n in names])
+    funded = max([reports[n]["funded"] for n in names] or [100])
+    ax.set_xlim(0, funded / 100 * 1.15)
+    ax.set_ylim(-0.6, len(names) - 0.4 + 1.0)  # headroom for the legend
+    ax.set_xlabel("major units")
+    ax.set_title("Where every unit went (the ledger's books)")
+    ax.legend(loc="upper right", fontsize=8, ncol=2)
+    end = log.scenario.end
+    for name in names:
+        pts = sorted((p.t, p.earmarked) for p in log.payments
+                     if p.status == "approved" and p.earmarked and programme_of(log, p) == name)
+        xs, ys, total = [0.0], [0.0], 0
+        for t, e in pts:
+            total += e
+            xs.append(_hours(t))
+            ys.append(total / 100)
+        xs.append(_hours(end))
+        ys.append(total / 100)
+        ax2.step(xs, ys, where="post", label=name)
+    ax2.set_xlim(0, _hours(end))
+    ax2.set_xlabel("hours since start")
+    ax2.set_ylabel("earmarked value paid (major units)")
+    ax2.set_title("Purse payments over time")
+    if names:
+        ax2.legend(loc="upper left", fontsize=8)
+    fig.suptitle(_title(log, "Programmes"))
     fig.tight_layout()
     return fig
 

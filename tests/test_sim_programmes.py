@@ -93,3 +93,30 @@ def test_micropython_vm_pays_from_purses_byte_for_byte(run, tmp_path) -> None:
         return d
 
     assert comparable(s_mp) == comparable(s)
+
+
+def test_programmes_plot_draws_the_books(run, tmp_path) -> None:
+    """The bars of programmes.png are the ledger's figures; the curves end at the earmarked
+    value the run's own payment records add up to."""
+    from tapcash.sim import plots
+
+    sc, log, s = run
+    plt = plots._plt()
+    fig = plots.programmes_figure(plt, log)
+    try:
+        ax, ax2 = fig.axes[:2]
+        reports = {r["program"]: r for r in s["programmes"]}
+        bars = [round(p.get_width() * 100) for p in ax.patches]
+        want = []
+        for pr in sc.programs:
+            r = reports[pr.name]
+            want += [r["spent"] + r["released"], r["refunded"], r["outstanding"]]
+        assert bars == want
+        ends = {ln.get_label(): round(ln.get_ydata()[-1] * 100) for ln in ax2.get_lines()}
+        for pr in sc.programs:
+            assert ends[pr.name] == sum(p.earmarked for p in log.payments
+                                        if p.status == "approved" and p.earmarked
+                                        and plots.programme_of(log, p) == pr.name)
+    finally:
+        plt.close(fig)
+    assert "programmes.png" in {p.name for p in plots.write_plots(log, tmp_path)}

@@ -151,13 +151,9 @@ def payroll(csv_file, url: str, token: str, payer: str, reference: str) -> None:
         try:
             res = lc.payroll(payer, csv_file.read(), reference)
         except LedgerHTTPError as e:
-            detail = e.detail
-            if isinstance(detail, dict):
-                click.echo(detail.get("error", "refused"), err=True)
-                for line in detail.get("lines", []):
-                    click.echo(f"  line {line['line']}: {line['error']}", err=True)
-            else:
-                click.echo(f"refused ({e.status}): {detail}", err=True)
+            click.echo(f"refused ({e.status}): {e.detail}", err=True)
+            for line in e.problem.get("lines", []):
+                click.echo(f"  line {line['line']}: {line['error']}", err=True)
             sys.exit(1)
     click.echo(f"payroll {res['reference']}: {len(res['vouchers'])} wallets, total "
                f"{res['total']}, payer balance {res['payer_balance']}")

@@ -1,82 +1,63 @@
 """HTTP API of the ledger (FastAPI). Routes are thin: parse, call the Ledger, render.
 
-Device batches (`POST /v1/ingest`) are authenticated by the signatures they carry; operator
-routes need `Authorization: Bearer <token>` (compared in constant time); the hot list, the
-issuer key and health are public. Every refusal is a 4xx with `{"detail": ...}` and changes
-nothing. docs/LEDGER.md lists the routes; /openapi.json and /docs publish the schema.
+Device batches (`POST /v1/ingest`) and a device's pending updates are authenticated by the
+device's own signature (host/ledger/auth.py); operator routes need `Authorization: Bearer
+<token>`, checked before the body is read; the hot list, the issuer key and health are public.
+Bodies are limited in size before they are read (1 MiB, 16 MiB for ingest), parsed strictly
+(host/ledger/models.py), and every refusal is an RFC 9457 problem details body with a 4xx
+status that changes nothing (host/ledger/problems.py). docs/LEDGER.md lists the routes;
+/openapi.json and /docs publish the schema, with every status each route can answer.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tapcash.host.issuer import Issuer
 
+from . import models as M
 from . import reports
+from .auth import STATUS_HEADER, OperatorAuth, authenticate_device
 from .codec import b64d, parse_id
 from .db import Database
-from .errors import LedgerError
 from .ingest import ingest
-from .service import Ledger
+from .limits import BodyLimit
+from .problems import install_problem_handlers, responses
+from .service import Ledger, need_device
 
 API_VERSION = "1"
+BODY_MAX = 1 << 20  # bytes of a request body (operator routes)
+INGEST_BODY_MAX = 16 << 20  # bytes of one uploaded batch (20,000 records at most)
+
+DeviceId = Annotated[str, PathParam(pattern="^[0-9a-fA-F]{16}$",
+                                    description="device id, 16 hex digits")]
+Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
+_bearer = HTTPBearer(auto_error=False, description="the operator token")
 
 
-# ---- request bodies ----------------------------------------------------------------------
-class RegisterIn(BaseModel):
-    cert: str = Field(description="issuer-signed certificate envelope, base64")
-    owner: str | None = Field(None, description="wallets: the owner's online account name")
+def operator(_cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """Operator routes: the token itself is checked by the OperatorAuth middleware, before the
+    body is read; this dependency marks the route (and documents the security scheme)."""
 
 
-class DepositIn(BaseModel):
-    amount: int = Field(gt=0, description="minor units")
-    reference: str = Field("", max_length=200)
+OP = [Depends(operator)]
 
 
-class LoadIn(BaseModel):
-    amount: int = Field(gt=0, description="minor units")
-    reference: str = Field("", max_length=200)
-    owner: str | None = Field(None, description="payer account; default: the wallet's owner")
+def _csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> Response:
+    return PlainTextResponse(reports.to_csv(rows, columns), media_type="text/csv")
 
 
-class PayrollIn(BaseModel):
-    payer: str = Field(description="owner account paying the payroll")
-    reference: str = Field(description="unique per payroll batch: a second upload is refused")
-    csv: str = Field(description="lines `wallet id hex, amount`; optional header; # comments")
+def _rows(rows: list[dict[str, Any]], format: str) -> Any:
+    return _csv(rows) if format == "csv" else rows
 
 
-class RecordIn(BaseModel):
-    seq: int = Field(description="journal sequence number on the device")
-    record: str = Field(description="CBOR of the journal record map, base64")
-
-
-class IngestIn(BaseModel):
-    device: str = Field(description="id of the device whose journal this is, 16 hex digits")
-    records: list[RecordIn] = Field(default_factory=list)
-    status: str = Field(description="device-signed status envelope closing the export, base64")
-
-
-class RevokeIn(BaseModel):
-    reason: str = Field("operator", max_length=200)
-
-
-class RenewIn(BaseModel):
-    expires: int | None = Field(None, description="unix seconds; default two years from now")
-    limits: dict[int, int] | None = Field(None, description="wallet limits to change (LIM_*)")
-
-
-class SettleIn(BaseModel):
-    reference: str = Field("", max_length=200)
-
-
-# ---- app ---------------------------------------------------------------------------------
 def create_app(ledger: Ledger, token: str) -> FastAPI:
     if not token:
         raise ValueError("an operator token is required")
@@ -84,120 +65,191 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         title="tapcash ledger",
         version=API_VERSION,
         description="Online ledger of tapcash: device registration, loads, journal ingest "
-        "with double-spend detection, hot lists, settlement and reports. See docs/LEDGER.md.",
+        "with double-spend detection, hot lists, settlement and reports. Errors are RFC 9457 "
+        "problem details. See docs/LEDGER.md.",
     )
     app.state.ledger = ledger
-    expected = ("Bearer " + token).encode()
+    install_problem_handlers(app)
+    # Added last = runs first: the token is checked, then the body is read (up to its limit).
+    app.add_middleware(BodyLimit, limit_for=lambda path: INGEST_BODY_MAX
+                       if path == "/v1/ingest" else BODY_MAX)
+    app.add_middleware(
+        OperatorAuth, token=token, routes=lambda: app.router.routes,
+        needs_operator=lambda r: any(d.dependency is operator
+                                     for d in getattr(r, "dependencies", [])),
+    )
 
-    def operator(authorization: Annotated[str | None, Header()] = None) -> None:
-        got = (authorization or "").encode()
-        if not hmac.compare_digest(got, expected):
-            raise LedgerError(401, "operator token required (Authorization: Bearer ...)")
-
-    op = [Depends(operator)]
-
-    @app.exception_handler(LedgerError)
-    def _ledger_error(_request: Request, exc: LedgerError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-
-    def fmt(rows: Any, format: str, columns: list[str] | None = None) -> Response:
-        if format == "csv":
-            return PlainTextResponse(reports.to_csv(rows, columns), media_type="text/csv")
-        if format != "json":
-            raise LedgerError(400, "format: json or csv")
-        return JSONResponse(rows)
+    def op_json(tags: list[str] | None = None) -> dict[str, Any]:
+        return {"dependencies": OP, "tags": tags or ["operator"]}
 
     # -- public
-    @app.get("/v1/health", tags=["public"])
+    @app.get("/v1/health", tags=["public"], response_model=M.HealthOut)
     def health() -> dict[str, Any]:
         return {"ok": True, "db": ledger.db.dialect}
 
-    @app.get("/v1/issuer", tags=["public"])
+    @app.get("/v1/issuer", tags=["public"], response_model=M.IssuerOut)
     def issuer_info() -> dict[str, Any]:
         return ledger.issuer_info()
 
-    @app.get("/v1/hotlist", tags=["public"])
+    @app.get("/v1/hotlist", tags=["public"], response_model=M.HotlistOut,
+             responses=responses(503))
     def hotlist() -> dict[str, Any]:
         return ledger.hotlist()
 
-    # -- devices
-    @app.post("/v1/ingest", tags=["devices"])
-    def ingest_batch(body: IngestIn) -> dict[str, Any]:
-        """Upload one EXPORT of a device's journal; returns a signed ack and pending updates."""
-        return ingest(ledger, parse_id(body.device, "device"),
-                      [r.model_dump() for r in body.records], body.status)
+    # -- devices (authenticated by their own signatures)
+    @app.post("/v1/ingest", tags=["devices"], response_model=M.IngestOut,
+              responses=responses(400, 403, 409, 413, 415, 422))
+    def ingest_batch(body: M.IngestIn) -> dict[str, Any]:
+        """Upload one EXPORT of a device's journal; returns a signed ack and pending updates.
+        Authenticated by the status envelope, signed by the device."""
+        dev_id = parse_id(body.device, "device")
+        authenticate_device(ledger, dev_id, body.status, fresh=False)
+        return ingest(ledger, dev_id, [r.model_dump() for r in body.records], body.status)
 
-    @app.get("/v1/devices/{device_id}/pending", tags=["devices"])
-    def pending(device_id: str) -> dict[str, Any]:
-        """Vouchers not yet applied and the latest update for a device (signed objects are
-        only useful to that device, so this is public)."""
-        return ledger.pending(parse_id(device_id, "device"))
+    @app.get("/v1/devices/{device_id}/pending", tags=["devices"], response_model=M.PendingOut,
+             responses=responses(401, 403, 422))
+    def pending(
+        device_id: DeviceId,
+        status: Annotated[str | None, Header(alias=STATUS_HEADER, description=(
+            "base64 of the device-signed status envelope of its last EXPORT"))] = None,
+    ) -> dict[str, Any]:
+        """Vouchers not yet applied and the updates for a device, read only. The device
+        authenticates: its signed status, no older than the last one the ledger holds."""
+        dev_id = parse_id(device_id, "device")
+        authenticate_device(ledger, dev_id, status, fresh=True)
+        return ledger.db.read(lambda tx: ledger.pending_in(tx, need_device(tx, dev_id)))
 
     # -- operator
-    @app.post("/v1/devices", tags=["operator"], dependencies=op)
-    def register(body: RegisterIn) -> dict[str, Any]:
+    @app.get("/v1/whoami", response_model=M.WhoamiOut, responses=responses(401), **op_json())
+    def whoami() -> dict[str, Any]:
+        """200 when the bearer token is the operator token (tools check it with this)."""
+        return {"role": "operator", "db": ledger.db.dialect}
+
+    @app.post("/v1/devices", response_model=M.DeviceOut,
+              responses=responses(400, 401, 409, 413, 415, 422), **op_json())
+    def register(body: M.RegisterIn) -> dict[str, Any]:
         return ledger.register(b64d(body.cert, "cert"), body.owner)
 
-    @app.get("/v1/devices/{device_id}", tags=["operator"], dependencies=op)
-    def device(device_id: str) -> dict[str, Any]:
+    @app.get("/v1/devices", response_model=list[M.DeviceOut], responses=responses(401),
+             **op_json())
+    def devices(kind: Annotated[Literal["wallet", "pos"] | None, Query()] = None
+                ) -> list[dict[str, Any]]:
+        return ledger.db.read(lambda tx: reports.devices(tx, kind))
+
+    @app.get("/v1/devices/{device_id}", response_model=M.DeviceOut,
+             responses=responses(401, 404, 422), **op_json())
+    def device(device_id: DeviceId) -> dict[str, Any]:
         return ledger.device(parse_id(device_id, "device"))
 
-    @app.post("/v1/devices/{device_id}/revoke", tags=["operator"], dependencies=op)
-    def revoke(device_id: str, body: RevokeIn) -> dict[str, Any]:
+    @app.post("/v1/devices/{device_id}/revoke", response_model=M.RevokeOut,
+              responses=responses(401, 404, 413, 415, 422), **op_json())
+    def revoke(device_id: DeviceId, body: M.RevokeIn) -> dict[str, Any]:
         return ledger.revoke(parse_id(device_id, "device"), body.reason)
 
-    @app.post("/v1/devices/{device_id}/renew", tags=["operator"], dependencies=op)
-    def renew(device_id: str, body: RenewIn) -> dict[str, Any]:
-        return ledger.renew(parse_id(device_id, "device"), body.expires, body.limits)
+    @app.post("/v1/devices/{device_id}/reinstate", response_model=M.RevokeOut,
+              responses=responses(401, 404, 409, 413, 415, 422), **op_json())
+    def reinstate(device_id: DeviceId, body: M.ReinstateIn) -> dict[str, Any]:
+        """Take a revoked device off the hot list (409 for a wallet with fraud cases unless
+        `force`)."""
+        return ledger.reinstate(parse_id(device_id, "device"), body.reason, body.force)
 
-    @app.post("/v1/owners/{owner}/deposit", tags=["operator"], dependencies=op)
-    def deposit(owner: str, body: DepositIn) -> dict[str, Any]:
+    @app.post("/v1/devices/{device_id}/renew", response_model=M.RenewOut,
+              responses=responses(400, 401, 404, 409, 413, 415, 422), **op_json())
+    def renew(device_id: DeviceId, body: M.RenewIn) -> dict[str, Any]:
+        limits = None if body.limits is None else {int(k): v for k, v in body.limits.items()}
+        return ledger.renew(parse_id(device_id, "device"), body.expires, limits)
+
+    @app.get("/v1/owners", response_model=list[M.OwnerRow], responses=responses(401),
+             **op_json())
+    def owners() -> list[dict[str, Any]]:
+        return ledger.db.read(reports.owners)
+
+    @app.post("/v1/owners/{owner}/deposit", response_model=M.DepositOut,
+              responses=responses(400, 401, 409, 413, 415, 422), **op_json())
+    def deposit(owner: str, body: M.DepositIn) -> dict[str, Any]:
         return ledger.deposit(owner, body.amount, body.reference)
 
-    @app.get("/v1/owners/{owner}", tags=["operator"], dependencies=op)
+    @app.get("/v1/owners/{owner}", response_model=M.OwnerOut,
+             responses=responses(400, 401, 404), **op_json())
     def owner_info(owner: str) -> dict[str, Any]:
         return ledger.owner(owner)
 
-    @app.post("/v1/wallets/{wallet_id}/load", tags=["operator"], dependencies=op)
-    def load(wallet_id: str, body: LoadIn) -> dict[str, Any]:
+    @app.post("/v1/wallets/{wallet_id}/load", response_model=M.LoadOut,
+              responses=responses(400, 401, 404, 409, 413, 415, 422), **op_json())
+    def load(wallet_id: DeviceId, body: M.LoadIn) -> dict[str, Any]:
         return ledger.load(parse_id(wallet_id, "wallet"), body.amount, body.reference,
                            body.owner)
 
-    @app.post("/v1/payroll", tags=["operator"], dependencies=op)
-    def payroll(body: PayrollIn) -> dict[str, Any]:
+    @app.post("/v1/payroll", response_model=M.PayrollOut,
+              responses=responses(400, 401, 404, 409, 413, 415, 422), **op_json())
+    def payroll(body: M.PayrollIn) -> dict[str, Any]:
         return ledger.payroll(body.payer, body.csv, body.reference)
 
-    @app.post("/v1/merchants/{merchant_id}/settle", tags=["operator"], dependencies=op)
-    def settle(merchant_id: str, body: SettleIn) -> dict[str, Any]:
+    @app.post("/v1/merchants/{merchant_id}/settle", response_model=M.SettleOut,
+              responses=responses(401, 404, 409, 413, 415, 422), **op_json())
+    def settle(merchant_id: DeviceId, body: M.SettleIn) -> dict[str, Any]:
         return ledger.settle(parse_id(merchant_id, "merchant"), body.reference)
 
-    @app.get("/v1/invariant", tags=["operator"], dependencies=op)
+    @app.get("/v1/invariant", response_model=M.InvariantOut, responses=responses(401, 500),
+             **op_json())
     def invariant() -> JSONResponse:
+        """The books' invariant; 500 only when the books themselves are broken."""
         inv = ledger.invariant()
         return JSONResponse(inv, status_code=200 if inv["ok"] else 500)
 
-    @app.get("/v1/reports/wallets/{wallet_id}", tags=["reports"], dependencies=op)
-    def wallet_statement(wallet_id: str, format: str = Query("json")) -> Response:
-        st = ledger.db.read(lambda tx: reports.wallet_statement(tx, parse_id(wallet_id,
-                                                                             "wallet")))
-        if format == "csv":
-            return fmt(st["lines"], "csv",
-                       ["posting", "kind", "ref", "counterparty", "amount", "balance", "at"])
-        return fmt(st, format)
+    # -- reports (json or csv)
+    csv_ok = {200: {"content": {"text/csv": {}}}}
 
-    @app.get("/v1/reports/books", tags=["reports"], dependencies=op)
+    @app.get("/v1/reports/wallets/{wallet_id}", response_model=M.StatementOut,
+             responses=responses(401, 404, 422) | csv_ok, **op_json(tags=["reports"]))
+    def wallet_statement(wallet_id: DeviceId, format: Format = "json") -> Any:
+        wid = parse_id(wallet_id, "wallet")
+        st = ledger.db.read(lambda tx: reports.wallet_statement(tx, wid))
+        if format == "csv":
+            return _csv(st["lines"], ["posting", "kind", "ref", "counterparty", "amount",
+                                      "balance", "at"])
+        return st
+
+    @app.get("/v1/reports/books", response_model=M.BooksOut, responses=responses(401),
+             **op_json(tags=["reports"]))
     def books() -> dict[str, Any]:
         return ledger.db.read(reports.books)
 
-    @app.get("/v1/reports/{name}", tags=["reports"], dependencies=op)
-    def report(name: str, format: str = Query("json")) -> Response:
-        """merchants | settlements | fraud | refused | set_aside | accounts"""
-        return fmt(ledger.db.read(lambda tx: reports.report(tx, name)), format)
+    def report_route(name: str, row: type, doc: str) -> None:
+        def route(format: Format = "json") -> Any:
+            return _rows(ledger.db.read(lambda tx: reports.report(tx, name)), format)
+
+        route.__doc__ = doc
+        app.get(f"/v1/reports/{name}", response_model=list[row], name=f"report_{name}",
+                responses=responses(401, 422) | csv_ok, **op_json(tags=["reports"]))(route)
+
+    report_route("merchants", M.MerchantRow, "Per merchant: credited, settled, owed.")
+    report_route("settlements", M.SettlementRow, "Every settlement paid out.")
+    report_route("fraud", M.FraudRow, "Fraud cases with both wallet-signed proofs.")
+    report_route("refused", M.RefusedRow, "Payments outside the rules, credited to nobody.")
+    report_route("accounts", M.AccountRow, "Every account and its balance.")
+    report_route("set_aside", M.SetAsideRow, "Journal records kept as evidence instead of "
+                 "refusing their batch.")
 
     from . import programs_routes
 
-    app.include_router(programs_routes.router(ledger, op))
+    app.include_router(programs_routes.router(ledger, OP),
+                       responses=responses(400, 401, 404, 409, 413, 415, 422))
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    from .problems import fix_openapi
+
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        spec = get_openapi(title=app.title, version=app.version, description=app.description,
+                           routes=app.routes)
+        app.openapi_schema = fix_openapi(spec)
+    return app.openapi_schema
 
 
 # ---- configuration from the environment (uvicorn --factory, several workers) -------------
@@ -214,3 +266,4 @@ def app_from_env() -> FastAPI:
                                                                                      "8")))
     issuer = Issuer.load(Path(os.environ[ENV_KEY]))
     return create_app(Ledger(db, issuer), os.environ[ENV_TOKEN])
+

@@ -24,10 +24,14 @@ from tapcash.firmware.core import cbor, proto
 
 
 class LedgerHTTPError(Exception):
-    def __init__(self, status: int, detail: Any) -> None:
+    """A refusal: HTTP `status`, the reason `detail` (a string) and the whole RFC 9457 problem
+    details body (`problem`: extension members such as a payroll's `lines`)."""
+
+    def __init__(self, status: int, detail: Any, problem: dict[str, Any] | None = None) -> None:
         super().__init__(f"{status}: {detail}")
         self.status = status
         self.detail = detail
+        self.problem = problem or {"status": status, "detail": detail}
 
 
 def _b64(data: bytes) -> str:
@@ -92,6 +96,16 @@ def export_to_batch(pages: Iterable[bytes | dict]) -> tuple[list[tuple[int, byte
     return records, status
 
 
+def _refusal(r: httpx.Response) -> LedgerHTTPError:
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return LedgerHTTPError(r.status_code, r.text.strip() or r.reason_phrase)
+    return LedgerHTTPError(r.status_code, body.get("detail"), body)
+
+
 class LedgerClient:
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -110,14 +124,11 @@ class LedgerClient:
 
     # ---- plumbing ----------------------------------------------------------------------
     def _call(self, method: str, path: str, json: Any = None,
-              params: dict[str, Any] | None = None) -> Any:
-        r = self._http.request(method, path, json=json, params=params)
+              params: dict[str, Any] | None = None,
+              headers: dict[str, str] | None = None) -> Any:
+        r = self._http.request(method, path, json=json, params=params, headers=headers)
         if r.status_code >= 400:
-            try:
-                detail = r.json().get("detail")
-            except ValueError:
-                detail = r.text
-            raise LedgerHTTPError(r.status_code, detail)
+            raise _refusal(r)
         if r.headers.get("content-type", "").startswith("text/csv"):
             return r.text
         return r.json()
@@ -168,15 +179,21 @@ class LedgerClient:
         records, status = export_to_batch(pages)
         return self.ingest(device_id, records, status)
 
-    def pending(self, device_id: bytes) -> Pending:
-        d = self._call("GET", f"/v1/devices/{device_id.hex()}/pending")
+    def pending(self, device_id: bytes, status: bytes) -> Pending:
+        """Vouchers and updates waiting for a device (read only). `status` is the device-signed
+        status envelope of its last EXPORT: the device authenticates itself with it."""
+        d = self._call("GET", f"/v1/devices/{device_id.hex()}/pending",
+                       headers={"X-Tapcash-Status": _b64(status)})
         return Pending(bytes.fromhex(d["device"]),
                        [base64.b64decode(v["voucher"]) for v in d["vouchers"]],
                        [base64.b64decode(u) for u in d["updates"]], d["update_number"])
 
     # ---- operator ----------------------------------------------------------------------
     def register(self, cert: bytes, owner: str | None = None) -> dict[str, Any]:
-        return self._call("POST", "/v1/devices", json={"cert": _b64(cert), "owner": owner})
+        body: dict[str, Any] = {"cert": _b64(cert)}
+        if owner is not None:
+            body["owner"] = owner
+        return self._call("POST", "/v1/devices", json=body)
 
     def device(self, device_id: bytes) -> dict[str, Any]:
         return self._call("GET", f"/v1/devices/{device_id.hex()}")
@@ -185,10 +202,29 @@ class LedgerClient:
         return self._call("POST", f"/v1/devices/{device_id.hex()}/revoke",
                           json={"reason": reason})
 
+    def reinstate(self, device_id: bytes, reason: str = "operator",
+                  force: bool = False) -> dict[str, Any]:
+        return self._call("POST", f"/v1/devices/{device_id.hex()}/reinstate",
+                          json={"reason": reason, "force": force})
+
+    def devices(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/devices", params={"kind": kind} if kind else None)
+
+    def owners(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/owners")
+
+    def check_token(self) -> None:
+        """Raise LedgerHTTPError (401) unless the token is the operator token."""
+        self._call("GET", "/v1/whoami")
+
     def renew(self, device_id: bytes, expires: int | None = None,
               limits: dict[int, int] | None = None) -> dict[str, Any]:
-        return self._call("POST", f"/v1/devices/{device_id.hex()}/renew",
-                          json={"expires": expires, "limits": limits})
+        body: dict[str, Any] = {}
+        if expires is not None:
+            body["expires"] = expires
+        if limits is not None:
+            body["limits"] = {str(k): v for k, v in limits.items()}
+        return self._call("POST", f"/v1/devices/{device_id.hex()}/renew", json=body)
 
     def deposit(self, owner: str, amount: int, reference: str = "") -> dict[str, Any]:
         return self._call("POST", f"/v1/owners/{owner}/deposit",
@@ -200,8 +236,10 @@ class LedgerClient:
     def load(self, wallet_id: bytes, amount: int, reference: str = "",
              owner: str | None = None) -> bytes:
         """Issue the wallet's next top-up voucher; returns the voucher envelope."""
-        d = self._call("POST", f"/v1/wallets/{wallet_id.hex()}/load",
-                       json={"amount": amount, "reference": reference, "owner": owner})
+        body: dict[str, Any] = {"amount": amount, "reference": reference}
+        if owner is not None:
+            body["owner"] = owner
+        d = self._call("POST", f"/v1/wallets/{wallet_id.hex()}/load", json=body)
         return base64.b64decode(d["voucher"])
 
     def payroll(self, payer: str, csv_text: str, reference: str) -> dict[str, Any]:
@@ -214,9 +252,12 @@ class LedgerClient:
 
     def invariant(self) -> dict[str, Any]:
         r = self._http.get("/v1/invariant")
-        if r.status_code not in (200, 500) or "ok" not in r.json():
-            raise LedgerHTTPError(r.status_code, r.text)
-        return r.json()
+        if r.status_code not in (200, 500):
+            raise _refusal(r)
+        body = r.json()
+        if "ok" not in body:
+            raise _refusal(r)
+        return body
 
     def report(self, name: str, format: str = "json") -> Any:
         """merchants | settlements | fraud | refused | set_aside | accounts; format json or csv."""

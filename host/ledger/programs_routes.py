@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from . import programs
 from .errors import LedgerError
+from .models import In
 from .service import Ledger
 
 
-class ProgramIn(BaseModel):
+class ProgramIn(In):  # strict, like every request body
     name: str = Field(description="programme name (its id is derived from it)")
     funder: str = Field(description="owner account that funds it and gets refunds")
     kind: str = Field(description="subsidy | prepaid")
@@ -25,7 +26,7 @@ class ProgramIn(BaseModel):
     unit: int = Field(0, ge=0, description="unit price: purses pay whole units (0: any)")
 
 
-class ProgramLoadIn(BaseModel):
+class ProgramLoadIn(In):
     reference: str = Field(description="unique per load: a second upload is refused")
     csv: str = Field(description="lines `wallet id hex, amount`; optional header; # comments")
 

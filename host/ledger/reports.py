@@ -14,7 +14,7 @@ from . import postings as P
 from .codec import b64e
 from .db import Tx
 from .errors import LedgerError
-from .service import need_device
+from .service import DEVICE_COLS, device_dict, need_device, public_device
 
 
 def to_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
@@ -166,6 +166,27 @@ def books(tx: Tx) -> dict[str, Any]:
         "acked": {bytes(i).hex(): int(a or 0)
                   for i, a in tx.all("SELECT id, acked_upto FROM devices ORDER BY id")},
     }
+
+
+def devices(tx: Tx, kind: str | None = None) -> list[dict[str, Any]]:
+    where, params = "", ()
+    if kind is not None:
+        where, params = " WHERE kind = ?", (proto.KIND_WALLET if kind == "wallet"
+                                            else proto.KIND_POS,)
+    out = []
+    for row in tx.all(f"SELECT {DEVICE_COLS} FROM devices{where} ORDER BY id", params):
+        d = device_dict(row)
+        out.append(public_device(d) | {"registered_at": int(d["registered_at"])})
+    return out
+
+
+def owners(tx: Tx) -> list[dict[str, Any]]:
+    counts = {o: int(n) for o, n in tx.all("SELECT owner, COUNT(*) FROM devices "
+                                           "WHERE owner IS NOT NULL GROUP BY owner")}
+    return [{"owner": n, "balance": int(b), "wallets": counts.get(n, 0), "created_at": int(t)}
+            for n, b, t in tx.all("SELECT o.name, a.balance, o.created_at FROM owners o "
+                                  "JOIN accounts a ON a.name = 'owner:' || o.name "
+                                  "ORDER BY o.name")]
 
 
 REPORTS = {

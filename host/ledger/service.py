@@ -17,7 +17,7 @@ from tapcash.firmware.core import proto
 from tapcash.host.issuer import Issuer
 
 from . import postings as P
-from .codec import b64e, check_amount, env_bytes
+from .codec import MONEY_MAX, b64e, check_amount, env_bytes
 from .db import Database, Tx
 from .errors import LedgerError
 from .migrations import LATEST, current_version
@@ -304,14 +304,25 @@ class Ledger:
             raise LedgerError(400, "reference: 1-64 characters, unique per payroll batch")
         lines: list[tuple[int, bytes, int]] = []
         errors: list[dict[str, Any]] = []
-        for lineno, row in enumerate(csv.reader(io.StringIO(csv_text)), start=1):
+        bare_cr = csv_text.replace("\r\n", "\n").find("\r")
+        if bare_cr >= 0:
+            line = csv_text[:bare_cr].replace("\r\n", "\n").count("\n") + 1
+            raise LedgerError(400, {"error": "payroll refused: nothing was loaded",
+                                    "lines": [{"line": line, "error": "a bare CR: lines end "
+                                               "with LF or CRLF"}]})
+        try:
+            rows = list(csv.reader(io.StringIO(csv_text, newline="")))
+        except csv.Error as e:  # e.g. a bare CR inside a line
+            raise LedgerError(400, f"payroll csv: {e}") from None
+        for lineno, row in enumerate(rows, start=1):
             if not row or all(not c.strip() for c in row) or row[0].strip().startswith("#"):
                 continue
             if len(row) != 2:
                 errors.append({"line": lineno, "error": "expected 2 fields: wallet id, amount"})
                 continue
             wid_text, amt_text = row[0].strip(), row[1].strip()
-            if lineno == 1 and not amt_text.isdigit():
+            ascii_digits = amt_text.isascii() and amt_text.isdigit()  # not '²' or '٣'
+            if lineno == 1 and not ascii_digits:
                 continue  # header line
             try:
                 wid = bytes.fromhex(wid_text)
@@ -320,7 +331,7 @@ class Ledger:
             except ValueError:
                 errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
                 continue
-            if not amt_text.isdigit() or int(amt_text) <= 0:
+            if not ascii_digits or not 0 < int(amt_text) <= MONEY_MAX:
                 errors.append({"line": lineno,
                                "error": f"amount {amt_text!r} is not a positive integer"})
                 continue
@@ -391,6 +402,25 @@ class Ledger:
             changed = self.revoke_in(tx, device_id, reason or "operator")
             version = self._publish_hotlist(tx) if changed else self._hotlist_version(tx)
             return {"device": device_id.hex(), "revoked": True, "changed": changed,
+                    "hotlist_version": version}
+
+        return self.db.write(tx_fn)
+
+    def reinstate(self, device_id: bytes, reason: str, force: bool = False) -> dict[str, Any]:
+        """Take a revoked device off the hot list (a new version is signed). A wallet with fraud
+        cases stays revoked unless `force`: the operator then takes the risk knowingly."""
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([device_id])
+            need_device(tx, device_id)
+            if not force and tx.one("SELECT 1 FROM fraud_cases WHERE wallet = ?", (device_id,)):
+                raise LedgerError(409, f"device {device_id.hex()} has fraud cases: reinstate "
+                                       "it only knowingly (force)")
+            cur = tx.execute("UPDATE devices SET revoked = 0, revoked_at = NULL, "
+                             "revoke_reason = ? WHERE id = ? AND revoked = 1",
+                             ("reinstated: " + (reason or "operator")[:180], device_id))
+            changed = cur.rowcount == 1
+            version = self._publish_hotlist(tx) if changed else self._hotlist_version(tx)
+            return {"device": device_id.hex(), "revoked": False, "changed": changed,
                     "hotlist_version": version}
 
         return self.db.write(tx_fn)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from tapcash.host.device.errors import LedgerRefused, LedgerUnreachable
-from tapcash.host.ledger.client import IngestResult, LedgerClient, LedgerHTTPError
+from tapcash.host.ledger.client import IngestResult, LedgerClient, LedgerHTTPError, Pending
 
 from .outbox import Batch
 
@@ -27,6 +27,27 @@ class LedgerLink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def pending(self, device: bytes, status: bytes) -> Pending:
+        """What waits for the device (read only), the device authenticating with its status."""
+        try:
+            res = self._client.pending(device, status)
+        except Exception as e:  # noqa: BLE001 - sorted by _failure
+            raise self._failure(e, "refused the pending request") from None
+        if res.device != device:
+            raise LedgerRefused("ledger answered for another device")
+        return res
+
+    def _failure(self, e: Exception, what: str) -> Exception:
+        if isinstance(e, LedgerHTTPError):
+            if e.status >= 500 or e.status in (408, 429):
+                return LedgerUnreachable(f"ledger {self.url} failed ({e.status}): {e.detail}")
+            return LedgerRefused(f"ledger {what} ({e.status}): {e.detail}")
+        if isinstance(e, httpx.TransportError):
+            return LedgerUnreachable(f"ledger {self.url} unreachable: {e}")
+        if isinstance(e, ValueError | KeyError | TypeError):
+            return LedgerRefused(f"ledger {self.url} answered something unreadable: {e}")
+        return e
 
     def submit(self, batch: Batch) -> IngestResult:
         try:

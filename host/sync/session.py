@@ -5,7 +5,9 @@
     3. EXPORT every record the device still holds (it prunes only on ACK), in pages.
     4. Write the batch to the outbox, durably, BEFORE anything else sees it.
     5. Upload it; the ledger answers with a signed ACK, the latest update and the vouchers
-       not yet applied (unreachable ledger: stop here, the batch waits in the outbox).
+       not yet applied (unreachable ledger: stop here, the batch waits in the outbox). A wallet
+       with nothing to upload asks instead what waits for it (`GET .../pending`, read only,
+       authenticated by the wallet's signed status) and needs no ACK.
     6. APPLY the update, LOAD the vouchers in order (6916 = applied by an earlier run).
     7. ACK last: only now may the device prune what the ledger holds.
     8. Delete the outbox entries the ack covers.
@@ -42,6 +44,8 @@ class Ledger(Protocol):
     url: str
 
     def submit(self, batch: Batch) -> IngestResult: ...
+
+    def pending(self, device: bytes, status: bytes) -> Any: ...
 
 
 class Progress(Protocol):
@@ -222,6 +226,19 @@ def sync_device(
     for _round in range(MAX_ROUNDS):
         res.rounds += 1
         batch, spooled = _export_and_spool(dev, info, outbox, progress, page_records, clock, res)
+        if not batch.records and info.kind == proto.KIND_WALLET and hasattr(ledger, "pending"):
+            # Nothing to upload: ask what waits for the wallet (read only, no ACK needed).
+            progress.stage("asking the ledger")
+            try:
+                waiting = ledger.pending(info.id, batch.status)
+            except LedgerUnreachable as e:
+                res.outcome = "spooled"
+                res.message = e.message
+                return _finish(res, transport, t0)
+            loaded = _deliver(dev, res, waiting.updates, waiting.vouchers, sent_updates)
+            if not loaded:
+                break
+            continue
         progress.stage("uploading")
         try:
             reply = ledger.submit(batch)
@@ -239,33 +256,8 @@ def sync_device(
         res.ledger_result["hotlist_version"] = reply.hotlist_version
 
         progress.stage("updating the device")
-        # Every pending update, oldest first: a renewed certificate travels only in the update
-        # minted for the renewal, and later updates (synced counter, hot list) do not repeat it.
-        for update in reply.updates or ([reply.update] if reply.update else []):
-            if update in sent_updates:
-                continue
-            sent_updates.add(update)
-            try:
-                applied = dev.apply(update)
-            except DeviceRefused as e:
-                res.warnings.append(e.message)
-                continue
-            if applied:
-                res.update = "applied"
-                res.updates_applied += 1
-            elif res.update is None:
-                res.update = "already applied"
-        loaded = 0
-        for voucher in reply.vouchers:
-            try:
-                if dev.load(voucher):
-                    loaded += 1
-                else:
-                    res.vouchers_already += 1
-            except DeviceRefused as e:
-                res.warnings.append(f"{e.message}; the rest stay pending at the ledger")
-                break
-        res.vouchers_loaded += loaded
+        loaded = _deliver(dev, res, reply.updates or ([reply.update] if reply.update else []),
+                          reply.vouchers, sent_updates)
 
         progress.stage("acknowledging")
         dev.ack(reply.ack)
@@ -282,6 +274,39 @@ def sync_device(
     res.outcome = "synced"
     res.message = "synced"
     return _finish(res, transport, t0)
+
+
+def _deliver(dev: Device, res: SyncResult, updates: list[bytes], vouchers: list[bytes],
+             sent_updates: set[bytes]) -> int:
+    """APPLY every pending update, oldest first (a renewed certificate travels only in the
+    update minted for the renewal, and later updates do not repeat it), then LOAD the vouchers
+    in order. Returns the vouchers loaded now."""
+    for update in updates:
+        if update in sent_updates:
+            continue
+        sent_updates.add(update)
+        try:
+            applied = dev.apply(update)
+        except DeviceRefused as e:
+            res.warnings.append(e.message)
+            continue
+        if applied:
+            res.update = "applied"
+            res.updates_applied += 1
+        elif res.update is None:
+            res.update = "already applied"
+    loaded = 0
+    for voucher in vouchers:
+        try:
+            if dev.load(voucher):
+                loaded += 1
+            else:
+                res.vouchers_already += 1
+        except DeviceRefused as e:
+            res.warnings.append(f"{e.message}; the rest stay pending at the ledger")
+            break
+    res.vouchers_loaded += loaded
+    return loaded
 
 
 def _export_and_spool(

@@ -1,0 +1,114 @@
+"""Who may call what, decided before a request body is read.
+
+* Operator routes: `Authorization: Bearer <token>`, compared in constant time. Checked by an
+  ASGI middleware from the headers alone, so a stranger's body is never read or parsed (and the
+  body size limit of the app applies after). A missing token and a wrong one are told apart.
+* Device routes: the device itself signs. `POST /v1/ingest` carries its signed status; `GET
+  /v1/devices/{id}/pending` carries one in the `X-Tapcash-Status` header (base64 of the status
+  envelope of the device's last EXPORT). Both are verified against the device's registered key
+  (from its issuer-signed certificate); a pending request must not be older than the last
+  status the ledger holds from the device. An unknown device, a bad signature and a stale status
+  get the same 403, so a stranger learns nothing, not even whether an id exists.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tapcash.firmware.core import proto
+
+from .codec import b64d, open_env
+from .errors import PROBLEM_TYPE, LedgerError, problem
+from .service import Ledger, get_device
+
+STATUS_HEADER = "X-Tapcash-Status"
+DEVICE_AUTH_FAILED = "device authentication failed"
+
+
+def _verify(pk: bytes, tag: bytes, body: bytes, sig: bytes) -> bool:
+    from nacl.bindings import crypto_sign_open
+    from nacl.exceptions import BadSignatureError
+
+    try:
+        crypto_sign_open(sig + tag + body, pk)
+    except BadSignatureError:
+        return False
+    return True
+
+
+def authenticate_device(ledger: Ledger, device_id: bytes, status_b64: str | None,
+                        *, fresh: bool) -> dict[str, Any]:
+    """The device record when `status_b64` is a status envelope signed by that device (and, with
+    `fresh`, not older than the last one the ledger stored); else one uniform 401/403."""
+    if not status_b64:
+        raise LedgerError(401, f"device authentication required: send the device-signed status "
+                               f"of its last EXPORT in {STATUS_HEADER}")
+    try:
+        env = b64d(status_b64, "status")
+        body_bytes, body, sig = open_env(env, "status")
+    except LedgerError:
+        raise LedgerError(403, DEVICE_AUTH_FAILED) from None
+    dev = ledger.db.read(lambda tx: get_device(tx, device_id))
+    if (dev is None or body.get(proto.ST_DEVICE) != device_id
+            or not _verify(dev["pubkey"], proto.TAG_STATUS, body_bytes, sig)):
+        raise LedgerError(403, DEVICE_AUTH_FAILED)
+    if fresh and dev["last_status"]:
+        _b, last, _s = open_env(bytes(dev["last_status"]), "stored status")
+        seq = body.get(proto.ST_SEQ)
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < last.get(proto.ST_SEQ, 0):
+            raise LedgerError(403, DEVICE_AUTH_FAILED)
+    return dev
+
+
+class OperatorAuth:
+    """ASGI middleware: routes for which `needs_operator(route)` is true answer 401 unless the
+    request bears the operator token; nothing of the body is read before that."""
+
+    def __init__(self, app: ASGIApp, *, token: str, routes: Callable[[], list[Any]],
+                 needs_operator: Callable[[Any], bool]) -> None:
+        self.app = app
+        self.expected = ("Bearer " + token).encode()
+        self.routes = routes
+        self.needs_operator = needs_operator
+
+    def _protected(self, scope: Scope) -> bool:
+        for route in self.routes():
+            match, _child = route.matches(scope)
+            if match == Match.FULL:
+                return self.needs_operator(route)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._protected(scope):
+            await self.app(scope, receive, send)
+            return
+        got = b""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                got = value
+                break
+        if hmac.compare_digest(got, self.expected):
+            await self.app(scope, receive, send)
+            return
+        if not got:
+            detail = "operator token required (Authorization: Bearer <token>)"
+        elif not got.startswith(b"Bearer "):
+            detail = "operator token: use the scheme `Authorization: Bearer <token>`"
+        else:
+            detail = "operator token is wrong"
+        await send_problem(send, 401, detail, headers=[(b"www-authenticate", b"Bearer")])
+
+
+async def send_problem(send: Send, status: int, detail: str,
+                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(problem(status, detail)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", PROBLEM_TYPE.encode()),
+                            (b"content-length", str(len(body)).encode())] + (headers or [])})
+    await send({"type": "http.response.body", "body": body})

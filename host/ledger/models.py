@@ -1,0 +1,365 @@
+"""The HTTP API's request and response bodies (pydantic, strict).
+
+Requests are strict: `"7"` and `true` are not amounts, `true` is not a seq, unknown fields are
+refused, strings carry no lone surrogates, every integer has the range the ledger can store.
+Responses are typed too, so /openapi.json describes exactly what each route answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .codec import MONEY_MAX
+
+TIME_MAX = (1 << 32) - 1  # unix seconds a certificate may carry (year 2106)
+LIMIT_MAX = MONEY_MAX
+SEQ_MAX = MONEY_MAX
+
+
+def _no_surrogates(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_surrogates)]
+Amount = Annotated[int, Field(gt=0, le=MONEY_MAX, description="minor units")]
+Money = Annotated[int, Field(description="minor units")]
+Hex16 = Annotated[str, Field(pattern="^[0-9a-f]{16}$", description="8-byte id, 16 hex digits")]
+B64 = Annotated[str, Field(description="base64 of CBOR bytes")]
+
+
+class In(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Out(BaseModel):
+    # Answers may grow fields (other work adds them): they pass through, typed ones are checked.
+    model_config = ConfigDict(extra="allow")
+
+
+# ---- request bodies ----------------------------------------------------------------------
+class RegisterIn(In):
+    cert: Text = Field(description="issuer-signed certificate envelope, base64", max_length=4096)
+    owner: Text | None = Field(None, max_length=64,
+                               description="wallets: the owner's online account name")
+
+
+class DepositIn(In):
+    amount: Amount
+    reference: Text = Field("", max_length=200)
+
+
+class LoadIn(In):
+    amount: Amount
+    reference: Text = Field("", max_length=200)
+    owner: Text | None = Field(None, max_length=64,
+                               description="payer account; default: the wallet's owner")
+
+
+class PayrollIn(In):
+    payer: Text = Field(description="owner account paying the payroll", max_length=64)
+    reference: Text = Field(description="unique per payroll batch: a second upload is refused",
+                            min_length=1, max_length=64)
+    csv: Text = Field(description="lines `wallet id hex, amount`; optional header; # comments",
+                      max_length=1 << 20)
+
+
+class RecordIn(In):
+    seq: int = Field(ge=1, le=SEQ_MAX, description="journal sequence number on the device")
+    record: Text = Field(description="CBOR of the journal record map, base64", max_length=65536)
+
+
+class IngestIn(In):
+    device: Text = Field(description="id of the device whose journal this is, 16 hex digits",
+                         max_length=64)
+    records: list[RecordIn] = Field(default_factory=list, max_length=20000)
+    status: Text = Field(description="device-signed status envelope closing the export, base64",
+                         max_length=4096)
+
+
+class RevokeIn(In):
+    reason: Text = Field("operator", max_length=200)
+
+
+class ReinstateIn(In):
+    reason: Text = Field("operator", max_length=200)
+    force: bool = Field(False, description="reinstate even a wallet with fraud cases")
+
+
+class RenewIn(In):
+    expires: int | None = Field(None, ge=1, le=TIME_MAX,
+                                description="unix seconds; default two years from now")
+    limits: dict[Annotated[str, Field(pattern="^[0-9]{1,3}$")],
+                 Annotated[int, Field(ge=0, le=LIMIT_MAX)]] | None = Field(
+        None, description='wallet limits to change: {"<LIM_* number>": value}')
+
+
+class SettleIn(In):
+    reference: Text = Field("", max_length=200)
+
+
+# ---- responses ---------------------------------------------------------------------------
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+class HealthOut(Out):
+    ok: bool
+    db: str
+
+
+class WhoamiOut(Out):
+    role: Literal["operator"]
+    db: str
+
+
+class IssuerOut(Out):
+    key_id: str
+    public_key: str
+
+
+class HotlistOut(Out):
+    version: int
+    issued: int
+    revoked: list[str]
+    envelope: B64
+
+
+class VoucherOut(Out):
+    number: int
+    amount: Money
+    source: int
+    voucher: B64
+
+
+class PendingOut(Out):
+    device: Hex16
+    vouchers: list[VoucherOut]
+    updates: list[B64]
+    update: B64 | None
+    update_number: int
+
+
+class IngestOut(PendingOut):
+    upto: int
+    ack: B64
+    accepted: int
+    duplicates: int
+    conflicts: int
+    refused: int
+    released: int
+    loss: Money
+    revoked: list[str]
+    hotlist_version: int
+
+
+class DeviceOut(Out):
+    id: Hex16
+    kind: Literal["wallet", "pos"]
+    public_key: str
+    cert: B64
+    serial: int
+    expires: int
+    revoked: bool
+    revoked_at: int | None
+    revoke_reason: str | None
+    acked_upto: int
+    next_update: int
+    owner: str | None = None
+    limits: dict[str, int] | None = None
+    next_voucher: int | None = None
+    vouchers_applied: int | None = None
+    synced_counter: int | None = None
+    merchant: Hex16 | None = None
+    registered_at: int | None = None
+
+
+class RevokeOut(Out):
+    device: Hex16
+    revoked: bool
+    changed: bool
+    hotlist_version: int
+
+
+class RenewOut(Out):
+    device: Hex16
+    serial: int
+    cert: B64
+    update: B64 | None
+
+
+class DepositOut(Out):
+    owner: str
+    balance: Money
+    ref: str
+
+
+class OwnerOut(Out):
+    owner: str
+    balance: Money
+    wallets: list[Hex16]
+
+
+class OwnerRow(Out):
+    owner: str
+    balance: Money
+    wallets: int
+    created_at: int
+
+
+class LoadOut(Out):
+    wallet: Hex16
+    number: int
+    amount: Money
+    voucher: B64
+    owner_balance: Money
+
+
+class PayrollLine(Out):
+    line: int
+    wallet: Hex16
+    number: int
+    amount: Money
+    voucher: B64
+
+
+class PayrollOut(Out):
+    reference: str
+    payer: str
+    total: Money
+    vouchers: list[PayrollLine]
+    payer_balance: Money
+
+
+class SettleOut(Out):
+    merchant: Hex16
+    amount: Money
+    settlement: int | None
+    reference: str
+
+
+class AccountBalance(Out):
+    account: str
+    balance: Money
+
+
+class Mismatch(Out):
+    account: str
+    balance: Money
+    from_postings: Money
+
+
+class InvariantOut(Out):
+    ok: bool
+    issued: Money
+    backed: Money
+    fraud_loss: Money
+    held: Money
+    by_kind: dict[str, Money]
+    negative: list[AccountBalance]
+    mismatched: list[Mismatch]
+    postings: int
+
+
+class MerchantRow(Out):
+    merchant: Hex16
+    credited: Money
+    settled: Money
+    owed: Money
+    of_which_guaranteed: Money
+    payments: int
+
+
+class SettlementRow(Out):
+    settlement: int
+    merchant: Hex16
+    amount: Money
+    reference: str
+    at: int
+
+
+class FraudRow(Out):
+    case: int
+    wallet: Hex16
+    kind: str
+    counter: int
+    proof_a: B64
+    proof_b: B64
+    amount_b: Money
+    credited_b: str | None
+    loss: Money
+    detected_at: int
+    via: Hex16
+
+
+class RefusedRow(Out):
+    wallet: Hex16
+    counter: int
+    amount: Money
+    payee: Hex16
+    status: str
+    envelope: B64
+
+
+class SetAsideRow(Out):
+    device: Hex16
+    seq: int
+    type: int | None
+    reason: str
+    record: B64
+    at: int
+
+
+class AccountRow(Out):
+    account: str
+    kind: str
+    balance: Money
+
+
+class StatementLine(Out):
+    posting: int
+    kind: str
+    ref: str
+    counterparty: str
+    amount: Money
+    balance: Money
+    at: int
+
+
+class Reported(Out):
+    seq: int | None
+    counter: int | None
+    balance: Money | None
+    pending: Money | None
+    vouchers_applied: int | None
+
+
+class StatementOut(Out):
+    wallet: Hex16
+    owner: str | None
+    revoked: bool
+    balance: Money
+    staged: Money
+    vouchers_unapplied: Money
+    expected_device_balance: Money
+    reported: Reported | None
+    lines: list[StatementLine]
+
+
+class BooksOut(Out):
+    balances: dict[str, Money]
+    payments: list[list[Any]]
+    fraud_cases: list[list[Any]]
+    vouchers: list[list[Any]]
+    revoked: list[Hex16]
+    acked: dict[str, int]

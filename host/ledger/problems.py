@@ -1,0 +1,129 @@
+"""One error path for the whole API: every failure becomes an RFC 9457 problem details body.
+
+* LedgerError (the ledger's refusals): its status and reason.
+* Schema errors: 422 with `errors: [{loc, msg, type}]`, never echoing the input (a CBOR body,
+  a lone surrogate or a NaN cannot be rendered back, and needs not be); a body that is not
+  JSON is 415.
+* Starlette's HTTP errors (404 no such route, 405, 413 body too large): their status.
+* The database unreachable: 503. Anything else: 500 with a generic reason (and the traceback in
+  the server log) — a bug, which the test suite's fuzzing is there to find.
+
+`responses(...)` declares a route's error statuses in the OpenAPI document and `fix_openapi`
+gives them the problem media type and the bearer scheme its name.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from .errors import PROBLEM_TYPE, LedgerError, problem, title_of
+from .models import Problem
+
+log = logging.getLogger("tapcash.ledger")
+
+
+def _safe(text: object) -> str:
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def problem_response(status: int, detail: object, headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    return JSONResponse(problem(status, detail, **extra), status_code=status,
+                        media_type=PROBLEM_TYPE, headers=headers)
+
+
+def _is_json(content_type: str) -> bool:
+    base = content_type.split(";", 1)[0].strip().lower()
+    return base == "application/json" or (base.startswith("application/")
+                                           and base.endswith("+json"))
+
+
+def _db_down(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return "unable to open" in str(exc) or "disk I/O" in str(exc)
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:  # pragma: no cover - both are dependencies
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LedgerError)
+    def _ledger(_r: Request, exc: LedgerError) -> JSONResponse:
+        return problem_response(exc.status, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [x if isinstance(x, int) else _safe(x) for x in e.get("loc", ())],
+                   "msg": _safe(e.get("msg", "")), "type": _safe(e.get("type", ""))}
+                  for e in exc.errors()]
+        ctype = request.headers.get("content-type", "")
+        if any(e["loc"][:1] == ["body"] for e in errors) and ctype and not _is_json(ctype):
+            return problem_response(415, "request body: Content-Type must be application/json")
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"])
+        return problem_response(422, f"{where}: {first['msg']}" if where else first["msg"],
+                                errors=errors)
+
+    @app.exception_handler(HTTPException)
+    def _http(_r: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else title_of(exc.status_code)
+        return problem_response(exc.status_code, detail, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    def _any(request: Request, exc: Exception) -> JSONResponse:
+        if _db_down(exc):
+            log.error("database unavailable: %s", exc)
+            return problem_response(503, "database unavailable, try again later")
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal error (logged by the ledger)")
+
+
+_PHRASES = {
+    400: "malformed input, bad signature",
+    401: "credentials missing or wrong",
+    403: "device authentication failed",
+    404: "no such device, owner, merchant or route",
+    409: "conflicts with the ledger's state",
+    413: "request body too large",
+    415: "request body is not JSON",
+    422: "request does not match the schema",
+    500: "the books are broken",
+    503: "not ready (database unavailable, no hot list yet)",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": Problem, "description": _PHRASES.get(c, title_of(c))} for c in codes}
+
+
+def fix_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """Error answers are `application/problem+json`; the bearer scheme is named for what it
+    carries; FastAPI's own 422 schema (HTTPValidationError) is replaced by Problem."""
+    for path in spec.get("paths", {}).values():
+        for op in path.values():
+            for code, resp in op.get("responses", {}).items():
+                content = resp.get("content")
+                if int(code) >= 400 and content and "application/json" in content:
+                    resp["content"] = {PROBLEM_TYPE: {"schema": {
+                        "$ref": "#/components/schemas/Problem"}}}
+    schemes = spec.get("components", {}).get("securitySchemes", {})
+    if "HTTPBearer" in schemes:
+        schemes["operatorToken"] = schemes.pop("HTTPBearer")
+        for path in spec["paths"].values():
+            for op in path.values():
+                if "security" in op:
+                    op["security"] = [{"operatorToken": []} if "HTTPBearer" in s else s
+                                      for s in op["security"]]
+    for name in ("HTTPValidationError", "ValidationError"):
+        spec.get("components", {}).get("schemas", {}).pop(name, None)
+    return spec

@@ -1,0 +1,53 @@
+"""The sync tool asks a wallet's waiting vouchers through `GET /v1/devices/{id}/pending` when the
+wallet has nothing to upload (issue #11): read only, authenticated by the wallet's signed
+status; the LOAD it journals is uploaded in the next round as usual."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sync_world as sw
+
+from tapcash.host.sync.ledger_link import LedgerLink
+from tapcash.host.sync.outbox import Outbox
+
+
+class CountingLink(LedgerLink):
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.calls: list[str] = []
+
+    def pending(self, device: bytes, status: bytes) -> Any:
+        self.calls.append("pending")
+        return super().pending(device, status)
+
+    def submit(self, batch: Any) -> Any:
+        self.calls.append(f"ingest {len(batch.records)}")
+        return super().submit(batch)
+
+
+def test_empty_wallet_sync_asks_pending_then_uploads_the_load(tmp_path: Path) -> None:
+    world = sw.make_world(3)
+    server = sw.LedgerServer(tmp_path / "ledger.db", world.issuer).start()
+    lc = server.client()
+    try:
+        sw.register(world, lc)
+        lc.load(sw.W1, 2500, "first")
+        books = lc.books()
+        with CountingLink(server.url, server.token) as link:
+            res = sw.pty_sync(world.wallet(), link, Outbox(tmp_path / "outbox"))
+            assert res.outcome == "synced" and res.vouchers_loaded == 1
+            assert link.calls == ["pending", "ingest 1"]
+            assert lc.books() != books  # the ingest round stored the LOAD record
+            # Nothing waiting and nothing to upload: one read-only request, books unchanged.
+            link.calls.clear()
+            books = lc.books()
+            res = sw.pty_sync(world.wallet(), link, Outbox(tmp_path / "outbox"))
+            assert res.outcome == "synced" and res.vouchers_loaded == 0
+            assert link.calls == ["pending"]
+            assert lc.books() == books
+        assert lc.invariant()["ok"]
+    finally:
+        lc.close()
+        server.stop()

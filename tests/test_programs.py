@@ -115,7 +115,7 @@ def test_subsidy_load_pay_split_report(world: PWorld) -> None:
     # a bad line refuses the whole load
     with pytest.raises(LedgerHTTPError) as e:
         w.client.program_load("bus-2026", f"{a.id.hex()},10\nzz,5\n", "feb")
-    assert e.value.status == 400 and e.value.detail["lines"][0]["line"] == 2
+    assert e.value.status == 400 and e.value.problem["lines"][0]["line"] == 2
     w.sync(a)  # the card gets its purse voucher at its sync
     w.sync(b)
     assert purses_on(a) == [(bytes.fromhex(prog["id"]), 3000)]

@@ -14,7 +14,6 @@ the ledger, so the same seed gives the same run.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import random
@@ -46,7 +45,7 @@ from tapcash.sim.device import (
 )
 from tapcash.sim.field import BIT_US_106, AirModel, ComputeModel, Field, TapRecord
 from tapcash.sim.inproc import SimClock
-from tapcash.sim.oracle import CardTap, Oracle, verify_proof
+from tapcash.sim.oracle import CardTap, Oracle
 from tapcash.sim.scenario import Event, Scenario, build_schedule
 
 PUK = b"12345678"
@@ -748,10 +747,9 @@ class ScenarioRun:
         c = self.client
         self.adv.final()  # the oracle's last look (verifies every case's proof on its own)
         fraud = c.report("fraud")
+        books_now = c.books()
         for case in fraud:
-            case["proof_verified"], case["proof_why"] = verify_proof(
-                base64.b64decode(case["proof_a"]), base64.b64decode(case["proof_b"]),
-                self.oracle.certs)
+            case["proof_verified"], case["proof_why"] = self.oracle.judge_case(case, books_now)
         programs: list[dict[str, Any]] = []
         if self.sc.programs:
             c.program_sweep()  # the books at expiry

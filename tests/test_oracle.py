@@ -84,3 +84,35 @@ def test_conflict_kinds():
     assert conflict(b, d) == "same counter"
     assert conflict(a, d) == "broken link"  # d follows c, not a
     assert conflict(a, b) is None and conflict(c, d) is None
+
+
+def test_an_overspend_case_is_verified_against_value_recomputed():
+    """No two bodies conflict in a clean chain signed with an extracted key; the oracle
+    verifies such a case from the signed chain against the vouchers the wallet was given."""
+    import base64
+
+    from tapcash.sim.attacks.base import card_state
+    from tapcash.sim.attacks.extracted import RogueCard
+    from tapcash.sim.oracle import Oracle
+
+    pair = make_pair(35, balance=1000)
+    oracle = Oracle(pair.issuer.public_key)
+    oracle.register(select(pair.wallet)[proto.INFO_CERT])
+    rogue = RogueCard(card_state(pair.wallet_flash.snapshot()))
+    pair.link.tap(rogue)
+    envs = []
+    for amount in (800, 900):  # 1,700 from a card given 1,000
+        r = pair.pos.take_payment(amount)
+        assert r.approved
+        envs.append(r.payment)
+        oracle.signed_by_card(r.payment, "rogue")
+    books = {"vouchers": [[pair.wallet_id.hex(), 1000, proto.VSRC_TOPUP, "first", 1]]}
+    case = {"proof_a": base64.b64encode(envs[0]).decode(),
+            "proof_b": base64.b64encode(envs[1]).decode()}
+    ok, why = oracle.judge_case(case, books)
+    assert ok and "spends 1700 of 1000" in why
+    # the same two bodies from a wallet that was given enough are no proof of anything
+    books["vouchers"][0][1] = 5000
+    assert oracle.judge_case(case, books) == (False, "the two bodies do not conflict; nor does "
+                                                     "the chain overspend what the wallet was "
+                                                     "given")

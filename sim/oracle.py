@@ -137,6 +137,51 @@ def conflict(a: Signed, b: Signed) -> str | None:
     return None
 
 
+def _journal_chain(value: bytes, first_seq: int, record_hashes: list[bytes]) -> bytes:
+    """The journal hash chain of PROTOCOL.md §2.8 (SHA-256(tag || prev || seq u32 || record
+    hash)), computed here from its definition."""
+    for i, rh in enumerate(record_hashes):
+        value = hashlib.sha256(proto.TAG_JOURNAL + value + (first_seq + i).to_bytes(4, "big")
+                               + rh).digest()
+    return value
+
+
+def verify_rollback(env_a: bytes, env_b: bytes, evidence: bytes | None,
+                    certs: Certs) -> tuple[bool, str]:
+    """A rollback proof: two statuses signed by one certified device that cannot lie on one
+    honest journal (the higher one's chain, walked back to the lower seq, differs from the
+    lower one's digest, or agrees while a wallet's counter or vouchers applied went down)."""
+    bodies = []
+    for env in (env_a, env_b):
+        try:
+            dev = bytes(cbor2.loads(cbor2.loads(env)[0])[proto.ST_DEVICE])
+        except (ValueError, TypeError, KeyError, IndexError, cbor2.CBORDecodeError):
+            return False, "a status does not decode"
+        got = open_signed(env, proto.TAG_STATUS, certs.keys.get(dev, b"\0" * 32))
+        if got is None:
+            return False, "a status does not verify under the device's certified key"
+        bodies.append(got[1])
+    a, b = bodies
+    if a.get(proto.ST_DEVICE) != b.get(proto.ST_DEVICE) or evidence is None:
+        return False, "statuses of two devices, or no chain evidence"
+    try:
+        ev = cbor2.loads(evidence)
+        seq, link, path = int(ev[0]), bytes(ev[1]), [bytes(x) for x in ev[2]]
+    except (ValueError, TypeError, KeyError, IndexError, cbor2.CBORDecodeError):
+        return False, "chain evidence does not decode"
+    if seq != a.get(proto.ST_SEQ) or seq + len(path) != b.get(proto.ST_SEQ):
+        return False, "chain evidence does not span the two statuses"
+    if _journal_chain(link, seq + 1, path) != b.get(proto.ST_DIGEST):
+        return False, "chain evidence does not lead to the higher status's digest"
+    if link != a.get(proto.ST_DIGEST):
+        return True, "two journal histories signed by one device"
+    for k in (proto.ST_COUNTER, proto.ST_LOADS):
+        x, y = a.get(k), b.get(k)
+        if type(x) is int and type(y) is int and y < x:
+            return True, "the card's counter or vouchers went down along one journal"
+    return False, "the two statuses lie on one honest journal"
+
+
 def verify_proof(env_a: bytes, env_b: bytes, certs: Certs) -> tuple[bool, str]:
     """A fraud proof judged from its two signed bodies alone."""
     a, b = Signed.verify(env_a, certs), Signed.verify(env_b, certs)
@@ -345,6 +390,9 @@ class Oracle:
         signed it, spends more than all the wallet's main-purse vouchers, or its signed
         balance plus that spend claims more than they add up to."""
         env_a, env_b = _b64(case["proof_a"]), _b64(case["proof_b"])
+        if case.get("kind") == "rollback" or case.get("evidence"):
+            ev = case.get("evidence")
+            return verify_rollback(env_a, env_b, _b64(ev) if ev else None, self.certs)
         ok, why = verify_proof(env_a, env_b, self.certs)
         if ok:
             return ok, why
@@ -411,6 +459,11 @@ class Oracle:
             if atk.caught_at is None:
                 for case, a, b in cases:
                     if bytes.fromhex(case["wallet"]) != atk.wallet:
+                        continue
+                    if a is None or b is None:  # a rollback case: two statuses of the card
+                        if atk.kind.startswith("rollback"):
+                            atk.caught_at, atk.case = self.syncs, int(case["case"])
+                            break
                         continue
                     if evidence == "overspent" or {a.counter, b.counter} & atk.counters or \
                             {a.hash, b.hash} & atk.hashes:

@@ -70,6 +70,16 @@ def test_a_status_without_its_records_after_a_rollback_is_a_rollback_case(world:
     a, b, ev = (base64.b64decode(case[k]) for k in ("proof_a", "proof_b", "evidence"))
     assert verify_rollback(cert[proto.CERT_KEY], a, b, ev)
     assert not verify_rollback(cert[proto.CERT_KEY], a, b, ev[:-1])
+    # the simulator's oracle, which shares no code with the ledger, agrees (sim/oracle.py)
+    from tapcash.sim.oracle import Certs
+    from tapcash.sim.oracle import verify_rollback as oracle_rollback
+
+    certs = Certs(world.issuer.public_key)
+    certs.add(pv.select(w.app)[proto.INFO_CERT])
+    assert oracle_rollback(a, b, ev, certs) == (True, "two journal histories signed by one "
+                                                      "device")
+    assert not oracle_rollback(a, b, ev[:-1], certs)[0]
+    assert not oracle_rollback(b, a, ev, certs)[0]
     assert world.client.hotlist().revoked == [w.id]
     # the card kept its evidence; uploaded later, it is a double spend as well
     res = world.client.ingest(w.id, world.export(w, since=0)[0], status)

@@ -24,11 +24,24 @@ world = lw.world
 def test_deposits_past_the_maximum_are_refused_and_the_books_stay_exact(world: World) -> None:
     """Found: three deposits of the largest amount overflowed the 64-bit balance (SQLite stored
     a REAL, `ledger check` crashed; PostgreSQL answered 500)."""
-    world.client.deposit("big", MONEY_MAX - 10)
+    # Over HTTP an amount is at most 2^53 - 1 (exact in any JSON parser): more is a 422.
+    from tapcash.host.ledger.models import AMOUNT_MAX
+
+    with pytest.raises(LedgerHTTPError) as e:
+        world.client.deposit("big", AMOUNT_MAX + 1)
+    assert e.value.status == 422
+    # The ledger itself (and ingest) takes amounts up to MONEY_MAX: sums are checked there.
+    from tapcash.host.ledger.errors import LedgerError
+
+    led = world.ledger
+    led.deposit("big", MONEY_MAX - 10)
     for owner in ("big", "other", "big", "other"):  # the owner's balance, the issuer's total
-        with pytest.raises(LedgerHTTPError) as e:
-            world.client.deposit(owner, 11 if owner == "other" else MONEY_MAX)
-        assert e.value.status == 409 and "maximum" in str(e.value.detail)
+        with pytest.raises(LedgerError) as le:
+            led.deposit(owner, 11 if owner == "other" else MONEY_MAX)
+        assert le.value.status == 409 and "maximum" in str(le.value.detail)
+    with pytest.raises(LedgerHTTPError) as e:
+        world.client.deposit("other", 11)
+    assert e.value.status == 409 and "maximum" in str(e.value.detail)
     world.client.deposit("other", 10)  # what still fits goes through
     assert world.client.owner("big")["balance"] == MONEY_MAX - 10
     assert world.client.owner("other")["balance"] == 10

@@ -43,8 +43,8 @@ _bearer = HTTPBearer(auto_error=False, description="the operator token")
 
 
 def operator(_cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    """Operator routes: the token itself is checked by the OperatorAuth middleware, before the
-    body is read; this dependency marks the route (and documents the security scheme)."""
+    """Operator routes: the token itself is checked by the OperatorAuth middleware (every path
+    but auth.PUBLIC_PATHS), before the body is read; this dependency documents the scheme."""
 
 
 OP = [Depends(operator)]
@@ -73,11 +73,7 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
     # Added last = runs first: the token is checked, then the body is read (up to its limit).
     app.add_middleware(BodyLimit, limit_for=lambda path: INGEST_BODY_MAX
                        if path == "/v1/ingest" else BODY_MAX)
-    app.add_middleware(
-        OperatorAuth, token=token, routes=lambda: app.router.routes,
-        needs_operator=lambda r: any(d.dependency is operator
-                                     for d in getattr(r, "dependencies", [])),
-    )
+    app.add_middleware(OperatorAuth, token=token)
 
     def op_json(tags: list[str] | None = None) -> dict[str, Any]:
         return {"dependencies": OP, "tags": tags or ["operator"]}
@@ -166,12 +162,12 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
 
     @app.post("/v1/owners/{owner}/deposit", response_model=M.DepositOut,
               responses=responses(400, 401, 409, 413, 415, 422), **op_json())
-    def deposit(owner: str, body: M.DepositIn) -> dict[str, Any]:
+    def deposit(owner: M.OwnerName, body: M.DepositIn) -> dict[str, Any]:
         return ledger.deposit(owner, body.amount, body.reference)
 
     @app.get("/v1/owners/{owner}", response_model=M.OwnerOut,
              responses=responses(400, 401, 404), **op_json())
-    def owner_info(owner: str) -> dict[str, Any]:
+    def owner_info(owner: M.OwnerName) -> dict[str, Any]:
         return ledger.owner(owner)
 
     @app.post("/v1/wallets/{wallet_id}/load", response_model=M.LoadOut,

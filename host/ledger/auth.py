@@ -1,7 +1,8 @@
 """Who may call what, decided before a request body is read.
 
-* Operator routes: `Authorization: Bearer <token>`, compared in constant time. Checked by an
-  ASGI middleware from the headers alone, so a stranger's body is never read or parsed (and the
+* Operator routes (every path but the few public and device ones, PUBLIC_PATHS):
+  `Authorization: Bearer <token>`, compared in constant time. Checked by an ASGI middleware
+  from the headers alone, so a stranger's body is never read or parsed (and the
   body size limit of the app applies after). A missing token and a wrong one are told apart.
 * Device routes: the device itself signs. `POST /v1/ingest` carries its signed status; `GET
   /v1/devices/{id}/pending` carries one in the `X-Tapcash-Status` header (base64 of the status
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+import re
 from typing import Any
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tapcash.firmware.core import proto
@@ -66,26 +66,24 @@ def authenticate_device(ledger: Ledger, device_id: bytes, status_b64: str | None
     return dev
 
 
-class OperatorAuth:
-    """ASGI middleware: routes for which `needs_operator(route)` is true answer 401 unless the
-    request bears the operator token; nothing of the body is read before that."""
+# Paths anyone may call (devices authenticate by their own signatures): everything else is an
+# operator route. Default deny: a route added later is protected unless it is listed here.
+PUBLIC_PATHS = re.compile(
+    r"^/(v1/(health|issuer|hotlist|ingest)|v1/devices/[^/]+/pending"
+    r"|openapi\.json|docs|docs/oauth2-redirect|redoc)$"
+)
 
-    def __init__(self, app: ASGIApp, *, token: str, routes: Callable[[], list[Any]],
-                 needs_operator: Callable[[Any], bool]) -> None:
+
+class OperatorAuth:
+    """ASGI middleware: every path but PUBLIC_PATHS answers 401 unless the request bears the
+    operator token; nothing of the body is read before that."""
+
+    def __init__(self, app: ASGIApp, *, token: str) -> None:
         self.app = app
         self.expected = ("Bearer " + token).encode()
-        self.routes = routes
-        self.needs_operator = needs_operator
-
-    def _protected(self, scope: Scope) -> bool:
-        for route in self.routes():
-            match, _child = route.matches(scope)
-            if match == Match.FULL:
-                return self.needs_operator(route)
-        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._protected(scope):
+        if scope["type"] != "http" or PUBLIC_PATHS.match(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         got = b""

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-from .codec import MONEY_MAX
+from fastapi import Path as PathParam
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 TIME_MAX = (1 << 32) - 1  # unix seconds a certificate may carry (year 2106)
-LIMIT_MAX = MONEY_MAX
-SEQ_MAX = MONEY_MAX
+# Integers an operator sends: exact in every JSON parser (IEEE doubles included), far below the
+# ledger's balance maximum (MONEY_MAX, 2^62 - 1).
+AMOUNT_MAX = (1 << 53) - 1
+LIMIT_MAX = AMOUNT_MAX
+SEQ_MAX = AMOUNT_MAX
+OWNER_PATTERN = "^[A-Za-z0-9._@-]{1,64}$"
 
 
 def _no_surrogates(text: str) -> str:
@@ -25,8 +28,19 @@ def _no_surrogates(text: str) -> str:
     return text
 
 
+def _integral(value: object) -> object:
+    """A JSON number with an integral value (216.0) is an integer, as JSON Schema says; strings
+    and booleans never are (strict mode refuses them after this)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 Text = Annotated[str, AfterValidator(_no_surrogates)]
-Amount = Annotated[int, Field(gt=0, le=MONEY_MAX, description="minor units")]
+Int = Annotated[int, BeforeValidator(_integral)]
+Amount = Annotated[Int, Field(gt=0, le=AMOUNT_MAX, description="minor units")]
+OwnerName = Annotated[str, PathParam(pattern=OWNER_PATTERN, description="owner account name")]
+Owner = Annotated[str, Field(pattern=OWNER_PATTERN, description="owner account name")]
 Money = Annotated[int, Field(description="minor units")]
 Hex16 = Annotated[str, Field(pattern="^[0-9a-f]{16}$", description="8-byte id, 16 hex digits")]
 B64 = Annotated[str, Field(description="base64 of CBOR bytes")]
@@ -44,8 +58,7 @@ class Out(BaseModel):
 # ---- request bodies ----------------------------------------------------------------------
 class RegisterIn(In):
     cert: Text = Field(description="issuer-signed certificate envelope, base64", max_length=4096)
-    owner: Text | None = Field(None, max_length=64,
-                               description="wallets: the owner's online account name")
+    owner: Owner | None = Field(None, description="wallets: the owner's online account name")
 
 
 class DepositIn(In):
@@ -56,12 +69,11 @@ class DepositIn(In):
 class LoadIn(In):
     amount: Amount
     reference: Text = Field("", max_length=200)
-    owner: Text | None = Field(None, max_length=64,
-                               description="payer account; default: the wallet's owner")
+    owner: Owner | None = Field(None, description="payer account; default: the wallet's owner")
 
 
 class PayrollIn(In):
-    payer: Text = Field(description="owner account paying the payroll", max_length=64)
+    payer: Owner = Field(description="owner account paying the payroll")
     reference: Text = Field(description="unique per payroll batch: a second upload is refused",
                             min_length=1, max_length=64)
     csv: Text = Field(description="lines `wallet id hex, amount`; optional header; # comments",
@@ -69,7 +81,7 @@ class PayrollIn(In):
 
 
 class RecordIn(In):
-    seq: int = Field(ge=1, le=SEQ_MAX, description="journal sequence number on the device")
+    seq: Int = Field(ge=1, le=SEQ_MAX, description="journal sequence number on the device")
     record: Text = Field(description="CBOR of the journal record map, base64", max_length=65536)
 
 
@@ -91,10 +103,10 @@ class ReinstateIn(In):
 
 
 class RenewIn(In):
-    expires: int | None = Field(None, ge=1, le=TIME_MAX,
+    expires: Int | None = Field(None, ge=1, le=TIME_MAX,
                                 description="unix seconds; default two years from now")
     limits: dict[Annotated[str, Field(pattern="^[0-9]{1,3}$")],
-                 Annotated[int, Field(ge=0, le=LIMIT_MAX)]] | None = Field(
+                 Annotated[Int, Field(ge=0, le=LIMIT_MAX)]] | None = Field(
         None, description='wallet limits to change: {"<LIM_* number>": value}')
 
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from .errors import PROBLEM_TYPE, LedgerError, problem, title_of
 from .models import Problem
@@ -75,9 +76,17 @@ def install_problem_handlers(app: FastAPI) -> None:
                                 errors=errors)
 
     @app.exception_handler(HTTPException)
-    def _http(_r: Request, exc: HTTPException) -> JSONResponse:
+    def _http(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else title_of(exc.status_code)
-        return problem_response(exc.status_code, detail, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # every method the path has, not those of one route
+            allowed: set[str] = set()
+            for route in app.router.routes:
+                match, _ = route.matches(request.scope)
+                if match != Match.NONE:
+                    allowed |= set(getattr(route, "methods", None) or ())
+            headers = {"Allow": ", ".join(sorted(allowed))}
+        return problem_response(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     def _any(request: Request, exc: Exception) -> JSONResponse:
@@ -111,6 +120,9 @@ def fix_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     carries; FastAPI's own 422 schema (HTTPValidationError) is replaced by Problem."""
     for path in spec.get("paths", {}).values():
         for op in path.values():
+            if "requestBody" in op:  # a body that is not even JSON text
+                op["responses"].setdefault("400", {"description": _PHRASES[400], "content": {
+                    "application/json": {}}})
             for code, resp in op.get("responses", {}).items():
                 content = resp.get("content")
                 if int(code) >= 400 and content and "application/json" in content:

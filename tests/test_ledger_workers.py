@@ -45,7 +45,7 @@ def _pos_batch(seed: bytes, pos_id: bytes, wallet_envs: list[tuple[bytes, bytes]
 def _pay(seed: bytes, wid: bytes, pos_id: bytes, counter: int, amount: int, prev: bytes):
     body = {proto.PAY_WALLET: wid, proto.PAY_COUNTER: counter, proto.PAY_AMOUNT: amount,
             proto.PAY_PAYEE: pos_id, proto.PAY_CHALLENGE: os.urandom(16), proto.PAY_PREV: prev,
-            proto.PAY_PURSE: 0, proto.PAY_TIME: 0, proto.PAY_BALANCE: 0,
+            proto.PAY_PURSE: 0, proto.PAY_TIME: 0, proto.PAY_BALANCE: 10**6 - amount,
             proto.PAY_KIND: proto.PAYKIND_POS}
     return proto.seal(proto.TAG_PAYMENT, body, seed), proto.body_hash(cbor.encode(body))
 

@@ -208,6 +208,7 @@ class Dev:
     kind: str
     link: DirectLink | None = None
     merchant: bytes | None = None
+    flash: Any = None  # the device's SimFlash (read out / written back by attack tests)
     acked: int = 0
     syncs: list[IngestResult] = field(default_factory=list)
 
@@ -215,11 +216,13 @@ class Dev:
 class World:
     """An issuer, a ledger over HTTP, and devices made with the real firmware."""
 
-    def __init__(self, url: str, seed: int = 0, serve: bool = True) -> None:
+    def __init__(self, url: str, seed: int = 0, serve: bool = True,
+                 ledger_on_sim_clock: bool = False) -> None:
         self.issuer = pv.issuer_from_seed(seed)
         self.seed = seed
         self.clock = SimClock(int(time.time()))
-        self.ledger = make_ledger(url, self.issuer)
+        kw = {"clock": self.clock.now} if ledger_on_sim_clock else {}
+        self.ledger = make_ledger(url, self.issuer, **kw)
         self.server = ThreadServer(self.ledger) if serve else None
         self.client = LedgerClient(self.server.url, TOKEN) if self.server else None
         self.wallets: dict[int, Dev] = {}
@@ -235,13 +238,13 @@ class World:
     def wallet(
         self, n: int, *, owner: str = "alice", load: int = 0, limits: dict[int, int] | None = None
     ) -> Dev:
-        app, _flash = pv.make_wallet(
+        app, flash = pv.make_wallet(
             self.issuer, n, seed=self.seed, limits=limits, clock=self.clock
         )
         info = pv.select(app)
         cert = info[proto.INFO_CERT]
         self.client.register(cert, owner)
-        dev = Dev(app, pv.device_id("wallet", n), "wallet")
+        dev = Dev(app, pv.device_id("wallet", n), "wallet", flash=flash)
         self.wallets[n] = dev
         if load:
             self.client.deposit(owner, load)
@@ -255,11 +258,12 @@ class World:
 
     def pos(self, n: int, config: dict[int, int] | None = None) -> Dev:
         link = DirectLink(None)
-        app, _flash = pv.make_pos(self.issuer, n, self.clock, link, seed=self.seed, config=config)
+        app, flash = pv.make_pos(self.issuer, n, self.clock, link, seed=self.seed, config=config)
         info = cbor.decode(pv.call(app, proto.INS_GET_INFO, what="GET INFO"))
         self.client.register(info[proto.INFO_CERT])
         dev = Dev(
-            app, pv.device_id("pos", n), "pos", link=link, merchant=pv.device_id("merchant", n)
+            app, pv.device_id("pos", n), "pos", link=link, merchant=pv.device_id("merchant", n),
+            flash=flash,
         )
         self.poses[n] = dev
         return dev

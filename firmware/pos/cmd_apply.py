@@ -1,5 +1,6 @@
 # APPLY: an issuer-signed update carrying a renewed certificate and/or a new hot list
 # (docs/PROTOCOL.md §2.5, §3.4). Wallet-only fields are ignored. One atomic config commit.
+# A renewed certificate must carry a higher serial than the one the POS has (as the wallet).
 from ..core import proto
 from . import state as st
 
@@ -29,7 +30,7 @@ def handle(app, p1, p2, data):
         if (
             cert[proto.CERT_ID] != app.pos_id
             or cert[proto.CERT_KEY] != cf[st.C_PUB]
-            or serial < proto.opt_int(app.cert, proto.CERT_SERIAL, 0)
+            or serial <= proto.opt_int(app.cert, proto.CERT_SERIAL, 0)
         ):
             raise proto.ApduError(proto.SW_DATA_INVALID)
         proto.need_bytes(cert, proto.CERT_MERCHANT, 8)

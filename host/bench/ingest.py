@@ -39,7 +39,9 @@ def synthetic_wallet_log(
 ) -> tuple[list[tuple[int, bytes]], bytes, bytes]:
     """n signed payments of one wallet as its journal records [(seq, CBOR record)], the
     wallet-signed status closing the export (its journal digest chained on from `journal`,
-    the value before first_seq), and the new payment chain head."""
+    the value before first_seq), and the new payment chain head. `start_balance` is the card's
+    balance before the first of them (the ledger checks every signed balance field against
+    its books)."""
     from tapcash.host.ledger.chain import records_digest
 
     records = []
@@ -86,7 +88,8 @@ class Fleet:
                                                   limits=lim), "bench")
             ledger.load(wid, BIG // (wallets + 1), owner="bench")
             self.wallets.append({"seed": seed, "id": wid, "counter": 0, "seq": 0,
-                                 "prev": bytes(32), "journal": bytes(32)})
+                                 "prev": bytes(32), "journal": bytes(32),
+                                 "balance": BIG // (wallets + 1)})
 
     def batches(self, entries: int, batch: int) -> Iterator[tuple[bytes, list, bytes]]:
         done = 0
@@ -97,9 +100,10 @@ class Fleet:
             n = min(batch, entries - done)
             records, status, w["prev"] = synthetic_wallet_log(
                 w["seed"], w["id"], self.pos_id, w["counter"] + 1, n, w["prev"], w["seq"] + 1,
-                journal=w["journal"])
+                journal=w["journal"], start_balance=w["balance"])
             w["journal"] = cbor.decode(cbor.decode(status)[0])[proto.ST_DIGEST]
             w["counter"] += n
+            w["balance"] -= n
             w["seq"] += n
             done += n
             yield w["id"], records, status

@@ -83,6 +83,8 @@ class Pay:
     via: str  # "pos", "payer" or "receiver": the journal that brought it
     program: bytes | None = None  # earmarked part: the programme of the purse that paid it
     earmarked: int = 0  # earmarked part: the amount (the main purse paid the rest)
+    balance: int = -1  # signed balance field (8); -1 when absent or not a uint
+    proven_time: int = 0  # POS-signed receipt time (POS journal only); 0 = not proven
 
 
 @dataclass(slots=True)
@@ -100,6 +102,15 @@ class Batch:
     set_aside: list[tuple[int, bytes, int | None, str]] = field(default_factory=list)
 
 
+def _balance_field(body: dict) -> int:
+    """The signed balance field, or -1 when it is missing or not a uint (never a 400: a body
+    with a bad balance is evidence against its signer, not a reason to refuse a batch)."""
+    v = body.get(proto.PAY_BALANCE)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        return -1
+    return v
+
+
 def parse_payment(env: bytes, what: str, via: str) -> tuple[Pay, bytes, bytes]:
     body_bytes, body, sig = open_env(env, what)
     pay = Pay(
@@ -114,6 +125,7 @@ def parse_payment(env: bytes, what: str, via: str) -> tuple[Pay, bytes, bytes]:
         hash=sha256(body_bytes).digest(),
         envelope=env,
         via=via,
+        balance=_balance_field(body),
     )
     field_bytes(body, proto.PAY_CHALLENGE, what, 16)
     if proto.PAY_PROGRAM in body or pay.purse:
@@ -181,13 +193,19 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
                     raise LedgerError(400, f"{what}: payment not made to this POS")
                 renv = env_bytes(rec.get(proto.REC_RECEIPT), what + " receipt")
                 rb, rbody, rsig = open_env(renv, what + " receipt")
-                if (rbody.get(proto.RCPT_POS) != device_id
-                        or rbody.get(proto.RCPT_WALLET) != pay.wallet
-                        or rbody.get(proto.RCPT_COUNTER) != pay.counter
-                        or rbody.get(proto.RCPT_AMOUNT) != pay.amount
-                        or rbody.get(proto.RCPT_PAYMENT_HASH) != pay.hash):
+                rwhat = what + " receipt"
+                # Strict types (bool is not int): field_int refuses True where 1 is meant.
+                if (field_bytes(rbody, proto.RCPT_POS, rwhat, 8) != device_id
+                        or field_bytes(rbody, proto.RCPT_WALLET, rwhat, 8) != pay.wallet
+                        or field_int(rbody, proto.RCPT_COUNTER, rwhat, 1) != pay.counter
+                        or field_int(rbody, proto.RCPT_AMOUNT, rwhat, 1) != pay.amount
+                        or field_bytes(rbody, proto.RCPT_PAYMENT_HASH, rwhat, 32) != pay.hash):
                     raise LedgerError(400, f"{what}: receipt does not match the payment")
-                rseq = field_int(rbody, proto.RCPT_SEQ, what + " receipt", 0)
+                rseq = field_int(rbody, proto.RCPT_SEQ, rwhat, 0)
+                # The POS's own clock, under the POS's signature: the only time of a payment
+                # the ledger can trust (the body's time is whatever the payer signed).
+                if proto.RCPT_TIME in rbody:
+                    pay.proven_time = field_int(rbody, proto.RCPT_TIME, rwhat, 0)
                 checks.append((device_id, proto.TAG_RECEIPT, rb, rsig, what + " receipt"))
                 batch.receipts.append((device_id, rseq, pay.wallet, pay.counter, pay.hash, renv))
             elif pay.wallet != device_id:
@@ -256,7 +274,8 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
 
 
 # ---- apply -------------------------------------------------------------------------------
-_ROW = tuple[int, bytes, bytes]  # counter, hash, prev
+_ROW = tuple[int, bytes, bytes, str]  # counter, hash, prev, status
+AFTER_REVOCATION = "refused:after revocation"
 
 
 def _existing(tx: Tx, pays: list[Pay]) -> tuple[dict[tuple[bytes, int], _ROW],
@@ -270,9 +289,10 @@ def _existing(tx: Tx, pays: list[Pay]) -> tuple[dict[tuple[bytes, int], _ROW],
         r[0] = min(r[0], p.counter)
         r[1] = max(r[1], p.counter)
     for w, (lo, hi) in ranges.items():
-        for c, h, pv in tx.all("SELECT counter, hash, prev FROM payments WHERE wallet = ? "
-                               "AND counter BETWEEN ? AND ?", (w, lo - 1, hi + 1)):
-            by_counter[(w, int(c))] = (int(c), bytes(h), bytes(pv))
+        for c, h, pv, st in tx.all("SELECT counter, hash, prev, status FROM payments "
+                                   "WHERE wallet = ? AND counter BETWEEN ? AND ?",
+                                   (w, lo - 1, hi + 1)):
+            by_counter[(w, int(c))] = (int(c), bytes(h), bytes(pv), str(st))
     # Forks: same prev, other counter. Honest chains make these lookups empty.
     prevs: dict[bytes, set[bytes]] = {}
     for p in pays:
@@ -281,9 +301,9 @@ def _existing(tx: Tx, pays: list[Pay]) -> tuple[dict[tuple[bytes, int], _ROW],
         pl = sorted(ps)
         for i in range(0, len(pl), 500):
             cond, params = tx.in_list("prev", pl[i : i + 500])
-            for c, h, pv in tx.all(f"SELECT counter, hash, prev FROM payments "
-                                   f"WHERE wallet = ? AND {cond}", [w, *params]):
-                by_prev[(w, bytes(pv))] = (int(c), bytes(h), bytes(pv))
+            for c, h, pv, st in tx.all(f"SELECT counter, hash, prev, status FROM payments "
+                                       f"WHERE wallet = ? AND {cond}", [w, *params]):
+                by_prev[(w, bytes(pv))] = (int(c), bytes(h), bytes(pv), str(st))
     return by_counter, by_prev
 
 
@@ -300,6 +320,8 @@ class _Apply:
         self.revoked: set[bytes] = set()
         self.rules: dict[tuple[bytes, bytes, int], tuple[str | None, int, int, int]] = {}
         self.devices: dict[bytes, dict[str, Any] | None] = {}
+        # (wallet, counter) -> payees credited in this batch (rows not yet inserted)
+        self.credited_payees: dict[tuple[bytes, int], set[bytes]] = {}
 
     def device(self, dev_id: bytes) -> dict[str, Any] | None:
         if dev_id not in self.devices:
@@ -320,8 +342,15 @@ class _Apply:
             return None, "refused:over payment max"
         if pay.counter > max_counter:
             return None, "refused:over offline count"
-        if revoked_at and pay.time and pay.time > revoked_at + self.ledger.hotlist_max_age_s:
-            return None, "refused:after revocation"
+        if revoked_at:
+            # The body's time is what the payer signed (0, or anything, with an extracted key);
+            # only a POS's signed receipt proves when a payment was taken. A transfer has no
+            # such proof (the receiver may collude): nothing new from a revoked payer is
+            # credited to a wallet. Bodies the ledger held before the revocation are not new.
+            if pay.kind == proto.PAYKIND_TRANSFER:
+                return None, AFTER_REVOCATION
+            if not pay.proven_time or pay.proven_time > revoked_at + self.ledger.hotlist_max_age_s:
+                return None, AFTER_REVOCATION
         if pay.program is not None or pay.purse != 0:
             why = programs.judge(self, pay, self.device(pay.payee))
             if why is not None:
@@ -343,14 +372,31 @@ class _Apply:
         lim = payer["limits"]
         pmax = lim.get(proto.LIM_PAYMENT_MAX, proto.DEFAULT_LIMITS[proto.LIM_PAYMENT_MAX])
         # An honest card pays counter c only while c - its synced counter <= the offline count
-        # limit, and its synced counter is at most the highest the ledger ever issued it.
+        # limit, and its synced counter is at most the highest the ledger ever issued it (a
+        # revoked wallet is issued none: its allowance ends with the revocation).
         max_counter = payer["synced_counter"] + lim.get(
             proto.LIM_OFFLINE_COUNT, proto.DEFAULT_LIMITS[proto.LIM_OFFLINE_COUNT])
-        return dst, pmax, (payer["revoked_at"] or 0) if payer["revoked"] else 0, max_counter
+        return dst, pmax, (payer["revoked_at"] or 1) if payer["revoked"] else 0, max_counter
 
-    def post(self, pay: Pay, ref: str) -> tuple[str | None, str, int]:
-        """Credit the payee for a payment; returns (credited account, status, loss)."""
+    def post(self, pay: Pay, ref: str, evidence: bool = False) -> tuple[str | None, str, int]:
+        """Credit the payee for a payment; returns (credited account, status, loss).
+
+        `evidence`: the body is part of a double-spend proof (another body for its counter, a
+        fork, a broken chain). A POS that followed the rules took it in good faith, so a
+        merchant is still guaranteed it, once per POS and counter; a receiving wallet is not:
+        of conflicting bodies for one (payer, counter) at most one is ever credited to a wallet
+        (staged receipt exists for exactly this). A transfer is never guaranteed either: what
+        the payer's books cannot cover is refused (and is an overspend case)."""
         dst, status = self.credit_account(pay)
+        if dst is not None and evidence:
+            if pay.kind == proto.PAYKIND_TRANSFER:
+                dst, status = None, "refused:conflict"
+            elif self.payee_took(pay):
+                dst, status = None, "refused:counter taken twice by one POS"
+        src = P.wallet_acct(pay.wallet)
+        if dst is not None and pay.kind == proto.PAYKIND_TRANSFER:
+            if self.book.balance(src) < pay.amount:
+                dst, status = None, "refused:overspend"
         if pay.program is not None:
             programs.record(self, pay, self.device(pay.payee), status)
         if dst is None:
@@ -359,6 +405,7 @@ class _Apply:
                 # Earmarked value its rule does not allow: only a tampered card signs that.
                 self.fraud(status[8:], pay.wallet, pay.counter, pay.envelope, pay, None, 0)
             return None, status, 0
+        self.credited_payees.setdefault((pay.wallet, pay.counter), set()).add(pay.payee)
         main = pay.amount
         loss = 0
         if pay.program is not None:
@@ -367,7 +414,6 @@ class _Apply:
             self.result["loss"] += loss
             if not main:
                 return dst, status, loss
-        src = P.wallet_acct(pay.wallet)
         have = self.book.balance(src)
         covered = min(have, main)
         loss_main = main - covered
@@ -378,6 +424,24 @@ class _Apply:
             self.book.move(P.LOSS, dst, loss_main, "guarantee", ref)
             self.result["loss"] += loss_main
         return dst, status, loss
+
+    def payee_took(self, pay: Pay) -> bool:
+        """This POS was already credited a body for the payer's counter. A POS takes a counter
+        of a wallet once (its last-counter table); the issuer guarantees it once, so a POS that
+        forgot a wallet (table eviction) bears that risk itself and the loss stays bounded."""
+        if pay.payee in self.credited_payees.get((pay.wallet, pay.counter), ()):
+            return True
+        row = self.tx.one("SELECT payee, credited FROM payments WHERE wallet = ? AND counter = ?",
+                          (pay.wallet, pay.counter))
+        if row is not None and bytes(row[0]) == pay.payee and row[1] is not None:
+            return True
+        for (proof,) in self.tx.all(
+                "SELECT proof_b FROM fraud_cases WHERE wallet = ? AND counter = ? AND "
+                "kind = 'counter_conflict' AND credited_b IS NOT NULL", (pay.wallet, pay.counter)):
+            other, _b, _s = parse_payment(bytes(proof), "stored proof", "")
+            if other.payee == pay.payee:
+                return True
+        return False
 
     def fraud(self, kind: str, wallet: bytes, counter: int, env_a: bytes, b: Pay,
               credited: str | None, loss: int) -> None:
@@ -400,15 +464,21 @@ class _Apply:
                                     "counter = ?", (wallet, counter)))
 
     def case_exists(self, wallet: bytes, kind: str, hash_b: bytes) -> bool:
-        return self.tx.one("SELECT 1 FROM fraud_cases WHERE wallet = ? AND kind = ? AND "
-                           "hash_b = ?", (wallet, kind, hash_b)) is not None
+        return self.case_credit(wallet, kind, hash_b) is not None
+
+    def case_credit(self, wallet: bytes, kind: str, hash_b: bytes) -> tuple[str | None] | None:
+        """(credited_b,) of the stored case for this body, None when there is none."""
+        return self.tx.one("SELECT credited_b FROM fraud_cases WHERE wallet = ? AND kind = ? AND "
+                           "hash_b = ?", (wallet, kind, hash_b))
 
     # -- payments
     def payments(self) -> None:
         # Dedup inside the batch, then process in (wallet, counter) order: deterministic.
         uniq: dict[tuple[bytes, int, bytes], Pay] = {}
         for p in self.batch.pays:
-            uniq.setdefault((p.wallet, p.counter, p.hash), p)
+            q = uniq.setdefault((p.wallet, p.counter, p.hash), p)
+            if p.proven_time and not q.proven_time:
+                uniq[(p.wallet, p.counter, p.hash)] = p  # the copy with the POS's proof
         pays = sorted(uniq.values(), key=lambda p: (p.wallet, p.counter, p.hash))
         if not pays:
             return
@@ -416,51 +486,148 @@ class _Apply:
         self.book.preload([P.wallet_acct(w) for w in {p.wallet for p in pays}])
         new_rows = []
         envs: dict[tuple[bytes, int], bytes] = {}
+
+        def env_at(wallet: bytes, counter: int) -> bytes:
+            return envs.get((wallet, counter)) or self.envelope_of(wallet, counter)
+
         for p in pays:
             key = (p.wallet, p.counter)
+            first_ref = f"{p.wallet.hex()}:{p.counter}"
             have = by_counter.get(key)
             if have is not None:
                 if have[1] == p.hash:
+                    if have[3] == AFTER_REVOCATION and p.proven_time:
+                        self.upgrade_payment(p, first_ref)
                     self.result["duplicates"] += 1
                     continue
                 # Another body for a stored (wallet, counter): a double spend.
-                if self.case_exists(p.wallet, "counter_conflict", p.hash):
+                ref = f"{first_ref}:{p.hash.hex()[:16]}"
+                case = self.case_credit(p.wallet, "counter_conflict", p.hash)
+                if case is not None:
+                    if case[0] is None and p.proven_time:
+                        self.upgrade_case(p, ref)
                     self.result["duplicates"] += 1
                     continue
-                env_a = envs.get(key) or self.envelope_of(p.wallet, p.counter)
-                credited, _status, loss = self.post(
-                    p, f"{p.wallet.hex()}:{p.counter}:{p.hash.hex()[:16]}")
-                self.fraud("counter_conflict", p.wallet, p.counter, env_a, p, credited, loss)
+                credited, _status, loss = self.post(p, ref, evidence=True)
+                self.fraud("counter_conflict", p.wallet, p.counter, env_at(*key), p, credited,
+                           loss)
                 continue
-            # New (wallet, counter).
+            # New (wallet, counter): first the evidence it brings, then the credit.
+            cases: list[tuple[str, int, bytes, Pay]] = []  # kind, counter, proof a, body b
             fork = by_prev.get((p.wallet, p.prev))
-            credited, status, loss = self.post(p, f"{p.wallet.hex()}:{p.counter}")
+            if fork is not None and fork[0] != p.counter:
+                cases.append(("fork", p.counter, env_at(p.wallet, fork[0]), p))
+            if p.counter == 1 and p.prev != ZERO32:
+                cases.append(("chain_break", 1, p.envelope, p))
+            below = by_counter.get((p.wallet, p.counter - 1))
+            if below is not None and below[1] != p.prev:
+                cases.append(("chain_break", p.counter, env_at(p.wallet, p.counter - 1), p))
+            above = by_counter.get((p.wallet, p.counter + 1))
+            if above is not None and above[2] != p.hash:
+                b = Pay(p.wallet, p.counter + 1, 0, b"", 0, above[2], 0, 0, above[1],
+                        env_at(p.wallet, p.counter + 1), "")
+                cases.append(("chain_break", p.counter + 1, p.envelope, b))
+            credited, status, loss = self.post(p, first_ref, evidence=bool(cases))
             new_rows.append((p.wallet, p.counter, p.hash, p.prev, p.envelope, p.amount, p.payee,
                              p.kind, p.time, status, credited, p.via, self.now))
-            by_counter[key] = (p.counter, p.hash, p.prev)
+            by_counter[key] = (p.counter, p.hash, p.prev, status)
             envs[key] = p.envelope
             if status == "posted":
                 self.result["accepted"] += 1
-            if fork is not None and fork[0] != p.counter:
-                env_a = envs.get((p.wallet, fork[0])) or self.envelope_of(p.wallet, fork[0])
-                self.fraud("fork", p.wallet, p.counter, env_a, p, credited, loss)
-            else:
-                by_prev[(p.wallet, p.prev)] = (p.counter, p.hash, p.prev)
-            if p.counter == 1 and p.prev != ZERO32:
-                self.fraud("chain_break", p.wallet, 1, p.envelope, p, credited, loss)
-            # Chain check with both neighbours.
-            below = by_counter.get((p.wallet, p.counter - 1))
-            if below is not None and below[1] != p.prev:
-                env_a = envs.get((p.wallet, p.counter - 1)) or self.envelope_of(
-                    p.wallet, p.counter - 1)
-                self.fraud("chain_break", p.wallet, p.counter, env_a, p, credited, loss)
-            above = by_counter.get((p.wallet, p.counter + 1))
-            if above is not None and above[2] != p.hash:
-                env_b = envs.get((p.wallet, p.counter + 1)) or self.envelope_of(
-                    p.wallet, p.counter + 1)
-                b = Pay(p.wallet, p.counter + 1, 0, b"", 0, above[2], 0, 0, above[1], env_b, "")
-                self.fraud("chain_break", p.wallet, p.counter + 1, p.envelope, b, None, 0)
+            if fork is None or fork[0] == p.counter:
+                by_prev[(p.wallet, p.prev)] = (p.counter, p.hash, p.prev, status)
+            for kind, counter, env_a, b in cases:
+                mine = b is p
+                self.fraud(kind, p.wallet, counter, env_a, b, credited if mine else None,
+                           loss if mine else 0)
+            payer = self.device(p.wallet)
+            if (not cases and (loss or status == "refused:overspend") and payer is not None
+                    and not payer["revoked"]):
+                # A clean chain spending more than the books hold: only a card whose flash
+                # was rewritten (or whose key was extracted) can sign it. (Once the wallet is
+                # revoked, its detection is done: later shortfalls are that fraud's loss.)
+                prev_env = (env_at(p.wallet, p.counter - 1)
+                            if (p.wallet, p.counter - 1) in by_counter else p.envelope)
+                self.fraud("overspend", p.wallet, p.counter, prev_env, p, credited, loss)
         self.tx.insert_many("payments", PAYMENT_COLUMNS, new_rows)
+
+    def upgrade_payment(self, p: Pay, ref: str) -> None:
+        """A body refused for want of a time proof, now brought by its POS with a signed
+        receipt: judged again by the POS's time."""
+        credited, status, loss = self.post(p, ref)
+        if credited is not None:
+            self.tx.execute("UPDATE payments SET status = ?, credited = ? WHERE wallet = ? AND "
+                            "counter = ?", (status, credited, p.wallet, p.counter))
+            self.result["accepted"] += 1
+
+    def upgrade_case(self, p: Pay, ref: str) -> None:
+        credited, _status, loss = self.post(p, ref, evidence=True)
+        if credited is not None:
+            self.tx.execute("UPDATE fraud_cases SET credited_b = ?, loss = ? WHERE wallet = ? "
+                            "AND kind = 'counter_conflict' AND hash_b = ?",
+                            (credited, loss, p.wallet, p.hash))
+
+    # -- the books against the signed balance fields
+    def audit_chains(self) -> None:
+        """For each payer of the batch that is not revoked: walk its chain from the last synced
+        counter while the ledger holds every counter. At counter c the card's cumulative spend
+        is known exactly (spent_c), and an honest card signs balance_c = (the vouchers it had
+        applied, always a prefix: vouchers apply in order) - spent_c. A body whose balance
+        field is negative-or-missing, or for which balance_c + spent_c is not a prefix sum of
+        the wallet's main-purse vouchers (with re-spendable staged value: exceeds them all +
+        staged), is a `balance` case: the card's books disagree with the ledger's."""
+        mem = {(p.wallet, p.counter, p.hash): p for p in self.batch.pays}
+        for w in sorted({p.wallet for p in self.batch.pays}):
+            d = self.device(w)
+            if d is None or d["revoked"]:
+                continue
+            rows = self.tx.all("SELECT counter, amount, hash, credited FROM payments "
+                               "WHERE wallet = ? AND counter > ? ORDER BY counter",
+                               (w, d["synced_counter"]))
+            if rows:
+                self.audit_chain(d, rows, mem)
+
+    def audit_chain(self, d: dict[str, Any], rows: list[tuple],
+                    mem: dict[tuple[bytes, int, bytes], Pay]) -> None:
+        w = d["id"]
+        exact = not d["limits"].get(proto.LIM_STAGED_SPEND, 0)
+        sums = {0}
+        total = 0
+        purses = False
+        for amount, source in self.tx.all("SELECT amount, source FROM vouchers WHERE "
+                                          "wallet = ? ORDER BY number", (w,)):
+            if int(source) == proto.VSRC_PROGRAM:  # an earmarked purse load, not the main
+                purses = True
+            else:
+                total += int(amount)
+            sums.add(total)
+        if not exact:
+            total += self.book.balance(P.staged_acct(w))
+        # Main-purse spend at the synced counter: the synced spent less the earmarked parts.
+        c, spent = d["synced_counter"], d["synced_spent"]
+        if purses:
+            spent -= int(self.tx.scalar("SELECT COALESCE(SUM(earmarked), 0) FROM purse_payments "
+                                        "WHERE wallet = ? AND counter <= ?", (w, c), default=0))
+        for counter, amount, h, credited in rows:
+            counter = int(counter)
+            if counter != c + 1:
+                return
+            p = mem.get((w, counter, bytes(h)))
+            if p is None:
+                p = parse_payment(self.envelope_of(w, counter), f"payment {w.hex()}:{counter}",
+                                  "")[0]
+            if p.purse != 0 and p.program is None:
+                return  # malformed earmarked fields (refused 'unknown purse'): the walk stops
+            # the main purse paid the amount less its earmarked part (the purse's own books
+            # are programs.py's)
+            c, spent = counter, spent + int(amount) - p.earmarked
+            bal = p.balance
+            if bal >= 0 and ((bal + spent) in sums if exact else bal + spent <= total):
+                continue
+            if self.case_credit(w, "balance", p.hash) is None:
+                env_a = self.envelope_of(w, c - 1) if c > 1 else p.envelope
+                self.fraud("balance", w, c, env_a, p, credited, 0)
+            return
 
     def receipts(self) -> None:
         rows = self.batch.receipts
@@ -475,6 +642,12 @@ class _Apply:
         self.tx.executemany(sql, rows)
 
     def releases(self) -> None:
+        """Staged transfers shown by the receiver's own journal become spendable (a voucher of
+        source 2). Only the body stored first for its (payer, counter) can have been credited
+        to the receiver (conflicting bodies never are), so at most one body per (payer,
+        counter) is ever released. Once the payer is revoked, only a transfer at or below the
+        payer's last synced counter is released: the ledger held that chain before the
+        revocation, so the body provably predates it (a body's time proves nothing)."""
         dev = self.batch.device
         for pay in self.batch.transfers_in:
             ref = "transfer:" + pay.hash.hex()
@@ -484,12 +657,11 @@ class _Apply:
             credited = self.tx.scalar(
                 "SELECT credited FROM payments WHERE wallet = ? AND counter = ? AND hash = ?",
                 (pay.wallet, pay.counter, pay.hash))
-            if credited is None:
-                credited = self.tx.scalar(
-                    "SELECT credited_b FROM fraud_cases WHERE wallet = ? AND hash_b = ?",
-                    (pay.wallet, pay.hash))
             if credited != P.staged_acct(dev["id"]):
-                continue  # refused payment: nothing staged to release
+                continue  # refused or conflicting: nothing staged to release
+            payer = need_device(self.tx, pay.wallet)
+            if payer["revoked"] and pay.counter > payer["synced_counter"]:
+                continue  # not provably signed before the revocation: stays staged (reported)
             d = need_device(self.tx, dev["id"])
             if d["revoked"]:
                 continue  # a revoked wallet gets no voucher: the value stays staged (reported)
@@ -566,6 +738,7 @@ class _Apply:
                 locks.add(p.payee)
         self.tx.lock(locks)
         self.payments()
+        self.audit_chains()
         self.receipts()
         self.releases()
         programs.after_payments(self)

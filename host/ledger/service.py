@@ -24,6 +24,10 @@ from .migrations import LATEST, current_version
 
 HOTLIST_MAX_AGE_S = proto.DEFAULT_POS_CONFIG[proto.CFG_HOT_MAX_AGE_S]
 HOTLIST_LOCK = b"hotlist\x00"
+# A POS sync always leaves the POS with a hot list signed at most this long ago (a new version
+# is signed when the latest is older), so neither its age (7 days) nor its payment count
+# (2,000 per version) can keep a POS that syncs stale; at most one version per interval.
+HOTLIST_REFRESH_S = 60
 
 
 def owner_key(name: str) -> bytes:
@@ -497,7 +501,9 @@ class Ledger:
 
     def mint_update(self, tx: Tx, d: dict[str, Any], force: bool = False) -> bytes | None:
         """Sign a new update for the device when it has something new to carry: a newer hot
-        list for a POS, a higher synced counter for a wallet, a renewed certificate (`force`).
+        list for a POS (re-signed first when the latest is older than HOTLIST_REFRESH_S, so a
+        POS that syncs is always fresh), a higher synced counter for a wallet, a renewed
+        certificate (`force`).
         Synced counter and hot list are absolute, so a later update supersedes an earlier one;
         a renewed certificate travels only in the update minted for the renewal (devices refuse
         a certificate whose serial they already have), so pending lists every update from the
@@ -525,7 +531,10 @@ class Ledger:
                 fields[proto.UPD_PURSE_CLEAR] = clear
                 fresh = fresh or new_clear
         else:
-            hot_version, _issued, hot_env = self.hotlist_in(tx)
+            hot_version, issued, hot_env = self.hotlist_in(tx)
+            if issued + HOTLIST_REFRESH_S <= self.now():
+                self._publish_hotlist(tx)
+                hot_version, issued, hot_env = self.hotlist_in(tx)
             if hot_version > d["upd_hotlist"]:
                 fresh = True
             fields[proto.UPD_HOTLIST] = hot_env

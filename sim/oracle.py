@@ -53,6 +53,8 @@ def open_signed(env: bytes, tag: bytes, key: bytes) -> tuple[bytes, dict[int, An
     None. The envelope may be the CBOR bytes of [body, sig] or that array."""
     try:
         arr = cbor2.loads(env) if isinstance(env, bytes | bytearray) else env
+        if tag == proto.TAG_PAYMENT and isinstance(arr, list) and len(arr) == 3:
+            arr = arr[:2]  # a purse payment's answer: [body, sig, rule envelope] (PROTOCOL.md)
         body_bytes, sig = arr
         VerifyKey(bytes(key)).verify(tag + bytes(body_bytes), bytes(sig))
         body = cbor2.loads(body_bytes)

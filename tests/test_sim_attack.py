@@ -26,6 +26,10 @@ EXPECTED_FAIL: dict[str, str] = {
                          "all released (issue #10 audit 1)",
     "extracted_key": "sec-ledger: a clean chain spending beyond what the wallet was given "
                      "opens no fraud case (issue #10 audit 2)",
+    "rogue_payee": "unowned (reported by sec-sim): a card signs a main-purse payment to any "
+                   "payee id; the ledger refuses it (unknown payee) and keeps the value in the "
+                   "wallet's account with no way back to the card: the holder loses up to the "
+                   "no-CVM limit per rogue tap",
 }
 
 CI_SEEDS = (1, 2)  # the mixed scenario, every kind in each run

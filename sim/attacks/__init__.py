@@ -20,14 +20,14 @@ from .base import AttackKind, Targets
 from .clone import Clone
 from .extracted import ExtractedKey
 from .replay import Replay
-from .rogue_reader import RogueReader
+from .rogue_reader import RoguePayee, RogueReader
 from .rollback import Rollback, RollbackTransfer
 from .sync_host import SyncHost
 
 KINDS: dict[str, AttackKind] = {
     k.name: k
-    for k in (Clone(), Rollback(), RollbackTransfer(), ExtractedKey(), RogueReader(), SyncHost(),
-              Replay())
+    for k in (Clone(), Rollback(), RollbackTransfer(), ExtractedKey(), RogueReader(),
+              RoguePayee(), SyncHost(), Replay())
 }
 
 __all__ = ["KINDS", "AttackKind", "plan"]

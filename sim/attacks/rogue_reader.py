@@ -71,3 +71,37 @@ class RogueReader(AttackKind):
 
     def final_check(self, run, atk) -> list[str]:
         return run.adv.victim_problems(atk)
+
+
+class RoguePayee(AttackKind):
+    """A rogue reader asks an honest card for a payment below the no-CVM limit (no PIN) to a
+    payee id of its own choosing that is no registered terminal. The card cannot tell (it
+    checks no payee certificate on a main-purse payment); the ledger refuses the payment
+    (`refused:unknown payee`) and credits nobody. The holder must not lose the value."""
+
+    name = "rogue_payee"
+    expect = "harmless"
+
+    def plan(self, rng, targets, t, tag, sc) -> list[dict[str, Any]]:
+        lim = {**proto.DEFAULT_LIMITS, **dict(sc.wallets.limits)}
+        amount = rng.randrange(10, max(20, min(lim[proto.LIM_NO_CVM], 2000)), 10)
+        return [self.ev(t, tag, self.name, 0, targets.victim(), "", amount)]
+
+    def step(self, run, ev) -> None:
+        card = run.devices[ev.device]
+        atk = run.oracle.attack(Attack(ev.tag, self.name, b"", run.now_rel(), expect="harmless",
+                                       note=ev.device))
+        fld = run.field_for("rogue-reader")
+        from tapcash.sim.oracle import CardTap
+
+        fld.tap(CardTap(card, run.oracle, ev.device))
+        try:
+            fld.transceive(proto.build_command(proto.CLA_ISO, proto.INS_SELECT, 4, 0, proto.AID))
+            req = {proto.REQ_CHALLENGE: hashlib.sha256(ev.tag.encode()).digest()[:16],
+                   proto.REQ_AMOUNT: ev.amount, proto.REQ_PAYEE: b"\xee" * 8,
+                   proto.REQ_TIME: run.clock.now(), proto.REQ_KIND: proto.PAYKIND_POS}
+            resp = fld.transceive(proto.build_command(proto.CLA_PROP, proto.INS_PAY, 0, 0,
+                                                      cbor2.dumps(req, canonical=True)))
+        finally:
+            fld.remove()
+        atk.note = f"{ev.device} paid {ev.amount} to a stranger: {resp[-2:].hex()}"

@@ -334,6 +334,34 @@ def test_revoked_wallet_time_zero_payment_needs_the_pos_receipt(world: World) ->
     assert merchants[p.merchant.hex()]["credited"] == 300
 
 
+def test_a_pos_that_forgot_the_card_is_guaranteed_each_counter_once(world: World) -> None:
+    """A rolled-back card pays counter 1 again at the same POS after another card pushed it out
+    of the POS's last-counter table (1 entry here, 128 by default): the POS is guaranteed the
+    first body only, so the loss per POS stays within (S + N) x min(pmax, floor)."""
+    a = world.wallet(1, load=3000)
+    other = world.wallet(2, owner="bob", load=1000)
+    p = world.pos(1, config={proto.CFG_TABLE_MAX: 1})
+    image = a.flash.snapshot()
+    bodies = []
+    for i in range(3):
+        if i:
+            roll_back(a, image)
+            assert world.pay(other, p, 10).approved  # evicts a from the table
+        r = world.pay(a, p, 3000)
+        assert r.approved and r.counter == 1
+        bodies.append(opened(r.payment, wallet_key(a), proto.TAG_PAYMENT))
+    assert len({bb for bb, _ in bodies}) == 3
+    res = world.sync(p)
+    assert res.revoked == [a.id.hex()]
+    cases = world.client.report("fraud")
+    assert [(c["kind"], c["credited_b"]) for c in cases] == [("counter_conflict", None)] * 2
+    for c in cases:
+        check_double_spend_proof(c, wallet_key(a))
+    merchants = {m["merchant"]: m for m in world.client.report("merchants")}
+    assert merchants[p.merchant.hex()]["credited"] == 3000 + 20  # a's counter 1 once, b's two
+    assert world.client.invariant()["fraud_loss"] == 0
+
+
 # ---- 5. a POS that syncs is always fresh --------------------------------------------------------
 @pytest.fixture
 def world_on_sim_clock(db_url: str):

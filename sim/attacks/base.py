@@ -82,11 +82,13 @@ def image_bound(lim: dict[int, int]) -> int:
     return lim[proto.LIM_OFFLINE_AMOUNT]
 
 
-def key_bound(lim: dict[int, int], payees: int, floor: int) -> int:
-    """With the key extracted the card's limits are gone; the ledger guarantees at most the
-    offline count of counters after the last synced one, each payee takes a counter once, each
-    payment at most min(payment max, POS floor limit)."""
-    return payees * lim[proto.LIM_OFFLINE_COUNT] * min(lim[proto.LIM_PAYMENT_MAX], floor)
+def key_bound(lim: dict[int, int], payees: int, floor: int, counter: int) -> int:
+    """With the key extracted the card's limits are gone. The ledger guarantees a body only up
+    to counter S + N (S: the highest synced counter it issued the card, at most the card's
+    counter `counter` when the key was read), once per payee, each at most min(payment max,
+    POS floor limit): docs/LEDGER.md's bound without its velocity and funds terms."""
+    return payees * (counter + lim[proto.LIM_OFFLINE_COUNT]) * min(lim[proto.LIM_PAYMENT_MAX],
+                                                                 floor)
 
 
 def card_state(image: dict[str, bytes]) -> dict[int, Any]:

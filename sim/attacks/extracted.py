@@ -112,7 +112,8 @@ class ExtractedKey(AttackKind):
                                           proto.DEFAULT_POS_CONFIG[proto.CFG_FLOOR])
             payees = 1 if variant == "transfer" else run.sc.pos.count
             run.oracle.attack(Attack(ev.tag, self.name, run.ids[ev.device], run.now_rel(),
-                                     bound=key_bound(lim, payees, floor), note=variant))
+                                     bound=key_bound(lim, payees, floor, state[st.S_COUNTER]),
+                                     note=variant))
             if colluder:
                 run.oracle.attacker_wallets.add(run.ids[colluder])
             run.adv.add_attacker_device(rogue_name, card, run.ids[ev.device])

@@ -323,6 +323,41 @@ def test_pos_refuses_a_tampered_cards_purse_payment():
         _cleanup()
 
 
+def test_pos_judges_expiry_by_its_clock_and_an_unset_clock_takes_no_purse():
+    # A tampered card pays its purse at the right merchant after the purse expired (by the
+    # POS clock): the POS refuses. An honest card at a POS without a clock pays from the main
+    # purse (expiry cannot be judged).
+    try:
+        w = _wallet(_fresh_dir())
+        rule = _rule(merchants=[BUS], expires=NOW + 100)
+        _ok(w, proto.INS_LOAD, _voucher(2, 3000, rule))
+        seed = w.state[1]
+        link = _Link(w)
+        late = _pos(_fresh_dir(), link, b"BUSPOS01", BUS, 0, now=NOW + 500)
+
+        def forge(apdu, resp):
+            if apdu[1] != proto.INS_PAY or resp[-2:] != b"\x90\x00":
+                return resp
+            body = dict(proto.open_envelope(resp[:-2])[1])
+            body[proto.PAY_PURSE] = 1
+            body[proto.PAY_PROGRAM] = PROGRAM
+            body[proto.PAY_EARMARKED] = body[proto.PAY_AMOUNT]
+            body[proto.PAY_PURSE_BALANCE] = 0
+            env = proto.seal(proto.TAG_PAYMENT, body, seed)
+            return b"\x83" + env[1:] + cbor.encode(rule) + b"\x90\x00"
+
+        link.forge = forge
+        r = late.take_payment(500)
+        assert r.status == "declined" and r.reason == "purse_rule"
+        assert late.journal.last_seq == 0
+        link.forge = None
+        clockless = _pos(_fresh_dir(), link, b"BUSPOS02", BUS, 0, now=0)
+        r = clockless.take_payment(400)
+        assert r.status == "approved" and r.earmarked == 0
+    finally:
+        _cleanup()
+
+
 def test_clear_update_empties_the_purse():
     try:
         w = _wallet(_fresh_dir())

@@ -303,6 +303,20 @@ def test_honest_card_with_loads_between_payments_is_never_a_case(world: World) -
     assert world.client.device(a.id)["synced_counter"] == 4
 
 
+def test_honest_re_spend_of_staged_value_within_its_limit_is_no_case(world: World) -> None:
+    """With re-spendable staged value (limit 6 > 0) an honest card pays with value the ledger
+    has not seen yet: a shortfall up to that limit is guaranteed as before, never a case."""
+    a = world.wallet(1, load=2000)
+    b = world.wallet(2, owner="bob", limits={proto.LIM_STAGED_SPEND: 1000})
+    p = world.pos(1)
+    transfer(a, b, 800)
+    assert world.pay(b, p, 500).approved  # all of it from pending value
+    for d in (p, b, a, b):
+        world.sync(d)
+    assert world.client.report("fraud") == []
+    assert not world.client.device(b.id)["revoked"]
+
+
 def test_revoked_wallet_time_zero_payment_needs_the_pos_receipt(world: World) -> None:
     """A revoked wallet's payment brought only by its own log (time 0 or any time it signs) is
     not guaranteed: the POS's signed receipt time decides. The POS's upload then credits the

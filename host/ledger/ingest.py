@@ -395,7 +395,7 @@ class _Apply:
                 dst, status = None, "refused:counter taken twice by one POS"
         src = P.wallet_acct(pay.wallet)
         if dst is not None and pay.kind == proto.PAYKIND_TRANSFER:
-            if self.book.balance(src) < pay.amount:
+            if self.book.balance(src) + self.staged_spend(pay.wallet) < pay.amount:
                 dst, status = None, "refused:overspend"
         if pay.program is not None:
             programs.record(self, pay, self.device(pay.payee), status)
@@ -424,6 +424,13 @@ class _Apply:
             self.book.move(P.LOSS, dst, loss_main, "guarantee", ref)
             self.result["loss"] += loss_main
         return dst, status, loss
+
+    def staged_spend(self, wallet: bytes) -> int:
+        """The payer certificate's re-spendable staged value (limit 6, default 0): an honest card
+        may spend that much received value before the ledger has seen (or released) it, so a
+        shortfall up to it is guaranteed as before and is no overspend."""
+        d = self.device(wallet)
+        return int(d["limits"].get(proto.LIM_STAGED_SPEND, 0)) if d is not None else 0
 
     def payee_took(self, pay: Pay) -> bool:
         """This POS was already credited a body for the payer's counter. A POS takes a counter
@@ -541,8 +548,9 @@ class _Apply:
                 self.fraud(kind, p.wallet, counter, env_a, b, credited if mine else None,
                            loss if mine else 0)
             payer = self.device(p.wallet)
-            if (not cases and (loss or status == "refused:overspend") and payer is not None
-                    and not payer["revoked"]):
+            if (not cases and (loss > self.staged_spend(p.wallet)
+                               or status == "refused:overspend")
+                    and payer is not None and not payer["revoked"]):
                 # A clean chain spending more than the books hold: only a card whose flash
                 # was rewritten (or whose key was extracted) can sign it. (Once the wallet is
                 # revoked, its detection is done: later shortfalls are that fraud's loss.)
@@ -602,7 +610,7 @@ class _Apply:
                 total += int(amount)
             sums.add(total)
         if not exact:
-            total += self.book.balance(P.staged_acct(w))
+            total += self.book.balance(P.staged_acct(w)) + self.staged_spend(w)
         # Main-purse spend at the synced counter: the synced spent less the earmarked parts.
         c, spent = d["synced_counter"], d["synced_spent"]
         if purses:

@@ -116,3 +116,33 @@ def test_an_overspend_case_is_verified_against_value_recomputed():
     assert oracle.judge_case(case, books) == (False, "the two bodies do not conflict; nor does "
                                                      "the chain overspend what the wallet was "
                                                      "given")
+
+
+def test_an_overspend_named_at_an_early_counter_is_verified_from_every_body_held():
+    """Bodies reach the ledger in any order: the one found uncovered may be an early counter
+    whose own chain is covered. The oracle then counts every body of the wallet the ledger
+    holds (each verified under the wallet's key), not the two in the case alone."""
+    import base64
+    import hashlib
+
+    from tapcash.sim.attacks.base import card_state
+    from tapcash.sim.attacks.extracted import RogueCard
+    from tapcash.sim.oracle import Oracle
+
+    pair = make_pair(36, balance=1000)
+    oracle = Oracle(pair.issuer.public_key)
+    oracle.register(select(pair.wallet)[proto.INFO_CERT])
+    pair.link.tap(RogueCard(card_state(pair.wallet_flash.snapshot())))
+    envs = [pair.pos.take_payment(a).payment for a in (600, 700)]
+    for e in envs:
+        oracle.signed_by_card(e, "rogue")
+    first = base64.b64encode(envs[0]).decode()
+    books = {"vouchers": [[pair.wallet_id.hex(), 1000, proto.VSRC_TOPUP, "first", 1]],
+             "payments": []}
+    case = {"proof_a": first, "proof_b": first}
+    assert not oracle.judge_case(case, books)[0]  # nothing else held: no proof
+    books["payments"] = [[pair.wallet_id.hex(), n + 1,
+                          hashlib.sha256(cbor.decode(e)[0]).hexdigest(), "posted", "m"]
+                         for n, e in enumerate(envs)]
+    ok, why = oracle.judge_case(case, books)
+    assert ok and "spend 1300 of 1000" in why

@@ -538,6 +538,8 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
                                 f"{', '.join(sorted(KINDS))})")
         adversary = AdversaryPlan(tuple(kinds), a.int("count", 7, 1))
         a.done()
+        if adversary.count > 100:
+            raise ScenarioError(f"{a.where}.count: at most 100 attacks per run")
 
     f = root.table("nfc")
     card_ms = f.take("card_ms", dict, None)
@@ -572,6 +574,10 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         adversary=adversary,
     )
     _check_refs(sc)
+    if sc.adversary is not None:  # the plan must fit the fleet (ScenarioError otherwise)
+        from tapcash.sim.attacks import plan as attack_plan
+
+        attack_plan(sc, sc.seed)
     return sc
 
 

@@ -111,3 +111,17 @@ def test_a_failing_seed_replays_exactly(tmp_path):
     assert sa["transcripts"] == sb["transcripts"]
     assert sa["adversary"] == sb["adversary"] and a.ok == b.ok
     assert a.replay == "tapcash sim run x --seed 4"
+
+
+def test_an_adversary_that_does_not_fit_the_scenario_is_a_clear_error():
+    from tapcash.sim.scenario import ScenarioError
+
+    base = {"scenario": {"name": "x"}, "wallets": {"count": 4}}
+    with pytest.raises(ScenarioError, match="unknown teleport"):
+        parse_scenario({**base, "adversary": {"attacks": ["teleport"]}})
+    with pytest.raises(ScenarioError, match="needs more than the 4 wallets"):
+        parse_scenario({**base, "adversary": {"attacks": ["clone", "rollback_transfer"],
+                                              "count": 5}})
+    # with a harmless kind to fall back on, the adversary attacks honest wallets instead
+    sc = parse_scenario({**base, "adversary": {"attacks": ["clone", "replay"], "count": 5}})
+    assert sc.adversary.count == 5

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .base import AttackKind, Targets
+from .base import AttackKind, NoTargets, Targets
 from .clone import Clone
 from .extracted import ExtractedKey
 from .replay import Replay
@@ -52,5 +52,18 @@ def plan(sc: Any, seed: int) -> list[dict[str, Any]]:
     for i, name in enumerate(chosen, 1):
         day = rng.randrange(sc.days)
         t = day * 86400 + pay.open_s + rng.randrange(max(1, (pay.close_s - pay.open_s) * 3 // 4))
-        out += KINDS[name].plan(rng, targets, t, f"{name}-{i}", sc)
+        try:
+            out += KINDS[name].plan(rng, targets, t, f"{name}-{i}", sc)
+        except NoTargets:
+            # every wallet left is an honest one the run keeps: attack them harmlessly instead
+            harmless = [n for n in names if KINDS[n].expect == "harmless"]
+            if not harmless:
+                from tapcash.sim.scenario import ScenarioError
+
+                raise ScenarioError(
+                    f"[adversary] count = {adv.count} of {', '.join(names)} needs more than "
+                    f"the {sc.wallets.count} wallets: raise [wallets] count or lower the "
+                    f"count") from None
+            other = rng.choice(harmless)
+            out += KINDS[other].plan(rng, targets, t, f"{other}-{i}", sc)
     return out

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from tapcash.sim.scenario import Event
 
 
+class NoTargets(ValueError):
+    """No wallet left for one more attacker."""
+
+
 class Targets:
     """Devices for attacks, drawn from the adversary's RNG. A wallet the attacker owns
     (`attacker`) is used by one attack only; an honest victim (`victim`) may be shared."""
@@ -31,7 +35,7 @@ class Targets:
 
     def attacker(self) -> str:
         if len(self.free) <= 2:  # always keep honest wallets in the run
-            raise ValueError("not enough wallets for the attacks: raise [wallets] count")
+            raise NoTargets("not enough wallets for the attacks")
         n = self.free.pop()
         if n in self.victims:
             self.victims.remove(n)

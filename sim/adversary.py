@@ -179,6 +179,11 @@ class Adversary:
                     rec = cbor2.loads(raw) if isinstance(raw, bytes) else raw
                     if rec.get(proto.REC_TYPE) == proto.RT_PAYMENT and rec.get(proto.REC_SIGNED):
                         self.oracle.signed_by_card(bytes(rec[proto.REC_SIGNED]), name)
+        if ins == proto.INS_LOAD:
+            try:
+                self.oracle.voucher_seen(proto.parse_command(apdu)[4])
+            except proto.ApduError:
+                pass
         if name in self.capturing and ins in (proto.INS_LOAD, proto.INS_APPLY, proto.INS_ACK):
             self.capturing[name].append(bytes(apdu))
 

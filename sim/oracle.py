@@ -261,6 +261,7 @@ class Oracle:
         self.syncs = 0
         self.now = 0
         self.unverified: list[str] = []  # envelopes a card put out that do not verify
+        self.vouchers: dict[bytes, dict[int, tuple[int, int]]] = defaultdict(dict)
 
     # -- what happened -----------------------------------------------------------------------
     def register(self, cert_env: bytes) -> bytes:
@@ -282,6 +283,35 @@ class Oracle:
             self.signed_t[s.hash] = self.now
             self.signed_by[s.hash] = name
         return s
+
+    def voucher_seen(self, env: bytes) -> None:
+        """A voucher on its way into a card (LOAD): issuer-signed, so its number orders the
+        wallet's vouchers (what an honest card's signed balance must add up to)."""
+        got = open_signed(bytes(env), proto.TAG_VOUCHER, self.certs.issuer_key)
+        if got is None:
+            return
+        b = got[1]
+        try:
+            self.vouchers[bytes(b[proto.VCH_WALLET])][int(b[proto.VCH_NUMBER])] = (
+                int(b[proto.VCH_AMOUNT]), int(b.get(proto.VCH_SOURCE, proto.VSRC_TOPUP)))
+        except (KeyError, TypeError, ValueError):
+            return
+
+    def prefix_sums(self, wallet: bytes) -> set[int] | None:
+        """Main-purse value after each voucher, in number order (None when a number is
+        missing: nothing to judge a balance against)."""
+        seen = self.vouchers.get(wallet, {})
+        if not seen:
+            return None
+        sums, total = {0}, 0
+        for n in range(1, len(seen) + 1):
+            if n not in seen:
+                return None
+            amount, source = seen[n]
+            if source in MAIN_SOURCES:
+                total += amount
+            sums.add(total)
+        return sums
 
     def attack(self, a: Attack) -> Attack:
         self.attacks.append(a)
@@ -404,11 +434,11 @@ class Oracle:
         given = sum(int(v[1]) for v in books.get("vouchers", [])
                     if bytes.fromhex(v[0]) == b.wallet and int(v[2]) in MAIN_SOURCES)
         by_hash = {s.hash: s for s in self.signed.values() if s.wallet == b.wallet}
-        spent, cur, seen = 0, b, set()
+        spent, cur, seen, last = 0, b, set(), b
         while cur is not None and cur.hash not in seen:
             seen.add(cur.hash)
             spent += cur.amount - cur.earmarked
-            cur = by_hash.get(cur.prev)
+            last, cur = cur, by_hash.get(cur.prev)
         if spent > given:
             return True, f"the chain to counter {b.counter} spends {spent} of {given} given"
         held = {bytes.fromhex(p[2]) for p in books.get("payments", []) if p[0] == b.wallet.hex()}
@@ -419,6 +449,11 @@ class Oracle:
         if isinstance(bal, int) and bal + spent > given:
             return True, f"counter {b.counter} claims balance {bal} after spending {spent} " \
                          f"of {given} given"
+        sums = self.prefix_sums(b.wallet)
+        complete = last.counter == 1 and last.prev == ZERO32  # the whole chain is known
+        if isinstance(bal, int) and sums is not None and complete and bal + spent not in sums:
+            return True, f"counter {b.counter} signs balance {bal} after spending {spent}: " \
+                         f"no count of the vouchers it was given ({sorted(sums)}) adds up"
         return False, why + "; nor does the chain overspend what the wallet was given"
 
     def _check_fraud(self, view: dict[str, Any], final: bool) -> None:

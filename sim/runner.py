@@ -344,6 +344,7 @@ class ScenarioRun:
                     voucher = self.issuer.voucher(wid, 1, balance)
                 _select(dev)
                 _call(dev, proto.INS_LOAD, voucher, what="LOAD")
+                self.oracle.voucher_seen(voucher)
             elif self.client:
                 self.client.register(cert, owner=DESK)
             self.devices[name] = dev

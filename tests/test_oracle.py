@@ -146,3 +146,32 @@ def test_an_overspend_named_at_an_early_counter_is_verified_from_every_body_held
                          for n, e in enumerate(envs)]
     ok, why = oracle.judge_case(case, books)
     assert ok and "spend 1300 of 1000" in why
+
+
+def test_a_balance_case_is_verified_against_the_vouchers_in_number_order():
+    """A signed balance field that no count of the wallet's vouchers explains (an extracted
+    key signing its own balance) is fraud; an honest balance is not."""
+    import base64
+
+    from tapcash.sim.attacks.base import card_state
+    from tapcash.sim.attacks.extracted import RogueCard
+    from tapcash.sim.oracle import Oracle
+
+    pair = make_pair(37, balance=1000)
+    oracle = Oracle(pair.issuer.public_key)
+    oracle.register(select(pair.wallet)[proto.INFO_CERT])
+    oracle.voucher_seen(pair.issuer.voucher(pair.wallet_id, 1, 1000))  # the first load
+    assert oracle.prefix_sums(pair.wallet_id) == {0, 1000}
+    honest = pair.pos.take_payment(300).payment  # balance 700: 700 + 300 = 1000
+    oracle.signed_by_card(honest, "card")
+    rogue = RogueCard(card_state(pair.wallet_flash.snapshot()))
+    rogue.balance = 300  # signs balances as if it had been given 600
+    pos2, _ = make_pos(pair.issuer, 2, pair.clock, DirectLink(rogue))
+    forged = pos2.take_payment(100).payment  # counter 2, balance 200: 200 + 400 = 600
+    oracle.signed_by_card(forged, "rogue")
+    books = {"vouchers": [[pair.wallet_id.hex(), 1000, proto.VSRC_TOPUP, "first", 1]],
+             "payments": []}
+    b64 = lambda e: base64.b64encode(e).decode()  # noqa: E731
+    ok, why = oracle.judge_case({"proof_a": b64(honest), "proof_b": b64(forged)}, books)
+    assert ok and "no count of the vouchers" in why
+    assert not oracle.judge_case({"proof_a": b64(honest), "proof_b": b64(honest)}, books)[0]

@@ -125,6 +125,8 @@ class Adversary:
             if a is not atk:
                 continue
             for s in self.run.log.syncs:
+                if s.get("compromised_host"):
+                    continue  # a sync the attacker ran: its failure is the attacker's
                 if s["device"] == name and s["t"] >= t and s.get("outcome") == "failed":
                     out.append(f"{name}'s sync at t={s['t']} failed after {atk.id}: "
                                f"{s.get('error', '')}")
@@ -179,11 +181,15 @@ class Adversary:
                     rec = cbor2.loads(raw) if isinstance(raw, bytes) else raw
                     if rec.get(proto.REC_TYPE) == proto.RT_PAYMENT and rec.get(proto.REC_SIGNED):
                         self.oracle.signed_by_card(bytes(rec[proto.REC_SIGNED]), name)
-        if ins == proto.INS_LOAD:
+        if ins in (proto.INS_LOAD, proto.INS_APPLY):
             try:
-                self.oracle.voucher_seen(proto.parse_command(apdu)[4])
+                data = proto.parse_command(apdu)[4]
             except proto.ApduError:
-                pass
+                data = b""
+            if data and ins == proto.INS_LOAD:
+                self.oracle.voucher_seen(data)
+            elif data:
+                self.oracle.update_seen(data)
         if name in self.capturing and ins in (proto.INS_LOAD, proto.INS_APPLY, proto.INS_ACK):
             self.capturing[name].append(bytes(apdu))
 

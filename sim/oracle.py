@@ -262,6 +262,7 @@ class Oracle:
         self.now = 0
         self.unverified: list[str] = []  # envelopes a card put out that do not verify
         self.vouchers: dict[bytes, dict[int, tuple[int, int]]] = defaultdict(dict)
+        self.synced: dict[bytes, int] = {}  # wallet -> highest synced counter issued to it
 
     # -- what happened -----------------------------------------------------------------------
     def register(self, cert_env: bytes) -> bytes:
@@ -296,6 +297,18 @@ class Oracle:
                 int(b[proto.VCH_AMOUNT]), int(b.get(proto.VCH_SOURCE, proto.VSRC_TOPUP)))
         except (KeyError, TypeError, ValueError):
             return
+
+    def update_seen(self, env: bytes) -> None:
+        """An update on its way into a card (APPLY): the synced counter the ledger issued it
+        (its guarantee covers counters up to that + the offline count, LEDGER.md rule 3)."""
+        got = open_signed(bytes(env), proto.TAG_UPDATE, self.certs.issuer_key)
+        if got is None:
+            return
+        b = got[1]
+        c = b.get(proto.UPD_SYNCED_COUNTER)
+        if isinstance(c, int) and not isinstance(c, bool):
+            w = bytes(b.get(proto.UPD_DEVICE, b""))
+            self.synced[w] = max(self.synced.get(w, 0), c)
 
     def prefix_sums(self, wallet: bytes) -> set[int] | None:
         """Main-purse value after each voucher, in number order (None when a number is
@@ -506,8 +519,10 @@ class Oracle:
                             atk.caught_at, atk.case = self.syncs, int(case["case"])
                             break
                         continue
+                    mine = [self.signed[h] for h in atk.hashes if h in self.signed]
                     if evidence == "overspent" or {a.counter, b.counter} & atk.counters or \
-                            {a.hash, b.hash} & atk.hashes:
+                            {a.hash, b.hash} & atk.hashes or \
+                            any(conflict(x, y) for x in (a, b) for y in mine):  # same fork
                         atk.caught_at, atk.case = self.syncs, int(case["case"])
                         break
             if atk.caught_at is None and (final or self.syncs > atk.reached_at):

@@ -36,6 +36,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from tapcash.firmware.core import proto
 from tapcash.sim.runner import RunLog
 
 HOUR_S = 3600
@@ -342,6 +343,10 @@ def _merchant_problems(log: RunLog, books: dict[str, Any], fraud: list[dict[str,
             continue
         if not oracle.honest(s.wallet) and h.hex() not in approved:
             continue  # an attacker's body no POS approved: nobody is owed it
+        lim = oracle.certs.limits.get(s.wallet, {})
+        if not oracle.honest(s.wallet) and s.counter > oracle.synced.get(s.wallet, 0) + lim.get(
+                proto.LIM_OFFLINE_COUNT, 10) and credited_to.get(h.hex()) is None:
+            continue  # beyond the guarantee (LEDGER.md rule 3: synced counter + offline count)
         want = "merchant:" + oracle.certs.merchant[s.payee].hex()
         if credited_to.get(h.hex()) != want:
             who = "honest" if oracle.honest(s.wallet) else "approved attacker"

@@ -511,6 +511,8 @@ class ScenarioRun:
         dev = self.devices[name]
         entry: dict[str, Any] = {"t": self.now_rel(), "device": name, "serial": serial,
                                  "final": final}
+        if link is not None:
+            entry["compromised_host"] = True
         if name in self.pos_off:
             entry.update(outcome="off")
             self.log.syncs.append(entry)

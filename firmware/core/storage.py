@@ -65,9 +65,9 @@ step - and only then removes the dead segments; a cut before the meta commit lea
 journal unpruned, after it pruned (dead segments left behind are removed on the next open).
 
 Cost of one append: 1 flash append of len(record) + 14 bytes (also when it starts a new
-segment). Cost of a prune: 1 write of 60 bytes (92 with a hash chain; meta StateStore) + one remove per dead
-segment, then the remaining segments are read once. Opening a Journal reads the 2 meta slots
-and every live segment once, one segment at a time (peak heap ~ seg_bytes).
+segment). Cost of a prune: 1 write of 60 bytes (92 with a hash chain; meta StateStore) + one
+remove per dead segment, then the remaining segments are read once. Opening a Journal reads
+the 2 meta slots and every live segment once, one segment at a time (peak heap ~ seg_bytes).
 
 Limits: max_records bounds the unpruned records (append raises StorageFull beyond it: the app
 must refuse payments until a sync prunes); a record is at most seg_bytes - 14 bytes and 65535.

@@ -371,8 +371,23 @@ class Oracle:
             fail("issued", f"the ledger says {inv.get('backed')} backed, we deposited "
                            f"{self.deposits}")
         vouchers = books.get("vouchers", [])
-        given = Counter((bytes.fromhex(w), int(a)) for w, a, src, _r, _ap in vouchers
-                        if int(src) in (proto.VSRC_TOPUP, proto.VSRC_PAYROLL))
+        given = Counter((bytes.fromhex(w), int(a)) for w, a, src, r, _ap in vouchers
+                        if int(src) in (proto.VSRC_TOPUP, proto.VSRC_PAYROLL)
+                        and not str(r).startswith("refund:"))
+        refunded: Counter[bytes] = Counter()
+        for w, a, src, ref, _ap in vouchers:
+            if not str(ref).startswith("refund:"):
+                continue
+            s = self.signed.get(bytes.fromhex(ref.split(":", 1)[1]))
+            if s is None or s.wallet.hex() != w or s.amount != int(a) or \
+                    s.payee in self.certs.keys or int(src) != proto.VSRC_TOPUP:
+                fail("vouchers", f"refund {ref} of {a} to {w} names no payment its card signed "
+                                 f"to a payee that is no device")
+            else:
+                refunded[s.hash] += 1
+        for h, n in refunded.items():
+            if n > 1:
+                fail("vouchers", f"payment {h.hex()[:16]} refunded {n} times")
         if given != self.loads:
             extra = given - self.loads
             missing = self.loads - given

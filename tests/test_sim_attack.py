@@ -23,10 +23,6 @@ from tapcash.sim.sweep import run_seed
 # entry goes as soon as the fix lands (the marks are strict: a fixed hole fails the test
 # until its entry is removed).
 EXPECTED_FAIL: dict[str, str] = {
-    "rogue_payee": "unowned (reported by sec-sim): a card signs a main-purse payment to any "
-                   "payee id; the ledger refuses it (unknown payee) and keeps the value in the "
-                   "wallet's account with no way back to the card: the holder loses up to the "
-                   "no-CVM limit per rogue tap",
 }
 
 CI_SEEDS = (1, 2)  # the mixed scenario, every kind in each run

@@ -677,6 +677,38 @@ class _Apply:
                                        pay.amount, proto.VSRC_TRANSFER, ref, check_cap=False)
             self.result["released"] += 1
 
+    def refunds(self) -> None:
+        """A payment to a payee that is no registered device (a rogue reader's PAY below the
+        no-CVM limit) is refused and credits nobody; the value never left the payer's account,
+        but it left the card. When the payer's own journal shows it, the payer gets it back as
+        a voucher (source 1, ref `refund:<payment hash>`), once, with no posting: the account
+        already holds it, the card applies it like any top-up. A revoked payer gets none."""
+        dev = self.batch.device
+        if dev["kind"] != proto.KIND_WALLET:
+            return
+        for pay in self.batch.pays:
+            if pay.via != "payer" or pay.wallet != dev["id"]:
+                continue
+            status = self.tx.scalar("SELECT status FROM payments WHERE wallet = ? AND "
+                                    "counter = ? AND hash = ?", (pay.wallet, pay.counter, pay.hash))
+            if status != "refused:unknown payee":
+                continue
+            ref = "refund:" + pay.hash.hex()
+            if self.tx.one("SELECT 1 FROM vouchers WHERE wallet = ? AND ref = ?",
+                           (pay.wallet, ref)):
+                continue
+            d = need_device(self.tx, dev["id"])
+            if d["revoked"]:
+                continue
+            number = int(d["next_voucher"])
+            env = self.ledger.issuer.voucher(d["id"], number, pay.amount,
+                                             source=proto.VSRC_TOPUP, ref=ref.encode())
+            self.tx.execute("UPDATE devices SET next_voucher = ? WHERE id = ?",
+                            (number + 1, d["id"]))
+            self.tx.execute("INSERT INTO vouchers (wallet, number, amount, source, ref, envelope, "
+                            "at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (d["id"], number, pay.amount, proto.VSRC_TOPUP, ref, env, self.now))
+
     def loads_and_status(self) -> dict[str, Any]:
         dev = need_device(self.tx, self.batch.device["id"])
         status = self.batch.status
@@ -749,6 +781,7 @@ class _Apply:
         self.audit_chains()
         self.receipts()
         self.releases()
+        self.refunds()
         programs.after_payments(self)
         self.book.flush()
         dev = self.loads_and_status()

@@ -106,14 +106,10 @@ def test_adversary_never_wins(tmp_path_factory, seed, count):
     from test_sim_attack import EXPECTED_FAIL
 
     from tapcash.sim.attacks import KINDS
-    from tapcash.sim.scenario import AdversaryPlan, Transfers, builtin_scenario
+    from tapcash.sim.scenario import AdversaryPlan, builtin_scenario
 
     kinds = tuple(sorted(k for k in KINDS if k not in EXPECTED_FAIL))
     sc = replace(builtin_scenario("attack"), adversary=AdversaryPlan(kinds, count))
-    if "rollback_transfer" in EXPECTED_FAIL:
-        # until sec-ledger's fix: a clone's owner transferring after its revocation gets the
-        # transfer released (issue #10 audit 1); honest-traffic transfers would hit it
-        sc = replace(sc, transfers=Transfers(count=0))
     log = ScenarioRun(sc, tmp_path_factory.mktemp("adv"), seed=seed).run()
     s = summarize(log)
     assert s["ok"], (seed, s["checks"], s["adversary"]["violations"],

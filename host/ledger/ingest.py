@@ -699,12 +699,16 @@ class _Apply:
         dev = self.batch.device
         if dev["kind"] != proto.KIND_WALLET:
             return
-        for pay in self.batch.pays:
-            if pay.via != "payer" or pay.wallet != dev["id"]:
-                continue
-            status = self.tx.scalar("SELECT status FROM payments WHERE wallet = ? AND "
-                                    "counter = ? AND hash = ?", (pay.wallet, pay.counter, pay.hash))
-            if status != "refused:unknown payee":
+        mine = [p for p in self.batch.pays if p.via == "payer" and p.wallet == dev["id"]]
+        if not mine:
+            return
+        # One query for the batch (not one per payment): the bodies refused for their payee.
+        unknown = {(int(c), bytes(h)) for c, h in self.tx.all(
+            "SELECT counter, hash FROM payments WHERE wallet = ? AND counter BETWEEN ? AND ? "
+            "AND status = ?", (dev["id"], min(p.counter for p in mine),
+                               max(p.counter for p in mine), "refused:unknown payee"))}
+        for pay in mine:
+            if (pay.counter, pay.hash) not in unknown:
                 continue
             ref = "refund:" + pay.hash.hex()
             if self.tx.one("SELECT 1 FROM vouchers WHERE wallet = ? AND ref = ?",

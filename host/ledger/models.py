@@ -37,8 +37,11 @@ def _integral(value: object) -> object:
 
 
 Text = Annotated[str, AfterValidator(_no_surrogates)]
-Int = Annotated[int, BeforeValidator(_integral)]
-Amount = Annotated[Int, Field(gt=0, le=AMOUNT_MAX, description="minor units")]
+def Int(**constraints: Any) -> Any:  # noqa: N802 - a type
+    """An integer field with its JSON Schema bounds (the bounds before the validator, or
+    pydantic drops them from the schema)."""
+    return Annotated[int, Field(**constraints), BeforeValidator(_integral)]
+Amount = Int(gt=0, le=AMOUNT_MAX, description="minor units")
 OwnerName = Annotated[str, PathParam(pattern=OWNER_PATTERN, description="owner account name")]
 Owner = Annotated[str, Field(pattern=OWNER_PATTERN, description="owner account name")]
 Money = Annotated[int, Field(description="minor units")]
@@ -81,7 +84,7 @@ class PayrollIn(In):
 
 
 class RecordIn(In):
-    seq: Int = Field(ge=1, le=SEQ_MAX, description="journal sequence number on the device")
+    seq: Int(ge=1, le=SEQ_MAX, description="journal sequence number on the device")
     record: Text = Field(description="CBOR of the journal record map, base64", max_length=65536)
 
 
@@ -103,10 +106,10 @@ class ReinstateIn(In):
 
 
 class RenewIn(In):
-    expires: Int | None = Field(None, ge=1, le=TIME_MAX,
-                                description="unix seconds; default two years from now")
+    expires: Int(ge=1, le=TIME_MAX, description="unix seconds; default two years from now"
+                 ) | None = None
     limits: dict[Annotated[str, Field(pattern="^[0-9]{1,3}$")],
-                 Annotated[Int, Field(ge=0, le=LIMIT_MAX)]] | None = Field(
+                 Int(ge=0, le=LIMIT_MAX)] | None = Field(
         None, description='wallet limits to change: {"<LIM_* number>": value}')
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from . import programs
 from .errors import LedgerError
-from .models import In
+from .models import In, Int
 from .service import Ledger
 
 
@@ -18,12 +18,12 @@ class ProgramIn(In):  # strict, like every request body
     name: str = Field(description="programme name (its id is derived from it)")
     funder: str = Field(description="owner account that funds it and gets refunds")
     kind: str = Field(description="subsidy | prepaid")
-    expires: int = Field(description="unix seconds: the purses' value returns after this")
-    valid_from: int | None = Field(None, description="unix seconds; default now")
+    expires: Int(description="unix seconds: the purses' value returns after this")
+    valid_from: Int(description="unix seconds; default now") | None = None
     merchants: list[str] = Field(default_factory=list, description="merchant ids, 16 hex")
-    categories: list[int] = Field(default_factory=list, description="merchant categories")
-    cap: int = Field(0, ge=0, description="most one payment takes from a purse (0: none)")
-    unit: int = Field(0, ge=0, description="unit price: purses pay whole units (0: any)")
+    categories: list[Int()] = Field(default_factory=list, description="merchant categories")
+    cap: Int(ge=0, description="most one payment takes from a purse (0: none)") = 0
+    unit: Int(ge=0, description="unit price: purses pay whole units (0: any)") = 0
 
 
 class ProgramLoadIn(In):

@@ -10,6 +10,7 @@ image mounted with vfs.VfsRom (`tapcash deploy --romfs`), run in place.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,39 @@ def test_a_heap_far_too_small_fails_closed(
     r = payday.replay(role, workspace, streams[role], heap)
     assert not r.ok
     assert "MemoryError" in r.output
+
+
+def _first_mismatch(output: str) -> str:
+    return next((line for line in output.splitlines() if line.startswith("FAIL")), "")
+
+
+@pytest.mark.parametrize("role", payday.ROLES)
+def test_out_of_memory_is_never_a_bad_signature(
+    role: str, workspace: native_mp.Workspace, streams: dict[str, Path]
+) -> None:
+    """Below its budget a role runs out of RAM somewhere in the day. Wherever that falls -
+    inside a signature check or not - the answer is 6F01 (POS: decline no_ram), or the
+    interpreter stops on MemoryError (a board resets): never 6988 bad signature, a
+    cert_invalid / bad_payment decline or any other verdict the recording did not give."""
+    budget = payday.budget_bytes(role, workspace.form)
+    seen = set()
+    # CI: a fixed sample of 8 heaps; TAPCASH_HEAP_SWEEP=1 tries every 1 KB
+    step = 1024 if os.environ.get("TAPCASH_HEAP_SWEEP") else (budget * 3 // 8) // 8
+    for heap in range(budget * 5 // 8, budget, step):
+        r = payday.replay(role, workspace, streams[role], heap)
+        if r.ok:
+            continue
+        line = _first_mismatch(r.output)
+        if not line:
+            assert "MemoryError" in r.output, r.output[-2000:]
+            seen.add("MemoryError")
+            continue
+        if line.startswith("FAIL response to"):
+            got = line.split(": ", 1)[1].split()[0]
+            assert got == "6f01", line
+        elif line.startswith("FAIL payment"):
+            assert ": declined no_ram 0," in line, line
+        else:
+            pytest.fail(line)
+        seen.add("no_ram")
+    assert "no_ram" in seen  # the sweep did reach commands that ran out of RAM

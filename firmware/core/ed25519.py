@@ -2,7 +2,8 @@
 #
 #   public_key(seed32) -> 32 bytes
 #   sign(seed32, msg) -> 64 bytes
-#   verify(public32, msg, sig64) -> bool        never raises, False for anything malformed
+#   verify(public32, msg, sig64) -> bool        False for anything malformed; raises only
+#                                               MemoryError (out of RAM is not a bad signature)
 #
 # Verification is strict and decides every input exactly like libsodium's
 # crypto_sign_ed25519_verify_detached (the library PyNaCl bundles), so a device, PyNaCl
@@ -653,7 +654,9 @@ def sign(seed, msg):
 
 
 def verify(public, msg, sig):
-    """True iff sig is a valid signature of msg under public; False for anything else."""
+    """True iff sig is a valid signature of msg under public; False for anything else.
+    MemoryError propagates: a verifier out of RAM has not decided anything (proto.sig_ok
+    retries once after a collection, then answers SW_NO_RAM)."""
     try:
         pk = _as_bytes(public)
         m = _as_bytes(msg)
@@ -667,5 +670,7 @@ def verify(public, msg, sig):
                 return False
             return True
         return _verify_pure(pk, m, sg)
-    except Exception:  # belt and braces: verify never raises
+    except MemoryError:
+        raise
+    except Exception:  # belt and braces: nothing else leaves verify
         return False

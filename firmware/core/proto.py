@@ -1,7 +1,7 @@
 # The tapcash card protocol, implemented once: APDU framing, status words, domain-separation
 # tags, signed-object envelopes and the field numbers of every CBOR message.
 # docs/PROTOCOL.md describes the same things in prose; keep the two in step.
-from . import cbor, ed25519
+from . import cbor
 from .runtime import const, sha256
 
 VERSION = const(2)  # docs/PROTOCOL.md "Changes since version 1"
@@ -45,6 +45,7 @@ SW_INS = const(0x6D00)
 SW_CLA = const(0x6E00)
 SW_MEMORY = const(0x6581)  # flash write failed
 SW_INTERNAL = const(0x6F00)
+SW_NO_RAM = const(0x6F01)  # out of RAM (after one collection and retry): nothing decided
 SW_FUNDS = const(0x6910)  # balance too low
 SW_OVER_PAYMENT_MAX = const(0x6911)
 SW_OFFLINE_COUNT = const(0x6912)  # too many offline payments since the last sync
@@ -286,8 +287,28 @@ RT_RECEIPT = const(4)  # wallet: POS receipt for an earlier payment
 
 
 # ---- envelopes ---------------------------------------------------------------------------
+def sig_ok(public_key, msg, sig):
+    """ed25519.verify, where running out of RAM is never "bad signature": on MemoryError the
+    heap is collected and the check tried once more; still out of memory, ApduError(6F01)."""
+    from . import ed25519
+
+    try:
+        return ed25519.verify(public_key, msg, sig)
+    except MemoryError:
+        pass
+    import gc
+
+    gc.collect()
+    try:
+        return ed25519.verify(public_key, msg, sig)
+    except MemoryError:
+        raise ApduError(SW_NO_RAM) from None
+
+
 def seal(tag, body, seed):
     """Encode body, sign TAG||body with seed, return the envelope bytes [body, sig]."""
+    from . import ed25519
+
     body_bytes = cbor.encode(body)
     return cbor.encode([body_bytes, ed25519.sign(seed, tag + body_bytes)])
 
@@ -316,7 +337,7 @@ def verify_envelope(tag, data, public_key):
     """Return the body of a valid envelope signed by public_key; the signature is checked over
     the bytes received, never over a re-encoding. Raises ApduError on failure."""
     body_bytes, body, sig = open_envelope(data)
-    if not ed25519.verify(public_key, tag + body_bytes, sig):
+    if not sig_ok(public_key, tag + body_bytes, sig):
         raise ApduError(SW_BAD_SIGNATURE)
     return body
 
@@ -348,7 +369,7 @@ def verify_cert(cert_env, issuer_keys, kind, now=0):
     body_bytes, body, sig = open_envelope(cert_env)
     issuer_id = body.get(CERT_ISSUER)
     issuer = issuer_keys.get(issuer_id) if isinstance(issuer_id, bytes) else None
-    if issuer is None or not ed25519.verify(issuer, TAG_CERT + body_bytes, sig):
+    if issuer is None or not sig_ok(issuer, TAG_CERT + body_bytes, sig):
         raise ApduError(SW_BAD_SIGNATURE)
     if body.get(CERT_KIND) != kind:
         raise ApduError(SW_DATA_INVALID)

@@ -156,6 +156,8 @@ class PosApp:
             store.commit(cbor.encode(obj))
         except PowerCut:
             raise
+        except MemoryError:  # RAM, not flash: the flash holds the old state
+            raise proto.ApduError(proto.SW_NO_RAM) from None
         except Exception:
             raise proto.ApduError(proto.SW_MEMORY) from None
 
@@ -221,8 +223,8 @@ class PosApp:
             return proto.response(b"", e.sw)
         except PowerCut:
             raise
-        except MemoryError:
-            return proto.response(b"", proto.SW_INTERNAL)
+        except MemoryError:  # out of RAM, not a bug: the state is the committed one
+            return proto.response(b"", proto.SW_NO_RAM)
         except Exception:
             # A bug, not an input error: report it and fall back to what flash holds.
             self._reload()

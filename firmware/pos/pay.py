@@ -27,7 +27,8 @@ class PaymentResult:
     pos_blank, amount, journal_full, floor_limit, hotlist_stale, link, no_app, bad_info,
     card_blank, cert_invalid, cert_expired, revoked, counter, velocity, over_payment_max,
     offline_count, offline_amount, pin_required, pin_wrong, pin_blocked, funds, card_full,
-    card_refused, bad_payment, purse_rule, purse, memory."""
+    card_refused, bad_payment, purse_rule, purse, memory, no_ram (this POS ran out of RAM
+    checking a signature), card_no_ram (the card answered 6F01)."""
 
     def __init__(self, status, reason, amount, sw=0):
         self.status = status
@@ -89,6 +90,8 @@ def _card_reason(sw):
         return "revoked"
     if sw == proto.SW_PURSE:
         return "purse"
+    if sw == proto.SW_NO_RAM:
+        return "card_no_ram"
     return "card_refused"
 
 
@@ -164,10 +167,8 @@ def _parse_info(data):
 def check_payment(data, key, wallet, counter, amount, payee, challenge, kind):
     """(body bytes, body) of a payment envelope that is exactly the one asked for and signed by
     `key`; raises ApduError otherwise."""
-    from ..core import ed25519
-
     body_bytes, body, sig = proto.open_envelope(data)
-    if not ed25519.verify(key, proto.TAG_PAYMENT + body_bytes, sig):
+    if not proto.sig_ok(key, proto.TAG_PAYMENT + body_bytes, sig):
         raise proto.ApduError(proto.SW_BAD_SIGNATURE)
     if (
         proto.need_bytes(body, proto.PAY_WALLET, 8) != wallet
@@ -232,6 +233,8 @@ class _Flow:
         try:
             cert, cert_hash = app.certs.verify(cert_env, app.issuer_keys, self.now)
         except proto.ApduError as e:
+            if e.sw == proto.SW_NO_RAM:
+                return self.result(DECLINED, "no_ram", e.sw)
             reason = "cert_expired" if e.sw == proto.SW_EXPIRED else "cert_invalid"
             return self.result(DECLINED, reason, e.sw)
         if cert[proto.CERT_ID] != wallet:
@@ -271,7 +274,7 @@ class _Flow:
         try:
             app.commit_run(rt)  # write 1: the torn entry is durable before PAY leaves
         except proto.ApduError as e:
-            return self.result(DECLINED, "memory", e.sw)
+            return self.result(DECLINED, "no_ram" if e.sw == proto.SW_NO_RAM else "memory", e.sw)
         return self.pay(entry, counter + 1, pin)
 
     def recover(self, entry, counter):
@@ -326,8 +329,11 @@ class _Flow:
                 proto.PAYKIND_POS,
             )
         except proto.ApduError as e:
-            # Not the payment asked for (tampered, or a card that misbehaves): nothing is
-            # journaled; the torn entry stays, so a clean re-tap can still complete it.
+            # Not the payment asked for (tampered, or a card that misbehaves), or this POS
+            # out of RAM to check it: nothing is journaled; the torn entry stays, so a clean
+            # re-tap can still complete it.
+            if e.sw == proto.SW_NO_RAM:
+                return self.result(DECLINED, "no_ram", e.sw)
             return self.result(DECLINED, "bad_payment", e.sw)
         try:
             if rule_env is not None or body.get(proto.PAY_PURSE) or proto.PAY_PROGRAM in body \
@@ -349,18 +355,19 @@ class _Flow:
 
         app = self.app
         seq = app.journal.last_seq + 1
-        receipt = app.sign(
-            proto.TAG_RECEIPT,
-            {
-                proto.RCPT_POS: app.pos_id,
-                proto.RCPT_WALLET: self.wallet,
-                proto.RCPT_COUNTER: counter,
-                proto.RCPT_AMOUNT: self.amount,
-                proto.RCPT_PAYMENT_HASH: proto.body_hash(body_bytes),
-                proto.RCPT_SEQ: seq,
-                proto.RCPT_TIME: self.now,
-            },
-        )
+        rcpt = {
+            proto.RCPT_POS: app.pos_id,
+            proto.RCPT_WALLET: self.wallet,
+            proto.RCPT_COUNTER: counter,
+            proto.RCPT_AMOUNT: self.amount,
+            proto.RCPT_PAYMENT_HASH: proto.body_hash(body_bytes),
+            proto.RCPT_SEQ: seq,
+            proto.RCPT_TIME: self.now,
+        }
+        try:
+            receipt = app.sign(proto.TAG_RECEIPT, rcpt)
+        except MemoryError:  # nothing journaled: the torn entry lets a re-tap complete it
+            return self.result(DECLINED, "no_ram", proto.SW_NO_RAM)
         record = st.payment_record(payment, receipt, self.cert_hash)
         try:
             got = app.journal.append(record)  # write 2: the payment is taken
@@ -368,6 +375,8 @@ class _Flow:
             raise
         except StorageFull:
             return self.result(DECLINED, "journal_full")
+        except MemoryError:
+            return self.result(DECLINED, "no_ram", proto.SW_NO_RAM)
         except Exception:
             return self.result(DECLINED, "memory", proto.SW_MEMORY)
         if got != seq:  # cannot happen with core.storage; never hand out a wrong receipt
@@ -441,6 +450,8 @@ _MESSAGES = {
     "memory": "POS flash error",
     "purse_rule": "Purse refused",  # the card's earmarked part broke its rule
     "purse": "Purse refused",
+    "no_ram": "POS busy: retry",
+    "card_no_ram": "Card busy: retry",
 }
 
 

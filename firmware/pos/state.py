@@ -163,11 +163,9 @@ def torn_with(torn, entry, max_entries):
 def verify_by_issuer(tag, env, issuers):
     """Body of an envelope signed by one of the trusted issuer keys (hot lists, updates and
     acks carry no key id: there are at most a few keys to try)."""
-    from ..core import ed25519
-
     body_bytes, body, sig = proto.open_envelope(env)
     for pk in issuers:
-        if ed25519.verify(pk, tag + body_bytes, sig):
+        if proto.sig_ok(pk, tag + body_bytes, sig):
             return body
     raise proto.ApduError(proto.SW_BAD_SIGNATURE)
 

@@ -92,7 +92,9 @@ class WalletApp:
             raise
         except ApduError as e:
             return proto.response(b"", e.sw)
-        except Exception:  # a bug or MemoryError: refuse, the state is the committed one
+        except MemoryError:  # out of RAM: refuse (not a bug), the state is the committed one
+            return proto.response(b"", proto.SW_NO_RAM)
+        except Exception:  # a bug: refuse, the state is the committed one
             return proto.response(b"", proto.SW_INTERNAL)
 
     def _route(self, cla, ins, p1, p2):
@@ -122,6 +124,8 @@ class WalletApp:
             self.store.commit(st.encode(new))
         except PowerCut:
             raise
+        except MemoryError:  # RAM, not flash: the flash holds the old state
+            raise ApduError(proto.SW_NO_RAM) from None
         except Exception:
             raise ApduError(proto.SW_MEMORY) from None
         self.state = new
@@ -158,6 +162,9 @@ class WalletApp:
         except StorageFull:
             if strict:
                 raise ApduError(proto.SW_FULL) from None
+        except MemoryError:
+            if strict:
+                raise ApduError(proto.SW_NO_RAM) from None
         except Exception:
             if strict:
                 raise ApduError(proto.SW_MEMORY) from None
@@ -192,13 +199,11 @@ class WalletApp:
     def open_issued(self, tag, data):
         """(body, envelope bytes) of an envelope signed by one of the trusted issuer keys
         (vouchers, updates and acks carry no key id: each key is tried). 6988 otherwise."""
-        from ..core import ed25519
-
         env = envelope_bytes(data)
         body_bytes, body, sig = proto.open_envelope(env)
         msg = tag + body_bytes
         for pk in self.state[st.S_ISSUERS]:
-            if ed25519.verify(pk, msg, sig):
+            if proto.sig_ok(pk, msg, sig):
                 return body, env
         raise ApduError(proto.SW_BAD_SIGNATURE)
 

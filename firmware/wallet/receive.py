@@ -9,7 +9,7 @@
 # LIM_STAGED_SPEND) until the ledger releases it with a voucher of source 2 (load.py). The
 # balance cap counts pending value. Journal: RT_TRANSFER_IN {1: payment, 3: payer cert}.
 # Sending the transfer taken last again answers 9000 and changes nothing.
-from ..core import cbor, ed25519, proto
+from ..core import cbor, proto
 from ..core.proto import ApduError
 from ..core.runtime import sha256
 from . import state as st
@@ -25,7 +25,7 @@ def handle(app, p1, p2, data):
     cert_env = envelope_bytes(req[1])
     cert = proto.verify_cert(cert_env, app.issuer_keys(), proto.KIND_WALLET, app.now())
     body_bytes, b, sig = proto.open_envelope(pay_env)
-    if not ed25519.verify(cert[proto.CERT_KEY], proto.TAG_PAYMENT + body_bytes, sig):
+    if not proto.sig_ok(cert[proto.CERT_KEY], proto.TAG_PAYMENT + body_bytes, sig):
         raise ApduError(proto.SW_BAD_SIGNATURE)
     payer = proto.need_bytes(b, proto.PAY_WALLET, 8)
     proto.need_int(b, proto.PAY_COUNTER, 1)

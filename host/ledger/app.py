@@ -232,6 +232,10 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
     app.include_router(programs_routes.router(ledger, OP),
                        responses=responses(400, 401, 404, 409, 413, 415, 422))
 
+    from .console import mount as mount_console
+
+    mount_console(app, ledger, token)  # the operator console: /console (HTML, its own auth)
+
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -72,6 +72,10 @@ PUBLIC_PATHS = re.compile(
     r"^/(v1/(health|issuer|hotlist|ingest)|v1/devices/[^/]+/pending"
     r"|openapi\.json|docs|docs/oauth2-redirect|redoc)$"
 )
+# The operator console (host/ledger/console/) is a mounted application that authenticates every
+# request itself (its own default-deny middleware: session cookie from its login form, or this
+# same bearer token), so this middleware lets its paths through untouched.
+CONSOLE_PATHS = re.compile(r"^/console(/|$)")
 
 
 class OperatorAuth:
@@ -83,7 +87,8 @@ class OperatorAuth:
         self.expected = ("Bearer " + token).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or PUBLIC_PATHS.match(scope.get("path", "")):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or PUBLIC_PATHS.match(path) or CONSOLE_PATHS.match(path):
             await self.app(scope, receive, send)
             return
         got = b""

@@ -45,8 +45,9 @@ def test_cold_means_every_cache_cleared() -> None:
     assert not ed25519._nacl_keys and ed25519._key_cache is None and not ed25519._a_cache
 
 
-def test_ingest_alternates_which_side_is_measured_first(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+def test_ingest_alternates_which_side_is_measured_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from tapcash.host.bench import ingest as ib
     from tapcash.host.ledger import ingest as ledger_ingest
 
@@ -95,9 +96,12 @@ def test_bench_all_writes_one_file_and_render_makes_the_doc(tmp_path: Path) -> N
     assert len(sec["loadavg_before"]) == 3 and sec["rows"]
     assert {"min", "median", "max", "runs"} <= set(sec["rows"][0]["ratio"])
     # a bench registered later (e.g. `bench firmware`) renders from its JSON alone
-    doc["benches"]["firmware"] = {**{k: sec[k] for k in render._META if k in sec},
-                                  "bench": "firmware", "command": "tapcash bench firmware",
-                                  "rows": [{"role": "wallet", "pay_ms": report.spread([3.8, 4.0])}]}
+    doc["benches"]["firmware"] = {
+        **{k: sec[k] for k in render._META if k in sec},
+        "bench": "firmware",
+        "command": "tapcash bench firmware",
+        "rows": [{"role": "wallet", "pay_ms": report.spread([3.8, 4.0])}],
+    }
     out.write_text(json.dumps(doc))
     md = tmp_path / "PERFORMANCE.md"
     res = CliRunner().invoke(bench, ["render", str(out), "-o", str(md)])
@@ -113,7 +117,8 @@ def test_bench_all_writes_one_file_and_render_makes_the_doc(tmp_path: Path) -> N
 def test_performance_doc_is_generated_from_the_committed_json() -> None:
     doc = render.load(ROOT / render.DEFAULT_JSON)
     assert (ROOT / render.DEFAULT_DOC).read_text() == render.render(doc, render.DEFAULT_JSON), (
-        "docs/PERFORMANCE.md differs from `tapcash bench render docs/performance.json`")
+        "docs/PERFORMANCE.md differs from `tapcash bench render docs/performance.json`"
+    )
     for name, sec in doc["benches"].items():
         assert sec["command"].startswith(f"tapcash bench {name}") and sec["revision"], name
 
@@ -131,3 +136,51 @@ def test_profile_shares_name_where_the_time_goes() -> None:
     assert p["command"].startswith("tapcash bench sim --profile")
     assert sum(p["shares"].values()) == pytest.approx(1.0, abs=0.01)
     assert {"crypto", "CBOR", "firmware logic"} <= set(p["shares"])
+
+
+def test_bench_crypto_shows_progress_on_stderr_and_keeps_its_json(tmp_path: Path) -> None:
+    # issue #14: `bench crypto` ran for minutes with no sign of life. The bar goes to stderr
+    # (a terminal here: a pty), stdout keeps exactly the JSON section.
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tapcash.host.bench import crypto
+
+    assert len(crypto.labels(2, vm=True)) == 2 * (3 * len(crypto.COLUMNS) + 2)
+    ticks: list[str] = []
+    sec = crypto.section(repeat=1, vm=False, tick=ticks.append)
+    assert len(ticks) == len(crypto.labels(1, vm=False))
+    assert [r["implementation"] for r in sec["rows"]] == ["pynacl", "pure-cpython"]
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, COLUMNS="160")
+    cmd = [
+        str(Path(sys.executable).parent / "tapcash"),
+        "bench",
+        "crypto",
+        "--no-vm",
+        "--repeat",
+        "1",
+        "--json",
+    ]
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=300, check=False
+    )
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(master)
+    assert proc.returncode == 0, err
+    out = json.loads(proc.stdout)  # stdout is the JSON alone
+    assert out["bench"] == "crypto" and len(out["rows"]) == 2
+    text = err.decode(errors="replace")
+    assert "run 1/1: pynacl keygen" in text and "ETA" in text

@@ -19,15 +19,23 @@ Benchmarks only: nothing here asserts a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from . import report
+
+Tick = Callable[[str], None]  # called once per measurement done, with what comes next
+
+
+def _no_tick(what: str) -> None:
+    pass
+
 
 MSG_LEN = 150
 SHA_LEN = 200
@@ -66,8 +74,8 @@ def _fixtures(count: int = 8) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     return msg, pairs
 
 
-def measure_cpython(backend: str) -> dict[str, Any]:
-    """One row on this CPython: backend "nacl" or "pure"."""
+def measure_cpython(backend: str, tick: Tick = _no_tick) -> dict[str, Any]:
+    """One row on this CPython: backend "nacl" or "pure"; `tick` after each column."""
     from tapcash.firmware.core import ed25519, sha512
 
     old = (ed25519.backend(), sha512.backend())
@@ -93,15 +101,18 @@ def measure_cpython(backend: str) -> dict[str, Any]:
             assert ed25519.verify(pk, msg, sig)
 
         pk0, sig0 = pairs[0]
-        row = {
-            "implementation": "pynacl" if backend == "nacl" else "pure-cpython",
-            "keygen_us": _median_us(keygen),
-            "sign_us": _median_us(lambda: ed25519.sign(SEED, msg)),
-            "sign_cold_us": _median_us(sign_cold),
-            "verify_us": _median_us(verify_cold),
-            "verify_warm_us": _median_us(lambda: ed25519.verify(pk0, msg, sig0)),
-            "sha512_200_us": _median_us(lambda: sha512.sha512(sha_data)),
+        fns: dict[str, Callable[[], object]] = {
+            "keygen_us": keygen,
+            "sign_us": lambda: ed25519.sign(SEED, msg),
+            "sign_cold_us": sign_cold,
+            "verify_us": verify_cold,
+            "verify_warm_us": lambda: ed25519.verify(pk0, msg, sig0),
+            "sha512_200_us": lambda: sha512.sha512(sha_data),
         }
+        row: dict[str, Any] = {"implementation": "pynacl" if backend == "nacl" else "pure-cpython"}
+        for key, fn in fns.items():
+            row[key] = _median_us(fn)
+            tick(key)
     finally:
         ed25519.set_backend(old[0])
         sha512.set_backend(old[1])
@@ -119,8 +130,9 @@ def _vm_setup(msg: bytes, pairs: list[tuple[bytes, bytes]]) -> str:
     )
 
 
-def measure_vm(compiled: bool = True) -> dict[str, Any]:
-    """The MicroPython VM row (firmware as .mpy unless compiled=False)."""
+def measure_vm(compiled: bool = True, tick: Tick = _no_tick) -> dict[str, Any]:
+    """The MicroPython VM row (firmware as .mpy unless compiled=False); `tick` after the VM
+    started, after each column and after the heap figures."""
     from tapcash.sim.mpvm import MicroPythonVM
 
     msg, pairs = _fixtures()
@@ -139,8 +151,10 @@ def measure_vm(compiled: bool = True) -> dict[str, Any]:
     with MicroPythonVM() as vm:
         vm.install_firmware(compiled=compiled)
         row["vm_version"] = vm.version()
+        tick("vm started")
         for key, stmt in stmts.items():
             row[key] = vm.time_us(stmt, setup, repeat=7, batch_ms=40)
+            tick(key)
         row["heap_sign_bytes"] = vm.heap("ed.sign(seed, msg)", setup, warmup=True)
         row["heap_verify_bytes"] = vm.heap(
             "ed.clear_caches()\ned.verify(pk0, msg, sig0)", setup, warmup=True
@@ -151,20 +165,27 @@ def measure_vm(compiled: bool = True) -> dict[str, Any]:
         row["table_data_bytes"] = vm.eval_json("len(_t.COMB) + len(_t.ODD)")
         module = vm.import_heap("firmware.core.ed25519")
         row["module_ram_bytes"] = module.retained
+        tick("heap")
     return row
 
 
-def run(vm: bool = True, compiled: bool = True) -> list[dict[str, Any]]:
+def run(vm: bool = True, compiled: bool = True, tick: Tick = _no_tick) -> list[dict[str, Any]]:
     """All rows: PyNaCl, pure Python on CPython and (unless vm=False) the MicroPython VM."""
-    rows = [measure_cpython("nacl"), measure_cpython("pure")]
+    rows = [measure_cpython("nacl", tick), measure_cpython("pure", tick)]
     if vm:
-        rows.append(measure_vm(compiled=compiled))
+        rows.append(measure_vm(compiled=compiled, tick=tick))
     return rows
 
 
-def section(repeat: int = 3, vm: bool = True, compiled: bool = True,
-            quick: bool = False) -> dict[str, Any]:
-    """`repeat` whole runs (each a median per column); per row and column min/median/max."""
+def section(
+    repeat: int = 3,
+    vm: bool = True,
+    compiled: bool = True,
+    quick: bool = False,
+    tick: Tick = _no_tick,
+) -> dict[str, Any]:
+    """`repeat` whole runs (each a median per column); per row and column min/median/max.
+    `tick` is called once per entry of labels(repeat, vm) (the command's progress bar)."""
     if quick:
         repeat = 1
     cmd = "tapcash bench crypto" + (f" --repeat {repeat}" if repeat != 3 else "")
@@ -172,7 +193,7 @@ def section(repeat: int = 3, vm: bool = True, compiled: bool = True,
     cmd += "" if compiled else " --source"
     sec = report.new_section("crypto", cmd)
     sec["title"] = "Crypto"
-    runs = [run(vm=vm, compiled=compiled) for _ in range(repeat)]
+    runs = [run(vm=vm, compiled=compiled, tick=tick) for _ in range(repeat)]
     rows = []
     for i, first in enumerate(runs[0]):
         row: dict[str, Any] = {"implementation": first["implementation"]}
@@ -194,31 +215,45 @@ def _fmt_spread_us(s: dict[str, Any]) -> str:
     return report.fmt_spread(s, fmt=_fmt_us)
 
 
-HEADS = {"keygen_us": "keygen", "sign_us": "sign", "sign_cold_us": "sign, caches cleared",
-         "verify_us": "verify, new key", "verify_warm_us": "verify, same key",
-         "sha512_200_us": f"SHA-512 {SHA_LEN} B"}
-EXPLAIN = ("sign: the key's expansion cached (a device signing with its one key); sign, caches "
-           "cleared and keygen: every cache cleared first (`ed25519.clear_caches()`, PyNaCl's "
-           "expanded-key cache included); verify, new key: a public key not seen before; "
-           "verify, same key: the same key again (e.g. the issuer's).")
+HEADS = {
+    "keygen_us": "keygen",
+    "sign_us": "sign",
+    "sign_cold_us": "sign, caches cleared",
+    "verify_us": "verify, new key",
+    "verify_warm_us": "verify, same key",
+    "sha512_200_us": f"SHA-512 {SHA_LEN} B",
+}
+EXPLAIN = (
+    "sign: the key's expansion cached (a device signing with its one key); sign, caches "
+    "cleared and keygen: every cache cleared first (`ed25519.clear_caches()`, PyNaCl's "
+    "expanded-key cache included); verify, new key: a public key not seen before; "
+    "verify, same key: the same key again (e.g. the issuer's)."
+)
 
 
 def _vm_note(r: dict[str, Any]) -> str:
-    return (f"MicroPython {r.get('vm_version', '')}: fixed-base table "
-            f"{r['table_data_bytes']:,} B of data, {r['table_ram_bytes']:,} B of heap retained by "
-            f"its import; ed25519 + sha512 + runtime code {r['module_ram_bytes']:,} B; allocated "
-            f"per sign {r['heap_sign_bytes']:,} B, per cold verify {r['heap_verify_bytes']:,} B "
-            "(garbage, collected).")
+    return (
+        f"MicroPython {r.get('vm_version', '')}: fixed-base table "
+        f"{r['table_data_bytes']:,} B of data, {r['table_ram_bytes']:,} B of heap retained by "
+        f"its import; ed25519 + sha512 + runtime code {r['module_ram_bytes']:,} B; allocated "
+        f"per sign {r['heap_sign_bytes']:,} B, per cold verify {r['heap_verify_bytes']:,} B "
+        "(garbage, collected)."
+    )
 
 
 def render(sec: dict[str, Any]) -> str:
     """Markdown for docs/PERFORMANCE.md."""
-    out = [f"Ed25519 over a {sec['message_bytes']}-byte message, SHA-512 over "
-           f"{sec['sha_bytes']} bytes; per operation.", "",
-           "| | " + " | ".join(HEADS.values()) + " |", "|---|" + "---|" * len(HEADS)]
+    out = [
+        f"Ed25519 over a {sec['message_bytes']}-byte message, SHA-512 over "
+        f"{sec['sha_bytes']} bytes; per operation.",
+        "",
+        "| | " + " | ".join(HEADS.values()) + " |",
+        "|---|" + "---|" * len(HEADS),
+    ]
     for r in sec["rows"]:
-        out.append(f"| {r['implementation']} | "
-                   + " | ".join(_fmt_spread_us(r[c]) for c in HEADS) + " |")
+        out.append(
+            f"| {r['implementation']} | " + " | ".join(_fmt_spread_us(r[c]) for c in HEADS) + " |"
+        )
     out += ["", EXPLAIN]
     out += ["", *(_vm_note(r) for r in sec["rows"] if "table_ram_bytes" in r)]
     return "\n".join(out) + "\n"
@@ -228,8 +263,10 @@ def _print(sec: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Ed25519 ({MSG_LEN}-byte message) and SHA-512 ({SHA_LEN} bytes): "
-                  f"median (min-max) of {len(sec['rows'][0][COLUMNS[0]]['runs'])} runs")
+    table = Table(
+        title=f"Ed25519 ({MSG_LEN}-byte message) and SHA-512 ({SHA_LEN} bytes): "
+        f"median (min-max) of {len(sec['rows'][0][COLUMNS[0]]['runs'])} runs"
+    )
     table.add_column("implementation", no_wrap=True, min_width=14)
     for c in COLUMNS:
         table.add_column(HEADS[c], justify="right")
@@ -246,14 +283,66 @@ def _print(sec: dict[str, Any]) -> None:
     report.echo_provenance(sec)
 
 
+def labels(repeat: int, vm: bool = True) -> list[str]:
+    """What each step of `section` measures, in order (one tick each)."""
+    one = [f"pynacl {HEADS[c]}" for c in COLUMNS] + [f"pure-cpython {HEADS[c]}" for c in COLUMNS]
+    if vm:
+        one += [
+            "micropython-vm: starting",
+            *(f"micropython-vm {HEADS[c]}" for c in COLUMNS),
+            "micropython-vm: heap figures",
+        ]
+    return [f"run {i + 1}/{repeat}: {what}" for i in range(repeat) for what in one]
+
+
+@contextlib.contextmanager
+def _progress(steps_: list[str]) -> Iterator[Tick]:
+    """A Rich progress bar on stderr (nothing when stderr is not a terminal), ticked once per
+    measurement: what is running, how many are done, elapsed time and ETA."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description:<44}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        task = bar.add_task(steps_[0] if steps_ else "", total=len(steps_))
+        done = [0]
+
+        def tick(what: str) -> None:
+            done[0] += 1
+            n = done[0]
+            bar.update(task, completed=n, description=steps_[n] if n < len(steps_) else "done")
+
+        yield tick
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
 @click.option("--repeat", default=3, show_default=True, help="whole runs (min/median/max)")
 @click.option("--no-vm", is_flag=True, help="skip the MicroPython VM row")
 @click.option("--source", is_flag=True, help="VM runs the .py sources instead of .mpy")
 def command(as_json: bool, repeat: int, no_vm: bool, source: bool) -> None:
-    """Ed25519 keygen/sign/verify and SHA-512: PyNaCl, pure Python, MicroPython VM."""
-    sec = section(repeat=repeat, vm=not no_vm, compiled=not source)
+    """Ed25519 keygen/sign/verify and SHA-512: PyNaCl, pure Python, MicroPython VM.
+
+    Progress (a bar with its ETA) goes to stderr; stdout carries only the table or the JSON."""
+    with _progress(labels(repeat, not no_vm)) as tick:
+        sec = section(repeat=repeat, vm=not no_vm, compiled=not source, tick=tick)
     if as_json:
         click.echo(json.dumps(sec, indent=2))
     else:

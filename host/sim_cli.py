@@ -1,6 +1,6 @@
 """`tapcash sim run SCENARIO` and `tapcash demo`: simulate a rollout, reconcile, report.
 
-Both run a seeded scenario (sim/scenario.py) over simulated devices that run the unchanged
+Both run a seeded scenario (sim/scenario/spec.py) over simulated devices that run the unchanged
 firmware, the real ledger service on loopback and the real sync tool, then print the
 reconciliation report and write report.json, payments.csv and PNG plots. Exit code 0 only
 when the books balance.
@@ -33,7 +33,7 @@ sim.add_command(ui_command)
 
 def _scenario(name: str, seed: int | None) -> tuple[Any, int]:
     """(scenario, the seed it will run with) of a .toml file or a built-in name."""
-    from tapcash.sim.scenario import ScenarioError, resolve
+    from tapcash.sim.scenario.spec import ScenarioError, resolve
 
     try:
         sc = resolve(name)
@@ -113,8 +113,8 @@ def _run(
 ) -> int:
     from rich.console import Console
 
-    from tapcash.sim.report import render_text, summarize, write_outputs
-    from tapcash.sim.runner import ScenarioRun
+    from tapcash.sim.run.report import render_text, summarize, write_outputs
+    from tapcash.sim.run.runner import ScenarioRun
 
     console = Console(stderr=as_json)
     run = ScenarioRun(
@@ -184,7 +184,7 @@ def run_command(
     `--seeds N` sweeps N seeds of any scenario."""
     sc, used_seed = _scenario(scenario, seed)
     if seeds is not None:
-        from tapcash.sim.sweep import sweep
+        from tapcash.sim.run.sweep import sweep
 
         first = 1 if seed is None else seed
         root = out_dir or Path("tapcash-sim")
@@ -203,7 +203,7 @@ def run_command(
 def template_command(builtin: str) -> None:
     """Print a built-in scenario's TOML to start a scenario of your own from (default: demo,
     whose comments document every key): tapcash sim template > my.toml."""
-    from tapcash.sim.scenario import ScenarioError, builtin_source
+    from tapcash.sim.scenario.spec import ScenarioError, builtin_source
 
     try:
         click.echo(builtin_source(builtin), nl=False)
@@ -214,7 +214,7 @@ def template_command(builtin: str) -> None:
 @sim.command("list")
 def list_command() -> None:
     """The built-in scenarios."""
-    from tapcash.sim.scenario import builtin_names, builtin_scenario
+    from tapcash.sim.scenario.spec import builtin_names, builtin_scenario
 
     for name in builtin_names():
         sc = builtin_scenario(name)
@@ -231,7 +231,7 @@ def demo(workdir: Path, seed: int | None, runtime: str, as_json: bool) -> None:
     """One simulated day: 50 card wallets and 5 POS terminals paying offline, a torn tap, a
     power cut, a cloned card and a rolled-back card; then every device syncs through the sync
     tool to the ledger and the books are checked. Exit code 0 only if they balance."""
-    from tapcash.sim.scenario import builtin_scenario
+    from tapcash.sim.scenario.spec import builtin_scenario
 
     sc = builtin_scenario("demo")
     if not as_json:
@@ -260,7 +260,7 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
 
     from rich.console import Console
 
-    from tapcash.sim.serve import ServedRun, TooManyDevices
+    from tapcash.sim.run.serve import ServedRun, TooManyDevices
 
     sc, used_seed = _scenario(scenario, seed)
     out = out_dir or Path("tapcash-serve") / f"{sc.name}-{used_seed}"
@@ -306,6 +306,6 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
 def board_command(flash: Path | None) -> None:
     """A bare MicroPython board (the real VM) with its REPL on a pseudo-terminal, until Ctrl-C:
     mpremote, `tapcash deploy` and `tapcash provision --via repl` work on it as on an ESP32."""
-    from tapcash.sim import repl_pty
+    from tapcash.sim.vm import repl_pty
 
     sys.exit(repl_pty.main(["--flash", str(flash)] if flash is not None else []))

@@ -3,7 +3,7 @@
 `mpvm` is one real MicroPython 1.27 VM (WebAssembly under Node.js) for the whole session,
 with firmware/ installed as .py under /firmware; `mpvm_compiled` is a second one with the
 firmware compiled to .mpy by mpy-cross. The first use installs the pinned npm package
-(see tapcash.sim.mpvm.ensure_vm_installed); without node/npm these fixtures error out,
+(see tapcash.sim.vm.mpvm.ensure_vm_installed); without node/npm these fixtures error out,
 failing the tests that need them.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tapcash.sim.mpvm import MicroPythonVM, ensure_vm_installed
+from tapcash.sim.vm.mpvm import MicroPythonVM, ensure_vm_installed
 
 
 def _vm(compiled: bool) -> Iterator[MicroPythonVM]:

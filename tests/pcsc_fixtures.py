@@ -28,9 +28,9 @@ import pytest
 from tapcash.firmware.core import proto
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
-from tapcash.sim import provision as pv
-from tapcash.sim.flash import SimFlash
-from tapcash.sim.inproc import SimClock
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.flash import SimFlash
+from tapcash.sim.device.hal import SimClock
 
 APT_PACKAGES = "pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig"
 INSTALL_HINT = (

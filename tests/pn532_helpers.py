@@ -1,7 +1,7 @@
 """The firmware PN532 driver wired to the frame-level emulator through each host interface.
 
 Nothing here stands in for the driver or the chip model: `wire()` builds the real driver
-(firmware/hal/pn532*.py) on the real emulator (sim/pn532.py) through the machine-shaped bus
+(firmware/hal/pn532*.py) on the real emulator (sim/nfc/pn532.py) through the machine-shaped bus
 adapters, exactly as firmware/hal/esp32.py wires it to machine.I2C / SPI / UART on a board.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from tapcash.firmware.hal.pn532_card import PN532Card
 from tapcash.firmware.hal.pn532_reader import PN532Reader
 from tapcash.firmware.hal.pn532_transport import PN532_I2C, PN532_SPI, PN532_UART
-from tapcash.sim.pn532 import (
+from tapcash.sim.nfc.pn532 import (
     Faults,
     PN532Emulator,
     RfField,

@@ -16,7 +16,7 @@ import pytest
 from tapcash.firmware.core import cbor, ed25519, proto
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
-from tapcash.sim.provision import Pair, export_all, make_pair, select
+from tapcash.sim.device.provision import Pair, export_all, make_pair, select
 
 
 @pytest.fixture

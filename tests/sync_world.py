@@ -27,9 +27,9 @@ from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.migrations import migrate
 from tapcash.host.ledger.service import Ledger
-from tapcash.sim import provision as pv
-from tapcash.sim.flash import SimFlash
-from tapcash.sim.inproc import DirectLink, SimClock
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.flash import SimFlash
+from tapcash.sim.device.hal import DirectLink, SimClock
 
 OWNER = "alice"
 
@@ -208,7 +208,7 @@ def pty_sync(app: Any, link: Any, outbox: Any, faults: Any = None, **kw: Any) ->
     """One in-process `sync_device` against `app` served on a fresh pseudo-terminal."""
     from tapcash.host.sync.session import sync_device
     from tapcash.host.sync.transport import SerialTransport
-    from tapcash.sim.serial_device import SerialDevice
+    from tapcash.sim.device.serial_pty import SerialDevice
 
     page_records = kw.pop("page_records", 2)
     with SerialDevice(app, faults) as dev:

@@ -15,9 +15,9 @@ from tapcash.firmware.core.hal import Hal
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.issuer import Issuer
-from tapcash.sim.flash import SimFlash
-from tapcash.sim.inproc import DirectLink, SeededRng
-from tapcash.sim.provision import (
+from tapcash.sim.device.flash import SimFlash
+from tapcash.sim.device.hal import DirectLink, SeededRng
+from tapcash.sim.device.provision import (
     T0,
     Pair,
     device_id,

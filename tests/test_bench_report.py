@@ -131,7 +131,7 @@ def test_profile_shares_name_where_the_time_goes() -> None:
     assert _category("/repo/firmware/core/cbor_cpython.py") == "CBOR"
     assert _category("/repo/firmware/core/storage.py") == "flash storage"
     assert _category("/repo/firmware/pos/pay.py") == "firmware logic"
-    assert _category("/repo/sim/field.py") == "simulator"
+    assert _category("/repo/sim/nfc/field.py") == "simulator"
     p = profile_shares(20, 4, 40)
     assert p["command"].startswith("tapcash bench sim --profile")
     assert sum(p["shares"].values()) == pytest.approx(1.0, abs=0.01)

@@ -32,7 +32,7 @@ import pytest
 from nacl.signing import VerifyKey
 
 from tapcash.firmware.core import proto
-from tapcash.sim.runner import issuer_for
+from tapcash.sim.run.runner import issuer_for
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "console-test-token"
@@ -81,7 +81,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("console")
-    smoke = Path(__file__).parent.parent / "sim" / "scenarios" / "smoke.toml"
+    smoke = Path(__file__).parent.parent / "sim" / "scenario" / "builtin" / "smoke.toml"
     scenario = tmp / "console.toml"
     scenario.write_text(smoke.read_text().replace('name = "smoke"', 'name = "console"')
                         + SCENARIO_EXTRA)

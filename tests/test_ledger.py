@@ -15,7 +15,7 @@ from test_ledger_world import TOKEN, World, apdu, balance_of
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.host.ledger.client import LedgerClient, LedgerHTTPError
-from tapcash.sim import provision as pv
+from tapcash.sim.device import provision as pv
 
 # Fixtures shared with the other ledger test modules.
 books_balance = lw.books_balance

@@ -26,8 +26,8 @@ from tapcash.firmware.wallet import state as wst
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.client import LedgerHTTPError
-from tapcash.sim import provision as pv
-from tapcash.sim.inproc import DirectLink
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.hal import DirectLink
 
 books_balance = lw.books_balance
 db_url = lw.db_url

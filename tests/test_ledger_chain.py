@@ -20,7 +20,7 @@ from test_ledger_world import World, apdu
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.host.ledger.chain import records_digest, verify_rollback
-from tapcash.sim import provision as pv
+from tapcash.sim.device import provision as pv
 
 books_balance = lw.books_balance
 db_url = lw.db_url
@@ -70,9 +70,9 @@ def test_a_status_without_its_records_after_a_rollback_is_a_rollback_case(world:
     a, b, ev = (base64.b64decode(case[k]) for k in ("proof_a", "proof_b", "evidence"))
     assert verify_rollback(cert[proto.CERT_KEY], a, b, ev)
     assert not verify_rollback(cert[proto.CERT_KEY], a, b, ev[:-1])
-    # the simulator's oracle, which shares no code with the ledger, agrees (sim/oracle.py)
-    from tapcash.sim.oracle import Certs
-    from tapcash.sim.oracle import verify_rollback as oracle_rollback
+    # the simulator's oracle, which shares no code with the ledger, agrees (sim/run/oracle.py)
+    from tapcash.sim.run.oracle import Certs
+    from tapcash.sim.run.oracle import verify_rollback as oracle_rollback
 
     certs = Certs(world.issuer.public_key)
     certs.add(pv.select(w.app)[proto.INFO_CERT])

@@ -10,7 +10,7 @@ import test_ledger_world as lw
 from test_ledger_world import World, apdu, balance_of
 
 from tapcash.firmware.core import cbor, proto
-from tapcash.sim import provision as pv
+from tapcash.sim.device import provision as pv
 
 db_url = lw.db_url
 pg_admin = lw.pg_admin

@@ -1,7 +1,7 @@
 """Fixtures and helpers of the ledger tests (no tests here).
 
 A `World` is one ledger served over real HTTP on loopback (uvicorn in a thread, or a subprocess
-for the kill test) plus real firmware devices: wallets and POS terminals from sim/provision,
+for the kill test) plus real firmware devices: wallets and POS terminals from sim/device/provision,
 registered with the ledger, loaded through it, paying each other, exported and synced.
 Both back ends: SQLite (a temp file) and PostgreSQL (127.0.0.1:5432, a fresh schema per test,
 dropped after; with CI set and no server reachable the PG tests FAIL instead of skipping).
@@ -33,8 +33,8 @@ from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.migrations import migrate
 from tapcash.host.ledger.postings import check_invariant
 from tapcash.host.ledger.service import Ledger
-from tapcash.sim import provision as pv
-from tapcash.sim.inproc import DirectLink, SimClock
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.hal import DirectLink, SimClock
 
 TOKEN = "test-operator-token-" + uuid.uuid4().hex
 PG_USERS = ("postgres", "root")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tapcash.sim.mpvm import MicroPythonVM, portable_test_names
+from tapcash.sim.vm.mpvm import MicroPythonVM, portable_test_names
 
 PORTABLE_DIR = Path(__file__).resolve().parent / "portable"
 

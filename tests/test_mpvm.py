@@ -1,4 +1,4 @@
-"""The MicroPython VM host (tapcash.sim.mpvm) itself: exec, files, reset, .mpy, measuring."""
+"""The MicroPython VM host (tapcash.sim.vm.mpvm) itself: exec, files, reset, .mpy, measuring."""
 
 import os
 import textwrap
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tapcash.sim.mpvm import (
+from tapcash.sim.vm.mpvm import (
     MicroPythonError,
     MicroPythonVM,
     MicroPythonVMError,

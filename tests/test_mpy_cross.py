@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tapcash.sim.mpvm import compile_mpy, firmware_dir
+from tapcash.sim.vm.mpvm import compile_mpy, firmware_dir
 
 FIRMWARE = firmware_dir()
 SOURCES = sorted(p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tapcash.sim import native_mp
-from tapcash.sim.mpvm import portable_test_names
+from tapcash.sim.vm import native as native_mp
+from tapcash.sim.vm.mpvm import portable_test_names
 
 PORTABLE_DIR = Path(__file__).resolve().parent / "portable"
 RUNNER = Path(native_mp.__file__).resolve().parent / "native_portable.py"

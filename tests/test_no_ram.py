@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from tapcash.firmware.core import cbor, ed25519, proto
-from tapcash.sim.provision import load, make_pair, select
+from tapcash.sim.device.provision import load, make_pair, select
 
 
 class FailingVerify:

@@ -8,10 +8,10 @@ from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.core.hal import Hal
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.issuer import Issuer
-from tapcash.sim.flash import SimFlash
-from tapcash.sim.inproc import DirectLink, SeededRng
-from tapcash.sim.oracle import Certs, Signed, conflict, verify_proof
-from tapcash.sim.provision import make_pair, make_pos, select
+from tapcash.sim.device.flash import SimFlash
+from tapcash.sim.device.hal import DirectLink, SeededRng
+from tapcash.sim.device.provision import make_pair, make_pos, select
+from tapcash.sim.run.oracle import Certs, Signed, conflict, verify_proof
 
 
 def _certs(pair) -> Certs:
@@ -93,7 +93,7 @@ def test_an_overspend_case_is_verified_against_value_recomputed():
 
     from tapcash.sim.attacks.base import card_state
     from tapcash.sim.attacks.extracted import RogueCard
-    from tapcash.sim.oracle import Oracle
+    from tapcash.sim.run.oracle import Oracle
 
     pair = make_pair(35, balance=1000)
     oracle = Oracle(pair.issuer.public_key)
@@ -127,7 +127,7 @@ def test_an_overspend_named_at_an_early_counter_is_verified_from_every_body_held
 
     from tapcash.sim.attacks.base import card_state
     from tapcash.sim.attacks.extracted import RogueCard
-    from tapcash.sim.oracle import Oracle
+    from tapcash.sim.run.oracle import Oracle
 
     pair = make_pair(36, balance=1000)
     oracle = Oracle(pair.issuer.public_key)
@@ -155,7 +155,7 @@ def test_a_balance_case_is_verified_against_the_vouchers_in_number_order():
 
     from tapcash.sim.attacks.base import card_state
     from tapcash.sim.attacks.extracted import RogueCard
-    from tapcash.sim.oracle import Oracle
+    from tapcash.sim.run.oracle import Oracle
 
     pair = make_pair(37, balance=1000)
     oracle = Oracle(pair.issuer.public_key)

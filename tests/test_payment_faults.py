@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from tapcash.firmware.core.hal import PowerCut
-from tapcash.sim.flash import ALL
-from tapcash.sim.provision import Pair
+from tapcash.sim.device.flash import ALL
+from tapcash.sim.device.provision import Pair
 
 pytest_plugins = ["protocol_fixtures"]
 
@@ -191,7 +191,7 @@ def _serial(pos, ins: int, data: bytes) -> int:
 @pytest.mark.parametrize("command", ["ack", "apply"])
 def test_power_cut_during_pos_serial_commands(pair: Pair, audit, command: str, keep: int) -> None:
     from tapcash.firmware.core import proto
-    from tapcash.sim.provision import T0, ack_for, select
+    from tapcash.sim.device.provision import T0, ack_for, select
 
     for _ in range(3):
         assert pair.pos.take_payment(AMOUNT).approved

@@ -35,8 +35,8 @@ from tapcash.firmware.core.hal import LinkError
 from tapcash.firmware.wallet import state as wst
 from tapcash.host.pcsc.reader_link import PcscLink, ReaderError, resolve_reader
 from tapcash.host.pcsc.vpcd_card import ATR, GetResponseCard, pseudo_atr
-from tapcash.sim import provision as pv
-from tapcash.sim.inproc import SimClock
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.hal import SimClock
 
 TOOL_TIMEOUT_S = 30
 

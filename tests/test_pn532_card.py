@@ -8,7 +8,7 @@ from pn532_helpers import KINDS, Background, Echo, wire
 from tapcash.firmware.core.hal import LinkError
 from tapcash.firmware.hal.pn532 import ST_RELEASED, PN532Error
 from tapcash.firmware.hal.pn532_card import TargetReleased, serve_card, serve_session
-from tapcash.sim.pn532 import Faults, SimReaderLink
+from tapcash.sim.nfc.pn532 import Faults, SimReaderLink
 
 SELECT = bytes.fromhex("00a4040009f07461706361736801" "00")
 

@@ -1,5 +1,6 @@
 """Real payments through emulated PN532 chips: the firmware PosApp and WalletApp (provisioned by
-sim/provision.py through their real APDUs) talk through the driver and the frame-level emulator.
+sim/device/provision.py through their real APDUs) talk through the driver and the frame-level
+emulator.
 
 - reader side on a PN532 (SPI, as the POS board profile), the wallet a plain card in the field;
 - card side on a PN532 (I2C, as the wallet board profile) run by serve_card, a plain reader;
@@ -16,8 +17,8 @@ from pn532_helpers import Background, wire
 from tapcash.firmware.core import frame, proto
 from tapcash.firmware.hal.pn532_reader import PN532ReaderLink
 from tapcash.firmware.main import PushbackKeys, SyncPump, run_pos, run_wallet
-from tapcash.sim.pn532 import RfField, SimCard, SimReaderLink
-from tapcash.sim.provision import make_pair
+from tapcash.sim.device.provision import make_pair
+from tapcash.sim.nfc.pn532 import RfField, SimCard, SimReaderLink
 
 AMOUNT = 1250
 

@@ -16,7 +16,7 @@ from tapcash.firmware.hal.pn532 import (
     PN532Timeout,
 )
 from tapcash.firmware.hal.pn532_reader import PN532ReaderLink
-from tapcash.sim.pn532 import Faults, RfField, SimCard, SimUART
+from tapcash.sim.nfc.pn532 import Faults, RfField, SimCard, SimUART
 
 SELECT = bytes.fromhex("00a4040009f074617063617368" "01" "00")
 

@@ -1,5 +1,5 @@
 """The PN532 driver compiled to .mpy, running in the real MicroPython 1.27 VM, on the emulated chip:
-every bus transaction crosses into the host (sim/pn532_vm.py) where sim/pn532.py answers it.
+every bus transaction crosses into the host (sim/vm/pn532_vm.py) where sim/nfc/pn532.py answers it.
 Same scenarios as the CPython tests: reader (detection, chained APDUs), faults, card emulation."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tapcash.sim.pn532 import (
+from tapcash.sim.nfc.pn532 import (
     Faults,
     PN532Emulator,
     RfField,
@@ -21,7 +21,7 @@ from tapcash.sim.pn532 import (
     SimUART,
     irq_pin,
 )
-from tapcash.sim.pn532_vm import BusVM
+from tapcash.sim.vm.pn532_vm import BusVM
 
 
 class Echo:

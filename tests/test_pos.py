@@ -19,8 +19,8 @@ from tapcash.firmware.core.hal import Hal
 from tapcash.firmware.pos.app import PosApp
 from tapcash.host.device.errors import DeviceRefused
 from tapcash.host.issuer import Issuer
-from tapcash.sim.flash import SimFlash
-from tapcash.sim.inproc import (
+from tapcash.sim.device.flash import SimFlash
+from tapcash.sim.device.hal import (
     CountingSignal,
     DirectLink,
     RecordingDisplay,
@@ -28,7 +28,7 @@ from tapcash.sim.inproc import (
     SeededRng,
     SimClock,
 )
-from tapcash.sim.provision import (
+from tapcash.sim.device.provision import (
     PIN,
     T0,
     Pair,

@@ -17,8 +17,8 @@ from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.wallet import state as wst
 from tapcash.host.ledger import programs
 from tapcash.host.ledger.client import LedgerHTTPError
-from tapcash.sim import provision as pv
-from tapcash.sim.inproc import DirectLink, SimClock
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.hal import DirectLink, SimClock
 
 books_balance = lw.books_balance
 db_url = lw.db_url
@@ -38,8 +38,8 @@ class PWorld(World):
 
     def pos_cat(self, n: int, category: int) -> lw.Dev:
         from tapcash.firmware.core.hal import Hal
-        from tapcash.sim.flash import SimFlash
-        from tapcash.sim.inproc import SeededRng
+        from tapcash.sim.device.flash import SimFlash
+        from tapcash.sim.device.hal import SeededRng
 
         link = DirectLink(None)
         hal = Hal(flash=SimFlash(seed=900 + n), clock=self.clock,

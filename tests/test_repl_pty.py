@@ -1,6 +1,6 @@
-"""The simulated MicroPython board (sim/repl_pty.py): the real MicroPython 1.27 VM's REPL on a
+"""The simulated MicroPython board (sim/vm/repl_pty.py): the real MicroPython 1.27 VM's REPL on a
 pseudo-terminal, driven by the real mpremote (a subprocess) and by pyserial, as a board on a USB
-UART would be. Needs Node.js and the VM package (installed on demand, see sim/mpvm.py)."""
+UART would be. Needs Node.js and the VM package (installed on demand, see sim/vm/mpvm.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from tapcash.sim.repl_pty import ReplBoard
+from tapcash.sim.vm.repl_pty import ReplBoard
 
 BANNER = b'Type "help()" for more information.\r\n>>> '
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"

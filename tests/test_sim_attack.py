@@ -1,6 +1,6 @@
 """The adversarial simulation (docs/SECURITY.md): a seeded adversary mixes clones, rollbacks,
 rollback transfers, extracted keys, rogue readers, a compromised sync host and replays among
-honest traffic; the independent oracle (sim/oracle.py) judges the ledger after every sync.
+honest traffic; the independent oracle (sim/run/oracle.py) judges the ledger after every sync.
 
 CI runs a fixed sample: every attack kind alone on a small fleet (one seed each), and the
 built-in `attack` scenario (all kinds mixed) on a few seeds. More seeds:
@@ -16,8 +16,8 @@ from dataclasses import replace
 import pytest
 
 from tapcash.sim.attacks import KINDS
-from tapcash.sim.scenario import AdversaryPlan, builtin_scenario, parse_scenario
-from tapcash.sim.sweep import run_seed
+from tapcash.sim.run.sweep import run_seed
+from tapcash.sim.scenario.spec import AdversaryPlan, builtin_scenario, parse_scenario
 
 # Attack kinds whose invariant fails on main because of a hole another engineer owns; each
 # entry goes as soon as the fix lands (the marks are strict: a fixed hole fails the test
@@ -110,7 +110,7 @@ def test_a_failing_seed_replays_exactly(tmp_path):
 
 
 def test_an_adversary_that_does_not_fit_the_scenario_is_a_clear_error():
-    from tapcash.sim.scenario import ScenarioError
+    from tapcash.sim.scenario.spec import ScenarioError
 
     base = {"scenario": {"name": "x"}, "wallets": {"count": 4}}
     with pytest.raises(ScenarioError, match="unknown teleport"):

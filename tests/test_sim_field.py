@@ -3,11 +3,11 @@
 import pytest
 
 from tapcash.firmware.core.hal import LinkError
-from tapcash.sim.device import DeviceSpec, LocalDevice, spec_seed
-from tapcash.sim.field import BIT_US_106, AirModel, ComputeModel, Field
-from tapcash.sim.inproc import SimClock
-from tapcash.sim.runner import ScenarioRun
-from tapcash.sim.scenario import parse_scenario
+from tapcash.sim.device.build import DeviceSpec, LocalDevice, spec_seed
+from tapcash.sim.device.hal import SimClock
+from tapcash.sim.nfc.field import BIT_US_106, AirModel, ComputeModel, Field
+from tapcash.sim.run.runner import ScenarioRun
+from tapcash.sim.scenario.spec import parse_scenario
 
 
 class Echo:

@@ -1,6 +1,6 @@
-"""Programmes in a simulated district (sim/scenarios/programmes.toml): a transport subsidy for
-every resident (by merchant category, expiring after day 0) and prepaid lessons at a school.
-Real devices, the ledger on loopback, the sync tool; a cloned card spends its purse twice.
+"""Programmes in a simulated district (sim/scenario/builtin/programmes.toml): a transport
+subsidy for every resident (by merchant category, expiring after day 0) and prepaid lessons at a
+school. Real devices, the ledger on loopback, the sync tool; a cloned card spends its purse twice.
 Oracles from the run's own records, not the ledger's report: every payment a purse paid part of
 was at a POS the programme allows, and no later than its expiry; the ledger's per-programme books
 are then checked against those payments.
@@ -9,9 +9,9 @@ are then checked against those payments.
 import pytest
 
 from tapcash.host.ledger import programs
-from tapcash.sim.report import summarize
-from tapcash.sim.runner import ScenarioRun
-from tapcash.sim.scenario import builtin_scenario, parse_scenario
+from tapcash.sim.run.report import summarize
+from tapcash.sim.run.runner import ScenarioRun
+from tapcash.sim.scenario.spec import builtin_scenario, parse_scenario
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_programmes_flow_and_balance(run) -> None:
 
 
 def test_program_block_is_checked() -> None:
-    from tapcash.sim.scenario import ScenarioError
+    from tapcash.sim.scenario.spec import ScenarioError
 
     base = {"scenario": {"name": "x", "days": 1}, "pos": {"count": 2}, "wallets": {"count": 3}}
     ok = dict(base, programs=[{"name": "bus", "at": "07:00", "pos": [1, 2], "category": 4111}])
@@ -81,7 +81,7 @@ def test_micropython_vm_pays_from_purses_byte_for_byte(run, tmp_path) -> None:
     APDU transcripts and the same report (purse choice, split, rule checks on both runtimes)."""
     import json
 
-    from tapcash.sim.report import deterministic_part
+    from tapcash.sim.run.report import deterministic_part
 
     sc, _log, s = run
     log_mp = ScenarioRun(sc, tmp_path / "mp", runtime="micropython").run()
@@ -98,7 +98,7 @@ def test_micropython_vm_pays_from_purses_byte_for_byte(run, tmp_path) -> None:
 def test_programmes_plot_draws_the_books(run, tmp_path) -> None:
     """The bars of programmes.png are the ledger's figures; the curves end at the earmarked
     value the run's own payment records add up to."""
-    from tapcash.sim import plots
+    from tapcash.sim.run import plots
 
     sc, log, s = run
     plt = plots._plt()

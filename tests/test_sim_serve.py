@@ -147,7 +147,7 @@ def test_serve_raises_the_open_file_limit_or_says_why_not() -> None:
     # each served device holds a pty pair and a pipe: a district is more than a default 1024
     code = (
         "import resource\n"
-        "from tapcash.sim.serve import TooManyDevices, _enough_files\n"
+        "from tapcash.sim.run.serve import TooManyDevices, _enough_files\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 5000))\n"
         "_enough_files(500)\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"

@@ -21,7 +21,7 @@ from tapcash.firmware.wallet import state as wst
 from tapcash.host.cli import cli
 from tapcash.sim.ui.apdu_text import command_text, response_text, sw_text
 from tapcash.sim.ui.app import CheckoutApp
-from tapcash.sim.ui.bench import CARD, IDLE, PIN
+from tapcash.sim.ui.checkout import CARD, IDLE, PIN
 from tapcash.sim.ui.cli import parse_card
 from tapcash.sim.ui.widgets import Lcd, PinPrompt, screen_rows
 
@@ -370,7 +370,7 @@ def test_parse_card_and_cli_help() -> None:
 def test_a_card_with_a_purse_shows_it_and_which_purse_paid() -> None:
     # Dan's card holds a 30.00 purse prepaid at this POS's merchant (a programme on the real
     # ledger): a 40.00 sale takes 30.00 from the purse and 10.00 from the main purse.
-    from tapcash.sim.ui.bench import CardSpec
+    from tapcash.sim.ui.checkout import CardSpec
     from tapcash.sim.ui.cli import _spec
 
     spec = _spec(CardSpec, "Dan=50.00+30.00", 0)

@@ -1,4 +1,4 @@
-"""Crash-safety tests for firmware/core/storage.py on sim/flash.py (and firmware FileFlash).
+"""Crash-safety tests for firmware/core/storage.py on sim/device/flash.py (and firmware FileFlash).
 
 The power-cut tests cut at EVERY write of a scripted sequence of commits, appends and prunes,
 each from a fresh flash, with several choices of how much of the cut write survives; after
@@ -21,7 +21,7 @@ from tapcash.firmware.core import cbor
 from tapcash.firmware.core.fileflash import FileFlash
 from tapcash.firmware.core.hal import Flash, PowerCut
 from tapcash.firmware.core.storage import Journal, StateStore, StorageError, StorageFull
-from tapcash.sim.flash import ALL, SimFlash
+from tapcash.sim.device.flash import ALL, SimFlash
 
 MAX_RECORDS = 6
 SEG_BYTES = 64  # small segments: the scripts below roll over, tear and prune many of them

@@ -23,7 +23,7 @@ from tapcash.firmware.core import cbor, frame
 from tapcash.host.cli import cli
 from tapcash.host.device.errors import EXIT_DEVICE, EXIT_LEDGER, EXIT_PORT, EXIT_SPOOLED
 from tapcash.host.sync.outbox import Batch, Outbox
-from tapcash.sim.serial_device import Faults, SerialDevice
+from tapcash.sim.device.serial_pty import Faults, SerialDevice
 
 SEED = 23
 

@@ -29,7 +29,7 @@ import sync_world as sw
 from tapcash.host.device.errors import LinkLost
 from tapcash.host.sync.ledger_link import LedgerLink
 from tapcash.host.sync.outbox import Outbox
-from tapcash.sim.serial_device import Faults, SerialDevice
+from tapcash.sim.device.serial_pty import Faults, SerialDevice
 
 SEED = 11
 PAGE = 2  # records per EXPORT page: the wallet's 6 records take 3 EXPORT frames

@@ -25,7 +25,7 @@ from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.core.hal import Flash, PowerCut
 from tapcash.firmware.wallet import state as st
 from tapcash.host.issuer import Issuer
-from tapcash.sim.flash import SimFlash
+from tapcash.sim.device.flash import SimFlash
 
 P = proto
 CHAL = bytes(range(16))

@@ -14,7 +14,7 @@ from tapcash.firmware.core.hal import Clock, Display, Hal, Rng
 from tapcash.firmware.wallet import state as st
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.issuer import Issuer
-from tapcash.sim.flash import SimFlash
+from tapcash.sim.device.flash import SimFlash
 
 NOW = 1_800_000_000
 ISSUER = Issuer(bytes(range(32)))

@@ -6,7 +6,7 @@ Rows (medians, microseconds, 150-byte message, SHA-512 over 200 bytes):
 * ``pure-cpython``: the firmware's pure-Python code on CPython (both ed25519 and sha512
   forced to their pure backends);
 * ``micropython-vm``: the same firmware compiled to .mpy by mpy-cross, inside the real
-  MicroPython 1.27 VM (WebAssembly under Node.js) through :mod:`tapcash.sim.mpvm`.
+  MicroPython 1.27 VM (WebAssembly under Node.js) through :mod:`tapcash.sim.vm.mpvm`.
 
 Columns: ``keygen`` (seed -> public key, nothing cached), ``sign`` (the key's expansion
 cached, as on a wallet signing with its one key), ``sign_cold`` (caches cleared first),
@@ -133,7 +133,7 @@ def _vm_setup(msg: bytes, pairs: list[tuple[bytes, bytes]]) -> str:
 def measure_vm(compiled: bool = True, tick: Tick = _no_tick) -> dict[str, Any]:
     """The MicroPython VM row (firmware as .mpy unless compiled=False); `tick` after the VM
     started, after each column and after the heap figures."""
-    from tapcash.sim.mpvm import MicroPythonVM
+    from tapcash.sim.vm.mpvm import MicroPythonVM
 
     msg, pairs = _fixtures()
     setup = _vm_setup(msg, pairs)

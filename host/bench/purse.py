@@ -151,7 +151,7 @@ KINDS = (("purse", "split: purse 20.00 (its cap) + main 5.00, repeat POS"),
 def run(batches: int = 5, taps: int = 8, amount: int = 2500) -> dict[str, Any]:
     """One run: per kind, round trips, bytes on air, earmarked part and the per-batch wallet
     in-field times (ms per tap)."""
-    from tapcash.sim.mpvm import MicroPythonVM
+    from tapcash.sim.vm.mpvm import MicroPythonVM
 
     out: dict[str, Any] = {}
     with MicroPythonVM() as vm:

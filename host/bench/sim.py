@@ -2,7 +2,7 @@
 
 One payment here is the whole NFC flow of docs/PROTOCOL.md §4 between two simulated
 devices running the unchanged firmware: the POS app's take_payment over the virtual field
-(`sim.field`, air-time model and transcript hash on), the wallet app powered up by the tap
+(`sim.nfc.field`, air-time model and transcript hash on), the wallet app powered up by the tap
 (state and journal read from its flash), SELECT / PAY / RECEIPT, every flash commit and
 journal append on SimFlash, every signature and verification (PyNaCl on CPython, pure
 Python in the MicroPython VM). Provisioning (key generation, certificates, first load) is
@@ -16,7 +16,7 @@ Rows:
 
 `--calibrate` instead measures the card's and the reader's compute per command inside the
 MicroPython VM (wall time around each call, host round trip included): the source of the
-defaults in `sim.field.DEFAULT_CARD_MS` / `DEFAULT_READER_MS`. Figures only, no assertions.
+defaults in `sim.nfc.field.DEFAULT_CARD_MS` / `DEFAULT_READER_MS`. Figures only, no assertions.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ INS_NAMES = {0xA4: "select", 0x50: "pay", 0x52: "receipt"}
 
 
 def bench_scenario(wallets: int, pos: int, payments: int, *, measured: bool = False) -> Any:
-    from tapcash.sim.scenario import parse_scenario
+    from tapcash.sim.scenario.spec import parse_scenario
 
     return parse_scenario(
         {
@@ -126,8 +126,8 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
     from contextlib import nullcontext
     from dataclasses import replace
 
-    from tapcash.sim.runner import ScenarioRun
-    from tapcash.sim.scenario import build_schedule
+    from tapcash.sim.run.runner import ScenarioRun
+    from tapcash.sim.scenario.spec import build_schedule
 
     sc = replace(bench_scenario(wallets, pos, payments, measured=measured), seed=seed)
     count = _CryptoCount() if runtime == "cpython" else None
@@ -254,7 +254,7 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
 _CATEGORIES = (  # (category, path fragments), first match wins; others inherit the caller's
     ("crypto", ("/nacl/", "core/ed25519.py", "core/sha512.py")),
     ("CBOR", ("core/cbor.py", "core/cbor_cpython.py", "/cbor2/")),
-    ("flash storage", ("core/storage.py", "core/fileflash.py", "sim/flash.py")),
+    ("flash storage", ("core/storage.py", "core/fileflash.py", "sim/device/flash.py")),
     ("firmware logic", ("/firmware/",)),
     ("simulator", ("/sim/",)),
 )
@@ -279,8 +279,8 @@ def profile_shares(wallets: int = 1000, pos: int = 100, payments: int = 3000) ->
 
     from pyinstrument import Profiler
 
-    from tapcash.sim.runner import ScenarioRun
-    from tapcash.sim.scenario import build_schedule
+    from tapcash.sim.run.runner import ScenarioRun
+    from tapcash.sim.scenario.spec import build_schedule
 
     sc = replace(bench_scenario(wallets, pos, payments), seed=1)
     with tempfile.TemporaryDirectory(prefix="tapcash-bench-sim-") as tmp:

@@ -125,7 +125,7 @@ def board_config(board: str, role: str, options: list[str]) -> tuple[dict[str, A
 
 def firmware_sources(role: str) -> list[tuple[Path, str]]:
     """(source file, path under /firmware) for everything the role needs, sorted."""
-    from tapcash.sim.mpvm import firmware_dir
+    from tapcash.sim.vm.mpvm import firmware_dir
 
     root = firmware_dir()
     out = []
@@ -152,7 +152,7 @@ def stage(
 ) -> tuple[dict[str, int], int]:
     """Write the board's files into `folder` (firmware/..., board.json, main.py).
     Returns ({board path: size}, bytes of .py source)."""
-    from tapcash.sim.mpvm import MicroPythonError, MicroPythonVMError, compile_mpy
+    from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVMError, compile_mpy
 
     files: dict[str, int] = {}
     source_bytes = 0
@@ -208,7 +208,7 @@ def _compile(src: Path, out: Path, name: str, arch: str | None, compile_mpy: Any
         return
     import subprocess
 
-    from tapcash.sim.mpvm import MicroPythonError, mpy_cross_command
+    from tapcash.sim.vm.mpvm import MicroPythonError, mpy_cross_command
 
     cmd = [*mpy_cross_command(), f"-march={arch}", "-s", name, "-o", str(out), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -2,7 +2,7 @@
 
 - `FrameLink`: the sync frame protocol (firmware/core/frame.py) through host/sync/transport.py;
   the tapcash firmware's own sync pump answers (a deployed board after reset, or
-  sim/serial_device.py).
+  sim/device/serial_pty.py).
 - `ReplLink`: the board's MicroPython raw REPL; each APDU is one exec of the firmware's
   `process()` on the board, the app built on the same HAL pieces `firmware/main.py` uses (flash
   under /data, the board's RNG and clock), so what provisioning writes is what the firmware reads

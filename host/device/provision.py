@@ -12,7 +12,7 @@
 
 Transport: the sync frame protocol over serial (firmware/core/frame.py via
 host/sync/transport.py), i.e. the firmware's own sync pump answers; it is what a deployed board
-runs after reset and what `sim/serial_device.py` serves. `ReplApduLink` is the other way for a
+runs after reset and what `sim/device/serial_pty.py` serves. `ReplApduLink` is the other way for a
 board sitting at the MicroPython REPL (firmware deployed, main loop not running, e.g. no NFC chip
 wired yet): each APDU is one raw-REPL exec of the firmware's `process()` on the board, with the
 same HAL (flash under /data) `firmware/main.py` builds.
@@ -256,7 +256,7 @@ def personalise(
     say: Callable[[str], None] | None = None,
 ) -> tuple[bytes, bytes]:
     """PERSO KEYGEN, the issuer's certificate, PERSO FINISH: the personalisation itself, the same
-    for `tapcash provision` on a board and for the simulator's devices (sim/provision.py).
+    for `tapcash provision` on a board and for the simulator's devices (sim/device/provision.py).
 
     The device is selected already (a wallet answers PERSO only inside a session). `hotlist`
     None: an empty one (version 1, issued `now`); b"": none at all. Returns (public key,

@@ -21,8 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from tapcash.firmware.core import proto
-from tapcash.sim import provision as pv
-from tapcash.sim.inproc import SimClock
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.hal import SimClock
 
 from .reader_link import PcscLink, ReaderError, list_readers
 from .vpcd_card import VPCD_PORT, VpcdCard

@@ -27,7 +27,7 @@ from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.device.apdu import call
 from tapcash.host.issuer import CERT_DAYS, DAY_S, Issuer
-from tapcash.sim import provision as pv
+from tapcash.sim.device import provision as pv
 
 DEFAULT_WORKDIR = "tapcash-pcsc"
 DEFAULT_BALANCE = 50_000

@@ -50,7 +50,7 @@ def _ledger(root: Path, issuer: Any) -> tuple[Any, str, str]:
 
 def round_trips(baud: int | None) -> None:
     from tapcash.firmware.core import proto
-    from tapcash.sim.serial_device import SerialDevice
+    from tapcash.sim.device.serial_pty import SerialDevice
 
     from .transport import SerialTransport
 
@@ -76,9 +76,9 @@ def round_trips(baud: int | None) -> None:
 def pos_sync(n_records: int, baud: int | None) -> None:
     from tapcash.firmware.core import cbor, proto
     from tapcash.host.ledger.client import LedgerClient
-    from tapcash.sim import provision as pv
-    from tapcash.sim.inproc import DirectLink, SimClock
-    from tapcash.sim.serial_device import SerialDevice
+    from tapcash.sim.device import provision as pv
+    from tapcash.sim.device.hal import DirectLink, SimClock
+    from tapcash.sim.device.serial_pty import SerialDevice
 
     from .ledger_link import LedgerLink
     from .outbox import Outbox

@@ -5,7 +5,7 @@
 
 An attack kind (`base.AttackKind`) plans its steps from the adversary's RNG (`plan`), performs
 them against the running devices, ledger and sync tool (`step`), tells the oracle what it did
-(`sim.oracle.Attack`: wallet, counters, body hashes, documented loss bound) and may add checks
+(`sim.run.oracle.Attack`: wallet, counters, body hashes, documented loss bound) and may add checks
 of its own at the end (`final_check`). To add an attack: a module with one `AttackKind`
 subclass, listed in `KINDS` below. Everything an attack does comes from the run's seed, so a
 failing seed replays exactly.
@@ -58,7 +58,7 @@ def plan(sc: Any, seed: int) -> list[dict[str, Any]]:
             # every wallet left is an honest one the run keeps: attack them harmlessly instead
             harmless = [n for n in names if KINDS[n].expect == "harmless"]
             if not harmless:
-                from tapcash.sim.scenario import ScenarioError
+                from tapcash.sim.scenario.spec import ScenarioError
 
                 raise ScenarioError(
                     f"[adversary] count = {adv.count} of {', '.join(names)} needs more than "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tapcash.sim.oracle import Attack
+from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind, image_bound, limits_of
 

@@ -20,7 +20,7 @@ import cbor2
 
 from tapcash.firmware.core import proto
 from tapcash.firmware.wallet import state as st
-from tapcash.sim.oracle import Attack
+from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind, card_state, key_bound, limits_of
 

@@ -12,7 +12,7 @@ from typing import Any
 import cbor2
 
 from tapcash.firmware.core import proto
-from tapcash.sim.oracle import Attack
+from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind
 
@@ -92,7 +92,7 @@ class RoguePayee(AttackKind):
         atk = run.oracle.attack(Attack(ev.tag, self.name, b"", run.now_rel(), expect="harmless",
                                        note=ev.device))
         fld = run.field_for("rogue-reader")
-        from tapcash.sim.oracle import CardTap
+        from tapcash.sim.run.oracle import CardTap
 
         fld.tap(CardTap(card, run.oracle, ev.device))
         try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import cbor2
 
-from tapcash.sim.oracle import Attack
+from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind
 
@@ -55,7 +55,7 @@ class EvilLink:
 def journal(dev: Any) -> dict[int, bytes]:
     """seq -> record bytes of everything the device holds (EXPORT is read-only)."""
     from tapcash.firmware.core import proto
-    from tapcash.sim.runner import _call, _select
+    from tapcash.sim.run.runner import _call, _select
 
     if dev.role == "wallet":
         _select(dev)

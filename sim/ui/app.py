@@ -9,7 +9,7 @@ buttons (keys a, b, c tap; r removes), the tear and sync controls, and the event
 APDU on the air with its status word decoded, approvals, declines with their reason, torn taps
 and their recovery, syncs.
 
-The firmware runs in the checkout's terminal thread (`sim.ui.bench.Checkout`); this app only
+The firmware runs in the checkout's terminal thread (`sim.ui.checkout.Checkout`); this app only
 sends it events and draws what it reports.
 """
 
@@ -28,7 +28,7 @@ from textual.widgets import Button, Footer, Header, RichLog, Static
 from tapcash.boards.profile import load_profile
 
 from .apdu_text import money
-from .bench import (
+from .checkout import (
     AMOUNT,
     CARD,
     DEFAULT_CARDS,

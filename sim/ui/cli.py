@@ -28,7 +28,7 @@ def parse_card(text: str, index: int) -> tuple[str, str, int]:
 
 def _spec(card_spec: type, text: str, index: int) -> object:
     """'Ana=150.00' or 'Ana=150.00+40.00' (a 40.00 earmarked purse) -> a CardSpec."""
-    from tapcash.sim.provision import PIN
+    from tapcash.sim.device.provision import PIN
 
     main, plus, purse = text.partition("+")
     label, holder, cents = parse_card(main, index)
@@ -53,7 +53,7 @@ def ui_command(cards: tuple[str, ...], seed: int, ledger: bool, workdir: Path | 
     enter its PIN when asked, tear a tap and re-tap, sync with the ledger. The POS and the
     cards run the unchanged firmware over a virtual NFC field."""
     from .app import CheckoutApp
-    from .bench import DEFAULT_CARDS, CardSpec
+    from .checkout import DEFAULT_CARDS, CardSpec
 
     if len(cards) > MAX_CARDS:
         raise click.BadParameter(f"at most {MAX_CARDS} cards", param_hint="--card")

@@ -1,6 +1,6 @@
 """The HAL objects the terminal UI hands to the unchanged firmware apps.
 
-Every firmware call runs in the checkout's terminal thread (`sim.ui.bench`); these objects turn
+Every firmware call runs in the checkout's terminal thread (`sim.ui.checkout`); these objects turn
 what the firmware does into events for the UI (`Emit`, called from that thread) and feed it the
 keys the person presses (an `Inbox` filled from the UI thread):
 
@@ -8,7 +8,7 @@ keys the person presses (an `Inbox` filled from the UI thread):
 - `InboxKeys` (hal.Keys): `get_key(timeout_ms)` blocks on the inbox, handling the field and
   control events that arrive meanwhile (a card tapped while the amount is typed);
 - `CueSignal` (hal.Signal): the beep / LED of an approval or a decline, as an event;
-- `TraceLink` (hal.Link): the POS's reader, wrapping the virtual field (`sim.field.Field`),
+- `TraceLink` (hal.Link): the POS's reader, wrapping the virtual field (`sim.nfc.field.Field`),
   reporting every command and response (or the tear) as it crosses.
 """
 

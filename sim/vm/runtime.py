@@ -1,0 +1,169 @@
+"""Simulated devices inside the real MicroPython VM (`--runtime micropython`).
+
+The unchanged firmware is installed in a MicroPython 1.27 VM (WebAssembly under Node,
+`sim.vm.mpvm`) together with `sim/vm/vm_device.py`, which builds each device's HAL there: core
+FileFlash on the VM's filesystem with power-cut injection, a seeded RNG, and a clock the host
+sets before every call. The host drives `process(apdu)` through `exec`; a POS's NFC link calls
+back into the host (the `simhost` JS module of `mpvm_link_plugin.mjs`), where the virtual field
+and the card live, so tears, air time and transcripts are the CPython simulator's own.
+
+`VmPool` places devices: by default one VM for all wallets and one for all POS terminals (a
+POS VM waits in a link call while the wallet VM answers, so the two must differ); with
+`per_device=True` every device gets a VM - a Node process - of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from tapcash.firmware.core.hal import LinkError, PowerCut
+from tapcash.sim.device.build import POS, Device, DeviceSpec, Payment, RemoteError
+from tapcash.sim.device.hal import SimClock
+from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVM
+
+_HERE = Path(__file__).resolve().parent
+PLUGIN_PATH = _HERE / "mpvm_link_plugin.mjs"
+VM_DEVICE_PATH = _HERE / "vm_device.py"
+VM_DIR = "/simdev"
+_RESULT = "_simdev_r"
+
+
+class DeviceVM(MicroPythonVM):
+    """One Node process hosting the VM, with the firmware and vm_device installed."""
+
+    def __init__(self) -> None:
+        super().__init__(plugins=[PLUGIN_PATH])
+        self.link_handler: Any = None  # callable(apdu) -> bytes, raises LinkError
+        self.calls = 0
+
+    def boot(self) -> DeviceVM:
+        self.start()
+        self.install_firmware()
+        self.put_file(f"{VM_DIR}/vm_device.py", VM_DEVICE_PATH.read_bytes())
+        self.exec(f"import sys\nsys.path.append({VM_DIR!r})\nimport vm_device as _simdev")
+        return self
+
+    def call(self, now: int, expr: str) -> str:
+        """Set the clock, evaluate `expr` (a str) in the VM and return it. Link calls made
+        meanwhile are served by `link_handler`."""
+        self.calls += 1
+        code = f"_simdev.CLOCK.t = {int(now)}\n{_RESULT} = {expr}"
+        header = {"op": "exec", "code": code, "result": _RESULT}
+        assert self._proc is not None
+        self._write_frame(self._proc, header, b"")
+        while True:
+            reply, data = self._read_frame(self.timeout_s)
+            if reply.get("cb") == "link":
+                self._answer_link(reply["apdu"])
+                continue
+            if not reply.get("ok"):
+                out = data.decode("utf-8", "replace")
+                raise MicroPythonError(str(reply.get("type")), str(reply.get("error", "")), out)
+            value = reply.get("value")
+            return value if isinstance(value, str) else ""
+
+    def _answer_link(self, apdu_hex: str) -> None:
+        try:
+            if self.link_handler is None:
+                raise LinkError("no field")
+            answer: dict[str, str] = {"resp": self.link_handler(bytes.fromhex(apdu_hex)).hex()}
+        except LinkError as e:
+            answer = {"error": str(e) or "link"}
+        data = json.dumps(answer).encode()
+        assert self._proc is not None and self._proc.stdin is not None
+        fd = self._proc.stdin.fileno()
+        view = memoryview(struct.pack(">I", len(data)) + data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+class MpDevice(Device):
+    runtime = "micropython"
+
+    def __init__(self, spec: DeviceSpec, clock: SimClock, vm: DeviceVM) -> None:
+        super().__init__(spec)
+        self.clock = clock
+        self.vm = vm
+        self.key = spec.name
+        root = f"/flash/{spec.name}"
+        cfg = json.dumps({str(k): v for k, v in spec.pos_config.items()}) if spec.pos_config else ""
+        seed = spec.rng_seed.hex()
+        self._call(f"_simdev.new({self.key!r}, {spec.role!r}, {root!r}, {seed!r}, {cfg!r}) or ''")
+
+    def _call(self, expr: str) -> str:
+        try:
+            return self.vm.call(self.clock.now(), expr)
+        except MicroPythonError as e:
+            raise RemoteError(f"{self.name}: {e.traceback}") from None
+
+    def _process(self, apdu: bytes) -> bytes:
+        r = self._call(f"_simdev.process({self.key!r}, {apdu.hex()!r})")
+        if r == "!cut":
+            raise PowerCut("device flash lost power")
+        return bytes.fromhex(r)
+
+    def _power_on(self) -> None:
+        self._call(f"_simdev.power_on({self.key!r}) or ''")
+
+    def _take_payment(self, amount: int, pin: bytes | None) -> Payment:
+        field = self.field
+        assert field is not None
+        self.vm.link_handler = field.transceive
+        try:
+            pin_hex = pin.hex() if pin else ""
+            expr = f"_simdev.take_payment({self.key!r}, {int(amount)}, {pin_hex!r})"
+            r = json.loads(self._call(expr))
+        finally:
+            self.vm.link_handler = None
+        for k in ("wallet", "payment", "receipt"):
+            if r.get(k) is not None:
+                r[k] = bytes.fromhex(r[k])
+        return Payment(**r)
+
+    def _cut_after(self, k: int, keep_permille: int) -> None:
+        self._call(f"_simdev.cut_after({self.key!r}, {int(k)}, {int(keep_permille)}) or ''")
+
+    def _snapshot(self) -> dict[str, bytes]:
+        image = json.loads(self._call(f"_simdev.snapshot({self.key!r})"))
+        return {k: bytes.fromhex(v) for k, v in image.items()}
+
+    def _restore(self, image: dict[str, bytes]) -> None:
+        data = json.dumps({k: v.hex() for k, v in image.items()})
+        self._call(f"_simdev.restore({self.key!r}, {data!r}) or ''")
+
+    def _flash_stats(self) -> dict[str, int]:
+        return dict(json.loads(self._call(f"_simdev.flash_stats({self.key!r})")))
+
+
+class VmPool:
+    """Starts VMs on demand and places devices in them."""
+
+    def __init__(self, clock: SimClock, *, per_device: bool = False) -> None:
+        self.clock = clock
+        self.per_device = per_device
+        self.vms: list[DeviceVM] = []
+        self._shared: dict[str, DeviceVM] = {}
+
+    def _new_vm(self) -> DeviceVM:
+        vm = DeviceVM().boot()
+        self.vms.append(vm)
+        return vm
+
+    def make(self, spec: DeviceSpec) -> MpDevice:
+        if self.per_device:
+            vm = self._new_vm()
+        else:
+            group = "pos" if spec.role == POS else "wallet"
+            vm = self._shared.get(group) or self._new_vm()
+            self._shared[group] = vm
+        return MpDevice(spec, self.clock, vm)
+
+    def close(self) -> None:
+        for vm in self.vms:
+            vm.close()
+        self.vms = []
+        self._shared = {}

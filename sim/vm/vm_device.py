@@ -1,0 +1,247 @@
+# Runs INSIDE the MicroPython VM, never on CPython: sim/vm/runtime.py copies this file into
+# the VM as /simdev/vm_device.py next to the firmware (/firmware) and drives it with exec.
+#
+# One VM hosts one or more simulated devices, each an unchanged WalletApp / PosApp on the
+# HAL objects below - the MicroPython twins of the CPython simulator's:
+#   Flash  core FileFlash on the VM's filesystem + power-cut injection (sim.device.build.CutFlash)
+#   Rng    SHA-256 counter-mode bytes from a seed (sim.device.hal.SeededRng, same construction)
+#   CLOCK  one clock for every device in the VM, set by the host before each call
+#   HostLink  a POS's NFC link: every APDU goes to the host's virtual field (JS module simhost)
+# Bytes cross the VM boundary as hex text; results as JSON.
+import binascii
+import hashlib
+import json
+import os
+
+from firmware.core import hal
+from firmware.core.fileflash import FileFlash
+
+
+class Clock(hal.Clock):
+    def __init__(self):
+        self.t = 0
+
+    def now(self):
+        return self.t
+
+
+CLOCK = Clock()
+
+
+class Rng(hal.Rng):
+    def __init__(self, seed):
+        self.seed = seed
+        self.block = 0
+        self.buf = b""
+
+    def random(self, n):
+        while len(self.buf) < n:
+            h = hashlib.sha256(b"tapcash/rng\x00" + self.seed + self.block.to_bytes(8, "big"))
+            self.buf += h.digest()
+            self.block += 1
+        out = self.buf[:n]
+        self.buf = self.buf[n:]
+        return out
+
+
+class Flash(FileFlash):
+    """FileFlash with the power-cut rule of sim.device.build.CutFlash: the cut write keeps
+    len * keep // 1000 bytes, then every call raises PowerCut until power_on()."""
+
+    def __init__(self, root):
+        FileFlash.__init__(self, root, False)
+        self.count = 0
+        self.powered = True
+        self.cut = 0
+        self.keep = 0
+        self.writes = 0
+        self.appends = 0
+        self.nbytes = 0
+        self.cuts = 0
+
+    def check(self):
+        if not self.powered:
+            raise hal.PowerCut("flash is powered off")
+
+    def read(self, name):
+        self.check()
+        return FileFlash.read(self, name)
+
+    def size(self, name):
+        self.check()
+        return FileFlash.size(self, name)
+
+    def remove(self, name):
+        self.check()
+        FileFlash.remove(self, name)
+
+    def write(self, name, data):
+        self.store(False, name, bytes(data))
+
+    def append(self, name, data):
+        self.store(True, name, bytes(data))
+
+    def store(self, is_append, name, data):
+        self.check()
+        self.count += 1
+        if is_append:
+            self.appends += 1
+            put = FileFlash.append
+        else:
+            self.writes += 1
+            put = FileFlash.write
+        if self.cut != self.count:
+            put(self, name, data)
+            self.nbytes += len(data)
+            return
+        kept = len(data) * self.keep // 1000
+        put(self, name, data[:kept])
+        self.nbytes += kept
+        self.cuts += 1
+        self.cut = 0
+        self.powered = False
+        raise hal.PowerCut("power cut")
+
+    def names(self):
+        return sorted(os.listdir(self.root))
+
+
+class HostLink(hal.Link):
+    def transceive(self, apdu):
+        import simhost
+
+        r = simhost.link(binascii.hexlify(bytes(apdu)).decode())
+        if r[:1] == "!":
+            raise hal.LinkError(r[1:])
+        return binascii.unhexlify(r)
+
+
+class Dev:
+    def __init__(self, role, root, seed, pos_config):
+        self.role = role
+        self.pos_config = pos_config
+        self.flash = Flash(root)
+        self.hal = hal.Hal(
+            flash=self.flash,
+            clock=CLOCK if role == "pos" else None,
+            rng=Rng(seed),
+            link=HostLink() if role == "pos" else None,
+        )
+        self.app = None
+        self.boot()
+
+    def boot(self):
+        if self.role == "wallet":
+            from firmware.wallet.app import WalletApp
+
+            self.app = WalletApp(self.hal)
+        else:
+            from firmware.pos.app import PosApp
+
+            self.app = PosApp(self.hal, self.pos_config)
+            self.app.power_on()
+
+
+DEVS = {}
+
+
+def _hex(b):
+    return binascii.hexlify(b).decode() if b is not None else None
+
+
+def new(name, role, root, seed_hex, config_json):
+    cfg = None
+    if config_json:
+        cfg = {}
+        for k, v in json.loads(config_json).items():
+            cfg[int(k)] = v
+    DEVS[name] = Dev(role, root, binascii.unhexlify(seed_hex), cfg)
+
+
+def process(name, apdu_hex):
+    d = DEVS[name]
+    if d.app is None:
+        return "!cut"
+    try:
+        return _hex(d.app.process(binascii.unhexlify(apdu_hex)))
+    except hal.PowerCut:
+        d.app = None
+        return "!cut"
+
+
+def power_on(name):
+    d = DEVS[name]
+    if d.app is None or not d.flash.powered:
+        d.flash.powered = True
+        d.flash.cut = 0
+        d.app = None
+        d.boot()
+    elif d.role == "wallet":
+        d.app.power_on()
+    else:
+        d.boot()
+
+
+def take_payment(name, amount, pin_hex):
+    d = DEVS[name]
+    if d.app is None:
+        return json.dumps({"status": "power_cut", "reason": "off", "amount": amount})
+    pin = binascii.unhexlify(pin_hex) if pin_hex else None
+    try:
+        r = d.app.take_payment(amount, pin)
+    except hal.PowerCut:
+        d.app = None
+        return json.dumps({"status": "power_cut", "reason": "power_cut", "amount": amount})
+    return json.dumps(
+        {
+            "status": r.status,
+            "reason": r.reason,
+            "amount": r.amount,
+            "sw": r.sw,
+            "wallet": _hex(r.wallet),
+            "counter": r.counter,
+            "seq": r.seq,
+            "balance": r.balance,
+            "recovered": r.recovered,
+            "receipt_sent": r.receipt_sent,
+            "payment": _hex(r.payment),
+            "receipt": _hex(r.receipt),
+            "purse": r.purse,
+            "earmarked": r.earmarked,
+            "purse_balance": r.purse_balance,
+        }
+    )
+
+
+def cut_after(name, k, keep):
+    f = DEVS[name].flash
+    f.keep = max(0, min(1000, keep))
+    f.cut = f.count + k
+
+
+def snapshot(name):
+    f = DEVS[name].flash
+    out = {}
+    for n in f.names():
+        data = FileFlash.read(f, n)
+        if data is not None:
+            out[n] = _hex(data)
+    return json.dumps(out)
+
+
+def restore(name, image_json):
+    d = DEVS[name]
+    f = d.flash
+    image = json.loads(image_json)
+    for n in f.names():
+        if n not in image:
+            FileFlash.remove(f, n)
+    for n in image:
+        FileFlash.write(f, n, binascii.unhexlify(image[n]))
+    if d.app is not None:
+        d.boot()
+
+
+def flash_stats(name):
+    f = DEVS[name].flash
+    return json.dumps({"writes": f.writes, "appends": f.appends, "bytes": f.nbytes, "cuts": f.cuts})

@@ -275,6 +275,22 @@ CREATE TABLE purse_payments (
 CREATE INDEX purse_payments_program ON purse_payments(program, status)
 """,
     ),
+    (
+        6,
+        "batches acked whole, by a digest of their bytes: a batch sent again is answered "
+        "without decoding or verifying it",
+        """
+CREATE TABLE ingested_batches (
+    device {blob} NOT NULL REFERENCES devices(id),
+    digest {blob} NOT NULL,
+    seq {bigint} NOT NULL,
+    payments {bigint} NOT NULL,
+    set_aside {bigint} NOT NULL,
+    at {bigint} NOT NULL,
+    PRIMARY KEY (device, digest)
+)
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

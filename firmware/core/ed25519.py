@@ -655,7 +655,7 @@ def sign(seed, msg):
 
 def verify(public, msg, sig):
     """True iff sig is a valid signature of msg under public; False for anything else.
-    MemoryError propagates: a verifier out of RAM has not decided anything (proto.sig_ok
+    MemoryError propagates: a verifier out of RAM has not decided anything (envelope.sig_ok
     retries once after a collection, then answers SW_NO_RAM)."""
     try:
         pk = _as_bytes(public)

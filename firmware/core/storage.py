@@ -48,7 +48,7 @@ chain's value at the floor (32 zero bytes for an empty history), kept in the met
 and committed by `prune` in the same atomic write as the floor. The chain is a function of
 the durable records alone: recomputed at open, extended by `append`, so it is exactly as
 crash-safe as the records. `link_at(seq)` recomputes it at any unpruned seq (the device
-checks an ACK with it); the tapcash link is `proto.journal_link`.
+checks an ACK with it); the tapcash link is `envelope.journal_link`.
 
 Reading a segment stops at the first frame that is short, fails its check or does not
 increase the seq; the bytes after it are a torn tail (or corruption) and are ignored. An

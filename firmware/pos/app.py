@@ -9,7 +9,7 @@
 # Every command error is a status word with the persistent state unchanged; hal.PowerCut
 # (the simulator's power cut) always propagates: the app object is dead after it, a new one
 # on the same flash recovers in power_on().
-from ..core import proto
+from ..core import apdu, envelope, fields
 from ..core.hal import PowerCut
 from ..core.runtime import collect
 from ..core.storage import Journal, StateStore
@@ -19,45 +19,45 @@ CERT_CACHE_ENTRIES = 8
 
 
 def _handler(cla, ins):
-    if cla == proto.CLA_ISO:
-        if ins == proto.INS_SELECT:
+    if cla == apdu.CLA_ISO:
+        if ins == apdu.INS_SELECT:
             from . import cmd_info as m
 
             return m.select
-    elif cla == proto.CLA_PROP:
-        if ins == proto.INS_GET_INFO:
+    elif cla == apdu.CLA_PROP:
+        if ins == apdu.INS_GET_INFO:
             from . import cmd_info as m
 
             return m.get_info
-        if ins == proto.INS_EXPORT:
+        if ins == apdu.INS_EXPORT:
             from . import cmd_export as m
 
             return m.handle
-        if ins == proto.INS_ACK:
+        if ins == apdu.INS_ACK:
             from . import cmd_ack as m
 
             return m.handle
-        if ins == proto.INS_APPLY:
+        if ins == apdu.INS_APPLY:
             from . import cmd_apply as m
 
             return m.handle
-        if ins == proto.INS_PERSO_KEYGEN:
+        if ins == apdu.INS_PERSO_KEYGEN:
             from . import cmd_perso as m
 
             return m.keygen
-        if ins == proto.INS_PERSO_FINISH:
+        if ins == apdu.INS_PERSO_FINISH:
             from . import cmd_perso as m
 
             return m.finish
     else:
-        raise proto.ApduError(proto.SW_CLA)
-    raise proto.ApduError(proto.SW_INS)
+        raise apdu.ApduError(apdu.SW_CLA)
+    raise apdu.ApduError(apdu.SW_INS)
 
 
 class PosApp:
     """A POS terminal on a Hal (flash, clock, rng, link; display, keys, signal optional).
 
-    `config` is a map of proto.CFG_* values over proto.DEFAULT_POS_CONFIG (the board's
+    `config` is a map of proto.CFG_* values over fields.DEFAULT_POS_CONFIG (the board's
     defaults); a config personalised by PERSO FINISH takes precedence over both.
     """
 
@@ -82,7 +82,7 @@ class PosApp:
         self.rt_saved = self.rt
         self._derive()
         self.journal = Journal(
-            flash, st.JOURNAL_NAME, self.config[proto.CFG_JOURNAL_MAX], link=proto.journal_link
+            flash, st.JOURNAL_NAME, self.config[fields.CFG_JOURNAL_MAX], link=envelope.journal_link
         )
         self._replay()
         self.on = True
@@ -103,11 +103,11 @@ class PosApp:
         if cf[st.C_PHASE] != st.PHASE_PERSO:
             return
         for pk in cf[st.C_ISSUERS]:
-            self.issuer_keys[proto.key_id(pk)] = pk
-        _b, cert, _s = proto.open_envelope(cf[st.C_CERT])
+            self.issuer_keys[envelope.key_id(pk)] = pk
+        _b, cert, _s = envelope.open_envelope(cf[st.C_CERT])
         self.cert = cert
-        self.pos_id = cert[proto.CERT_ID]
-        self.merchant_id = cert.get(proto.CERT_MERCHANT)
+        self.pos_id = cert[fields.CERT_ID]
+        self.merchant_id = cert.get(fields.CERT_MERCHANT)
         self.public_key = cf[st.C_PUB]
         if st.C_HOTLIST in cf:
             self.hot = st.parse_hotlist(cf[st.C_HOTLIST], None)
@@ -128,7 +128,7 @@ class PosApp:
         """The run state once payment `seq` is journaled (a new map)."""
         rt = dict(rt)
         rt[st.R_APPLIED] = seq
-        table_max = self.config[proto.CFG_TABLE_MAX]
+        table_max = self.config[fields.CFG_TABLE_MAX]
         rt[st.R_TABLE] = st.table_record(
             rt[st.R_TABLE], wallet, counter, st.day_of(time), amount, table_max
         )
@@ -157,16 +157,16 @@ class PosApp:
         except PowerCut:
             raise
         except MemoryError:  # RAM, not flash: the flash holds the old state
-            raise proto.ApduError(proto.SW_NO_RAM) from None
+            raise apdu.ApduError(apdu.SW_NO_RAM) from None
         except Exception:
-            raise proto.ApduError(proto.SW_MEMORY) from None
+            raise apdu.ApduError(apdu.SW_MEMORY) from None
 
     def commit_config(self, cf):
         self._commit(self.cf_store, cf)
         self.cf = cf
         self._derive()
         if self.journal is not None:
-            self.journal.max_records = self.config[proto.CFG_JOURNAL_MAX]
+            self.journal.max_records = self.config[fields.CFG_JOURNAL_MAX]
 
     def commit_run(self, rt):
         self._commit(self.rt_store, rt)
@@ -195,40 +195,40 @@ class PosApp:
         payments taken under it."""
         if self.hot is None:
             return True
-        if now and now - self.hot[1] > self.config[proto.CFG_HOT_MAX_AGE_S]:
+        if now and now - self.hot[1] > self.config[fields.CFG_HOT_MAX_AGE_S]:
             return True
-        return self.hot_payments() >= self.config[proto.CFG_HOT_MAX_PAYMENTS]
+        return self.hot_payments() >= self.config[fields.CFG_HOT_MAX_PAYMENTS]
 
     def now(self):
         clock = self.hal.clock
         return clock.now() if clock is not None else 0
 
     def sign(self, tag, body):
-        return proto.seal(tag, body, self.cf[st.C_SEED])
+        return envelope.seal(tag, body, self.cf[st.C_SEED])
 
     # ---- serial side ---------------------------------------------------------------------
-    def process(self, apdu):
+    def process(self, command):
         """One command APDU in, one response APDU (data || SW) out. Never raises, except
         hal.PowerCut."""
         collect()  # the last command's garbage goes before this one's long-lived objects
         try:
             if not self.on:
                 self.power_on()
-            cla, ins, p1, p2, data, _le = proto.parse_command(apdu)
+            cla, ins, p1, p2, data, _le = apdu.parse_command(command)
             handler = _handler(cla, ins)
-            if (p1 or p2) and ins != proto.INS_SELECT:
-                raise proto.ApduError(proto.SW_WRONG_P1P2)
-            return proto.response(handler(self, p1, p2, data) or b"")
-        except proto.ApduError as e:
-            return proto.response(b"", e.sw)
+            if (p1 or p2) and ins != apdu.INS_SELECT:
+                raise apdu.ApduError(apdu.SW_WRONG_P1P2)
+            return apdu.response(handler(self, p1, p2, data) or b"")
+        except apdu.ApduError as e:
+            return apdu.response(b"", e.sw)
         except PowerCut:
             raise
         except MemoryError:  # out of RAM, not a bug: the state is the committed one
-            return proto.response(b"", proto.SW_NO_RAM)
+            return apdu.response(b"", apdu.SW_NO_RAM)
         except Exception:
             # A bug, not an input error: report it and fall back to what flash holds.
             self._reload()
-            return proto.response(b"", proto.SW_INTERNAL)
+            return apdu.response(b"", apdu.SW_INTERNAL)
 
     # ---- reader side ---------------------------------------------------------------------
     def precheck(self, amount):

@@ -1,7 +1,8 @@
 # Wallet certificates verified by this POS, kept in RAM by the hash of their envelope so a
 # returning card costs no issuer-signature check. Bounded (least recently used evicted); the
 # expiry is checked on every use against the POS clock, the hot list by the caller.
-from ..core import proto
+from ..core import apdu, envelope, fields
+from ..core.cert import verify_cert
 from ..core.runtime import sha256
 
 
@@ -17,7 +18,7 @@ class CertCache:
     def verify(self, cert_env, issuer_keys, now):
         """(body, body hash) of a valid wallet certificate; raises ApduError otherwise."""
         if not isinstance(cert_env, bytes):
-            raise proto.ApduError(proto.SW_WRONG_DATA)
+            raise apdu.ApduError(apdu.SW_WRONG_DATA)
         key = sha256(cert_env).digest()
         val = None
         for i in range(len(self._keys)):
@@ -27,19 +28,18 @@ class CertCache:
                 self._vals.pop(i)
                 break
         if val is None:
-            body_bytes, _body, _sig = proto.open_envelope(cert_env)
-            body = proto.verify_cert(cert_env, issuer_keys, proto.KIND_WALLET, 0)
-            limits = body[proto.CERT_LIMITS]
+            body_bytes, _body, _sig = envelope.open_envelope(cert_env)
+            body = verify_cert(cert_env, issuer_keys, fields.KIND_WALLET, 0)
+            limits = body[fields.CERT_LIMITS]
             for k in limits:
                 if not isinstance(limits[k], int) or isinstance(limits[k], bool):
-                    raise proto.ApduError(proto.SW_WRONG_DATA)
-            val = (body, proto.body_hash(body_bytes))
+                    raise apdu.ApduError(apdu.SW_WRONG_DATA)
+            val = (body, envelope.body_hash(body_bytes))
         self._keys.append(key)
         self._vals.append(val)
         while len(self._keys) > self.entries:
             self._keys.pop(0)
             self._vals.pop(0)
-        if now and val[0][proto.CERT_EXPIRES] < now:
-            raise proto.ApduError(proto.SW_EXPIRED)
+        if now and val[0][fields.CERT_EXPIRES] < now:
+            raise apdu.ApduError(apdu.SW_EXPIRED)
         return val
-

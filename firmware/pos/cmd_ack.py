@@ -4,7 +4,7 @@
 # The ack's time also sets a clock that is unset or behind: an ESP32 RTC forgets the time at
 # every power loss, and hot-list age, certificate expiry and daily limits need it. Forward
 # only: a replayed old ack cannot turn the clock back, and only the issuer signs acks.
-from ..core import proto
+from ..core import apdu, check, envelope, fields
 from ..core.hal import PowerCut
 from ..core.runtime import const
 from . import state as st
@@ -14,25 +14,25 @@ CLOCK_SLACK_S = const(120)  # drift tolerated before the ack's time is taken
 
 def handle(app, p1, p2, data):
     if not app.personalised:
-        raise proto.ApduError(proto.SW_CONDITIONS)
-    body = st.verify_by_issuer(proto.TAG_ACK, data, app.cf[st.C_ISSUERS])
-    if proto.need_bytes(body, proto.ACK_DEVICE, 8) != app.pos_id:
-        raise proto.ApduError(proto.SW_DATA_INVALID)
-    upto = proto.need_int(body, proto.ACK_UPTO)
-    digest = proto.need_bytes(body, proto.ACK_DIGEST, 32)
+        raise apdu.ApduError(apdu.SW_CONDITIONS)
+    body = st.verify_by_issuer(envelope.TAG_ACK, data, app.cf[st.C_ISSUERS])
+    if check.need_bytes(body, fields.ACK_DEVICE, 8) != app.pos_id:
+        raise apdu.ApduError(apdu.SW_DATA_INVALID)
+    upto = check.need_int(body, fields.ACK_UPTO)
+    digest = check.need_bytes(body, fields.ACK_DIGEST, 32)
     j = app.journal
     if upto > j.last_seq:
-        raise proto.ApduError(proto.SW_DATA_INVALID)
+        raise apdu.ApduError(apdu.SW_DATA_INVALID)
     if upto > j.floor and j.link_at(upto) != digest:
-        raise proto.ApduError(proto.SW_DATA_INVALID)
+        raise apdu.ApduError(apdu.SW_DATA_INVALID)
     app.flush()  # the run state must reflect every record before any of them goes
     try:
         app.journal.prune(upto)
     except PowerCut:
         raise
     except Exception:
-        raise proto.ApduError(proto.SW_MEMORY) from None
-    t = body.get(proto.ACK_TIME)
+        raise apdu.ApduError(apdu.SW_MEMORY) from None
+    t = body.get(fields.ACK_TIME)
     clock = app.hal.clock
     if clock is not None and type(t) is int and t > app.now() + CLOCK_SLACK_S:
         clock.set(t)

@@ -2,7 +2,7 @@
 # POS-signed status {0: id, 1: last seq, 7: journal digest} (docs/PROTOCOL.md §3.4). Only the
 # last: a signature costs ~0.4 s on an ESP32.
 # The journal is read one segment at a time; the answer is bounded in records and bytes.
-from ..core import cbor, proto
+from ..core import apdu, cbor, check, envelope, fields
 from ..core.runtime import const
 
 MAX_RECORDS = const(64)
@@ -11,12 +11,12 @@ BUDGET_BYTES = const(3000)
 
 def handle(app, p1, p2, data):
     if not app.personalised:
-        raise proto.ApduError(proto.SW_CONDITIONS)
+        raise apdu.ApduError(apdu.SW_CONDITIONS)
     from . import state as st
 
     m = st.decode_map(data) if data else {}
-    since = proto.opt_int(m, proto.EXP_SINCE, 0)
-    most = proto.opt_int(m, proto.EXP_MAX, 16, 1)
+    since = check.opt_int(m, fields.EXP_SINCE, 0)
+    most = check.opt_int(m, fields.EXP_MAX, 16, 1)
     if most > MAX_RECORDS:
         most = MAX_RECORDS
     out = []
@@ -30,10 +30,10 @@ def handle(app, p1, p2, data):
         size += len(rec)
     j = app.journal
     last = j.last_seq
-    resp = {proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_LAST: last}
+    resp = {fields.EXP_RECORDS: out, fields.EXP_MORE: more, fields.EXP_LAST: last}
     if not more:
-        resp[proto.EXP_STATUS] = app.sign(
-            proto.TAG_STATUS,
-            {proto.ST_DEVICE: app.pos_id, proto.ST_SEQ: last, proto.ST_DIGEST: j.digest},
+        resp[fields.EXP_STATUS] = app.sign(
+            envelope.TAG_STATUS,
+            {fields.ST_DEVICE: app.pos_id, fields.ST_SEQ: last, fields.ST_DIGEST: j.digest},
         )
     return cbor.encode(resp)

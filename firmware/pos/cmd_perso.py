@@ -1,6 +1,7 @@
 # PERSO KEYGEN / PERSO FINISH, POS variant (docs/PROTOCOL.md §3.4): the terminal makes its own
 # key, then receives its certificate, the issuer keys, its config and a first hot list.
-from ..core import proto
+from ..core import apdu, check, envelope, fields
+from ..core.cert import verify_cert
 from . import state as st
 
 MAX_ISSUERS = 4
@@ -10,15 +11,15 @@ def keygen(app, p1, p2, data):
     from ..core import ed25519
 
     if data:
-        raise proto.ApduError(proto.SW_WRONG_LENGTH)
+        raise apdu.ApduError(apdu.SW_WRONG_LENGTH)
     phase = app.cf[st.C_PHASE]
     if phase == st.PHASE_KEYED:
         return app.cf[st.C_PUB]  # a lost response is retried: same key
     if phase != st.PHASE_BLANK:
-        raise proto.ApduError(proto.SW_CONDITIONS)
+        raise apdu.ApduError(apdu.SW_CONDITIONS)
     seed = bytes(app.hal.rng.random(32))
     if len(seed) != 32:
-        raise proto.ApduError(proto.SW_INTERNAL)
+        raise apdu.ApduError(apdu.SW_INTERNAL)
     pub = ed25519.public_key(seed)
     app.commit_config({st.C_PHASE: st.PHASE_KEYED, st.C_SEED: seed, st.C_PUB: pub})
     return pub
@@ -27,32 +28,32 @@ def keygen(app, p1, p2, data):
 def finish(app, p1, p2, data):
     cf = app.cf
     if cf[st.C_PHASE] != st.PHASE_KEYED:
-        raise proto.ApduError(proto.SW_CONDITIONS)
+        raise apdu.ApduError(apdu.SW_CONDITIONS)
     m = st.decode_map(data)
-    cert_env = proto.need_bytes(m, proto.PF_CERT)
-    issuers = m.get(proto.PF_ISSUERS)
+    cert_env = check.need_bytes(m, fields.PF_CERT)
+    issuers = m.get(fields.PF_ISSUERS)
     if not isinstance(issuers, list) or not 1 <= len(issuers) <= MAX_ISSUERS:
-        raise proto.ApduError(proto.SW_WRONG_DATA)
+        raise apdu.ApduError(apdu.SW_WRONG_DATA)
     keys = {}
     for pk in issuers:
         if not isinstance(pk, bytes) or len(pk) != 32:
-            raise proto.ApduError(proto.SW_WRONG_DATA)
-        keys[proto.key_id(pk)] = pk
-    cert = proto.verify_cert(cert_env, keys, proto.KIND_POS, app.now())
-    if cert[proto.CERT_KEY] != cf[st.C_PUB]:
-        raise proto.ApduError(proto.SW_DATA_INVALID)
-    proto.need_bytes(cert, proto.CERT_MERCHANT, 8)
+            raise apdu.ApduError(apdu.SW_WRONG_DATA)
+        keys[envelope.key_id(pk)] = pk
+    cert = verify_cert(cert_env, keys, fields.KIND_POS, app.now())
+    if cert[fields.CERT_KEY] != cf[st.C_PUB]:
+        raise apdu.ApduError(apdu.SW_DATA_INVALID)
+    check.need_bytes(cert, fields.CERT_MERCHANT, 8)
     new = {
         st.C_PHASE: st.PHASE_PERSO,
         st.C_SEED: cf[st.C_SEED],
         st.C_PUB: cf[st.C_PUB],
         st.C_CERT: cert_env,
         st.C_ISSUERS: issuers,
-        st.C_CONFIG: st.check_config(m.get(proto.PF_CONFIG, {})),
+        st.C_CONFIG: st.check_config(m.get(fields.PF_CONFIG, {})),
         st.C_UPDATE: 0,
     }
-    if proto.PF_HOTLIST in m:
-        hot_env = proto.need_bytes(m, proto.PF_HOTLIST)
+    if fields.PF_HOTLIST in m:
+        hot_env = check.need_bytes(m, fields.PF_HOTLIST)
         st.parse_hotlist(hot_env, issuers)
         new[st.C_HOTLIST] = hot_env
     app.commit_config(new)

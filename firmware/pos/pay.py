@@ -10,7 +10,7 @@
 # A link failure before the payment envelope is verified leaves the torn entry (status "torn");
 # anything wrong with a complete answer is a decline with nothing journaled. Nothing here
 # raises except hal.PowerCut (the simulated power loss).
-from ..core import cbor, proto
+from ..core import apdu, cbor, check, envelope, fields
 from ..core.hal import LinkError, PowerCut
 from . import state as st
 
@@ -19,7 +19,7 @@ DECLINED = "declined"
 TORN = "torn"
 
 
-_SELECT = proto.build_command(proto.CLA_ISO, proto.INS_SELECT, 4, 0, proto.AID)
+_SELECT = apdu.build_command(apdu.CLA_ISO, apdu.INS_SELECT, 4, 0, apdu.AID)
 
 
 class PaymentResult:
@@ -70,27 +70,27 @@ def format_amount(amount):
 def _card_reason(sw):
     if sw & 0xFFF0 == 0x63C0:
         return "pin_wrong"
-    if sw == proto.SW_FUNDS:
+    if sw == apdu.SW_FUNDS:
         return "funds"
-    if sw == proto.SW_OVER_PAYMENT_MAX:
+    if sw == apdu.SW_OVER_PAYMENT_MAX:
         return "over_payment_max"
-    if sw == proto.SW_OFFLINE_COUNT:
+    if sw == apdu.SW_OFFLINE_COUNT:
         return "offline_count"
-    if sw == proto.SW_OFFLINE_AMOUNT:
+    if sw == apdu.SW_OFFLINE_AMOUNT:
         return "offline_amount"
-    if sw == proto.SW_SECURITY:
+    if sw == apdu.SW_SECURITY:
         return "pin_required"
-    if sw == proto.SW_PIN_BLOCKED:
+    if sw == apdu.SW_PIN_BLOCKED:
         return "pin_blocked"
-    if sw == proto.SW_FULL:
+    if sw == apdu.SW_FULL:
         return "card_full"
-    if sw == proto.SW_EXPIRED:
+    if sw == apdu.SW_EXPIRED:
         return "cert_expired"
-    if sw == proto.SW_REVOKED:
+    if sw == apdu.SW_REVOKED:
         return "revoked"
-    if sw == proto.SW_PURSE:
+    if sw == apdu.SW_PURSE:
         return "purse"
-    if sw == proto.SW_NO_RAM:
+    if sw == apdu.SW_NO_RAM:
         return "card_no_ram"
     return "card_refused"
 
@@ -103,7 +103,7 @@ def precheck(app, amount, now):
         return "amount"
     if app.journal.free() < 1:
         return "journal_full"
-    if amount > app.config[proto.CFG_FLOOR]:
+    if amount > app.config[fields.CFG_FLOOR]:
         return "floor_limit"
     if app.hot_stale(now):
         return "hotlist_stale"
@@ -122,12 +122,12 @@ def _policy(app, amount, now, wallet, counter, cert, left):
         if counter + 1 <= entry[st.T_COUNTER]:
             return "counter"  # a counter already seen here: cloned card or rolled-back flash
         if now and entry[st.T_DAY] == st.day_of(now):  # no clock, no day: not judged
-            if entry[st.T_COUNT] + 1 > app.config[proto.CFG_VELOCITY_COUNT]:
+            if entry[st.T_COUNT] + 1 > app.config[fields.CFG_VELOCITY_COUNT]:
                 return "velocity"
-            if entry[st.T_AMOUNT] + amount > app.config[proto.CFG_VELOCITY_AMOUNT]:
+            if entry[st.T_AMOUNT] + amount > app.config[fields.CFG_VELOCITY_AMOUNT]:
                 return "velocity"
-    limits = cert[proto.CERT_LIMITS]
-    pmax = limits.get(proto.LIM_PAYMENT_MAX, proto.DEFAULT_LIMITS[proto.LIM_PAYMENT_MAX])
+    limits = cert[fields.CERT_LIMITS]
+    pmax = limits.get(fields.LIM_PAYMENT_MAX, fields.DEFAULT_LIMITS[fields.LIM_PAYMENT_MAX])
     if amount > pmax:
         return "over_payment_max"
     if left is not None and left <= 0:
@@ -144,22 +144,22 @@ def _parse_info(data):
         return None
     if not isinstance(info, dict):
         return None
-    flags = info.get(proto.INFO_FLAGS, 0)
+    flags = info.get(fields.INFO_FLAGS, 0)
     if not isinstance(flags, int) or isinstance(flags, bool):
         return None
-    if flags & proto.FLAG_BLANK:
+    if flags & fields.FLAG_BLANK:
         return (None, None, 0, None, None, flags)
     try:
-        wallet = proto.need_bytes(info, proto.INFO_ID, 8)
-        cert = proto.need_bytes(info, proto.INFO_CERT)
-        counter = proto.need_int(info, proto.INFO_COUNTER)
-        last = info.get(proto.INFO_LAST_CHALLENGE)
+        wallet = check.need_bytes(info, fields.INFO_ID, 8)
+        cert = check.need_bytes(info, fields.INFO_CERT)
+        counter = check.need_int(info, fields.INFO_COUNTER)
+        last = info.get(fields.INFO_LAST_CHALLENGE)
         if last is not None:
-            last = proto.need_bytes(info, proto.INFO_LAST_CHALLENGE, 16)
-        left = info.get(proto.INFO_OFFLINE_LEFT)
+            last = check.need_bytes(info, fields.INFO_LAST_CHALLENGE, 16)
+        left = info.get(fields.INFO_OFFLINE_LEFT)
         if left is not None:
-            left = proto.need_int(info, proto.INFO_OFFLINE_LEFT)
-    except proto.ApduError:
+            left = check.need_int(info, fields.INFO_OFFLINE_LEFT)
+    except apdu.ApduError:
         return None
     return (wallet, cert, counter, last, left, flags)
 
@@ -167,21 +167,21 @@ def _parse_info(data):
 def check_payment(data, key, wallet, counter, amount, payee, challenge, kind):
     """(body bytes, body) of a payment envelope that is exactly the one asked for and signed by
     `key`; raises ApduError otherwise."""
-    body_bytes, body, sig = proto.open_envelope(data)
-    if not proto.sig_ok(key, proto.TAG_PAYMENT + body_bytes, sig):
-        raise proto.ApduError(proto.SW_BAD_SIGNATURE)
+    body_bytes, body, sig = envelope.open_envelope(data)
+    if not envelope.sig_ok(key, envelope.TAG_PAYMENT + body_bytes, sig):
+        raise apdu.ApduError(apdu.SW_BAD_SIGNATURE)
     if (
-        proto.need_bytes(body, proto.PAY_WALLET, 8) != wallet
-        or proto.need_int(body, proto.PAY_COUNTER, 1) != counter
-        or proto.need_int(body, proto.PAY_AMOUNT, 1) != amount
-        or proto.need_bytes(body, proto.PAY_PAYEE, 8) != payee
-        or proto.need_bytes(body, proto.PAY_CHALLENGE, 16) != challenge
-        or proto.need_int(body, proto.PAY_KIND) != kind
+        check.need_bytes(body, fields.PAY_WALLET, 8) != wallet
+        or check.need_int(body, fields.PAY_COUNTER, 1) != counter
+        or check.need_int(body, fields.PAY_AMOUNT, 1) != amount
+        or check.need_bytes(body, fields.PAY_PAYEE, 8) != payee
+        or check.need_bytes(body, fields.PAY_CHALLENGE, 16) != challenge
+        or check.need_int(body, fields.PAY_KIND) != kind
     ):
-        raise proto.ApduError(proto.SW_DATA_INVALID)
-    proto.need_bytes(body, proto.PAY_PREV, 32)
-    proto.need_int(body, proto.PAY_BALANCE)
-    proto.need_int(body, proto.PAY_TIME)
+        raise apdu.ApduError(apdu.SW_DATA_INVALID)
+    check.need_bytes(body, fields.PAY_PREV, 32)
+    check.need_int(body, fields.PAY_BALANCE)
+    check.need_int(body, fields.PAY_TIME)
     return body_bytes, body
 
 
@@ -201,12 +201,12 @@ class _Flow:
         r.wallet = self.wallet
         return r
 
-    def send(self, apdu):
+    def send(self, command):
         """(data, sw) of the card's answer; raises LinkError on a broken or short answer."""
-        resp = self.hal.link.transceive(apdu)
+        resp = self.hal.link.transceive(command)
         if resp is None or len(resp) < 2:
             raise LinkError("short response")
-        return proto.split_response(resp)
+        return apdu.split_response(resp)
 
     def run(self):
         app = self.app
@@ -220,29 +220,29 @@ class _Flow:
             data, sw = self.send(_SELECT)
         except LinkError:
             return self.result(TORN, "link")
-        if sw != proto.SW_OK:
+        if sw != apdu.SW_OK:
             return self.result(DECLINED, "no_app", sw)
         info = _parse_info(data)
         if info is None:
             return self.result(DECLINED, "bad_info")
         wallet, cert_env, counter, last, left, flags = info
-        if flags & proto.FLAG_BLANK:
+        if flags & fields.FLAG_BLANK:
             return self.result(DECLINED, "card_blank")
         self.wallet = wallet
         self.flags = flags
         try:
             cert, cert_hash = app.certs.verify(cert_env, app.issuer_keys, self.now)
-        except proto.ApduError as e:
-            if e.sw == proto.SW_NO_RAM:
+        except apdu.ApduError as e:
+            if e.sw == apdu.SW_NO_RAM:
                 return self.result(DECLINED, "no_ram", e.sw)
-            reason = "cert_expired" if e.sw == proto.SW_EXPIRED else "cert_invalid"
+            reason = "cert_expired" if e.sw == apdu.SW_EXPIRED else "cert_invalid"
             return self.result(DECLINED, reason, e.sw)
-        if cert[proto.CERT_ID] != wallet:
+        if cert[fields.CERT_ID] != wallet:
             return self.result(DECLINED, "bad_info")
-        self.key = cert[proto.CERT_KEY]
+        self.key = cert[fields.CERT_KEY]
         self.cert_hash = cert_hash
 
-        torn = st.torn_aged(app.rt[st.R_TORN], self.now, app.config[proto.CFG_TORN_LIFE_S])
+        torn = st.torn_aged(app.rt[st.R_TORN], self.now, app.config[fields.CFG_TORN_LIFE_S])
         entry = st.torn_find(torn, wallet)
         if entry is not None and last is not None and last == entry[st.N_CHALLENGE]:
             seen = st.table_find(app.rt[st.R_TABLE], wallet)
@@ -256,8 +256,8 @@ class _Flow:
         if why:
             return self.result(DECLINED, why)
         pin = self.pin
-        limits = cert[proto.CERT_LIMITS]
-        if self.amount > limits.get(proto.LIM_NO_CVM, proto.DEFAULT_LIMITS[proto.LIM_NO_CVM]):
+        limits = cert[fields.CERT_LIMITS]
+        if self.amount > limits.get(fields.LIM_NO_CVM, fields.DEFAULT_LIMITS[fields.LIM_NO_CVM]):
             if pin is None:
                 from . import keypad
 
@@ -270,11 +270,11 @@ class _Flow:
         challenge = bytes(self.hal.rng.random(16))
         entry = [wallet, challenge, self.amount, self.now]
         rt = dict(app.rt)
-        rt[st.R_TORN] = st.torn_with(torn, entry, app.config[proto.CFG_TORN_MAX])
+        rt[st.R_TORN] = st.torn_with(torn, entry, app.config[fields.CFG_TORN_MAX])
         try:
             app.commit_run(rt)  # write 1: the torn entry is durable before PAY leaves
-        except proto.ApduError as e:
-            return self.result(DECLINED, "no_ram" if e.sw == proto.SW_NO_RAM else "memory", e.sw)
+        except apdu.ApduError as e:
+            return self.result(DECLINED, "no_ram" if e.sw == apdu.SW_NO_RAM else "memory", e.sw)
         return self.pay(entry, counter + 1, pin)
 
     def recover(self, entry, counter):
@@ -286,23 +286,23 @@ class _Flow:
         app = self.app
         challenge = entry[st.N_CHALLENGE]
         req = {
-            proto.REQ_CHALLENGE: challenge,
-            proto.REQ_AMOUNT: entry[st.N_AMOUNT],
-            proto.REQ_PAYEE: app.pos_id,
-            proto.REQ_TIME: entry[st.N_TIME],
-            proto.REQ_KIND: proto.PAYKIND_POS,
+            fields.REQ_CHALLENGE: challenge,
+            fields.REQ_AMOUNT: entry[st.N_AMOUNT],
+            fields.REQ_PAYEE: app.pos_id,
+            fields.REQ_TIME: entry[st.N_TIME],
+            fields.REQ_KIND: fields.PAYKIND_POS,
         }
         if pin:
-            req[proto.REQ_PIN] = pin
-        if self.flags & proto.FLAG_PURSES:
-            req[proto.REQ_PAYEE_CERT] = app.cf[st.C_CERT]  # the card checks its purse rules on it
+            req[fields.REQ_PIN] = pin
+        if self.flags & fields.FLAG_PURSES:
+            req[fields.REQ_PAYEE_CERT] = app.cf[st.C_CERT]  # the card checks its purse rules on it
         try:
             data, sw = self.send(
-                proto.build_command(proto.CLA_PROP, proto.INS_PAY, 0, 0, cbor.encode(req))
+                apdu.build_command(apdu.CLA_PROP, apdu.INS_PAY, 0, 0, cbor.encode(req))
             )
         except LinkError:
             return self.result(TORN, "link")
-        if sw != proto.SW_OK:
+        if sw != apdu.SW_OK:
             # A refusal leaves the card unchanged: the entry can never match again. It is
             # dropped in RAM and leaves flash with the next write.
             rt = dict(app.rt)
@@ -326,22 +326,26 @@ class _Flow:
                 self.amount,
                 app.pos_id,
                 challenge,
-                proto.PAYKIND_POS,
+                fields.PAYKIND_POS,
             )
-        except proto.ApduError as e:
+        except apdu.ApduError as e:
             # Not the payment asked for (tampered, or a card that misbehaves), or this POS
             # out of RAM to check it: nothing is journaled; the torn entry stays, so a clean
             # re-tap can still complete it.
-            if e.sw == proto.SW_NO_RAM:
+            if e.sw == apdu.SW_NO_RAM:
                 return self.result(DECLINED, "no_ram", e.sw)
             return self.result(DECLINED, "bad_payment", e.sw)
         try:
-            if rule_env is not None or body.get(proto.PAY_PURSE) or proto.PAY_PROGRAM in body \
-                    or proto.PAY_EARMARKED in body:
+            if (
+                rule_env is not None
+                or body.get(fields.PAY_PURSE)
+                or fields.PAY_PROGRAM in body
+                or fields.PAY_EARMARKED in body
+            ):
                 from .rules import check_purse
 
                 check_purse(app, body, rule_env, self.amount, entry[st.N_TIME])
-        except proto.ApduError as e:
+        except apdu.ApduError as e:
             # Earmarked value its rule does not allow here (only a tampered card signs that):
             # refused like a bad payment, nothing journaled.
             return self.result(DECLINED, "purse_rule", e.sw)
@@ -356,18 +360,18 @@ class _Flow:
         app = self.app
         seq = app.journal.last_seq + 1
         rcpt = {
-            proto.RCPT_POS: app.pos_id,
-            proto.RCPT_WALLET: self.wallet,
-            proto.RCPT_COUNTER: counter,
-            proto.RCPT_AMOUNT: self.amount,
-            proto.RCPT_PAYMENT_HASH: proto.body_hash(body_bytes),
-            proto.RCPT_SEQ: seq,
-            proto.RCPT_TIME: self.now,
+            fields.RCPT_POS: app.pos_id,
+            fields.RCPT_WALLET: self.wallet,
+            fields.RCPT_COUNTER: counter,
+            fields.RCPT_AMOUNT: self.amount,
+            fields.RCPT_PAYMENT_HASH: envelope.body_hash(body_bytes),
+            fields.RCPT_SEQ: seq,
+            fields.RCPT_TIME: self.now,
         }
         try:
-            receipt = app.sign(proto.TAG_RECEIPT, rcpt)
+            receipt = app.sign(envelope.TAG_RECEIPT, rcpt)
         except MemoryError:  # nothing journaled: the torn entry lets a re-tap complete it
-            return self.result(DECLINED, "no_ram", proto.SW_NO_RAM)
+            return self.result(DECLINED, "no_ram", apdu.SW_NO_RAM)
         record = st.payment_record(payment, receipt, self.cert_hash)
         try:
             got = app.journal.append(record)  # write 2: the payment is taken
@@ -376,12 +380,12 @@ class _Flow:
         except StorageFull:
             return self.result(DECLINED, "journal_full")
         except MemoryError:
-            return self.result(DECLINED, "no_ram", proto.SW_NO_RAM)
+            return self.result(DECLINED, "no_ram", apdu.SW_NO_RAM)
         except Exception:
-            return self.result(DECLINED, "memory", proto.SW_MEMORY)
+            return self.result(DECLINED, "memory", apdu.SW_MEMORY)
         if got != seq:  # cannot happen with core.storage; never hand out a wrong receipt
-            return self.result(DECLINED, "memory", proto.SW_INTERNAL)
-        challenge = body[proto.PAY_CHALLENGE]
+            return self.result(DECLINED, "memory", apdu.SW_INTERNAL)
+        challenge = body[fields.PAY_CHALLENGE]
         app.rt = app.run_after_payment(
             app.rt, seq, self.wallet, counter, challenge, self.amount, self.now
         )
@@ -390,18 +394,18 @@ class _Flow:
         r.payment = payment
         r.receipt = receipt
         r.seq = seq
-        r.balance = body[proto.PAY_BALANCE]
+        r.balance = body[fields.PAY_BALANCE]
         r.recovered = recovered
-        if proto.PAY_PROGRAM in body:
-            r.purse = body[proto.PAY_PURSE]
-            r.program = body[proto.PAY_PROGRAM]
-            r.earmarked = body[proto.PAY_EARMARKED]
-            r.purse_balance = body[proto.PAY_PURSE_BALANCE]
+        if fields.PAY_PROGRAM in body:
+            r.purse = body[fields.PAY_PURSE]
+            r.program = body[fields.PAY_PROGRAM]
+            r.earmarked = body[fields.PAY_EARMARKED]
+            r.purse_balance = body[fields.PAY_PURSE_BALANCE]
         try:
             _d, sw = self.send(
-                proto.build_command(proto.CLA_PROP, proto.INS_RECEIPT, 0, 0, receipt, False)
+                apdu.build_command(apdu.CLA_PROP, apdu.INS_RECEIPT, 0, 0, receipt, False)
             )
-            r.receipt_sent = sw == proto.SW_OK
+            r.receipt_sent = sw == apdu.SW_OK
         except LinkError:
             pass  # the card left: the payment stands, the receipt is in the journal
         return r

@@ -1,7 +1,7 @@
 # Payments with an earmarked part at the POS (PROTOCOL.md §2.9, §4.2): the PAY answer split,
 # the purse rule check, and the rules verified so far. Imported by pay.py only when a purse
 # paid part of a payment: a main-purse POS never loads this module (heap).
-from ..core import cbor, proto
+from ..core import apdu, cbor, check, envelope, fields
 from ..core.runtime import sha256
 
 
@@ -20,13 +20,13 @@ class RuleCache:
         from ..core import ed25519, purse
 
         if not isinstance(rule_env, bytes):
-            raise proto.ApduError(proto.SW_WRONG_DATA)
+            raise apdu.ApduError(apdu.SW_WRONG_DATA)
         key = sha256(rule_env).digest()
         for i in range(len(self._keys)):
             if self._keys[i] == key:
                 return self._vals[i]
-        body_bytes, body, sig = proto.open_envelope(rule_env)
-        msg = proto.TAG_RULE + body_bytes
+        body_bytes, body, sig = envelope.open_envelope(rule_env)
+        msg = envelope.TAG_RULE + body_bytes
         for pk in issuer_keys.values():
             if ed25519.verify(pk, msg, sig):
                 purse.check_rule(body)
@@ -36,7 +36,7 @@ class RuleCache:
                     self._keys.pop(0)
                     self._vals.pop(0)
                 return body
-        raise proto.ApduError(proto.SW_BAD_SIGNATURE)
+        raise apdu.ApduError(apdu.SW_BAD_SIGNATURE)
 
 
 def split_answer(data):
@@ -45,34 +45,34 @@ def split_answer(data):
     try:
         arr = cbor.decode(data)
     except Exception:
-        raise proto.ApduError(proto.SW_WRONG_DATA) from None
+        raise apdu.ApduError(apdu.SW_WRONG_DATA) from None
     if not isinstance(arr, list) or len(arr) != 3:
-        raise proto.ApduError(proto.SW_WRONG_DATA)
+        raise apdu.ApduError(apdu.SW_WRONG_DATA)
     return cbor.encode(arr[:2]), arr[2]
 
 
 def check_purse(app, body, rule_env, amount, t):
     """The earmarked part of a checked payment body (0 for the main purse alone) when it
     follows its purse rule at this POS at time t (the time it sent); raises ApduError."""
-    prog = body.get(proto.PAY_PROGRAM)
-    number = proto.opt_int(body, proto.PAY_PURSE, 0)
+    prog = body.get(fields.PAY_PROGRAM)
+    number = check.opt_int(body, fields.PAY_PURSE, 0)
     if prog is None:
-        if number or rule_env is not None or proto.PAY_EARMARKED in body:
-            raise proto.ApduError(proto.SW_DATA_INVALID)
+        if number or rule_env is not None or fields.PAY_EARMARKED in body:
+            raise apdu.ApduError(apdu.SW_DATA_INVALID)
         return 0
     from ..core import purse
 
-    if rule_env is None or number < 1 or proto.need_int(body, proto.PAY_TIME) != t:
-        raise proto.ApduError(proto.SW_PURSE)
+    if rule_env is None or number < 1 or check.need_int(body, fields.PAY_TIME) != t:
+        raise apdu.ApduError(apdu.SW_PURSE)
     if app.rules is None:
         app.rules = RuleCache(8)
     rule = app.rules.verify(rule_env, app.issuer_keys)
-    e = proto.need_int(body, proto.PAY_EARMARKED, 1)
-    proto.need_int(body, proto.PAY_PURSE_BALANCE)
+    e = check.need_int(body, fields.PAY_EARMARKED, 1)
+    check.need_int(body, fields.PAY_PURSE_BALANCE)
     if (
-        rule[proto.RULE_PROGRAM] != prog
-        or not purse.allows(rule, app.merchant_id, app.cert.get(proto.CERT_CATEGORY, 0), t)
+        rule[fields.RULE_PROGRAM] != prog
+        or not purse.allows(rule, app.merchant_id, app.cert.get(fields.CERT_CATEGORY, 0), t)
         or not purse.share_ok(rule, e, amount)
     ):
-        raise proto.ApduError(proto.SW_PURSE)
+        raise apdu.ApduError(apdu.SW_PURSE)
     return e

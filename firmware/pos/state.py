@@ -17,7 +17,7 @@
 #
 # Maps and lists are never mutated in place: a change builds a new object, so an error before
 # the commit leaves RAM and flash as they were.
-from ..core import cbor, proto
+from ..core import apdu, cbor, check, envelope, fields
 from ..core.runtime import const
 
 PHASE_BLANK = const(0)
@@ -74,7 +74,7 @@ def new_run():
 
 def effective_config(base, stored):
     """proto defaults <- the app's constructor config <- the config personalised into it."""
-    cfg = dict(proto.DEFAULT_POS_CONFIG)
+    cfg = dict(fields.DEFAULT_POS_CONFIG)
     for src in (base, stored):
         if src:
             for k in src:
@@ -86,14 +86,14 @@ def effective_config(base, stored):
 def check_config(m):
     """A config map from PERSO FINISH: known keys with unsigned int values; others ignored."""
     if not isinstance(m, dict):
-        raise proto.ApduError(proto.SW_WRONG_DATA)
+        raise apdu.ApduError(apdu.SW_WRONG_DATA)
     out = {}
     for k in m:
-        if k in proto.DEFAULT_POS_CONFIG:
-            out[k] = proto.need_int(m, k, 0, 0xFFFFFFFF)
-    for k in (proto.CFG_TORN_MAX, proto.CFG_TABLE_MAX, proto.CFG_JOURNAL_MAX):
+        if k in fields.DEFAULT_POS_CONFIG:
+            out[k] = check.need_int(m, k, 0, 0xFFFFFFFF)
+    for k in (fields.CFG_TORN_MAX, fields.CFG_TABLE_MAX, fields.CFG_JOURNAL_MAX):
         if k in out and out[k] < 1:
-            raise proto.ApduError(proto.SW_WRONG_DATA)
+            raise apdu.ApduError(apdu.SW_WRONG_DATA)
     return out
 
 
@@ -163,11 +163,11 @@ def torn_with(torn, entry, max_entries):
 def verify_by_issuer(tag, env, issuers):
     """Body of an envelope signed by one of the trusted issuer keys (hot lists, updates and
     acks carry no key id: there are at most a few keys to try)."""
-    body_bytes, body, sig = proto.open_envelope(env)
+    body_bytes, body, sig = envelope.open_envelope(env)
     for pk in issuers:
-        if proto.sig_ok(pk, tag + body_bytes, sig):
+        if envelope.sig_ok(pk, tag + body_bytes, sig):
             return body
-    raise proto.ApduError(proto.SW_BAD_SIGNATURE)
+    raise apdu.ApduError(apdu.SW_BAD_SIGNATURE)
 
 
 def decode_map(data):
@@ -175,9 +175,9 @@ def decode_map(data):
     try:
         m = cbor.decode(data)
     except Exception:
-        raise proto.ApduError(proto.SW_WRONG_DATA) from None
+        raise apdu.ApduError(apdu.SW_WRONG_DATA) from None
     if not isinstance(m, dict):
-        raise proto.ApduError(proto.SW_WRONG_DATA)
+        raise apdu.ApduError(apdu.SW_WRONG_DATA)
     return m
 
 
@@ -186,18 +186,18 @@ def parse_hotlist(env, issuers):
     """(version, issued, revoked ids) of a hot list envelope; `issuers` None skips the
     signature check (an envelope this POS verified before storing it)."""
     if issuers is None:
-        _b, body, _s = proto.open_envelope(env)
+        _b, body, _s = envelope.open_envelope(env)
     else:
-        body = verify_by_issuer(proto.TAG_HOTLIST, env, issuers)
-    version = proto.need_int(body, proto.HOT_VERSION, 1)
-    issued = proto.need_int(body, proto.HOT_ISSUED)
-    revoked = body.get(proto.HOT_REVOKED)
+        body = verify_by_issuer(envelope.TAG_HOTLIST, env, issuers)
+    version = check.need_int(body, fields.HOT_VERSION, 1)
+    issued = check.need_int(body, fields.HOT_ISSUED)
+    revoked = body.get(fields.HOT_REVOKED)
     if not isinstance(revoked, list):
-        raise proto.ApduError(proto.SW_WRONG_DATA)
+        raise apdu.ApduError(apdu.SW_WRONG_DATA)
     prev = b""
     for r in revoked:
         if not isinstance(r, bytes) or len(r) != 8 or r <= prev:
-            raise proto.ApduError(proto.SW_WRONG_DATA)  # binary search needs sorted, unique
+            raise apdu.ApduError(apdu.SW_WRONG_DATA)  # binary search needs sorted, unique
         prev = r
     return version, issued, revoked
 
@@ -218,10 +218,10 @@ def is_revoked(revoked, device_id):
 def payment_record(payment_env, receipt_env, cert_hash):
     return cbor.encode(
         {
-            proto.REC_TYPE: proto.RT_PAYMENT,
-            proto.REC_SIGNED: payment_env,
-            proto.REC_RECEIPT: receipt_env,
-            proto.REC_CERT_HASH: cert_hash,
+            fields.REC_TYPE: fields.RT_PAYMENT,
+            fields.REC_SIGNED: payment_env,
+            fields.REC_RECEIPT: receipt_env,
+            fields.REC_CERT_HASH: cert_hash,
         }
     )
 
@@ -229,12 +229,12 @@ def payment_record(payment_env, receipt_env, cert_hash):
 def record_facts(record_bytes):
     """(wallet, counter, challenge, amount, time) of a payment record of this POS's journal."""
     rec = cbor.decode(record_bytes)
-    _b, pay, _s = proto.open_envelope(rec[proto.REC_SIGNED])
-    _b, rcpt, _s = proto.open_envelope(rec[proto.REC_RECEIPT])
+    _b, pay, _s = envelope.open_envelope(rec[fields.REC_SIGNED])
+    _b, rcpt, _s = envelope.open_envelope(rec[fields.REC_RECEIPT])
     return (
-        pay[proto.PAY_WALLET],
-        pay[proto.PAY_COUNTER],
-        pay[proto.PAY_CHALLENGE],
-        pay[proto.PAY_AMOUNT],
-        rcpt[proto.RCPT_TIME],
+        pay[fields.PAY_WALLET],
+        pay[fields.PAY_COUNTER],
+        pay[fields.PAY_CHALLENGE],
+        pay[fields.PAY_AMOUNT],
+        rcpt[fields.RCPT_TIME],
     )

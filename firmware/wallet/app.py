@@ -6,7 +6,7 @@
 #
 # process() only parses the APDU, routes (CLA, INS) to a handler module *name* and imports
 # it on first use (flash, not RAM, holds the code of the commands not used yet). Handlers
-# (`def handle(app, p1, p2, data) -> bytes`) raise proto.ApduError for a refusal; any other
+# (`def handle(app, p1, p2, data) -> bytes`) raise apdu.ApduError for a refusal; any other
 # exception becomes 6F00. Neither changes the persistent state: handlers build the new state
 # as a copy and call app.commit() once, at the end. hal.PowerCut (the simulated flash lost
 # power) is the one exception that leaves process(): the device is off, its RAM is gone.
@@ -14,9 +14,9 @@
 # Journal records are appended AFTER the state commit that decides a command. The state
 # names the record it owes (S_OUT_SEQ, S_OUT): if the append was lost (power cut, flash
 # error) it is appended again on the next power_on() or before the next record.
-from ..core import proto
+from ..core import apdu, envelope, fields
+from ..core.apdu import ApduError
 from ..core.hal import Display, PowerCut
-from ..core.proto import ApduError
 from ..core.runtime import collect
 from ..core.storage import Journal, StateStore, StorageFull
 from . import state as st
@@ -77,36 +77,36 @@ class WalletApp:
         self.store = StateStore(self.hal.flash, self._state_name)
         self.state = st.load(self.store)
         self.journal = Journal(
-            self.hal.flash, self._journal_name, self.journal_max, link=proto.journal_link
+            self.hal.flash, self._journal_name, self.journal_max, link=envelope.journal_link
         )
         self.catch_up(False)
 
-    def process(self, apdu):
+    def process(self, command):
         collect()  # the last command's garbage goes before this one's long-lived objects
         try:
-            cla, ins, p1, p2, data, _le = proto.parse_command(apdu)
+            cla, ins, p1, p2, data, _le = apdu.parse_command(command)
             name = self._route(cla, ins, p1, p2)
             mod = __import__(_PKG + "." + name, None, None, ("handle",))
-            return proto.response(mod.handle(self, p1, p2, data) or b"")
+            return apdu.response(mod.handle(self, p1, p2, data) or b"")
         except PowerCut:
             raise
         except ApduError as e:
-            return proto.response(b"", e.sw)
+            return apdu.response(b"", e.sw)
         except MemoryError:  # out of RAM: refuse (not a bug), the state is the committed one
-            return proto.response(b"", proto.SW_NO_RAM)
+            return apdu.response(b"", apdu.SW_NO_RAM)
         except Exception:  # a bug: refuse, the state is the committed one
-            return proto.response(b"", proto.SW_INTERNAL)
+            return apdu.response(b"", apdu.SW_INTERNAL)
 
     def _route(self, cla, ins, p1, p2):
-        if cla != proto.CLA_ISO and cla != proto.CLA_PROP:
-            raise ApduError(proto.SW_CLA)
+        if cla != apdu.CLA_ISO and cla != apdu.CLA_PROP:
+            raise ApduError(apdu.SW_CLA)
         r = _ROUTES.get(ins)
         if r is None or r[0] != cla:
-            raise ApduError(proto.SW_INS)
+            raise ApduError(apdu.SW_INS)
         if p1 != r[1] or p2 != r[2]:
-            raise ApduError(proto.SW_WRONG_P1P2)
-        if ins != proto.INS_SELECT and not self.selected:
-            raise ApduError(proto.SW_CONDITIONS)
+            raise ApduError(apdu.SW_WRONG_P1P2)
+        if ins != apdu.INS_SELECT and not self.selected:
+            raise ApduError(apdu.SW_CONDITIONS)
         return r[3]
 
     # ---- state ---------------------------------------------------------------------------
@@ -114,7 +114,7 @@ class WalletApp:
         """The state of a personalised wallet, or 6985."""
         s = self.state
         if s[st.S_PHASE] != st.PHASE_PERSO:
-            raise ApduError(proto.SW_CONDITIONS)
+            raise ApduError(apdu.SW_CONDITIONS)
         return s
 
     def commit(self, new):
@@ -125,9 +125,9 @@ class WalletApp:
         except PowerCut:
             raise
         except MemoryError:  # RAM, not flash: the flash holds the old state
-            raise ApduError(proto.SW_NO_RAM) from None
+            raise ApduError(apdu.SW_NO_RAM) from None
         except Exception:
-            raise ApduError(proto.SW_MEMORY) from None
+            raise ApduError(apdu.SW_MEMORY) from None
         self.state = new
 
     def owe(self, new, record):
@@ -135,7 +135,7 @@ class WalletApp:
         record rebuilt from new[S_LAST_BODY]. Refuses (6A84) when the journal is full."""
         self.catch_up(True)
         if self.journal.free() < 1:
-            raise ApduError(proto.SW_FULL)
+            raise ApduError(apdu.SW_FULL)
         new[st.S_OUT_SEQ] = self.journal.last_seq + 1
         if record is None:
             new.pop(st.S_OUT, None)
@@ -161,13 +161,13 @@ class WalletApp:
             raise
         except StorageFull:
             if strict:
-                raise ApduError(proto.SW_FULL) from None
+                raise ApduError(apdu.SW_FULL) from None
         except MemoryError:
             if strict:
-                raise ApduError(proto.SW_NO_RAM) from None
+                raise ApduError(apdu.SW_NO_RAM) from None
         except Exception:
             if strict:
-                raise ApduError(proto.SW_MEMORY) from None
+                raise ApduError(apdu.SW_MEMORY) from None
 
     # ---- helpers for handlers ------------------------------------------------------------
     def now(self):
@@ -177,35 +177,35 @@ class WalletApp:
     def sign_payment(self, body_bytes):
         from ..core import cbor, ed25519
 
-        sig = ed25519.sign(self.state[st.S_SEED], proto.TAG_PAYMENT + body_bytes)
+        sig = ed25519.sign(self.state[st.S_SEED], envelope.TAG_PAYMENT + body_bytes)
         return cbor.encode([body_bytes, sig])
 
     def seal(self, tag, body):
-        return proto.seal(tag, body, self.state[st.S_SEED])
+        return envelope.seal(tag, body, self.state[st.S_SEED])
 
     @staticmethod
-    def payment_record(envelope):
+    def payment_record(env):
         from ..core import cbor
 
-        return cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: envelope})
+        return cbor.encode({fields.REC_TYPE: fields.RT_PAYMENT, fields.REC_SIGNED: env})
 
     def issuer_keys(self, keys=None):
         """{key id: public key} of the trusted issuer keys (the state's, or `keys`)."""
         out = {}
         for pk in keys if keys is not None else self.state[st.S_ISSUERS]:
-            out[proto.key_id(pk)] = pk
+            out[envelope.key_id(pk)] = pk
         return out
 
     def open_issued(self, tag, data):
         """(body, envelope bytes) of an envelope signed by one of the trusted issuer keys
         (vouchers, updates and acks carry no key id: each key is tried). 6988 otherwise."""
         env = envelope_bytes(data)
-        body_bytes, body, sig = proto.open_envelope(env)
+        body_bytes, body, sig = envelope.open_envelope(env)
         msg = tag + body_bytes
         for pk in self.state[st.S_ISSUERS]:
-            if proto.sig_ok(pk, msg, sig):
+            if envelope.sig_ok(pk, msg, sig):
                 return body, env
-        raise ApduError(proto.SW_BAD_SIGNATURE)
+        raise ApduError(apdu.SW_BAD_SIGNATURE)
 
     def show(self, lines):
         d = self.hal.display
@@ -219,7 +219,7 @@ class WalletApp:
 
     def offline_left(self, s=None):
         s = s or self.state
-        left = s[st.S_LIMITS][proto.LIM_OFFLINE_COUNT] - (s[st.S_COUNTER] - s[st.S_SYNC_COUNTER])
+        left = s[st.S_LIMITS][fields.LIM_OFFLINE_COUNT] - (s[st.S_COUNTER] - s[st.S_SYNC_COUNTER])
         return left if left > 0 else 0
 
 
@@ -230,13 +230,13 @@ def decode(data):
     try:
         return cbor.decode(data)
     except ValueError:
-        raise ApduError(proto.SW_WRONG_DATA) from None
+        raise ApduError(apdu.SW_WRONG_DATA) from None
 
 
 def decode_map(data):
     m = decode(data)
     if not isinstance(m, dict):
-        raise ApduError(proto.SW_WRONG_DATA)
+        raise ApduError(apdu.SW_WRONG_DATA)
     return m
 
 
@@ -250,8 +250,8 @@ def envelope_bytes(value):
         try:
             return cbor.encode(value)
         except ValueError:
-            raise ApduError(proto.SW_WRONG_DATA) from None
-    raise ApduError(proto.SW_WRONG_DATA)
+            raise ApduError(apdu.SW_WRONG_DATA) from None
+    raise ApduError(apdu.SW_WRONG_DATA)
 
 
 def money(amount):

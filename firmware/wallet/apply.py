@@ -11,47 +11,48 @@
 #   8 programme ids (array of bstr 8): their earmarked purses are cleared (expired or
 #     cancelled; the ledger refunded the value to the funder)
 # Field 6 (hot list) is for POS terminals and ignored here.
-from ..core import proto
-from ..core.proto import ApduError
+from ..core import apdu, check, envelope, fields
+from ..core.apdu import ApduError
+from ..core.cert import verify_cert
 from . import state as st
 from .app import envelope_bytes
 
 
 def handle(app, p1, p2, data):
     s = app.need_perso()
-    u, _env = app.open_issued(proto.TAG_UPDATE, data)
-    dev = proto.need_bytes(u, proto.UPD_DEVICE, 8)
-    number = proto.need_int(u, proto.UPD_NUMBER)
+    u, _env = app.open_issued(envelope.TAG_UPDATE, data)
+    dev = check.need_bytes(u, fields.UPD_DEVICE, 8)
+    number = check.need_int(u, fields.UPD_NUMBER)
     if dev != s[st.S_ID]:
-        raise ApduError(proto.SW_DATA_INVALID)
+        raise ApduError(apdu.SW_DATA_INVALID)
     if number <= s[st.S_UPDATE]:
-        raise ApduError(proto.SW_REPLAY)
+        raise ApduError(apdu.SW_REPLAY)
     new = dict(s)
     new[st.S_UPDATE] = number
 
-    if proto.UPD_CERT in u:
-        cert_env = envelope_bytes(u[proto.UPD_CERT])
+    if fields.UPD_CERT in u:
+        cert_env = envelope_bytes(u[fields.UPD_CERT])
         try:
-            c = proto.verify_cert(cert_env, app.issuer_keys(), proto.KIND_WALLET, app.now())
+            c = verify_cert(cert_env, app.issuer_keys(), fields.KIND_WALLET, app.now())
         except ApduError as e:
-            if e.sw == proto.SW_EXPIRED:
-                raise ApduError(proto.SW_DATA_INVALID) from None
+            if e.sw == apdu.SW_EXPIRED:
+                raise ApduError(apdu.SW_DATA_INVALID) from None
             raise
-        serial = proto.opt_int(c, proto.CERT_SERIAL, 0)
-        if c[proto.CERT_ID] != s[st.S_ID] or c[proto.CERT_KEY] != s[st.S_PUB]:
-            raise ApduError(proto.SW_DATA_INVALID)
+        serial = check.opt_int(c, fields.CERT_SERIAL, 0)
+        if c[fields.CERT_ID] != s[st.S_ID] or c[fields.CERT_KEY] != s[st.S_PUB]:
+            raise ApduError(apdu.SW_DATA_INVALID)
         if serial <= s[st.S_SERIAL]:
-            raise ApduError(proto.SW_DATA_INVALID)
+            raise ApduError(apdu.SW_DATA_INVALID)
         new[st.S_CERT] = cert_env
         new[st.S_LIMITS] = st.limits(c)
         new[st.S_SERIAL] = serial
 
-    has_counter = proto.UPD_SYNCED_COUNTER in u
-    if has_counter != (proto.UPD_SYNCED_SPENT in u):
-        raise ApduError(proto.SW_WRONG_DATA)
+    has_counter = fields.UPD_SYNCED_COUNTER in u
+    if has_counter != (fields.UPD_SYNCED_SPENT in u):
+        raise ApduError(apdu.SW_WRONG_DATA)
     if has_counter:
-        sc = proto.need_int(u, proto.UPD_SYNCED_COUNTER)
-        ss = proto.need_int(u, proto.UPD_SYNCED_SPENT)
+        sc = check.need_int(u, fields.UPD_SYNCED_COUNTER)
+        ss = check.need_int(u, fields.UPD_SYNCED_SPENT)
         counter = s[st.S_COUNTER]
         spent = s[st.S_SPENT]
         if (
@@ -61,26 +62,26 @@ def handle(app, p1, p2, data):
             or ss < s[st.S_SYNC_SPENT]
             or (sc == counter and ss != spent)
         ):
-            raise ApduError(proto.SW_DATA_INVALID)
+            raise ApduError(apdu.SW_DATA_INVALID)
         new[st.S_SYNC_COUNTER] = sc
         new[st.S_SYNC_SPENT] = ss
 
-    unblock = u.get(proto.UPD_UNBLOCK_PIN, False)
+    unblock = u.get(fields.UPD_UNBLOCK_PIN, False)
     if unblock is not True and unblock is not False:
-        raise ApduError(proto.SW_WRONG_DATA)
+        raise ApduError(apdu.SW_WRONG_DATA)
     if unblock:
         new[st.S_PIN_TRIES] = st.PIN_TRIES
         new[st.S_PUK_TRIES] = st.PUK_TRIES
-    if proto.UPD_NEW_PIN in u:
-        pin = u[proto.UPD_NEW_PIN]
+    if fields.UPD_NEW_PIN in u:
+        pin = u[fields.UPD_NEW_PIN]
         if not st.digits_ok(pin, 4, 8):
-            raise ApduError(proto.SW_WRONG_DATA)
+            raise ApduError(apdu.SW_WRONG_DATA)
         new[st.S_PIN] = st.secret_hash(False, s[st.S_ID], pin)
         new[st.S_PIN_TRIES] = st.PIN_TRIES
-    if proto.UPD_PURSE_CLEAR in u:
-        gone = u[proto.UPD_PURSE_CLEAR]
+    if fields.UPD_PURSE_CLEAR in u:
+        gone = u[fields.UPD_PURSE_CLEAR]
         if not isinstance(gone, list):
-            raise ApduError(proto.SW_WRONG_DATA)
+            raise ApduError(apdu.SW_WRONG_DATA)
         keep = []
         for p in s.get(st.S_PURSES) or ():
             if p[st.P_PROGRAM] not in gone:

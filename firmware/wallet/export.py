@@ -4,11 +4,11 @@
 # carries a status envelope signed by the device key: {0: id, 1: last journal seq,
 # 2: counter, 3: balance, 4: chain head, 5: pending, 6: vouchers applied, 7: journal digest}.
 # Response: CBOR {0: [[seq, record bytes], ...], 1: more, 2: status envelope (last page),
-# 3: last seq}. Records travel as the bytes journaled: the journal digest (proto.journal_link
+# 3: last seq}. Records travel as the bytes journaled: the journal digest (envelope.journal_link
 # over them) binds the status to exactly those bytes, and the ledger acks only that.
 # Read-only: nothing is written (a record the state still owes is appended first, so the
 # export is complete).
-from ..core import cbor, proto
+from ..core import cbor, check, envelope, fields
 from . import state as st
 from .app import decode_map
 
@@ -16,8 +16,8 @@ from .app import decode_map
 def handle(app, p1, p2, data):
     s = app.need_perso()
     req = decode_map(data) if data else {}
-    since = proto.opt_int(req, proto.EXP_SINCE, 0)
-    most = proto.opt_int(req, proto.EXP_MAX, 16, 0, 0xFFFF)
+    since = check.opt_int(req, fields.EXP_SINCE, 0)
+    most = check.opt_int(req, fields.EXP_MAX, 16, 0, 0xFFFF)
     app.catch_up(False)
     out = []
     size = 0
@@ -30,20 +30,20 @@ def handle(app, p1, p2, data):
         size += len(rec)
     j = app.journal
     last = j.last_seq
-    resp = {proto.EXP_RECORDS: out, proto.EXP_MORE: more, proto.EXP_LAST: last}
+    resp = {fields.EXP_RECORDS: out, fields.EXP_MORE: more, fields.EXP_LAST: last}
     if not more:  # one signature per export, not per page
         status = {
-            proto.ST_DEVICE: s[st.S_ID],
-            proto.ST_SEQ: last,
-            proto.ST_COUNTER: s[st.S_COUNTER],
-            proto.ST_BALANCE: s[st.S_BALANCE],
-            proto.ST_PREV: s[st.S_PREV],
-            proto.ST_PENDING: s[st.S_PENDING],
-            proto.ST_LOADS: s[st.S_LOADS],
-            proto.ST_DIGEST: j.digest,
+            fields.ST_DEVICE: s[st.S_ID],
+            fields.ST_SEQ: last,
+            fields.ST_COUNTER: s[st.S_COUNTER],
+            fields.ST_BALANCE: s[st.S_BALANCE],
+            fields.ST_PREV: s[st.S_PREV],
+            fields.ST_PENDING: s[st.S_PENDING],
+            fields.ST_LOADS: s[st.S_LOADS],
+            fields.ST_DIGEST: j.digest,
         }
         purses = s.get(st.S_PURSES)
         if purses:
-            status[proto.ST_PURSES] = [[p[st.P_PROGRAM], p[st.P_BALANCE]] for p in purses]
-        resp[proto.EXP_STATUS] = app.seal(proto.TAG_STATUS, status)
+            status[fields.ST_PURSES] = [[p[st.P_PROGRAM], p[st.P_BALANCE]] for p in purses]
+        resp[fields.EXP_STATUS] = app.seal(envelope.TAG_STATUS, status)
     return cbor.encode(resp)

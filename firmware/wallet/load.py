@@ -13,34 +13,34 @@
 # An earmarked load (purse 1, source 4) carries its programme's rule envelope (field 6),
 # which must verify under a trusted issuer key (6988) and be well formed (6A80). The value
 # goes to the purse of that programme (the same rule bytes, 6984 otherwise) or to a new
-# purse (6919 when all proto.MAX_PURSES are taken); the main balance and its cap are not
+# purse (6919 when all fields.MAX_PURSES are taken); the main balance and its cap are not
 # touched. Response: CBOR {0: main balance, 1: that purse's balance}.
-from ..core import cbor, proto
+from ..core import apdu, cbor, check, envelope, fields
 from ..core import purse as purse_rule
-from ..core.proto import ApduError
+from ..core.apdu import ApduError
 from . import state as st
 from .app import money
 
 
 def handle(app, p1, p2, data):
     s = app.need_perso()
-    v, env = app.open_issued(proto.TAG_VOUCHER, data)
-    wallet = proto.need_bytes(v, proto.VCH_WALLET, 8)
-    number = proto.need_int(v, proto.VCH_NUMBER)
-    amount = proto.need_int(v, proto.VCH_AMOUNT, 1)
-    source = proto.need_int(v, proto.VCH_SOURCE, proto.VSRC_TOPUP, proto.VSRC_PROGRAM)
-    purse = proto.opt_int(v, proto.VCH_PURSE, 0, 0, 1)
-    if wallet != s[st.S_ID] or (purse == 1) != (source == proto.VSRC_PROGRAM):
-        raise ApduError(proto.SW_DATA_INVALID)
+    v, env = app.open_issued(envelope.TAG_VOUCHER, data)
+    wallet = check.need_bytes(v, fields.VCH_WALLET, 8)
+    number = check.need_int(v, fields.VCH_NUMBER)
+    amount = check.need_int(v, fields.VCH_AMOUNT, 1)
+    source = check.need_int(v, fields.VCH_SOURCE, fields.VSRC_TOPUP, fields.VSRC_PROGRAM)
+    purse = check.opt_int(v, fields.VCH_PURSE, 0, 0, 1)
+    if wallet != s[st.S_ID] or (purse == 1) != (source == fields.VSRC_PROGRAM):
+        raise ApduError(apdu.SW_DATA_INVALID)
     if number != s[st.S_LOADS] + 1:
-        raise ApduError(proto.SW_REPLAY)
+        raise ApduError(apdu.SW_REPLAY)
     if purse:
         return _load_purse(app, s, v, env, number, amount)
     bal = s[st.S_BALANCE]
     pending = s[st.S_PENDING]
     used = s[st.S_STAGED_USED]
     credit = amount
-    if source == proto.VSRC_TRANSFER:
+    if source == fields.VSRC_TRANSFER:
         released = pending if pending < amount else amount
         rest = amount - released
         already = used if used < rest else rest
@@ -48,10 +48,10 @@ def handle(app, p1, p2, data):
         used -= already
         credit = amount - already
     total = bal + credit + pending
-    if total > s[st.S_LIMITS][proto.LIM_BALANCE_MAX] and total > bal + s[st.S_PENDING]:
-        raise ApduError(proto.SW_BALANCE_CAP)
+    if total > s[st.S_LIMITS][fields.LIM_BALANCE_MAX] and total > bal + s[st.S_PENDING]:
+        raise ApduError(apdu.SW_BALANCE_CAP)
     new = dict(s)
-    app.owe(new, cbor.encode({proto.REC_TYPE: proto.RT_LOAD, proto.REC_SIGNED: env}))
+    app.owe(new, cbor.encode({fields.REC_TYPE: fields.RT_LOAD, fields.REC_SIGNED: env}))
     new[st.S_LOADS] = number
     new[st.S_BALANCE] = bal + credit
     new[st.S_PENDING] = pending
@@ -69,28 +69,28 @@ def handle(app, p1, p2, data):
 
 
 def _load_purse(app, s, v, env, number, amount):
-    rule_env = v.get(proto.VCH_RULE)
+    rule_env = v.get(fields.VCH_RULE)
     if not isinstance(rule_env, bytes):
-        raise ApduError(proto.SW_WRONG_DATA)
-    rule, _e = app.open_issued(proto.TAG_RULE, rule_env)
+        raise ApduError(apdu.SW_WRONG_DATA)
+    rule, _e = app.open_issued(envelope.TAG_RULE, rule_env)
     purse_rule.check_rule(rule)
-    prog = rule[proto.RULE_PROGRAM]
+    prog = rule[fields.RULE_PROGRAM]
     purses = list(s.get(st.S_PURSES) or ())
     at = -1
     for i in range(len(purses)):
         if purses[i][st.P_PROGRAM] == prog:
             at = i
     if at < 0:
-        if len(purses) >= proto.MAX_PURSES:
-            raise ApduError(proto.SW_PURSE_FULL)
+        if len(purses) >= fields.MAX_PURSES:
+            raise ApduError(apdu.SW_PURSE_FULL)
         purses.append([prog, 0, rule_env])
         at = len(purses) - 1
     elif purses[at][st.P_RULE] != rule_env:
-        raise ApduError(proto.SW_DATA_INVALID)  # one rule per programme, never changed
+        raise ApduError(apdu.SW_DATA_INVALID)  # one rule per programme, never changed
     left = purses[at][st.P_BALANCE] + amount
     purses[at] = [prog, left, rule_env]
     new = dict(s)
-    app.owe(new, cbor.encode({proto.REC_TYPE: proto.RT_LOAD, proto.REC_SIGNED: env}))
+    app.owe(new, cbor.encode({fields.REC_TYPE: fields.RT_LOAD, fields.REC_SIGNED: env}))
     new[st.S_LOADS] = number
     new[st.S_PURSES] = purses
     app.commit(new)

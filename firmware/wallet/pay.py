@@ -18,8 +18,8 @@
 # PAY_PURSE_BALANCE). The answer then carries the rule envelope as a third array element, so
 # the POS can check the same rule. REQ_PURSE 0 pays from the main purse only; k asks for
 # purse k and is refused (6918) when its rule does not allow this payment.
-from ..core import cbor, proto
-from ..core.proto import ApduError
+from ..core import apdu, cbor, check, fields
+from ..core.apdu import ApduError
 from ..core.runtime import sha256
 from . import pin as pin_mod
 from . import state as st
@@ -29,51 +29,51 @@ from .app import decode_map, money
 def handle(app, p1, p2, data):
     s = app.need_perso()
     req = decode_map(data)
-    chal = proto.need_bytes(req, proto.REQ_CHALLENGE, 16)
-    amount = proto.need_int(req, proto.REQ_AMOUNT)
-    payee = proto.need_bytes(req, proto.REQ_PAYEE, 8)
-    t = proto.need_int(req, proto.REQ_TIME)
-    kind = proto.need_int(req, proto.REQ_KIND, proto.PAYKIND_POS, proto.PAYKIND_TRANSFER)
-    pin = req.get(proto.REQ_PIN)
+    chal = check.need_bytes(req, fields.REQ_CHALLENGE, 16)
+    amount = check.need_int(req, fields.REQ_AMOUNT)
+    payee = check.need_bytes(req, fields.REQ_PAYEE, 8)
+    t = check.need_int(req, fields.REQ_TIME)
+    kind = check.need_int(req, fields.REQ_KIND, fields.PAYKIND_POS, fields.PAYKIND_TRANSFER)
+    pin = req.get(fields.REQ_PIN)
     if pin is not None and not isinstance(pin, bytes):
-        raise ApduError(proto.SW_WRONG_DATA)
-    purse = req.get(proto.REQ_PURSE)  # None: the card chooses
+        raise ApduError(apdu.SW_WRONG_DATA)
+    purse = req.get(fields.REQ_PURSE)  # None: the card chooses
     if purse is not None:
-        purse = proto.need_int(req, proto.REQ_PURSE, 0, proto.MAX_PURSES)
-    payee_cert = req.get(proto.REQ_PAYEE_CERT)
+        purse = check.need_int(req, fields.REQ_PURSE, 0, fields.MAX_PURSES)
+    payee_cert = req.get(fields.REQ_PAYEE_CERT)
     if payee_cert is not None and not isinstance(payee_cert, bytes):
-        raise ApduError(proto.SW_WRONG_DATA)
+        raise ApduError(apdu.SW_WRONG_DATA)
 
     last = s.get(st.S_LAST_CHAL)
     if last is not None and last == chal:
         body_bytes = s[st.S_LAST_BODY]
         b = cbor.decode(body_bytes)
         if (
-            b[proto.PAY_AMOUNT] == amount
-            and b[proto.PAY_PAYEE] == payee
-            and b[proto.PAY_KIND] == kind
-            and (purse is None or b[proto.PAY_PURSE] == purse)
+            b[fields.PAY_AMOUNT] == amount
+            and b[fields.PAY_PAYEE] == payee
+            and b[fields.PAY_KIND] == kind
+            and (purse is None or b[fields.PAY_PURSE] == purse)
         ):
             env = app.sign_payment(body_bytes)
-            if proto.PAY_PROGRAM in b:
+            if fields.PAY_PROGRAM in b:
                 from . import purse_pay
 
                 return purse_pay.pay_response(s, env, b)
             return env
-        raise ApduError(proto.SW_CONDITIONS)
+        raise ApduError(apdu.SW_CONDITIONS)
 
     if amount == 0:
-        raise ApduError(proto.SW_WRONG_DATA)
+        raise ApduError(apdu.SW_WRONG_DATA)
     lim = s[st.S_LIMITS]
-    if amount > lim[proto.LIM_PAYMENT_MAX]:
-        raise ApduError(proto.SW_OVER_PAYMENT_MAX)
+    if amount > lim[fields.LIM_PAYMENT_MAX]:
+        raise ApduError(apdu.SW_OVER_PAYMENT_MAX)
 
     base = s
-    if amount > lim[proto.LIM_NO_CVM] and not app.pin_ok:
+    if amount > lim[fields.LIM_NO_CVM] and not app.pin_ok:
         if s[st.S_PIN_TRIES] == 0:
-            raise ApduError(proto.SW_PIN_BLOCKED)
+            raise ApduError(apdu.SW_PIN_BLOCKED)
         if pin is None:
-            raise ApduError(proto.SW_SECURITY)
+            raise ApduError(apdu.SW_SECURITY)
         base = pin_mod.check(app, pin)  # committed the decrement; base has it reset
         try:
             return _pay(app, base, chal, amount, payee, t, kind, purse, payee_cert)
@@ -86,11 +86,11 @@ def handle(app, p1, p2, data):
 def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     lim = s[st.S_LIMITS]
     n = s[st.S_COUNTER]
-    if n - s[st.S_SYNC_COUNTER] >= lim[proto.LIM_OFFLINE_COUNT]:
-        raise ApduError(proto.SW_OFFLINE_COUNT)
+    if n - s[st.S_SYNC_COUNTER] >= lim[fields.LIM_OFFLINE_COUNT]:
+        raise ApduError(apdu.SW_OFFLINE_COUNT)
     spent = s[st.S_SPENT]
-    if spent - s[st.S_SYNC_SPENT] + amount > lim[proto.LIM_OFFLINE_AMOUNT]:
-        raise ApduError(proto.SW_OFFLINE_AMOUNT)
+    if spent - s[st.S_SYNC_SPENT] + amount > lim[fields.LIM_OFFLINE_AMOUNT]:
+        raise ApduError(apdu.SW_OFFLINE_AMOUNT)
     number, p, earmarked, payees = 0, None, 0, None
     if want or (want is None and s.get(st.S_PURSES)):
         from . import purse_pay  # only on a card with earmarked purses (heap)
@@ -105,9 +105,9 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     staged = 0
     if main > bal:
         staged = main - bal
-        room = lim[proto.LIM_STAGED_SPEND] - used
+        room = lim[fields.LIM_STAGED_SPEND] - used
         if staged > pending or staged > room:
-            raise ApduError(proto.SW_FUNDS)
+            raise ApduError(apdu.SW_FUNDS)
     new = dict(s)
     app.owe(new, None)  # journal room (6A84): the last check
     if payees is not None:
@@ -115,22 +115,22 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
 
     bal_after = bal - (main - staged)
     body = {
-        proto.PAY_WALLET: s[st.S_ID],
-        proto.PAY_COUNTER: n + 1,
-        proto.PAY_AMOUNT: amount,
-        proto.PAY_PAYEE: payee,
-        proto.PAY_CHALLENGE: chal,
-        proto.PAY_PREV: s[st.S_PREV],
-        proto.PAY_PURSE: number,
-        proto.PAY_TIME: t,
-        proto.PAY_BALANCE: bal_after,
-        proto.PAY_KIND: kind,
+        fields.PAY_WALLET: s[st.S_ID],
+        fields.PAY_COUNTER: n + 1,
+        fields.PAY_AMOUNT: amount,
+        fields.PAY_PAYEE: payee,
+        fields.PAY_CHALLENGE: chal,
+        fields.PAY_PREV: s[st.S_PREV],
+        fields.PAY_PURSE: number,
+        fields.PAY_TIME: t,
+        fields.PAY_BALANCE: bal_after,
+        fields.PAY_KIND: kind,
     }
     if earmarked:
         left = p[st.P_BALANCE] - earmarked
-        body[proto.PAY_PROGRAM] = p[st.P_PROGRAM]
-        body[proto.PAY_EARMARKED] = earmarked
-        body[proto.PAY_PURSE_BALANCE] = left
+        body[fields.PAY_PROGRAM] = p[st.P_PROGRAM]
+        body[fields.PAY_EARMARKED] = earmarked
+        body[fields.PAY_PURSE_BALANCE] = left
         purses = list(s[st.S_PURSES])
         purses[number - 1] = [p[st.P_PROGRAM], left, p[st.P_RULE]]
         new[st.S_PURSES] = purses

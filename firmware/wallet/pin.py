@@ -1,7 +1,7 @@
 # PIN and PUK checks with a try counter that is decremented (and committed) BEFORE the
 # comparison: cutting the power after seeing a wrong guess fail cannot save a try.
-from ..core import proto
-from ..core.proto import ApduError
+from ..core import apdu
+from ..core.apdu import ApduError
 from . import state as st
 
 
@@ -12,14 +12,14 @@ def check(app, digits):
     s = app.state
     tries = s[st.S_PIN_TRIES]
     if tries == 0:
-        raise ApduError(proto.SW_PIN_BLOCKED)
+        raise ApduError(apdu.SW_PIN_BLOCKED)
     if not st.digits_ok(digits, 4, 8):
-        raise ApduError(proto.SW_WRONG_DATA)
+        raise ApduError(apdu.SW_WRONG_DATA)
     dec = dict(s)
     dec[st.S_PIN_TRIES] = tries - 1
     app.commit(dec)
     if not st.same(st.secret_hash(False, s[st.S_ID], digits), s[st.S_PIN]):
-        raise ApduError(proto.sw_pin_wrong(tries - 1))
+        raise ApduError(apdu.sw_pin_wrong(tries - 1))
     ok = dict(dec)
     ok[st.S_PIN_TRIES] = st.PIN_TRIES
     app.pin_ok = True

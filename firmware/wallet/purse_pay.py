@@ -1,9 +1,10 @@
 # Earmarked purses at PAY (PROTOCOL.md §4.2): which purse pays part of a payment, and the
 # PAY answer that carries its rule to the POS. Imported by pay.py only on a card that holds
 # earmarked purses, so a main-purse card keeps its heap.
-from ..core import cbor, proto
+from ..core import apdu, cbor, check, fields
 from ..core import purse as purse_rule
-from ..core.proto import ApduError
+from ..core.apdu import ApduError
+from ..core.cert import verify_cert
 from ..core.runtime import sha256
 from . import state as st
 
@@ -23,15 +24,15 @@ def payee(app, s, payee_cert, payee_id, t):
                 return None
             return e[2], e[3], None
     try:
-        c = proto.verify_cert(payee_cert, app.issuer_keys(), proto.KIND_POS, t)
+        c = verify_cert(payee_cert, app.issuer_keys(), fields.KIND_POS, t)
     except ApduError:
         return None
-    if c[proto.CERT_ID] != payee_id:
+    if c[fields.CERT_ID] != payee_id:
         return None
-    merchant = c.get(proto.CERT_MERCHANT)
-    category = c.get(proto.CERT_CATEGORY, 0)
-    known = list(known[-(PAYEES_MAX - 1):])
-    known.append([h, payee_id, merchant, category, c[proto.CERT_EXPIRES]])
+    merchant = c.get(fields.CERT_MERCHANT)
+    category = c.get(fields.CERT_CATEGORY, 0)
+    known = list(known[-(PAYEES_MAX - 1) :])
+    known.append([h, payee_id, merchant, category, c[fields.CERT_EXPIRES]])
     return merchant, category, known
 
 
@@ -49,10 +50,10 @@ def choose(app, s, amount, payee_id, t, kind, want, payee_cert):
             p = purses[i]
             rule = st.rule_of(p)
             if p[st.P_BALANCE] and purse_rule.share(rule, p[st.P_BALANCE], amount):
-                if t and proto.opt_int(rule, proto.RULE_FROM, 0) <= t <= rule[proto.RULE_EXPIRES]:
+                if t and check.opt_int(rule, fields.RULE_FROM, 0) <= t <= rule[fields.RULE_EXPIRES]:
                     cands.append((i + 1, p, rule))
     known = None
-    if cands and kind == proto.PAYKIND_POS and payee_cert is not None:
+    if cands and kind == fields.PAYKIND_POS and payee_cert is not None:
         got = payee(app, s, payee_cert, payee_id, t)
         if got is not None:
             merchant, category, known = got
@@ -60,14 +61,14 @@ def choose(app, s, amount, payee_id, t, kind, want, payee_cert):
                 if purse_rule.allows(rule, merchant, category, t):
                     return n, p, purse_rule.share(rule, p[st.P_BALANCE], amount), known
     if want is not None:
-        raise ApduError(proto.SW_PURSE)
+        raise ApduError(apdu.SW_PURSE)
     return 0, None, 0, known
 
 
 def pay_response(s, env, body):
     """What PAY answers: the payment envelope; for a payment with an earmarked part, the array
     [body, sig, rule envelope] (the POS checks the rule; the journal keeps the envelope)."""
-    prog = body.get(proto.PAY_PROGRAM)
+    prog = body.get(fields.PAY_PROGRAM)
     if prog is None:
         return env
     for p in s.get(st.S_PURSES) or ():

@@ -14,9 +14,9 @@
 # - the ledger verifies the signature at sync and sets a bad receipt aside as evidence
 #   without refusing the rest of the journal.
 # No state change: one journal append, no state commit.
-from ..core import cbor, proto
+from ..core import apdu, cbor, check, envelope, fields
+from ..core.apdu import ApduError
 from ..core.hal import PowerCut
-from ..core.proto import ApduError
 from ..core.storage import StorageFull
 from . import state as st
 from .app import envelope_bytes
@@ -25,52 +25,52 @@ from .app import envelope_bytes
 def handle(app, p1, p2, data):
     s = app.need_perso()
     env = envelope_bytes(data)
-    _body_bytes, r, _sig = proto.open_envelope(env)
-    pos = proto.need_bytes(r, proto.RCPT_POS, 8)
-    wallet = proto.need_bytes(r, proto.RCPT_WALLET, 8)
-    counter = proto.need_int(r, proto.RCPT_COUNTER)
-    amount = proto.need_int(r, proto.RCPT_AMOUNT)
-    phash = proto.need_bytes(r, proto.RCPT_PAYMENT_HASH, 32)
+    _body_bytes, r, _sig = envelope.open_envelope(env)
+    pos = check.need_bytes(r, fields.RCPT_POS, 8)
+    wallet = check.need_bytes(r, fields.RCPT_WALLET, 8)
+    counter = check.need_int(r, fields.RCPT_COUNTER)
+    amount = check.need_int(r, fields.RCPT_AMOUNT)
+    phash = check.need_bytes(r, fields.RCPT_PAYMENT_HASH, 32)
     last = s.get(st.S_LAST_BODY)
     if last is None:
-        raise ApduError(proto.SW_DATA_INVALID)
+        raise ApduError(apdu.SW_DATA_INVALID)
     b = cbor.decode(last)
     if (
         wallet != s[st.S_ID]
         or counter != s[st.S_COUNTER]
         or phash != s[st.S_PREV]
-        or amount != b[proto.PAY_AMOUNT]
-        or pos != b[proto.PAY_PAYEE]
-        or b[proto.PAY_KIND] != proto.PAYKIND_POS
+        or amount != b[fields.PAY_AMOUNT]
+        or pos != b[fields.PAY_PAYEE]
+        or b[fields.PAY_KIND] != fields.PAYKIND_POS
     ):
-        raise ApduError(proto.SW_DATA_INVALID)
+        raise ApduError(apdu.SW_DATA_INVALID)
     b = None
-    rec = cbor.encode({proto.REC_TYPE: proto.RT_RECEIPT, proto.REC_RECEIPT: env})
+    rec = cbor.encode({fields.REC_TYPE: fields.RT_RECEIPT, fields.REC_RECEIPT: env})
     app.catch_up(True)
     j = app.journal
     tail = j.last()
     if tail is not None and tail[1] == rec:
         return b""  # already stored
     if tail is None or not _is_payment(tail[1], last):
-        raise ApduError(proto.SW_CONDITIONS)  # not right after its payment: one per payment
+        raise ApduError(apdu.SW_CONDITIONS)  # not right after its payment: one per payment
     tail = None
     if j.free() <= app.offline_left(s):
-        raise ApduError(proto.SW_FULL)  # the room left belongs to payments
+        raise ApduError(apdu.SW_FULL)  # the room left belongs to payments
     try:
         j.append(rec)
     except PowerCut:
         raise
     except StorageFull:
-        raise ApduError(proto.SW_FULL) from None
+        raise ApduError(apdu.SW_FULL) from None
     except Exception:
-        raise ApduError(proto.SW_MEMORY) from None
+        raise ApduError(apdu.SW_MEMORY) from None
     return b""
 
 
 def _is_payment(record, body_bytes):
     """Is this journal record the payment record of the payment whose body is `body_bytes`?"""
     m = cbor.decode(record)
-    if m.get(proto.REC_TYPE) != proto.RT_PAYMENT:
+    if m.get(fields.REC_TYPE) != fields.RT_PAYMENT:
         return False
-    pb, _p, _s = proto.open_envelope(m[proto.REC_SIGNED])
+    pb, _p, _s = envelope.open_envelope(m[fields.REC_SIGNED])
     return pb == body_bytes

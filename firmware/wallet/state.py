@@ -20,7 +20,7 @@ S_PUB = const(2)  # its public key (cached: deriving it costs a scalar multiplic
 S_CERT = const(3)  # certificate envelope bytes (issuer-signed)
 S_ISSUERS = const(4)  # trusted issuer public keys, list of bstr 32
 S_ID = const(5)  # wallet id (from the certificate)
-S_LIMITS = const(6)  # limits map (proto.LIM_*), from the certificate over proto.DEFAULT_LIMITS
+S_LIMITS = const(6)  # limits map (proto.LIM_*), from the certificate over fields.DEFAULT_LIMITS
 S_SERIAL = const(7)  # certificate serial, grows on renewal
 S_PIN = const(8)  # PIN hash (pin_hash)
 S_PIN_TRIES = const(9)  # tries left, 0 = blocked
@@ -109,20 +109,20 @@ def same(a, b):
 
 def rule_of(purse):
     """The rule body of an earmarked purse entry (its envelope was verified at LOAD)."""
-    from ..core import proto
+    from ..core import envelope
 
-    return proto.open_envelope(purse[P_RULE])[1]
+    return envelope.open_envelope(purse[P_RULE])[1]
 
 
 def limits(cert_body):
-    """The wallet limits of a certificate body over proto.DEFAULT_LIMITS (unknown keys are
+    """The wallet limits of a certificate body over fields.DEFAULT_LIMITS (unknown keys are
     ignored; a known one that is not a non-negative int is 6A80)."""
-    from ..core import proto
+    from ..core import apdu, check, fields
 
-    given = cert_body.get(proto.CERT_LIMITS)
+    given = cert_body.get(fields.CERT_LIMITS)
     if not isinstance(given, dict):
-        raise proto.ApduError(proto.SW_WRONG_DATA)
+        raise apdu.ApduError(apdu.SW_WRONG_DATA)
     out = {}
-    for k in proto.DEFAULT_LIMITS:
-        out[k] = proto.opt_int(given, k, proto.DEFAULT_LIMITS[k])
+    for k in fields.DEFAULT_LIMITS:
+        out[k] = check.opt_int(given, k, fields.DEFAULT_LIMITS[k])
     return out

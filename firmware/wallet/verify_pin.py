@@ -1,8 +1,8 @@
 # VERIFY PIN (00 20 00 80, data = PIN as 4-8 ASCII digits).
 # Without data: 9000 when the PIN was verified in this session, else 63Cx (x tries left) or
 # 6983 (blocked), and nothing is tried (ISO 7816-4).
-from ..core import proto
-from ..core.proto import ApduError
+from ..core import apdu
+from ..core.apdu import ApduError
 from . import pin
 from . import state as st
 
@@ -13,6 +13,6 @@ def handle(app, p1, p2, data):
         if app.pin_ok:
             return b""
         tries = s[st.S_PIN_TRIES]
-        raise ApduError(proto.sw_pin_wrong(tries) if tries else proto.SW_PIN_BLOCKED)
+        raise ApduError(apdu.sw_pin_wrong(tries) if tries else apdu.SW_PIN_BLOCKED)
     app.commit(pin.check(app, data))
     return b""

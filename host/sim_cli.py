@@ -251,8 +251,16 @@ def demo(workdir: Path, seed: int | None, runtime: str, as_json: bool) -> None:
               help="run folder: ledger database, outbox (default ./tapcash-serve/NAME-SEED)")
 @click.option("--json", "as_json", is_flag=True,
               help="print one JSON line (ledger, outbox, devices and their ports) when ready")
+@click.option("--ledger", "ledger_url", default=None,
+              help="provision the fleet on this ledger (tapcash ledger serve) instead of one on "
+                   "loopback; the day then starts now")
+@click.option("--token", envvar="TAPCASH_LEDGER_TOKEN", default=None,
+              help="with --ledger: its operator token (env TAPCASH_LEDGER_TOKEN)")
+@click.option("--issuer-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --ledger: the issuer key it signs with (certifies the devices)")
 def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path | None,
-                  as_json: bool) -> None:
+                  as_json: bool, ledger_url: str | None, token: str | None,
+                  issuer_key: str | None) -> None:
     """Run SCENARIO's day (default: smoke), then serve every device on its own pseudo-terminal
     with the ledger on loopback, until Ctrl-C: sync them by hand with `tapcash sync --port`."""
     import signal
@@ -260,33 +268,44 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
 
     from rich.console import Console
 
+    from tapcash.sim.run.runner import RemoteMismatch
     from tapcash.sim.run.serve import ServedRun, TooManyDevices
 
     sc, used_seed = _scenario(scenario, seed)
     out = out_dir or Path("tapcash-serve") / f"{sc.name}-{used_seed}"
-    served = ServedRun(sc, out, seed=seed, runtime=runtime)
+    served = ServedRun(sc, out, seed=seed, runtime=runtime,
+                       remote=_remote(ledger_url, token, issuer_key))
     err = click.get_text_stream("stderr")
     click.echo(f"simulating {sc.name} (seed {used_seed}) up to its final syncs...", file=err)
     try:
         with _progress_bar(Console(stderr=True)) as progress:
             served.start(progress)
-    except TooManyDevices as e:
+    except (TooManyDevices, RemoteMismatch) as e:
         raise click.ClickException(str(e)) from None
+    except Exception as e:
+        from tapcash.host.ledger.client import LedgerHTTPError
+
+        if not isinstance(e, LedgerHTTPError | OSError) and "httpx" not in type(e).__module__:
+            raise
+        raise click.ClickException(f"the ledger at {served.ledger_url}: {e}") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         if as_json:
             click.echo(json.dumps(served.summary()))
         else:
-            click.echo(f"ledger {served.ledger_url}  (operator token {served.token})")
+            token = "$TAPCASH_LEDGER_TOKEN" if served.run.remote else served.token
+            click.echo(f"ledger {served.ledger_url}  (operator token {token})")
             for d in served.devices:
                 click.echo(f"  {d.name:<14} {d.role:<6} {d.id}  {d.port}")
             first = served.devices[0]
             click.echo(
                 "sync one by hand, e.g.:\n"
                 f"  tapcash sync --port {first.port} --ledger {served.ledger_url} "
-                f"--token {served.token} --outbox {served.outbox}\n"
-                f"  tapcash ledger report fraud --db {served.run.out / 'ledger.db'}\n"
+                f"--token {token} --outbox {served.outbox}\n"
+                + (f"  tapcash ledger fraud list --url {served.ledger_url}\n"
+                   if served.run.remote else
+                   f"  tapcash ledger report fraud --db {served.run.out / 'ledger.db'}\n") +
                 "Ctrl-C stops every device and the ledger."
             )
         sys.stdout.flush()
@@ -298,6 +317,20 @@ def serve_command(scenario: str, seed: int | None, runtime: str, out_dir: Path |
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         served.stop()
     click.echo("stopped", file=err)
+
+
+def _remote(url: str | None, token: str | None, issuer_key: str | None) -> Any:
+    """The operator's ledger to provision on (sim.runner.Remote), or None for loopback."""
+    if url is None:
+        if issuer_key is not None:
+            raise click.UsageError("--issuer-key is for --ledger")
+        return None
+    if not token or not issuer_key:
+        raise click.UsageError("--ledger needs --token (or TAPCASH_LEDGER_TOKEN) and --issuer-key")
+    from tapcash.host.issuer import Issuer
+    from tapcash.sim.run.runner import Remote
+
+    return Remote(url.rstrip("/"), token, Issuer.load(Path(issuer_key)))
 
 
 @sim.command("board")

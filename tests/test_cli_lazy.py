@@ -11,6 +11,7 @@ from click.utils import make_default_short_help
 
 from tapcash.host.cli import COMMANDS, cli
 from tapcash.host.lazy_group import LazyGroup, load
+from tapcash.host.ledger.cli import COMMANDS as LEDGER_COMMANDS
 
 HEAVY = ("fastapi", "uvicorn", "starlette", "matplotlib", "textual", "httpx", "psycopg")
 
@@ -35,11 +36,29 @@ def test_top_level_help_imports_no_heavy_module(argv):
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
+def _modules(*argv: str) -> tuple[str, set[str]]:
+    """(stdout, every module name loaded) of `tapcash ARGV` in a fresh interpreter."""
+    probe = PROBE.replace("m.split(\".\")[0] for m in sys.modules", "m for m in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return proc.stdout, set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
 def test_a_sub_command_is_imported_when_it_runs():
-    proc = subprocess.run([sys.executable, "-c", PROBE, "ledger", "--help"], capture_output=True,
-                          text=True, timeout=60, check=True)
-    assert "serve" in proc.stdout
-    assert "fastapi" in json.loads(proc.stderr.strip().splitlines()[-1])
+    out, loaded = _modules("ledger", "--help")
+    assert "serve" in out and "fraud" in out and "tapcash.host.ledger.cli" in loaded
+    # `tapcash ledger --help` lists the operator commands without importing them, or FastAPI
+    assert "tapcash.host.ledger.operator_cli" not in loaded
+    assert not {m.split(".")[0] for m in loaded} & set(HEAVY)
+    out, loaded = _modules("ledger", "owner", "--help")
+    assert "tapcash.host.ledger.operator_cli" in loaded and "add" in out
+
+
+@pytest.mark.parametrize("name", sorted(LEDGER_COMMANDS))
+def test_ledger_table_names_the_command_and_its_own_first_sentence(name):
+    cmd = load(LEDGER_COMMANDS[name].target)
+    own = cmd.short_help or make_default_short_help(cmd.help or "", 10**6)
+    assert LEDGER_COMMANDS[name].short_help == own
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

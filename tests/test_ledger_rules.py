@@ -233,7 +233,7 @@ def test_payroll_and_check_commands(world: World, tmp_path: Path, db_url: str) -
     assert r.exit_code == 0 and "total 1234" in r.output
     r = runner.invoke(cli, ["ledger", "check", "--db", db_url])
     assert r.exit_code == 0 and json.loads(r.output)["issued"] == 9000
-    r = runner.invoke(cli, ["ledger", "report", "accounts", "--db", db_url])
+    r = runner.invoke(cli, ["ledger", "report", "accounts", "--db", db_url, "--csv"])
     assert r.exit_code == 0 and f"wallet:{w1.id.hex()},wallet,1234" in r.output
 
 

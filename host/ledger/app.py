@@ -27,6 +27,7 @@ from . import reports
 from .auth import STATUS_HEADER, OperatorAuth, authenticate_device
 from .codec import b64d, parse_id
 from .db import Database
+from .env import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN
 from .ingest import ingest
 from .limits import BodyLimit
 from .problems import install_problem_handlers, responses
@@ -160,6 +161,12 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
     def owners() -> list[dict[str, Any]]:
         return ledger.db.read(reports.owners)
 
+    @app.post("/v1/owners", response_model=M.OwnerAdded,
+              responses=responses(400, 401, 413, 415, 422), **op_json())
+    def add_owner(body: M.OwnerIn) -> dict[str, Any]:
+        """Open an owner's online account (idempotent: an existing owner is unchanged)."""
+        return ledger.add_owner(body.owner)
+
     @app.post("/v1/owners/{owner}/deposit", response_model=M.DepositOut,
               responses=responses(400, 401, 409, 413, 415, 422), **op_json())
     def deposit(owner: M.OwnerName, body: M.DepositIn) -> dict[str, Any]:
@@ -253,10 +260,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 # ---- configuration from the environment (uvicorn --factory, several workers) -------------
-ENV_DB = "TAPCASH_LEDGER_DB"
-ENV_KEY = "TAPCASH_LEDGER_ISSUER_KEY"
-ENV_TOKEN = "TAPCASH_LEDGER_TOKEN"
-ENV_POOL = "TAPCASH_LEDGER_POOL"
 
 
 def app_from_env() -> FastAPI:

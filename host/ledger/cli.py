@@ -9,12 +9,39 @@ from pathlib import Path
 
 import click
 
-from .app import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN
+from tapcash.host.lazy_group import Lazy, LazyGroup
+from tapcash.host.output import format_options, render
+
+from .env import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN
 
 DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
+_OP = "tapcash.host.ledger.operator_cli"
+# The operator's commands (over the HTTP API), imported only when one runs (host/lazy_group.py).
+COMMANDS: dict[str, Lazy] = {
+    "owner": Lazy(f"{_OP}:owner", "Owners' online accounts: open one, list them, show one."),
+    "device": Lazy(f"{_OP}:device", "Devices: register a certificate, list them, show one."),
+    "deposit": Lazy(f"{_OP}:deposit", "Credit AMOUNT (major units: 500, 12.50) to an owner's "
+                    "online account; opens it if new."),
+    "load": Lazy(f"{_OP}:load", "Top up a wallet by AMOUNT (major units) from an owner's "
+                 "account: the card applies the voucher at its next sync."),
+    "payroll": Lazy(f"{_OP}:payroll", "Load every wallet of a CSV of `wallet id hex,amount in "
+                    "minor units` lines from one owner: all lines or none (a bad line is named, "
+                    "nothing is posted)."),
+    "merchants": Lazy(f"{_OP}:merchants", "Per merchant: payments, credited, settled, owed "
+                      "(what the next settlement pays)."),
+    "settle": Lazy(f"{_OP}:settle", "Pay out what the ledger owes each MERCHANT (or --all): "
+                   "its whole balance."),
+    "settlements": Lazy(f"{_OP}:settlements", "Every settlement paid out."),
+    "revoke": Lazy(f"{_OP}:revoke", "Put a device on the hot list: every POS refuses it after "
+                   "its next sync."),
+    "reinstate": Lazy(f"{_OP}:reinstate", "Take a device off the hot list (a wallet with fraud "
+                      "cases only with --force)."),
+    "fraud": Lazy("tapcash.host.ledger.fraud_cli:fraud",
+                  "Fraud cases: list them, show one with both proofs decoded."),
+}
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy=COMMANDS)
 def ledger() -> None:
     """The online ledger service (HTTP, SQLite or PostgreSQL)."""
 
@@ -82,15 +109,18 @@ def check(db_url: str) -> None:
                                            "set_aside", "accounts"]))
 @click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
               help=DB_HELP)
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
-def report(name: str, db_url: str, fmt: str) -> None:
-    """Print a report straight from the database."""
+@format_options
+@click.option("--format", "legacy", type=click.Choice(["table", "csv", "json"]), default=None,
+              help="same as --json / --csv")
+def report(name: str, db_url: str, fmt: str, legacy: str | None) -> None:
+    """Print a report straight from the database: a table, or --json / --csv (minor units,
+    ISO 8601 times; proofs and records only in JSON)."""
     from . import reports
+    from .columns import REPORTS
     from .db import Database
 
     rows = Database(db_url, pool_size=1).read(lambda tx: reports.report(tx, name))
-    click.echo(reports.to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=2), nl=False)
+    render(rows, REPORTS[name], legacy or fmt, title=name)
 
 
 def _attach_programs() -> None:

@@ -17,6 +17,7 @@ import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -36,6 +37,11 @@ class LedgerHTTPError(Exception):
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _seg(text: str) -> str:
+    """One path segment, escaped: an owner name cannot reach another route."""
+    return quote(text, safe="")
 
 
 def _unb64(text: str | None) -> bytes | None:
@@ -226,21 +232,29 @@ class LedgerClient:
             body["limits"] = {str(k): v for k, v in limits.items()}
         return self._call("POST", f"/v1/devices/{device_id.hex()}/renew", json=body)
 
+    def add_owner(self, owner: str) -> dict[str, Any]:
+        """Open an owner's online account; {owner, balance, wallets, created}."""
+        return self._call("POST", "/v1/owners", json={"owner": owner})
+
     def deposit(self, owner: str, amount: int, reference: str = "") -> dict[str, Any]:
-        return self._call("POST", f"/v1/owners/{owner}/deposit",
+        return self._call("POST", f"/v1/owners/{_seg(owner)}/deposit",
                           json={"amount": amount, "reference": reference})
 
     def owner(self, owner: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/owners/{owner}")
+        return self._call("GET", f"/v1/owners/{_seg(owner)}")
 
     def load(self, wallet_id: bytes, amount: int, reference: str = "",
              owner: str | None = None) -> bytes:
         """Issue the wallet's next top-up voucher; returns the voucher envelope."""
+        return base64.b64decode(self.top_up(wallet_id, amount, reference, owner)["voucher"])
+
+    def top_up(self, wallet_id: bytes, amount: int, reference: str = "",
+               owner: str | None = None) -> dict[str, Any]:
+        """Like `load`, with the whole answer: {wallet, number, amount, voucher, owner_balance}."""
         body: dict[str, Any] = {"amount": amount, "reference": reference}
         if owner is not None:
             body["owner"] = owner
-        d = self._call("POST", f"/v1/wallets/{wallet_id.hex()}/load", json=body)
-        return base64.b64decode(d["voucher"])
+        return self._call("POST", f"/v1/wallets/{wallet_id.hex()}/load", json=body)
 
     def payroll(self, payer: str, csv_text: str, reference: str) -> dict[str, Any]:
         return self._call("POST", "/v1/payroll",

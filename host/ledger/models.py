@@ -64,6 +64,10 @@ class RegisterIn(In):
     owner: Owner | None = Field(None, description="wallets: the owner's online account name")
 
 
+class OwnerIn(In):
+    owner: Owner
+
+
 class DepositIn(In):
     amount: Amount
     reference: Text = Field("", max_length=200)
@@ -225,6 +229,10 @@ class OwnerOut(Out):
     wallets: list[Hex16]
 
 
+class OwnerAdded(OwnerOut):
+    created: bool = Field(description="false when the owner existed already (nothing changed)")
+
+
 class OwnerRow(Out):
     owner: str
     balance: Money
@@ -315,6 +323,7 @@ class FraudRow(Out):
     loss: Money
     detected_at: int
     via: Hex16
+    evidence: B64 | None = Field(None, description="rollback cases: the chain evidence (CBOR)")
 
 
 class RefusedRow(Out):

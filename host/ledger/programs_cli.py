@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .app import ENV_DB, ENV_KEY
+from .env import ENV_DB, ENV_KEY
 
 DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
 

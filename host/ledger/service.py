@@ -223,6 +223,18 @@ class Ledger:
                            "ON CONFLICT (name) DO NOTHING", (name, self.now()))
             P.create_accounts(tx, [P.owner_acct(name)])
 
+    def add_owner(self, owner: str) -> dict[str, Any]:
+        """Open an owner's online account (balance 0); an existing one is left as it is."""
+        self._check_owner_name(owner)
+
+        def tx_fn(tx: Tx) -> dict[str, Any]:
+            tx.lock([owner_key(owner)])
+            created = tx.one("SELECT 1 FROM owners WHERE name = ?", (owner,)) is None
+            self._ensure_owner(tx, owner)
+            return {"owner": owner, "created": created}
+
+        return self.db.write(tx_fn) | self.owner(owner)
+
     def deposit(self, owner: str, amount: int, reference: str = "") -> dict[str, Any]:
         check_amount(amount)
 

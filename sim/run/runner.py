@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
 
@@ -198,6 +198,26 @@ class RunLog:
 Progress = Callable[[int, int, str], None]
 
 
+class Remote(NamedTuple):
+    """An operator's ledger (`tapcash ledger serve`) to run the fleet against, instead of one on
+    loopback: its URL, operator token and the issuer key it signs with (the devices are
+    certified with it). It keeps real time, so the scenario's day starts at the current time."""
+
+    url: str
+    token: str
+    issuer: Issuer
+
+    def check(self, client: Any) -> None:
+        """Refuse to start when the token is not the operator's or the key not the ledger's."""
+        client.check_token()
+        if client.issuer()["public_key"] != self.issuer.public_key.hex():
+            raise RemoteMismatch(f"the ledger at {self.url} signs with another issuer key")
+
+
+class RemoteMismatch(RuntimeError):
+    pass
+
+
 # ---- the run --------------------------------------------------------------------------------
 class ScenarioRun:
     def __init__(
@@ -210,7 +230,11 @@ class ScenarioRun:
         isolation: str = "inproc",
         ledger: bool = True,
         keep_transcripts: bool = False,
+        remote: Remote | None = None,
     ) -> None:
+        if remote is not None:  # the operator's ledger keeps real time: the day starts now
+            sc = replace(sc, start=int(time.time()))
+        self.remote = remote
         self.sc = sc
         self.seed = sc.seed if seed is None else seed
         self.out = Path(out_dir)
@@ -218,7 +242,7 @@ class ScenarioRun:
         shutil.rmtree(self.out / "flash", ignore_errors=True)  # a run starts from blank devices
         self.clock = SimClock(sc.start)
         self.factory = DeviceFactory(self.clock, runtime=runtime, isolation=isolation)
-        self.issuer = issuer_for(self.seed)
+        self.issuer = remote.issuer if remote is not None else issuer_for(self.seed)
         self.use_ledger = ledger
         self.keep = keep_transcripts
         self.rng = random.Random(f"tapcash/sim/run/{self.seed}")
@@ -283,12 +307,18 @@ class ScenarioRun:
         from tapcash.host.sync.ledger_link import LedgerLink
         from tapcash.host.sync.outbox import Outbox
 
-        db = self.out / "ledger.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        self.server = LedgerServer(db, self.issuer, lambda: float(self.clock.now())).start()
-        self.client = LedgerClient(self.server.url, TOKEN)
-        self.link = LedgerLink(self.server.url, TOKEN)
+        if self.remote is not None:
+            url, token = self.remote.url, self.remote.token
+            self.client = LedgerClient(url, token)
+            self.remote.check(self.client)
+        else:
+            db = self.out / "ledger.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+            self.server = LedgerServer(db, self.issuer, lambda: float(self.clock.now())).start()
+            url, token = self.server.url, TOKEN
+            self.client = LedgerClient(url, token)
+        self.link = LedgerLink(url, token)
         self.outbox = Outbox(self.out / "outbox")
         for p in self.outbox.paths():
             self.outbox.remove(p)

@@ -8,7 +8,9 @@ so an operator syncs them by hand with the very commands a board takes:
     tapcash sync --port /dev/pts/7 --ledger http://127.0.0.1:PORT --token TOKEN
 
 and reads the ledger's reports (fraud cases included) as the syncs come in. The ledger keeps
-running, on the scenario's clock, until Ctrl-C.
+running, on the scenario's clock, until Ctrl-C. With `--ledger URL --issuer-key KEY` the fleet is
+provisioned on an operator's own ledger (`tapcash ledger serve`) instead, on real time: the day
+starts now (docs/LEDGER.md, "A day of the pilot").
 
 Under `--runtime micropython` the apps run inside the MicroPython VM and only the frame layer is
 on the host. A board's REPL itself (mpremote, deploy, provision --via repl) is
@@ -24,7 +26,7 @@ from typing import Any
 
 from tapcash.sim.device.build import WALLET
 from tapcash.sim.device.serial_pty import SerialDevice
-from tapcash.sim.run.runner import TOKEN, Progress, ScenarioRun
+from tapcash.sim.run.runner import TOKEN, Progress, Remote, ScenarioRun
 from tapcash.sim.scenario.spec import Scenario
 
 
@@ -53,8 +55,8 @@ class ServedRun:
     """A scenario simulated up to its final syncs, its devices on pseudo-terminals."""
 
     def __init__(self, sc: Scenario, out_dir: Path, *, seed: int | None = None,
-                 runtime: str = "cpython") -> None:
-        self.run = ScenarioRun(sc, out_dir, seed=seed, runtime=runtime)
+                 runtime: str = "cpython", remote: Remote | None = None) -> None:
+        self.run = ScenarioRun(sc, out_dir, seed=seed, runtime=runtime, remote=remote)
         self.ports: list[SerialDevice] = []
         self.devices: list[ServedDevice] = []
 
@@ -79,12 +81,14 @@ class ServedRun:
 
     @property
     def ledger_url(self) -> str:
+        if self.run.remote is not None:
+            return self.run.remote.url
         assert self.run.server is not None
         return self.run.server.url
 
     @property
     def token(self) -> str:
-        return TOKEN
+        return self.run.remote.token if self.run.remote is not None else TOKEN
 
     @property
     def outbox(self) -> Path:
@@ -92,7 +96,9 @@ class ServedRun:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "ledger": {"url": self.ledger_url, "token": self.token},
+            # an operator's own token is theirs already: not echoed
+            "ledger": {"url": self.ledger_url,
+                       "token": None if self.run.remote is not None else self.token},
             "outbox": str(self.outbox),
             "devices": [vars(d) for d in self.devices],
         }

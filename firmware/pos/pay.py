@@ -294,8 +294,10 @@ class _Flow:
         }
         if pin:
             req[fields.REQ_PIN] = pin
-        if self.flags & fields.FLAG_PURSES:
-            req[fields.REQ_PAYEE_CERT] = app.cf[st.C_CERT]  # the card checks its purse rules on it
+        if self.flags & fields.FLAG_PURSES and (app.hot is None or entry[st.N_TIME] >= app.hot[1]):
+            # The card checks its purse rules on it. A clock reading before the issue of the
+            # ledger-signed hot list held was set back: no purse by it (PROTOCOL.md §4.2).
+            req[fields.REQ_PAYEE_CERT] = app.cf[st.C_CERT]
         try:
             data, sw = self.send(
                 apdu.build_command(apdu.CLA_PROP, apdu.INS_PAY, 0, 0, cbor.encode(req))

@@ -19,6 +19,9 @@ from typing import Any
 from .base import AttackKind, NoTargets, Targets
 from .clone import Clone
 from .extracted import ExtractedKey
+from .purse_clock import PurseClock
+from .purse_clone import PurseClone
+from .purse_merchant import PurseMerchant
 from .replay import Replay
 from .rogue_reader import RoguePayee, RogueReader
 from .rollback import Rollback, RollbackTransfer
@@ -27,7 +30,7 @@ from .sync_host import SyncHost
 KINDS: dict[str, AttackKind] = {
     k.name: k
     for k in (Clone(), Rollback(), RollbackTransfer(), ExtractedKey(), RogueReader(),
-              RoguePayee(), SyncHost(), Replay())
+              RoguePayee(), SyncHost(), Replay(), PurseMerchant(), PurseClone(), PurseClock())
 }
 
 __all__ = ["KINDS", "AttackKind", "plan"]

@@ -287,7 +287,8 @@ class Adversary:
         led = server.ledger
         return {"invariant": led.invariant(), "books": led.db.read(reports.books),
                 "merchants": led.db.read(reports.merchants),
-                "fraud": led.db.read(reports.fraud_cases)}
+                "fraud": led.db.read(reports.fraud_cases),
+                "purse_postings": led.db.read(_purse_postings)}
 
     def after_sync(self, entry: dict[str, Any]) -> None:
         if not self.every_sync or self.run.client is None:
@@ -295,6 +296,8 @@ class Adversary:
         o = self.oracle
         o.syncs += 1
         o.now = self.run.now_rel()
+        if entry.get("outcome") == "synced" and entry["device"] in self.run.ids:
+            o.synced_at[self.run.ids[entry["device"]]].append(o.now)
         o.check_ledger(self.view())
         name = entry["device"]
         dev = self.run.devices.get(name)
@@ -337,6 +340,14 @@ class ReplayCard:
         if ins == proto.INS_PAY:
             return self.env + b"\x90\x00"
         return b"\x90\x00"
+
+
+def _purse_postings(tx: Any) -> list[list[Any]]:
+    """Every posting into or out of a purse account, and the guarantees beyond a purse (the
+    oracle judges each against the payment a card signed)."""
+    return [list(r) for r in tx.all(
+        "SELECT src, dst, amount, kind, ref FROM postings WHERE src LIKE 'purse:%' OR dst LIKE "
+        "'purse:%' OR kind = 'purse_guarantee' ORDER BY id")]
 
 
 def _status_env(dev: Any) -> bytes:

@@ -26,8 +26,15 @@ at the end of every run):
   or adjacent counters whose link is broken, with different content. The ledger's label is
   ignored;
 - every attack that reached the ledger is caught by a case matched by counter (or, for a clean
-  chain that spends more than the wallet was given, a case for that wallet), and its card is on
-  the next hot list.
+  chain that spends more than the wallet was given, a case for that wallet; or, for earmarked
+  value its rule does not allow, a case holding that body), and its card is on the next hot list;
+- earmarked value (`check_purses`, from the ledger's purse postings): every unit that left a purse
+  account went to the programme account (a refund) or to the merchant of a payment a card
+  signed, whose payee the programme's issuer-signed rule allows (judged here by our own reading of
+  PROTOCOL.md §2.9, not the firmware's `core/purse.py`) at the time the card really signed it; each
+  purse's postings add up (loaded = spent + refunded - reopened + balance) with loaded exactly
+  what the operator asked for; an expired programme's purse is empty once its card synced after
+  the expiry; and the ledger's own per-programme check (`tapcash ledger check`) holds.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ class Certs:
         self.issuer_key = issuer_key
         self.keys: dict[bytes, bytes] = {}  # device id -> public key
         self.merchant: dict[bytes, bytes] = {}  # POS id -> merchant id
+        self.category: dict[bytes, int] = {}  # POS id -> merchant category (0: none)
         self.limits: dict[bytes, dict[int, int]] = {}
 
     def add(self, cert_env: bytes) -> bytes:
@@ -83,6 +91,7 @@ class Certs:
         self.keys[dev] = bytes(body[proto.CERT_KEY])
         if body.get(proto.CERT_KIND) == proto.KIND_POS:
             self.merchant[dev] = bytes(body[proto.CERT_MERCHANT])
+            self.category[dev] = int(body.get(proto.CERT_CATEGORY, 0) or 0)
         else:
             self.limits[dev] = {**proto.DEFAULT_LIMITS, **dict(body.get(proto.CERT_LIMITS) or {})}
         return dev
@@ -102,6 +111,8 @@ class Signed:
     body: bytes
     env: bytes
     earmarked: int = 0  # the part an earmarked purse paid (the rest is the main purse's)
+    program: bytes = b""  # the programme of that purse (b"": none)
+    time: int = 0  # the payee's clock the card signed (PAY_TIME)
 
     @classmethod
     def verify(cls, env: bytes, certs: Certs) -> Signed | None:
@@ -120,7 +131,8 @@ class Signed:
             return cls(wallet, int(b[proto.PAY_COUNTER]), int(b[proto.PAY_AMOUNT]),
                        bytes(b[proto.PAY_PAYEE]), int(b.get(proto.PAY_KIND, 1)),
                        bytes(b[proto.PAY_PREV]), hashlib.sha256(bb).digest(), bb, bytes(env),
-                       int(b.get(proto.PAY_EARMARKED, 0)))
+                       int(b.get(proto.PAY_EARMARKED, 0)), bytes(b.get(proto.PAY_PROGRAM, b"")),
+                       int(b.get(proto.PAY_TIME, 0)))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -137,6 +149,23 @@ def conflict(a: Signed, b: Signed) -> str | None:
     if hi.counter == lo.counter + 1 and hi.prev != lo.hash:
         return "broken link"
     return None
+
+
+# ---- earmarked purses, by our own reading of PROTOCOL.md §2.9 -----------------------------
+def rule_allows(rule: dict[int, Any], merchant: bytes, category: int) -> bool:
+    """The rule names this merchant id or this merchant category (time aside)."""
+    return merchant in [bytes(m) for m in rule.get(proto.RULE_MERCHANTS) or []] or \
+        category in list(rule.get(proto.RULE_CATEGORIES) or [])
+
+
+def rule_window(rule: dict[int, Any]) -> tuple[int, int]:
+    return int(rule.get(proto.RULE_FROM, 0) or 0), int(rule[proto.RULE_EXPIRES])
+
+
+def share_allowed(rule: dict[int, Any], earmarked: int, amount: int) -> bool:
+    cap, unit = int(rule.get(proto.RULE_CAP, 0) or 0), int(rule.get(proto.RULE_UNIT, 0) or 0)
+    return 1 <= earmarked <= amount and (not cap or earmarked <= cap) and \
+        (not unit or earmarked % unit == 0)
 
 
 def _journal_chain(value: bytes, first_seq: int, record_hashes: list[bytes]) -> bytes:
@@ -263,6 +292,10 @@ class Oracle:
         self.unverified: list[str] = []  # envelopes a card put out that do not verify
         self.vouchers: dict[bytes, dict[int, tuple[int, int]]] = defaultdict(dict)
         self.synced: dict[bytes, int] = {}  # wallet -> highest synced counter issued to it
+        self.start = 0  # absolute time of the run's t = 0 (rules carry absolute times)
+        self.rules: dict[bytes, dict[int, Any]] = {}  # programme id -> issuer-signed rule body
+        self.purse_loads: Counter[tuple[bytes, bytes]] = Counter()  # (programme, wallet)
+        self.synced_at: dict[bytes, list[int]] = defaultdict(list)  # device -> its sync times
 
     # -- what happened -----------------------------------------------------------------------
     def register(self, cert_env: bytes) -> bytes:
@@ -297,6 +330,28 @@ class Oracle:
                 int(b[proto.VCH_AMOUNT]), int(b.get(proto.VCH_SOURCE, proto.VSRC_TOPUP)))
         except (KeyError, TypeError, ValueError):
             return
+        rule = b.get(proto.VCH_RULE)
+        if isinstance(rule, bytes | list):
+            self.rule_seen(rule if isinstance(rule, bytes) else cbor2.dumps(rule))
+
+    def rule_seen(self, env: bytes) -> bytes | None:
+        """A purse rule (a programme created, or inside a purse voucher): believed when the
+        issuer signed it. Returns its programme id."""
+        got = open_signed(bytes(env), proto.TAG_RULE, self.certs.issuer_key)
+        if got is None:
+            return None
+        b = got[1]
+        try:
+            pid = bytes(b[proto.RULE_PROGRAM])
+            int(b[proto.RULE_EXPIRES])
+        except (KeyError, TypeError, ValueError):
+            return None
+        self.rules.setdefault(pid, b)
+        return pid
+
+    def purse_load(self, program: bytes, wallet: bytes, amount: int) -> None:
+        """The operator asked the ledger to load this purse (a programme's CSV line)."""
+        self.purse_loads[(program, wallet)] += int(amount)
 
     def update_seen(self, env: bytes) -> None:
         """An update on its way into a card (APPLY): the synced counter the ledger issued it
@@ -441,6 +496,136 @@ class Oracle:
 
         # fraud: every attack at the ledger is a verified case within one sync cycle
         self._check_fraud(view, final)
+        self.check_purses(view, final)
+
+    # -- earmarked value -----------------------------------------------------------------------
+    def purse_refusal(self, s: Signed) -> str | None:
+        """Why no honest card signs this payment's earmarked part under the programme's
+        issuer-signed rule, or None when the part follows the rule (judged by the time it
+        names: the payee's clock the card was shown)."""
+        if not s.program:
+            return None
+        rule = self.rules.get(s.program)
+        if rule is None or (s.program, s.wallet) not in self.purse_loads:
+            return f"programme {s.program.hex()} was never loaded onto this card"
+        if s.kind != proto.PAYKIND_POS:
+            return "earmarked value in a wallet-to-wallet transfer"
+        merchant = self.certs.merchant.get(s.payee)
+        if merchant is None:
+            return f"payee {s.payee.hex()} is no registered POS"
+        if not rule_allows(rule, merchant, self.certs.category.get(s.payee, 0)):
+            return f"the rule does not allow merchant {merchant.hex()} (category " \
+                   f"{self.certs.category.get(s.payee, 0)})"
+        if not share_allowed(rule, s.earmarked, s.amount):
+            return f"an earmarked part of {s.earmarked} of {s.amount} breaks the cap or unit"
+        lo, hi = rule_window(rule)
+        if not s.time or not lo <= s.time <= hi:
+            return f"signed with time {s.time}, outside the rule's window [{lo}, {hi}]"
+        return None
+
+    def _body_of(self, ref: str, books: dict[str, Any]) -> Signed | None:
+        """The card-signed body a posting ref names (`wallet:counter[:hash prefix]`)."""
+        parts = ref.split(":")
+        try:
+            w, c = bytes.fromhex(parts[0]), int(parts[1])
+        except (ValueError, IndexError):
+            return None
+        if len(parts) == 2:
+            for pw, pc, h, _st, _cr in books.get("payments", []):
+                if pw == w.hex() and int(pc) == c:
+                    return self.signed.get(bytes.fromhex(h))
+            return None
+        for x in self.signed.values():
+            if x.wallet == w and x.counter == c and x.hash.hex().startswith(parts[2]):
+                return x
+        return None
+
+    def _synced_between(self, dev: bytes, lo: int, hi: int) -> bool:
+        return any(lo < self.start + t < hi for t in self.synced_at.get(dev, ()))
+
+    def check_purses(self, view: dict[str, Any], final: bool) -> None:
+        """Earmarked value went only where its rule allows, and every purse adds up."""
+        posts = view.get("purse_postings")
+        if posts is None:
+            return
+        fail = lambda detail: self._fail("earmarked", detail, final)  # noqa: E731
+        progs = view["invariant"].get("programs")
+        if isinstance(progs, dict) and not progs.get("ok", True):
+            self._fail("programme_books", f"tapcash ledger check: {progs.get('problems')}", final)
+        books = view["books"]
+        balances = books.get("balances", {})
+        flows: dict[tuple[bytes, bytes], Counter[str]] = defaultdict(Counter)
+        credited: Counter[tuple[bytes, str]] = Counter()  # (programme, ref) -> to merchants
+        for src, dst, amount, kind, ref in posts:
+            amount = int(amount)
+            if kind == "purse_load":
+                flows[_purse_of(dst)]["loaded"] += amount
+            elif kind in ("purse_refund", "purse_reopen"):
+                key = _purse_of(src if kind == "purse_refund" else dst)
+                other = dst if kind == "purse_refund" else src
+                flows[key]["refunded" if kind == "purse_refund" else "reopened"] += amount
+                if other != f"program:{key[0].hex()}":
+                    fail(f"{kind} {ref}: {amount} of purse {key[0].hex()}:{key[1].hex()} "
+                         f"moved to {other}, not its programme account")
+            elif kind in ("purse_spend", "purse_release", "purse_guarantee"):
+                s = self._body_of(ref, books)
+                if s is None or not s.program:
+                    fail(f"{kind} {ref}: {amount} to {dst} names no earmarked payment a card "
+                         f"signed")
+                    continue
+                if kind != "purse_guarantee":
+                    key = _purse_of(src)
+                    flows[key]["spent"] += amount
+                    if key != (s.program, s.wallet):
+                        fail(f"{kind} {ref}: paid from purse {key[0].hex()}:{key[1].hex()}, "
+                             f"the card signed programme {s.program.hex()}")
+                credited[(s.program, ref)] += amount
+                why = self.purse_refusal(s)
+                merchant = self.certs.merchant.get(s.payee, b"")
+                if why is None and dst != f"merchant:{merchant.hex()}":
+                    why = f"credited to {dst}, the payee is merchant {merchant.hex()}"
+                if why is None:
+                    why = self._late(s)
+                if why is not None:
+                    fail(f"{kind} {ref}: {amount} of programme {s.program.hex()} moved to {dst}:"
+                         f" {why}")
+                elif credited[(s.program, ref)] > s.earmarked:
+                    fail(f"{ref}: {credited[(s.program, ref)]} of programme "
+                         f"{s.program.hex()} credited, the card's earmarked part is "
+                         f"{s.earmarked}")
+        now = self.start + self.now
+        for key in set(flows) | set(self.purse_loads):
+            pid, wid = key
+            f = flows[key]
+            acct = f"purse:{pid.hex()}:{wid.hex()}"
+            bal = int(balances.get(acct, 0))
+            if f["loaded"] != self.purse_loads[key]:
+                fail(f"{acct}: the ledger loaded {f['loaded']}, the operator asked for "
+                     f"{self.purse_loads[key]}")
+            if bal < 0 or f["loaded"] - f["spent"] - f["refunded"] + f["reopened"] != bal:
+                fail(f"{acct}: loaded {f['loaded']} - spent {f['spent']} - refunded "
+                     f"{f['refunded']} + reopened {f['reopened']} != balance {bal}")
+            rule = self.rules.get(pid)
+            if final and rule is not None and bal and now > rule_window(rule)[1] and \
+                    self._synced_between(wid, rule_window(rule)[1], now + 1):
+                fail(f"{acct}: expired at {rule_window(rule)[1]}, its card synced since, "
+                     f"and it still holds {bal} (not refunded to the funder)")
+
+    def _late(self, s: Signed) -> str | None:
+        """None when the card signed this earmarked part within its rule's window by the
+        run's own clock (not the POS's), or within the documented wrong-clock bound
+        (docs/LEDGER.md §6: neither the payee POS nor the card synced since the expiry)."""
+        rule = self.rules[s.program]
+        lo, hi = rule_window(rule)
+        t = self.start + self.signed_t.get(s.hash, self.now)
+        if lo <= t <= hi:
+            return None
+        if t > hi and not self._synced_between(s.payee, hi, t) and \
+                not self._synced_between(s.wallet, hi, t):
+            return None  # neither side could tell: the documented bound
+        return f"signed at {t} (the POS said {s.time}), outside [{lo}, {hi}], after " \
+               f"{'the POS' if self._synced_between(s.payee, hi, t) else 'the card'} synced " \
+               f"past the expiry"
 
     def judge_case(self, case: dict[str, Any], books: dict[str, Any]) -> tuple[bool, str]:
         """A fraud case, verified on our own. Two conflicting wallet-signed bodies prove a
@@ -453,6 +638,13 @@ class Oracle:
         if case.get("kind") == "rollback" or case.get("evidence"):
             ev = case.get("evidence")
             return verify_rollback(env_a, env_b, _b64(ev) if ev else None, self.certs)
+        if case.get("kind") in ("purse_rule", "purse_expired"):
+            # one wallet-signed body whose earmarked part no honest card signs
+            s = Signed.verify(env_b, self.certs)
+            if s is None or Signed.verify(env_a, self.certs) is None:
+                return False, "the body does not verify under the wallet's certified key"
+            why = self.purse_refusal(s)
+            return (why is not None), why or "its earmarked part follows its rule"
         ok, why = verify_proof(env_a, env_b, self.certs)
         if ok:
             return ok, why
@@ -555,6 +747,8 @@ class Oracle:
             for b in bodies:
                 if b is not a and conflict(a, b):
                     return "double spend"
+            if a.program and self.purse_refusal(a):
+                return "earmarked value its rule does not allow"
         given = sum(int(v[1]) for v in view["books"].get("vouchers", [])
                     if bytes.fromhex(v[0]) == atk.wallet and int(v[2]) in MAIN_SOURCES)
         if sum(b.amount - b.earmarked for b in bodies) > given:
@@ -579,6 +773,12 @@ class Oracle:
                 at < self.syncs for at in self.revoked_at.values()):
             self._fail("hotlist", f"{pos_name} holds hot list v{pos_version} after its sync, "
                                   f"the ledger's is v{version}")
+
+
+def _purse_of(acct: str) -> tuple[bytes, bytes]:
+    """(programme id, wallet id) of a `purse:<programme>:<wallet>` account."""
+    _, pid, wid = acct.split(":")
+    return bytes.fromhex(pid), bytes.fromhex(wid)
 
 
 def _b64(text: str) -> bytes:

@@ -347,6 +347,8 @@ def _merchant_problems(log: RunLog, books: dict[str, Any], fraud: list[dict[str,
         if not oracle.honest(s.wallet) and s.counter > oracle.synced.get(s.wallet, 0) + lim.get(
                 proto.LIM_OFFLINE_COUNT, 10) and credited_to.get(h.hex()) is None:
             continue  # beyond the guarantee (LEDGER.md rule 3: synced counter + offline count)
+        if not oracle.honest(s.wallet) and oracle.purse_refusal(s) is not None:
+            continue  # earmarked value its rule does not allow: a colluding POS's own risk
         want = "merchant:" + oracle.certs.merchant[s.payee].hex()
         if credited_to.get(h.hex()) != want:
             who = "honest" if oracle.honest(s.wallet) else "approved attacker"

@@ -14,6 +14,7 @@ the ledger, so the same seed gives the same run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 import random
@@ -258,6 +259,8 @@ class ScenarioRun:
         self.retired: set[str] = set()  # genuine cards an attacker keeps out of use
         self.certs: dict[bytes, bytes] = {}  # device id -> certificate envelope
         self.oracle = Oracle(self.issuer.public_key)
+        self.oracle.start = sc.start
+        self.program_ids: dict[str, bytes | None] = {}  # programme name -> id (its rule's)
         self.log.oracle = self.oracle
         from tapcash.sim.run.adversary import Adversary
 
@@ -387,12 +390,13 @@ class ScenarioRun:
             for pr in sc.programs:
                 self.client.deposit(pr.funder, 1, f"programme {pr.name} account")  # creates it
                 self.oracle.deposit(1)
-                self.client.program_create(
+                made = self.client.program_create(
                     pr.name, pr.funder, pr.kind, valid_from=sc.start,
                     expires=sc.start + (pr.expires or sc.end),
                     categories=[pr.category] if pr.category else None,
                     merchants=None if pr.category else [device_id("merchant", n) for n in pr.pos],
                     cap=pr.cap, unit=pr.unit)
+                self.program_ids[pr.name] = self.oracle.rule_seen(base64.b64decode(made["rule"]))
 
     # -- events ------------------------------------------------------------------------------
     def on_pay(self, ev: Event, force: bool = False) -> None:
@@ -518,6 +522,10 @@ class ScenarioRun:
             self.oracle.deposit(total)
             csv_text = "".join(f"{device_id('wallet', w).hex()},{ev.amount}\n" for w in holders)
             self.client.program_load(pr.name, csv_text, f"{pr.name}-{ev.t}")
+            pid = self.program_ids.get(pr.name)
+            for w in holders:
+                if pid is not None:
+                    self.oracle.purse_load(pid, device_id("wallet", w), ev.amount)
         except Exception as e:  # a refusal by the ledger is part of the story
             ok, error = False, str(e)
         self.log.loads.append(

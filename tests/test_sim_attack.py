@@ -73,6 +73,23 @@ def test_attack_kind_alone(tmp_path, kind):
             assert a["caught_at_sync"] == a["reached_ledger_at_sync"], a
 
 
+# The purse attacks' other variant, one more seed each (seed 1 draws the first).
+VARIANT_SEED = {"purse_merchant": (3, "colluding"), "purse_clock": (8, "clock_back")}
+
+
+@pytest.mark.parametrize("kind", sorted(VARIANT_SEED))
+def test_purse_attack_variant(tmp_path, kind):
+    """No attack moves earmarked value anywhere its rule does not allow: the oracle judges
+    every purse posting against the bodies cards signed and the issuer-signed rule, and the
+    ledger's per-programme check (funded = spent + refunded + outstanding) must hold."""
+    seed, variant = VARIANT_SEED[kind]
+    res, summary = run_seed(small(kind), seed, tmp_path / kind, f"attack:{kind}")
+    attacks = summary["adversary"]["attacks"]
+    assert [a["note"].split()[0] for a in attacks] == [variant]
+    assert res.ok, _explain(res, summary)
+    assert summary["checks"]["invariant"]  # tapcash ledger check, programmes included
+
+
 @pytest.mark.parametrize("seed", CI_SEEDS)
 def test_attack_scenario_seed(tmp_path, seed):
     """The built-in scenario, every attack kind mixed in one run (those still expected to fail

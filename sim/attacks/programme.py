@@ -16,10 +16,10 @@ import cbor2
 from tapcash.firmware.core import proto
 from tapcash.firmware.core.storage import StateStore
 from tapcash.firmware.wallet import state as st
-from tapcash.sim.flash import SimFlash
+from tapcash.sim.device.flash import SimFlash
 
 if TYPE_CHECKING:
-    from tapcash.sim.runner import ScenarioRun
+    from tapcash.sim.run.runner import ScenarioRun
 
 FUNDER = "adversary-city"  # the owner account that funds the attacked programmes
 PURSE = 2000  # each attacked card's purse (minor units)
@@ -29,8 +29,15 @@ def merchant_of(run: ScenarioRun, pos: str) -> bytes:
     return run.oracle.certs.merchant[run.ids[pos]]
 
 
-def open_programme(run: ScenarioRun, tag: str, holder: str, pos: list[str], *,
-                   expires_in: int = 0, amount: int = PURSE) -> bytes:
+def open_programme(
+    run: ScenarioRun,
+    tag: str,
+    holder: str,
+    pos: list[str],
+    *,
+    expires_in: int = 0,
+    amount: int = PURSE,
+) -> bytes:
     """A subsidy spendable at the merchants of `pos`, loaded onto `holder`'s card (collected
     at a sync now). Expires `expires_in` s from now (0: at the end of the run). Returns its id."""
     c = run.client
@@ -41,9 +48,13 @@ def open_programme(run: ScenarioRun, tag: str, holder: str, pos: list[str], *,
     c.deposit(FUNDER, amount, f"programme {name} funds")
     run.oracle.deposit(amount)
     made = c.program_create(
-        name, FUNDER, "subsidy", valid_from=now - 60,
+        name,
+        FUNDER,
+        "subsidy",
+        valid_from=now - 60,
         expires=now + expires_in if expires_in else run.sc.start + run.sc.end + 86400,
-        merchants=[merchant_of(run, p) for p in pos])
+        merchants=[merchant_of(run, p) for p in pos],
+    )
     pid = run.oracle.rule_seen(base64.b64decode(made["rule"]))
     if pid is None:
         raise ValueError(f"programme {name}: its rule is not signed by the issuer")
@@ -110,14 +121,19 @@ def local_pos(run: ScenarioRun, name: str) -> Any:
     """The POS `name` as a firmware app object in this process (the merchant's terminal, whose
     build or clock the attack changes). A POS in another runtime is moved here from its flash
     image first."""
-    from tapcash.sim.device import POS, DeviceSpec, LocalDevice, spec_seed
+    from tapcash.sim.device.build import POS, DeviceSpec, LocalDevice, spec_seed
 
     dev = run.devices[name]
     if isinstance(dev, LocalDevice):
         return dev
     n = int(name.split("-")[1])
-    spec = DeviceSpec(POS, n, spec_seed(run.seed, POS, n, "tampered"),
-                      run.flash_dir(f"{name}-tampered"), label=name)
+    spec = DeviceSpec(
+        POS,
+        n,
+        spec_seed(run.seed, POS, n, "tampered"),
+        run.flash_dir(f"{name}-tampered"),
+        label=name,
+    )
     local = LocalDevice(spec, run.clock)
     local.restore(dev.snapshot())
     local.power_on()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from tapcash.firmware.core import proto
-from tapcash.sim.oracle import Attack
+from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind
 from .programme import PURSE, SkewedClock, local_pos, open_programme, rewrite_rule
@@ -37,17 +37,26 @@ class PurseClock(AttackKind):
         b = targets.any_pos()
         variant = rng.choice(VARIANTS)
         amount = rng.randrange(200, PURSE, 10)
-        return [self.ev(t, tag, self.name, 0, w, f"{variant}:{b}"),
-                self.ev(t + LIFE_S + 60, tag, self.name, 1, w, b),
-                self.ev(t + LIFE_S + 120, tag, self.name, 2, w, b, amount)]
+        return [
+            self.ev(t, tag, self.name, 0, w, f"{variant}:{b}"),
+            self.ev(t + LIFE_S + 60, tag, self.name, 1, w, b),
+            self.ev(t + LIFE_S + 120, tag, self.name, 2, w, b, amount),
+        ]
 
     def step(self, run, ev) -> None:
         if ev.count == 0:
             variant, b = ev.wallet.split(":")
             honest = variant == "clock_back"  # the card is honest, the terminal's clock is not
-            atk = run.oracle.attack(Attack(
-                ev.tag, self.name, b"" if honest else run.ids[ev.device], run.now_rel(),
-                expect="harmless" if honest else "fraud", note=f"{variant} {b}"))
+            atk = run.oracle.attack(
+                Attack(
+                    ev.tag,
+                    self.name,
+                    b"" if honest else run.ids[ev.device],
+                    run.now_rel(),
+                    expect="harmless" if honest else "fraud",
+                    note=f"{variant} {b}",
+                )
+            )
             pid = open_programme(run, ev.tag, ev.device, [b], expires_in=LIFE_S)
             run.adv.captured[ev.tag] = {"programme": pid}
             return
@@ -61,8 +70,12 @@ class PurseClock(AttackKind):
             local_pos(run, pos).hal.clock = SkewedClock(run.clock, -BACK_S)
         else:
             pid = run.adv.captured[ev.tag]["programme"]
-            ok = rewrite_rule(run, ev.device, pid, lambda r: r.__setitem__(
-                proto.RULE_EXPIRES, r[proto.RULE_EXPIRES] + 86400))
+            ok = rewrite_rule(
+                run,
+                ev.device,
+                pid,
+                lambda r: r.__setitem__(proto.RULE_EXPIRES, r[proto.RULE_EXPIRES] + 86400),
+            )
             if not ok:
                 atk.note += ": the card holds no purse to rewrite"
         rec = run.adv.attack_pay(atk, pos, ev.device, ev.amount)

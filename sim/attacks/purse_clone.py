@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tapcash.sim.oracle import Attack
+from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind, image_bound, limits_of
 from .programme import PURSE, open_programme
@@ -20,17 +20,33 @@ class PurseClone(AttackKind):
     def plan(self, rng, targets, t, tag, sc) -> list[dict[str, Any]]:
         w = targets.attacker()
         a, b = targets.two_pos()
-        return [self.ev(t, tag, self.name, 0, w, f"{a}:{b}"),
-                self.ev(t + 60, tag, self.name, 1, w, a, rng.randrange(200, PURSE, 10)),
-                self.ev(t + 60 + rng.randrange(30, 3600), tag, self.name, 2, w, b,
-                        rng.randrange(200, PURSE, 10))]
+        return [
+            self.ev(t, tag, self.name, 0, w, f"{a}:{b}"),
+            self.ev(t + 60, tag, self.name, 1, w, a, rng.randrange(200, PURSE, 10)),
+            self.ev(
+                t + 60 + rng.randrange(30, 3600),
+                tag,
+                self.name,
+                2,
+                w,
+                b,
+                rng.randrange(200, PURSE, 10),
+            ),
+        ]
 
     def step(self, run, ev) -> None:
         clone = f"{ev.device}-clone-{ev.tag}"
         if ev.count == 0:
             a, b = ev.wallet.split(":")
-            run.oracle.attack(Attack(ev.tag, self.name, run.ids[ev.device], run.now_rel(),
-                                     bound=image_bound(limits_of(run, ev.device))))
+            run.oracle.attack(
+                Attack(
+                    ev.tag,
+                    self.name,
+                    run.ids[ev.device],
+                    run.now_rel(),
+                    bound=image_bound(limits_of(run, ev.device)),
+                )
+            )
             open_programme(run, ev.tag, ev.device, [a, b])
             return
         atk = run.adv.attack_of(ev.tag)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from tapcash.firmware.core import proto
-from tapcash.sim.oracle import Attack
+from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind
 from .programme import PURSE, LaxRules, local_pos, merchant_of, open_programme, rewrite_rule
@@ -31,22 +31,30 @@ class PurseMerchant(AttackKind):
         a, b = targets.two_pos()
         variant = rng.choice(VARIANTS)
         amount = rng.randrange(200, PURSE, 10)
-        return [self.ev(t, tag, self.name, 0, w, f"{variant}:{a}:{b}"),
-                self.ev(t + rng.randrange(300, 3600), tag, self.name, 1, w, b, amount)]
+        return [
+            self.ev(t, tag, self.name, 0, w, f"{variant}:{a}:{b}"),
+            self.ev(t + rng.randrange(300, 3600), tag, self.name, 1, w, b, amount),
+        ]
 
     def step(self, run, ev) -> None:
         if ev.count == 0:
             variant, a, b = ev.wallet.split(":")
-            atk = run.oracle.attack(Attack(ev.tag, self.name, run.ids[ev.device], run.now_rel(),
-                                           note=f"{variant} {b}"))
+            atk = run.oracle.attack(
+                Attack(ev.tag, self.name, run.ids[ev.device], run.now_rel(), note=f"{variant} {b}")
+            )
             run.adv.captured[ev.tag] = {"programme": open_programme(run, ev.tag, ev.device, [a])}
             return
         atk = run.adv.attack_of(ev.tag)
         pos = ev.wallet
         other = merchant_of(run, pos)
-        ok = rewrite_rule(run, ev.device, run.adv.captured[ev.tag]["programme"],
-                          lambda r: r.__setitem__(proto.RULE_MERCHANTS,
-                                                  list(r.get(proto.RULE_MERCHANTS, [])) + [other]))
+        ok = rewrite_rule(
+            run,
+            ev.device,
+            run.adv.captured[ev.tag]["programme"],
+            lambda r: r.__setitem__(
+                proto.RULE_MERCHANTS, list(r.get(proto.RULE_MERCHANTS, [])) + [other]
+            ),
+        )
         if not ok:
             atk.note += ": the card holds no purse to rewrite"
         if atk.note.startswith("colluding"):

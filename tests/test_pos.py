@@ -526,3 +526,81 @@ def test_every_decline_reason_has_a_message_that_fits_the_screen() -> None:
     reasons |= {pay._card_reason(sw) for sw in range(0x6000, 0x7000)}
     reasons -= {"ok", "recovered"}  # approved
     assert reasons and not reasons - set(pay._MESSAGES), reasons - set(pay._MESSAGES)
+
+
+# ---- INFO as PROTOCOL.md 2 rev 1.1 settles it (issue #14) -----------------------------------
+def _rewrite_info(pair: Pair, change) -> None:
+    """Let the POS see the card's INFO changed by `change(info)` (another implementation's card)."""
+
+    def alter(k: int, apdu: bytes, resp: bytes) -> bytes:
+        if apdu[:2] != b"\x00\xa4" or resp[-2:] != b"\x90\x00":
+            return resp
+        info = cbor.decode(resp[:-2])
+        change(info)
+        return cbor.encode(info) + resp[-2:]
+
+    pair.link.alter_response = alter
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda i: i.__setitem__(proto.INFO_VERSION, 1),  # another protocol version
+        lambda i: i.pop(proto.INFO_VERSION),
+        lambda i: i.pop(proto.INFO_FLAGS),  # flags are required
+        lambda i: i.pop(proto.INFO_COUNTER),
+        lambda i: i.__setitem__(proto.INFO_CERT, "text"),
+        # §1.1: an envelope field is a byte string; the POS takes no array form
+        lambda i: i.__setitem__(proto.INFO_CERT, cbor.decode(i[proto.INFO_CERT])),
+        lambda i: i.__setitem__(proto.INFO_ID, b"short"),
+    ],
+)
+def test_info_without_its_required_fields_is_bad_info(change) -> None:
+    pair = make_pair(41)
+    _rewrite_info(pair, change)
+    r = pair.pos.take_payment(700)
+    assert (r.status, r.reason) == ("declined", "bad_info")
+    assert pair.link.transcript[-1][0][:2] == b"\x00\xa4"  # nothing after SELECT was sent
+
+
+def test_pos_sends_a_pin_only_when_the_amount_needs_one() -> None:
+    pair = make_pair(42)
+    r = pair.pos.take_payment(700, pin=b"0000")  # below no-CVM: the (wrong) PIN stays here
+    assert r.approved, r
+    pay_cmd = next(c for c, _ in pair.link.transcript if c[:2] == b"\x80\x50")
+    assert proto.REQ_PIN not in cbor.decode(pay_cmd[5:-1])
+    r = pair.pos.take_payment(7000, pin=b"0000")  # above: sent, and the card says how many left
+    assert (r.reason, r.sw, r.tries_left) == ("pin_wrong", 0x63C2, 2)
+
+
+def test_missing_limits_take_the_defaults_on_card_and_pos() -> None:
+    # §6: a limit absent from the certificate is the default, for the card and the POS alike
+    # (our issuer always writes all six; another issuer may not)
+    from tapcash.firmware.wallet.app import WalletApp
+
+    pair = make_pair(43)
+    wid = device_id("wallet", 43)
+    wallet = WalletApp(Hal(flash=SimFlash(), rng=SeededRng(43), clock=pair.clock))
+    select(wallet)
+    pub = call(wallet, proto.INS_PERSO_KEYGEN)
+    body = {
+        proto.CERT_KIND: proto.KIND_WALLET,
+        proto.CERT_ID: wid,
+        proto.CERT_KEY: pub,
+        proto.CERT_ISSUER: pair.issuer.key_id,
+        proto.CERT_EXPIRES: T0 + 10**6,
+        proto.CERT_LIMITS: {proto.LIM_PAYMENT_MAX: 15_000, 99: "ignored"},
+    }
+    cert = pair.issuer._seal(proto.TAG_CERT, body)
+    finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [pair.issuer.public_key],
+              proto.PF_PIN: PIN, proto.PF_PUK: b"12345678"}
+    call(wallet, proto.INS_PERSO_FINISH, cbor.encode(finish))
+    load(wallet, pair.issuer, wid, 1, 40_000)
+    pair.link.tap(wallet)
+    r = pair.pos.take_payment(5001)  # default no-CVM 5000: the PIN is asked for
+    assert r.reason == "pin_required"
+    pair.link.tap()
+    assert pair.pos.take_payment(5000).approved  # at the limit: no PIN
+    pair.link.tap()
+    r = pair.pos.take_payment(15_001, pin=PIN)  # the certificate's own payment max
+    assert r.reason == "over_payment_max"

@@ -314,11 +314,43 @@ def test_pay_wrong_pin_in_request_spends_a_try_and_nothing_else():
     after[st.S_PIN_TRIES] = 3
     assert after == before
     assert card.pay(6000)[1] == P.SW_SECURITY
-    # right PIN, but refused later (funds): the try counter is restored
+
+
+def test_a_right_pin_in_a_pay_refused_for_another_reason_is_a_verify_pin():
+    # PROTOCOL.md 2 rev 1.1 §5.1 (issue #14: "the try counter is restored" was undefined):
+    # a PIN in PAY is VERIFY PIN with it. Right: the counter is reset and the session is
+    # verified, even when the PAY is then refused (funds here); nothing else changes.
+    card = funded(20000)
+    assert card.verify_pin(b"0000") == 0x63C2
+    before = card.state()
     assert card.pay(25000, pin=PIN)[1] == P.SW_FUNDS
-    assert card.state() == before
-    assert card.pay(6000, pin=PIN)[1] == P.SW_OK
+    after = card.state()
+    assert after[st.S_PIN_TRIES] == 3
+    after[st.S_PIN_TRIES] = 2
+    assert after == before  # no payment, no counter, no balance moved
+    assert card.send(0x00, P.INS_VERIFY_PIN, 0, 0x80)[1] == P.SW_OK  # verified session
+    assert card.pay(6000)[1] == P.SW_OK  # above no-CVM, no PIN needed any more
+    # a wrong PIN (in PAY or VERIFY) ends the verified session
+    assert card.pay(6000, pin=b"9999")[1] == 0x63C2
+    assert card.pay(6000)[1] == P.SW_SECURITY
+
+
+def test_a_pin_in_pay_below_the_no_cvm_limit_is_checked_too():
+    # was silently ignored: a wrong PIN sent with a small payment passed unnoticed
+    card = funded()
+    before = card.state()
+    assert card.pay(100, pin=b"0000")[1] == 0x63C2  # refused, a try spent
+    assert card.state()[st.S_COUNTER] == before[st.S_COUNTER]
+    assert card.pay(100, pin=PIN)[1] == P.SW_OK  # right: pays, counter reset
     assert card.state()[st.S_PIN_TRIES] == 3
+    assert card.pay(100)[1] == P.SW_OK  # and none needed below no-CVM
+
+
+def test_the_guess_that_uses_the_last_try_is_63c0_then_6983():
+    card = funded()
+    assert [card.pay(6000, pin=b"9999")[1] for _ in range(4)] == [0x63C2, 0x63C1, 0x63C0, 0x6983]
+    assert card.pay(100, pin=PIN)[1] == P.SW_PIN_BLOCKED  # blocked: a PIN is never tried
+    assert card.pay(100)[1] == P.SW_OK  # below no-CVM without a PIN: still pays
 
 
 def test_journal_full_refuses_pay():

@@ -1,7 +1,7 @@
 # Wallet certificates verified by this POS, kept in RAM by the hash of their envelope so a
 # returning card costs no issuer-signature check. Bounded (least recently used evicted); the
 # expiry is checked on every use against the POS clock, the hot list by the caller.
-from ..core import apdu, envelope, fields
+from ..core import apdu, check, envelope, fields
 from ..core.cert import verify_cert
 from ..core.runtime import sha256
 
@@ -30,10 +30,11 @@ class CertCache:
         if val is None:
             body_bytes, _body, _sig = envelope.open_envelope(cert_env)
             body = verify_cert(cert_env, issuer_keys, fields.KIND_WALLET, 0)
-            limits = body[fields.CERT_LIMITS]
-            for k in limits:
-                if not isinstance(limits[k], int) or isinstance(limits[k], bool):
-                    raise apdu.ApduError(apdu.SW_WRONG_DATA)
+            limits = body[fields.CERT_LIMITS]  # an absent limit is its default (PROTOCOL.md §6)
+            full = {}
+            for k in fields.DEFAULT_LIMITS:  # as the card reads them (wallet/state.limits)
+                full[k] = check.opt_int(limits, k, fields.DEFAULT_LIMITS[k])
+            body[fields.CERT_LIMITS] = full
             val = (body, envelope.body_hash(body_bytes))
         self._keys.append(key)
         self._vals.append(val)

@@ -126,9 +126,7 @@ def _policy(app, amount, now, wallet, counter, cert, left):
                 return "velocity"
             if entry[st.T_AMOUNT] + amount > app.config[fields.CFG_VELOCITY_AMOUNT]:
                 return "velocity"
-    limits = cert[fields.CERT_LIMITS]
-    pmax = limits.get(fields.LIM_PAYMENT_MAX, fields.DEFAULT_LIMITS[fields.LIM_PAYMENT_MAX])
-    if amount > pmax:
+    if amount > cert[fields.CERT_LIMITS][fields.LIM_PAYMENT_MAX]:
         return "over_payment_max"
     if left is not None and left <= 0:
         return "offline_count"
@@ -144,8 +142,10 @@ def _parse_info(data):
         return None
     if not isinstance(info, dict):
         return None
-    flags = info.get(fields.INFO_FLAGS, 0)
-    if not isinstance(flags, int) or isinstance(flags, bool):
+    if info.get(fields.INFO_VERSION) != apdu.VERSION:
+        return None  # another protocol version (or none): PROTOCOL.md §3.2, INFO
+    flags = info.get(fields.INFO_FLAGS)
+    if not isinstance(flags, int) or isinstance(flags, bool) or flags < 0:
         return None
     if flags & fields.FLAG_BLANK:
         return (None, None, 0, None, None, flags)
@@ -255,9 +255,9 @@ class _Flow:
         why = _policy(app, self.amount, self.now, wallet, counter, cert, left)
         if why:
             return self.result(DECLINED, why)
-        pin = self.pin
-        limits = cert[fields.CERT_LIMITS]
-        if self.amount > limits.get(fields.LIM_NO_CVM, fields.DEFAULT_LIMITS[fields.LIM_NO_CVM]):
+        pin = None  # a PIN goes to the card only when the amount needs one (PROTOCOL.md §5.1)
+        if self.amount > cert[fields.CERT_LIMITS][fields.LIM_NO_CVM]:
+            pin = self.pin
             if pin is None:
                 from . import keypad
 

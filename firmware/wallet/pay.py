@@ -68,19 +68,23 @@ def handle(app, p1, p2, data):
     if amount > lim[fields.LIM_PAYMENT_MAX]:
         raise ApduError(apdu.SW_OVER_PAYMENT_MAX)
 
+    # A PIN in the request is VERIFY PIN with those digits, here in the order of checks,
+    # whatever the amount (PROTOCOL.md §5.1): a wrong one spends a try (63Cx, 6983) and ends
+    # the PAY; a right one resets the counter and verifies the session, and stays so even if
+    # the PAY is then refused for another reason (one more write: the reset). On success the
+    # reset rides in the payment's own commit.
     base = s
-    if amount > lim[fields.LIM_NO_CVM] and not app.pin_ok:
-        if s[st.S_PIN_TRIES] == 0:
-            raise ApduError(apdu.SW_PIN_BLOCKED)
-        if pin is None:
-            raise ApduError(apdu.SW_SECURITY)
+    if pin is not None:
         base = pin_mod.check(app, pin)  # committed the decrement; base has it reset
-        try:
-            return _pay(app, base, chal, amount, payee, t, kind, purse, payee_cert)
-        except ApduError:
-            app.commit(base)  # a later refusal: the try counter as it was, PIN still good
-            raise
-    return _pay(app, base, chal, amount, payee, t, kind, purse, payee_cert)
+    elif amount > lim[fields.LIM_NO_CVM] and not app.pin_ok:
+        raise ApduError(apdu.SW_PIN_BLOCKED if s[st.S_PIN_TRIES] == 0 else apdu.SW_SECURITY)
+    if base is s:
+        return _pay(app, s, chal, amount, payee, t, kind, purse, payee_cert)
+    try:
+        return _pay(app, base, chal, amount, payee, t, kind, purse, payee_cert)
+    except ApduError:
+        app.commit(base)  # refused later: the PIN was right, its counter is reset
+        raise
 
 
 def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):

@@ -19,7 +19,8 @@ def check(app, digits):
     dec[st.S_PIN_TRIES] = tries - 1
     app.commit(dec)
     if not st.same(st.secret_hash(False, s[st.S_ID], digits), s[st.S_PIN]):
-        raise ApduError(apdu.sw_pin_wrong(tries - 1))
+        app.pin_ok = False  # a wrong guess ends a verified session too
+        raise ApduError(apdu.sw_pin_wrong(tries - 1))  # the last try's wrong guess: 63C0
     ok = dict(dec)
     ok[st.S_PIN_TRIES] = st.PIN_TRIES
     app.pin_ok = True

@@ -174,6 +174,8 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
     # Wallet receipts: the card cannot check a POS signature, so a rogue reader can put
     # anything there. A bad one is set aside, never a reason to refuse the batch.
     soft: list[tuple[int, bytes, bytes, bytes, tuple]] = []
+    # POS records: (seq, payer, hash of the certificate the POS accepted the payment under)
+    cert_named: list[tuple[int, bytes, bytes]] = []
     for seq, rec in decoded:
         what = f"record {seq}"
         rtype = rec.get(proto.REC_TYPE)
@@ -201,6 +203,11 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
                     pay.proven_time = field_int(rbody, proto.RCPT_TIME, rwhat, 0)
                 checks.append((device_id, proto.TAG_RECEIPT, rb, rsig, what + " receipt", b""))
                 batch.receipts.append((device_id, rseq, pay.wallet, pay.counter, pay.hash, renv))
+                cert_hash = rec.get(proto.REC_CERT_HASH)
+                if not isinstance(cert_hash, bytes) or len(cert_hash) != 32:
+                    raise LedgerError(400, f"{what}: certificate hash (field 4) missing or not "
+                                      "32 bytes")
+                cert_named.append((seq, pay.wallet, cert_hash))
             elif pay.wallet != device_id:
                 raise LedgerError(400, f"{what}: payment signed by another wallet")
             batch.pays.append(pay)
@@ -266,7 +273,32 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
     for pay in batch.pays:
         if keys[pay.wallet][0] != proto.KIND_WALLET:
             raise LedgerError(400, f"payment signer {pay.wallet.hex()} is not a wallet")
+    if cert_named:
+        known = ledger.db.read(lambda tx: _cert_hashes(tx, {w for _s, w, _h in cert_named}))
+        for seq, wallet, h in cert_named:
+            if h not in known.get(wallet, ()):
+                # The payment stands (the wallet signed it, under its registered key); the POS
+                # judged it under a certificate the ledger never registered or renewed for
+                # that wallet: kept as evidence for the operator, never a blocked sync.
+                batch.set_aside.append((seq, seen[seq], proto.RT_PAYMENT,
+                                        f"certificate hash {h.hex()[:16]}... names no "
+                                        f"certificate of wallet {wallet.hex()} (payment kept)"))
     return batch
+
+
+def _cert_hashes(tx: Tx, wallets: set[bytes]) -> dict[bytes, set[bytes]]:
+    """Body hashes of each wallet's certificates: the registered one and those renewed away."""
+    out: dict[bytes, set[bytes]] = {}
+    ids = sorted(wallets)
+    for i in range(0, len(ids), 500):
+        cond, params = tx.in_list("id", ids[i : i + 500])
+        for dev, cert in tx.all(f"SELECT id, cert FROM devices WHERE {cond}", params):
+            body = proto.open_envelope(bytes(cert))[0]
+            out.setdefault(bytes(dev), set()).add(proto.body_hash(body))
+        cond, params = tx.in_list("device", ids[i : i + 500])
+        for dev, h in tx.all(f"SELECT device, hash FROM cert_hashes WHERE {cond}", params):
+            out.setdefault(bytes(dev), set()).add(bytes(h))
+    return out
 
 
 def _stored_envelopes(tx: Tx, pays: list[Pay]) -> set[tuple[bytes, bytes]]:

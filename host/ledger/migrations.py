@@ -291,6 +291,19 @@ CREATE TABLE ingested_batches (
 )
 """,
     ),
+    (
+        7,
+        "cert_hashes: the body hashes of a device's certificates replaced by renewals (a POS "
+        "journal names the certificate it accepted a payment under: PROTOCOL.md §3.4)",
+        """
+CREATE TABLE cert_hashes (
+    device {blob} NOT NULL REFERENCES devices(id),
+    hash {blob} NOT NULL,
+    serial {bigint} NOT NULL,
+    PRIMARY KEY (device, hash)
+)
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

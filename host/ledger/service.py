@@ -487,6 +487,9 @@ class Ledger:
                                                expires=exp,
                                                category=old.get(proto.CERT_CATEGORY, 0),
                                                serial=serial)
+            old_hash = proto.body_hash(proto.open_envelope(d["cert"])[0])
+            tx.execute("INSERT INTO cert_hashes (device, hash, serial) VALUES (?, ?, ?)",
+                       (device_id, old_hash, d["serial"]))  # a POS may still name the old one
             tx.execute("UPDATE devices SET cert = ?, serial = ?, expires = ?, limits = ?, "
                        "renewed = 1 WHERE id = ?",
                        (cert, serial, exp, json.dumps({str(k): v for k, v in merged.items()}),

@@ -9,6 +9,7 @@ import ast
 import hashlib
 import inspect
 import os
+import struct
 import subprocess
 import sys
 
@@ -177,11 +178,9 @@ def generate_compress() -> str:
         f"    ({words},) = unpack_from('>16Q', buf, off)",
         "    a, b, c, d, e, f, g, h = st",
         "    z = b ^ c  # (b ^ c) for Maj",
-        "    first = True",
-        f"    for ({consts},) in K:",
-        "        if first:",
-        "            first = False",
-        "        else:",
+        "    for r in range(0, 640, 128):",
+        f"        ({consts},) = unpack_from('>16Q', K, r)",
+        "        if r:  # the next 16 schedule words, in place",
     ]
     _schedule16(lines, "            ")
     _rounds16(lines, "        ")
@@ -193,7 +192,18 @@ def generate_compress() -> str:
 
 
 def test_round_constants_in_module() -> None:
-    assert [k for chunk in sha512._K for k in chunk] == _round_constants()
+    assert list(struct.unpack(">80Q", sha512._K)) == _round_constants()
+    square_roots = [
+        0x6A09E667F3BCC908,
+        0xBB67AE8584CAA73B,
+        0x3C6EF372FE94F82B,
+        0xA54FF53A5F1D36F1,
+        0x510E527FADE682D1,
+        0x9B05688C2B3E6C1F,
+        0x1F83D9ABFB41BD6B,
+        0x5BE0CD19137E2179,
+    ]
+    assert list(struct.unpack(">8Q", sha512._IV)) == square_roots  # FIPS 180-4 5.3.5
 
 
 def test_compress_is_the_generated_code() -> None:

@@ -115,7 +115,12 @@ def build_command(cla, ins, p1, p2, data=b"", le=True):
 
 
 def response(data=b"", sw=SW_OK):
-    return bytes(data) + bytes((sw >> 8, sw & 0xFF))
+    """data || SW1 SW2. data may be a list of byte strings (cbor.encode_parts): joined once."""
+    tail = bytes((sw >> 8, sw & 0xFF))
+    if type(data) is list:
+        data.append(tail)
+        return b"".join(data)
+    return bytes(data) + tail
 
 
 def split_response(resp):

@@ -186,6 +186,47 @@ def encode(obj, max_depth=MAX_DEPTH):
     return bytes(out)
 
 
+def encode_parts(obj, min_ref=64):
+    """encode(obj) as a list of byte strings to join: byte strings of `min_ref` bytes or more
+    inside obj are put in the list themselves, not copied, so b"".join(...) (or an APDU
+    response, apdu.response) allocates the encoding once. For big answers on a small heap
+    (EXPORT): encode() would hold a growing buffer and its copy beside the records."""
+    parts = []
+    acc = _enc_parts(obj, parts, bytearray(), min_ref, MAX_DEPTH)
+    if acc:
+        parts.append(bytes(acc))
+    return parts
+
+
+def _enc_parts(obj, parts, acc, min_ref, depth):
+    # -> the buffer of the small pieces since the last big byte string
+    t = type(obj)
+    if t is bytes and len(obj) >= min_ref:
+        _head(acc, _MT_BYTES, len(obj))
+        parts.append(bytes(acc))
+        parts.append(obj)
+        return bytearray()
+    if t is list or t is tuple:
+        if depth <= 0:
+            raise EncodeError("nested too deep")
+        _head(acc, _MT_ARRAY, len(obj))
+        for item in obj:
+            acc = _enc_parts(item, parts, acc, min_ref, depth - 1)
+        return acc
+    if t is dict and depth > 0:
+        for k in obj:
+            if type(k) is not int or k < 0:
+                break
+        else:  # int keys: numeric order is bytewise order (as in _enc)
+            _head(acc, _MT_MAP, len(obj))
+            for k in sorted(obj):
+                _head(acc, 0, k)
+                acc = _enc_parts(obj[k], parts, acc, min_ref, depth - 1)
+            return acc
+    _enc(obj, acc, depth)
+    return acc
+
+
 # ---------------------------------------------------------------- decode
 
 

@@ -66,7 +66,11 @@ class FileFlash(Flash):
         except OSError:
             return None
         try:
-            return f.read()
+            # one allocation of the blob's size: read() without a size grows its buffer step
+            # by step, and on a fixed heap each step needs a bigger free run than the last
+            n = f.seek(0, 2)
+            f.seek(0)
+            return f.read(n) if n else b""
         finally:
             f.close()
 

@@ -74,9 +74,37 @@ except ImportError:
 # garbage before this one places its long-lived objects, which keeps the heap unfragmented
 # (measured: 4-5 KB less heap for a payment day). CPython and the webassembly VM (whose heap
 # grows and is collected between calls) skip it: there it only costs time.
-if IS_MICROPYTHON and sys.platform not in ("webassembly", "javascript"):
+FIXED_HEAP = IS_MICROPYTHON and sys.platform not in ("webassembly", "javascript")
+if FIXED_HEAP:
     from gc import collect
 else:
 
     def collect():
         pass
+
+
+def resident(prefix):
+    """The names of the modules under `prefix` imported so far (what `release` keeps); None
+    where release does nothing."""
+    return set(n for n in sys.modules if n.startswith(prefix)) if FIXED_HEAP else None
+
+
+def release(prefix, keep):
+    """Forget the modules under `prefix` (a package name and a dot) imported since `keep`
+    was taken (resident()): a command's handler modules, so the next command finds their
+    heap free (flash, not RAM, holds code until it is needed: Trezor's pattern). The next
+    use imports them again. Only on a board-like fixed heap; elsewhere nothing happens (and
+    tests may hold and patch the modules)."""
+    if keep is None:
+        return
+    mods = sys.modules
+    gone = [n for n in mods if n.startswith(prefix) and n not in keep]
+    for name in gone:
+        del mods[name]
+        i = name.rfind(".")
+        parent = mods.get(name[:i])
+        if parent is not None:  # the package holds its submodules as attributes
+            try:
+                delattr(parent, name[i + 1 :])
+            except AttributeError:
+                pass

@@ -36,4 +36,4 @@ def handle(app, p1, p2, data):
             envelope.TAG_STATUS,
             {fields.ST_DEVICE: app.pos_id, fields.ST_SEQ: last, fields.ST_DIGEST: j.digest},
         )
-    return cbor.encode(resp)
+    return cbor.encode_parts(resp)  # the records are not copied twice

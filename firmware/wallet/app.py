@@ -4,8 +4,9 @@
 #   resp = app.process(apdu)      # bytes in, data || SW1 SW2 out; never raises, except PowerCut
 #   app.power_on()                # field on / reboot: new session (and journal recovery)
 #
-# process() only parses the APDU, routes (CLA, INS) to a handler module *name* and imports
-# it on first use (flash, not RAM, holds the code of the commands not used yet). Handlers
+# process() only parses the APDU, routes (CLA, INS) to a handler module *name*, imports it
+# and, on a fixed heap, releases it and the app modules it pulled in once it has run
+# (runtime.release: flash, not RAM, holds the code of the commands not running). Handlers
 # (`def handle(app, p1, p2, data) -> bytes`) raise apdu.ApduError for a refusal; any other
 # exception becomes 6F00. Neither changes the persistent state: handlers build the new state
 # as a copy and call app.commit() once, at the end. hal.PowerCut (the simulated flash lost
@@ -17,11 +18,11 @@
 from ..core import apdu, envelope, fields
 from ..core.apdu import ApduError
 from ..core.hal import Display, PowerCut
-from ..core.runtime import collect
+from ..core.runtime import collect, release, resident
 from ..core.storage import Journal, StateStore, StorageFull
 from . import state as st
 
-_PKG = __name__[: __name__.rfind(".")]
+_PKG = __name__[: __name__.rfind(".") + 1]  # "firmware.wallet."
 
 # INS -> (CLA, P1, P2, handler module). P1/P2 None: not checked.
 _ROUTES = {
@@ -65,6 +66,7 @@ class WalletApp:
         self.journal = None
         self.state = None
         self.power_on()
+        self._resident = resident(_PKG)  # handler modules imported later are released
 
     # ---- session -------------------------------------------------------------------------
     def power_on(self):
@@ -86,8 +88,11 @@ class WalletApp:
         try:
             cla, ins, p1, p2, data, _le = apdu.parse_command(command)
             name = self._route(cla, ins, p1, p2)
-            mod = __import__(_PKG + "." + name, None, None, ("handle",))
-            return apdu.response(mod.handle(self, p1, p2, data) or b"")
+            try:
+                out = __import__(_PKG + name, None, None, ("handle",)).handle(self, p1, p2, data)
+            finally:  # its modules go (Trezor's pattern): the next command has their heap
+                release(_PKG, self._resident)
+            return apdu.response(out or b"")
         except PowerCut:
             raise
         except ApduError as e:

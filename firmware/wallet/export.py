@@ -46,4 +46,4 @@ def handle(app, p1, p2, data):
         if purses:
             status[fields.ST_PURSES] = [[p[st.P_PROGRAM], p[st.P_BALANCE]] for p in purses]
         resp[fields.EXP_STATUS] = app.seal(envelope.TAG_STATUS, status)
-    return cbor.encode(resp)
+    return cbor.encode_parts(resp)  # the records are not copied twice

@@ -262,3 +262,19 @@ def test_utf8_valid_direct():
     for hexed in ("80", "c080", "e08080", "eda080", "f4908080", "f5808080", "e282", "ff"):
         b = bytes.fromhex(hexed)
         assert not cbor.utf8_valid(b, 0, len(b)), hexed
+
+
+def test_encode_parts_join_to_encode():
+    big = bytes(range(200))
+    values = [v for v, _ in VECTORS] + [
+        {0: [[1, big], [2, big[:63]], [3, big[:64]]], 1: False, 3: 70000, 2: big[:100]},
+        [big, 1, "a", {b"k": 2, "t": [big]}, {}, []],
+        {300: big, 24: [big, big], 2: {1: big}},
+        big,
+    ]
+    for v in values:
+        parts = cbor.encode_parts(v)
+        assert b"".join(parts) == cbor.encode(v), v
+    # the big byte strings are in the list themselves (referenced, not copied)
+    parts = cbor.encode_parts({0: [[1, big]], 1: big[:10]})
+    assert any(p is big for p in parts)

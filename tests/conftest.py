@@ -29,3 +29,9 @@ def mpvm() -> Iterator[MicroPythonVM]:
 @pytest.fixture(scope="session")
 def mpvm_compiled() -> Iterator[MicroPythonVM]:
     yield from _vm(compiled=True)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--schemathesis-examples", type=int, default=12,
+                     help="examples per API operation in tests/test_ledger_schemathesis.py "
+                          "(default 12; a sweep: 200)")

@@ -400,7 +400,7 @@ def test_bad_inputs_are_refused_and_change_nothing(world: World) -> None:
     r = post({**good, "device": "00" * 8})
     assert r.status_code == 403 and r.json()["detail"] == "device authentication failed"
     # malformed id, seq beyond the status
-    assert post({**good, "device": "xyz"}).status_code == 400
+    assert post({**good, "device": "xyz"}).status_code == 422  # the schema says 16 hex
     r = post({**good, "records": [{"seq": 99, "record": good["records"][0]["record"]}]})
     assert r.status_code == 400
     # a journal naming a wallet the ledger does not know (certified, never registered)

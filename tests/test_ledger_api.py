@@ -108,6 +108,36 @@ def test_no_input_makes_a_500(world: World) -> None:
     assert world.client.books() == before
 
 
+def test_no_programme_input_makes_a_500(world: World) -> None:
+    """Found by the live schemathesis run once the programme routes got real ids (ledger-ops):
+    500s on a programme with an expiry, category or cap beyond what a rule can carry, and on a
+    programme load with a Unicode digit amount or a bare CR; the programme schema also let
+    through names, kinds and references the ledger then refused (400 for schema-valid bodies)."""
+    w = world.wallet(1)
+    wid = w.id.hex()
+    world.client.deposit("acme", 5000)
+    world.client.program_create("meals", "acme", "subsidy", expires=2**32 - 1, categories=[7])
+    before = world.client.books()
+    good = {"name": "p1", "funder": "acme", "kind": "subsidy", "expires": 2**32 - 1,
+            "categories": [1]}
+    with _client(world) as h:
+        for change in ({"expires": 10**23}, {"expires": 2**32}, {"valid_from": 2**64},
+                       {"categories": [10**23]}, {"categories": [-1]}, {"cap": 10**23},
+                       {"unit": 2**63}, {"name": ""}, {"name": "a b"}, {"name": "x" * 65},
+                       {"kind": "gift"}, {"funder": ""}, {"merchants": ["xyz"]}):
+            _problem(h.post("/v1/programs", json=good | change, headers=OP), 422)
+        for body, status in (
+            ({"reference": "u", "csv": f"{wid},\u00b2\n"}, 400),
+            ({"reference": "u", "csv": f"{wid},\u0663\n"}, 400),
+            ({"reference": "cr", "csv": f"{wid},5\r{wid},6\n"}, 400),
+            ({"reference": "big", "csv": f"{wid},{2**62}\n"}, 400),
+            ({"reference": "", "csv": f"{wid},5\n"}, 422),
+            ({"reference": "r" * 65, "csv": f"{wid},5\n"}, 422),
+        ):
+            _problem(h.post("/v1/programs/meals/load", json=body, headers=OP), status)
+    assert world.client.books() == before
+
+
 def test_body_limit_and_token_are_checked_before_the_body_is_read(world: World) -> None:
     """Found: a 50 MB body was read and parsed in full before the token was even checked."""
     host, port = "127.0.0.1", world.server.port

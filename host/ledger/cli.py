@@ -71,19 +71,33 @@ def migrate(db_url: str) -> None:
               help="uvicorn worker processes (PostgreSQL: one per core; SQLite: 1)")
 @click.option("--pool", default=8, show_default=True, type=int,
               help="database connections per worker")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="uvicorn's log level (info: where it listens, then one line per request)")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="uvicorn's access log: one line per request on stdout")
 def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, workers: int,
-          pool: int) -> None:
-    """Run the HTTP API under uvicorn (migrates the schema first)."""
+          pool: int, log_level: str, access_log: bool) -> None:
+    """Run the HTTP API under uvicorn (migrates the schema first).
+
+    Logs (uvicorn's own logging, on stderr) the database, where it listens, the API docs and
+    console URLs, then each request (access log, on stdout)."""
     import uvicorn
 
-    from .db import Database
+    from .db import Database, redact
     from .migrations import migrate as run
 
-    run(Database(db_url, pool_size=1))
+    applied = run(Database(db_url, pool_size=1))
     os.environ.update({ENV_DB: db_url, ENV_KEY: str(Path(issuer_key).resolve()),
                        ENV_TOKEN: token, ENV_POOL: str(pool)})
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    if log_level in ("info", "debug"):
+        schema = f"schema migrated to {applied[-1]}" if applied else "schema up to date"
+        click.echo(f"tapcash ledger: database {redact(db_url)}, {schema}; serving {base}\n"
+                   f"  API docs {base}/docs (OpenAPI {base}/openapi.json), "
+                   f"console {base}/console/", err=True)
     uvicorn.run("tapcash.host.ledger.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+                workers=workers, log_level=log_level, access_log=access_log)
 
 
 @ledger.command()

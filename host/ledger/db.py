@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -111,6 +112,11 @@ class Conflict(Exception):
 
 def _is_sqlite(url: str) -> bool:
     return not url.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The database URL fit for a log line: a PostgreSQL password replaced by ***."""
+    return re.sub(r"^(postgres(?:ql)?://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 def sqlite_path(url: str) -> str:

@@ -94,10 +94,10 @@ class RecordIn(In):
 
 class IngestIn(In):
     device: Text = Field(description="id of the device whose journal this is, 16 hex digits",
-                         max_length=64)
+                         pattern="^[0-9a-fA-F]{16}$")
     records: list[RecordIn] = Field(default_factory=list, max_length=20000)
     status: Text = Field(description="device-signed status envelope closing the export, base64",
-                         max_length=4096)
+                         min_length=1, max_length=4096)
 
 
 class RevokeIn(In):
@@ -112,8 +112,10 @@ class ReinstateIn(In):
 class RenewIn(In):
     expires: Int(ge=1, le=TIME_MAX, description="unix seconds; default two years from now"
                  ) | None = None
-    limits: dict[Annotated[str, Field(pattern="^[0-9]{1,3}$")],
-                 Int(ge=0, le=LIMIT_MAX)] | None = Field(
+    limits: Annotated[dict[Annotated[str, Field(pattern="^[0-9]{1,3}$")],
+                           Int(ge=0, le=LIMIT_MAX)],
+                      # no key outside the pattern: the schema says what the model checks
+                      Field(json_schema_extra={"additionalProperties": False})] | None = Field(
         None, description='wallet limits to change: {"<LIM_* number>": value}')
 
 

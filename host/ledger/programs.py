@@ -166,14 +166,19 @@ def _parse_csv(csv_text: str) -> list[tuple[int, bytes, int]]:
     lines: list[tuple[int, bytes, int]] = []
     errors: list[dict[str, Any]] = []
     seen: set[bytes] = set()
-    for lineno, row in enumerate(csv.reader(io.StringIO(csv_text)), start=1):
+    try:
+        rows = list(csv.reader(io.StringIO(csv_text)))
+    except csv.Error as e:  # e.g. a bare CR inside a line
+        raise LedgerError(400, f"programme load csv: {e}") from None
+    for lineno, row in enumerate(rows, start=1):
         if not row or all(not c.strip() for c in row) or row[0].strip().startswith("#"):
             continue
         if len(row) != 2:
             errors.append({"line": lineno, "error": "expected 2 fields: wallet id, amount"})
             continue
         wid_text, amt_text = row[0].strip(), row[1].strip()
-        if lineno == 1 and not amt_text.isdigit():
+        ascii_digits = amt_text.isascii() and amt_text.isdigit()  # not '²' or '٣'
+        if lineno == 1 and not ascii_digits:
             continue  # header line
         try:
             wid = bytes.fromhex(wid_text)
@@ -182,7 +187,7 @@ def _parse_csv(csv_text: str) -> list[tuple[int, bytes, int]]:
         except ValueError:
             errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
             continue
-        if not amt_text.isdigit() or int(amt_text) <= 0:
+        if not ascii_digits or not 0 < int(amt_text) <= P.MONEY_MAX:
             errors.append({"line": lineno, "error": f"amount {amt_text!r} is not a positive "
                                                     "integer"})
             continue

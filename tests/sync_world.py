@@ -7,26 +7,17 @@ the devices are the real WalletApp / PosApp on SimFlash, the line is a real pseu
 
 from __future__ import annotations
 
-import secrets
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.core.hal import Hal
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.issuer import Issuer
-from tapcash.host.ledger.app import create_app
 from tapcash.host.ledger.client import LedgerClient
-from tapcash.host.ledger.db import Database
-from tapcash.host.ledger.migrations import migrate
-from tapcash.host.ledger.service import Ledger
+from tapcash.host.ledger.loopback import LoopbackLedger
 from tapcash.sim.device import provision as pv
 from tapcash.sim.device.flash import SimFlash
 from tapcash.sim.device.hal import DirectLink, SimClock
@@ -34,47 +25,9 @@ from tapcash.sim.device.hal import DirectLink, SimClock
 OWNER = "alice"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LedgerServer:
-    """The ledger's HTTP app under uvicorn on 127.0.0.1, in a daemon thread."""
-
-    def __init__(self, db_path: Path, issuer: Issuer, now: int = pv.T0) -> None:
-        self.db = Database(str(db_path))
-        migrate(self.db)
-        self.ledger = Ledger(self.db, issuer, clock=lambda: now)
-        self.token = secrets.token_urlsafe(16)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(self.ledger, self.token),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="error",
-            lifespan="off",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> LedgerServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("ledger server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def client(self) -> LedgerClient:
-        return LedgerClient(self.url, token=self.token)
+def serve_ledger(db_path: Path, issuer: Issuer, now: int = pv.T0) -> LoopbackLedger:
+    """A fresh SQLite ledger at `db_path` on a fixed clock, served on loopback (started)."""
+    return LoopbackLedger.on_sqlite(db_path, issuer, clock=lambda: now, log_level="error").start()
 
 
 @dataclass
@@ -170,7 +123,7 @@ PAYMENTS = (1250, 399, 2000)
 @dataclass
 class Scenario:
     world: World
-    server: LedgerServer
+    server: LoopbackLedger
     client: LedgerClient
     root: Path
 
@@ -191,7 +144,7 @@ def prepared(root: Path, seed: int = 7) -> Scenario:
 
     root.mkdir(parents=True, exist_ok=True)
     world = make_world(seed)
-    server = LedgerServer(root / "ledger.db", world.issuer).start()
+    server = serve_ledger(root / "ledger.db", world.issuer)
     lc = server.client()
     register(world, lc)
     lc.load(W1, 30000, "first")

@@ -632,14 +632,14 @@ def test_deploy_then_provision_on_the_simulated_board(
 
 
 def test_provision_registers_with_the_ledger(tmp_path: Path) -> None:
-    from sync_world import LedgerServer
+    from sync_world import serve_ledger
 
     issuer = Issuer(bytes(range(32)))
     key = tmp_path / "issuer.key"
     issuer.save(key)
     other = tmp_path / "other.key"
     Issuer(bytes(range(1, 33))).save(other)
-    server = LedgerServer(tmp_path / "ledger.db", issuer).start()
+    server = serve_ledger(tmp_path / "ledger.db", issuer)
     try:
         app = _blank_wallet()
         with SerialDevice(app) as dev:

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import test_ledger_world as lw
-from test_ledger_world import TOKEN, free_port
+from test_ledger_world import TOKEN
 
 from tapcash.firmware.core import ed25519
 from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
@@ -28,6 +28,7 @@ from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.ingest import FAULT_PAUSE_ENV
+from tapcash.host.ledger.loopback import free_port
 from tapcash.host.ledger.migrations import migrate
 
 books_balance = lw.books_balance

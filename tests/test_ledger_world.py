@@ -11,8 +11,6 @@ After every test each ledger built here must pass its invariant (autouse fixture
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,16 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.device.apdu import exchange
 from tapcash.host.issuer import Issuer
-from tapcash.host.ledger.app import create_app
 from tapcash.host.ledger.client import IngestResult, LedgerClient
 from tapcash.host.ledger.db import Database
+from tapcash.host.ledger.loopback import LoopbackLedger
 from tapcash.host.ledger.migrations import migrate
 from tapcash.host.ledger.postings import check_invariant
 from tapcash.host.ledger.service import Ledger
@@ -159,40 +156,6 @@ def books_balance() -> Iterator[None]:
         close_ledgers()
 
 
-# ---- a server on loopback ------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ThreadServer:
-    """uvicorn serving one Ledger on 127.0.0.1:<free port> in a background thread."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.port = free_port()
-        cfg = uvicorn.Config(
-            create_app(ledger, TOKEN),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 # ---- devices -------------------------------------------------------------------------------
 def apdu(app: Any, ins: int, data: bytes = b"", what: str = "") -> tuple[bytes, int]:
     """(data, SW) of one command, selecting a wallet first."""
@@ -223,7 +186,7 @@ class World:
         self.clock = SimClock(int(time.time()))
         kw = {"clock": self.clock.now} if ledger_on_sim_clock else {}
         self.ledger = make_ledger(url, self.issuer, **kw)
-        self.server = ThreadServer(self.ledger) if serve else None
+        self.server = LoopbackLedger(self.ledger, TOKEN).start() if serve else None
         self.client = LedgerClient(self.server.url, TOKEN) if self.server else None
         self.wallets: dict[int, Dev] = {}
         self.poses: dict[int, Dev] = {}

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from tapcash.firmware.core import cbor, frame
 from tapcash.host.cli import cli
 from tapcash.host.device.errors import EXIT_DEVICE, EXIT_LEDGER, EXIT_PORT, EXIT_SPOOLED
+from tapcash.host.ledger.loopback import free_port
 from tapcash.host.sync.outbox import Batch, Outbox
 from tapcash.sim.device.serial_pty import Faults, SerialDevice
 
@@ -182,7 +183,7 @@ def test_long_journal_progress_and_small_pages(scn: sw.Scenario) -> None:
 
 
 def test_ledger_unreachable_spools_then_flush(scn: sw.Scenario, reference: dict[str, Any]) -> None:
-    dead = f"http://127.0.0.1:{sw.free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     with SerialDevice(scn.world.wallet()) as dev:
         code, w, _ = run_cli(*sync_args(dev.path, scn, ledger=dead))
     assert code == EXIT_SPOOLED and w["ok"] is False and w["outcome"] == "spooled"
@@ -215,7 +216,7 @@ def test_ledger_unreachable_spools_then_flush(scn: sw.Scenario, reference: dict[
 def test_any_later_sync_uploads_the_outbox_first(
     scn: sw.Scenario, reference: dict[str, Any]
 ) -> None:
-    dead = f"http://127.0.0.1:{sw.free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     with SerialDevice(scn.world.terminal()) as dev:  # the POS batch waits in the outbox
         code, _p, _ = run_cli(*sync_args(dev.path, scn, ledger=dead))
     assert code == EXIT_SPOOLED
@@ -245,7 +246,7 @@ def test_ledger_refuses_a_tampered_batch(scn: sw.Scenario) -> None:
     """A batch the ledger refuses (its device-signed status altered on disk) stays in the
     outbox and is reported."""
     with SerialDevice(scn.world.terminal()) as dev:
-        run_cli(*sync_args(dev.path, scn, ledger=f"http://127.0.0.1:{sw.free_port()}"))
+        run_cli(*sync_args(dev.path, scn, ledger=f"http://127.0.0.1:{free_port()}"))
     box = Outbox(scn.outbox_dir)
     (path,) = box.paths()
     batch = box.load(path)

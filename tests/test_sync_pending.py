@@ -29,7 +29,7 @@ class CountingLink(LedgerLink):
 
 def test_empty_wallet_sync_asks_pending_then_uploads_the_load(tmp_path: Path) -> None:
     world = sw.make_world(3)
-    server = sw.LedgerServer(tmp_path / "ledger.db", world.issuer).start()
+    server = sw.serve_ledger(tmp_path / "ledger.db", world.issuer)
     lc = server.client()
     try:
         sw.register(world, lc)

@@ -28,6 +28,7 @@ BENCHES: dict[str, str] = {
     "ingest": "tapcash.host.bench.ingest",
     "pcsc": "tapcash.host.bench.pcsc",
     "purse": "tapcash.host.bench.purse",
+    "sync": "tapcash.host.bench.sync",
 }
 
 

@@ -19,8 +19,6 @@ import hashlib
 import heapq
 import random
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +33,7 @@ from tapcash.host.device import apdu
 from tapcash.host.device.apdu import AppLink
 from tapcash.host.device.provision import personalise
 from tapcash.host.issuer import YEAR_S, Issuer
+from tapcash.host.ledger.loopback import LoopbackLedger
 from tapcash.sim.device.build import (
     POS,
     WALLET,
@@ -72,54 +71,6 @@ def _select(dev: Device) -> dict[int, Any]:
     info = cbor.decode(_call(dev, proto.INS_SELECT, proto.AID, proto.CLA_ISO, 4, "SELECT"))
     assert isinstance(info, dict)
     return info
-
-
-# ---- the ledger on loopback ----------------------------------------------------------------
-class LedgerServer:
-    """The real ledger service (FastAPI under uvicorn) on 127.0.0.1, in a thread of this
-    process so that it can share the scenario clock."""
-
-    def __init__(self, db_path: Path, issuer: Issuer, clock: Callable[[], float]) -> None:
-        import uvicorn
-
-        from tapcash.host.ledger.app import create_app
-        from tapcash.host.ledger.db import Database
-        from tapcash.host.ledger.migrations import migrate
-        from tapcash.host.ledger.service import Ledger
-
-        db = Database(str(db_path), pool_size=4)
-        migrate(db)
-        self.db = db
-        self.ledger = Ledger(db, issuer, clock=clock)
-        app = create_app(self.ledger, TOKEN)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted connections inherit it: without it every keep-alive request waits ~40 ms for
-        # a delayed ACK (uvicorn sets it only on sockets it binds itself).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self._sock = sock
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="ledger"
-        )
-
-    def start(self) -> LedgerServer:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the ledger service did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
 
 
 class DeviceTransport:
@@ -277,7 +228,7 @@ class ScenarioRun:
         self.no_cvm = sc.wallets.limits.get(
             proto.LIM_NO_CVM, proto.DEFAULT_LIMITS[proto.LIM_NO_CVM]
         )
-        self.server: LedgerServer | None = None
+        self.server: LoopbackLedger | None = None
         self.client: Any = None
         self.link: Any = None
         self.outbox: Any = None
@@ -318,7 +269,9 @@ class ScenarioRun:
             db = self.out / "ledger.db"
             for suffix in ("", "-wal", "-shm"):
                 Path(str(db) + suffix).unlink(missing_ok=True)
-            self.server = LedgerServer(db, self.issuer, lambda: float(self.clock.now())).start()
+            self.server = LoopbackLedger.on_sqlite(
+                db, self.issuer, TOKEN, clock=lambda: float(self.clock.now()), pool_size=4
+            ).start()
             url, token = self.server.url, TOKEN
             self.client = LedgerClient(url, token)
         self.link = LedgerLink(url, token)

@@ -168,17 +168,19 @@ class _AppTransport:
 
 
 class _Ledger:
-    """The real ledger service on loopback (sim.run.runner.LedgerServer) with the sync tool's link
+    """The real ledger service on loopback (host.ledger.loopback) with the sync tool's link
     and outbox, in a folder of its own."""
 
     def __init__(self, workdir: Path, issuer: Any, clock: SimClock) -> None:
         from tapcash.host.ledger.client import LedgerClient
+        from tapcash.host.ledger.loopback import LoopbackLedger
         from tapcash.host.sync.ledger_link import LedgerLink
         from tapcash.host.sync.outbox import Outbox
-        from tapcash.sim.run.runner import TOKEN, LedgerServer
+        from tapcash.sim.run.runner import TOKEN
 
-        self.server = LedgerServer(workdir / "ledger.db", issuer, lambda: float(clock.now()))
-        self.server.start()
+        self.server = LoopbackLedger.on_sqlite(
+            workdir / "ledger.db", issuer, TOKEN, clock=lambda: float(clock.now()), pool_size=4
+        ).start()
         self.url = self.server.url
         self.client = LedgerClient(self.url, TOKEN)
         self.link = LedgerLink(self.url, TOKEN)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from native_gate import _native_port_present, requires_native  # noqa: F401
 
+from tapcash.firmware.core import cbor, proto
 from tapcash.sim.vm import native as native_mp
 from tapcash.sim.vm import payday
 
@@ -28,6 +29,16 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("payday")
     out = {}
     for role, day in payday.record_day().items():
+        out[role] = root / f"{role}.day"
+        out[role].write_bytes(day.stream)
+    return out
+
+
+@pytest.fixture(scope="module")
+def purse_streams(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("purseday")
+    out = {}
+    for role, day in payday.record_day(purses=True).items():
         out[role] = root / f"{role}.day"
         out[role].write_bytes(day.stream)
     return out
@@ -62,6 +73,36 @@ def test_payment_day_fits_the_heap_budget(
     heap = payday.budget_bytes(role, workspace.form)
     r = payday.replay(role, workspace, streams[role], heap)
     assert r.ok, f"{role} ({workspace.form}) at {heap} bytes:\n{r.output[-3000:]}"
+    assert list(r.phases)[-1] == "end"
+
+
+def test_the_purse_day_pays_every_payment_split() -> None:
+    days = payday.record_day(purses=True)
+    wallet, pos = days["wallet"], days["pos"]
+    loads = [p for op, p in wallet.records if op == b"P" and p[1] == proto.INS_LOAD]
+    assert len(loads) == 1 + proto.MAX_PURSES  # the main purse and every earmarked purse
+    approved = [p for op, p in pos.records if op == b"E"]
+    assert len(approved) == 5 and all(p.startswith(b"approved ok ") for p in approved)
+    # every PAY carried the POS certificate and every answer the rule: split payments
+    pays = [p for op, p in pos.records if op == b"L" and p[1] == proto.INS_PAY]
+    answers = [cbor.decode(p[:-2]) for op, p in pos.records if op == b"A" and p[:1] == b"\x83"]
+    assert len(pays) == 5 and len(answers) == 5
+    for body_bytes, _sig, _rule in answers:
+        body = cbor.decode(body_bytes)
+        assert 0 < body[proto.PAY_EARMARKED] < body[proto.PAY_AMOUNT] or (
+            body[proto.PAY_EARMARKED] == body[proto.PAY_AMOUNT] <= 500
+        )
+
+
+@pytest.mark.parametrize("role", payday.ROLES)
+def test_purse_day_fits_the_heap_budget(
+    role: str, workspace: native_mp.Workspace, purse_streams: dict[str, Path]
+) -> None:
+    """A purse card (MAX_PURSES earmarked purses) paying five split payments, and the POS
+    that checks each purse rule, within their heap budgets (payday.PURSE_BUDGET_KB32)."""
+    heap = payday.budget_bytes(role, workspace.form, purses=True)
+    r = payday.replay(role, workspace, purse_streams[role], heap)
+    assert r.ok, f"{role} purse day ({workspace.form}) at {heap} bytes:\n{r.output[-3000:]}"
     assert list(r.phases)[-1] == "end"
 
 

@@ -23,6 +23,9 @@ COMMANDS: dict[str, Lazy] = {
                  "One simulated day: 50 card wallets and 5 POS terminals paying offline, a torn "
                  "tap, a power cut, a cloned card and a rolled-back card; then every device syncs "
                  "through the sync tool to the ledger and the books are checked."),
+    "conformance": Lazy("tapcash.host.conformance.cli:conformance",
+                        "Run the protocol's checks (docs/PROTOCOL.md) against a card or terminal "
+                        "over PC/SC or a serial port."),
     "deploy": Lazy("tapcash.host.device.cli:deploy",
                    "Compile the firmware with mpy-cross and copy it, /board.json and /main.py to a "
                    "board running MicroPython (mpremote); then import it on the board to check."),

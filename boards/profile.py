@@ -45,6 +45,55 @@ class Check:
 
 _OBJECT_FIELDS = ("buses", "peripherals", "options")
 
+# Heap MicroPython gets on a board (KB, one block), by MCU, when the profile's "memory" does not
+# say: an ESP32-WROOM without PSRAM gives about 108 KB (DESIGN.md; the split heap starts at 64 KB).
+MCU_HEAP_KB = {"esp32": 108}
+# Flash layouts `tapcash flash --partitions` writes (host/device/partitions.py): "stock" keeps the
+# image's own table, "romfs" adds a ROMFS partition for `tapcash deploy --romfs`.
+PARTITION_LAYOUTS = ("stock", "romfs")
+
+
+@dataclass(frozen=True)
+class Memory:
+    heap_kb: int  # MicroPython heap the board gives (32-bit KB)
+    partitions: str  # one of PARTITION_LAYOUTS
+    from_profile: bool  # heap_kb written in the profile (else the MCU's default)
+
+    @property
+    def romfs(self) -> bool:
+        return self.partitions == "romfs"
+
+
+def board_memory(profile: dict[str, Any]) -> Memory:
+    """The profile's "memory": {"heap_kb": N, "partitions": "stock" | "romfs"}, defaults filled
+    in (heap by MCU, stock partitions)."""
+    mem = profile.get("memory", {})
+    heap = mem.get("heap_kb")
+    default = MCU_HEAP_KB.get(str(profile.get("mcu", "esp32")), MCU_HEAP_KB["esp32"])
+    return Memory(
+        heap_kb=int(heap) if heap is not None else default,
+        partitions=str(mem.get("partitions", "stock")),
+        from_profile=heap is not None,
+    )
+
+
+def _memory_errors(mem: Any) -> list[str]:
+    if not isinstance(mem, dict):
+        return [f"memory: an object is required (heap_kb, partitions), got {type(mem).__name__}"]
+    errors = []
+    unknown = sorted(set(mem) - {"heap_kb", "partitions", "note"})
+    if unknown:
+        errors.append(f"memory: unknown key {unknown[0]!r} (heap_kb, partitions, note)")
+    heap = mem.get("heap_kb")
+    if heap is not None and (not isinstance(heap, int) or isinstance(heap, bool) or heap <= 0):
+        errors.append(f"memory.heap_kb: a positive number of KB is required, got {heap!r}")
+    layout = mem.get("partitions", "stock")
+    if layout not in PARTITION_LAYOUTS:
+        errors.append(
+            f"memory.partitions: one of {', '.join(PARTITION_LAYOUTS)} is required, got {layout!r}"
+        )
+    return errors
+
 
 def shape_errors(profile: Any) -> list[str]:
     """What makes a profile unreadable (wrong JSON types), before any pin is looked at."""
@@ -65,6 +114,8 @@ def shape_errors(profile: Any) -> list[str]:
         for name, item in value.items():
             if not isinstance(item, dict):
                 errors.append(f"{key}.{name}: an object is required, got {item!r}")
+    if "memory" in profile:
+        errors.extend(_memory_errors(profile["memory"]))
     reviewed = profile.get("strapping_reviewed", {})
     if not isinstance(reviewed, dict):
         errors.append("strapping_reviewed: an object of GPIO number -> why it is safe is required")

@@ -129,3 +129,23 @@ def test_a_malformed_profile_is_named_not_a_traceback(tmp_path, doc, message):
     assert message in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "None" not in result.output
+
+
+def test_memory_section_defaults_and_errors() -> None:
+    from tapcash.boards.profile import board_memory, shape_errors
+
+    base = {"name": "t", "mcu": "esp32", "roles": ["wallet"]}
+    mem = board_memory(base)
+    assert (mem.heap_kb, mem.partitions, mem.romfs) == (108, "stock", False)
+    assert not mem.from_profile
+    mem = board_memory({**base, "memory": {"heap_kb": 4000, "partitions": "romfs"}})
+    assert (mem.heap_kb, mem.romfs, mem.from_profile) == (4000, True, True)
+    assert shape_errors({**base, "memory": {"heap_kb": -1}}) == [
+        "memory.heap_kb: a positive number of KB is required, got -1"
+    ]
+    assert shape_errors({**base, "memory": {"partitions": "ota"}}) == [
+        "memory.partitions: one of stock, romfs is required, got 'ota'"
+    ]
+    assert shape_errors({**base, "memory": {"psram": True}}) == [
+        "memory: unknown key 'psram' (heap_kb, partitions, note)"
+    ]

@@ -99,6 +99,30 @@ class FlashAddress(click.ParamType):
     default=None,
     help="esptool connection attempts (default: esptool's, 7)",
 )
+@click.option(
+    "--board",
+    "-b",
+    help="board profile: its memory.partitions picks the layout when --partitions is not given",
+)
+@click.option(
+    "--partitions",
+    type=click.Choice(["stock", "romfs"]),
+    default=None,
+    help="stock: the image's own partition table; romfs: add a ROMFS partition for "
+    "tapcash deploy --romfs (default: the board profile's, else stock)",
+)
+@click.option(
+    "--romfs-kb",
+    type=click.IntRange(min=4),
+    default=256,
+    show_default=True,
+    help="size of the ROMFS partition, taken from the filesystem partition",
+)
+@click.option(
+    "--save-image",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write the image (with its partition table) to this file instead of a board",
+)
 @click.option("--quiet", "-q", is_flag=True, help="do not show esptool's progress")
 def flash(
     port: str | None,
@@ -107,18 +131,56 @@ def flash(
     baud: int,
     offset: int | None,
     connect_attempts: int | None,
+    board: str | None,
+    partitions: str | None,
+    romfs_kb: int,
+    save_image: Path | None,
     quiet: bool,
 ) -> None:
-    """Erase the board and write a stock MicroPython image with esptool."""
+    """Erase the board and write a stock MicroPython image with esptool (with a ROMFS
+    partition in its partition table when asked)."""
     from .flash import flash as do_flash
 
     with _errors():
+        if partitions is None:
+            partitions = _profile_partitions(board) if board else "stock"
         echo = None if quiet else (lambda line: click.echo(line, err=True))
-        info = do_flash(port, image, chip, baud, offset, connect_attempts, echo=echo)
+        info = do_flash(
+            port,
+            image,
+            chip,
+            baud,
+            offset,
+            connect_attempts,
+            echo=echo,
+            partitions=partitions,
+            romfs_kb=romfs_kb,
+            save_image=save_image,
+        )
+        if info.layout is not None:
+            romfs = info.layout.romfs
+            said = "added" if info.layout.changed else "already in the image's table"
+            click.echo(f"ROMFS partition {said}: {romfs.describe()}", err=True)
+            for p in info.layout.after:
+                click.echo(f"  {p.describe()}", err=True)
+        if save_image is not None:
+            click.echo(f"wrote {save_image} ({info.size} bytes); no board was touched")
+            return
         click.echo(
             f"flashed {info.path.name} ({info.size} bytes) to {port}: MicroPython should "
             "now answer at 115200 baud (tapcash deploy next)"
         )
+
+
+def _profile_partitions(board: str) -> str:
+    from tapcash.boards.profile import ProfileError, board_memory, load_profile
+
+    from .errors import BoardError
+
+    try:
+        return board_memory(load_profile(board)).partitions
+    except ProfileError as e:
+        raise BoardError(str(e)) from None
 
 
 # --- deploy ------------------------------------------------------------------------------
@@ -226,7 +288,10 @@ def deploy(
     help="POS config: floor, velocity_count, velocity_amount, torn_max, ... (repeatable)",
 )
 @click.option(
-    "--expires-days", type=click.IntRange(min=1), default=CERT_DAYS, show_default=True,
+    "--expires-days",
+    type=click.IntRange(min=1),
+    default=CERT_DAYS,
+    show_default=True,
     help="certificate lifetime in days",
 )
 @click.option("--ledger", envvar="TAPCASH_LEDGER_URL", help="register the device with this ledger")

@@ -1,5 +1,9 @@
 """`tapcash flash`: erase an ESP32 and write a stock MicroPython image with esptool.
 
+With `--partitions romfs` (or a board profile whose "memory" says "partitions": "romfs") the
+image's partition table is rewritten first to hold a ROMFS partition (host/device/partitions.py)
+for `tapcash deploy --romfs`; the image and its new table go to the board in one write.
+
 The image is the user's (micropython.org/download, e.g. ESP32_GENERIC-20251209-v1.27.0.bin); it
 is checked before the port is touched: it must be an ESP-IDF image (first byte 0xE9) built for
 the chip asked for. esptool runs as a subprocess (`python -m esptool`, the installed one), its
@@ -10,12 +14,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import BadImage, DeviceError, NoBootloader, PortBusy, PortPermission, ToolError
+from .partitions import DEFAULT_ROMFS_KB, Layout, with_romfs
 from .ports import require_port
 
 ESP_IMAGE_MAGIC = 0xE9
@@ -41,6 +47,7 @@ class ImageInfo:
     size: int
     chip: str | None  # from the extended header; None when the id is unknown
     segments: int
+    layout: Layout | None = None  # the partition table written, when not the image's own
 
 
 def check_image(path: Path, chip: str) -> ImageInfo:
@@ -191,12 +198,34 @@ def flash(
     offset: int | None = None,
     connect_attempts: int | None = None,
     echo: Callable[[str], None] | None = None,
+    *,
+    partitions: str = "stock",
+    romfs_kb: int = DEFAULT_ROMFS_KB,
+    save_image: Path | None = None,
 ) -> ImageInfo:
-    """Check the image, then the port, then erase and write. Raises ToolError."""
+    """Check the image, lay out its partitions, then the port, then erase and write. With
+    `save_image` the image that would be written is saved there and no port is touched.
+    Raises ToolError."""
     if chip not in CHIPS:
         raise BadImage(f"unknown chip {chip!r} (one of {', '.join(CHIPS)})")
     info = check_image(image, chip)
-    port = require_port(port)
     at = CHIPS[chip][1] if offset is None else offset
-    run_esptool(flash_command(port, info.path, chip, baud, at, connect_attempts), echo)
+    layout = None
+    if partitions == "romfs":
+        layout = with_romfs(info.path.read_bytes(), at, romfs_kb)
+        info = replace(info, layout=layout)
+    elif partitions != "stock":
+        raise BadImage(f"unknown partition layout {partitions!r} (stock or romfs)")
+    if save_image is not None:
+        data = layout.image if layout is not None else info.path.read_bytes()
+        Path(save_image).write_bytes(data)
+        return info
+    port = require_port(port)
+    if layout is None or not layout.changed:
+        run_esptool(flash_command(port, info.path, chip, baud, at, connect_attempts), echo)
+        return info
+    with tempfile.TemporaryDirectory(prefix="tapcash-flash-") as tmp:
+        patched = Path(tmp) / info.path.name
+        patched.write_bytes(layout.image)
+        run_esptool(flash_command(port, patched, chip, baud, at, connect_attempts), echo)
     return info

@@ -65,6 +65,19 @@ def open_envelope(data):
     return body_bytes, body, sig
 
 
+def envelope_bytes(value):
+    """The encoding of an envelope field given as bytes (normal) or as a decoded [body, sig]
+    array; ApduError(SW_WRONG_DATA) for anything else."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, list):
+        try:
+            return cbor.encode(value)
+        except ValueError:
+            raise ApduError(SW_WRONG_DATA) from None
+    raise ApduError(SW_WRONG_DATA)
+
+
 def verify_envelope(tag, data, public_key):
     """Return the body of a valid envelope signed by public_key; the signature is checked over
     the bytes received, never over a re-encoding. Raises ApduError on failure."""

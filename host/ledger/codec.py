@@ -1,11 +1,17 @@
-"""Wire helpers: base64 envelopes, hex ids, strict field checks that become 400s."""
+"""Wire helpers: base64 envelopes, hex ids, strict field checks that become 400s.
+
+The protocol checks are the firmware's own (firmware/core/envelope.py, check.py: the card, the
+POS and the ledger judge a message by the same code); here their ApduError (6A80) becomes a
+LedgerError 400 naming what was wrong.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 
-from tapcash.firmware.core import cbor
+from tapcash.firmware.core import cbor, check, envelope
+from tapcash.firmware.core.apdu import ApduError
 
 from .errors import LedgerError
 
@@ -49,45 +55,42 @@ def decode_cbor(data: bytes, what: str) -> object:
 
 
 def open_env(data: bytes | list, what: str) -> tuple[bytes, dict, bytes]:
-    """(body bytes, body, sig) of an envelope (bytes or the [body, sig] array), like
-    `proto.open_envelope`; 400 when malformed."""
-    env = decode_cbor(data, what) if isinstance(data, bytes | bytearray) else data
-    if not isinstance(env, list) or len(env) != 2:
+    """(body bytes, body, sig) of an envelope (bytes or the [body, sig] array):
+    `envelope.open_envelope`; 400 when malformed."""
+    if not isinstance(data, bytes | bytearray | list):
         raise LedgerError(400, f"{what}: malformed envelope")
-    body_bytes, sig = env
-    if not isinstance(body_bytes, bytes) or not isinstance(sig, bytes) or len(sig) != 64:
-        raise LedgerError(400, f"{what}: malformed envelope")
-    body = decode_cbor(body_bytes, what + " body")
-    if not isinstance(body, dict):
-        raise LedgerError(400, f"{what}: body is not a map")
-    return body_bytes, body, sig
+    try:
+        return envelope.open_envelope(bytes(data) if isinstance(data, bytearray) else data)
+    except ApduError:
+        raise LedgerError(400, f"{what}: malformed envelope") from None
 
 
 def env_bytes(value: object, what: str) -> bytes:
-    """An envelope field of a CBOR message: byte string (normal) or the array form."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, list):
-        try:
-            return cbor.encode(value)
-        except ValueError:
+    """An envelope field of a CBOR message: byte string (normal) or the array form
+    (`envelope.envelope_bytes`)."""
+    try:
+        return envelope.envelope_bytes(value)
+    except ApduError:
+        if isinstance(value, list):
             raise LedgerError(400, f"{what}: malformed envelope") from None
-    raise LedgerError(400, f"{what}: missing or not an envelope")
+        raise LedgerError(400, f"{what}: missing or not an envelope") from None
 
 
 def field_int(m: dict, key: int, what: str, lo: int = 0, hi: int = MONEY_MAX) -> int:
-    v = m.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
-        raise LedgerError(400, f"{what}: field {key} must be an integer in [{lo}, {hi}]")
-    return v
+    """`check.need_int` with the ledger's default bound (MONEY_MAX); 400 when off."""
+    try:
+        return check.need_int(m, key, lo, hi)
+    except ApduError:
+        raise LedgerError(400, f"{what}: field {key} must be an integer in [{lo}, {hi}]") from None
 
 
 def field_bytes(m: dict, key: int, what: str, n: int | None = None) -> bytes:
-    v = m.get(key)
-    if not isinstance(v, bytes) or (n is not None and len(v) != n):
+    """`check.need_bytes`; 400 when off."""
+    try:
+        return check.need_bytes(m, key, n)
+    except ApduError:
         size = f" of {n} bytes" if n is not None else ""
-        raise LedgerError(400, f"{what}: field {key} must be a byte string{size}")
-    return v
+        raise LedgerError(400, f"{what}: field {key} must be a byte string{size}") from None
 
 
 def check_amount(amount: object, what: str = "amount") -> int:

@@ -197,6 +197,7 @@ def test_cancel_while_waiting_for_a_card() -> None:
 
 # ---- PIN above the no-CVM limit -----------------------------------------------------------------
 def test_pin_prompt_above_the_no_cvm_limit_wrong_then_right() -> None:
+    # issue #14: a wrong PIN asks again (the card stays in the field) instead of ending the sale
     async def scenario(app: CheckoutApp, pilot: Pilot) -> None:
         await keypad(pilot, "7500#")  # 75.00 > the card's no-CVM limit 50.00
         await until(pilot, lambda: phase(app) == CARD)
@@ -204,19 +205,17 @@ def test_pin_prompt_above_the_no_cvm_limit_wrong_then_right() -> None:
         await until(pilot, lambda: isinstance(app.screen, PinPrompt), "PIN prompt")
         assert phase(app) == PIN and pos_lines(app) == ("PIN", "")
         await pilot.press(*"9999", "enter")  # type: ignore[attr-defined]
-        await until(pilot, lambda: len(app.payments) == 1 and phase(app) == IDLE)
+        await until(pilot, lambda: len(app.payments) == 1)
         assert (app.payments[0].status, app.payments[0].reason) == ("declined", "pin_wrong")
-        assert pos_lines(app)[:2] == ("Declined", "Wrong PIN")
         assert log_has(app, "wrong PIN [pin_wrong]")
+        assert log_has(app, "wrong PIN, 2 tries left: enter it again")
         assert balance(app, 1) == 8000
-
-        await pilot.press(*"7500", "enter")  # type: ignore[attr-defined]
-        await until(pilot, lambda: phase(app) == CARD)
-        await pilot.press("b")  # type: ignore[attr-defined]
-        await until(pilot, lambda: isinstance(app.screen, PinPrompt), "PIN prompt")
+        # asked again, same sale, same card: no new amount, no new tap
+        await until(pilot, lambda: isinstance(app.screen, PinPrompt), "PIN prompt again")
+        assert phase(app) == PIN
         await pilot.press(*"1234", "enter")  # type: ignore[attr-defined]
         await until(pilot, lambda: len(app.payments) == 2 and phase(app) == IDLE)
-        assert app.payments[1].status == "approved"
+        assert app.payments[1].status == "approved" and app.payments[1].amount == 7500
         assert pos_lines(app) == ("Approved", "75.00", "Balance 5.00")
         assert card_lines(app, 1) == ("Paid 75.00", "Balance 5.00", "Offline left 9")
         assert balance(app, 1) == 500
@@ -243,7 +242,8 @@ def test_torn_pay_response_then_retap_completes_once() -> None:
     async def scenario(app: CheckoutApp, pilot: Pilot) -> None:
         app.action_tear(("response", 1, 10))  # the card signs, its answer breaks at byte 10
         await until(pilot, lambda: app.status is not None and app.status.tear_armed)
-        assert "ARMED" in str(app.query_one("#tear").label)  # type: ignore[attr-defined]
+        label = str(app.query_one("#tear").label)  # type: ignore[attr-defined]
+        assert "ARMED (after commit)" in label
         await pilot.press(*"2000", "enter")  # type: ignore[attr-defined]
         await until(pilot, lambda: phase(app) == CARD)
         await click(pilot, "#tap-0")
@@ -265,6 +265,52 @@ def test_torn_pay_response_then_retap_completes_once() -> None:
         assert balance(app, 0) == 13000 and counter(app, 0) == 1  # debited exactly once
         assert app.status.journal == 1 and app.status.torn == 0
         assert log_has(app, "recovered: the card had signed it on the torn tap")
+
+    run_ui(scenario)
+
+
+def test_the_cashier_chooses_where_the_tear_lands() -> None:
+    # issue #14: the Tear button (key t) cycles off -> random -> before the card commits ->
+    # after it commits -> off, so "card committed, POS re-sends" is reachable by hand
+    async def scenario(app: CheckoutApp, pilot: Pilot) -> None:
+        modes = []
+        for _ in range(4):
+            before = app.status.tear_mode if app.status else "off"
+            await pilot.press("t")  # type: ignore[attr-defined]
+            await until(pilot, lambda b=before: app.status is not None
+                        and app.status.tear_mode != b)
+            modes.append(app.status.tear_mode)  # type: ignore[union-attr]
+        assert modes == ["random", "before commit", "after commit", "off"]
+        await pilot.press("t", "t")  # type: ignore[attr-defined]
+        await until(pilot, lambda: app.status is not None
+                    and app.status.tear_mode == "before commit")
+        assert "ARMED (before commit)" in str(app.query_one("#tear").label)  # type: ignore
+        await pilot.press(*"2000", "enter")  # type: ignore[attr-defined]
+        await until(pilot, lambda: phase(app) == CARD)
+        await click(pilot, "#tap-0")
+        await until(pilot, lambda: len(app.payments) == 1 and phase(app) == CARD)
+        assert app.payments[0].status == "torn"
+        assert balance(app, 0) == 15000 and counter(app, 0) == 0  # the card never committed
+        await click(pilot, "#tap-0")
+        await until(pilot, lambda: len(app.payments) == 2 and phase(app) == IDLE)
+        done = app.payments[1]
+        assert (done.status, done.recovered) == ("approved", False)  # a fresh payment
+        assert balance(app, 0) == 13000 and counter(app, 0) == 1
+
+        # after the card commits: the re-tap recovers the signed payment
+        await pilot.press("t", "t", "t")  # type: ignore[attr-defined]
+        await until(pilot, lambda: app.status is not None
+                    and app.status.tear_mode == "after commit")
+        await pilot.press(*"1000", "enter")  # type: ignore[attr-defined]
+        await until(pilot, lambda: phase(app) == CARD)
+        await click(pilot, "#tap-0")
+        await until(pilot, lambda: len(app.payments) == 3 and phase(app) == CARD)
+        assert app.payments[2].status == "torn"
+        assert balance(app, 0) == 12000 and counter(app, 0) == 2  # committed before the tear
+        await click(pilot, "#tap-0")
+        await until(pilot, lambda: len(app.payments) == 4 and phase(app) == IDLE)
+        assert (app.payments[3].status, app.payments[3].recovered) == ("approved", True)
+        assert balance(app, 0) == 12000 and counter(app, 0) == 2  # debited once
 
     run_ui(scenario)
 

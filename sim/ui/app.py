@@ -37,6 +37,8 @@ from .checkout import (
     PIN,
     STARTING,
     SYNCING,
+    TEAR_AFTER_COMMIT,
+    TEAR_BEFORE_COMMIT,
     CardSpec,
     Checkout,
     Failed,
@@ -226,7 +228,8 @@ class CheckoutApp(App[None]):
                 else f"tap to pay {money(st.amount)}" if st.phase == CARD else ""
             )
         tear = self.query_one("#tear", Button)
-        tear.label = f"Tear next tap: {'ARMED' if st.tear_armed else 'off'}"
+        tear.label = (f"Tear next tap: ARMED ({st.tear_mode})" if st.tear_armed
+                      else "Tear next tap: off")
         tear.variant = "warning" if st.tear_armed else "default"
         if self._pin_open and st.phase != PIN and isinstance(self.screen, PinPrompt):
             # the firmware stopped waiting (its keypad timeout): the prompt is stale
@@ -287,8 +290,15 @@ class CheckoutApp(App[None]):
         self.checkout.send(Remove())
 
     def action_tear(self, spec: tuple[str, int, int] | None = None) -> None:
-        armed = self.status.tear_armed if self.status is not None else False
-        self.checkout.send(ArmTear(not armed or spec is not None, spec))
+        """With `spec`: arm that tear. Without (the Tear button, key t): the next choice of
+        off -> random -> before the card commits -> after it commits -> off."""
+        if spec is not None:
+            self.checkout.send(ArmTear(True, spec))
+            return
+        mode = self.status.tear_mode if self.status is not None else "off"
+        nxt = {"off": (True, None), "random": (True, TEAR_BEFORE_COMMIT),
+               "before commit": (True, TEAR_AFTER_COMMIT)}.get(mode, (False, None))
+        self.checkout.send(ArmTear(*nxt))
 
     def action_sync(self) -> None:
         self.checkout.send(Sync())

@@ -121,6 +121,7 @@ class Status:
     cards: tuple[CardStatus, ...]
     tear_armed: bool
     ledger: str  # off | ready | error text
+    tear_mode: str = "off"  # off | random | before commit | after commit
 
 
 @dataclass(frozen=True)
@@ -423,6 +424,13 @@ class Checkout:
                 self._log("info", f"sale of {money(amount)} cancelled")
                 return
             r = self._pay(card, amount)
+            if r.reason == "pin_wrong" and r.tries_left > 0 and self.field is not None:
+                # a wrong PIN asks again: the card stays in the field, the sale goes on
+                self._log("info", f"wrong PIN, {r.tries_left} tries left: enter it again "
+                                  "(* cancels the sale)")
+                self.field.tap(self.cards[card])
+                self.in_field = card
+                continue
             if r.status != TORN:
                 return
 
@@ -633,8 +641,29 @@ class Checkout:
                 tuple(cards),
                 self.tear_armed,
                 self.ledger_state,
+                tear_mode(self.tear_armed, self.tear_spec),
             )
         )
+
+
+# Where the cashier can make the next tap break (the Tear button cycles through them): before
+# the card commits (the PAY command is cut: the card never sees it, the POS drops its torn entry
+# at the re-tap) or after (the PAY answer is cut: the card has committed and signed, the re-tap
+# recovers the same payment: PROTOCOL.md §4.1).
+TEAR_BEFORE_COMMIT = ("command", 1, 8)
+TEAR_AFTER_COMMIT = ("response", 1, 10)
+
+
+def tear_mode(armed: bool, spec: tuple[str, int, int] | None) -> str:
+    if not armed:
+        return "off"
+    if spec is None:
+        return "random"
+    if tuple(spec) == TEAR_BEFORE_COMMIT:
+        return "before commit"
+    if tuple(spec) == TEAR_AFTER_COMMIT:
+        return "after commit"
+    return f"{spec[0]} {spec[1]} byte {spec[2]}"
 
 
 def _info(pos: PosApp) -> dict[int, Any]:

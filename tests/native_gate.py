@@ -22,7 +22,7 @@ def _opted_out() -> bool:
     return os.environ.get(OPT_OUT, "").strip().lower() in ("1", "yes", "true")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _native_port_present() -> None:
     if native_mp.available():
         return

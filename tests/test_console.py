@@ -181,7 +181,7 @@ def test_login_sets_an_httponly_strict_session_cookie(page: Any):
 
 # ---- numbers against the CLI and the API --------------------------------------------------
 def test_books_match_ledger_check(page: Any, world: dict[str, Any]):
-    out = subprocess.run([*TAPCASH, "ledger", "check", "--db", world["db"]],
+    out = subprocess.run([*TAPCASH, "ledger", "check", "--db", world["db"], "--json"],
                          capture_output=True, text=True, timeout=60)
     inv = json.loads(out.stdout)
     assert inv["ok"] and out.returncode == 0

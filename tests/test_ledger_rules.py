@@ -230,8 +230,8 @@ def test_payroll_and_check_commands(world: World, tmp_path: Path, db_url: str) -
     assert r.exit_code == 1 and "line 3" in r.output
     csv_file.write_text(f"{w1.id.hex()},1234\n")
     r = runner.invoke(cli, args)
-    assert r.exit_code == 0 and "total 1234" in r.output
-    r = runner.invoke(cli, ["ledger", "check", "--db", db_url])
+    assert r.exit_code == 0 and "total 12.34" in r.output
+    r = runner.invoke(cli, ["ledger", "check", "--db", db_url, "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["issued"] == 9000
     r = runner.invoke(cli, ["ledger", "report", "accounts", "--db", db_url, "--csv"])
     assert r.exit_code == 0 and f"wallet:{w1.id.hex()},wallet,1234" in r.output

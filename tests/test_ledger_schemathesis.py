@@ -207,7 +207,8 @@ def test_schemathesis_finds_nothing_and_the_books_stay_exact(
     log = server.log.read_text()
     assert "Traceback" not in log and "Exception in ASGI" not in log, log[-4000:]
     check = subprocess.run(
-        [*TAPCASH, "ledger", "check", "--db", database], capture_output=True, text=True, timeout=120
+        [*TAPCASH, "ledger", "check", "--db", database, "--json"], capture_output=True, text=True,
+        timeout=120,
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert json.loads(check.stdout)["ok"] is True

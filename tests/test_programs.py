@@ -313,16 +313,16 @@ def test_cli_create_load_report_check(db_url: str, tmp_path) -> None:
         f = tmp_path / "purses.csv"
         f.write_text(f"wallet,amount\n{a.id.hex()},1500\n")
         r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r1", *base])
-        assert r.exit_code == 0 and "1 purses, total 1500" in r.output, r.output
+        assert r.exit_code == 0 and "1 purses, total 15.00" in r.output, r.output
         r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r1", *base])
         assert r.exit_code == 1 and "already" in r.output and "Traceback" not in r.output
         f.write_text(f"wallet,amount\n{a.id.hex()},abc\n")
         r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r2", *base])
         assert r.exit_code == 1 and "line 2" in r.output and "nothing was loaded" in r.output
         r = run(cli, ["ledger", "program", "report", "--db", db_url])
-        assert r.exit_code == 0 and "funded 1500 = spent 0 + refunded 0 + outstanding 1500" in (
-            r.output)
-        r = run(cli, ["ledger", "check", "--db", db_url])
+        assert r.exit_code == 0 and (
+            "funded 15.00 = spent 0.00 + refunded 0.00 + outstanding 15.00" in r.output)
+        r = run(cli, ["ledger", "check", "--db", db_url, "--json"])
         assert r.exit_code == 0 and '"programs"' in r.output
     finally:
         w.close()

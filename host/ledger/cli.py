@@ -103,7 +103,8 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
 @ledger.command()
 @click.option("--db", "db_url", envvar=ENV_DB, default="ledger.db", show_default=True,
               help=DB_HELP)
-def check(db_url: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="the invariant as JSON (minor units)")
+def check(db_url: str, as_json: bool) -> None:
     """Check the books: issued = held, postings add up, nothing negative, and per programme
     funded = spent + refunded + outstanding. Exit 1 if not."""
     from .db import Database
@@ -114,7 +115,12 @@ def check(db_url: str) -> None:
     inv = db.read(check_invariant)
     inv["programs"] = db.read(check_programs)  # funded = spent + refunded + outstanding
     inv["ok"] = inv["ok"] and inv["programs"]["ok"]
-    click.echo(json.dumps(inv, indent=2))
+    if as_json:
+        click.echo(json.dumps(inv, indent=2))
+    else:
+        from .check_view import show
+
+        show(inv)
     sys.exit(0 if inv["ok"] else 1)
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from tapcash.host.output import iso, jsonable, money
+
 from .env import ENV_DB, ENV_KEY
 
 DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
@@ -113,7 +115,7 @@ def create(name: str, funder: str, kind: str, expires: str, valid_from: str | No
         categories=list(categories), valid_from=_when(valid_from) if valid_from else None,
         cap=cap, unit=unit))
     click.echo(f"programme {out['name']} ({out['kind']}) id {out['id']}, funder {out['funder']}, "
-               f"valid {out['valid_from']}..{out['expires']}")
+               f"valid {iso(out['valid_from'])} .. {iso(out['expires'])}")
 
 
 @program.command()
@@ -136,7 +138,8 @@ def load(name: str, csv_file: Any, reference: str, vouchers_out: Any, db_url: st
         for v in out["vouchers"]:
             vouchers_out.write(json.dumps(v) + "\n")
     click.echo(f"programme {out['program']} load {out['reference']}: {len(out['vouchers'])} "
-               f"purses, total {out['total']}; funder balance {out['funder_balance']}")
+               f"purses, total {money(out['total'])}; funder balance "
+               f"{money(out['funder_balance'])}")
 
 
 @program.command()
@@ -151,7 +154,7 @@ def cancel(name: str, db_url: str, issuer_key: str | None) -> None:
     led = _ledger(db_url, issuer_key)
     out = _run(lambda: programs.cancel(led, name))
     click.echo(f"programme {out['program']} cancelled: {out['closed']} purses closed, "
-               f"{out['refunded']} refunded")
+               f"{money(out['refunded'])} refunded")
 
 
 @program.command()
@@ -163,7 +166,7 @@ def sweep(db_url: str, issuer_key: str | None) -> None:
 
     led = _ledger(db_url, issuer_key)
     out = _run(lambda: programs.sweep(led))
-    click.echo(f"{out['closed']} purses closed, {out['refunded']} refunded")
+    click.echo(f"{out['closed']} purses closed, {money(out['refunded'])} refunded")
 
 
 @program.command()
@@ -182,18 +185,19 @@ def report(name: str | None, db_url: str, fmt: str) -> None:
     db = Database(db_url, pool_size=1)
     rows = _run(lambda: db.read(lambda tx: programs.report(tx, int(time.time()), name)))
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(jsonable(rows), indent=2))
     else:
         for r in rows:
             used = "released" if r["kind"] == "prepaid" else "spent"
             click.echo(f"{r['program']} ({r['kind']}, {r['state']}, funder {r['funder']}): "
-                       f"funded {r['funded']} = {used} {r['spent'] + r['released']} + refunded "
-                       f"{r['refunded']} + outstanding {r['outstanding']}"
+                       f"funded {money(r['funded'])} = {used} "
+                       f"{money(r['spent'] + r['released'])} + refunded {money(r['refunded'])} "
+                       f"+ outstanding {money(r['outstanding'])}"
                        f"{'' if r['balanced'] else '  NOT BALANCED'}")
             for m in r["by_merchant"]:
                 click.echo(f"  merchant {m['merchant']} category {m['category']}: "
-                           f"{m['payments']} payments, {m['amount']}")
+                           f"{m['payments']} payments, {money(m['amount'])}")
             if r["refused_payments"]:
                 click.echo(f"  refused: {r['refused_payments']} payments, "
-                           f"{r['refused_amount']} (cases opened)")
+                           f"{money(r['refused_amount'])} (cases opened)")
     sys.exit(0 if all(r["balanced"] for r in rows) else 1)

@@ -1,0 +1,35 @@
+"""What `tapcash ledger check` prints: the books' invariant as a short table (money in major
+units, host/output.py), or the invariant itself with `--json` (minor units)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tapcash.host.output import Col, money, table
+
+
+def show(inv: dict[str, Any]) -> None:
+    progs = inv.get("programs") or {}
+    if inv["ok"]:
+        click.echo(f"the books balance: issued {money(inv['issued'])} = held {money(inv['held'])}")
+    else:
+        click.echo(
+            f"THE BOOKS DO NOT BALANCE: issued {money(inv['issued'])}, held {money(inv['held'])}"
+        )
+    click.echo(
+        f"  backed {money(inv['backed'])}, fraud loss {money(inv['fraud_loss'])}, "
+        f"{inv['postings']} postings, {progs.get('programs', 0)} programmes"
+    )
+    rows = [{"kind": k, "amount": v} for k, v in sorted(inv.get("by_kind", {}).items())]
+    table(rows, [Col("kind", "held by"), Col("amount", "amount", "money")])
+    for a in inv.get("negative", []):
+        click.echo(f"  negative: {a['account']} {money(a['balance'])}")
+    for a in inv.get("mismatched", []):
+        click.echo(
+            f"  balance is not its postings: {a['account']} {money(a['balance'])} "
+            f"(postings say {money(a['from_postings'])})"
+        )
+    for p in progs.get("problems", []):
+        click.echo(f"  programme: {p}")

@@ -54,9 +54,97 @@ def decode_cbor(data: bytes, what: str) -> object:
         raise LedgerError(400, f"{what}: malformed CBOR") from None
 
 
+# ---- the ingest fast path: the shapes devices send, read without a general decoder ----------
+# Each returns exactly what the strict decoder (firmware/core/cbor.py) would for the inputs it
+# takes, or None for anything else: the caller then decodes the general way, which decides and
+# words the error (tests/test_ledger_codec.py checks the agreement on random and mutated input).
+_MIN = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
+_SIZE = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def flat_map(data: bytes) -> dict[int, int | bytes] | None:
+    """A map of at most 23 entries, keys small uints (0..23) in increasing order, every value
+    an unsigned int or a byte string, in deterministic encoding: records, payment bodies,
+    receipts, vouchers."""
+    n = len(data)
+    if not n or type(data) is not bytes:
+        return None
+    h = data[0]
+    count = h - 0xA0
+    if not 0 <= count <= 23:
+        return None
+    out: dict[int, int | bytes] = {}
+    i = 1
+    last = -1
+    try:
+        for _ in range(count):
+            k = data[i]
+            b = data[i + 1]
+            if k > 23 or k <= last:
+                return None
+            last = k
+            i += 2
+            ai = b & 31
+            if ai < 24:
+                v = ai
+            else:
+                size = _SIZE.get(ai)
+                if size is None:
+                    return None
+                v = int.from_bytes(data[i : i + size], "big")
+                i += size
+                if v < _MIN[ai] or i > n:
+                    return None
+            major = b >> 5
+            if major == 0:
+                out[k] = v
+            elif major == 2:
+                end = i + v
+                if end > n:
+                    return None
+                out[k] = data[i:end]
+                i = end
+            else:
+                return None
+    except IndexError:
+        return None
+    return out if i == n else None
+
+
+def split_envelope(env: bytes) -> tuple[bytes, bytes] | None:
+    """(body bytes, signature) of an envelope `[bstr body, bstr sig(64)]` in deterministic
+    encoding, or None (not that shape: `open_env` decides)."""
+    n = len(env)
+    if n < 68 or env[0] != 0x82 or type(env) is not bytes:
+        return None
+    b = env[1]
+    if 0x40 <= b <= 0x57:
+        size, i = b - 0x40, 2
+    elif b == 0x58:
+        size, i = env[2], 3
+        if size < 24:
+            return None
+    elif b == 0x59:
+        size, i = (env[2] << 8) | env[3], 4
+        if size < 0x100:
+            return None
+    else:
+        return None
+    j = i + size
+    if j + 66 != n or env[j] != 0x58 or env[j + 1] != 0x40:
+        return None
+    return env[i:j], env[j + 2 :]
+
+
 def open_env(data: bytes | list, what: str) -> tuple[bytes, dict, bytes]:
     """(body bytes, body, sig) of an envelope (bytes or the [body, sig] array):
     `envelope.open_envelope`; 400 when malformed."""
+    if type(data) is bytes:
+        parts = split_envelope(data)
+        if parts is not None:
+            body = flat_map(parts[0])
+            if body is not None:
+                return parts[0], body, parts[1]
     if not isinstance(data, bytes | bytearray | list):
         raise LedgerError(400, f"{what}: malformed envelope")
     try:

@@ -359,6 +359,9 @@ def test_sync_uploads_the_journal_and_resets_offline_counts() -> None:
         assert app.status.journal == 0
         assert app.status.cards[0].offline_left == 10
         assert balance(app, 0) == 14000
+        # the card's own screen agrees with its status after the sync (issue #14)
+        await until(pilot, lambda: card_lines(app, 0)[0] == "Synced", "card screen after sync")
+        assert card_lines(app, 0) == ("Synced", "Balance 140.00", "Offline left 10")
 
     run_ui(scenario, ledger=True)
 

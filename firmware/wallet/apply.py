@@ -91,4 +91,14 @@ def handle(app, p1, p2, data):
         else:
             new.pop(st.S_PURSES, None)
     app.commit(new)
+    if fields.UPD_SYNCED_COUNTER in u:  # the screen says what the card now is (issue #14)
+        from .app import money
+
+        app.show(
+            [
+                "Synced",
+                "Balance " + money(new[st.S_BALANCE]),
+                "Offline left " + str(app.offline_left(new)),
+            ]
+        )
     return b""

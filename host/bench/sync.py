@@ -72,8 +72,10 @@ def _pos_sync(n_records: int, baud: int | None) -> dict[str, Any]:
     clock = SimClock(pv.T0)
     link = DirectLink(None)
     pos, _ = pv.make_pos(issuer, 1, clock, link, seed=99)
-    with LoopbackLedger.on_sqlite(root / "ledger.db", issuer, log_level="error") as server, \
-            server.client() as lc:
+    with (
+        LoopbackLedger.on_sqlite(root / "ledger.db", issuer, log_level="error") as server,
+        server.client() as lc,
+    ):
         lc.deposit("bench", 10**9, "bench")
         info = cbor.decode(pos.process(proto.build_command(0x80, 0xCA, 0, 0))[:-2])
         lc.register(info[proto.INFO_CERT])
@@ -101,8 +103,12 @@ def _pos_sync(n_records: int, baud: int | None) -> dict[str, Any]:
     return {"sync_s": dt, "frames": res.link["requests"], "kib_in": res.link["bytes_in"] / 1024}
 
 
-def section(records: tuple[int, ...] = DEFAULT_RECORDS, baud: int | None = None,
-            repeat: int = 3, quick: bool = False) -> dict[str, Any]:
+def section(
+    records: tuple[int, ...] = DEFAULT_RECORDS,
+    baud: int | None = None,
+    repeat: int = 3,
+    quick: bool = False,
+) -> dict[str, Any]:
     if quick:
         records, repeat = (20,), 1
     opts = "".join(f" --records {n}" for n in records) if records != DEFAULT_RECORDS else ""
@@ -113,48 +119,80 @@ def section(records: tuple[int, ...] = DEFAULT_RECORDS, baud: int | None = None,
     sec["line"] = f"at {baud} baud" if baud else "unpaced pty"
     trips = [_round_trips(baud, scale=10 if quick else 1) for _ in range(repeat)]
     sec["round_trips"] = [
-        {"what": first["what"], "n": first["n"],
-         "per_s": report.spread([run[i]["per_s"] for run in trips], 0),
-         "ms": report.spread([1e3 / run[i]["per_s"] for run in trips], 3)}
+        {
+            "what": first["what"],
+            "n": first["n"],
+            "per_s": report.spread([run[i]["per_s"] for run in trips], 0),
+            "ms": report.spread([1e3 / run[i]["per_s"] for run in trips], 3),
+        }
         for i, first in enumerate(trips[0])
     ]
     rows = []
     for n in records:
         runs = [_pos_sync(n, baud) for _ in range(repeat)]
-        rows.append({
-            "records": n,
-            "sync_s": report.spread([r["sync_s"] for r in runs], 2),
-            "records_per_s": report.spread([n / r["sync_s"] for r in runs], 0),
-            "frames": runs[0]["frames"],
-            "kib_from_device": round(runs[0]["kib_in"]),
-        })
+        rows.append(
+            {
+                "records": n,
+                "sync_s": report.spread([r["sync_s"] for r in runs], 2),
+                "records_per_s": report.spread([n / r["sync_s"] for r in runs], 0),
+                "frames": runs[0]["frames"],
+                "kib_from_device": round(runs[0]["kib_in"]),
+            }
+        )
     sec["rows"] = rows
     return report.finish(sec)
 
 
 def render(sec: dict[str, Any]) -> str:
-    out = [f"Framed round trips over a pseudo-terminal ({sec['line']}), the device simulator "
-           "answering:", "", "| exchange | round trips/s | each |", "|---|---|---|"]
+    out = [
+        f"Framed round trips over a pseudo-terminal ({sec['line']}), the device simulator "
+        "answering:",
+        "",
+        "| exchange | round trips/s | each |",
+        "|---|---|---|",
+    ]
     for r in sec["round_trips"]:
-        out.append(f"| {r['what']} | {report.fmt_spread(r['per_s'], '/s')} | "
-                   f"{report.fmt_spread(r['ms'], ' ms', fmt=lambda v: f'{v:.2f}')} |")
-    out += ["", f"A full `tapcash sync` of a POS against the loopback ledger ({sec['line']}): "
-            "export, upload, ACK.", "",
-            "| records | sync | records/s | frames | from the device |", "|---|---|---|---|---|"]
+        out.append(
+            f"| {r['what']} | {report.fmt_spread(r['per_s'], '/s')} | "
+            f"{report.fmt_spread(r['ms'], ' ms', fmt=lambda v: f'{v:.2f}')} |"
+        )
+    out += [
+        "",
+        f"A full `tapcash sync` of a POS against the loopback ledger ({sec['line']}): "
+        "export, upload, ACK.",
+        "",
+        "| records | sync | records/s | frames | from the device |",
+        "|---|---|---|---|---|",
+    ]
     for r in sec["rows"]:
-        out.append(f"| {r['records']} | {report.fmt_spread(r['sync_s'], ' s')} | "
-                   f"{report.fmt_spread(r['records_per_s'], '/s')} | {r['frames']} | "
-                   f"{r['kib_from_device']} KiB |")
+        out.append(
+            f"| {r['records']} | {report.fmt_spread(r['sync_s'], ' s')} | "
+            f"{report.fmt_spread(r['records_per_s'], '/s')} | {r['frames']} | "
+            f"{r['kib_from_device']} KiB |"
+        )
     return "\n".join(out) + "\n"
 
 
 @click.command()
-@click.option("--records", type=click.IntRange(1), multiple=True,
-              help="journal records on the POS (repeatable) [default: 100 500 1000]")
-@click.option("--baud", type=click.IntRange(300), default=None,
-              help="pace the device's output like a UART at this rate")
-@click.option("--repeat", type=click.IntRange(1), default=3, show_default=True,
-              help="runs per figure (min/median/max)")
+@click.option(
+    "--records",
+    type=click.IntRange(1),
+    multiple=True,
+    help="journal records on the POS (repeatable) [default: 100 500 1000]",
+)
+@click.option(
+    "--baud",
+    type=click.IntRange(300),
+    default=None,
+    help="pace the device's output like a UART at this rate",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="runs per figure (min/median/max)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
 def command(records: tuple[int, ...], baud: int | None, repeat: int, as_json: bool) -> None:
     """Sync tool over a pseudo-terminal: framed round trips and a full POS sync."""

@@ -3,25 +3,22 @@
 - `FrameLink`: the sync frame protocol (firmware/core/frame.py) through host/sync/transport.py;
   the tapcash firmware's own sync pump answers (a deployed board after reset, or
   sim/device/serial_pty.py).
-- `ReplLink`: the board's MicroPython raw REPL; each APDU is one exec of the firmware's
-  `process()` on the board, the app built on the same HAL pieces `firmware/main.py` uses (flash
-  under /data, the board's RNG and clock), so what provisioning writes is what the firmware reads
-  when it starts. For a board with the firmware deployed whose main loop is not running.
+- `ReplLink`: the board's MicroPython raw REPL (mpremote's serial transport); each APDU is one
+  exec of the firmware's `process()` on the board, the app built on the same HAL pieces
+  `firmware/main.py` uses (flash under /data, the board's RNG and clock), so what provisioning
+  writes is what the firmware reads when it starts. For a board with the firmware deployed
+  whose main loop is not running.
 """
 
 from __future__ import annotations
 
 import binascii
-import time
 from types import TracebackType
-
-import serial
 
 from tapcash.host.sync.transport import SerialTransport
 
-from .errors import DeviceError, NoAnswer, NotADevice, NotMicroPython
-from .ports import open_serial
-from .repl import PROBE_TIMEOUT_S, RAW_BANNER, _not_micropython_text
+from .errors import DeviceError, NoAnswer, NotADevice
+from .repl import raw_repl, repl_exec
 
 FRAME_TIMEOUT_S = 5.0  # PERSO FINISH verifies a signature: ~1 s on an ESP32
 FIRST_TIMEOUT_S = 1.5  # the first request (SELECT): is anything there at all
@@ -90,17 +87,16 @@ print('TCREADY', _tc_cfg['role'])
 
 
 class ReplLink:
-    """APDUs through the raw REPL of a board with the tapcash firmware deployed."""
+    """APDUs through the raw REPL of a board with the tapcash firmware deployed (mpremote's
+    serial transport, repl.raw_repl)."""
 
     def __init__(self, port: str, baud: int = 115200, timeout_s: float = REPL_TIMEOUT_S) -> None:
         self.port = port
         self.timeout_s = timeout_s
-        self._cm = open_serial(port, baud)
-        self._ser: serial.Serial = self._cm.__enter__()
-        self._pending = bytearray()
+        self._cm = raw_repl(port, baud)
+        self._t = self._cm.__enter__()
         try:
-            self._enter_raw()
-            out, err = self._exec(_REPL_SETUP)
+            out, err = repl_exec(self._t, port, _REPL_SETUP, timeout_s)
             if err or "TCREADY" not in out:
                 raise NotADevice(
                     f"the tapcash firmware does not start at the REPL on {port} (deployed? "
@@ -110,70 +106,21 @@ class ReplLink:
             self.close()
             raise
 
-    def _read_until(self, marker: bytes, timeout_s: float) -> bytes:
-        """Bytes up to and including `marker`; what came after it stays for the next read."""
-        buf = self._pending
-        deadline = time.monotonic() + timeout_s
-        while True:
-            i = buf.find(marker)
-            if i >= 0:
-                out = bytes(buf[: i + len(marker)])
-                self._pending = buf[i + len(marker) :]
-                return out
-            if time.monotonic() >= deadline:
-                break
-            chunk = self._ser.read(max(1, self._ser.in_waiting))
-            if chunk:
-                buf += chunk
-        self._heard = bytes(buf)
-        self._pending = bytearray()
-        raise NotMicroPython(
-            f"the MicroPython REPL on {self.port} stopped answering: {bytes(buf[-120:])!r}"
-        )
-
-    def _enter_raw(self) -> None:
-        self._ser.write(b"\r\x03\x03")
-        time.sleep(0.1)
-        self._ser.reset_input_buffer()
-        self._pending = bytearray()
-        self._ser.write(b"\r\x01")
-        try:
-            self._read_until(RAW_BANNER, PROBE_TIMEOUT_S)
-        except NotMicroPython:
-            raise NotMicroPython(_not_micropython_text(self.port, self._heard)) from None
-
-    def _exec(self, code: str) -> tuple[str, str]:
-        """Run code in the raw REPL: (output, error output)."""
-        data = code.encode()
-        for i in range(0, len(data), 256):
-            self._ser.write(data[i : i + 256])
-        self._ser.write(b"\x04")
-        self._read_until(b"OK", self.timeout_s)
-        out = self._read_until(b"\x04", self.timeout_s)[:-1]
-        err = self._read_until(b"\x04", self.timeout_s)[:-1]
-        self._read_until(b">", self.timeout_s)
-        return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
     def transceive(self, apdu: bytes) -> bytes:
         code = (
             f"print('TCR', binascii.hexlify("
             f"_tc_app.process(binascii.unhexlify({apdu.hex()!r}))).decode())"
         )
-        out, err = self._exec(code)
+        out, err = repl_exec(self._t, self.port, code, self.timeout_s)
         for line in out.splitlines():
             if line.startswith("TCR "):
                 return binascii.unhexlify(line[4:].strip())
         raise DeviceError(f"the firmware on {self.port} failed on an APDU: {err.strip()[-500:]}")
 
     def close(self) -> None:
-        ser = getattr(self, "_ser", None)
-        if ser is not None:
-            try:
-                ser.write(b"\x02")  # back to the friendly REPL
-            except (OSError, serial.SerialException):
-                pass
-            self._ser = None  # type: ignore[assignment]
-            self._cm.__exit__(None, None, None)
+        cm, self._cm = getattr(self, "_cm", None), None
+        if cm is not None:
+            cm.__exit__(None, None, None)
 
     def __enter__(self) -> ReplLink:
         return self

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import glob
 import grp
 import os
 import stat
@@ -22,34 +21,28 @@ import serial
 
 from .errors import NoPort, NoSuchPort, PortBusy, PortError, PortPermission
 
-# USB-serial bridges boards use (CP210x, CH34x, FTDI: ttyUSB; native USB CDC: ttyACM) and the
-# macOS names of the same.
-CANDIDATE_GLOBS = (
-    "/dev/ttyUSB*",
-    "/dev/ttyACM*",
-    "/dev/cu.usbserial*",
-    "/dev/cu.SLAB_USBtoUART*",
-    "/dev/cu.usbmodem*",
-    "/dev/cu.wchusbserial*",
-)
 LOCK_DIRS = ("/var/lock", "/run/lock")  # UUCP lock files (minicom, picocom): LCK..ttyUSB0
 
 
-def candidate_ports() -> list[str]:
-    """Serial ports that look like a board on USB, sorted."""
-    found: set[str] = set()
-    for pattern in CANDIDATE_GLOBS:
-        found.update(glob.glob(pattern))
-    return sorted(found)
+def candidate_ports() -> list[tuple[str, str]]:
+    """(path, description) of the serial ports that look like a board: those on USB (a
+    USB-serial bridge, CP210x, CH34x, FTDI, or native USB CDC), as pyserial's
+    `serial.tools.list_ports` finds them (sysfs on Linux, IOKit on macOS), sorted by path."""
+    from serial.tools import list_ports
+
+    found = {p.device: p.description for p in list_ports.comports() if p.vid is not None}
+    return sorted(found.items())
 
 
 def describe_candidates() -> str:
     ports = candidate_ports()
     if ports:
-        return "serial ports found: " + ", ".join(ports)
+        return "serial ports found: " + ", ".join(
+            f"{dev} ({what})" if what and what != "n/a" else dev for dev, what in ports
+        )
     return (
-        "no /dev/ttyUSB* or /dev/ttyACM* found: is the board plugged in with a data cable "
-        "(and its USB-serial driver loaded)?"
+        "no USB serial port found (/dev/ttyUSB*, /dev/ttyACM*): is the board plugged in with a "
+        "data cable (and its USB-serial driver loaded)?"
     )
 
 

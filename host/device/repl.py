@@ -1,23 +1,32 @@
-"""Talking to a MicroPython board's REPL: a quick probe with pyserial (is MicroPython there, which
-version, which .mpy it loads) and mpremote as a subprocess for everything else.
+"""Talking to a MicroPython board's REPL through mpremote: its serial transport in process
+(`raw_repl`: the probe, and the provisioning link in links.py) and mpremote as a subprocess for
+file work (deploy).
 
-The probe is ours, with a short timeout, so a board without MicroPython is reported in seconds
-with what it said instead; mpremote would wait 10 s and print a raw-REPL traceback.
+`raw_repl` enters the raw REPL itself, with a short timeout and without a soft reset, so a board
+without MicroPython is reported in seconds with what it said (mpremote's own enter_raw_repl
+waits 10 s and prints the bytes); from then on mpremote's transport does the framing
+(raw-paste when the board has it, exec, follow).
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .errors import DeviceError, NotMicroPython, PortBusy, PortPermission, ToolError
-from .ports import open_serial
+from .errors import DeviceError, NotMicroPython, PortBusy, PortError, PortPermission, ToolError
+from .ports import check_port
 
-RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+if TYPE_CHECKING:
+    from mpremote.transport_serial import SerialTransport
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"  # then the ">" prompt, which exec reads
 PROBE_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 2.0  # one blocking read of the transport (a pty is read without in_waiting)
 MPREMOTE_TIMEOUT_S = 600.0
 
 # sys.implementation._mpy bits 10..13 -> mpy-cross -march
@@ -27,9 +36,9 @@ MPY_ARCHS = {
 }  # fmt: skip
 
 _PROBE = (
-    b"import sys\r\n"
-    b"print('TCPROBE', sys.implementation.name, sys.platform,"
-    b" getattr(sys.implementation, '_mpy', 0), '%d.%d.%d' % sys.implementation.version[:3])\r\n"
+    "import sys\n"
+    "print('TCPROBE', sys.implementation.name, sys.platform,"
+    " getattr(sys.implementation, '_mpy', 0), '%d.%d.%d' % sys.implementation.version[:3])\n"
 )
 
 
@@ -54,44 +63,70 @@ class ReplInfo:
         return f"MicroPython {self.version} on {self.platform} (.mpy v{major}.{sub}{arch})"
 
 
-def _read_until(ser: object, marker: bytes, timeout_s: float) -> bytes:
-    buf = bytearray()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        chunk = ser.read(max(1, ser.in_waiting))  # type: ignore[attr-defined]
-        if chunk:
-            buf += chunk
-            if marker in buf:
-                break
-    return bytes(buf)
+@contextlib.contextmanager
+def raw_repl(
+    port: str, baud: int = 115200, timeout_s: float = PROBE_TIMEOUT_S
+) -> Iterator[SerialTransport]:
+    """mpremote's SerialTransport on `port`, in the raw REPL (no soft reset: the board keeps
+    what it runs and holds); left in the friendly REPL and closed at the end.
+
+    NotMicroPython (with what the device said, if anything) when no raw REPL answers within
+    `timeout_s`; NoSuchPort / PortBusy / PortPermission when the port cannot be opened."""
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        t = SerialTransport(port, baudrate=baud, exclusive=True, timeout=0.05)
+    except TransportError:
+        check_port(port)  # says why: missing, busy, forbidden
+        raise PortError(f"cannot open {port}") from None
+    try:
+        # Ctrl-C twice stops a program (the tapcash firmware's sync pump takes a chunk of REPL
+        # control bytes as a break too), then Ctrl-A enters the raw REPL.
+        t.serial.write(b"\r\x03\x03")
+        time.sleep(0.1)
+        t.serial.reset_input_buffer()
+        t.serial.write(b"\r\x01")
+        said = t.read_until(1, RAW_BANNER, timeout=timeout_s, timeout_overall=timeout_s)
+        if not said.endswith(RAW_BANNER):
+            raise NotMicroPython(_not_micropython_text(port, said))
+        t.in_raw_repl = True
+        t.serial.timeout = READ_TIMEOUT_S
+        yield t
+    finally:
+        with contextlib.suppress(OSError):  # serial.SerialException is an OSError
+            t.exit_raw_repl()  # back to the friendly REPL
+        with contextlib.suppress(OSError):
+            t.close()
+
+
+def repl_exec(t: SerialTransport, port: str, code: str, timeout_s: float) -> tuple[str, str]:
+    """Run `code` in the raw REPL: (output, error output) as text; NotMicroPython when the
+    board stops answering within `timeout_s` (between bytes)."""
+    from mpremote.transport import TransportError
+
+    try:
+        out, err = t.exec_raw(code, timeout=timeout_s)
+    except TransportError as e:
+        raise NotMicroPython(f"the MicroPython REPL on {port} stopped answering ({e})") from None
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def probe(port: str, baud: int = 115200, timeout_s: float = PROBE_TIMEOUT_S) -> ReplInfo:
     """Interrupt whatever runs, enter the raw REPL, ask who it is, leave it in the friendly REPL.
 
     NotMicroPython (with what the device said, if anything) when no raw REPL answers."""
-    with open_serial(port, baud) as ser:
-        # Ctrl-C twice stops a program (the tapcash firmware's sync pump takes a chunk of REPL
-        # control bytes as a break too), then Ctrl-A enters the raw REPL.
-        ser.write(b"\r\x03\x03")
-        time.sleep(0.1)
-        ser.reset_input_buffer()
-        ser.write(b"\r\x01")
-        said = _read_until(ser, RAW_BANNER, timeout_s)
-        if RAW_BANNER not in said:
-            raise NotMicroPython(_not_micropython_text(port, said))
-        ser.write(_PROBE + b"\x04")
-        answer = _read_until(ser, b"\x04>", timeout_s)
-        ser.write(b"\x02")  # back to the friendly REPL
-        for line in answer.decode("utf-8", "replace").splitlines():
-            if "TCPROBE " in line:
-                parts = line.split("TCPROBE ", 1)[1].split()
-                if len(parts) == 4 and parts[2].isdigit():
-                    return ReplInfo(parts[0], parts[1], int(parts[2]), parts[3])
-        raise NotMicroPython(
-            f"the device on {port} has a raw REPL but did not answer a Python probe: "
-            f"{answer[:200]!r}"
-        )
+    with raw_repl(port, baud, timeout_s) as t:
+        answer, err = repl_exec(t, port, _PROBE, timeout_s)
+    for line in answer.splitlines():
+        if "TCPROBE " in line:
+            parts = line.split("TCPROBE ", 1)[1].split()
+            if len(parts) == 4 and parts[2].isdigit():
+                return ReplInfo(parts[0], parts[1], int(parts[2]), parts[3])
+    raise NotMicroPython(
+        f"the device on {port} has a raw REPL but did not answer a Python probe: "
+        f"{(answer + err)[:200]!r}"
+    )
 
 
 def _not_micropython_text(port: str, said: bytes) -> str:

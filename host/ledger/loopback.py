@@ -42,9 +42,15 @@ STOP_TIMEOUT_S = 10.0
 class LoopbackLedger:
     """One Ledger served over real HTTP on 127.0.0.1:<free port> until `stop()`."""
 
-    def __init__(self, ledger: Ledger, token: str | None = None, *,
-                 db: Database | None = None, name: str = "ledger",
-                 log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        token: str | None = None,
+        *,
+        db: Database | None = None,
+        name: str = "ledger",
+        log_level: str = "warning",
+    ) -> None:
         import uvicorn
 
         from .app import create_app
@@ -59,16 +65,25 @@ class LoopbackLedger:
         self._sock = sock
         self.port: int = sock.getsockname()[1]
         self.url = f"http://{HOST}:{self.port}"
-        config = uvicorn.Config(create_app(ledger, self.token), log_level=log_level,
-                                access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            create_app(ledger, self.token), log_level=log_level, access_log=False, lifespan="off"
+        )
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                        daemon=True, name=name)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name=name
+        )
 
     @classmethod
-    def on_sqlite(cls, path: str | Path, issuer: Issuer, token: str | None = None, *,
-                  clock: Callable[[], float] | None = None, pool_size: int | None = None,
-                  **kw: Any) -> LoopbackLedger:
+    def on_sqlite(
+        cls,
+        path: str | Path,
+        issuer: Issuer,
+        token: str | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        pool_size: int | None = None,
+        **kw: Any,
+    ) -> LoopbackLedger:
         """A fresh (or existing) SQLite ledger at `path`, migrated, on `clock` (default: time)."""
         from .db import Database
         from .migrations import migrate
@@ -103,8 +118,9 @@ class LoopbackLedger:
     def __enter__(self) -> LoopbackLedger:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

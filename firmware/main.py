@@ -62,78 +62,34 @@ class SyncPump:
         return True
 
 
-class PushbackKeys:
-    """hal.Keys wrapper that can hand a key it already read back to the next get_key()."""
-
-    def __init__(self, keys):
-        self.keys = keys
-        self._back = None
-
-    def push(self, key):
-        self._back = key
-
-    def get_key(self, timeout_ms):
-        k = self._back
-        if k is not None:
-            self._back = None
-            return k
-        return self.keys.get_key(timeout_ms)
-
-
 def run_wallet(pn532, app, sync=None, stop=None, rng=None, session_timeout_ms=30000, poll_ms=5):
-    """The card: emulate an ISO-DEP card for every tap, serve the sync tool in between.
-    Returns the number of taps served (when `stop()` ends the loop)."""
-    from .hal.pn532_card import serve_card
+    """The card (wallet/loop.py): every tap served, the sync tool in between."""
+    from .wallet import loop
 
-    pn532.begin()
-    return serve_card(pn532, app, stop=stop, idle=sync.poll if sync is not None else None,
-                      rng=rng, session_timeout_ms=session_timeout_ms, poll_ms=poll_ms)  # fmt: skip
+    return loop.run(pn532, app, idle=sync.poll if sync is not None else None, stop=stop,
+                    rng=rng, session_timeout_ms=session_timeout_ms, poll_ms=poll_ms)  # fmt: skip
 
 
 def run_pos(app, link, keys, sync=None, stop=None, card_timeout_ms=20000, poll_ms=50):
-    """The terminal: amount on the keypad, wait for a card, take the payment, release the card.
-    `keys` is the PushbackKeys that is also app.hal.keys. Returns the list of results."""
-    from .hal import ticks_add
-    from .pos.pay import format_amount
+    """The terminal (pos/loop.py): amount on the keypad, wait for a card, take the payment,
+    release the card; the sync tool while idle. `keys` is the pos.loop.PushbackKeys that is
+    also app.hal.keys, `link` app.hal.link. Returns the list of results."""
+    from .pos.loop import Terminal
 
-    hal = app.hal
     link.pn532.begin()
     link.setup()
     app.power_on()
-    results = []
-    while stop is None or not stop():
-        hal.display.show(["Ready", "Enter amount"])
-        key = None
-        while key is None:  # idle: serve sync frames until the first key
-            if stop is not None and stop():
-                return results
-            if sync is not None:
-                sync.poll()
-            key = keys.get_key(poll_ms)
-        keys.push(key)
-        amount = app.read_amount()
-        if amount is None:
-            continue
-        reason = app.precheck(amount)
-        if reason is not None:
-            hal.display.show(["Declined", str(reason)])
-            hal.signal.fail()
-            continue
-        hal.display.show(["Pay " + format_amount(amount), "Tap card", "* cancel"])
-        deadline = ticks_add(ticks_ms(), card_timeout_ms)
-        card = None
-        while card is None and ticks_diff(deadline, ticks_ms()) > 0:
-            card = link.wait_card(poll_ms * 4)
-            if card is None and keys.get_key(1) == "*":
-                break
-        if card is None:
-            hal.display.show(["Cancelled"])
-            continue
-        try:
-            results.append(app.take_payment(amount))
-        finally:
-            link.release()
-    return results
+    idle = sync.poll if sync is not None else None
+    return Terminal(app, keys, idle, poll_ms, card_timeout_ms).run(stop)
+
+
+def wallet_config(cfg):
+    """The wallet's config from board.json: its "config", and visual when the profile lists
+    the "visual" capability (a display alone does not make a visual card)."""
+    out = dict(cfg.get("config") or {})
+    if "visual" in cfg["profile"].get("capabilities", ()):
+        out.setdefault("visual", True)
+    return out
 
 
 def run(path=BOARD_JSON):
@@ -152,10 +108,11 @@ def run(path=BOARD_JSON):
         if role == "wallet":
             from .wallet.app import WalletApp
 
-            app = WalletApp(hal, cfg.get("config"))
+            app = WalletApp(hal, wallet_config(cfg))
             run_wallet(board.pn532(), app, SyncPump(port, app), rng=hal.rng.random)
         else:
             from .pos.app import PosApp
+            from .pos.loop import PushbackKeys
 
             keys = PushbackKeys(hal.keys)
             hal.keys = keys

@@ -16,7 +16,8 @@ from pn532_helpers import Background, wire
 
 from tapcash.firmware.core import frame, proto
 from tapcash.firmware.hal.pn532_reader import PN532ReaderLink
-from tapcash.firmware.main import PushbackKeys, SyncPump, run_pos, run_wallet
+from tapcash.firmware.main import SyncPump, run_pos, run_wallet
+from tapcash.firmware.pos.loop import PushbackKeys
 from tapcash.sim.device.provision import make_pair
 from tapcash.sim.nfc.pn532 import RfField, SimCard, SimReaderLink
 

@@ -137,8 +137,11 @@ def test_info_fields_and_balance_visibility():
     assert card.info()[P.INFO_BALANCE] == 4900
     assert len(card.ok(0x80, P.INS_GET_INFO)) <= 255  # fits a short APDU response
     assert len(env) <= 255
-    visual = Card(display=Screen())
+    visual = Card(display=Screen(), config={"visual": True})
     assert visual.info()[P.INFO_BALANCE] == 0
+    # a screen alone does not make a visual card: the capability is configured (main.py takes it
+    # from the board profile's "capabilities"), never guessed from the display
+    assert P.INFO_BALANCE not in Card(display=Screen()).info()
 
 
 # ---- PIN -----------------------------------------------------------------------------------
@@ -625,7 +628,7 @@ def test_load_exactly_once_and_balance_cap():
 
 def test_visual_card_shows_amount_balance_and_offline_uses():
     screen = Screen()
-    card = Card(display=screen)
+    card = Card(display=screen, config={"visual": True})
     card.load(1, 2500)
     assert screen.shown[-1] == ["Loaded 25.00", "Balance 25.00", "Offline left 10"]
     card.pay(105)
@@ -1072,3 +1075,14 @@ def test_blank_flash_directory(tmp_path):
     card.boot()
     card.select()
     assert card.ok(0x80, P.INS_GET_LAST) == env
+
+
+def test_a_board_profile_with_the_visual_capability_makes_a_visual_card() -> None:
+    from tapcash.boards.profile import load_profile
+    from tapcash.firmware.main import wallet_config
+
+    visual = {"role": "wallet", "profile": load_profile("devkitc-pn532-visual-wallet")}
+    plain = {"role": "wallet", "profile": load_profile("devkitc-pn532-wallet"), "config": {"x": 1}}
+    assert wallet_config(visual) == {"visual": True}
+    assert wallet_config(plain) == {"x": 1}
+    assert wallet_config({**visual, "config": {"visual": False}}) == {"visual": False}

@@ -1,57 +1,52 @@
-# The POS (terminal) app.
+# The POS (terminal) app: its state, life cycle and commits, and its two faces.
 #
-# Two faces:
 #   - reader side (NFC): `take_payment(amount)` runs the payment flow of docs/PROTOCOL.md §4
-#     over hal.link (pay.py), `read_amount()` / `sale()` take the amount from the keypad;
-#   - device side (serial, sync tool): `process(apdu)` answers GET INFO, EXPORT, ACK, APPLY and
-#     PERSO (§3.4). `process` only dispatches: one module per command, imported on first use.
+#     over hal.link (pay.py); `precheck`, `read_amount` (keypad.py) serve the sale loop, which
+#     is pos/loop.py (Terminal: firmware/main.py and the simulator's checkout drive it);
+#   - device side (serial, sync tool): `process(apdu)` answers SELECT, GET INFO, EXPORT, ACK,
+#     APPLY and PERSO (§3.4). `process` only dispatches, as the wallet's does: a table keyed
+#     by the INS constants names one handler module per command (the same names as the
+#     wallet's), imported when its command comes and released after it on a fixed heap.
 #
 # Every command error is a status word with the persistent state unchanged; hal.PowerCut
 # (the simulator's power cut) always propagates: the app object is dead after it, a new one
 # on the same flash recovers in power_on().
 from ..core import apdu, envelope, fields
 from ..core.hal import PowerCut
-from ..core.runtime import collect
+from ..core.runtime import collect, release, resident
 from ..core.storage import Journal, StateStore
+from ..core.units import now
 from . import state as st
+from .certs import CertCache
 
 CERT_CACHE_ENTRIES = 8
+_PKG = __name__[: __name__.rfind(".") + 1]  # "firmware.pos."
 
 
-def _handler(cla, ins):
-    if cla == apdu.CLA_ISO:
-        if ins == apdu.INS_SELECT:
-            from . import cmd_info as m
+# INS -> (CLA, handler module): one module per command, named as the wallet's, imported when
+# its command comes and released after it on a fixed heap. P1 P2 must be 00 00 except for
+# SELECT, whose handler checks them.
+_ROUTES = {
+    apdu.INS_SELECT: (apdu.CLA_ISO, "select_app"),
+    apdu.INS_GET_INFO: (apdu.CLA_PROP, "get_info"),
+    apdu.INS_EXPORT: (apdu.CLA_PROP, "export"),
+    apdu.INS_ACK: (apdu.CLA_PROP, "ack"),
+    apdu.INS_APPLY: (apdu.CLA_PROP, "apply"),
+    apdu.INS_PERSO_KEYGEN: (apdu.CLA_PROP, "perso_keygen"),
+    apdu.INS_PERSO_FINISH: (apdu.CLA_PROP, "perso_finish"),
+}
 
-            return m.select
-    elif cla == apdu.CLA_PROP:
-        if ins == apdu.INS_GET_INFO:
-            from . import cmd_info as m
 
-            return m.get_info
-        if ins == apdu.INS_EXPORT:
-            from . import cmd_export as m
-
-            return m.handle
-        if ins == apdu.INS_ACK:
-            from . import cmd_ack as m
-
-            return m.handle
-        if ins == apdu.INS_APPLY:
-            from . import cmd_apply as m
-
-            return m.handle
-        if ins == apdu.INS_PERSO_KEYGEN:
-            from . import cmd_perso as m
-
-            return m.keygen
-        if ins == apdu.INS_PERSO_FINISH:
-            from . import cmd_perso as m
-
-            return m.finish
-    else:
+def _route(cla, ins, p1, p2):
+    """The handler module name of a command, or the ApduError that refuses it."""
+    if cla != apdu.CLA_ISO and cla != apdu.CLA_PROP:
         raise apdu.ApduError(apdu.SW_CLA)
-    raise apdu.ApduError(apdu.SW_INS)
+    r = _ROUTES.get(ins)
+    if r is None or r[0] != cla:
+        raise apdu.ApduError(apdu.SW_INS)
+    if (p1 or p2) and ins != apdu.INS_SELECT:
+        raise apdu.ApduError(apdu.SW_WRONG_P1P2)
+    return r[1]
 
 
 class PosApp:
@@ -70,6 +65,7 @@ class PosApp:
         self.journal = None
         self.certs = None
         self.on = False
+        self._resident = resident(_PKG)  # command and payment modules imported later go
 
     # ---- life cycle --------------------------------------------------------------------
     def power_on(self):
@@ -90,8 +86,6 @@ class PosApp:
 
     def _derive(self):
         """RAM-only views of the config store (never persisted separately)."""
-        from .certs import CertCache
-
         cf = self.cf
         self.config = st.effective_config(self.base_config, cf.get(st.C_CONFIG))
         self.certs = CertCache(CERT_CACHE_ENTRIES)
@@ -200,8 +194,7 @@ class PosApp:
         return self.hot_payments() >= self.config[fields.CFG_HOT_MAX_PAYMENTS]
 
     def now(self):
-        clock = self.hal.clock
-        return clock.now() if clock is not None else 0
+        return now(self.hal.clock)
 
     def sign(self, tag, body):
         return envelope.seal(tag, body, self.cf[st.C_SEED])
@@ -210,15 +203,18 @@ class PosApp:
     def process(self, command):
         """One command APDU in, one response APDU (data || SW) out. Never raises, except
         hal.PowerCut."""
+        release(_PKG, self._resident)  # the reader flow's modules, when a sale ran last
         collect()  # the last command's garbage goes before this one's long-lived objects
         try:
             if not self.on:
                 self.power_on()
             cla, ins, p1, p2, data, _le = apdu.parse_command(command)
-            handler = _handler(cla, ins)
-            if (p1 or p2) and ins != apdu.INS_SELECT:
-                raise apdu.ApduError(apdu.SW_WRONG_P1P2)
-            return apdu.response(handler(self, p1, p2, data) or b"")
+            name = _route(cla, ins, p1, p2)
+            try:
+                out = __import__(_PKG + name, None, None, ("handle",)).handle(self, p1, p2, data)
+            finally:  # its modules go: the next command (or payment) has their heap
+                release(_PKG, self._resident)
+            return apdu.response(out or b"")
         except apdu.ApduError as e:
             return apdu.response(b"", e.sw)
         except PowerCut:
@@ -231,6 +227,9 @@ class PosApp:
             return apdu.response(b"", apdu.SW_INTERNAL)
 
     # ---- reader side ---------------------------------------------------------------------
+    # The reader flow (pay.py, and rules.py / keypad.py when a sale needs them) is imported
+    # at the first sale and stays for the next ones; the first serial command releases it
+    # (a sync does not need it, and its EXPORT needs the room).
     def precheck(self, amount):
         """Reason the POS would refuse `amount` before any card taps (None: go ahead)."""
         from . import pay

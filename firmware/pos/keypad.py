@@ -1,5 +1,6 @@
 # Number entry on the terminal keypad (hal.Keys): digits, '#' enter, '*' clear (cancel when
 # nothing is typed). Shared by the amount entry and the PIN entry of the payment flow.
+from ..core.units import money
 
 
 def read_digits(hal, title, max_digits, mask=False, timeout_ms=30000, show=None):
@@ -26,9 +27,7 @@ def read_digits(hal, title, max_digits, mask=False, timeout_ms=30000, show=None)
 
 
 def _amount_lines(digits):
-    from .pay import format_amount
-
-    return ["Amount", format_amount(int(digits) if digits else 0)]
+    return ["Amount", money(int(digits) if digits else 0)]
 
 
 def read_amount(hal, timeout_ms=30000):

@@ -12,6 +12,7 @@
 # raises except hal.PowerCut (the simulated power loss).
 from ..core import apdu, cbor, check, envelope, fields
 from ..core.hal import LinkError, PowerCut
+from ..core.units import money
 from . import state as st
 
 APPROVED = "approved"
@@ -61,10 +62,6 @@ class PaymentResult:
             f"PaymentResult({self.status}, {self.reason}, amount={self.amount}, "
             f"counter={self.counter})"
         )
-
-
-def format_amount(amount):
-    return f"{amount // 100}.{amount % 100:02d}"
 
 
 def _card_reason(sw):
@@ -261,7 +258,7 @@ class _Flow:
             if pin is None:
                 from . import keypad
 
-                _show(self.hal, ["Pay " + format_amount(self.amount), "Enter PIN"])
+                _show(self.hal, ["Pay " + money(self.amount), "Enter PIN"])
                 pin = keypad.read_pin(self.hal)
             if not pin:
                 return self.result(DECLINED, "pin_required")
@@ -464,16 +461,16 @@ _MESSAGES = {
 def take_payment(app, amount, pin=None):
     hal = app.hal
     if isinstance(amount, int) and not isinstance(amount, bool):
-        _show(hal, ["Pay " + format_amount(amount), "Tap card"])
+        _show(hal, ["Pay " + money(amount), "Tap card"])
     r = _Flow(app, amount, pin).run()
     if r.approved:
-        lines = ["Approved", format_amount(r.amount)]
+        lines = ["Approved", money(r.amount)]
         if r.recovered:
             lines.append("(earlier tap)")
         if r.earmarked:
-            lines.append("Purse " + format_amount(r.earmarked))
+            lines.append("Purse " + money(r.earmarked))
         if r.balance >= 0:
-            lines.append("Balance " + format_amount(r.balance))
+            lines.append("Balance " + money(r.balance))
         _show(hal, lines)
         _signal(hal, True)
     else:

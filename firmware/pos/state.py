@@ -19,6 +19,7 @@
 # the commit leaves RAM and flash as they were.
 from ..core import apdu, cbor, check, envelope, fields
 from ..core.runtime import const
+from ..core.units import day_of  # noqa: F401 - st.day_of, as before
 
 PHASE_BLANK = const(0)
 PHASE_KEYED = const(1)
@@ -53,8 +54,6 @@ N_WALLET = const(0)
 N_CHALLENGE = const(1)
 N_AMOUNT = const(2)
 N_TIME = const(3)
-
-DAY_S = const(86400)
 
 CF_NAME = "pos.cf"
 RT_NAME = "pos.rt"
@@ -124,10 +123,6 @@ def table_record(table, wallet, counter, day, amount, max_entries):
     while len(out) > max_entries:
         out.pop(0)
     return out
-
-
-def day_of(now):
-    return now // DAY_S
 
 
 # ---- torn-transaction log ------------------------------------------------------------------

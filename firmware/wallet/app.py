@@ -17,30 +17,31 @@
 # error) it is appended again on the next power_on() or before the next record.
 from ..core import apdu, envelope, fields
 from ..core.apdu import ApduError
-from ..core.hal import Display, PowerCut
+from ..core.hal import PowerCut
 from ..core.runtime import collect, release, resident
 from ..core.storage import Journal, StateStore, StorageFull
+from ..core.units import now
 from . import state as st
 
 _PKG = __name__[: __name__.rfind(".") + 1]  # "firmware.wallet."
 
 # INS -> (CLA, P1, P2, handler module). P1/P2 None: not checked.
 _ROUTES = {
-    0xA4: (0x00, 0x04, 0x00, "select_app"),
-    0xCA: (0x80, 0x00, 0x00, "get_info"),
-    0x20: (0x00, 0x00, 0x80, "verify_pin"),
-    0x2C: (0x00, 0x00, 0x80, "reset_retry"),
-    0x50: (0x80, 0x00, 0x00, "pay"),
-    0x52: (0x80, 0x00, 0x00, "receipt"),
-    0x54: (0x80, 0x00, 0x00, "get_last"),
-    0x84: (0x00, 0x00, 0x00, "get_challenge"),
-    0x56: (0x80, 0x00, 0x00, "receive"),
-    0x58: (0x80, 0x00, 0x00, "load"),
-    0x60: (0x80, 0x00, 0x00, "export"),
-    0x62: (0x80, 0x00, 0x00, "ack"),
-    0x64: (0x80, 0x00, 0x00, "apply"),
-    0xE0: (0x80, 0x00, 0x00, "perso_keygen"),
-    0xE2: (0x80, 0x00, 0x00, "perso_finish"),
+    apdu.INS_SELECT: (apdu.CLA_ISO, 0x04, 0x00, "select_app"),
+    apdu.INS_GET_INFO: (apdu.CLA_PROP, 0x00, 0x00, "get_info"),
+    apdu.INS_VERIFY_PIN: (apdu.CLA_ISO, 0x00, 0x80, "verify_pin"),
+    apdu.INS_RESET_RETRY: (apdu.CLA_ISO, 0x00, 0x80, "reset_retry"),
+    apdu.INS_PAY: (apdu.CLA_PROP, 0x00, 0x00, "pay"),
+    apdu.INS_RECEIPT: (apdu.CLA_PROP, 0x00, 0x00, "receipt"),
+    apdu.INS_GET_LAST: (apdu.CLA_PROP, 0x00, 0x00, "get_last"),
+    apdu.INS_CHALLENGE: (apdu.CLA_ISO, 0x00, 0x00, "get_challenge"),
+    apdu.INS_RECEIVE: (apdu.CLA_PROP, 0x00, 0x00, "receive"),
+    apdu.INS_LOAD: (apdu.CLA_PROP, 0x00, 0x00, "load"),
+    apdu.INS_EXPORT: (apdu.CLA_PROP, 0x00, 0x00, "export"),
+    apdu.INS_ACK: (apdu.CLA_PROP, 0x00, 0x00, "ack"),
+    apdu.INS_APPLY: (apdu.CLA_PROP, 0x00, 0x00, "apply"),
+    apdu.INS_PERSO_KEYGEN: (apdu.CLA_PROP, 0x00, 0x00, "perso_keygen"),
+    apdu.INS_PERSO_FINISH: (apdu.CLA_PROP, 0x00, 0x00, "perso_finish"),
 }
 
 JOURNAL_RECORDS = 64  # PROTOCOL.md §6
@@ -56,10 +57,7 @@ class WalletApp:
         self.hal = hal
         self.journal_max = cfg.get("journal_records", JOURNAL_RECORDS)
         self.export_bytes = cfg.get("export_bytes", EXPORT_BYTES)
-        visual = cfg.get("visual")
-        if visual is None:
-            visual = hal.display is not None and type(hal.display) is not Display
-        self.visual = bool(visual)
+        self.visual = bool(cfg.get("visual", False))  # configured: main.py from the profile
         self._state_name = cfg.get("state_name", "wallet")
         self._journal_name = cfg.get("journal_name", "wjournal")
         self.store = None
@@ -176,8 +174,7 @@ class WalletApp:
 
     # ---- helpers for handlers ------------------------------------------------------------
     def now(self):
-        c = self.hal.clock
-        return c.now() if c is not None else 0
+        return now(self.hal.clock)
 
     def sign_payment(self, body_bytes):
         from ..core import cbor, ed25519
@@ -257,8 +254,3 @@ def envelope_bytes(value):
         except ValueError:
             raise ApduError(apdu.SW_WRONG_DATA) from None
     raise ApduError(apdu.SW_WRONG_DATA)
-
-
-def money(amount):
-    """Minor units as text: 1250 -> "12.50" (integers only)."""
-    return str(amount // 100) + "." + ("0" + str(amount % 100))[-2:]

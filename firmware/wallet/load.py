@@ -18,8 +18,8 @@
 from ..core import apdu, cbor, check, envelope, fields
 from ..core import purse as purse_rule
 from ..core.apdu import ApduError
+from ..core.units import money
 from . import state as st
-from .app import money
 
 
 def handle(app, p1, p2, data):

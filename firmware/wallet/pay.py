@@ -21,9 +21,10 @@
 from ..core import apdu, cbor, check, fields
 from ..core.apdu import ApduError
 from ..core.runtime import sha256
+from ..core.units import money
 from . import pin as pin_mod
 from . import state as st
-from .app import decode_map, money
+from .app import decode_map
 
 
 def handle(app, p1, p2, data):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from tapcash.firmware.wallet.app import money
+from tapcash.firmware.core.units import money
 from tapcash.host.output import echo_json
 
 workdir_option = click.option(

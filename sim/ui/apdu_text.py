@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tapcash.firmware.core import proto
+from tapcash.firmware.core import proto, units
 
 INS_NAMES: dict[int, str] = {
     proto.INS_SELECT: "SELECT",
@@ -115,7 +115,5 @@ def reason_text(reason: str) -> str:
 
 
 def money(amount: int) -> str:
-    """Minor units as text: 1250 -> '12.50', -5 -> '-0.05'."""
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    return f"{sign}{amount // 100}.{amount % 100:02d}"
+    """Minor units as text: 1250 -> '12.50', -5 -> '-0.05' (the firmware's own, core/units.py)."""
+    return units.money(amount)

@@ -7,8 +7,9 @@ NFC field between them and (optionally) the real ledger on loopback, driven by a
     co.stop()
 
 The POS and the cards are the unchanged firmware apps (`PosApp`, `WalletApp`) on simulated
-flash, personalised through their own APDUs (`sim.device.provision`). The terminal loop follows the
-board's own (`firmware.main.run_pos`): the first key starts a sale, the firmware reads the
+flash, personalised through their own APDUs (`sim.device.provision`). The terminal loop is the
+POS app's own (`firmware.pos.loop.Terminal`, which `firmware.main.run_pos` drives on a board),
+with this checkout answering its hooks: the first key starts a sale, the firmware reads the
 amount from the keypad (`PosApp.read_amount`), checks it (`precheck`), waits for a card and runs
 `take_payment`, which asks the keypad for a PIN above the card's no-CVM limit. A torn tap keeps
 the sale open until the card is tapped again (the POS's torn log completes it) or '*' cancels.
@@ -32,7 +33,9 @@ from typing import Any
 
 from tapcash.firmware.core import proto
 from tapcash.firmware.core.hal import Hal
+from tapcash.firmware.pos import loop
 from tapcash.firmware.pos.app import PosApp
+from tapcash.firmware.pos.loop import Terminal
 from tapcash.firmware.pos.pay import TORN, PaymentResult
 from tapcash.firmware.wallet import state as wst
 from tapcash.firmware.wallet.app import WalletApp
@@ -60,6 +63,7 @@ from .hal import (
     TraceLink,
 )
 
+VISUAL = {"visual": True}  # the cards are visual cards (their screens show the balance)
 DESK = "desk"  # the ledger account that funds the first loads
 POS_NAME = "pos-1"
 TEAR_COMMANDS = ((0, "SELECT"), (1, "PAY"), (1, "PAY"), (2, "RECEIPT"))  # PAY twice as likely
@@ -230,7 +234,6 @@ class Checkout:
         self.keys: InboxKeys | None = None
         self._thread: threading.Thread | None = None
         self._tmp: str | None = None
-        self._show_ready = True
 
     # ---- driving it ------------------------------------------------------------------------
     def start(self) -> None:
@@ -325,10 +328,12 @@ class Checkout:
             wid = pv.device_id("wallet", n)
             if self.ledger is None:
                 app = pv.provision_wallet(
-                    self.issuer, wid, hal, balance=spec.balance, pin=spec.pin
+                    self.issuer, wid, hal, balance=spec.balance, pin=spec.pin, config=VISUAL
                 )
             else:
-                app = pv.provision_wallet(self.issuer, wid, hal, balance=0, pin=spec.pin)
+                app = pv.provision_wallet(
+                    self.issuer, wid, hal, balance=0, pin=spec.pin, config=VISUAL
+                )
                 cert = pv.select(app)[proto.INFO_CERT]
                 self.ledger.client.register(cert, owner=DESK)
                 if spec.balance:
@@ -385,54 +390,7 @@ class Checkout:
 
     def _loop(self) -> None:
         assert self.pos is not None and self.keys is not None
-        pos = self.pos
-        hal = pos.hal
-        while True:
-            self.amount = 0
-            self._set_phase(IDLE)
-            if self._show_ready:
-                hal.display.show(["Ready", "Enter amount"])
-            key = self.keys.get_key_forever()
-            self.keys.push(key)
-            self._set_phase(AMOUNT)
-            self._tick()
-            amount = pos.read_amount()
-            if amount is None:
-                self._log("info", "sale cancelled")
-                self._show_ready = True
-                continue
-            self._show_ready = False
-            self.amount = amount
-            reason = pos.precheck(amount)
-            if reason is not None:
-                hal.display.show(["Declined", str(reason)])
-                hal.signal.fail()
-                self._log("decline", f"DECLINED {money(amount)} before any tap: "
-                                     f"{reason_text(reason)} [{reason}]")
-                continue
-            self._sale(amount)
-
-    def _sale(self, amount: int) -> None:
-        assert self.pos is not None
-        hal = self.pos.hal
-        hal.display.show(["Pay " + money(amount), "Tap card", "* cancel"])
-        while True:
-            self._set_phase(CARD)
-            card = self._wait_card()
-            if card is None:
-                hal.display.show(["Cancelled"])
-                self._log("info", f"sale of {money(amount)} cancelled")
-                return
-            r = self._pay(card, amount)
-            if r.reason == "pin_wrong" and r.tries_left > 0 and self.field is not None:
-                # a wrong PIN asks again: the card stays in the field, the sale goes on
-                self._log("info", f"wrong PIN, {r.tries_left} tries left: enter it again "
-                                  "(* cancels the sale)")
-                self.field.tap(self.cards[card])
-                self.in_field = card
-                continue
-            if r.status != TORN:
-                return
+        _Terminal(self).run()
 
     def _wait_card(self) -> int | None:
         assert self.keys is not None
@@ -678,3 +636,61 @@ def _info(pos: PosApp) -> dict[int, Any]:
 
 def _command_name(k: int) -> str:
     return {0: "SELECT", 1: "PAY", 2: "RECEIPT"}.get(k, f"command {k}")
+
+
+class _Terminal(Terminal):
+    """The POS app's own loop (firmware/pos/loop.py) with the checkout's card source, phases
+    and log: "Ready" only at the start and after a cancelled amount (a result stays on
+    screen); a torn tap or a wrong PIN (tries left) keeps the sale open for the next tap."""
+
+    ready_each_sale = False
+
+    def __init__(self, co: Checkout) -> None:
+        assert co.pos is not None and co.keys is not None
+        super().__init__(co.pos, co.keys)
+        self.co = co
+
+    def first_key(self, stop: Any) -> str:
+        assert self.co.keys is not None
+        return self.co.keys.get_key_forever()
+
+    def phase(self, name: str) -> None:
+        co = self.co
+        if name == loop.IDLE:
+            co.amount = 0
+            co._set_phase(IDLE)
+        elif name == loop.AMOUNT:
+            co._set_phase(AMOUNT)
+            co._tick()
+        elif name == loop.CARD:
+            co._set_phase(CARD)
+
+    def sale_amount(self, amount: int) -> None:
+        self.co.amount = amount
+
+    def declined(self, amount: int, reason: str) -> None:
+        self.co._log("decline", f"DECLINED {money(amount)} before any tap: "
+                                f"{reason_text(reason)} [{reason}]")  # fmt: skip
+
+    def cancelled(self, amount: int, where: str) -> None:
+        if where == loop.AMOUNT:
+            self.co._log("info", "sale cancelled")
+        else:
+            self.co._log("info", f"sale of {money(amount)} cancelled")
+
+    def wait_card(self, amount: int) -> int | None:
+        return self.co._wait_card()
+
+    def pay(self, card: int, amount: int) -> PaymentResult:
+        return self.co._pay(card, amount)
+
+    def again(self, card: int, r: PaymentResult) -> bool:
+        co = self.co
+        if r.reason == "pin_wrong" and r.tries_left > 0 and co.field is not None:
+            # a wrong PIN asks again: the card stays in the field, the sale goes on
+            co._log("info", f"wrong PIN, {r.tries_left} tries left: enter it again "
+                            "(* cancels the sale)")  # fmt: skip
+            co.field.tap(co.cards[card])
+            co.in_field = card
+            return True
+        return r.status == TORN  # a torn tap: the sale stays open for the card's return

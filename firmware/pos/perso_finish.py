@@ -1,5 +1,5 @@
-# PERSO KEYGEN / PERSO FINISH, POS variant (docs/PROTOCOL.md §3.4): the terminal makes its own
-# key, then receives its certificate, the issuer keys, its config and a first hot list.
+# PERSO FINISH, POS variant (docs/PROTOCOL.md §3.4): after PERSO KEYGEN (perso_keygen.py) the
+# terminal receives its certificate, the issuer keys, its config and a first hot list.
 from ..core import apdu, check, envelope, fields
 from ..core.cert import verify_cert
 from . import state as st
@@ -7,25 +7,7 @@ from . import state as st
 MAX_ISSUERS = 4
 
 
-def keygen(app, p1, p2, data):
-    from ..core import ed25519
-
-    if data:
-        raise apdu.ApduError(apdu.SW_WRONG_LENGTH)
-    phase = app.cf[st.C_PHASE]
-    if phase == st.PHASE_KEYED:
-        return app.cf[st.C_PUB]  # a lost response is retried: same key
-    if phase != st.PHASE_BLANK:
-        raise apdu.ApduError(apdu.SW_CONDITIONS)
-    seed = bytes(app.hal.rng.random(32))
-    if len(seed) != 32:
-        raise apdu.ApduError(apdu.SW_INTERNAL)
-    pub = ed25519.public_key(seed)
-    app.commit_config({st.C_PHASE: st.PHASE_KEYED, st.C_SEED: seed, st.C_PUB: pub})
-    return pub
-
-
-def finish(app, p1, p2, data):
+def handle(app, p1, p2, data):
     cf = app.cf
     if cf[st.C_PHASE] != st.PHASE_KEYED:
         raise apdu.ApduError(apdu.SW_CONDITIONS)

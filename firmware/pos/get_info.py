@@ -1,4 +1,4 @@
-# SELECT and GET INFO on the POS's serial side: the POS INFO map (docs/PROTOCOL.md §3.4).
+# GET INFO on the POS's serial side: the POS INFO map (docs/PROTOCOL.md §3.4).
 from ..core import apdu, cbor, fields
 from . import state as st
 
@@ -24,15 +24,7 @@ def info_map(app):
     }
 
 
-def select(app, p1, p2, data):
-    if p1 != 0x04 or p2 != 0x00:
-        raise apdu.ApduError(apdu.SW_WRONG_P1P2)
-    if data != apdu.AID:
-        raise apdu.ApduError(apdu.SW_NOT_FOUND)
-    return cbor.encode(info_map(app))
-
-
-def get_info(app, p1, p2, data):
+def handle(app, p1, p2, data):
     if data:
         raise apdu.ApduError(apdu.SW_WRONG_LENGTH)
     return cbor.encode(info_map(app))

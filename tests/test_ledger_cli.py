@@ -130,6 +130,15 @@ def test_register_load_and_payroll_all_or_nothing(ledger: Ledger) -> None:
     assert done["total"] == 3500 and [v["number"] for v in done["vouchers"]] == [2, 1]
     assert ledger.balance("owner:payco") == 30000 - 1250 - 3500
     assert ledger.balance(f"wallet:{w1}") == 1250 + 2500
+    st = ledger.json("ledger", "statement", w1)
+    assert [(ln["kind"], ln["amount"], ln["balance"]) for ln in st["lines"]] == [
+        ("load", 1250, 1250), ("payroll", 2500, 3750)]
+    assert st["vouchers_unapplied"] == 3750 and ISO.match(st["lines"][0]["at"])
+    table = ledger.run("ledger", "statement", w1).stdout
+    assert "37.50" in table and "the card should show" in table
+    assert ledger.run("ledger", "statement", w1, "--csv").stdout.splitlines()[1:] == [
+        f"{ln['posting']},{ln['at']},{ln['kind']},{ln['counterparty']},{ln['amount']},"
+        f"{ln['balance']},{ln['ref']}" for ln in st["lines"]]
     # The same reference again, and a file with one bad line: refused whole, nothing posted.
     again = ledger.run("ledger", "payroll", str(csv), "--payer", "payco", "--reference", "p-1",
                        code=1)
@@ -150,6 +159,11 @@ def test_revoke_and_reinstate_reach_the_signed_hot_list(ledger: Ledger) -> None:
     version = int(out.rsplit(" ", 1)[1])
     hot = ledger.api.get("/v1/hotlist").json()
     assert hot["version"] == version and w in hot["revoked"]
+    signed = ledger.json("ledger", "hotlist")  # no token needed: the hot list is public
+    assert signed["version"] == version and w in signed["revoked"]
+    assert signed["signature"].startswith("valid (issuer key ") and ISO.match(signed["issued"])
+    no_token = {k: v for k, v in ledger.env.items() if k != "TAPCASH_LEDGER_TOKEN"}
+    assert w in ledger.run("ledger", "hotlist", env=no_token).stdout
     assert "revoked already" in ledger.run("ledger", "revoke", w).stdout
     dev = ledger.json("ledger", "device", "show", w)
     assert dev["revoked"] is True and ISO.match(dev["revoked_at"])
@@ -197,6 +211,7 @@ BAD = [
     (["fraud", "show", "99"], 1, "no fraud case 99"),
     (["fraud", "show", "0"], 2, "0"),
     (["revoke", "00000000000000ff"], 1, "HTTP 404"),
+    (["statement", "00000000000000ff"], 1, "HTTP 404"),
     (["reinstate", "00000000000000ff"], 1, "HTTP 404"),
 ]
 

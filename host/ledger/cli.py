@@ -36,6 +36,12 @@ COMMANDS: dict[str, Lazy] = {
                    "its next sync."),
     "reinstate": Lazy(f"{_OP}:reinstate", "Take a device off the hot list (a wallet with fraud "
                       "cases only with --force)."),
+    "statement": Lazy("tapcash.host.ledger.books_cli:statement", "One wallet's books: postings "
+                      "with running balance, what is staged, vouchers not yet applied, and what "
+                      "the card should show against what it last reported."),
+    "hotlist": Lazy("tapcash.host.ledger.books_cli:hotlist", "The signed hot list every POS "
+                    "applies: version, when issued, the revoked devices; the issuer's signature "
+                    "checked against the key the ledger publishes."),
     "fraud": Lazy("tapcash.host.ledger.fraud_cli:fraud",
                   "Fraud cases: list them, show one with both proofs decoded."),
 }

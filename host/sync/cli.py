@@ -17,7 +17,7 @@ from tapcash.host.device.errors import (
     ToolError,
     exit_code,
 )
-from tapcash.host.output import echo_json
+from tapcash.host.output import echo_json, money
 
 from .device import EXPORT_PAGE_RECORDS
 from .outbox import Outbox, default_dir
@@ -92,7 +92,7 @@ def _describe(res: Any) -> str:
         )
     st = res.status
     if "balance" in st:
-        lines.append(f"  device: counter {st.get('counter')}, balance {st.get('balance')}")
+        lines.append(f"  device: counter {st.get('counter')}, balance {money(st.get('balance'))}")
     if res.flush:
         f = res.flush
         lines.append(f"  outbox: {f['uploaded']} spooled batches uploaded, {f['left']} left")

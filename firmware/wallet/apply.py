@@ -92,7 +92,7 @@ def handle(app, p1, p2, data):
             new.pop(st.S_PURSES, None)
     app.commit(new)
     if fields.UPD_SYNCED_COUNTER in u:  # the screen says what the card now is (issue #14)
-        from .app import money
+        from ..core.units import money
 
         app.show(
             [

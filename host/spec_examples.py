@@ -130,7 +130,7 @@ class World:
 
     def __init__(self) -> None:
         from tapcash.sim.device import provision as pv
-        from tapcash.sim.device.hal import DirectLink
+        from tapcash.sim.nfc.field import DirectLink
 
         self.pv = pv
         self.pair = pair = pv.make_pair(SEED, balance=20_000)

@@ -20,7 +20,8 @@ from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.loopback import LoopbackLedger
 from tapcash.sim.device import provision as pv
 from tapcash.sim.device.flash import SimFlash
-from tapcash.sim.device.hal import DirectLink, SimClock
+from tapcash.sim.device.hal import SimClock
+from tapcash.sim.nfc.field import DirectLink
 
 OWNER = "alice"
 

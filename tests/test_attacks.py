@@ -16,7 +16,7 @@ from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.issuer import Issuer
 from tapcash.sim.device.flash import SimFlash
-from tapcash.sim.device.hal import DirectLink, SeededRng
+from tapcash.sim.device.hal import SeededRng
 from tapcash.sim.device.provision import (
     T0,
     Pair,
@@ -28,6 +28,7 @@ from tapcash.sim.device.provision import (
     provision_wallet,
     select,
 )
+from tapcash.sim.nfc.field import DirectLink
 
 pytest_plugins = ["protocol_fixtures"]
 

@@ -27,7 +27,7 @@ from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.client import LedgerHTTPError
 from tapcash.sim.device import provision as pv
-from tapcash.sim.device.hal import DirectLink
+from tapcash.sim.nfc.field import DirectLink
 
 books_balance = lw.books_balance
 db_url = lw.db_url

@@ -31,7 +31,8 @@ from tapcash.host.ledger.migrations import migrate
 from tapcash.host.ledger.postings import check_invariant
 from tapcash.host.ledger.service import Ledger
 from tapcash.sim.device import provision as pv
-from tapcash.sim.device.hal import DirectLink, SimClock
+from tapcash.sim.device.hal import SimClock
+from tapcash.sim.nfc.field import DirectLink
 
 TOKEN = "test-operator-token-" + uuid.uuid4().hex
 PG_USERS = ("postgres", "root")

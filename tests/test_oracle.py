@@ -9,8 +9,9 @@ from tapcash.firmware.core.hal import Hal
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.issuer import Issuer
 from tapcash.sim.device.flash import SimFlash
-from tapcash.sim.device.hal import DirectLink, SeededRng
+from tapcash.sim.device.hal import SeededRng
 from tapcash.sim.device.provision import make_pair, make_pos, select
+from tapcash.sim.nfc.field import DirectLink
 from tapcash.sim.run.oracle import Certs, Signed, conflict, verify_proof
 
 

@@ -22,7 +22,6 @@ from tapcash.host.issuer import Issuer
 from tapcash.sim.device.flash import SimFlash
 from tapcash.sim.device.hal import (
     CountingSignal,
-    DirectLink,
     RecordingDisplay,
     ScriptedKeys,
     SeededRng,
@@ -43,6 +42,7 @@ from tapcash.sim.device.provision import (
     select,
     transfer,
 )
+from tapcash.sim.nfc.field import DirectLink
 
 pytest_plugins = ["protocol_fixtures"]
 

@@ -18,7 +18,8 @@ from tapcash.firmware.wallet import state as wst
 from tapcash.host.ledger import programs
 from tapcash.host.ledger.client import LedgerHTTPError
 from tapcash.sim.device import provision as pv
-from tapcash.sim.device.hal import DirectLink, SimClock
+from tapcash.sim.device.hal import SimClock
+from tapcash.sim.nfc.field import DirectLink
 
 books_balance = lw.books_balance
 db_url = lw.db_url

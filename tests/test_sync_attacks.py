@@ -29,7 +29,7 @@ from tapcash.host.ledger.client import IngestResult
 from tapcash.host.sync.ledger_link import LedgerLink
 from tapcash.host.sync.outbox import Batch, Outbox
 from tapcash.sim.device import provision as pv
-from tapcash.sim.device.hal import DirectLink
+from tapcash.sim.nfc.field import DirectLink
 
 SEED = 31
 PAY_INDEX = 1  # command index of PAY within a tap (SELECT 0, PAY 1, RECEIPT 2)

@@ -64,8 +64,9 @@ def _pos_sync(n_records: int, baud: int | None) -> dict[str, Any]:
     from tapcash.host.sync.session import sync_device
     from tapcash.host.sync.transport import SerialTransport
     from tapcash.sim.device import provision as pv
-    from tapcash.sim.device.hal import DirectLink, SimClock
+    from tapcash.sim.device.hal import SimClock
     from tapcash.sim.device.serial_pty import SerialDevice
+    from tapcash.sim.nfc.field import DirectLink
 
     root = Path(tempfile.mkdtemp(prefix="tapcash-bench-"))
     issuer = pv.issuer_from_seed(99)

@@ -1,153 +1,20 @@
-"""In-process HAL objects: the NFC field between a POS and a card, a settable clock, a seeded
-random source, and recording display / keys / signal.
-
-`DirectLink` is the reader side of the field (`hal.Link`): the POS calls `transceive(apdu)`,
-the card object in the field answers through its `process(apdu)`. Faults are injected at the
-byte level, deterministically:
-
-- `tear_at("command", k, n)`: the k-th command of the current tap (0-based, counted from the
-  last `tap()`) breaks after n of its bytes reached the card: the card never sees it.
-- `tear_at("response", k, n)`: the card processes the k-th command, and its response breaks
-  after n bytes: the POS never gets the whole answer.
-
-Either way the POS gets `hal.LinkError` and the card is out of the field until the next
-`tap()` (a card is powered by the field: every tap is a power-on, a new session). A power cut
-on the card's own flash during `process` is a tear too (the card vanished mid-command).
-
-Every exchange is recorded: `transcript` holds (command, response) pairs as the bytes that
-crossed the air (a torn one keeps its prefix), `bytes_on_air` their total.
+"""In-process HAL objects: a settable clock, a seeded random source, and recording display /
+keys / signal. The NFC field between a POS and a card is sim/nfc/field.py (`Field`, and
+`DirectLink`, re-exported here for the code that imported it from this module).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Iterable
 
-from tapcash.firmware.core.hal import Clock, Display, Keys, Link, LinkError, PowerCut, Rng, Signal
+from tapcash.firmware.core.hal import Clock, Display, Keys, Rng, Signal
+from tapcash.sim.nfc.field import DirectLink, Exchange
 
-Direction = Literal["command", "response"]
-
-
-class Card(Protocol):
-    """What sits in the field: the wallet app (or anything answering APDUs)."""
-
-    def power_on(self) -> object: ...
-
-    def process(self, apdu: bytes) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class Exchange:
-    tap: int  # tap number (1 for the first tap)
-    index: int  # command index within the tap
-    command: bytes  # bytes of the command that reached the air
-    response: bytes  # bytes of the response that reached the air
-    torn: Direction | None = None  # where the link broke, if it did
-
-
-class DirectLink(Link):
-    """hal.Link straight into a card object, with tears and a transcript.
-
-    `alter_command(index, apdu) -> apdu` and `alter_response(index, apdu, resp) -> resp`
-    (optional) let a test play a man in the middle: what the card / the POS receives is
-    what they return.
-    """
-
-    def __init__(
-        self,
-        card: Card | None = None,
-        *,
-        alter_command: Callable[[int, bytes], bytes] | None = None,
-        alter_response: Callable[[int, bytes, bytes], bytes] | None = None,
-    ) -> None:
-        self.card = card
-        self.present = card is not None
-        self.alter_command = alter_command
-        self.alter_response = alter_response
-        self.exchanges: list[Exchange] = []
-        self.taps = 1 if card is not None else 0
-        self.index = 0  # commands sent in the current tap
-        self._tear: tuple[Direction, int, int] | None = None
-
-    # ---- the field -----------------------------------------------------------------------
-    def tap(self, card: Card | None = None) -> None:
-        """Bring a card (this one, or the same as before) into the field: power-on, new session."""
-        if card is not None:
-            self.card = card
-        if self.card is None:
-            raise ValueError("no card to tap")
-        self.card.power_on()
-        self.present = True
-        self.taps += 1
-        self.index = 0
-
-    def remove(self) -> None:
-        self.present = False
-
-    # ---- faults --------------------------------------------------------------------------
-    def tear_at(self, direction: Direction, command_index: int, byte_index: int) -> None:
-        """Break the link after `byte_index` bytes of command / response number
-        `command_index` of the current tap. A command tear at or past the command's length
-        means the card got all of it and the response is lost at byte 0; a response tear at
-        or past the response's length does not fire (the whole answer got through)."""
-        if direction not in ("command", "response"):
-            raise ValueError(direction)
-        if command_index < 0 or byte_index < 0:
-            raise ValueError("indexes are >= 0")
-        self._tear = (direction, command_index, byte_index)
-
-    def cancel_tear(self) -> None:
-        self._tear = None
-
-    @property
-    def tear_pending(self) -> bool:
-        return self._tear is not None
-
-    # ---- hal.Link ------------------------------------------------------------------------
-    def transceive(self, apdu: bytes) -> bytes:
-        if not self.present or self.card is None:
-            raise LinkError("no card in the field")
-        k = self.index
-        self.index += 1
-        apdu = bytes(apdu)
-        tear = self._tear if self._tear is not None and self._tear[1] == k else None
-        if tear is not None and tear[0] == "command" and tear[2] < len(apdu):
-            raise self._break(k, apdu[: tear[2]], b"", "command")
-        if tear is not None and tear[0] == "command":
-            tear = ("response", k, 0)
-        received = self.alter_command(k, apdu) if self.alter_command else apdu
-        try:
-            resp = bytes(self.card.process(received))
-        except PowerCut:
-            raise self._break(k, apdu, b"", "response") from None
-        if self.alter_response:
-            resp = bytes(self.alter_response(k, received, resp))
-        if tear is not None and tear[2] < len(resp):
-            raise self._break(k, apdu, resp[: tear[2]], "response")
-        if tear is not None:
-            self._tear = None
-        self.exchanges.append(Exchange(self.taps, k, apdu, resp))
-        return resp
-
-    def _break(self, k: int, cmd: bytes, resp: bytes, where: Direction) -> LinkError:
-        self._tear = None
-        self.present = False
-        self.exchanges.append(Exchange(self.taps, k, cmd, resp, where))
-        return LinkError(f"link torn in the {where} of command {k}")
-
-    # ---- records -------------------------------------------------------------------------
-    @property
-    def transcript(self) -> list[tuple[bytes, bytes]]:
-        return [(e.command, e.response) for e in self.exchanges]
-
-    @property
-    def bytes_on_air(self) -> int:
-        return sum(len(e.command) + len(e.response) for e in self.exchanges)
-
-    def clear_records(self) -> None:
-        self.exchanges = []
+__all__ = [  # DirectLink and Exchange live in sim/nfc/field.py (the one field model)
+    "CountingSignal", "DirectLink", "Exchange", "RecordingDisplay", "ScriptedKeys", "SeededRng",
+    "SimClock",
+]
 
 
 class SimClock(Clock):

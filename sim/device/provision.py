@@ -23,7 +23,8 @@ from tapcash.host.device.apdu import AppLink
 from tapcash.host.device.provision import personalise
 from tapcash.host.issuer import YEAR_S, Issuer
 from tapcash.sim.device.flash import SimFlash
-from tapcash.sim.device.hal import DirectLink, SeededRng, SimClock
+from tapcash.sim.device.hal import SeededRng, SimClock
+from tapcash.sim.nfc.field import DirectLink
 
 T0 = 1_800_000_000  # 2027-01-15, the default simulated "now"
 PIN = b"1234"

@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - manual use
     from tapcash.firmware.core import proto
     from tapcash.host.issuer import Issuer
     from tapcash.sim.device import provision as pv
-    from tapcash.sim.device.hal import DirectLink, SimClock
+    from tapcash.sim.device.hal import SimClock
+    from tapcash.sim.nfc.field import DirectLink
 
     ap = argparse.ArgumentParser(prog="python -m tapcash.sim.device.serial_pty")
     ap.add_argument("--issuer-key", required=True, help="issuer key file (tapcash issuer init)")

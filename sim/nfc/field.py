@@ -3,10 +3,24 @@ and account for the time the card spends in the field.
 
 `Field` is the reader side (`hal.Link`) a POS app transceives through; the card in it is
 anything with `power_on()` and `process(apdu)` (a `sim.device.build.Device`, or a firmware app).
-Tears follow `sim.device.hal.DirectLink`: `tear("command", k, n)` breaks the k-th command of the
-current tap after n of its bytes (the card never sees it); `tear("response", k, n)` lets the
-card process command k and breaks its answer after n bytes. A power cut of the card's flash
-during a command is a tear too. After a tear the card is out of the field until the next tap.
+It is the simulator's one NFC field: the scenario runner, the checkout of `tapcash sim ui`, the
+tests' POS-and-card pairs (`DirectLink`, below: the same field keeping every exchange) all
+use it. Faults are injected at the byte level, deterministically:
+
+- `tear("command", k, n)`: the k-th command of the current tap (0-based, counted from the
+  last `tap()`) breaks after n of its bytes reached the card: the card never sees it. At or
+  past the command's length the card got all of it and its response is lost at byte 0.
+- `tear("response", k, n)`: the card processes the k-th command, and its response breaks
+  after n bytes: the POS never gets the whole answer (at or past its length: no tear).
+
+Either way the POS gets `hal.LinkError` and the card is out of the field until the next
+`tap()` (a card is powered by the field: every tap is a power-on, a new session). A power cut
+on the card's own flash during `process` is a tear too (the card vanished mid-command). A tear
+is of the current tap: `remove()` drops one that has not fired.
+
+With `keep`, every exchange is recorded (`exchanges`, `transcript`: the bytes that crossed the
+air, a torn one keeps its prefix); `alter_command` / `alter_response` let a test play a man in
+the middle.
 
 Time on air is modelled on ISO/IEC 14443 type A at 106 kbit/s (`AirModel`):
 
@@ -31,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -170,9 +184,22 @@ class TapRecord:
         return self.in_field_us / 1000.0
 
 
+@dataclass(frozen=True)
+class Exchange:
+    tap: int  # tap number (1 for the first tap)
+    index: int  # command index within the tap
+    command: bytes  # bytes of the command that reached the air
+    response: bytes  # bytes of the response that reached the air
+    torn: Direction | None = None  # where the link broke, if it did
+
+
 class Field(Link):
-    """One reader's field. `transcript` keeps every (command, response) pair when `keep` is
-    set; `digest` always hashes the whole transcript (for cheap determinism checks)."""
+    """One reader's field. `exchanges` (and `transcript`) keep every exchange when `keep` is
+    set; `digest` always hashes the whole transcript (for cheap determinism checks).
+
+    `card` puts a card in the field from the start (no power-on: it is already running).
+    `power_cut_raises`: a power cut while the card powers up at `tap()` reaches the caller
+    (otherwise the card stays silent, its tap torn)."""
 
     def __init__(
         self,
@@ -181,17 +208,24 @@ class Field(Link):
         *,
         keep: bool = False,
         name: str = "",
+        card: Card | None = None,
+        alter_command: Callable[[int, bytes], bytes] | None = None,
+        alter_response: Callable[[int, bytes, bytes], bytes] | None = None,
+        power_cut_raises: bool = False,
     ) -> None:
         self.air = air or AirModel()
         self.compute = compute or ComputeModel()
         self.name = name
         self.keep = keep
-        self.card: Card | None = None
-        self.present = False
-        self.taps = 0
+        self.alter_command = alter_command
+        self.alter_response = alter_response
+        self.power_cut_raises = power_cut_raises
+        self.card: Card | None = card
+        self.present = card is not None
+        self.taps = 1 if card is not None else 0
         self.index = 0
         self.current: TapRecord | None = None
-        self.transcript: list[tuple[bytes, bytes]] = []
+        self.exchanges: list[Exchange] = []
         self._hash = hashlib.sha256()
         self._tear: tuple[Direction, int, int] | None = None
         self._last_ins: int | None = None
@@ -199,11 +233,18 @@ class Field(Link):
         self._t_answer = 0.0  # when the last answer reached the reader (measured mode)
         # per INS: [commands, card us, reader us after its answer] (calibration figures)
         self.per_ins: dict[int, list[float]] = {}
+        if card is not None:
+            self.current = TapRecord(1, activation_us=self._activation_us)
 
     # ---- the field ----------------------------------------------------------------------
-    def tap(self, card: Card) -> TapRecord:
-        """Bring `card` into the field: it powers up (a new session) and is activated."""
-        self.card = card
+    def tap(self, card: Card | None = None) -> TapRecord:
+        """Bring `card` (or the one tapped before) into the field: it powers up (a new
+        session) and is activated."""
+        if card is not None:
+            self.card = card
+        card = self.card
+        if card is None:
+            raise ValueError("no card to tap")
         self.taps += 1
         self.index = 0
         self._last_ins = None
@@ -214,6 +255,8 @@ class Field(Link):
         except PowerCut:  # its flash cannot even be read: it never answers
             self.present = False
             rec.torn = "command"
+            if self.power_cut_raises:
+                raise
             return rec
         self.present = True
         return rec
@@ -227,12 +270,17 @@ class Field(Link):
 
     def tear(self, direction: Direction, command_index: int, byte_index: int) -> None:
         """Break the link after `byte_index` bytes of command / response `command_index`
-        (0-based, counted from the last tap). Same rules as DirectLink.tear_at."""
+        (0-based, counted from the last tap); the rules are in the module's docstring."""
         if direction not in ("command", "response"):
             raise ValueError(direction)
         if command_index < 0 or byte_index < 0:
             raise ValueError("indexes are >= 0")
         self._tear = (direction, command_index, byte_index)
+
+    tear_at = tear  # the name the tests' pairs use
+
+    def cancel_tear(self) -> None:
+        self._tear = None
 
     @property
     def tear_pending(self) -> bool:
@@ -266,10 +314,13 @@ class Field(Link):
             raise self._break(rec, apdu[: tear[2]], b"", "command", 0.0)
         if tear is not None and tear[0] == "command":
             tear = ("response", k, 0)
+        received = self.alter_command(k, apdu) if self.alter_command else apdu
         try:
-            resp = bytes(card.process(apdu))
+            resp = bytes(card.process(received))
         except PowerCut:
             raise self._break(rec, apdu, b"", "response", 0.0) from None
+        if self.alter_response:
+            resp = bytes(self.alter_response(k, received, resp))
         if measured:
             self._t_answer = time.perf_counter()
             card_us = self.compute.card_us(ins, (self._t_answer - t0) * 1e6)
@@ -283,6 +334,18 @@ class Field(Link):
         self._record(rec, apdu, resp, card_us)
         return resp
 
+    # ---- records ------------------------------------------------------------------------
+    @property
+    def transcript(self) -> list[tuple[bytes, bytes]]:
+        return [(e.command, e.response) for e in self.exchanges]
+
+    @property
+    def bytes_on_air(self) -> int:
+        return sum(len(e.command) + len(e.response) for e in self.exchanges)
+
+    def clear_records(self) -> None:
+        self.exchanges = []
+
     def _count(self, ins: int, n: int, card_us: float, reader_us: float) -> None:
         c = self.per_ins.get(ins)
         if c is None:
@@ -291,7 +354,9 @@ class Field(Link):
         c[1] += card_us
         c[2] += reader_us
 
-    def _record(self, rec: TapRecord, cmd: bytes, resp: bytes, card_us: float) -> None:
+    def _record(
+        self, rec: TapRecord, cmd: bytes, resp: bytes, card_us: float, torn: Direction | None = None
+    ) -> None:
         air_us, frames = self.air.exchange_us(len(cmd), len(resp))
         rec.exchanges += 1
         rec.frames += frames
@@ -302,7 +367,7 @@ class Field(Link):
             b"".join((len(cmd).to_bytes(4, "big"), cmd, len(resp).to_bytes(4, "big"), resp))
         )
         if self.keep:
-            self.transcript.append((cmd, resp))
+            self.exchanges.append(Exchange(self.taps, rec.exchanges - 1, cmd, resp, torn))
 
     def _break(
         self, rec: TapRecord, cmd: bytes, resp: bytes, where: Direction, card_us: float
@@ -310,5 +375,25 @@ class Field(Link):
         self._tear = None
         self.present = False
         rec.torn = where
-        self._record(rec, cmd, resp, card_us)
+        self._record(rec, cmd, resp, card_us, where)
         return LinkError(f"link torn in the {where} of command {rec.exchanges - 1}")
+
+
+class DirectLink(Field):
+    """The field of the tests' POS-and-card pairs: every exchange kept, the card (if given)
+    already in it, a power cut at power-up raised to the caller."""
+
+    def __init__(
+        self,
+        card: Card | None = None,
+        *,
+        alter_command: Callable[[int, bytes], bytes] | None = None,
+        alter_response: Callable[[int, bytes, bytes], bytes] | None = None,
+    ) -> None:
+        super().__init__(
+            keep=True,
+            card=card,
+            alter_command=alter_command,
+            alter_response=alter_response,
+            power_cut_raises=True,
+        )

@@ -29,8 +29,9 @@ from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.issuer import YEAR_S
 from tapcash.sim.device.flash import SimFlash
-from tapcash.sim.device.hal import DirectLink, SeededRng, SimClock
+from tapcash.sim.device.hal import SeededRng, SimClock
 from tapcash.sim.device.provision import PIN, PUK, T0, call, device_id, issuer_from_seed, select
+from tapcash.sim.nfc.field import DirectLink
 
 ROLES = ("wallet", "pos")
 AMOUNTS = (1234, 250, 999, 4000, 7000)  # 7000 is above the default no-CVM limit: PIN

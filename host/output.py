@@ -117,6 +117,8 @@ def _plain(value: Any, kind: str) -> Any:
     """A CSV cell: money as minor units, times ISO 8601."""
     if kind == "time":
         return iso(value) or ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return "" if value is None else value
 
 

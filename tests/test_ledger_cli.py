@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
+from tapcash.firmware.core import proto
 from tapcash.host.issuer import Issuer
 
 TAPCASH = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
@@ -122,6 +124,8 @@ def test_register_load_and_payroll_all_or_nothing(ledger: Ledger) -> None:
     devices = {d["id"]: d for d in ledger.json("ledger", "device", "list", "--kind", "wallet")}
     assert devices[w1]["owner"] == "payco" and ISO.match(devices[w1]["expires"])
     assert ledger.json("ledger", "device", "show", w2)["owner"] is None
+    listed = ledger.run("ledger", "device", "list", "--kind", "wallet", "--csv").stdout
+    assert f"{w2},wallet,,,false," in listed  # CSV booleans as scripts read them
     out = ledger.run("ledger", "load", w1, "12.50", "--reference", "desk").stdout.strip()
     assert out == f"voucher 1 for wallet {w1}: 12.50; payer balance 287.50"
     csv = ledger.tmp / "payroll.csv"
@@ -170,6 +174,16 @@ def test_revoke_and_reinstate_reach_the_signed_hot_list(ledger: Ledger) -> None:
     assert dev["revoke_reason"] == "reported lost"
     assert ledger.run("ledger", "reinstate", w, "--reason", "found").stdout.startswith(
         f"reinstated {w}")
+    out = ledger.run("ledger", "device", "renew", w, "--expires-days", "30", "--limit",
+                     "payment_max=4000").stdout
+    assert out.startswith(f"renewed {w}: certificate serial 2, expires ")
+    dev = ledger.json("ledger", "device", "show", w)
+    assert dev["serial"] == 2 and dev["limits"][str(proto.LIM_PAYMENT_MAX)] == 4000
+    days = (datetime.fromisoformat(dev["expires"]) - datetime.now(UTC)).total_seconds() / 86400
+    assert 29.9 < days <= 30
+    bad = ledger.run("ledger", "device", "renew", w, "--limit", "paymnt_max=1", code=2)
+    assert "did you mean 'payment_max'?" in bad.stderr
+    assert ledger.json("ledger", "device", "show", w)["serial"] == 2  # nothing changed
     assert w not in ledger.api.get("/v1/hotlist").json()["revoked"]
 
 

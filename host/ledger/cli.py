@@ -19,7 +19,8 @@ _OP = "tapcash.host.ledger.operator_cli"
 # The operator's commands (over the HTTP API), imported only when one runs (host/lazy_group.py).
 COMMANDS: dict[str, Lazy] = {
     "owner": Lazy(f"{_OP}:owner", "Owners' online accounts: open one, list them, show one."),
-    "device": Lazy(f"{_OP}:device", "Devices: register a certificate, list them, show one."),
+    "device": Lazy(f"{_OP}:device",
+                   "Devices: register a certificate, list them, show one, renew one."),
     "deposit": Lazy(f"{_OP}:deposit", "Credit AMOUNT (major units: 500, 12.50) to an owner's "
                     "online account; opens it if new."),
     "load": Lazy(f"{_OP}:load", "Top up a wallet by AMOUNT (major units) from an owner's "

@@ -78,7 +78,7 @@ def owner_show(name: str, url: str, token: str, as_json: bool) -> None:
 # ---- devices ---------------------------------------------------------------------------------
 @click.group()
 def device() -> None:
-    """Devices: register a certificate, list them, show one."""
+    """Devices: register a certificate, list them, show one, renew one."""
 
 
 def _read_cert(path: Path) -> bytes:
@@ -136,6 +136,57 @@ def device_show(device_hex: str, url: str, token: str, as_json: bool) -> None:
     if d.get("limits"):
         items.append(("limits", ", ".join(f"{k}={v}" for k, v in d["limits"].items()), "text"))
     pairs(items, title=f"{d['kind']} {d['id']}")
+
+
+@device.command("renew")
+@click.argument("device_hex", metavar="DEVICE")
+@click.option(
+    "--expires-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="new certificate lifetime in days (default: the ledger's, two years)",
+)
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="wallets: a new certificate limit, as `tapcash provision` takes them",
+)
+@connect_options
+@json_option
+def device_renew(
+    device_hex: str,
+    expires_days: int | None,
+    limits: tuple[str, ...],
+    url: str,
+    token: str,
+    as_json: bool,
+) -> None:
+    """Issue a device a new certificate (expiry, limits): it installs it at its next sync."""
+    import time
+
+    from tapcash.host.device.errors import InputError
+    from tapcash.host.device.provision import LIMIT_NAMES, parse_settings
+
+    did = device_id(device_hex)
+    try:
+        lim = parse_settings(limits, LIMIT_NAMES, "--limit") if limits else None
+    except InputError as e:
+        raise click.BadParameter(str(e), param_hint="--limit") from None
+    expires = int(time.time()) + expires_days * 86400 if expires_days else None
+
+    def run(lc: Any) -> dict[str, Any]:
+        return lc.renew(did, expires, lim) | {"expires": lc.device(did)["expires"]}
+
+    out = call(url, token, run)
+    if as_json:
+        echo_json(jsonable(out))
+    else:
+        click.echo(
+            f"renewed {out['device']}: certificate serial {out['serial']}, expires "
+            f"{jsonable(out)['expires']}; the device installs it at its next sync"
+        )
 
 
 # ---- money in --------------------------------------------------------------------------------

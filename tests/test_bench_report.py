@@ -184,3 +184,27 @@ def test_bench_crypto_shows_progress_on_stderr_and_keeps_its_json(tmp_path: Path
     assert out["bench"] == "crypto" and len(out["rows"]) == 2
     text = err.decode(errors="replace")
     assert "run 1/1: pynacl keygen" in text and "ETA" in text
+
+
+def test_bench_firmware_says_which_targets_are_met_and_by_how_much_not() -> None:
+    from tapcash.host.bench import firmware
+
+    spread = report.spread([1.0, 2.0, 3.0], 2)
+    rows = [
+        {"role": "wallet", "form": "mpy", "min_heap_kb32": 90.0, "target_kb32": 96,
+         "import_heap_kb32": 40.0, "flash_kb": 98.7, "flash_files": 48,
+         "alloc_per_payment_kb64": 900.0, "native_pay_ms": spread, "vm_pay_ms": spread},
+        {"role": "pos", "form": "romfs", "min_heap_kb32": 81.7, "target_kb32": 64,
+         "import_heap_kb32": 31.5, "flash_kb": 98.7, "flash_files": 40,
+         "alloc_per_payment_kb64": 2389.0, "native_pay_ms": spread},
+    ]  # fmt: skip
+    sec = {"rows": rows, "word_factor": 1.2, "vm_version": "1.27.0", "payments": 5,
+           "bytes_on_air_per_payment": 571}  # fmt: skip
+    note = firmware.closing_note(sec)
+    assert note == (
+        "Targets met: wallet mpy (90.0 <= 96 KB). Targets not met: pos romfs by 17.7 KB "
+        "(81.7 > 64)."
+    )
+    text = firmware.render(sec)
+    assert "| pos | romfs | 81.7 KB | 64 KB | 31.5 KB | 98.7 KB image (40 files) |" in text
+    assert "firmware" in BENCHES

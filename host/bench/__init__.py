@@ -29,6 +29,7 @@ BENCHES: dict[str, str] = {
     "pcsc": "tapcash.host.bench.pcsc",
     "purse": "tapcash.host.bench.purse",
     "sync": "tapcash.host.bench.sync",
+    "firmware": "tapcash.host.bench.firmware",
 }
 
 

@@ -59,7 +59,7 @@ def test_heap_fit_warns_from_the_measured_budgets() -> None:
     if kb[("wallet", "mpy")] > heap:
         warn = dp.heap_fit(wallet, "wallet", "mpy")
         assert warn is not None
-        assert f"needs {kb[('wallet', 'mpy')]} KB for a payment day" in warn
+        assert f"needs up to {kb[('wallet', 'mpy')]} KB for a payment day" in warn
         assert "about 108 KB of heap (an esp32 without PSRAM)" in warn
         if kb[("wallet", "romfs")] <= heap:
             assert "tapcash deploy --romfs" in warn
@@ -80,4 +80,3 @@ def test_the_form_follows_flags_then_the_profile() -> None:
     assert dp.choose_form(romfs, None, False) == "py"
     with pytest.raises(dp.BoardError, match="--romfs needs compiled firmware"):
         dp.choose_form(stock, True, False)
-

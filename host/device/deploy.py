@@ -157,9 +157,9 @@ def heap_fit(profile: dict[str, Any], role: str, form: str) -> str | None:
     at_least = "more than " if form == "py" else ""
     text = (
         f"{name} gives MicroPython about {mem.heap_kb} KB of heap ({said}), and the {role} "
-        f"deployed as {FORM_TEXT[form]} needs {at_least}{need} KB for a payment day (measured: "
-        "tests/test_heap_budget.py, tapcash bench firmware): it will run out of memory "
-        "(answering 6F01 / declining no_ram)"
+        f"deployed as {FORM_TEXT[form]} needs {at_least}up to {need} KB for a payment day (its "
+        "heap budget: tests/test_heap_budget.py; measured by tapcash bench firmware): it may "
+        "run out of memory (answering 6F01 / declining no_ram)"
     )
     romfs_need = BUDGET_KB32.get((role, "romfs"))
     if form != "romfs" and romfs_need is not None and romfs_need <= mem.heap_kb:

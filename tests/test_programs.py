@@ -257,6 +257,28 @@ def test_honest_card_at_a_slow_clock_pos_is_bounded_to_allowed_merchants(world: 
     assert purses_on(a) == []
 
 
+def test_a_pos_clock_set_back_after_its_sync_takes_no_expired_purse(world: PWorld) -> None:
+    """The merchant turns the terminal's clock back after a sync past the expiry (the ack set
+    it right): it reads before the issue of the hot list the sync gave it, so the terminal
+    sends no certificate and the card pays from its main purse."""
+    w = world
+    a = w.wallet(1, load=1000)
+    bus = w.pos_cat(1, TRANSPORT)
+    subsidy(w, expires=w.clock.now() + DAY)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    w.clock.advance(2 * DAY)
+    w.sync(bus)  # a fresh hot list, issued after the expiry
+    bus.app.hal.clock = SimClock(w.clock.now() - 36 * 3600)  # back inside the programme
+    r = w.pay(a, bus, 800)
+    assert r.approved and r.earmarked == 0 and r.purse == 0  # the main purse paid it all
+    w.sync(bus)
+    w.sync(a)
+    rc = recount(w, "bus-2026")
+    assert rc == {"funded": 3000, "to_merchants": 0, "refunded": 3000, "outstanding": 0}
+    assert purses_on(a) == []
+
+
 def test_cancel_refunds_and_clears_at_next_sync(world: PWorld) -> None:
     w = world
     a = w.wallet(1, load=1000)

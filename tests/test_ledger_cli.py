@@ -269,3 +269,28 @@ def test_sim_serve_refuses_a_ledger_with_another_key_or_token(ledger: Ledger) ->
     done = ledger.run("sim", "serve", "smoke", "--ledger", ledger.url, code=2)
     assert "--issuer-key" in done.stderr
     assert ledger.json("ledger", "device", "list", "--kind", "pos") == []  # nothing registered
+
+
+def test_a_url_that_is_no_ledger_is_one_line(ledger: Ledger, tmp_path: Path) -> None:
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "owners").write_text("<html><body>a web site</body></html>\n")
+    port = _free_port()
+    site = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                             "127.0.0.1"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        other = dict(ledger.env, TAPCASH_LEDGER_URL=f"http://127.0.0.1:{port}")
+        for _ in range(200):
+            try:
+                httpx.get(other["TAPCASH_LEDGER_URL"], timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        done = ledger.run("ledger", "owner", "list", code=1, env=other)  # 200, not JSON
+        assert "does not answer as a tapcash ledger" in done.stderr
+        assert done.stderr.count("\n") == 1
+        done = ledger.run("ledger", "device", "list", code=1, env=other)  # its HTML 404 page
+        assert done.stderr.count("\n") == 1 and done.stderr.rstrip().endswith("(HTTP 404)")
+    finally:
+        site.terminate()
+        site.wait(timeout=10)

@@ -8,6 +8,9 @@ the postings, not the report's figures)."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import test_ledger_world as lw
 from click.testing import CliRunner
@@ -345,6 +348,9 @@ def test_cli_create_load_report_check(db_url: str, tmp_path) -> None:
         r = run(cli, ["ledger", "program", "report", "--db", db_url])
         assert r.exit_code == 0 and (
             "funded 15.00 = spent 0.00 + refunded 0.00 + outstanding 15.00" in r.output)
+        r = run(cli, ["ledger", "program", "report", "--db", db_url, "--json"])
+        assert r.exit_code == 0 and json.loads(r.output)[0]["funded"] == 1500
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", json.loads(r.output)[0]["expires"])
         r = run(cli, ["ledger", "check", "--db", db_url, "--json"])
         assert r.exit_code == 0 and '"programs"' in r.output
     finally:

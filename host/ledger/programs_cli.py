@@ -174,7 +174,8 @@ def sweep(db_url: str, issuer_key: str | None) -> None:
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def report(name: str | None, db_url: str, fmt: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="same as --format json")
+def report(name: str | None, db_url: str, fmt: str, as_json: bool) -> None:
     """Per programme: funded, spent or released by merchant and category, refunded,
     outstanding; exit 1 when a programme's books do not balance."""
     import time
@@ -184,7 +185,7 @@ def report(name: str | None, db_url: str, fmt: str) -> None:
 
     db = Database(db_url, pool_size=1)
     rows = _run(lambda: db.read(lambda tx: programs.report(tx, int(time.time()), name)))
-    if fmt == "json":
+    if fmt == "json" or as_json:
         click.echo(json.dumps(jsonable(rows), indent=2))
     else:
         for r in rows:

@@ -62,6 +62,8 @@ def call(url: str, token: str, fn: Callable[[Any], T]) -> T:
         refused(e)
     except httpx.InvalidURL as e:
         fail(f"--url {url!r}: {e}", 2)
+    except (ValueError, KeyError, TypeError) as e:  # an answer that is no ledger's
+        fail(f"{url} does not answer as a tapcash ledger ({type(e).__name__}: {e})"[:300])
     except httpx.TransportError as e:
         fail(
             f"ledger unreachable at {url}: {type(e).__name__}: {e or 'no answer'}", EXIT_UNREACHABLE
@@ -77,7 +79,8 @@ def refused(e: Any) -> NoReturn:
     detail = e.detail if e.detail not in (None, "") else problem.get("title", "refused")
     if e.status == 401:
         detail = f"{detail} (is --token / {ENV_TOKEN} the ledger's operator token?)"
-    fail(f"{detail} (HTTP {e.status})")
+    lines = str(detail).strip().splitlines() or ["refused"]
+    fail(f"{lines[0][:300]} (HTTP {e.status})")
 
 
 def device_id(text: str, what: str = "device") -> bytes:

@@ -15,9 +15,10 @@ import pytest
 from native_gate import _native_port_present, requires_native  # noqa: F401
 
 from tapcash.sim.vm import native as native_mp
-from tapcash.sim.vm.mpvm import portable_test_names
+from tapcash.sim.vm.mpvm import PORTABLE_HELPERS, portable_test_names
 
 PORTABLE_DIR = Path(__file__).resolve().parent / "portable"
+HELPER_DIRS = sorted({str(p.parent) for p in PORTABLE_HELPERS})  # sim/device/cutflash.py
 RUNNER = Path(native_mp.__file__).resolve().parent / "native_portable.py"
 HEAP = 4 * 1024 * 1024  # fixed: the tests' own data (vector files) need more than a board
 
@@ -33,7 +34,11 @@ def _workspace() -> native_mp.Workspace:
 def _module_results(path: Path) -> dict[str, tuple[bool, str]]:
     ws = _workspace()
     r = native_mp.run(
-        RUNNER, [path.stem], heap=HEAP, path=[*ws.sys_path, str(PORTABLE_DIR)], cwd=PORTABLE_DIR
+        RUNNER,
+        [path.stem],
+        heap=HEAP,
+        path=[*ws.sys_path, str(PORTABLE_DIR), *HELPER_DIRS],
+        cwd=PORTABLE_DIR,
     )
     results: dict[str, tuple[bool, str]] = {}
     lines = r.stdout.splitlines()

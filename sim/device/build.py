@@ -31,7 +31,6 @@ import subprocess
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -114,22 +113,6 @@ class Payment:
 
 
 POWER_CUT = "power_cut"
-
-
-class CutFlash(SimFlash):
-    """SimFlash whose torn write keeps a fixed share of the bytes (`keep_permille`), so a
-    power cut is reproducible in every runtime (the VM's flash does the same arithmetic)."""
-
-    def __init__(self, root: str | Path | None = None, seed: int = 0) -> None:
-        super().__init__(root, seed)
-        self.keep_permille = 0
-
-    def cut_after_permille(self, k: int, keep_permille: int) -> None:
-        self.keep_permille = max(0, min(1000, int(keep_permille)))
-        self.cut_after(k)
-
-    def _choose_keep(self, length: int) -> int:
-        return length * self.keep_permille // 1000
 
 
 # ---- the interface ---------------------------------------------------------------------------
@@ -236,7 +219,7 @@ class LocalDevice(Device):
     def __init__(self, spec: DeviceSpec, clock: SimClock, link: Link | None = None) -> None:
         super().__init__(spec)
         self.clock = clock
-        self.flash = CutFlash(spec.flash_dir)
+        self.flash = SimFlash(spec.flash_dir)
         self.rng = SeededRng(spec.rng_seed)
         # Cards are powered by the field and have no clock; a terminal has an RTC.
         self.hal = Hal(
@@ -288,7 +271,7 @@ class LocalDevice(Device):
             return Payment(POWER_CUT, "power_cut", amount)
 
     def _cut_after(self, k: int, keep_permille: int) -> None:
-        self.flash.cut_after_permille(k, keep_permille)
+        self.flash.cut_after(k, keep_permille=keep_permille)
 
     def _snapshot(self) -> dict[str, bytes]:
         return self.flash.snapshot()

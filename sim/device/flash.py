@@ -3,11 +3,12 @@
 Faults are deterministic: every random choice comes from one `random.Random(seed)`, so a
 failing run replays exactly from its seed and cut index.
 
-- Power cut: `cut_at(n)` makes the n-th write/append (1-based, both counted together, from
-  the creation of the SimFlash) store only a prefix of its data - 0 bytes, all of them, or a
-  length in between - and raise `hal.PowerCut`. The device is then off: every call raises
-  PowerCut until `power_on()`. The stored prefix is what a torn write leaves on real flash:
-  for `write` the old content is gone, for `append` the old content stays.
+- Power cut: the rules of sim/device/cutflash.py (`CutFlash`, the one fault-injecting flash,
+  which also runs in MicroPython): `cut_at(n)` makes the n-th write/append (1-based, both
+  counted together, from the creation of the SimFlash) store only a prefix of its data and
+  raise `hal.PowerCut`; the device is then off until `power_on()`. The prefix is `keep` bytes,
+  `keep_permille` of the data (the scenario runner's cuts: the same arithmetic in every
+  runtime), or else the seeded rng's choice: 0 bytes, all of them, or a length in between.
 - Bit flips: `flip_bit(name)` inverts one bit of a stored blob (retention / disturb errors).
 - Images: `snapshot()` / `restore(image)` copy the whole flash, for rollback attacks
   (restore an old image) and for forking a run.
@@ -16,18 +17,16 @@ failing run replays exactly from its seed and cut index.
 
 import os
 import random
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from tapcash.firmware.core.fileflash import FileFlash
-from tapcash.firmware.core.hal import Flash, PowerCut
+from tapcash.sim.device.cutflash import ALL, CutFlash
 
 FlashImage = dict[str, bytes]
 
-ALL = sys.maxsize
-"""`keep=ALL` in cut_at: the cut write stores every byte, then the power goes."""
+__all__ = ["ALL", "BlobStats", "CutEvent", "FlashImage", "SimFlash"]
 
 
 @dataclass
@@ -79,8 +78,8 @@ class _DirBackend(FileFlash):
         return sorted(os.listdir(self.root))
 
 
-class SimFlash(Flash):
-    """hal.Flash with power-cut and bit-flip injection.
+class SimFlash(CutFlash):
+    """hal.Flash with power-cut and bit-flip injection, per-blob stats and whole images.
 
     `root=None` keeps blobs in memory; a directory path stores each blob as a file through
     firmware FileFlash (so the torn prefixes really go through the firmware's file code).
@@ -90,47 +89,21 @@ class SimFlash(Flash):
         self._backend: _MemoryBackend | _DirBackend = (
             _MemoryBackend() if root is None else _DirBackend(Path(root))
         )
+        super().__init__(self._backend)
         self.rng = random.Random(seed)
-        self.write_count = 0  # writes + appends attempted while powered, since creation
-        self.powered = True
         self.stats: dict[str, BlobStats] = {}
         self.cuts: list[CutEvent] = []
-        self._cut_at: int | None = None
-        self._cut_keep: int | None = None
 
-    # -- fault control ---------------------------------------------------------------
+    # -- faults ------------------------------------------------------------------------
 
-    def cut_at(self, n: int, keep: int | None = None) -> None:
-        """Cut the power during the n-th write/append since creation (1-based).
-
-        `keep` fixes how many bytes of that write survive (clamped to its length; `ALL` for
-        all); None lets the seeded rng choose: 0 or all with probability 1/4 each, otherwise
-        uniform over 0..len.
-        """
-        if n <= self.write_count:
-            raise ValueError(f"write {n} already happened (count is {self.write_count})")
-        self._cut_at = n
-        self._cut_keep = keep
-
-    def cut_after(self, k: int, keep: int | None = None) -> None:
-        """Cut the power during the k-th write/append from now (k >= 1)."""
-        self.cut_at(self.write_count + k, keep)
-
-    def cancel_cut(self) -> None:
-        self._cut_at = None
-        self._cut_keep = None
-
-    @property
-    def cut_pending(self) -> bool:
-        return self._cut_at is not None
-
-    def power_off(self) -> None:
-        self.powered = False
-
-    def power_on(self) -> None:
-        """Power back on; a cut that did not fire yet is cancelled."""
-        self.powered = True
-        self.cancel_cut()
+    def choose_keep(self, length: int) -> int:
+        """0 or all with probability 1/4 each, otherwise uniform over 0..len."""
+        r = self.rng.random()
+        if r < 0.25:
+            return 0
+        if r < 0.5:
+            return length
+        return self.rng.randint(0, length)
 
     def flip_bit(self, name: str, bit: int | None = None) -> int:
         """Invert one bit of blob `name` (a random one by default); returns the bit index."""
@@ -171,64 +144,17 @@ class SimFlash(Flash):
     def blob_stats(self, name: str) -> BlobStats:
         return self.stats.setdefault(name, BlobStats())
 
-    @property
-    def bytes_written(self) -> int:
-        return sum(s.bytes_written for s in self.stats.values())
-
     def reset_stats(self) -> None:
         self.stats = {}
+        self.bytes_written = 0
 
-    # -- hal.Flash -----------------------------------------------------------------------
-
-    def _check_power(self) -> None:
-        if not self.powered:
-            raise PowerCut("flash is powered off")
-
-    def read(self, name: str) -> bytes | None:
-        self._check_power()
-        return self._backend.read(name)
-
-    def size(self, name: str) -> int:
-        self._check_power()
-        return self._backend.size(name)
-
-    def remove(self, name: str) -> None:
-        self._check_power()
-        self._backend.remove(name)
-
-    def write(self, name: str, data: bytes) -> None:
-        self._store("write", name, bytes(data))
-
-    def append(self, name: str, data: bytes) -> None:
-        self._store("append", name, bytes(data))
-
-    def _store(self, op: str, name: str, data: bytes) -> None:
-        self._check_power()
-        self.write_count += 1
+    def stored(self, op: str, name: str, kept: int, length: int, torn: bool) -> None:
         st = self.blob_stats(name)
         if op == "write":
             st.writes += 1
         else:
             st.appends += 1
-        if self._cut_at != self.write_count:
-            getattr(self._backend, op)(name, data)
-            st.bytes_written += len(data)
-            return
-        kept = self._choose_keep(len(data))
-        getattr(self._backend, op)(name, data[:kept])
         st.bytes_written += kept
-        st.torn += 1
-        self.cuts.append(CutEvent(self.write_count, op, name, kept, len(data)))
-        self.cancel_cut()
-        self.powered = False
-        raise PowerCut(f"power cut at write {self.write_count} ({op} {name}: {kept}/{len(data)})")
-
-    def _choose_keep(self, length: int) -> int:
-        if self._cut_keep is not None:
-            return max(0, min(self._cut_keep, length))
-        r = self.rng.random()
-        if r < 0.25:
-            return 0
-        if r < 0.5:
-            return length
-        return self.rng.randint(0, length)
+        if torn:
+            st.torn += 1
+            self.cuts.append(CutEvent(self.write_count, op, name, kept, length))

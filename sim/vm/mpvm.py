@@ -45,6 +45,8 @@ _HERE = Path(__file__).resolve().parent
 BRIDGE_PATH = _HERE / "mpvm_bridge.mjs"
 MANIFEST_PATH = _HERE / "mpvm_package.json"
 LOCKFILE_PATH = _HERE / "mpvm_package-lock.json"
+# Modules of the simulator that portable tests (tests/portable/) import in MicroPython too.
+PORTABLE_HELPERS = (_HERE.parent / "device" / "cutflash.py",)
 
 FIRMWARE_VM_ROOT = "/firmware"
 PORTABLE_VM_DIR = "/portable"
@@ -463,6 +465,10 @@ class MicroPythonVM:
     # portable tests
 
     def _install_portable(self, path: Path) -> str:
+        for helper in PORTABLE_HELPERS:  # what portable tests import besides the firmware
+            if helper.stem not in self._portable:
+                self.put_file(f"{PORTABLE_VM_DIR}/{helper.name}", helper.read_bytes())
+                self._portable[helper.stem] = helper.read_bytes()
         path = Path(path).resolve()
         module = path.stem
         data = path.read_bytes()

@@ -28,6 +28,7 @@ from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVM
 _HERE = Path(__file__).resolve().parent
 PLUGIN_PATH = _HERE / "mpvm_link_plugin.mjs"
 VM_DEVICE_PATH = _HERE / "vm_device.py"
+CUTFLASH_PATH = _HERE.parent / "device" / "cutflash.py"  # imported by vm_device
 VM_DIR = "/simdev"
 _RESULT = "_simdev_r"
 
@@ -43,6 +44,7 @@ class DeviceVM(MicroPythonVM):
     def boot(self) -> DeviceVM:
         self.start()
         self.install_firmware()
+        self.put_file(f"{VM_DIR}/cutflash.py", CUTFLASH_PATH.read_bytes())
         self.put_file(f"{VM_DIR}/vm_device.py", VM_DEVICE_PATH.read_bytes())
         self.exec(f"import sys\nsys.path.append({VM_DIR!r})\nimport vm_device as _simdev")
         return self

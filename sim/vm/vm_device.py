@@ -3,7 +3,8 @@
 #
 # One VM hosts one or more simulated devices, each an unchanged WalletApp / PosApp on the
 # HAL objects below - the MicroPython twins of the CPython simulator's:
-#   Flash  core FileFlash on the VM's filesystem + power-cut injection (sim.device.build.CutFlash)
+#   Flash  core FileFlash on the VM's filesystem + power-cut injection (sim/device/cutflash.py,
+#          copied into the VM as /simdev/cutflash.py; the host's SimFlash is the same class)
 #   Rng    SHA-256 counter-mode bytes from a seed (sim.device.hal.SeededRng, same construction)
 #   CLOCK  one clock for every device in the VM, set by the host before each call
 #   HostLink  a POS's NFC link: every APDU goes to the host's virtual field (JS module simhost)
@@ -12,6 +13,8 @@ import binascii
 import hashlib
 import json
 import os
+
+from cutflash import CutFlash
 
 from firmware.core import hal
 from firmware.core.fileflash import FileFlash
@@ -44,63 +47,13 @@ class Rng(hal.Rng):
         return out
 
 
-class Flash(FileFlash):
-    """FileFlash with the power-cut rule of sim.device.build.CutFlash: the cut write keeps
-    len * keep // 1000 bytes, then every call raises PowerCut until power_on()."""
+class Flash(CutFlash):
+    """Core FileFlash on the VM's filesystem with the power cuts of sim/device/cutflash.py (the
+    simulator's one fault-injecting flash; the host's SimFlash does the same arithmetic)."""
 
     def __init__(self, root):
-        FileFlash.__init__(self, root, False)
-        self.count = 0
-        self.powered = True
-        self.cut = 0
-        self.keep = 0
-        self.writes = 0
-        self.appends = 0
-        self.nbytes = 0
-        self.cuts = 0
-
-    def check(self):
-        if not self.powered:
-            raise hal.PowerCut("flash is powered off")
-
-    def read(self, name):
-        self.check()
-        return FileFlash.read(self, name)
-
-    def size(self, name):
-        self.check()
-        return FileFlash.size(self, name)
-
-    def remove(self, name):
-        self.check()
-        FileFlash.remove(self, name)
-
-    def write(self, name, data):
-        self.store(False, name, bytes(data))
-
-    def append(self, name, data):
-        self.store(True, name, bytes(data))
-
-    def store(self, is_append, name, data):
-        self.check()
-        self.count += 1
-        if is_append:
-            self.appends += 1
-            put = FileFlash.append
-        else:
-            self.writes += 1
-            put = FileFlash.write
-        if self.cut != self.count:
-            put(self, name, data)
-            self.nbytes += len(data)
-            return
-        kept = len(data) * self.keep // 1000
-        put(self, name, data[:kept])
-        self.nbytes += kept
-        self.cuts += 1
-        self.cut = 0
-        self.powered = False
-        raise hal.PowerCut("power cut")
+        CutFlash.__init__(self, FileFlash(root, False))
+        self.root = root
 
     def names(self):
         return sorted(os.listdir(self.root))
@@ -172,8 +125,7 @@ def process(name, apdu_hex):
 def power_on(name):
     d = DEVS[name]
     if d.app is None or not d.flash.powered:
-        d.flash.powered = True
-        d.flash.cut = 0
+        d.flash.power_on()
         d.app = None
         d.boot()
     elif d.role == "wallet":
@@ -214,16 +166,14 @@ def take_payment(name, amount, pin_hex):
 
 
 def cut_after(name, k, keep):
-    f = DEVS[name].flash
-    f.keep = max(0, min(1000, keep))
-    f.cut = f.count + k
+    DEVS[name].flash.cut_after(k, None, keep)
 
 
 def snapshot(name):
     f = DEVS[name].flash
     out = {}
     for n in f.names():
-        data = FileFlash.read(f, n)
+        data = f.inner.read(n)
         if data is not None:
             out[n] = _hex(data)
     return json.dumps(out)
@@ -235,13 +185,15 @@ def restore(name, image_json):
     image = json.loads(image_json)
     for n in f.names():
         if n not in image:
-            FileFlash.remove(f, n)
+            f.inner.remove(n)
     for n in image:
-        FileFlash.write(f, n, binascii.unhexlify(image[n]))
+        f.inner.write(n, binascii.unhexlify(image[n]))
     if d.app is not None:
         d.boot()
 
 
 def flash_stats(name):
     f = DEVS[name].flash
-    return json.dumps({"writes": f.writes, "appends": f.appends, "bytes": f.nbytes, "cuts": f.cuts})
+    return json.dumps(
+        {"writes": f.writes, "appends": f.appends, "bytes": f.bytes_written, "cuts": f.torn}
+    )

@@ -2,15 +2,19 @@
 # CPython and, unchanged, inside the MicroPython VM (plain asserts, no pytest features, no
 # CPython-only modules). Each test works in its own fresh directory under /tmp.
 #
-# Power cuts come from TornFlash below: a hal.Flash that passes every call to a real
-# FileFlash and, at a chosen write, stores only a prefix of the data (through FileFlash,
-# onto the real file) and raises hal.PowerCut. The storage code under test is unchanged.
+# Power cuts come from the simulator's CutFlash (sim/device/cutflash.py): a hal.Flash that
+# passes every call to a real FileFlash and, at a chosen write, stores only a prefix of the data
+# (through FileFlash, onto the real file) and raises hal.PowerCut. The storage code under test
+# is unchanged.
 import os
 
 try:
     from tapcash.firmware.core import fileflash, hal, storage
     from tapcash.firmware.core.runtime import urandom
+    from tapcash.sim.device.cutflash import ALL, CutFlash
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
+    from cutflash import ALL, CutFlash  # sim/device/cutflash.py, installed next to the tests
+
     from firmware.core import fileflash, hal, storage
     from firmware.core.runtime import urandom
 
@@ -44,55 +48,6 @@ def _raises(exc, fn, *args):
     except exc:
         return
     raise AssertionError("did not raise " + exc.__name__)
-
-
-class TornFlash(hal.Flash):
-    """FileFlash with one power cut at write/append number `cut_at` (1-based) keeping `keep`
-    bytes (-1: all of them); off after the cut until power_on()."""
-
-    def __init__(self, inner, cut_at=0, keep=0):
-        self.inner = inner
-        self.cut_at = cut_at
-        self.keep = keep
-        self.count = 0
-        self.on = True
-
-    def power_on(self):
-        self.on = True
-        self.cut_at = 0
-
-    def _check(self):
-        if not self.on:
-            raise hal.PowerCut("off")
-
-    def read(self, name):
-        self._check()
-        return self.inner.read(name)
-
-    def size(self, name):
-        self._check()
-        return self.inner.size(name)
-
-    def remove(self, name):
-        self._check()
-        self.inner.remove(name)
-
-    def write(self, name, data):
-        self._store(self.inner.write, name, data)
-
-    def append(self, name, data):
-        self._store(self.inner.append, name, data)
-
-    def _store(self, fn, name, data):
-        self._check()
-        self.count += 1
-        if self.count != self.cut_at:
-            fn(name, data)
-            return
-        keep = len(data) if self.keep < 0 else min(self.keep, len(data))
-        fn(name, data[:keep])
-        self.on = False
-        raise hal.PowerCut("cut")
 
 
 def test_fileflash_blobs():
@@ -221,18 +176,19 @@ def _boot(flash):
 def test_power_cut_at_every_write_on_files():
     total = 0
     try:
-        flash = TornFlash(fileflash.FileFlash(_fresh_dir("count"), False))
+        flash = CutFlash(fileflash.FileFlash(_fresh_dir("count"), False))
         dev, model = _boot(flash), _Model()
         for op in SCRIPT:
             model.apply(dev, op)
-        total = flash.count
+        total = flash.write_count
         assert total == 10
     finally:
         _cleanup()
     for n in range(1, total + 1):
-        for keep in (0, 9, -1):
+        for keep in (0, 9, ALL):
             try:
-                flash = TornFlash(fileflash.FileFlash(_fresh_dir("cut"), False), n, keep)
+                flash = CutFlash(fileflash.FileFlash(_fresh_dir("cut"), False))
+                flash.cut_at(n, keep)
                 dev, model = _boot(flash), _Model()
                 i = 0
                 cut = None

@@ -8,7 +8,10 @@ try:
     from tapcash.firmware.core import cbor, ed25519, fileflash, hal, proto
     from tapcash.firmware.core.runtime import sha256, urandom
     from tapcash.firmware.wallet.app import WalletApp
+    from tapcash.sim.device.cutflash import CutFlash
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
+    from cutflash import CutFlash  # sim/device/cutflash.py, installed next to the tests
+
     from firmware.core import cbor, ed25519, fileflash, hal, proto
     from firmware.core.runtime import sha256, urandom
     from firmware.wallet.app import WalletApp
@@ -50,46 +53,6 @@ def _cleanup():
 class _Rng(hal.Rng):
     def random(self, n):
         return urandom(n)
-
-
-class _TornFlash(hal.Flash):
-    """FileFlash with one power cut at write/append number `cut_at`, keeping all bytes of
-    that write or none of them (`keep_all`); off after the cut."""
-
-    def __init__(self, inner, cut_at=0, keep_all=False):
-        self.inner = inner
-        self.cut_at = cut_at
-        self.keep_all = keep_all
-        self.count = 0
-        self.on = True
-
-    def read(self, name):
-        if not self.on:
-            raise hal.PowerCut()
-        return self.inner.read(name)
-
-    def size(self, name):
-        return self.inner.size(name)
-
-    def remove(self, name):
-        self.inner.remove(name)
-
-    def _store(self, op, name, data):
-        if not self.on:
-            raise hal.PowerCut()
-        self.count += 1
-        if self.count == self.cut_at:
-            if self.keep_all:
-                getattr(self.inner, op)(name, data)
-            self.on = False
-            raise hal.PowerCut()
-        getattr(self.inner, op)(name, data)
-
-    def write(self, name, data):
-        self._store("write", name, data)
-
-    def append(self, name, data):
-        self._store("append", name, data)
 
 
 def _send(app, cla, ins, p1=0, p2=0, data=b""):
@@ -210,7 +173,8 @@ def test_power_cut_after_commit_rebuilds_the_journal_record():
         root = _fresh_dir()
         app, pk, _cert = _personalise(fileflash.FileFlash(root))
         # PAY writes the state (1) and appends the journal record (2): cut the append
-        torn = _TornFlash(fileflash.FileFlash(root), cut_at=2, keep_all=False)
+        torn = CutFlash(fileflash.FileFlash(root))
+        torn.cut_at(2, 0)
         app = WalletApp(hal.Hal(flash=torn, rng=_Rng()))
         _select(app)
         chal = b"\x42" * 16

@@ -341,6 +341,35 @@ def test_tear_button_then_retaps_debit_exactly_once(seed: int) -> None:
     run_ui(scenario, seed=seed)
 
 
+# ---- card to card ------------------------------------------------------------------------------
+def test_a_transfer_between_two_cards_is_staged_and_shown() -> None:
+    # issue #14: the simulator by hand had no transfer between cards
+    from tapcash.sim.ui.widgets import TransferPrompt
+
+    async def scenario(app: CheckoutApp, pilot: Pilot) -> None:
+        await click(pilot, "#transfer")
+        await until(pilot, lambda: isinstance(app.screen, TransferPrompt), "transfer prompt")
+        await pilot.press("a", "enter", "b", "enter", *"5.00", "enter")  # type: ignore
+        await until(pilot, lambda: log_has(app, "TRANSFER 5.00 card A"), "transfer done")
+        assert log_has(app, "pending on card B until it syncs")
+        assert balance(app, 0) == 15000 - 500 and counter(app, 0) == 1
+        assert app.checkout.cards[1].state[wst.S_PENDING] == 500  # staged, not spendable yet
+        assert balance(app, 1) == 8000
+        await until(pilot, lambda: card_lines(app, 1)[0] == "Received 5.00", "B's screen")
+        assert card_lines(app, 1) == ("Received 5.00", "Pending 5.00", "Balance 80.00")
+        assert card_lines(app, 0)[0] == "Paid 5.00"
+
+        # above the payer's no-CVM limit without its PIN: refused, nothing moves
+        await pilot.press("x")  # type: ignore[attr-defined]
+        await until(pilot, lambda: isinstance(app.screen, TransferPrompt), "transfer prompt")
+        await pilot.press("a", "enter", "b", "enter", *"60.00", "enter")  # type: ignore
+        await until(pilot, lambda: log_has(app, "TRANSFER 60.00 card A"), "refusal logged")
+        assert log_has(app, "refused")
+        assert balance(app, 0) == 14500 and app.checkout.cards[1].state[wst.S_PENDING] == 500
+
+    run_ui(scenario)
+
+
 # ---- sync with the ledger -----------------------------------------------------------------------
 def test_sync_uploads_the_journal_and_resets_offline_counts() -> None:
     async def scenario(app: CheckoutApp, pilot: Pilot) -> None:

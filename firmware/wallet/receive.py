@@ -62,4 +62,13 @@ def handle(app, p1, p2, data):
     new.pop(st.S_RX_CHAL, None)
     app.commit(new)
     app.catch_up(False, rec)
+    from .app import money
+
+    app.show(
+        [
+            "Received " + money(amount),
+            "Pending " + money(pending + amount),
+            "Balance " + money(s[st.S_BALANCE]),
+        ]
+    )
     return b""

@@ -48,8 +48,8 @@ from .checkout import (
     Ready,
     Status,
 )
-from .hal import ArmTear, Cue, Key, Remove, ScreenShown, Sync, Tap
-from .widgets import CardPanel, Keypad, Lcd, NoFocusButton, PinPrompt
+from .hal import ArmTear, Cue, Key, Remove, ScreenShown, Sync, Tap, Transfer
+from .widgets import CardPanel, Keypad, Lcd, NoFocusButton, PinPrompt, TransferPrompt
 
 POS_PROFILE = "devkitc-pn532-pos"
 CARD_PROFILE = "devkitc-pn532-visual-wallet"
@@ -106,6 +106,7 @@ class CheckoutApp(App[None]):
         Binding("r", "remove", "Remove card"),
         Binding("t", "tear", "Tear next tap"),
         Binding("s", "sync", "Sync"),
+        Binding("x", "transfer", "Transfer"),
         Binding("q", "quit", "Quit"),
         Binding("enter", "key('#')", "#", show=False),
         Binding("backspace", "key('*')", "*", show=False),
@@ -164,6 +165,7 @@ class CheckoutApp(App[None]):
                     yield NoFocusButton(
                         "Sync with ledger", id="sync", variant="primary", compact=True
                     )
+                    yield NoFocusButton("Transfer", id="transfer", compact=True)
                     yield Static("", id="ledger-status")
                 log = RichLog(id="log", wrap=True, markup=False, highlight=False)
                 log.border_title = "Events"
@@ -278,6 +280,8 @@ class CheckoutApp(App[None]):
             self.action_tear()
         elif event.button.id == "sync":
             self.action_sync()
+        elif event.button.id == "transfer":
+            self.action_transfer()
 
     def action_key(self, key: str) -> None:
         self.checkout.send(Key(key))
@@ -302,6 +306,17 @@ class CheckoutApp(App[None]):
 
     def action_sync(self) -> None:
         self.checkout.send(Sync())
+
+    def action_transfer(self) -> None:
+        """Card to card: the prompt asks from, to, amount (and the payer's PIN)."""
+        if isinstance(self.screen, (PinPrompt, TransferPrompt)):
+            return
+
+        def done(choice: tuple[int, int, int, str] | None) -> None:
+            if choice is not None:
+                self.checkout.send(Transfer(*choice))
+
+        self.push_screen(TransferPrompt([s.label for s in self.specs]), done)
 
     async def action_quit(self) -> None:
         self.checkout.stop()

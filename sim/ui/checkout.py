@@ -61,6 +61,7 @@ from .hal import (
     Sync,
     Tap,
     TraceLink,
+    Transfer,
 )
 
 VISUAL = {"visual": True}  # the cards are visual cards (their screens show the balance)
@@ -493,6 +494,11 @@ class Checkout:
             self.tear_armed = event.on
             self.tear_spec = event.spec if event.on else None
             self._log("info", "tear armed for the next tap" if event.on else "tear disarmed")
+        elif isinstance(event, Transfer):
+            if self.phase not in (IDLE, AMOUNT):
+                self._log("info", "a transfer waits until the sale is over")
+            else:
+                self._transfer(event)
         elif isinstance(event, Sync):
             if self.phase != IDLE:
                 self._log("info", "sync waits until the sale is over")
@@ -514,6 +520,40 @@ class Checkout:
             self._log("torn", f"✗ {ex.error}")
         else:
             self._log("in", "← " + response_text(ex.response))
+
+    # ---- wallet to wallet ----------------------------------------------------------------------
+    def _transfer(self, ev: Transfer) -> None:
+        """Card `payer` pays card `receiver` through a reader holding both (GET CHALLENGE, PAY
+        kind 2, RECEIVE): the receiver holds the value as pending until its sync."""
+        from tapcash.host.device.errors import DeviceRefused
+        from tapcash.sim.device.hal import DirectLink
+
+        n = len(self.cards)
+        if not (0 <= ev.payer < n and 0 <= ev.receiver < n) or ev.payer == ev.receiver:
+            self._log("error", "transfer: choose two different cards")
+            return
+        if ev.amount <= 0:
+            self._log("error", "transfer: the amount must be above 0.00")
+            return
+        if self.in_field in (ev.payer, ev.receiver):
+            assert self.field is not None
+            self.field.remove()  # the reader takes both cards: out of the POS's field
+            self.in_field = None
+        self._tick()
+        a, b = self.specs[ev.payer], self.specs[ev.receiver]
+        what = f"{money(ev.amount)} card {a.label} ({a.holder}) -> card {b.label} ({b.holder})"
+        try:
+            pv.transfer(
+                DirectLink(self.cards[ev.payer]),
+                DirectLink(self.cards[ev.receiver]),
+                ev.amount,
+                time=self.clock.now(),
+                pin=ev.pin.encode() if ev.pin else None,
+            )
+        except DeviceRefused as e:
+            self._log("decline", f"TRANSFER {what} refused: {sw_text(e.sw) if e.sw else e}")
+            return
+        self._log("ok", f"TRANSFER {what}: pending on card {b.label} until it syncs")
 
     # ---- sync ------------------------------------------------------------------------------
     def _sync(self) -> None:

@@ -87,6 +87,17 @@ class Sync:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """A wallet-to-wallet transfer by a reader holding both cards (PROTOCOL.md §3.2, RECEIVE):
+    card `payer` pays `amount` to card `receiver`, staged there until a sync releases it."""
+
+    payer: int
+    receiver: int
+    amount: int
+    pin: str = ""
+
+
+@dataclass(frozen=True)
 class Quit:
     pass
 

@@ -194,7 +194,12 @@ class CardPanel(Vertical):
             yield KeyCap("remove", "Remove", id=f"remove-{self.index}", classes="plain")
 
     def set_facts(
-        self, balance: int, counter: int, offline_left: int, pin: str, in_field: bool,
+        self,
+        balance: int,
+        counter: int,
+        offline_left: int,
+        pin: str,
+        in_field: bool,
         purses: tuple[tuple[int, int], ...] = (),
     ) -> None:
         self.set_class(in_field, "in-field")
@@ -253,6 +258,110 @@ class PinPrompt(ModalScreen[str | None]):
         event.stop()
         if event.button.id == "pin-ok":
             self.dismiss(self.query_one(Input).value)
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def parse_money(text: str) -> int | None:
+    """Minor units of "12.50", "12" (whole units) or None when it is not an amount."""
+    t = text.strip()
+    if not t:
+        return None
+    units, _, cents = t.partition(".")
+    if not units.isdigit() or (cents and (not cents.isdigit() or len(cents) > 2)):
+        return None
+    return int(units) * 100 + int((cents + "00")[:2] if cents else 0)
+
+
+class TransferPrompt(ModalScreen["tuple[int, int, int, str] | None"]):
+    """A wallet-to-wallet transfer: from card, to card, amount, and the payer's PIN when the
+    amount is above its no-CVM limit. Dismissed with (payer, receiver, amount, pin) or None."""
+
+    DEFAULT_CSS = """
+    TransferPrompt { align: center middle; }
+    TransferPrompt > Vertical {
+        width: 60; height: auto; border: thick $accent; background: $surface; padding: 1 2;
+    }
+    TransferPrompt Input { margin: 0 0 1 0; }
+    TransferPrompt Horizontal { height: auto; width: auto; }
+    TransferPrompt Button { margin-right: 2; }
+    """
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
+    def __init__(self, labels: list[str]) -> None:
+        super().__init__()
+        self.labels = labels
+
+    def compose(self) -> ComposeResult:
+        cards = "".join(self.labels)
+        with Vertical():
+            yield Static(
+                Text.assemble(("Transfer", "bold"), " card to card (a reader holding both)")
+            )
+            yield Static("Staged: the receiver may spend it only after its sync.", id="tx-note")
+            yield Input(
+                placeholder=f"from card ({'/'.join(self.labels)})",
+                id="tx-from",
+                restrict=f"[{cards}{cards.lower()}]",
+                max_length=1,
+            )
+            yield Input(
+                placeholder="to card",
+                id="tx-to",
+                restrict=f"[{cards}{cards.lower()}]",
+                max_length=1,
+            )
+            yield Input(
+                placeholder="amount, e.g. 5.00", id="tx-amount", restrict=r"[0-9.]*", max_length=9
+            )
+            yield Input(
+                placeholder="payer's PIN (above its no-CVM limit)",
+                id="tx-pin",
+                password=True,
+                restrict=r"[0-9]*",
+                max_length=8,
+            )
+            yield Static("", id="tx-error")
+            with Horizontal():
+                yield Button("Send", variant="success", id="tx-ok")
+                yield Button("Cancel", variant="error", id="tx-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#tx-from", Input).focus()
+
+    def _value(self, wid: str) -> str:
+        return self.query_one(f"#{wid}", Input).value.strip()
+
+    def _submit(self) -> None:
+        labels = [x.upper() for x in self.labels]
+        a, b = self._value("tx-from").upper(), self._value("tx-to").upper()
+        amount = parse_money(self._value("tx-amount"))
+        err = self.query_one("#tx-error", Static)
+        if a not in labels or b not in labels or a == b:
+            err.update("choose two different cards")
+            return
+        if not amount:
+            err.update("enter an amount above 0.00")
+            return
+        self.dismiss((labels.index(a), labels.index(b), amount, self._value("tx-pin")))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        order = ["tx-from", "tx-to", "tx-amount", "tx-pin"]
+        i = order.index(event.input.id or "tx-pin")
+        if i + 1 < len(order) and not self._value(order[i + 1]) and i < 2:
+            self.query_one(f"#{order[i + 1]}", Input).focus()
+            return
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "tx-ok":
+            self._submit()
         else:
             self.dismiss(None)
 

@@ -33,6 +33,7 @@ from tapcash.firmware.core import ed25519
 from tapcash.host.bench.ingest import NO_LIMITS
 from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.client import LedgerClient
+from tapcash.host.ledger.loopback import free_port
 
 pg_admin = lw.pg_admin
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -62,7 +63,7 @@ class Serve:
     """`tapcash ledger serve` in its own process group, its log kept in a file."""
 
     def __init__(self, db: str, key: Path, log: Path, access_log: bool = False) -> None:
-        self.port = lw.free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("wb") as out:

@@ -179,6 +179,50 @@ def test_long_journal_progress_and_small_pages(scn: sw.Scenario) -> None:
     assert (p["first_seq"], p["last_seq"]) == (1, 3)
 
 
+def test_a_wrong_token_stops_the_sync_before_the_device_is_touched(
+    scn: sw.Scenario, reference: dict[str, Any]
+) -> None:
+    """Found: `tapcash sync --token wrong` synced without a word (uploads are authenticated by
+    the devices' signatures, so the token meant nothing). A token given is now checked first:
+    a wrong one is one line and exit 6, and neither the device nor the ledger sees anything."""
+    before = sw.device_state(scn.world.wallet())
+    books = scn.client.books()
+    with SerialDevice(scn.world.wallet()) as dev:
+        code, doc, _ = run_cli(*sync_args(dev.path, scn, "--token", "wrong"))
+        assert dev.frames_in == 0  # not one request reached the device
+        human = [a for a in sync_args(dev.path, scn, "--token", "wrong") if a != "--json"]
+        res = CliRunner().invoke(cli, ["sync", *human])
+        assert dev.frames_in == 0
+    assert code == EXIT_LEDGER and doc["ok"] is False and "token is wrong" in doc["error"]
+    assert res.exit_code == EXIT_LEDGER and "Traceback" not in res.output
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "token is wrong" in line and "required" not in line
+    assert sw.device_state(scn.world.wallet()) == before and scn.client.books() == books
+    # --flush checks it as well; an unreachable ledger is no verdict on it (the batch spools)
+    code, doc, _ = run_cli(
+        "--flush",
+        "--ledger",
+        scn.server.url,
+        "--outbox",
+        str(scn.outbox_dir),
+        "--token",
+        "wrong",
+        "--json",
+    )
+    assert code == EXIT_LEDGER and "token is wrong" in doc["error"]
+    dead = f"http://127.0.0.1:{free_port()}"
+    with SerialDevice(scn.world.wallet()) as dev:
+        code, doc, _ = run_cli(*sync_args(dev.path, scn, "--token", "wrong", ledger=dead))
+    assert code == EXIT_SPOOLED and doc["outcome"] == "spooled"
+    # the operator token, or none at all: synced as ever
+    for app, token in ((scn.world.wallet(), scn.server.token), (scn.world.terminal(), None)):
+        with SerialDevice(app) as dev:
+            extra = ("--token", token) if token else ()
+            code, doc, err = run_cli(*sync_args(dev.path, scn, *extra))
+        assert code == 0, err
+    assert sw.snapshot(scn) == reference
+
+
 # ---- ledger unreachable: outbox, flush ------------------------------------------------------
 
 

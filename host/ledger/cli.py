@@ -48,7 +48,24 @@ COMMANDS: dict[str, Lazy] = {
 }
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS)
+class LedgerGroup(LazyGroup):
+    """Every `tapcash ledger` command: a database failure (no such --db, PostgreSQL down) is one
+    line on stderr and a non-zero exit, never a traceback (host/ledger/dbcli.py)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as e:  # noqa: BLE001 - only database failures are handled here
+            from .dbcli import describe
+
+            known = describe(e)
+            if known is None:
+                raise
+            click.echo(f"error: {known[0]}", err=True)
+            raise click.exceptions.Exit(known[1]) from None
+
+
+@click.group(cls=LedgerGroup, lazy=COMMANDS)
 def ledger() -> None:
     """The online ledger service (HTTP, SQLite or PostgreSQL)."""
 
@@ -58,10 +75,10 @@ def ledger() -> None:
               help=DB_HELP)
 def migrate(db_url: str) -> None:
     """Create or upgrade the database schema."""
-    from .db import Database
+    from .dbcli import open_db
     from .migrations import migrate as run
 
-    db = Database(db_url, pool_size=1)
+    db = open_db(db_url, create=True)
     applied = run(db)
     click.echo(f"applied {applied}" if applied else "schema up to date")
 
@@ -91,10 +108,13 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
     console URLs, then each request (access log, on stdout)."""
     import uvicorn
 
-    from .db import Database, redact
+    from .db import redact
+    from .dbcli import open_db
     from .migrations import migrate as run
 
-    applied = run(Database(db_url, pool_size=1))
+    db = open_db(db_url, create=True)
+    applied = run(db)
+    db.close()
     os.environ.update({ENV_DB: db_url, ENV_KEY: str(Path(issuer_key).resolve()),
                        ENV_TOKEN: token, ENV_POOL: str(pool)})
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -114,11 +134,11 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
 def check(db_url: str, as_json: bool) -> None:
     """Check the books: issued = held, postings add up, nothing negative, and per programme
     funded = spent + refunded + outstanding. Exit 1 if not."""
-    from .db import Database
+    from .dbcli import open_db
     from .postings import check_invariant
     from .programs import check as check_programs
 
-    db = Database(db_url, pool_size=1)
+    db = open_db(db_url)
     inv = db.read(check_invariant)
     inv["programs"] = db.read(check_programs)  # funded = spent + refunded + outstanding
     inv["ok"] = inv["ok"] and inv["programs"]["ok"]
@@ -144,9 +164,9 @@ def report(name: str, db_url: str, fmt: str, legacy: str | None) -> None:
     ISO 8601 times; proofs and records only in JSON)."""
     from . import reports
     from .columns import REPORTS
-    from .db import Database
+    from .dbcli import open_db
 
-    rows = Database(db_url, pool_size=1).read(lambda tx: reports.report(tx, name))
+    rows = open_db(db_url).read(lambda tx: reports.report(tx, name))
     render(rows, REPORTS[name], legacy or fmt, title=name)
 
 

@@ -22,6 +22,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -127,28 +128,70 @@ def sqlite_path(url: str) -> str:
     return url
 
 
-class Database:
-    """A small pool of connections to one database and transaction helpers."""
+class DatabaseUnavailable(Exception):
+    """The database cannot be used: a SQLite file that is not there (or not a database), a
+    PostgreSQL server that is down, refuses the login or has no such database. `str()` is one
+    line for the operator (no traceback); the HTTP API answers 503."""
 
-    def __init__(self, url: str, pool_size: int = 8) -> None:
+
+class NoDatabase(DatabaseUnavailable):
+    """The database named is not a ledger database: no such SQLite file (with `create=False`),
+    a file that is not a database, no ledger schema in it."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line.removeprefix("connection failed: ").strip()
+
+
+class Database:
+    """Connections to one database and transaction helpers.
+
+    SQLite: a small pool of connections kept here (a LIFO queue). PostgreSQL: a psycopg_pool
+    ConnectionPool, opened at first use (one connection, growing to `pool_size`), after one
+    direct connection attempt so that a server that is down is reported in one line.
+    `create=False` never creates a SQLite file: a path that is not there is DatabaseUnavailable
+    (the operator commands use it; only `migrate` and `serve` create a database).
+    """
+
+    CONNECT_TIMEOUT_S = 10  # PostgreSQL: a server that does not answer (unless the URL says)
+    POOL_TIMEOUT_S = 60.0  # PostgreSQL: longest wait for a free connection of the pool
+
+    def __init__(self, url: str, pool_size: int = 8, create: bool = True) -> None:
         self.url = url
         self.dialect = "sqlite" if _is_sqlite(url) else "postgresql"
+        self.create = create
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._created = 0
         self._pool_size = pool_size
         self._pool_lock = threading.Lock()
+        self._pg_pool: Any = None
         # SQLite has one writer; inside a process we queue writers here instead of spinning
         # on SQLITE_BUSY.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
 
     # ---- connections -------------------------------------------------------------------
     def _connect(self) -> Any:
-        if self.dialect == "sqlite":
-            path = sqlite_path(self.url)
-            if path not in ("", ":memory:"):
-                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   timeout=60.0)
+        """A new SQLite connection (PostgreSQL connections come from the pool)."""
+        path = sqlite_path(self.url)
+        memory = path in ("", ":memory:")
+        if not memory and self.create:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if not memory and not self.create and not os.path.isfile(path):
+            raise NoDatabase(
+                f"no ledger database at {path} (a new one: tapcash ledger migrate --db {path})")
+        try:
+            if memory or self.create:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                       timeout=60.0)
+            else:  # read-write, never create: a file deleted meanwhile is not made again
+                uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=rw"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=60.0)
+        except sqlite3.OperationalError as e:
+            raise DatabaseUnavailable(f"cannot open the database {path}: {e}") from None
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -156,12 +199,41 @@ class Database:
             # 64 MB page cache per connection (default 2 MB): index inserts stay in memory
             # as the tables grow to millions of rows.
             conn.execute("PRAGMA cache_size=-65536")
-            return conn
-        import psycopg
+        except sqlite3.DatabaseError as e:  # "file is not a database"
+            conn.close()
+            raise NoDatabase(f"{path} is not a ledger database ({e})") from None
+        return conn
 
-        return psycopg.connect(self.url, autocommit=True)
+    def _pg(self) -> Any:
+        with self._pool_lock:
+            if self._pg_pool is None:
+                import psycopg
+                from psycopg_pool import ConnectionPool
+
+                kwargs: dict[str, Any] = {"autocommit": True}
+                if "connect_timeout" not in self.url:
+                    kwargs["connect_timeout"] = self.CONNECT_TIMEOUT_S
+                try:  # one direct attempt: the pool itself would only time out, reasonless
+                    psycopg.connect(self.url, **kwargs).close()
+                except psycopg.Error as e:
+                    raise DatabaseUnavailable(
+                        f"PostgreSQL {redact(self.url)} is unavailable: {_first_line(e)}"
+                    ) from None
+                self._pg_pool = ConnectionPool(
+                    self.url, min_size=1, max_size=max(1, self._pool_size), kwargs=kwargs,
+                    timeout=self.POOL_TIMEOUT_S, name="tapcash-ledger", open=True)
+            return self._pg_pool
 
     def _acquire(self) -> Any:
+        if self.dialect == "postgresql":
+            from psycopg_pool import PoolTimeout
+
+            try:
+                return self._pg().getconn()
+            except PoolTimeout as e:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL {redact(self.url)}: no connection ({_first_line(e)})"
+                ) from None
         try:
             return self._pool.get_nowait()
         except queue.Empty:
@@ -180,6 +252,11 @@ class Database:
             raise
 
     def _release(self, conn: Any, broken: bool) -> None:
+        if self.dialect == "postgresql":
+            if broken:  # rollback failed: unknown state, the pool replaces it
+                conn.close()
+            self._pg_pool.putconn(conn)
+            return
         if not broken:
             self._pool.put(conn)
             return
@@ -192,6 +269,10 @@ class Database:
             self._created -= 1
 
     def close(self) -> None:
+        with self._pool_lock:
+            pg, self._pg_pool = self._pg_pool, None
+        if pg is not None:
+            pg.close()
         while True:
             try:
                 conn = self._pool.get_nowait()

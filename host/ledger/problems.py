@@ -47,6 +47,10 @@ def _is_json(content_type: str) -> bool:
 
 
 def _db_down(exc: BaseException) -> bool:
+    from .db import DatabaseUnavailable
+
+    if isinstance(exc, DatabaseUnavailable):
+        return True
     if isinstance(exc, sqlite3.OperationalError):
         return "unable to open" in str(exc) or "disk I/O" in str(exc)
     try:

@@ -23,16 +23,13 @@ DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
 def _ledger(db_url: str, issuer_key: str | None) -> Any:
     from tapcash.host.issuer import Issuer
 
-    from .db import Database
-    from .migrations import migrate
+    from .dbcli import open_db
     from .service import Ledger
 
     if not issuer_key:
         _fail("--issuer-key (or TAPCASH_LEDGER_ISSUER_KEY) is required: it signs the rule and "
               "the vouchers")
-    db = Database(db_url, pool_size=1)
-    migrate(db)
-    return Ledger(db, Issuer.load(Path(issuer_key)))
+    return Ledger(open_db(db_url), Issuer.load(Path(issuer_key)))
 
 
 def _fail(message: str) -> None:
@@ -181,9 +178,9 @@ def report(name: str | None, db_url: str, fmt: str, as_json: bool) -> None:
     import time
 
     from . import programs
-    from .db import Database
+    from .dbcli import open_db
 
-    db = Database(db_url, pool_size=1)
+    db = open_db(db_url)
     rows = _run(lambda: db.read(lambda tx: programs.report(tx, int(time.time()), name)))
     if fmt == "json" or as_json:
         click.echo(json.dumps(jsonable(rows), indent=2))

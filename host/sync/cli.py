@@ -111,7 +111,10 @@ def _describe(res: Any) -> str:
     help="ledger base URL (env TAPCASH_LEDGER_URL); without it the batch is only spooled",
 )
 @click.option(
-    "--token", envvar="TAPCASH_LEDGER_TOKEN", help="ledger token (env TAPCASH_LEDGER_TOKEN)"
+    "--token",
+    envvar="TAPCASH_LEDGER_TOKEN",
+    help="operator token (env TAPCASH_LEDGER_TOKEN), optional: uploads are signed by the "
+    "devices; one given is checked first and a wrong one stops the sync (exit 6)",
 )
 @click.option(
     "--outbox",
@@ -156,7 +159,7 @@ def sync(
       3  port unusable: no such port, busy, permission denied
       4  device: not a tapcash device, line lost mid-sync
       5  ledger unreachable (or none given): the batch waits in the outbox
-      6  the ledger refused a batch
+      6  the ledger refused a batch, or the --token given (checked before anything else)
     """
     if not port and not flush:
         raise click.UsageError("give --port (sync a device) and/or --flush (upload the outbox)")
@@ -167,6 +170,8 @@ def sync(
 
     link = LedgerLink(ledger, token) if ledger else None
     try:
+        if link is not None and token:
+            link.check_token()  # before the device is touched: a wrong token changes nothing
         code = _run(port, link, box, flush, as_json, baud, timeout_s, retries, page_records)
     except ToolError as e:
         code = exit_code(e, SYNC_EXIT)

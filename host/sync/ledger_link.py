@@ -28,6 +28,22 @@ class LedgerLink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_token(self) -> None:
+        """A token given to the sync tool is the ledger's operator token (GET /v1/whoami), or
+        LedgerRefused. Uploads need none (devices sign their batches), but a wrong credential is
+        never silently ignored. An unreachable ledger is no verdict: the sync goes on (spools)."""
+        try:
+            self._client.check_token()
+        except LedgerHTTPError as e:
+            if e.status in (401, 403):
+                raise LedgerRefused(
+                    f"ledger {self.url} refused the token ({e.status}): {e.detail} (--token / "
+                    "TAPCASH_LEDGER_TOKEN must be the operator token, or left out: uploads are "
+                    "signed by the devices)"
+                ) from None
+        except httpx.TransportError:
+            pass
+
     def pending(self, device: bytes, status: bytes) -> Pending:
         """What waits for the device (read only), the device authenticating with its status."""
         try:

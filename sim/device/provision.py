@@ -40,18 +40,9 @@ def issuer_from_seed(seed: int = 0) -> Issuer:
     return Issuer(hashlib.sha256(b"tapcash/sim/issuer" + seed.to_bytes(8, "big")).digest())
 
 
-def call(
-    app: Any,
-    ins: int,
-    data: bytes = b"",
-    *,
-    cla: int = proto.CLA_PROP,
-    p1: int = 0,
-    p2: int = 0,
-    what: str = "",
-) -> bytes:
-    """Send one command to a device app, return the data; DeviceRefused unless 9000."""
-    return apdu.call(app.process, ins, data, cla=cla, p1=p1, p2=p2, what=what)
+def call(app: Any, ins: int, data: bytes = b"", **kw: Any) -> bytes:
+    """`host.device.apdu.call` on a device app's `process` (cla, p1, p2, what as there)."""
+    return apdu.call(app.process, ins, data, **kw)
 
 
 def select(app: Any) -> dict[int, Any]:

@@ -46,18 +46,23 @@ def sh_blocks(text: str) -> list[str]:
 
 
 # ---- the route table -----------------------------------------------------------------------
-def _app_routes() -> dict[str, str]:
-    """'METHOD /path' -> operator | device | public, from the app's own OpenAPI document."""
+def _app() -> Any:
     from tapcash.host.issuer import Issuer
     from tapcash.host.ledger.app import create_app
-    from tapcash.host.ledger.auth import PUBLIC_PATHS
     from tapcash.host.ledger.db import Database
     from tapcash.host.ledger.migrations import migrate
     from tapcash.host.ledger.service import Ledger
 
     db = Database(":memory:", pool_size=1)
     migrate(db)
-    app = create_app(Ledger(db, Issuer.generate()), "t")
+    return create_app(Ledger(db, Issuer.generate()), "t")
+
+
+def _app_routes() -> dict[str, str]:
+    """'METHOD /path' -> operator | device | public, from the app's own OpenAPI document."""
+    from tapcash.host.ledger.auth import PUBLIC_PATHS
+
+    app = _app()
     out = {}
     for path, ops in app.openapi()["paths"].items():
         for method, op in ops.items():
@@ -78,6 +83,17 @@ def _doc_routes() -> dict[str, str]:
 
 def test_the_route_table_is_the_apps_routes() -> None:
     assert _doc_routes() == _app_routes()
+
+
+def test_the_documented_problem_body_is_the_apis() -> None:
+    from fastapi.testclient import TestClient
+
+    (example,) = re.findall(r"^```json\n(.*?)^```$", section("## 4. HTTP API"),
+                            flags=re.S | re.M)
+    with TestClient(_app()) as api:
+        r = api.get("/v1/owners/nobody", headers={"Authorization": "Bearer t"})
+    assert r.headers["content-type"] == "application/problem+json"
+    assert (r.status_code, r.json()) == (404, json.loads(example))
 
 
 # ---- the walk-through ----------------------------------------------------------------------

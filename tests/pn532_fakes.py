@@ -1,7 +1,7 @@
 """Fake PN532 buses for the driver's robustness tests: a chip that sends whatever a test (or
 Hypothesis) scripts, on a simulated clock, and a guard that stops a driver that would not return.
 
-Unlike sim/nfc/pn532.py (a faithful chip), the chip here follows no protocol: it sends the scripted
+Unlike sim/nfc/pn532/ (a faithful chip), the chip here follows no protocol: it sends the scripted
 frames in order whatever the host writes, and then its `tail` again and again for ever (a chip
 that keeps answering ACK, a line of zeros) or nothing (a silent chip). Only the bus mechanics are
 those of the real interfaces (UM0701-02 6.2.3-6.2.5), as the driver sees them through machine.I2C /

@@ -1,7 +1,7 @@
 """The firmware PN532 driver wired to the frame-level emulator through each host interface.
 
 Nothing here stands in for the driver or the chip model: `wire()` builds the real driver
-(firmware/hal/pn532*.py) on the real emulator (sim/nfc/pn532.py) through the machine-shaped bus
+(firmware/hal/pn532*.py) on the real emulator (sim/nfc/pn532/) through the machine-shaped bus
 adapters, exactly as firmware/hal/esp32.py wires it to machine.I2C / SPI / UART on a board.
 """
 

@@ -4,7 +4,8 @@ Sources of the vectors: NXP UM0701-02 6.2.1 (frame layouts, ACK, NACK, error fra
 GetFirmwareVersion frame drawn in libnfc's pn53x-internal.h, an HSU capture of SAMConfiguration
 from node-pn532 (issue #12), and a card-emulation trace of a PN532 (SetParameters 0x30,
 TgInitAsTarget PICC, its D5 8D 08 E0 80 answer) from a Stack Overflow question (24777810).
-The emulator's frame code (sim/nfc/pn532.py) is written separately; the two are cross-checked.
+The emulator's frame code (sim/nfc/pn532/frames.py) is written separately; the two are
+cross-checked.
 """
 
 import pytest

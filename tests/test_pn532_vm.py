@@ -1,5 +1,5 @@
 """The PN532 driver compiled to .mpy, running in the real MicroPython 1.27 VM, on the emulated chip:
-every bus transaction crosses into the host (sim/vm/pn532_vm.py) where sim/nfc/pn532.py answers it.
+every bus transaction crosses into the host (sim/vm/pn532_vm.py) where sim/nfc/pn532/ answers it.
 Same scenarios as the CPython tests: reader (detection, chained APDUs), faults, card emulation."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 #   esp32.py            builds a Hal from a board profile: the ONLY module that imports `machine`
 #
 # Every driver takes its bus or Pin objects as arguments (micropython-lib style), so the same code
-# runs on a board, in the desktop MicroPython VM and on CPython against sim/nfc/pn532.py and
+# runs on a board, in the desktop MicroPython VM and on CPython against sim/nfc/pn532/ and
 # recording stand-ins for buses and pins.
 from ..core.runtime import ticks_diff, ticks_ms
 

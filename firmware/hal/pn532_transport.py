@@ -1,6 +1,6 @@
 # The PN532's three host interfaces (UM0701-02 6.2.3 HSU, 6.2.4 I2C, 6.2.5 SPI). Each takes the bus
 # object as an argument (machine.I2C / machine.SPI + a chip-select Pin / machine.UART on a board,
-# the sim/nfc/pn532.py adapters on a desktop) and moves whole frames; pn532.PN532 does the rest.
+# the sim/nfc/pn532/ adapters on a desktop) and moves whole frames; pn532.PN532 does the rest.
 #
 # Transport interface used by PN532:
 #   write(frame)              send bytes as one host frame (command, ACK or NACK)

@@ -3,7 +3,7 @@
 A ``BusVM`` is a MicroPythonVM with ``mpvm_bus_plugin.mjs`` loaded and ``vm_bus.py`` installed:
 inside the VM, ``vm_bus.I2C()`` / ``SPI()`` / ``UART()`` / ``Pin(n)`` behave like the machine
 classes, and every transaction is served here, synchronously, by the bus adapters of
-``sim/nfc/pn532.py`` (SimI2C, SimSPI, SimUART, SimPin) wired to a PN532Emulator:
+``sim/nfc/pn532/`` (SimI2C, SimSPI, SimUART, SimPin) wired to a PN532Emulator:
 
     with BusVM(compiled=True) as vm:
         chip = PN532Emulator(field)

@@ -2,7 +2,7 @@
 # as /simbus/vm_bus.py. Objects with the method shapes of machine.I2C / machine.SPI /
 # machine.UART / machine.Pin whose every transaction is one synchronous call to the Python host
 # (the `simbus` JS module of mpvm_bus_plugin.mjs), where the emulated chip lives. With them the
-# unchanged firmware drivers run in real MicroPython against sim/nfc/pn532.py.
+# unchanged firmware drivers run in real MicroPython against sim/nfc/pn532/.
 import binascii
 
 import simbus

@@ -131,3 +131,18 @@ def test_the_command_says_what_is_wrong_with_its_options() -> None:
         check=False,
     )
     assert r.returncode == 1 and "/dev/no-such-port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_command_checks_a_card_on_a_serial_port() -> None:
+    # a board's wallet speaking the sync frames (sim/device/serial_pty.py is one on a pty)
+    app = _card()
+    with SerialDevice(app) as dev:
+        r = subprocess.run(
+            [TAPCASH, "conformance", "card", "--port", dev.path],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "card: 7/7 checks passed: conforms" in r.stdout

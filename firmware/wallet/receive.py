@@ -62,7 +62,7 @@ def handle(app, p1, p2, data):
     new.pop(st.S_RX_CHAL, None)
     app.commit(new)
     app.catch_up(False, rec)
-    from .app import money
+    from ..core.units import money
 
     app.show(
         [

@@ -331,24 +331,31 @@ TARGET_KB32 = {
 }
 # What the suite enforces (tests/test_heap_budget.py): the target where it is met, else the
 # heap the firmware needs today, rounded up - so no change can make it worse unnoticed.
+# Success is not monotonic in the heap (where the collections fall moves), so each budget is
+# one where the day also completes at every 0.5 KB up to 1.5 KB above it. Measured with
+# `min_heap` (1 KB steps, native port / 1.2) and a 0.5 KB scan around it, firmware of #12/#16:
+# wallet .mpy 95.8 (was 104.2 before the handler release, bytes SHA-512 constants and the
+# one-copy EXPORT), POS .mpy 102.5-106.7 (114.2), wallet ROMFS 71.7 (78.3), POS ROMFS
+# 75.0-81.7 (85.8).
 BUDGET_KB32 = {
-    ("wallet", "mpy"): 114,
-    ("pos", "mpy"): 128,
-    ("wallet", "romfs"): 93,
-    ("pos", "romfs"): 89,
+    ("wallet", "mpy"): 96,  # target met
+    ("pos", "mpy"): 108,  # target met
+    ("wallet", "romfs"): 73,
+    ("pos", "romfs"): 83,
 }
 
 
 # The purse card's day (`record_day(purses=True)`, issue 13: "the heap budgets of the memory
-# issue"): the same budget where it fits, else what it needs today rounded up (measured with
-# `min_heap` at 1 KB steps: wallet .mpy 118.3, POS ROMFS 97.5 KB32; the main-purse day needs
-# 105.8 and 89.2 there). The extra is the purse modules (wallet/purse_pay.py, pos/rules.py,
-# core/purse.py), the rules kept in the card's state, and the POS certificate's check.
+# issue"): the same budget where it fits, else what it needs today rounded up as above
+# (min_heap: wallet .mpy 106.7, POS .mpy 116.7, wallet ROMFS 78.3, POS ROMFS 81.7 KB32; the
+# ROMFS days fail at a few heaps just above their minimum, hence 82 and 86). The extra is the
+# purse modules (wallet/purse_pay.py, pos/rules.py, core/purse.py), the rules kept in the
+# card's state, and the POS certificate's check.
 PURSE_BUDGET_KB32 = {
-    ("wallet", "mpy"): 119,
-    ("pos", "mpy"): 128,
-    ("wallet", "romfs"): 93,
-    ("pos", "romfs"): 98,
+    ("wallet", "mpy"): 108,
+    ("pos", "mpy"): 120,
+    ("wallet", "romfs"): 82,
+    ("pos", "romfs"): 86,
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -114,6 +115,9 @@ def _kill(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the walk-through's blocks as written (the port made free); its folder and output."""
+    missing = [t for t in ("bash", "jq", "curl") if shutil.which(t) is None]
+    if missing:  # the README's Quick start installs them; CI must have them
+        pytest.fail(f"{', '.join(missing)} missing: apt-get install -y jq curl", pytrace=False)
     folder = tmp_path_factory.mktemp("pilot-day")
     blocks = sh_blocks(section(WALKTHROUGH))
     assert len(blocks) >= 8, "the walk-through lost its commands"

@@ -1,6 +1,6 @@
 """`tapcash sim run SCENARIO` and `tapcash demo`: simulate a rollout, reconcile, report.
 
-Both run a seeded scenario (sim/scenario/spec.py) over simulated devices that run the unchanged
+Both run a seeded scenario (sim/scenario/) over simulated devices that run the unchanged
 firmware, the real ledger service on loopback and the real sync tool, then print the
 reconciliation report and write report.json, payments.csv and PNG plots. Exit code 0 only
 when the books balance.
@@ -33,7 +33,7 @@ sim.add_command(ui_command)
 
 def _scenario(name: str, seed: int | None) -> tuple[Any, int]:
     """(scenario, the seed it will run with) of a .toml file or a built-in name."""
-    from tapcash.sim.scenario.spec import ScenarioError, resolve
+    from tapcash.sim.scenario import ScenarioError, resolve
 
     try:
         sc = resolve(name)
@@ -203,7 +203,7 @@ def run_command(
 def template_command(builtin: str) -> None:
     """Print a built-in scenario's TOML to start a scenario of your own from (default: demo,
     whose comments document every key): tapcash sim template > my.toml."""
-    from tapcash.sim.scenario.spec import ScenarioError, builtin_source
+    from tapcash.sim.scenario import ScenarioError, builtin_source
 
     try:
         click.echo(builtin_source(builtin), nl=False)
@@ -214,7 +214,7 @@ def template_command(builtin: str) -> None:
 @sim.command("list")
 def list_command() -> None:
     """The built-in scenarios."""
-    from tapcash.sim.scenario.spec import builtin_names, builtin_scenario
+    from tapcash.sim.scenario import builtin_names, builtin_scenario
 
     for name in builtin_names():
         sc = builtin_scenario(name)
@@ -231,7 +231,7 @@ def demo(workdir: Path, seed: int | None, runtime: str, as_json: bool) -> None:
     """One simulated day: 50 card wallets and 5 POS terminals paying offline, a torn tap, a
     power cut, a cloned card and a rolled-back card; then every device syncs through the sync
     tool to the ledger and the books are checked. Exit code 0 only if they balance."""
-    from tapcash.sim.scenario.spec import builtin_scenario
+    from tapcash.sim.scenario import builtin_scenario
 
     sc = builtin_scenario("demo")
     if not as_json:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tapcash.host.cli import cli
 from tapcash.host.issuer import CERT_DAYS, DAY_S, Issuer
-from tapcash.sim.scenario.spec import ScenarioError, builtin_source, load_scenario
+from tapcash.sim.scenario import ScenarioError, builtin_source, load_scenario
 
 DEVICE_ID = "0011223344556677"
 PUBLIC_KEY = "ab" * 32

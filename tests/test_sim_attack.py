@@ -17,7 +17,7 @@ import pytest
 
 from tapcash.sim.attacks import KINDS
 from tapcash.sim.run.sweep import run_seed
-from tapcash.sim.scenario.spec import AdversaryPlan, builtin_scenario, parse_scenario
+from tapcash.sim.scenario import AdversaryPlan, builtin_scenario, parse_scenario
 
 # Attack kinds whose invariant fails on main because of a hole another engineer owns; each
 # entry goes as soon as the fix lands (the marks are strict: a fixed hole fails the test
@@ -127,7 +127,7 @@ def test_a_failing_seed_replays_exactly(tmp_path):
 
 
 def test_an_adversary_that_does_not_fit_the_scenario_is_a_clear_error():
-    from tapcash.sim.scenario.spec import ScenarioError
+    from tapcash.sim.scenario import ScenarioError
 
     base = {"scenario": {"name": "x"}, "wallets": {"count": 4}}
     with pytest.raises(ScenarioError, match="unknown teleport"):

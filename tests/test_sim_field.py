@@ -7,7 +7,7 @@ from tapcash.sim.device.build import DeviceSpec, LocalDevice, spec_seed
 from tapcash.sim.device.hal import SimClock
 from tapcash.sim.nfc.field import BIT_US_106, AirModel, ComputeModel, Field
 from tapcash.sim.run.runner import ScenarioRun
-from tapcash.sim.scenario.spec import parse_scenario
+from tapcash.sim.scenario import parse_scenario
 
 
 class Echo:

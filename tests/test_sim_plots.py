@@ -11,7 +11,7 @@ import pytest
 
 from tapcash.sim.run import plots
 from tapcash.sim.run.runner import ScenarioRun
-from tapcash.sim.scenario.spec import builtin_scenario
+from tapcash.sim.scenario import builtin_scenario
 
 
 @pytest.fixture(scope="module")

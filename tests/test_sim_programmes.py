@@ -11,7 +11,7 @@ import pytest
 from tapcash.host.ledger import programs
 from tapcash.sim.run.report import summarize
 from tapcash.sim.run.runner import ScenarioRun
-from tapcash.sim.scenario.spec import builtin_scenario, parse_scenario
+from tapcash.sim.scenario import builtin_scenario, parse_scenario
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_programmes_flow_and_balance(run) -> None:
 
 
 def test_program_block_is_checked() -> None:
-    from tapcash.sim.scenario.spec import ScenarioError
+    from tapcash.sim.scenario import ScenarioError
 
     base = {"scenario": {"name": "x", "days": 1}, "pos": {"count": 2}, "wallets": {"count": 3}}
     ok = dict(base, programs=[{"name": "bus", "at": "07:00", "pos": [1, 2], "category": 4111}])

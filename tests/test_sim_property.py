@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tapcash.sim.run.report import summarize
 from tapcash.sim.run.runner import ScenarioRun
-from tapcash.sim.scenario.spec import parse_scenario
+from tapcash.sim.scenario import parse_scenario
 
 
 @st.composite
@@ -106,7 +106,7 @@ def test_adversary_never_wins(tmp_path_factory, seed, count):
     from test_sim_attack import EXPECTED_FAIL
 
     from tapcash.sim.attacks import KINDS
-    from tapcash.sim.scenario.spec import AdversaryPlan, builtin_scenario
+    from tapcash.sim.scenario import AdversaryPlan, builtin_scenario
 
     kinds = tuple(sorted(k for k in KINDS if k not in EXPECTED_FAIL))
     sc = replace(builtin_scenario("attack"), adversary=AdversaryPlan(kinds, count))

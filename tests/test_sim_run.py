@@ -12,7 +12,7 @@ import pytest
 
 from tapcash.sim.run.report import deterministic_part, summarize, write_outputs
 from tapcash.sim.run.runner import ScenarioRun
-from tapcash.sim.scenario.spec import builtin_scenario
+from tapcash.sim.scenario import builtin_scenario
 
 
 def _run(tmp_path, name, **kw):

@@ -3,7 +3,7 @@
 import pytest
 
 from tapcash.firmware.core import proto
-from tapcash.sim.scenario.spec import (
+from tapcash.sim.scenario import (
     DAY_S,
     ScenarioError,
     build_schedule,

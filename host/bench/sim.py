@@ -37,7 +37,7 @@ INS_NAMES = {0xA4: "select", 0x50: "pay", 0x52: "receipt"}
 
 
 def bench_scenario(wallets: int, pos: int, payments: int, *, measured: bool = False) -> Any:
-    from tapcash.sim.scenario.spec import parse_scenario
+    from tapcash.sim.scenario import parse_scenario
 
     return parse_scenario(
         {
@@ -127,7 +127,7 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
     from dataclasses import replace
 
     from tapcash.sim.run.runner import ScenarioRun
-    from tapcash.sim.scenario.spec import build_schedule
+    from tapcash.sim.scenario import build_schedule
 
     sc = replace(bench_scenario(wallets, pos, payments, measured=measured), seed=seed)
     count = _CryptoCount() if runtime == "cpython" else None
@@ -280,7 +280,7 @@ def profile_shares(wallets: int = 1000, pos: int = 100, payments: int = 3000) ->
     from pyinstrument import Profiler
 
     from tapcash.sim.run.runner import ScenarioRun
-    from tapcash.sim.scenario.spec import build_schedule
+    from tapcash.sim.scenario import build_schedule
 
     sc = replace(bench_scenario(wallets, pos, payments), seed=1)
     with tempfile.TemporaryDirectory(prefix="tapcash-bench-sim-") as tmp:

@@ -61,7 +61,7 @@ def plan(sc: Any, seed: int) -> list[dict[str, Any]]:
             # every wallet left is an honest one the run keeps: attack them harmlessly instead
             harmless = [n for n in names if KINDS[n].expect == "harmless"]
             if not harmless:
-                from tapcash.sim.scenario.spec import ScenarioError
+                from tapcash.sim.scenario import ScenarioError
 
                 raise ScenarioError(
                     f"[adversary] count = {adv.count} of {', '.join(names)} needs more than "

@@ -15,7 +15,7 @@ from tapcash.sim.device.flash import SimFlash
 
 if TYPE_CHECKING:
     from tapcash.sim.run.runner import ScenarioRun
-    from tapcash.sim.scenario.spec import Event
+    from tapcash.sim.scenario import Event
 
 
 class NoTargets(ValueError):
@@ -111,7 +111,7 @@ def card_state(image: dict[str, bytes]) -> dict[int, Any]:
 
 def pay_tagged(run: ScenarioRun, pos: str, card: str, amount: int, tag: str) -> Any:
     """A payment at `pos` by `card` (a device name) now, recorded with the attack's tag."""
-    from tapcash.sim.scenario.spec import Event
+    from tapcash.sim.scenario import Event
 
     ev = Event(t=run.now_rel(), order=-1, kind="pay", device=pos, wallet=card, amount=amount,
                tag=tag)

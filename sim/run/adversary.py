@@ -24,7 +24,7 @@ from tapcash.sim.run.oracle import Attack, CardTap, Oracle
 
 if TYPE_CHECKING:
     from tapcash.sim.run.runner import PayRecord, ScenarioRun
-    from tapcash.sim.scenario.spec import Event
+    from tapcash.sim.scenario import Event
 
 
 class Adversary:
@@ -96,7 +96,7 @@ class Adversary:
         return list(self.oracle.signed)[mark:]
 
     def attack_pay(self, atk: Attack, pos: str, card: str, amount: int) -> PayRecord:
-        from tapcash.sim.scenario.spec import Event
+        from tapcash.sim.scenario import Event
 
         mark = len(self.oracle.signed)
         ev = Event(t=self.run.now_rel(), order=-1, kind="pay", device=pos, wallet=card,
@@ -107,7 +107,7 @@ class Adversary:
         return self.run.log.payments[-1]
 
     def attack_transfer(self, atk: Attack, payer: str, payee: str, amount: int) -> None:
-        from tapcash.sim.scenario.spec import Event
+        from tapcash.sim.scenario import Event
 
         mark = len(self.oracle.signed)
         self.run.on_transfer(Event(t=self.run.now_rel(), order=-1, kind="transfer",

@@ -46,7 +46,7 @@ from tapcash.sim.device.build import (
 from tapcash.sim.device.hal import SimClock
 from tapcash.sim.nfc.field import BIT_US_106, AirModel, ComputeModel, Field, TapRecord
 from tapcash.sim.run.oracle import CardTap, Oracle
-from tapcash.sim.scenario.spec import Event, Scenario, build_schedule
+from tapcash.sim.scenario import Event, Scenario, build_schedule
 
 PUK = b"12345678"
 TOKEN = "tapcash-sim-operator"  # loopback only, per run

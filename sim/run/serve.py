@@ -27,7 +27,7 @@ from typing import Any
 from tapcash.sim.device.build import WALLET
 from tapcash.sim.device.serial_pty import SerialDevice
 from tapcash.sim.run.runner import TOKEN, Progress, Remote, ScenarioRun
-from tapcash.sim.scenario.spec import Scenario
+from tapcash.sim.scenario import Scenario
 
 
 @dataclass

@@ -145,4 +145,4 @@ def test_the_command_checks_a_card_on_a_serial_port() -> None:
             check=False,
         )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "card: 7/7 checks passed: conforms" in r.stdout
+    assert "card: 8/8 checks passed: conforms" in r.stdout

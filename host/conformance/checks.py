@@ -425,6 +425,85 @@ def card_export(s: Session) -> None:
             raise Failed("the last journal record must be the payment just made (as signed)")
 
 
+def card_signed_refusals(s: Session) -> None:
+    """§3.2.1: objects not signed by a trusted issuer are refused and change nothing: LOAD and
+    APPLY under an unknown key 6988; RECEIPT that is no envelope 6A80, one for another wallet
+    6984; RECEIVE that is no [payment, certificate] pair 6A80; GET CHALLENGE 16 bytes."""
+    wid = s.facts["id"]
+    before = decode_map(s.ok("GET INFO", proto.CLA_PROP, proto.INS_GET_INFO), "GET INFO")
+    stranger = os.urandom(32)
+    voucher = proto.seal(
+        proto.TAG_VOUCHER,
+        {
+            proto.VCH_WALLET: wid,
+            proto.VCH_NUMBER: 1,
+            proto.VCH_AMOUNT: 1,
+            proto.VCH_SOURCE: 1,
+            proto.VCH_REF: b"",
+            proto.VCH_PURSE: 0,
+        },
+        stranger,
+    )
+    s.expect(
+        "LOAD of a voucher signed by an unknown key",
+        (proto.SW_BAD_SIGNATURE,),
+        proto.CLA_PROP,
+        proto.INS_LOAD,
+        data=voucher,
+    )
+    update = proto.seal(
+        proto.TAG_UPDATE, {proto.UPD_DEVICE: wid, proto.UPD_NUMBER: 10**6}, stranger
+    )
+    s.expect(
+        "APPLY of an update signed by an unknown key",
+        (proto.SW_BAD_SIGNATURE,),
+        proto.CLA_PROP,
+        proto.INS_APPLY,
+        data=update,
+    )
+    s.expect(
+        "RECEIPT that is no envelope",
+        (proto.SW_WRONG_DATA,),
+        proto.CLA_PROP,
+        proto.INS_RECEIPT,
+        data=b"\x01",
+    )
+    other = proto.seal(
+        proto.TAG_RECEIPT,
+        {
+            proto.RCPT_POS: PAYEE,
+            proto.RCPT_WALLET: b"OTHERWAL",
+            proto.RCPT_COUNTER: 1,
+            proto.RCPT_AMOUNT: AMOUNT,
+            proto.RCPT_PAYMENT_HASH: bytes(32),
+            proto.RCPT_SEQ: 1,
+            proto.RCPT_TIME: 0,
+        },
+        stranger,
+    )
+    s.expect(
+        "RECEIPT naming another wallet",
+        (proto.SW_DATA_INVALID,),
+        proto.CLA_PROP,
+        proto.INS_RECEIPT,
+        data=other,
+    )
+    s.expect(
+        "RECEIVE that is no [payment, certificate] pair",
+        (proto.SW_WRONG_DATA,),
+        proto.CLA_PROP,
+        proto.INS_RECEIVE,
+        data=cbor.encode([1]),
+    )
+    chal = s.ok("GET CHALLENGE", proto.CLA_ISO, proto.INS_CHALLENGE)
+    if len(chal) != 16:
+        raise Failed(f"GET CHALLENGE must answer 16 bytes, got {len(chal)}")
+    info = decode_map(s.ok("GET INFO", proto.CLA_PROP, proto.INS_GET_INFO), "GET INFO")
+    for k in (proto.INFO_COUNTER, proto.INFO_OFFLINE_LEFT, proto.INFO_FLAGS):
+        if info.get(k) != before.get(k):
+            raise Failed(f"a refused command changed INFO field {k} (§3.1)")
+
+
 CARD_CHECKS: list[tuple[str, Callable[[Session], None]]] = [
     ("select-info", card_info),
     ("routing", routing),
@@ -433,6 +512,7 @@ CARD_CHECKS: list[tuple[str, Callable[[Session], None]]] = [
     ("export-status", card_export),
     ("export-malformed", malformed_export),
     ("ack-refusals", bad_ack),
+    ("signed-refusals", card_signed_refusals),
 ]
 
 

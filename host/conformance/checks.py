@@ -108,8 +108,19 @@ def _bstr(m: dict, k: int, what: str, n: int | None = None) -> bytes:
     v = m.get(k)
     if not isinstance(v, bytes) or (n is not None and len(v) != n):
         size = f" of {n} bytes" if n is not None else ""
-        raise Failed(f"{what}: field {k} must be a byte string{size}, got {v!r:.60}")
+        raise Failed(f"{what}: field {k} must be a byte string{size}, got {_kind(v)}")
     return v
+
+
+def _kind(v: Any) -> str:
+    """What a CBOR value is, in words (for messages: never a dump of the bytes)."""
+    if v is None:
+        return "nothing (the field is absent)"
+    if isinstance(v, bytes):
+        return f"a byte string of {len(v)} bytes"
+    if isinstance(v, list):
+        return f"an array of {len(v)} elements"
+    return f"{type(v).__name__} {v!r:.40}"
 
 
 def open_env(env: bytes, what: str) -> tuple[bytes, dict, bytes]:
@@ -613,7 +624,8 @@ def run(checks: list[tuple[str, Callable[[Session], None]]], s: Session) -> list
     out: list[Outcome] = []
     stop = False
     for i, (name, fn) in enumerate(checks):
-        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        text = " ".join((fn.__doc__ or "").split())
+        doc = text.split(". ")[0].rstrip(".") + "."
         if stop:
             out.append(Outcome(name, "not run", doc))
             continue

@@ -47,7 +47,7 @@ def test_serve_logs_where_it_listens_the_docs_and_each_request(tmp_path: Path) -
     finally:
         server.stop()
     log = server.log.read_text()
-    assert f"serving {server.url}" in log
+    assert f"serving {server.url}" in log and "new ledger database (schema " in log
     assert f"API docs {server.url}/docs" in log and f"{server.url}/openapi.json" in log
     assert f"Uvicorn running on {server.url}" in log  # uvicorn's own startup line
     assert '"GET /v1/health HTTP/1.1" 200' in log  # uvicorn's access log, one line a request
@@ -209,3 +209,27 @@ def test_a_wrong_token_is_called_wrong_on_every_operator_command(tmp_path: Path)
         server.stop()
     assert owners == [] and settlements == []  # no deposit, no owner, no settlement
     assert tapcash("ledger", "check", "--db", str(db)).returncode == 0
+
+
+def test_a_database_gone_while_serving_is_a_503_not_a_500(tmp_path: Path) -> None:
+    """The API over a PostgreSQL that is down: 503 problem details naming no internals, and
+    the public routes that need no database still answer."""
+    from tapcash.host.ledger.db import Database
+    from tapcash.host.ledger.loopback import LoopbackLedger
+    from tapcash.host.ledger.migrations import migrate
+    from tapcash.host.ledger.service import Ledger
+
+    db = Database(str(tmp_path / "ledger.db"))
+    migrate(db)
+    ledger = Ledger(db, Issuer.generate())
+    # the server went away after the ledger started: every connection attempt is refused
+    ledger.db = Database(f"postgresql://tapcash:s3cret@127.0.0.1:{free_port()}/test")
+    with LoopbackLedger(ledger, TOKEN) as srv:
+        op = {"Authorization": f"Bearer {TOKEN}"}
+        r = httpx.get(srv.url + "/v1/owners", headers=op)
+        assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"] == "database unavailable, try again later"
+        assert "s3cret" not in r.text
+        r = httpx.post(srv.url + "/v1/owners/alice/deposit", json={"amount": 5}, headers=op)
+        assert r.status_code == 503
+        assert httpx.get(srv.url + "/v1/health").status_code == 200

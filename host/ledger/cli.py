@@ -119,7 +119,8 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
                        ENV_TOKEN: token, ENV_POOL: str(pool)})
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     if log_level in ("info", "debug"):
-        schema = f"schema migrated to {applied[-1]}" if applied else "schema up to date"
+        schema = ("schema up to date" if not applied else f"new ledger database (schema "
+                  f"{applied[-1]})" if applied[0] == 1 else f"schema migrated to {applied[-1]}")
         click.echo(f"tapcash ledger: database {redact(db_url)}, {schema}; serving {base}\n"
                    f"  API docs {base}/docs (OpenAPI {base}/openapi.json), "
                    f"console {base}/console/", err=True)

@@ -26,6 +26,7 @@ BENCHES: dict[str, str] = {
     "crypto": "tapcash.host.bench.crypto",
     "sim": "tapcash.host.bench.sim",
     "ingest": "tapcash.host.bench.ingest",
+    "servers": "tapcash.host.bench.servers",
     "pcsc": "tapcash.host.bench.pcsc",
     "purse": "tapcash.host.bench.purse",
     "sync": "tapcash.host.bench.sync",

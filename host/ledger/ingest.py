@@ -52,6 +52,7 @@ from .codec import (
 from .db import Tx
 from .errors import LedgerError
 from .service import Ledger, get_device, need_device
+from .verify import MIN_INLINE, Pending
 
 ZERO32 = bytes(32)
 PAYMENT_COLUMNS = ("wallet", "counter", "hash", "prev", "envelope", "amount", "payee", "kind",
@@ -98,6 +99,17 @@ class Batch:
     rhashes: dict[int, bytes] = field(default_factory=dict)  # seq -> SHA-256(record bytes)
     # records kept as evidence instead of refusing the batch: (seq, record, type, reason)
     set_aside: list[tuple[int, bytes, int | None, str]] = field(default_factory=list)
+    # signatures being checked in helper processes, and what each one is (verify.py)
+    pending: tuple[Pending, list[str]] | None = None
+
+
+def signatures_ok(pending: tuple[Pending, list[str]] | None) -> None:
+    """Wait for signatures checked elsewhere: the 400 of the first bad one, as inline."""
+    if pending is None:
+        return
+    bad = pending[0].bad()
+    if bad >= 0:
+        raise LedgerError(400, f"{pending[1][bad]}: bad signature")
 
 
 def _balance_field(body: dict) -> int:
@@ -170,8 +182,11 @@ def _first(x: tuple[int, dict]) -> int:
     return x[0]
 
 
-def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: str) -> Batch:
-    """Decode and verify a batch. Raises LedgerError (4xx) on anything malformed or unsigned."""
+def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: str,
+            deferred: list[tuple[Pending, list[str]]] | None = None) -> Batch:
+    """Decode and verify a batch. Raises LedgerError (4xx) on anything malformed or unsigned.
+    With a verifier (Ledger.verifier) the payment and receipt signatures are only sent off:
+    `batch.pending` (also appended to `deferred`) must be settled by `signatures_ok`."""
     if not isinstance(records, list) or len(records) > MAX_RECORDS:
         raise LedgerError(400, f"records: a list of at most {MAX_RECORDS}")
     dev = ledger.db.read(lambda tx: need_device(tx, device_id))
@@ -308,14 +323,25 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
             batch.receipts.append(row)
             continue
         batch.set_aside.append((seq, seen[seq], proto.RT_RECEIPT, reason))
+    todo: list[tuple[bytes, bytes, bytes]] = []
+    whats: list[str] = []
     for signer, tag, body_bytes, sig, what, env in checks:
         k = keys.get(signer)
         if k is None:
             raise LedgerError(422, f"{what}: unknown device {signer.hex()} (register it first)")
         if env and (signer, env) in stored:
             continue  # these exact signed bytes are stored: verified when they were stored
-        if not _verify(k[1], tag, body_bytes, sig):
-            raise LedgerError(400, f"{what}: bad signature")
+        todo.append((k[1], tag + body_bytes, sig))
+        whats.append(what)
+    if ledger.verifier is not None and len(todo) >= MIN_INLINE:
+        # Checked in helper processes while the batch's transaction runs (host/ledger/verify.py)
+        batch.pending = (ledger.verifier.start(todo), whats)
+        if deferred is not None:
+            deferred.append(batch.pending)
+    else:
+        for (pk, msg, sig), what in zip(todo, whats, strict=True):
+            if not ed25519.verify(pk, msg, sig):
+                raise LedgerError(400, f"{what}: bad signature")
     for pay in batch.pays:
         if keys[pay.wallet][0] != proto.KIND_WALLET:
             raise LedgerError(400, f"payment signer {pay.wallet.hex()} is not a wallet")
@@ -892,6 +918,7 @@ class _Apply:
         self.releases()
         self.refunds()
         programs.after_payments(self)
+        signatures_ok(b.pending)  # before any balance is touched (hot account rows)
         self.book.flush()
         dev = self.loads_and_status()
         settled = self.settle_chain(dev)  # never above the status's seq
@@ -977,5 +1004,12 @@ def ingest(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: str
         counts = ledger.db.read(lambda tx: _acked_whole(tx, device_id, digest))
         if counts is not None:
             return ledger.db.write(lambda tx: _again(ledger, tx, device_id, status_b64, counts))
-    batch = prepare(ledger, device_id, records, status_b64)
-    return ledger.db.write(lambda tx: _Apply(ledger, tx, batch, digest).run())
+    deferred: list[tuple[Pending, list[str]]] = []
+    try:
+        batch = prepare(ledger, device_id, records, status_b64, deferred)
+        return ledger.db.write(lambda tx: _Apply(ledger, tx, batch, digest).run())
+    except Exception:
+        # Whatever else went wrong, a bad signature is the answer, as when checked first.
+        for pending in deferred:
+            signatures_ok(pending)
+        raise

@@ -111,7 +111,13 @@ class Ledger:
         *,
         clock: Callable[[], float] = time.time,
         hotlist_max_age_s: int = HOTLIST_MAX_AGE_S,
+        verify_procs: int | None = None,
     ) -> None:
+        from .verify import Verifier, procs_from_env
+
+        procs = procs_from_env() if verify_procs is None else verify_procs
+        # Signature checks in helper processes alongside each batch's transaction (verify.py)
+        self.verifier = Verifier(procs) if procs else None
         self.db = db
         self.issuer = issuer
         self.clock = clock

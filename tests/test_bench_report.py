@@ -208,3 +208,32 @@ def test_bench_firmware_says_which_targets_are_met_and_by_how_much_not() -> None
     text = firmware.render(sec)
     assert "| pos | romfs | 81.7 KB | 64 KB | 31.5 KB | 98.7 KB image (40 files) |" in text
     assert "firmware" in BENCHES
+
+
+def test_bench_purse_profile_names_where_a_purse_tap_goes() -> None:
+    """`tapcash bench purse --profile` (the real MicroPython VM): every kind takes its turn in
+    each round, a part nested in another never exceeds it, the first tap at a POS is the one
+    that checks its certificate. Structure only: no time is asserted against a target."""
+    pytest.importorskip("tapcash.sim.vm.mpvm")
+    from tapcash.host.bench import purse
+
+    try:
+        sec = purse.section(batches=2, taps=2, profile=True)
+    except (FileNotFoundError, RuntimeError) as e:  # no Node.js / VM on this machine
+        pytest.skip(f"MicroPython VM unavailable: {e}")
+    assert sec["command"] == "tapcash bench purse --batches 2 --taps 2 --profile"
+    rows = {r["kind"]: r for r in sec["rows"]}
+    assert {k for k, _ in purse.KINDS} == set(rows) == set(sec["profile"])
+    assert rows["purse"]["earmarked"] == 2000 and rows["plain"]["earmarked"] == 0
+    assert all(r["round_trips"] == 3 and r["bytes_on_air"] <= 1024 for r in rows.values())
+    for kind, parts in sec["profile"].items():
+        assert set(parts) == set(purse.PARTS)
+        assert all(len(p["runs"]) == 2 for p in parts.values())
+        for name in purse.PARTS:
+            if "/" in name:  # nested: never above its parent (medians of the same batches)
+                parent = name.rsplit("/", 1)[0]
+                assert parts[name]["max"] <= parts[parent]["max"] + 1.0, (kind, name)
+    for kind in ("purse", "main", "plain"):  # a repeat POS: its certificate is known
+        assert sec["profile"][kind]["PAY/purse choice/POS certificate"]["max"] == 0
+    assert sec["profile"]["cold"]["PAY/purse choice/POS certificate"]["min"] > 0
+    assert "Where the wallet's time goes" in purse.render(sec)

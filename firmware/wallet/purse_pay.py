@@ -48,9 +48,11 @@ def choose(app, s, amount, payee_id, t, kind, want, payee_cert):
     for i in range(len(purses or ())):
         if want is None or want == i + 1:
             p = purses[i]
+            if not p[st.P_BALANCE] or not t:
+                continue  # an empty purse or an unknown time: its rule is not even read
             rule = st.rule_of(p)
-            if p[st.P_BALANCE] and purse_rule.share(rule, p[st.P_BALANCE], amount):
-                if t and check.opt_int(rule, fields.RULE_FROM, 0) <= t <= rule[fields.RULE_EXPIRES]:
+            if purse_rule.share(rule, p[st.P_BALANCE], amount):
+                if check.opt_int(rule, fields.RULE_FROM, 0) <= t <= rule[fields.RULE_EXPIRES]:
                     cands.append((i + 1, p, rule))
     known = None
     if cands and kind == fields.PAYKIND_POS and payee_cert is not None:

@@ -11,7 +11,8 @@ one issuer signature check more). Per kind of payment: the APDU round
 trips and bytes on air of one tap, and the wallet's in-field time: the time spent inside the
 wallet's process() for SELECT, PAY and RECEIPT, summed per tap (the VM's ticks_us steps in 1 ms:
 per-call times are summed over a batch of taps and divided, which is unbiased; medians over
-batches, with min and max).
+batches, with min and max). The kinds take turns batch by batch, so they share the load of
+the moment; `--profile` times the parts of the wallet's work as well.
 
 Benchmarks only: nothing here asserts a time. Targets (issue 13): <= 3 round trips, <= 1 KB on
 air, wallet in-field <= 8 ms in the VM.
@@ -127,6 +128,7 @@ def batch(kind, n, amount):
     pos, link = poses["purse" if kind == "cold" else kind]
     us = trips = air = 0
     earmarked = []
+    known = link.card.state.get(30)  # wallet.state.S_PAYEES: "cold" puts it back after
     for _ in range(n):
         if kind == "cold":  # forget the POS certificates verified: a first tap at a new POS
             link.card.state = dict(link.card.state)
@@ -138,9 +140,76 @@ def batch(kind, n, amount):
         trips = link.trips
         air = link.air
         earmarked.append(r.earmarked)
+    if kind == "cold" and known is not None:  # the other kinds keep their repeat POS
+        link.card.state = dict(link.card.state)
+        link.card.state[30] = known
     return [us, trips, air, earmarked[-1]]
 '''
 
+
+# `--profile`: where the wallet's in-field time goes. Timers around firmware functions count
+# only while the wallet's process() runs (the POS shares the VM), summed over a batch; a part
+# nested in another is shown indented. The timers cost a little: the parts come from batches of
+# their own, after the plain measurement.
+PROFILE = r'''
+import time
+import firmware.core.ed25519 as _ed
+import firmware.core.sha512 as _sh
+import firmware.core.storage as _sto
+import firmware.wallet.app as _wa
+import firmware.wallet.purse_pay as _pp
+import firmware.wallet.state as _wst
+PT = {}
+_on = [0]
+_signing = [0]
+def _timed(f, label, gate=_on):
+    def w(*a):
+        if not gate[0]:
+            return f(*a)
+        t = time.ticks_us()
+        try:
+            return f(*a)
+        finally:
+            PT[label] = PT.get(label, 0) + time.ticks_diff(time.ticks_us(), t)
+    return w
+def _wrap(obj, name, label, gate=_on):
+    setattr(obj, name, _timed(getattr(obj, name), label, gate))
+_sign = _ed.sign
+def _sign_timed(seed, msg):
+    if not _on[0]:
+        return _sign(seed, msg)
+    _signing[0] = 1
+    t = time.ticks_us()
+    try:
+        return _sign(seed, msg)
+    finally:
+        _signing[0] = 0
+        PT["PAY/sign"] = PT.get("PAY/sign", 0) + time.ticks_diff(time.ticks_us(), t)
+_ed.sign = _sign_timed
+_proc = _wa.WalletApp.process
+def _process(self, apdu):
+    _on[0] = 1
+    ins = apdu[1]
+    t = time.ticks_us()
+    try:
+        return _proc(self, apdu)
+    finally:
+        _on[0] = 0
+        label = {0xA4: "SELECT", 0x50: "PAY", 0x52: "RECEIPT"}.get(ins, "other")
+        PT[label] = PT.get(label, 0) + time.ticks_diff(time.ticks_us(), t)
+_wa.WalletApp.process = _process
+_wrap(_sh, "sha512", "PAY/sign/SHA-512", _signing)
+_wrap(_ed, "_base_mul", "PAY/sign/base point multiply", _signing)
+_wrap(_pp, "choose", "PAY/purse choice")
+_wrap(_pp, "payee", "PAY/purse choice/POS certificate")
+_wrap(_wst, "encode", "PAY/state encode")
+_wrap(_sto.StateStore, "commit", "PAY/state write")
+_wrap(_sto.Journal, "append", "journal appends (PAY, RECEIPT)")
+'''
+
+PARTS = ("SELECT", "PAY", "PAY/sign", "PAY/sign/SHA-512", "PAY/sign/base point multiply",
+         "PAY/purse choice", "PAY/purse choice/POS certificate", "PAY/state encode",
+         "PAY/state write", "RECEIPT", "journal appends (PAY, RECEIPT)")
 
 KINDS = (("purse", "split: purse 20.00 (its cap) + main 5.00, repeat POS"),
          ("cold", "split, first tap at a POS (its certificate verified)"),
@@ -148,9 +217,11 @@ KINDS = (("purse", "split: purse 20.00 (its cap) + main 5.00, repeat POS"),
          ("plain", "card without purses"))
 
 
-def run(batches: int = 5, taps: int = 8, amount: int = 2500) -> dict[str, Any]:
+def run(batches: int = 5, taps: int = 8, amount: int = 2500,
+        profile: bool = False) -> dict[str, Any]:
     """One run: per kind, round trips, bytes on air, earmarked part and the per-batch wallet
-    in-field times (ms per tap)."""
+    in-field times (ms per tap); with `profile`, per kind and part of the wallet's work the
+    per-batch ms per tap (`PARTS`)."""
     from tapcash.sim.vm.mpvm import MicroPythonVM
 
     out: dict[str, Any] = {}
@@ -160,26 +231,42 @@ def run(batches: int = 5, taps: int = 8, amount: int = 2500) -> dict[str, Any]:
         vm.exec(SETUP, timeout_s=300)
         for kind, _label in KINDS:
             vm.exec(f"batch({kind!r}, 2, {amount})", timeout_s=120)  # imports, caches: warm
-            per_tap = []
-            trips = air = earmarked = 0
-            for _ in range(batches):
+            out[kind] = {"in_field_ms": []}
+        # Round-robin: one batch of each kind in turn, so every kind sees the same load (the
+        # machine is shared: measured kind after kind, a busy minute lands on one of them).
+        for _ in range(batches):
+            for kind, _label in KINDS:
                 us, trips, air, earmarked = vm.eval_json(f"batch({kind!r}, {taps}, {amount})")
-                per_tap.append(us / taps / 1000)
-            out[kind] = {"round_trips": trips, "bytes_on_air": air, "earmarked": earmarked,
-                         "in_field_ms": per_tap}
+                out[kind].update(round_trips=trips, bytes_on_air=air, earmarked=earmarked)
+                out[kind]["in_field_ms"].append(us / taps / 1000)
+        if profile:
+            vm.exec(PROFILE, timeout_s=60)
+            parts = {k: {p: [] for p in PARTS} for k, _label in KINDS}
+            for _ in range(batches):
+                for kind, _label in KINDS:
+                    vm.exec("PT.clear()")
+                    vm.eval_json(f"batch({kind!r}, {taps}, {amount})")
+                    got = vm.eval_json("PT")
+                    for p in PARTS:
+                        parts[kind][p].append(got.get(p, 0) / taps / 1000)
+            for kind, _label in KINDS:
+                out[kind]["parts_ms"] = parts[kind]
     return out
 
 
-def section(batches: int = 5, taps: int = 8, quick: bool = False) -> dict[str, Any]:
+def section(batches: int = 7, taps: int = 8, quick: bool = False,
+            profile: bool = True) -> dict[str, Any]:
     from . import report
 
     if quick:
-        batches, taps = 2, 4
-    opts = {"batches": (batches, 5), "taps": (taps, 8)}
+        batches, taps, profile = 2, 4, False
+    opts = {"batches": (batches, 7), "taps": (taps, 8)}
     cmd = "tapcash bench purse" + "".join(f" --{k} {v}" for k, (v, d) in opts.items() if v != d)
     sec = report.new_section("purse", cmd)
     sec["title"] = "Earmarked purse payment"
-    r = run(batches, taps)
+    if profile:
+        sec["command"] = cmd + " --profile"
+    r = run(batches, taps, profile=profile)
     sec["vm_version"] = r["vm_version"]
     sec["batches"], sec["taps_per_batch"], sec["amount"] = batches, taps, 2500
     sec["rows"] = [
@@ -188,6 +275,9 @@ def section(batches: int = 5, taps: int = 8, quick: bool = False) -> dict[str, A
          "wallet_in_field_ms": report.spread(r[kind]["in_field_ms"], 2)}
         for kind, label in KINDS
     ]
+    if profile:
+        sec["profile"] = {kind: {p: report.spread(v, 2) for p, v in r[kind]["parts_ms"].items()}
+                          for kind, _label in KINDS}
     return report.finish(sec)
 
 
@@ -208,19 +298,31 @@ def render(sec: dict[str, Any]) -> str:
     out += ["", "The first tap at a POS verifies its certificate (one issuer signature, about "
             "5 ms in the VM); the card then remembers it (4 entries, written with the PAY "
             "commit), so repeat taps check none."]
+    if sec.get("profile"):
+        out += ["", "Where the wallet's time goes (`--profile`; ms per tap, median of the batches; "
+                "an indented part is inside the one above it):", "",
+                "| part | " + " | ".join(k for k, _l in KINDS) + " |",
+                "|---|" + "---|" * len(KINDS)]
+        for part in PARTS:
+            depth = part.count("/")
+            name = "&nbsp;&nbsp;" * depth + part.rsplit("/", 1)[-1]
+            cells = [f"{sec['profile'][k][part]['median']:.2f}" for k, _l in KINDS]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
 @click.command()
-@click.option("--batches", default=5, show_default=True, help="batches per kind of payment")
+@click.option("--batches", default=7, show_default=True, help="batches per kind of payment")
 @click.option("--taps", default=8, show_default=True, help="taps per batch")
+@click.option("--profile", is_flag=True,
+              help="also time the parts of the wallet's work (sign, purse choice, state, ...)")
 @click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
-def command(batches: int, taps: int, as_json: bool) -> None:
+def command(batches: int, taps: int, profile: bool, as_json: bool) -> None:
     """Earmarked-purse payment vs main-purse payment in the MicroPython VM: round trips, bytes
     on air, wallet in-field time."""
     from . import report
 
-    sec = section(batches, taps)
+    sec = section(batches, taps, profile=profile)
     if as_json:
         click.echo(json.dumps(sec, indent=2))
         return

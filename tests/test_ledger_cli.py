@@ -9,7 +9,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import test_ledger_world as lw
 from nacl.signing import SigningKey
 
 from tapcash.firmware.core import proto
@@ -27,6 +27,7 @@ from tapcash.host.issuer import Issuer
 
 TAPCASH = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
 TOKEN = "ledger-cli-test-token"
+pg_admin = lw.pg_admin  # the PostgreSQL the suite uses (skipped outside CI when unreachable)
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -37,11 +38,11 @@ def _free_port() -> int:
 
 
 class Ledger:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, db: str) -> None:
         self.tmp = tmp
         self.key = tmp / "issuer.key"
         Issuer.generate().save(self.key)
-        self.db = tmp / "pilot.db"
+        self.db = db
         self.url = f"http://127.0.0.1:{_free_port()}"
         self.env = dict(os.environ, TAPCASH_LEDGER_URL=self.url, TAPCASH_LEDGER_TOKEN=TOKEN)
         self.api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"},
@@ -70,14 +71,42 @@ class Ledger:
         return wid
 
     def balance(self, account: str) -> int:
-        with sqlite3.connect(self.db) as con:
-            row = con.execute("SELECT balance FROM accounts WHERE name = ?", (account,)).fetchone()
-        return int(row[0])
+        """Read from the database itself (SQLite or PostgreSQL), not through the API."""
+        from tapcash.host.ledger.db import Database
+
+        db = Database(self.db, pool_size=1)
+        try:
+            return int(db.read(lambda tx: tx.scalar(
+                "SELECT balance FROM accounts WHERE name = ?", (account,))))
+        finally:
+            db.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[str]:
+    """A new ledger database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield str(tmp_path_factory.mktemp("sqlite") / "pilot.db")
+        return
+    import uuid
+
+    import psycopg
+
+    admin = request.getfixturevalue("pg_admin")
+    schema = "tapcash_cli_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{admin}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
-    lg = Ledger(tmp_path_factory.mktemp("ledger-cli"))
+def ledger(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Ledger]:
+    lg = Ledger(tmp_path_factory.mktemp("ledger-cli"), database)
     port = lg.url.rsplit(":", 1)[1]
     with open(lg.tmp / "serve.log", "wb") as log:
         server = subprocess.Popen([*TAPCASH, "ledger", "serve", "--db", str(lg.db),
@@ -97,6 +126,12 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
         server.terminate()
         server.wait(timeout=20)
         lg.api.close()
+
+
+def cli_side_only(ledger: Ledger) -> None:
+    """Checks of the command line itself (parsing, messages): run once, on SQLite."""
+    if ledger.db.startswith("postgresql"):
+        pytest.skip("a check of the CLI itself: run on SQLite only")
 
 
 def test_owners_open_deposit_and_list_in_one_money_format(ledger: Ledger) -> None:
@@ -198,7 +233,7 @@ def test_settle_pays_what_is_owed_and_lists_it(ledger: Ledger) -> None:
 
 
 def test_reports_print_major_units_in_tables_and_iso_times(ledger: Ledger) -> None:
-    db = str(ledger.db)
+    db = ledger.db
     rows = json.loads(ledger.run("ledger", "report", "accounts", "--db", db, "--json").stdout)
     float_ = next(r for r in rows if r["account"] == "issuer:float")
     assert float_["balance"] == -sum(r["balance"] for r in rows if r["kind"] != "issuer")
@@ -233,6 +268,7 @@ BAD = [
 @pytest.mark.parametrize("args, code, says", BAD, ids=[" ".join(a) for a, _, _ in BAD])
 def test_bad_input_is_one_line_and_changes_nothing(ledger: Ledger, args: list[str], code: int,
                                                    says: str) -> None:
+    cli_side_only(ledger)
     before = ledger.api.get("/v1/reports/books").json()
     done = ledger.run("ledger", *args, code=code)
     assert says in done.stderr and done.stdout == ""
@@ -242,6 +278,7 @@ def test_bad_input_is_one_line_and_changes_nothing(ledger: Ledger, args: list[st
 
 
 def test_a_garbage_certificate_a_wrong_token_and_no_ledger(ledger: Ledger) -> None:
+    cli_side_only(ledger)
     junk = ledger.tmp / "junk.cert"
     junk.write_bytes(b"\xa1\x00\x00")
     done = ledger.run("ledger", "device", "register", str(junk), code=1)
@@ -257,6 +294,7 @@ def test_a_garbage_certificate_a_wrong_token_and_no_ledger(ledger: Ledger) -> No
 
 
 def test_sim_serve_refuses_a_ledger_with_another_key_or_token(ledger: Ledger) -> None:
+    cli_side_only(ledger)
     other = ledger.tmp / "other.key"
     Issuer.generate().save(other)
     args = ["sim", "serve", "smoke", "--ledger", ledger.url, "--out", str(ledger.tmp / "fleet")]
@@ -272,6 +310,7 @@ def test_sim_serve_refuses_a_ledger_with_another_key_or_token(ledger: Ledger) ->
 
 
 def test_a_url_that_is_no_ledger_is_one_line(ledger: Ledger, tmp_path: Path) -> None:
+    cli_side_only(ledger)
     (tmp_path / "v1").mkdir()
     (tmp_path / "v1" / "owners").write_text("<html><body>a web site</body></html>\n")
     port = _free_port()

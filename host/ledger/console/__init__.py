@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -21,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tapcash.host import output
 
 from ..errors import LedgerError
 from ..service import Ledger
@@ -34,18 +35,13 @@ FORM_MAX = 4096  # bytes of a console form
 
 
 def money(v: int | None) -> str:
-    """Minor units as a decimal amount: 123456 -> 1,234.56 (the CLI reports print the integer)."""
-    if v is None:
-        return ""
-    sign = "-" if v < 0 else ""
-    whole, cents = divmod(abs(int(v)), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
+    """Minor units as a decimal amount: 123456 -> 1,234.56 (host/output.py: as the CLI prints)."""
+    return output.money(v)
 
 
 def when(ts: int | None) -> str:
-    if not ts:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(ts))) + " UTC"
+    """ISO 8601 UTC, as the CLI prints times (host/output.py)."""
+    return output.iso(ts) or ""
 
 
 def _env() -> Environment:

@@ -259,7 +259,10 @@ def deploy(
     )
     for name, where in sorted(res.modules.items()):
         click.echo(f"  import {name}: ok ({where})")
-    click.echo("reset the board (EN button) to start the firmware; then tapcash provision")
+    click.echo(
+        "reset the board (EN button, or mpremote reset) to start the firmware; then "
+        "tapcash provision"
+    )
 
 
 # --- provision ---------------------------------------------------------------------------

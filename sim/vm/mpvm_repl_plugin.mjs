@@ -23,7 +23,47 @@
 // Code running in the VM cannot be interrupted (JS is single threaded): Ctrl-C only acts at
 // a prompt; a program that never returns hangs the simulated board until it is restarted.
 
+import { callHost } from "./mpvm_host_call.mjs";
+
 const RAW_BANNER = "raw REPL; CTRL-B to exit\r\n";
+// What a hard reset prints before MicroPython's banner (the ESP32 ROM's first lines).
+const ROM_BOOT = "ets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n";
+// Run at every boot before /boot.py: the board's own modules (/home/simboard: machine, vm_bus)
+// on sys.path, and os as a board's: ilistdir gives sizes (mpremote fs ls shows them), urandom.
+const BOARD_SETUP = `
+import sys
+if "/home/simboard" not in sys.path:
+    sys.path.append("/home/simboard")
+def _tc_board_os():
+    import os as real
+    class _BoardOS:
+        def __init__(self):
+            for name in dir(real):
+                if not name.startswith("__") and name not in ("ilistdir", "listdir"):
+                    setattr(self, name, getattr(real, name))
+        def ilistdir(self, d="."):
+            for e in real.ilistdir(d):
+                if len(e) == 3:
+                    size = 0
+                    if not e[1] & 0x4000:
+                        try:
+                            size = real.stat(d.rstrip("/") + "/" + e[0])[6]
+                        except OSError:
+                            pass
+                    e = (e[0], e[1], e[2], size)
+                yield e
+        def listdir(self, d="."):
+            return real.listdir(d)
+        def urandom(self, n):
+            # an ESP32's os.urandom is its hardware RNG: the host's CSPRNG here
+            import js
+            buf = js.Uint8Array.new(n)
+            js.crypto.getRandomValues(buf)
+            return bytes(buf)
+    sys.modules["os"] = _BoardOS()
+_tc_board_os()
+del _tc_board_os
+`;
 const PASTE_WINDOW = 4096; // bytes the host may send before waiting for a \x01 (u16, LE)
 
 // Emscripten errno number -> [Linux / MicroPython errno, name]
@@ -51,6 +91,8 @@ const st = {
     inputPos: 0,
     lastCR: false,
     resets: 0,
+    hard: false, // machine.reset() asked for a hard reset: the next reboot is one
+    live: false, // a program of the board's filesystem runs (boot.py, main.py): the line is live
 };
 let bridgeRef = null;
 
@@ -72,11 +114,17 @@ function hookInput(mp) {
     stream.stream_ops = Object.assign({}, stream.stream_ops, {
         read(s, buf, off, len, pos) {
             const data = st.input;
-            if (!data) return 0;
-            const n = Math.min(len, data.length - st.inputPos);
-            for (let i = 0; i < n; i++) buf[off + i] = data[st.inputPos + i];
-            st.inputPos += n;
-            return n;
+            if (data && st.inputPos < data.length) {
+                const n = Math.min(len, data.length - st.inputPos);
+                for (let i = 0; i < n; i++) buf[off + i] = data[st.inputPos + i];
+                st.inputPos += n;
+                return n;
+            }
+            if (!st.live) return 0;
+            // a running program reads the line as it comes (nothing yet: end of file for now)
+            const got = Buffer.from(callHost({ cb: "uart_in", n: len }).r || "", "hex");
+            for (let i = 0; i < got.length; i++) buf[off + i] = got[i];
+            return got.length;
         },
     });
 }
@@ -91,16 +139,42 @@ function hookOutput(mp) {
         stream.stream_ops = Object.assign({}, orig, {
             write(s, buf, off, len, pos) {
                 if (st.capture === null) return orig.write(s, buf, off, len, pos);
+                if (st.live && !isText(buf, off, len)) {
+                    // binary from a running program goes out as written: on a board only text
+                    // (print) is cooked, sys.stdout.buffer is raw (the firmware's sync frames,
+                    // which always hold control bytes such as their 01 version, have bare 0A)
+                    for (let i = 0; i < len; i++) st.capture.push(buf[off + i]);
+                    flushLive();
+                    return len;
+                }
                 for (let i = 0; i < len; i++) {
                     const b = buf[off + i];
                     if (b === 10 && !st.lastCR) st.capture.push(13);
                     st.capture.push(b);
                     st.lastCR = b === 13;
                 }
+                if (st.live) flushLive();
                 return len;
             },
         });
     }
+}
+
+// Text as print writes it: no control bytes but tab, newline, carriage return and escape.
+function isText(buf, off, len) {
+    for (let i = 0; i < len; i++) {
+        const b = buf[off + i];
+        if (b < 32 && b !== 9 && b !== 10 && b !== 13 && b !== 27) return false;
+    }
+    return true;
+}
+
+// While a program of the board runs, what it writes goes out at once (it may never return).
+function flushLive() {
+    if (!st.capture || st.capture.length === 0) return;
+    const out = mapErrno(Buffer.from(st.capture));
+    st.capture.length = 0;
+    callHost({ cb: "uart_out", data: out.toString("hex") });
 }
 
 function mapErrno(out) {
@@ -138,15 +212,26 @@ def _tc_run(p):
 `;
 
 function runFile(mp, path) {
+    if (!mp.FS.analyzePath("/" + path).exists) return;
+    st.live = true;
+    flushLive();
     try {
         mp.runPython(RUN_FILE + `_tc_run(${JSON.stringify(path)})\ndel _tc_run`);
     } catch (e) {
         emitText(`\r\n${e.type || e.name}: ${e.message}\r\n`);
+    } finally {
+        flushLive();
+        st.live = false;
     }
 }
 
 function boot(mp) {
     // a board's boot: boot.py always, main.py only when it comes up in the friendly REPL
+    try {
+        mp.runPython(BOARD_SETUP);
+    } catch (e) {
+        emitText(`\r\nboard setup failed: ${e.message}\r\n`);
+    }
     runFile(mp, "boot.py");
     if (st.mode === "friendly") runFile(mp, "main.py");
     const keep = st.capture;
@@ -161,7 +246,17 @@ function boot(mp) {
 
 async function softReset() {
     st.resets += 1;
-    emitText("MPY: soft reboot\r\n");
+    if (st.hard) {
+        // machine.reset(): the chip restarts, so the board comes up in the friendly REPL and
+        // runs main.py (the firmware), whatever mode the line was in
+        st.hard = false;
+        st.mode = "friendly";
+        st.paste = null;
+        st.ctrlE = 0;
+        emitText(ROM_BOOT);
+    } else {
+        emitText("MPY: soft reboot\r\n");
+    }
     await bridgeRef.ops.reset(); // a fresh VM, filesystem copied; setup() hooks it again
     boot(bridgeRef.mp);
 }
@@ -265,6 +360,11 @@ export function setup({ mp, ops, bridge }) {
     bridgeRef = bridge;
     hookInput(mp);
     hookOutput(mp);
+    mp.registerJsModule("simboard", {
+        hard_reset() {
+            st.hard = true;
+        },
+    });
     if (ops.repl) return; // ops survive VM re-creation
     ops.repl_boot = async () => {
         const payload = await withCapture(async () => boot(bridgeRef.mp));

@@ -11,15 +11,24 @@ a board on a USB UART work unchanged:
 
 What it does like a board: friendly REPL (echo, prompts, paste mode), raw REPL (Ctrl-A) and
 raw-paste, Ctrl-C at a prompt, soft reset (Ctrl-D, `sys.exit()`) with the filesystem kept and
-/boot.py and /main.py run as MicroPython's main loop does, tracebacks with Linux errno
-numbers, \\n sent as \\r\\n. The REPL work is the VM's own (replInit / replProcessChar); the board
-behaviour around it is `mpvm_repl_plugin.mjs`. This module only moves bytes between the pty and
-the VM, on a thread.
+/boot.py and /main.py run as MicroPython's main loop does (main.py only after a soft reset in
+the friendly REPL: `mpremote soft-reset`, in the raw REPL, does not start it, as on a board),
+a hard reset (`machine.reset()`, `mpremote reset`: ROM boot lines, friendly REPL, main.py),
+tracebacks with Linux errno numbers, \\n sent as \\r\\n for text, `mpremote fs ls` with real sizes.
+A `machine` module (sim/vm/board_machine.py) gives the deployed firmware its pins and buses:
+a PN532 with an empty RF field (sim/nfc/pn532.py, served by `BoardBus`) on the bus the profile
+names, its IRQ and chip select wired to the profile's GPIOs. A program started from main.py
+(the firmware's main loop) runs on the line live: it reads the bytes as they come, writes go
+out at once, and a Ctrl-C in the input (mpremote, `tapcash deploy`) stops it as on a board -
+so deploy -> `mpremote reset` -> provision -> sync runs on it (tests/test_board_journey.py).
+The REPL work is the VM's own (replInit / replProcessChar); the board behaviour around it is
+`mpvm_repl_plugin.mjs`. This module moves bytes between the pty and the VM, on a thread, and
+serves the VM's calls for the line and the buses while a request runs.
 
-Not like a board: a running program cannot be interrupted (Ctrl-C acts only at a prompt, the
-VM shares one thread with its host), there is no `machine` module, and the filesystem lives in
-the Node process: `stop()` loses it unless `save_dir` is given (then it is written there; a
-later board started with `files=` that folder has it back).
+Not like a board: a program that never reads the line cannot be interrupted (the VM shares
+one thread with its host), there is no ROMFS (`tapcash deploy --romfs` says so), and the
+filesystem lives in the Node process: `stop()` loses it unless `save_dir` is given (then it is
+written there; a later board started with `files=` that folder has it back).
 """
 
 from __future__ import annotations
@@ -37,9 +46,15 @@ from typing import Any
 
 from tapcash.sim.device.serial_pty import write_like_uart
 from tapcash.sim.vm.mpvm import MicroPythonVM, MicroPythonVMError
+from tapcash.sim.vm.pn532_vm import PLUGIN_PATH as BUS_PLUGIN_PATH
+from tapcash.sim.vm.pn532_vm import VM_BUS_PATH
 
-PLUGIN_PATH = Path(__file__).resolve().parent / "mpvm_repl_plugin.mjs"
+_HERE = Path(__file__).resolve().parent
+PLUGIN_PATH = _HERE / "mpvm_repl_plugin.mjs"
+MACHINE_PATH = _HERE / "board_machine.py"
+BOARD_LIB = "/home/simboard"  # the board's own modules (machine); left out of its file listing
 READ_CHUNK = 4096
+IDLE_POLL_S = 0.02  # a running program reading an idle line waits this long per read
 RUN_TIMEOUT_S = 24 * 3600.0  # one REPL input may run a long program; stop() kills it anyway
 
 _LIST_FILES = (
@@ -79,8 +94,16 @@ class ReplBoard:
         self.files = files
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.vm = MicroPythonVM(
-            vm_dir, heapsize=heapsize, plugins=[PLUGIN_PATH], timeout_s=RUN_TIMEOUT_S
+            vm_dir,
+            heapsize=heapsize,
+            plugins=[PLUGIN_PATH, BUS_PLUGIN_PATH],
+            timeout_s=RUN_TIMEOUT_S,
         )
+        self.bus = BoardBus()
+        self._pending = b""  # line bytes read for a program that stopped before taking them
+        self._break_then_eof = False
+        self._stopping = False
+        self._booted = threading.Event()  # boot done, or a program it started reads the line
         self.mode = "friendly"
         self.resets = 0  # soft resets the board went through
         self.error: BaseException | None = None
@@ -92,8 +115,11 @@ class ReplBoard:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
-        """Boot the VM (preloaded files, /boot.py, /main.py, banner) and open the line."""
+        """Boot the VM (preloaded files, /boot.py, /main.py, banner) and open the line. The
+        boot runs on the line's thread: a deployed firmware's main.py never returns."""
         self.vm.start()
+        self.vm.put_file(f"{BOARD_LIB}/machine.py", MACHINE_PATH.read_bytes())
+        self.vm.put_file(f"{BOARD_LIB}/vm_bus.py", VM_BUS_PATH.read_bytes())
         for path, data in _files_of(self.files).items():
             self.vm.put_file(path, data)
         self._master, self._slave = os.openpty()
@@ -101,17 +127,18 @@ class ReplBoard:
         os.set_blocking(self._master, False)
         self.path = os.ttyname(self._slave)
         self._wake_r, self._wake_w = os.pipe()
-        self._output(self._request("repl_boot", b""))
         self._thread = threading.Thread(target=self._run, name=f"repl-board {self.path}")
         self._thread.daemon = True
         self._thread.start()
+        self._booted.wait(120)
         return self.path
 
     def stop(self) -> None:
         """Close the line and the VM (saving the filesystem first when `save_dir` is set)."""
         if self._thread is not None and self._thread.is_alive():
+            self._stopping = True  # a running firmware is sent a break, so the VM comes back
             os.write(self._wake_w, b"x")
-            self._thread.join(2)
+            self._thread.join(10)
             if self._thread.is_alive():  # stuck in a program that never returns: pull the plug
                 proc = self.vm._proc
                 if proc is not None:
@@ -159,22 +186,95 @@ class ReplBoard:
 
     # -- the line ----------------------------------------------------------------------------
     def _request(self, op: str, data: bytes) -> bytes:
+        """One REPL request; while it runs, the VM's calls to the host (a running program's
+        line reads and writes, its bus transactions) are served here."""
+        vm = self.vm
         with self._lock:
-            header, out = self.vm.request({"op": op}, data)
+            proc = vm._proc
+            if proc is None:
+                raise MicroPythonVMError("the MicroPython VM is not running")
+            vm._write_frame(proc, {"op": op}, data)
+            while True:
+                header, out = vm._read_frame(RUN_TIMEOUT_S)
+                cb = header.get("cb")
+                if cb is None:
+                    break
+                self._answer(self._serve(str(cb), header))
+        if not header.get("ok"):
+            raise MicroPythonVMError(f"the board's VM failed: {header.get('error')}")
         self.mode = str(header.get("mode", self.mode))
         self.resets = int(header.get("resets", self.resets))
         return out
 
+    def _serve(self, cb: str, h: dict[str, Any]) -> dict[str, Any]:
+        if cb == "uart_out":
+            write_like_uart(self._master, bytes.fromhex(str(h.get("data", ""))))
+            return {}
+        if cb == "uart_in":
+            self._booted.set()
+            return {"r": self._line_in(int(h.get("n", 1))).hex()}
+        if cb == "bus":
+            try:
+                return {"r": self.bus.serve(str(h["op"]), bytes.fromhex(str(h["data"]))).hex()}
+            except OSError as e:
+                return {"error": str(e.errno or e)}
+        return {"error": f"unknown host call {cb}"}
+
+    def _answer(self, answer: dict[str, Any]) -> None:
+        proc = self.vm._proc
+        assert proc is not None and proc.stdin is not None
+        payload = json.dumps(answer).encode()
+        view = memoryview(len(payload).to_bytes(4, "big") + payload)
+        fd = proc.stdin.fileno()
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def _line_in(self, n: int) -> bytes:
+        """Bytes for a running program that reads the line: what is there (waiting a little
+        when nothing is). A break (Ctrl-C) ends the chunk and the next read finds nothing, so
+        the bytes after it (mpremote's Ctrl-A) reach the REPL once the program has stopped."""
+        if self._break_then_eof:
+            self._break_then_eof = False
+            return b""
+        if self._stopping:
+            self._break_then_eof = True
+            return b"\r\x03"
+        if not self._pending:
+            ready, _, _ = select.select([self._master, self._wake_r], [], [], IDLE_POLL_S)
+            if self._wake_r in ready:
+                self._stopping = True
+                return self._line_in(n)
+            if self._master in ready:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    self._pending += os.read(self._master, READ_CHUNK)
+        take = self._pending[: max(1, n)]
+        brk = take.find(3)
+        if brk >= 0:
+            end = brk
+            while end < len(take) and take[end] == 3:
+                end += 1
+            take = take[:end]
+            self._break_then_eof = True
+        self._pending = self._pending[len(take) :]
+        return take
+
     def _run(self) -> None:
         try:
+            self._output(self._request("repl_boot", b""))
+            self._booted.set()
             self._loop()
         except BaseException as e:  # surfaced through .error (the VM died, the line failed)
             self.error = e
         finally:
+            self._booted.set()
             self.closed.set()
 
     def _loop(self) -> None:
         while True:
+            if self._pending and not self._stopping:  # read by a program that has stopped
+                data, self._pending = self._pending, b""
+                self._output(self._request("repl", data))
+                continue
             ready, _, _ = select.select([self._master, self._wake_r], [], [])
             if self._wake_r in ready:
                 return
@@ -189,6 +289,68 @@ class ReplBoard:
 
     def _output(self, data: bytes) -> None:
         write_like_uart(self._master, data)
+
+
+class BoardBus:
+    """The simulated board's buses, served for its `machine` module (sim/vm/board_machine.py):
+    a PN532 (sim/nfc/pn532.py) with an empty RF field on whichever bus the profile gives it
+    (I2C at 0x24, SPI, UART); other I2C devices take writes and read zeros; pins keep what is
+    written and read high otherwise, except the PN532's IRQ (pid 200, low while it has a frame)
+    and chip select (pid 201)."""
+
+    IRQ_PID = 200
+    CS_PID = 201
+
+    def __init__(self) -> None:
+        from tapcash.sim.nfc.pn532 import PN532Emulator, SimI2C, SimPin, SimSPI, SimUART, irq_pin
+
+        self.chip = PN532Emulator()
+        self.i2c = SimI2C(self.chip)
+        self.spi = SimSPI(self.chip)
+        self.uart = SimUART(self.chip)
+        self.pins: dict[int, Any] = {self.IRQ_PID: irq_pin(self.chip), self.CS_PID: self.spi.cs}
+        self._pin = SimPin
+
+    def pin(self, pid: int) -> Any:
+        if pid not in self.pins:
+            self.pins[pid] = self._pin(1)
+        return self.pins[pid]
+
+    def serve(self, op: str, d: bytes) -> bytes:
+        if op == "i2c_w":
+            if d[0] == self.chip.address:
+                self.i2c.writeto(d[0], d[1:])
+            return b""
+        if op == "i2c_r":
+            buf = bytearray(d[1] << 8 | d[2])
+            if d[0] == self.chip.address:
+                self.i2c.readfrom_into(d[0], buf)
+            return bytes(buf)
+        if op == "spi_w":
+            self.spi.write(d)
+            return b""
+        if op == "spi_r":
+            buf = bytearray(d[0] << 8 | d[1])
+            self.spi.readinto(buf, d[2])
+            return bytes(buf)
+        if op == "spi_wr":
+            buf = bytearray(len(d))
+            self.spi.write_readinto(d, buf)
+            return bytes(buf)
+        if op == "uart_w":
+            self.uart.write(d)
+            return b""
+        if op == "uart_any":
+            n = min(self.uart.any(), 0xFFFF)
+            return bytes((n >> 8, n & 0xFF))
+        if op == "uart_r":
+            return self.uart.read(d[0] << 8 | d[1]) or b""
+        if op == "pin_set":
+            self.pin(d[0]).value(d[1])
+            return b""
+        if op == "pin_get":
+            return bytes((self.pin(d[0]).value() or 0,))
+        raise OSError(22, f"unknown bus op {op}")
 
 
 def _files_of(files: Mapping[str, bytes] | Path | str | None) -> dict[str, bytes]:

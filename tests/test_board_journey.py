@@ -1,0 +1,135 @@
+"""The embedded developer's journey on `tapcash sim board` as on a real board (#14 item 5):
+deploy -> `mpremote reset` (the firmware starts: /main.py runs the wallet's loop, its PN532
+emulated on the bus, the sync frames on the line) -> provision over frames, registered with a
+ledger -> sync; then mpremote breaks into the REPL again. Every step is the real CLI (tapcash,
+mpremote) in a subprocess, over pyserial on the board's pseudo-terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import serial
+from sync_world import serve_ledger
+
+from tapcash.host.issuer import Issuer
+from tapcash.sim.vm.repl_pty import ReplBoard
+
+CLI = "from tapcash.host.cli import main; main()"
+WALLET_ID = "00112233445566ab"
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPCASH_")}
+    if "TAPCASH_MPVM_DIR" in os.environ:
+        env["TAPCASH_MPVM_DIR"] = os.environ["TAPCASH_MPVM_DIR"]
+    done = subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def mpremote(port: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _ls(port: str, path: str) -> dict[str, int]:
+    out = {}
+    for line in mpremote(port, "fs", "ls", path).splitlines()[1:]:
+        size, name = line.split()
+        out[name] = int(size)
+    return out
+
+
+def test_deploy_reset_provision_sync_on_the_simulated_board(tmp_path: Path) -> None:
+    issuer = Issuer(bytes(range(32)))
+    key = tmp_path / "issuer.key"
+    issuer.save(key)
+    server = serve_ledger(tmp_path / "ledger.db", issuer)
+    try:
+        with ReplBoard() as board:
+            dep = run_cli(
+                "deploy", "--port", board.path, "-b", "devkitc-pn532-wallet", "--role", "wallet",
+                "--json",
+            )  # fmt: skip
+            assert dep.returncode == 0, dep.stderr
+            files = json.loads(dep.stdout)["files"]
+            # mpremote fs ls shows what was written, file by file
+            root = _ls(board.path, "/")
+            assert root["board.json"] == files["/board.json"] > 0
+            assert root["main.py"] == files["/main.py"] > 0
+            assert (
+                _ls(board.path, "/firmware/wallet")["app.mpy"] == files["/firmware/wallet/app.mpy"]
+            )
+            # the reset starts the firmware, as the EN button does on a board
+            resets = board.resets
+            mpremote(board.path, "reset")
+            prov = run_cli(
+                "provision", "--port", board.path, "--role", "wallet", "--issuer-key", str(key),
+                "--id", WALLET_ID, "--pin", "1234", "--puk", "12345678", "--ledger", server.url,
+                "--token", server.token, "--owner", "alice", "--json",
+            )  # fmt: skip
+            assert prov.returncode == 0, prov.stderr
+            assert board.resets > resets
+            assert json.loads(prov.stdout)["registered"] is not None
+            sync = run_cli(
+                "sync", "--port", board.path, "--ledger", server.url, "--token", server.token,
+                "--outbox", str(tmp_path / "outbox"), "--json",
+            )  # fmt: skip
+            assert sync.returncode == 0, sync.stdout + sync.stderr
+            # mpremote breaks into the running firmware; its keys and state are on the board
+            data = _ls(board.path, "/data")
+            assert data and all(size > 0 for size in data.values())
+        assert board.error is None, board.error
+        with server.client() as lc:
+            device = lc.device(bytes.fromhex(WALLET_ID))
+    finally:
+        server.stop()
+    assert device["kind"] == "wallet" and not device["revoked"]
+
+
+def test_a_friendly_soft_reset_starts_the_firmware_a_raw_one_does_not(tmp_path: Path) -> None:
+    """As MicroPython's main loop does: /main.py runs after a soft reset in the friendly REPL
+    (Ctrl-D at the prompt), not after one in the raw REPL (`mpremote soft-reset`)."""
+    issuer = Issuer(bytes(range(32)))
+    key = tmp_path / "issuer.key"
+    issuer.save(key)
+    with ReplBoard() as board:
+        dep = run_cli("deploy", "--port", board.path, "-b", "devkitc-pn532-wallet", "--role",
+                      "wallet")  # fmt: skip
+        assert dep.returncode == 0, dep.stderr
+        mpremote(board.path, "soft-reset")
+        args = ("provision", "--port", board.path, "--role", "wallet", "--issuer-key", str(key),
+                "--pin", "1234", "--puk", "12345678")  # fmt: skip
+        stays = run_cli(*args)
+        assert stays.returncode != 0 and "--via repl" in stays.stderr  # the REPL answers
+        with serial.Serial(board.path, 115200, timeout=0.2) as line:
+            line.write(b"\r\x03\x03\r\x02")  # friendly REPL, empty line
+            time.sleep(0.5)
+            line.read(4096)
+            line.write(b"\x04")  # soft reset at the prompt: boot.py, main.py
+            said = b""
+            deadline = time.monotonic() + 10
+            while b"soft reboot" not in said and time.monotonic() < deadline:
+                said += line.read(4096)
+        assert b"soft reboot" in said
+        started = run_cli(*args)
+        assert started.returncode == 0, started.stderr
+    assert board.error is None, board.error

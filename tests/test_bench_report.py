@@ -226,7 +226,7 @@ def test_bench_purse_profile_names_where_a_purse_tap_goes() -> None:
     assert {k for k, _ in purse.KINDS} == set(rows) == set(sec["profile"])
     assert rows["purse"]["earmarked"] == 2000 and rows["plain"]["earmarked"] == 0
     assert all(r["round_trips"] == 3 and r["bytes_on_air"] <= 1024 for r in rows.values())
-    for kind, parts in sec["profile"].items():
+    for parts in sec["profile"].values():
         assert set(parts) == set(purse.PARTS)
         assert all(len(p["runs"]) == 2 for p in parts.values())
         for name in purse.PARTS:  # a nested part is shown under its parent

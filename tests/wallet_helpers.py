@@ -13,6 +13,7 @@ from tapcash.firmware.core import cbor, ed25519, proto
 from tapcash.firmware.core.hal import Clock, Display, Hal, Rng
 from tapcash.firmware.wallet import state as st
 from tapcash.firmware.wallet.app import WalletApp
+from tapcash.host.device.apdu import exchange
 from tapcash.host.issuer import Issuer
 from tapcash.sim.device.flash import SimFlash
 
@@ -87,9 +88,7 @@ class Card:
         self.app = WalletApp(hal, self.config)
 
     def send(self, cla: int, ins: int, p1: int = 0, p2: int = 0, data: bytes = b"") -> tuple:
-        resp = self.app.process(apdu(cla, ins, p1, p2, data))
-        assert len(resp) >= 2
-        return resp[:-2], resp[-2] << 8 | resp[-1]
+        return exchange(self.app.process, ins, data, cla=cla, p1=p1, p2=p2)
 
     def ok(self, cla: int, ins: int, p1: int = 0, p2: int = 0, data: bytes = b"") -> bytes:
         out, sw = self.send(cla, ins, p1, p2, data)

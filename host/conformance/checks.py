@@ -53,7 +53,7 @@ class Session:
         self.log.append((apdu, resp))
         if len(resp) < 2:
             raise Failed(f"{apdu[:4].hex()}: a response of {len(resp)} bytes (no status word)")
-        return resp[:-2], resp[-2] << 8 | resp[-1]
+        return proto.split_response(resp)
 
     def ok(
         self, what: str, cla: int, ins: int, p1: int = 0, p2: int = 0, data: bytes = b""

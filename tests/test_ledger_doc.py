@@ -13,6 +13,7 @@ fraud proofs verify under the cards' certified keys, and the lost card is back o
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -223,3 +224,53 @@ def test_the_lost_card_was_revoked_then_reinstated(day: dict[str, Any]) -> None:
         revoked = db.execute("SELECT revoked FROM devices WHERE id = ?",
                              (bytes.fromhex(lost),)).fetchone()[0]
     assert revoked == 0
+
+
+def test_fraud_show_json_and_list_csv_on_the_days_books(day: dict[str, Any]) -> None:
+    """The day's cases through `fraud show --json` / `fraud list --csv`, on a ledger served again
+    from the walk-through's database: the decoded fields are the signed bodies' own."""
+    import time
+
+    import httpx
+
+    folder, port = day["folder"], _free_port()
+    url, token = f"http://127.0.0.1:{port}", "again"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPCASH_LEDGER")}
+    env.update(TAPCASH_LEDGER_URL=url, TAPCASH_LEDGER_TOKEN=token)
+    cli = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
+    with open(folder / "again.log", "wb") as log:
+        server = subprocess.Popen([*cli, "ledger", "serve", "--db", "pilot.db", "--issuer-key",
+                                   "issuer.key", "--port", str(port)], cwd=folder, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(400):
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+        def run(*args: str) -> str:
+            done = subprocess.run([*cli, "ledger", *args], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            assert done.returncode == 0 and not done.stderr, done.stderr
+            return done.stdout
+
+        rows = run("fraud", "list", "--csv").splitlines()
+        assert rows[0] == "case,kind,wallet,counter,amount_b,credited_b,loss,detected_at,via"
+        with _db(day) as db:
+            n = db.execute("SELECT COUNT(*) FROM fraud_cases").fetchone()[0]
+        assert len(rows) == 1 + n and all(re.search(r",\d{4}-\d\d-\d\dT[\d:]+Z,", r)
+                                          for r in rows[1:])
+        for number in range(1, n + 1):
+            case = json.loads(run("fraud", "show", str(number), "--json"))
+            assert case["verdict"]["proven"] is True, case["verdict"]
+            name, key = (("journal seq", proto.ST_SEQ) if case["kind"] == "rollback"
+                         else ("counter", proto.PAY_COUNTER))
+            for side in ("a", "b"):
+                body = cbor2.loads(cbor2.loads(base64.b64decode(case[f"proof_{side}"]))[0])
+                assert case[side]["fields"][name] == str(body[key])
+                assert case[side]["signature_ok"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -1,8 +1,9 @@
 """The embedded developer's journey on `tapcash sim board` as on a real board (#14 item 5):
-deploy -> `mpremote reset` (the firmware starts: /main.py runs the wallet's loop, its PN532
-emulated on the bus, the sync frames on the line) -> provision over frames, registered with a
-ledger -> sync; then mpremote breaks into the REPL again. Every step is the real CLI (tapcash,
-mpremote) in a subprocess, over pyserial on the board's pseudo-terminal."""
+deploy (.mpy files, or a ROMFS image into the board's partition: #16 item 3) -> `mpremote
+reset` (the firmware starts: /main.py runs the wallet's loop, its PN532 emulated on the bus,
+the sync frames on the line) -> provision over frames, registered with a ledger -> sync; then
+mpremote breaks into the REPL again. Every step is the real CLI (tapcash, mpremote) in a
+subprocess, over pyserial on the board's pseudo-terminal."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import serial
 from sync_world import serve_ledger
 
@@ -58,7 +60,8 @@ def _ls(port: str, path: str) -> dict[str, int]:
     return out
 
 
-def test_deploy_reset_provision_sync_on_the_simulated_board(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["mpy", "romfs"])
+def test_deploy_reset_provision_sync_on_the_simulated_board(tmp_path: Path, form: str) -> None:
     issuer = Issuer(bytes(range(32)))
     key = tmp_path / "issuer.key"
     issuer.save(key)

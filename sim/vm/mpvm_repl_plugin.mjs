@@ -29,7 +29,8 @@ const RAW_BANNER = "raw REPL; CTRL-B to exit\r\n";
 // What a hard reset prints before MicroPython's banner (the ESP32 ROM's first lines).
 const ROM_BOOT = "ets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n";
 // Run at every boot before /boot.py: the board's own modules (/home/simboard: machine, vm_bus)
-// on sys.path, and os as a board's: ilistdir gives sizes (mpremote fs ls shows them), urandom.
+// on sys.path, os as a board's (ilistdir gives sizes: mpremote fs ls shows them; urandom), and
+// the ROMFS partition (vfs.rom_ioctl, the image at /rom: sim/vm/board_romfs.py).
 const BOARD_SETUP = `
 import sys
 if "/home/simboard" not in sys.path:
@@ -61,6 +62,8 @@ def _tc_board_os():
             js.crypto.getRandomValues(buf)
             return bytes(buf)
     sys.modules["os"] = _BoardOS()
+    import board_romfs
+    board_romfs.install(real)
 _tc_board_os()
 del _tc_board_os
 `;

@@ -26,9 +26,11 @@ The REPL work is the VM's own (replInit / replProcessChar); the board behaviour 
 serves the VM's calls for the line and the buses while a request runs.
 
 Not like a board: a program that never reads the line cannot be interrupted (the VM shares
-one thread with its host), there is no ROMFS (`tapcash deploy --romfs` says so), and the
-filesystem lives in the Node process: `stop()` loses it unless `save_dir` is given (then it is
-written there; a later board started with `files=` that folder has it back).
+one thread with its host); its ROMFS partition (sim/vm/board_romfs.py: vfs.rom_ioctl for
+`mpremote romfs deploy` and `tapcash deploy --romfs`) is unpacked into /rom at boot, not run
+in place, and `save_dir` does not keep it; the filesystem lives in the Node process: `stop()`
+loses it unless `save_dir` is given (then it is written there; a later board started with
+`files=` that folder has it back).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from tapcash.sim.vm.pn532_vm import VM_BUS_PATH
 _HERE = Path(__file__).resolve().parent
 PLUGIN_PATH = _HERE / "mpvm_repl_plugin.mjs"
 MACHINE_PATH = _HERE / "board_machine.py"
+ROMFS_PATH = _HERE / "board_romfs.py"
 BOARD_LIB = "/home/simboard"  # the board's own modules (machine); left out of its file listing
 READ_CHUNK = 4096
 IDLE_POLL_S = 0.02  # a running program reading an idle line waits this long per read
@@ -62,7 +65,7 @@ _LIST_FILES = (
     "    import os\n"
     "    for e in os.ilistdir(d):\n"
     "        p = d.rstrip('/') + '/' + e[0]\n"
-    "        if p in ('/dev', '/proc', '/tmp', '/home'):\n"
+    "        if p in ('/dev', '/proc', '/tmp', '/home', '/rom'):\n"
     "            continue\n"
     "        if e[1] & 0x4000:\n"
     "            out.append(p + '/')\n"
@@ -120,6 +123,7 @@ class ReplBoard:
         self.vm.start()
         self.vm.put_file(f"{BOARD_LIB}/machine.py", MACHINE_PATH.read_bytes())
         self.vm.put_file(f"{BOARD_LIB}/vm_bus.py", VM_BUS_PATH.read_bytes())
+        self.vm.put_file(f"{BOARD_LIB}/board_romfs.py", ROMFS_PATH.read_bytes())
         for path, data in _files_of(self.files).items():
             self.vm.put_file(path, data)
         self._master, self._slave = os.openpty()
@@ -164,7 +168,8 @@ class ReplBoard:
 
     # -- the board's filesystem, from the host (between REPL inputs) ------------------------
     def list_files(self) -> list[str]:
-        """Every path on the board (folders end in /), /dev, /proc, /tmp and /home left out."""
+        """Every path on the board (folders end in /); /dev, /proc, /tmp, /home and the ROMFS
+        mount /rom left out."""
         with self._lock:
             value, _ = self.vm.exec_result(_LIST_FILES, "_tc_r")
         return sorted(json.loads(value))

@@ -67,7 +67,13 @@ class LedgerGroup(LazyGroup):
 
 @click.group(cls=LedgerGroup, lazy=COMMANDS)
 def ledger() -> None:
-    """The online ledger service (HTTP, SQLite or PostgreSQL)."""
+    """The online ledger service (HTTP, SQLite or PostgreSQL).
+
+    The operator's commands (owner, device, deposit, load, payroll, merchants, settle,
+    settlements, revoke, reinstate, hotlist, statement, fraud) talk to a running ledger over its
+    API: --url / TAPCASH_LEDGER_URL and --token / TAPCASH_LEDGER_TOKEN. serve, migrate, check,
+    report and program work on the database itself (--db). Tables by default, --json / --csv
+    for scripts. docs/LEDGER.md §1a walks through a day of the pilot."""
 
 
 @ledger.command()

@@ -526,6 +526,24 @@ def test_encode_rejects_unsupported():
     assert issubclass(cbor.DecodeError, ValueError)
 
 
+def test_array_and_int_key_map_leaves_inline():
+    # the encoder writes bytes and non-negative int leaves of arrays and int-key maps in
+    # place: every head width, and the same errors as at the top level
+    for n in (0, 23, 24, 255, 256, 65535, 65536):
+        b = b"\x01" * n
+        assert cbor.encode([b]) == cbor2.dumps([b], canonical=True)
+        assert cbor.encode({5: b}) == cbor2.dumps({5: b}, canonical=True)
+    for v in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, -1, -(2**64)):
+        assert cbor.encode([v, (v,)]) == cbor2.dumps([v, [v]], canonical=True)
+        assert cbor.encode({0: v, 30: v}) == cbor2.dumps({0: v, 30: v}, canonical=True)
+    for bad in (2**64, -(2**64) - 1, 1.0):
+        with pytest.raises(cbor.EncodeError):
+            cbor.encode([0, bad])
+        with pytest.raises(cbor.EncodeError):
+            cbor.encode({1: bad})
+    assert cbor.encode([True, None, False, bytearray(b"ab")]) == b"\x84\xf5\xf6\xf4\x42ab"
+
+
 def test_int_subclasses_and_bools():
     import enum
 
@@ -576,8 +594,12 @@ def test_fast_path_agrees_on_cbor2s_other_encodings(value, sharing, strings, ind
     # Value sharing, string references and indefinite lengths make other encodings of the
     # same value; only the deterministic one may decode.
     try:
-        data = cbor2.dumps(value, value_sharing=sharing, string_referencing=strings,
-                           indefinite_containers=indefinite)
+        data = cbor2.dumps(
+            value,
+            value_sharing=sharing,
+            string_referencing=strings,
+            indefinite_containers=indefinite,
+        )
     except (ValueError, TypeError, cbor2.CBOREncodeError):
         return
     _same_answer(data)
@@ -600,8 +622,14 @@ def test_a_shared_value_padded_to_the_deterministic_length_is_refused():
     for a_arr, a_tag, a_str, a_ref, a_idx in itertools.product(
         widths, widths[1:], widths[1:], widths[1:], widths
     ):
-        data = (_head(0x80, 2, a_arr) + _head(0xC0, 28, a_tag) + _head(0x40, 30, a_str) + x
-                + _head(0xC0, 29, a_ref) + _head(0, 0, a_idx))
+        data = (
+            _head(0x80, 2, a_arr)
+            + _head(0xC0, 28, a_tag)
+            + _head(0x40, 30, a_str)
+            + x
+            + _head(0xC0, 29, a_ref)
+            + _head(0, 0, a_idx)
+        )
         if len(data) == len(det):
             assert cbor2.loads(data) == [x, x]  # what a plain cbor2 read gives
             with pytest.raises(cbor.DecodeError):

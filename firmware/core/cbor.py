@@ -136,10 +136,29 @@ def _enc(obj, out, depth):
     elif isinstance(obj, (list, tuple)):
         if depth <= 0:
             raise EncodeError("nested too deep")
-        _head(out, _MT_ARRAY, len(obj))
+        n = len(obj)
+        if n < 24:
+            out.append(_MT_ARRAY | n)
+        else:
+            _head(out, _MT_ARRAY, n)
         depth -= 1
         for item in obj:
-            _enc(item, out, depth)
+            # the leaves of protocol arrays inline (a call each was most of the cost)
+            ti = type(item)
+            if ti is bytes:
+                n = len(item)
+                if n < 24:
+                    out.append(_MT_BYTES | n)
+                else:
+                    _head(out, _MT_BYTES, n)
+                out += item
+            elif ti is int and 0 <= item:
+                if item < 24:
+                    out.append(item)
+                else:
+                    _head(out, 0, item)
+            else:
+                _enc(item, out, depth)
     elif isinstance(obj, dict):
         if depth <= 0:
             raise EncodeError("nested too deep")
@@ -160,7 +179,22 @@ def _enc(obj, out, depth):
                     out.append(k)
                 else:
                     _head(out, 0, k)
-                _enc(obj[k], out, depth)
+                v = obj[k]
+                tv = type(v)  # leaves inline, as in arrays
+                if tv is bytes:
+                    n = len(v)
+                    if n < 24:
+                        out.append(_MT_BYTES | n)
+                    else:
+                        _head(out, _MT_BYTES, n)
+                    out += v
+                elif tv is int and 0 <= v:
+                    if v < 24:
+                        out.append(v)
+                    else:
+                        _head(out, 0, v)
+                else:
+                    _enc(v, out, depth)
             return
         by_key = {}
         for k, v in obj.items():

@@ -9,6 +9,8 @@
 # the deterministic encoding. Everything else, errors included, goes to the strict decoder,
 # which decides and words the error.
 
+from collections.abc import Mapping
+
 _UINT64_END = 1 << 64
 
 
@@ -82,8 +84,9 @@ def _refuse_tag(*args):
     raise ValueError("tag")
 
 
-class _EveryTagRefused:
-    """A mapping for cbor2's semantic_decoders in which every tag decodes to an error."""
+class _EveryTagRefused(Mapping):
+    """A mapping for cbor2's semantic_decoders in which every tag decodes to an error (a
+    subclass, not a registered one: cbor2's isinstance check on every call stays cheap)."""
 
     def __getitem__(self, tag):
         return _refuse_tag
@@ -105,12 +108,9 @@ def fast_decoder(decode_strict, max_depth_default, max_items_default):
     """cbor.decode for this host: decode_strict's answers, cbor2's speed; None without cbor2.
     The defaults are cbor.py's, so both decoders bound depth and items alike."""
     try:
-        from collections.abc import Mapping
-
         import cbor2
     except ImportError:
         return None
-    Mapping.register(_EveryTagRefused)
     no_tags = _EveryTagRefused()
     loads = cbor2.loads
 
@@ -118,8 +118,9 @@ def fast_decoder(decode_strict, max_depth_default, max_items_default):
         """Decode exactly one item filling all of data (bytes, bytearray or memoryview)."""
         if type(data) is bytes:
             try:
-                value = loads(data, semantic_decoders=no_tags, tag_hook=_refuse_tag,
-                              allow_indefinite=False)
+                value = loads(
+                    data, semantic_decoders=no_tags, tag_hook=_refuse_tag, allow_indefinite=False
+                )
                 if plain_len(value, max_depth, max_items) == len(data):
                     return value
             except Exception:  # noqa: BLE001 - the strict decoder decides, with its message

@@ -32,7 +32,7 @@ import pytest
 from nacl.signing import VerifyKey
 
 from tapcash.firmware.core import proto
-from tapcash.sim.run.runner import issuer_for
+from tapcash.sim.device.provision import issuer_from_seed as issuer_for
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "console-test-token"

@@ -55,15 +55,15 @@ class EvilLink:
 def journal(dev: Any) -> dict[int, bytes]:
     """seq -> record bytes of everything the device holds (EXPORT is read-only)."""
     from tapcash.firmware.core import proto
-    from tapcash.sim.run.runner import _call, _select
+    from tapcash.sim.run.reach import call, select
 
     if dev.role == "wallet":
-        _select(dev)
+        select(dev)
     out: dict[int, bytes] = {}
     since = 0
     while True:
         req = cbor2.dumps({proto.EXP_SINCE: since, proto.EXP_MAX: 16}, canonical=True)
-        page = cbor2.loads(_call(dev, proto.INS_EXPORT, req, what="EXPORT"))
+        page = cbor2.loads(call(dev, proto.INS_EXPORT, req, what="EXPORT"))
         for seq, rec in page[proto.EXP_RECORDS]:
             out[int(seq)] = rec if isinstance(rec, bytes) else cbor2.dumps(rec, canonical=True)
             since = int(seq)

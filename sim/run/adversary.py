@@ -23,7 +23,8 @@ from tapcash.firmware.core import proto
 from tapcash.sim.run.oracle import Attack, CardTap, Oracle
 
 if TYPE_CHECKING:
-    from tapcash.sim.run.runner import PayRecord, ScenarioRun
+    from tapcash.sim.run.log import PayRecord
+    from tapcash.sim.run.runner import ScenarioRun
     from tapcash.sim.scenario import Event
 
 
@@ -255,7 +256,7 @@ class Adversary:
             if not apdus:
                 atk.note += ": no sync to replay"
                 return
-            from tapcash.sim.run.runner import device_status
+            from tapcash.sim.run.reach import device_status
 
             dev = run.devices[name]
             dev.power_on()
@@ -302,9 +303,9 @@ class Adversary:
         name = entry["device"]
         dev = self.run.devices.get(name)
         if dev is not None and dev.role == "pos" and entry.get("outcome") == "synced":
-            from tapcash.sim.run.runner import _call
+            from tapcash.sim.run.reach import call
 
-            info = cbor2.loads(_call(dev, proto.INS_GET_INFO, what="GET INFO"))
+            info = cbor2.loads(call(dev, proto.INS_GET_INFO, what="GET INFO"))
             o.check_hotlist(self.run.client.hotlist().envelope,
                             int(info.get(proto.INFO_HOT_VERSION, 0)), name)
 
@@ -351,12 +352,12 @@ def _purse_postings(tx: Any) -> list[list[Any]]:
 
 
 def _status_env(dev: Any) -> bytes:
-    from tapcash.sim.run.runner import _call, _select
+    from tapcash.sim.run.reach import call, select
 
     if dev.role == "wallet":
-        _select(dev)
+        select(dev)
     req = cbor2.dumps({proto.EXP_SINCE: 2**31, proto.EXP_MAX: 1}, canonical=True)
-    out = cbor2.loads(_call(dev, proto.INS_EXPORT, req, what="EXPORT"))
+    out = cbor2.loads(call(dev, proto.INS_EXPORT, req, what="EXPORT"))
     return bytes(out[proto.EXP_STATUS])
 
 

@@ -17,7 +17,7 @@ spans what its data spans, and a budget far above the data is drawn as a gauge, 
 from pathlib import Path
 from typing import Any
 
-from tapcash.sim.run.runner import PayRecord, RunLog
+from tapcash.sim.run.log import PayRecord, RunLog
 
 IN_FIELD_BUDGET_MS = 500.0  # contactless card-in-field budget recommended by the card schemes
 DAY_S = 86_400

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tapcash.firmware.core import proto
-from tapcash.sim.run.runner import RunLog
+from tapcash.sim.run.log import RunLog
 
 HOUR_S = 3600
 

@@ -21,15 +21,14 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import cbor2
 
-from tapcash.firmware.core import cbor, proto
+from tapcash.firmware.core import proto
 from tapcash.firmware.core.hal import LinkError, PowerCut
-from tapcash.host.device import apdu
 from tapcash.host.device.apdu import AppLink
 from tapcash.host.device.provision import personalise
 from tapcash.host.issuer import YEAR_S, Issuer
@@ -44,107 +43,17 @@ from tapcash.sim.device.build import (
     spec_seed,
 )
 from tapcash.sim.device.hal import SimClock
+from tapcash.sim.device.provision import device_id, issuer_from_seed
 from tapcash.sim.nfc.field import BIT_US_106, AirModel, ComputeModel, Field, TapRecord
+from tapcash.sim.run.log import PayRecord, RunLog
 from tapcash.sim.run.oracle import CardTap, Oracle
+from tapcash.sim.run.reach import DeviceTransport, SyncTap, call, device_status, select
 from tapcash.sim.scenario import Event, Scenario, build_schedule
 
 PUK = b"12345678"
 TOKEN = "tapcash-sim-operator"  # loopback only, per run
 DESK = "desk"  # the issuing desk's online account: funds every first load
 EMPLOYER = "employer"  # pays the payroll
-
-
-def device_id(role: str, n: int) -> bytes:
-    return hashlib.sha256(f"tapcash/sim/{role}/{n}".encode()).digest()[:8]
-
-
-def issuer_for(seed: int) -> Issuer:
-    return Issuer(hashlib.sha256(b"tapcash/sim/issuer" + seed.to_bytes(8, "big")).digest())
-
-
-def _call(dev: Device, ins: int, data: bytes = b"", cla: int = proto.CLA_PROP, p1: int = 0,
-          what: str = "") -> bytes:
-    return apdu.call(dev.process, ins, data, cla=cla, p1=p1, what=f"{dev.name}: {what or hex(ins)}")
-
-
-def _select(dev: Device) -> dict[int, Any]:
-    info = cbor.decode(_call(dev, proto.INS_SELECT, proto.AID, proto.CLA_ISO, 4, "SELECT"))
-    assert isinstance(info, dict)
-    return info
-
-
-class DeviceTransport:
-    """The sync tool's Transport straight onto a simulated device (no serial line)."""
-
-    def __init__(self, dev: Any) -> None:
-        self.dev = dev
-        self.port = f"sim:{dev.name}"
-
-    def transceive(self, apdu: bytes, *, retries: int | None = None) -> bytes:
-        return self.dev.process(apdu)
-
-
-class SyncTap:
-    """A device as the sync tool reaches it, with every command and answer shown to
-    `seen(name, apdu, response)` first: the oracle reads what the card itself exported (a
-    payment signed at power-on after a cut shows up only there), the adversary keeps what
-    a compromised host could replay."""
-
-    def __init__(self, dev: Device, seen: Callable[[str, bytes, bytes], None]) -> None:
-        self.dev = dev
-        self.name = dev.name
-        self.seen = seen
-
-    def process(self, apdu: bytes) -> bytes:
-        resp = self.dev.process(apdu)
-        self.seen(self.name, apdu, resp)
-        return resp
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.dev, name)
-
-
-# ---- what happened ------------------------------------------------------------------------
-@dataclass
-class PayRecord:
-    t: int
-    pos: str
-    card: str  # device name of the card (a clone: "wallet-7-clone")
-    amount: int
-    status: str
-    reason: str
-    wallet: str = ""  # wallet id hex (from INFO)
-    counter: int = 0
-    hash: str = ""  # SHA-256 of the payment body (approved)
-    recovered: bool = False
-    in_field_ms: float = 0.0
-    bytes_on_air: int = 0
-    torn: str = ""
-    tag: str = ""  # attack / fault label
-    at_ledger: int | None = None  # time the ledger first held it
-    purse: int = 0  # earmarked purse that paid part (0: main purse only)
-    earmarked: int = 0  # the part it paid
-
-
-@dataclass
-class RunLog:
-    scenario: Scenario
-    seed: int
-    runtime: str
-    isolation: str
-    payments: list[PayRecord] = field(default_factory=list)
-    transfers: list[dict[str, Any]] = field(default_factory=list)
-    loads: list[dict[str, Any]] = field(default_factory=list)
-    syncs: list[dict[str, Any]] = field(default_factory=list)
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    attacks: list[dict[str, Any]] = field(default_factory=list)
-    wallets: dict[str, dict[str, Any]] = field(default_factory=dict)  # final device state
-    ledger: dict[str, Any] = field(default_factory=dict)  # final ledger view
-    digests: dict[str, str] = field(default_factory=dict)  # device / field transcripts
-    attacker_devices: list[str] = field(default_factory=list)  # clones, attackers' own cards
-    oracle: Any = None  # sim.run.oracle.Oracle: what the run did, judged independently
-    issued_initial: int = 0
-    wall: dict[str, float] = field(default_factory=dict)  # wall-clock figures (not seeded)
 
 
 Progress = Callable[[int, int, str], None]
@@ -194,7 +103,7 @@ class ScenarioRun:
         shutil.rmtree(self.out / "flash", ignore_errors=True)  # a run starts from blank devices
         self.clock = SimClock(sc.start)
         self.factory = DeviceFactory(self.clock, runtime=runtime, isolation=isolation)
-        self.issuer = remote.issuer if remote is not None else issuer_for(self.seed)
+        self.issuer = remote.issuer if remote is not None else issuer_from_seed(self.seed)
         self.use_ledger = ledger
         self.keep = keep_transcripts
         self.rng = random.Random(f"tapcash/sim/run/{self.seed}")
@@ -314,7 +223,7 @@ class ScenarioRun:
             spec = DeviceSpec(WALLET, n, spec_seed(self.seed, WALLET, n), self.flash_dir(name))
             dev = self.factory.make(spec)
             wid = device_id("wallet", n)
-            _select(dev)
+            select(dev)
             _pub, cert = personalise(
                 AppLink(dev, dev.name), "wallet", self.issuer, wid, expires=now + YEAR_S,
                 now=now, pin=sc.wallets.pin.encode(), puk=PUK, limits=dict(sc.wallets.limits),
@@ -328,8 +237,8 @@ class ScenarioRun:
                     self.oracle.load(wid, balance)
                 else:
                     voucher = self.issuer.voucher(wid, 1, balance)
-                _select(dev)
-                _call(dev, proto.INS_LOAD, voucher, what="LOAD")
+                select(dev)
+                call(dev, proto.INS_LOAD, voucher, what="LOAD")
                 self.oracle.voucher_seen(voucher)
             elif self.client:
                 self.client.register(cert, owner=DESK)
@@ -771,19 +680,3 @@ class ScenarioRun:
         if self.server is not None:
             self.server.stop()
             self.server = None
-
-
-def device_status(dev: Device) -> dict[str, Any]:
-    """A device's own signed status (EXPORT of nothing): balance, counter, staged value."""
-    if dev.role == WALLET:
-        _select(dev)
-    req = cbor.encode({proto.EXP_SINCE: 2**31, proto.EXP_MAX: 1})
-    out = cbor.decode(_call(dev, proto.INS_EXPORT, req, what="EXPORT"))
-    _b, body, _s = proto.open_envelope(out[proto.EXP_STATUS])
-    return {
-        "balance": body.get(proto.ST_BALANCE, 0),
-        "counter": body.get(proto.ST_COUNTER, 0),
-        "pending": body.get(proto.ST_PENDING, 0),
-        "vouchers_applied": body.get(proto.ST_LOADS, 0),
-        "last_seq": body.get(proto.ST_SEQ, 0),
-    }

@@ -336,9 +336,13 @@ def _remote(url: str | None, token: str | None, issuer_key: str | None) -> Any:
 @sim.command("board")
 @click.option("--flash", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="folder holding the board's filesystem: loaded at start, written back at exit")
-def board_command(flash: Path | None) -> None:
+@click.option("--romfs-kb", type=click.IntRange(min=0), default=0, show_default=True,
+              help="its ROMFS partition (as after tapcash flash --partitions romfs); 0: none")
+def board_command(flash: Path | None, romfs_kb: int) -> None:
     """A bare MicroPython board (the real VM) with its REPL on a pseudo-terminal, until Ctrl-C:
-    mpremote, `tapcash deploy` and `tapcash provision --via repl` work on it as on an ESP32."""
+    mpremote (reset included), `tapcash deploy`, `provision` and `sync` work on it as on an
+    ESP32; after `mpremote reset` the deployed firmware runs."""
     from tapcash.sim.vm import repl_pty
 
-    sys.exit(repl_pty.main(["--flash", str(flash)] if flash is not None else []))
+    args = ["--flash", str(flash)] if flash is not None else []
+    sys.exit(repl_pty.main([*args, "--romfs-kb", str(romfs_kb)]))

@@ -108,6 +108,20 @@ def test_deploy_reset_provision_sync_on_the_simulated_board(tmp_path: Path, form
     assert device["kind"] == "wallet" and not device["revoked"]
 
 
+def test_deploy_romfs_on_a_board_without_a_romfs_partition_is_one_clear_line() -> None:
+    with ReplBoard() as board:  # a stock image's partition table
+        done = run_cli(
+            "deploy", "--port", board.path, "-b", "devkitc-pn532-wallet", "--role", "wallet",
+            "--romfs",
+        )  # fmt: skip
+        files = board.list_files()
+    assert done.returncode != 0
+    err = done.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: the board on ") and "it has no ROMFS partition" in err
+    assert "tapcash flash --partitions romfs" in err
+    assert "/main.py" not in files and "/firmware/" not in files  # nothing was written
+
+
 def test_a_friendly_soft_reset_starts_the_firmware_a_raw_one_does_not(tmp_path: Path) -> None:
     """As MicroPython's main loop does: /main.py runs after a soft reset in the friendly REPL
     (Ctrl-D at the prompt), not after one in the raw REPL (`mpremote soft-reset`)."""

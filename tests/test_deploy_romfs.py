@@ -70,13 +70,15 @@ def test_heap_fit_warns_from_the_measured_budgets() -> None:
     assert all(dp.heap_fit(big, r, f) is None for r in ("wallet", "pos") for f in dp.FORMS)
 
 
-def test_the_form_follows_flags_then_the_profile() -> None:
+def test_the_form_follows_flags_then_the_profile_and_the_board() -> None:
     stock = load_profile(BOARDS["wallet"])
     romfs = {**stock, "memory": {"partitions": "romfs"}}
     assert dp.choose_form(stock, None, True) == "mpy"
     assert dp.choose_form(romfs, None, True) == "romfs"
     assert dp.choose_form(romfs, False, True) == "mpy"
     assert dp.choose_form(stock, True, True) == "romfs"
+    assert dp.choose_form(stock, None, True, board_romfs=True) == "romfs"  # flashed with one
+    assert dp.choose_form(stock, False, True, board_romfs=True) == "mpy"
     assert dp.choose_form(romfs, None, False) == "py"
     with pytest.raises(dp.BoardError, match="--romfs needs compiled firmware"):
         dp.choose_form(stock, True, False)

@@ -207,7 +207,8 @@ def _profile_partitions(board: str) -> str:
     "--romfs/--no-romfs",
     default=None,
     help="put the compiled firmware in the board's ROMFS partition (runs in place: far less "
-    "heap) or as .mpy files on its filesystem (default: the board profile's memory.partitions)",
+    "heap) or as .mpy files on its filesystem (default: ROMFS where the board has a ROMFS "
+    "partition or its profile's memory.partitions says romfs)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary on stdout")
 def deploy(

@@ -10,8 +10,9 @@
     5. a new mpremote session (so after a soft reset) imports the firmware modules from the
        board and lists what is there; the sizes must be what was written.
 
-With `--romfs` (the default where the board profile's memory says "partitions": "romfs") the
-compiled firmware goes into a ROMFS image instead (host/device/romfs.py, mpremote's builder),
+With `--romfs` (the default where the board has a ROMFS partition, or its profile's memory says
+"partitions": "romfs"; `--no-romfs` for .mpy files anyway) the compiled firmware goes into a
+ROMFS image instead (host/device/romfs.py, mpremote's builder),
 written to the board's ROMFS partition by `mpremote romfs deploy`: imported from /rom in
 place, it needs far less heap. Only /board.json and /main.py go on the filesystem then.
 
@@ -170,8 +171,12 @@ def heap_fit(profile: dict[str, Any], role: str, form: str) -> str | None:
     return text + "; use a board with PSRAM (set memory.heap_kb in its profile)"
 
 
-def choose_form(profile: dict[str, Any], romfs: bool | None, compile: bool) -> str:
-    """The deploy form: --romfs / --no-romfs, else the profile's partitions; --no-compile is py."""
+def choose_form(
+    profile: dict[str, Any], romfs: bool | None, compile: bool, board_romfs: bool = False
+) -> str:
+    """The deploy form: --romfs / --no-romfs; else ROMFS when the profile's partitions say so
+    or the board has a ROMFS partition (`board_romfs`), .mpy files otherwise; --no-compile is
+    py."""
     from tapcash.boards.profile import board_memory
 
     if not compile:
@@ -179,7 +184,7 @@ def choose_form(profile: dict[str, Any], romfs: bool | None, compile: bool) -> s
             raise BoardError("--romfs needs compiled firmware: leave out --no-compile")
         return "py"
     if romfs is None:
-        romfs = board_memory(profile).romfs
+        romfs = board_memory(profile).romfs or board_romfs
     return "romfs" if romfs else "mpy"
 
 
@@ -325,23 +330,25 @@ def deploy(
     echo: Callable[[str], None] | None = None,
 ) -> DeployResult:
     """Validate, probe, compile, copy, verify. Raises ToolError subclasses. `romfs`: True /
-    False for --romfs / --no-romfs, None for the board profile's choice."""
+    False for --romfs / --no-romfs, None for ROMFS where the board has a ROMFS partition (or
+    its profile asks for one)."""
     say = echo or (lambda _s: None)
     options = list(options or [])
     profile, warnings = board_config(board, role, options)
-    form = choose_form(profile, romfs, compile)
+    port = require_port(port)
+    info = probe(port, baud)
+    check_device(info, compile, port)
+    say(f"device on {port}: {info.describe()}")
+    rom = query_romfs(port) if compile and romfs is not False else None
+    form = choose_form(profile, romfs, compile, rom is not None and rom.usable)
     fit = heap_fit(profile, role, form)
     if fit is not None:
         warnings.append(fit)
     for w in warnings:
         say(f"warning: {w}")
-    port = require_port(port)
-    info = probe(port, baud)
-    check_device(info, compile, port)
-    say(f"device on {port}: {info.describe()}")
     rom_size = 0
     if form == "romfs":
-        rom = query_romfs(port)
+        assert rom is not None
         if not rom.usable:
             why = (
                 "its MicroPython has no ROMFS support (vfs.rom_ioctl; MicroPython >= 1.25 "

@@ -19,7 +19,10 @@ ROM_ROOT = "/rom"
 
 # What the board says about its ROMFS: vfs.rom_ioctl(1) partitions; partition 0's size
 _QUERY = """\
-import vfs
+try:
+    import vfs
+except ImportError:
+    vfs = None
 _tc_r = {'ioctl': hasattr(vfs, 'rom_ioctl'), 'count': 0, 'size': 0}
 if _tc_r['ioctl']:
     _tc_r['count'] = vfs.rom_ioctl(1)
@@ -32,7 +35,7 @@ if _tc_r['ioctl']:
         del _tc_d
 import json
 print('TCROMFS ' + json.dumps(_tc_r))
-del _tc_r
+del _tc_r, vfs
 """
 
 

@@ -3,7 +3,8 @@
 # partition, as MicroPython 1.25+ on an ESP32 with a "romfs" partition has it:
 #
 # - vfs.rom_ioctl (the calls `mpremote romfs query/deploy` make: 1 count, 2 segment, 3 prepare,
-#   4 write, 5 complete, 6 block size) on a 256 KB partition kept in a file of the board;
+#   4 write, 5 complete, 6 block size) on a partition kept in a file of the board, of the size
+#   the host wrote to SIZE_FILE (0, the default, is a stock image: ROMFS support, no partition);
 # - at boot a valid image is mounted at /rom and /rom, /rom/lib put on sys.path after "" and
 #   ".frozen", as the port does. This VM has no VfsRom, so "mounted" means the image's files
 #   are unpacked into /rom (read as written; bytecode is loaded, not run in place: heap figures
@@ -11,8 +12,19 @@
 import sys
 
 PART = "/home/simboard/romfs.part"
-SIZE = 256 * 1024
+SIZE_FILE = "/home/simboard/romfs_kb"  # KB, written by the host
 BLOCK = 4096
+SIZE = 0
+
+
+def _size():
+    try:
+        with open(SIZE_FILE) as f:
+            return int(f.read().strip() or "0") * 1024
+    except (OSError, ValueError):
+        return 0
+
+
 HEADER = b"\xd2\xcd\x31"
 ROOT = "/rom"
 
@@ -20,9 +32,12 @@ ROOT = "/rom"
 def _read():
     try:
         with open(PART, "rb") as f:
-            return bytearray(f.read())
+            data = bytearray(f.read())
     except OSError:
-        return bytearray(b"\xff" * SIZE)
+        data = bytearray()
+    if len(data) != SIZE:
+        data = bytearray(b"\xff" * SIZE)
+    return data
 
 
 def _write(data):
@@ -32,8 +47,8 @@ def _write(data):
 
 def rom_ioctl(op, *args):
     if op == 1:
-        return 1
-    if args and args[0] != 0:
+        return 1 if SIZE else 0
+    if not SIZE or (args and args[0] != 0):
         return -22  # EINVAL: one partition
     if op == 2:
         return memoryview(_read())
@@ -127,7 +142,10 @@ def mount(os):
 
 
 def install(os):
+    global SIZE
     import vfs as real
+
+    SIZE = _size()
 
     class BoardVfs:
         def __init__(self):

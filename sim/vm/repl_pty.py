@@ -93,8 +93,10 @@ class ReplBoard:
         save_dir: Path | str | None = None,
         vm_dir: Path | None = None,
         heapsize: int = 1024 * 1024,
+        romfs_kb: int = 0,
     ) -> None:
         self.files = files
+        self.romfs_kb = romfs_kb  # its ROMFS partition (0: a stock image's table, none)
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.vm = MicroPythonVM(
             vm_dir,
@@ -124,6 +126,7 @@ class ReplBoard:
         self.vm.put_file(f"{BOARD_LIB}/machine.py", MACHINE_PATH.read_bytes())
         self.vm.put_file(f"{BOARD_LIB}/vm_bus.py", VM_BUS_PATH.read_bytes())
         self.vm.put_file(f"{BOARD_LIB}/board_romfs.py", ROMFS_PATH.read_bytes())
+        self.vm.put_file(f"{BOARD_LIB}/romfs_kb", str(int(self.romfs_kb)).encode())
         for path, data in _files_of(self.files).items():
             self.vm.put_file(path, data)
         self._master, self._slave = os.openpty()
@@ -391,9 +394,15 @@ def main(argv: list[str] | None = None) -> int:
         description="a simulated MicroPython board (the real VM) with its REPL on a pty",
     )
     ap.add_argument("--flash", type=Path, help="folder holding the board's filesystem")
+    ap.add_argument(
+        "--romfs-kb",
+        type=int,
+        default=0,
+        help="size of its ROMFS partition (as after tapcash flash --partitions romfs); 0: none",
+    )
     args = ap.parse_args(argv)
     files = args.flash if args.flash is not None and args.flash.is_dir() else None
-    board = ReplBoard(files=files, save_dir=args.flash)
+    board = ReplBoard(files=files, save_dir=args.flash, romfs_kb=max(0, args.romfs_kb))
     try:
         board.start()
     except MicroPythonVMError as e:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -401,6 +401,35 @@ class MicroPythonVM:
         if not isinstance(value, str):
             raise MicroPythonVMError(f"{name} is not a str after exec: {value!r}")
         return value, data.decode("utf-8", "replace")
+
+    def exec_serving(
+        self,
+        code: str,
+        serve: Callable[[dict[str, Any]], dict[str, str]],
+        result: str | None = None,
+    ) -> str:
+        """Run code in __main__ while answering the VM's synchronous calls into the host (a
+        plugin's reply with "cb", e.g. a bus transaction or an APDU to the virtual field) with
+        `serve(reply)`; returns the str global `result` (or "")."""
+        header: dict[str, Any] = {"op": "exec", "code": code}
+        if result:
+            header["result"] = result
+        assert self._proc is not None and self._proc.stdin is not None
+        self._write_frame(self._proc, header, b"")
+        while True:
+            reply, data = self._read_frame(self.timeout_s)
+            if "cb" in reply:
+                payload = json.dumps(serve(reply)).encode()
+                view = memoryview(struct.pack(">I", len(payload)) + payload)
+                fd = self._proc.stdin.fileno()
+                while view:
+                    view = view[os.write(fd, view) :]
+                continue
+            if not reply.get("ok"):
+                out = data.decode("utf-8", "replace")
+                raise MicroPythonError(str(reply.get("type")), str(reply.get("error", "")), out)
+            value = reply.get("value")
+            return value if isinstance(value, str) else ""
 
     def eval_json(self, expr: str) -> Any:
         """Evaluate expr in __main__ and return its value through JSON."""

@@ -19,14 +19,11 @@ Pins: id 0 is the SPI chip select (the adapter's ``cs``), ids from 1 are those g
 
 from __future__ import annotations
 
-import json
-import os
-import struct
 from pathlib import Path
 from typing import Any
 
 from tapcash.sim.nfc.pn532 import SimI2C, SimPin, SimSPI, SimUART
-from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVM
+from tapcash.sim.vm.mpvm import MicroPythonVM
 
 _HERE = Path(__file__).resolve().parent
 PLUGIN_PATH = _HERE / "mpvm_bus_plugin.mjs"
@@ -58,34 +55,16 @@ class BusVM(MicroPythonVM):
     def run(self, code: str, result: str | None = None) -> str:
         """exec code in the VM's __main__ (vm_bus imported), serving bus calls until it ends;
         returns the str global `result` (or "")."""
-        header: dict[str, Any] = {"op": "exec", "code": "import vm_bus\n" + code}
-        if result:
-            header["result"] = result
-        assert self._proc is not None
-        self._write_frame(self._proc, header, b"")
-        while True:
-            reply, data = self._read_frame(self.timeout_s)
-            if reply.get("cb") == "bus":
-                self._answer(reply["op"], bytes.fromhex(reply["data"]))
-                continue
-            if not reply.get("ok"):
-                out = data.decode("utf-8", "replace")
-                raise MicroPythonError(str(reply.get("type")), str(reply.get("error", "")), out)
-            value = reply.get("value")
-            return value if isinstance(value, str) else ""
+        return self.exec_serving("import vm_bus\n" + code, self._answer, result)
 
-    def _answer(self, op: str, data: bytes) -> None:
+    def _answer(self, reply: dict[str, Any]) -> dict[str, str]:
+        if reply.get("cb") != "bus":
+            return {"error": f"no such host call {reply.get('cb')!r}"}
         self.calls += 1
         try:
-            answer = {"r": self._serve(op, data).hex()}
+            return {"r": self._serve(reply["op"], bytes.fromhex(reply["data"])).hex()}
         except OSError as e:
-            answer = {"error": str(e.errno or e)}
-        payload = json.dumps(answer).encode()
-        assert self._proc is not None and self._proc.stdin is not None
-        fd = self._proc.stdin.fileno()
-        view = memoryview(struct.pack(">I", len(payload)) + payload)
-        while view:
-            view = view[os.write(fd, view) :]
+            return {"error": str(e.errno or e)}
 
     def _serve(self, op: str, d: bytes) -> bytes:
         bus = self.bus

@@ -15,8 +15,6 @@ POS VM waits in a link call while the wallet VM answers, so the two must differ)
 from __future__ import annotations
 
 import json
-import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -54,33 +52,17 @@ class DeviceVM(MicroPythonVM):
         meanwhile are served by `link_handler`."""
         self.calls += 1
         code = f"_simdev.CLOCK.t = {int(now)}\n{_RESULT} = {expr}"
-        header = {"op": "exec", "code": code, "result": _RESULT}
-        assert self._proc is not None
-        self._write_frame(self._proc, header, b"")
-        while True:
-            reply, data = self._read_frame(self.timeout_s)
-            if reply.get("cb") == "link":
-                self._answer_link(reply["apdu"])
-                continue
-            if not reply.get("ok"):
-                out = data.decode("utf-8", "replace")
-                raise MicroPythonError(str(reply.get("type")), str(reply.get("error", "")), out)
-            value = reply.get("value")
-            return value if isinstance(value, str) else ""
+        return self.exec_serving(code, self._answer_link, _RESULT)
 
-    def _answer_link(self, apdu_hex: str) -> None:
+    def _answer_link(self, reply: dict[str, Any]) -> dict[str, str]:
         try:
+            if reply.get("cb") != "link":
+                raise LinkError(f"no such host call {reply.get('cb')!r}")
             if self.link_handler is None:
                 raise LinkError("no field")
-            answer: dict[str, str] = {"resp": self.link_handler(bytes.fromhex(apdu_hex)).hex()}
+            return {"resp": self.link_handler(bytes.fromhex(reply["apdu"])).hex()}
         except LinkError as e:
-            answer = {"error": str(e) or "link"}
-        data = json.dumps(answer).encode()
-        assert self._proc is not None and self._proc.stdin is not None
-        fd = self._proc.stdin.fileno()
-        view = memoryview(struct.pack(">I", len(data)) + data)
-        while view:
-            view = view[os.write(fd, view) :]
+            return {"error": str(e) or "link"}
 
 
 class MpDevice(Device):

@@ -30,6 +30,7 @@ from typing import Any
 
 from tapcash.firmware.hal.pn532 import PN532, PN532Error
 from tapcash.firmware.hal.pn532_transport import PN532_I2C, PN532_SPI, PN532_UART
+from tapcash.sim.nfc.pn532.bus import UartReadInto
 
 ACK = bytes.fromhex("0000ff00ff00")
 NACK = bytes.fromhex("0000ffff0000")
@@ -302,7 +303,7 @@ class FakeSPI:
         buf[0:n] = bytes(self._wire(b) for b in out)
 
 
-class FakeUART:
+class FakeUART(UartReadInto):
     """machine.UART shape: the scripted frames are one byte stream, always buffered."""
 
     def __init__(self, chip: Chip, guard: Guard, call_us: float = 1.0,
@@ -340,14 +341,6 @@ class FakeUART:
         data = bytes(self.buf[:n])
         del self.buf[:n]
         return data
-
-    def readinto(self, buf: Any, nbytes: int | None = None) -> int | None:
-        n = len(buf) if nbytes is None else min(nbytes, len(buf))
-        data = self.read(n)
-        if data is None:
-            return None
-        buf[: len(data)] = data
-        return len(data)
 
 
 @dataclass

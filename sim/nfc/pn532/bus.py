@@ -176,7 +176,22 @@ class SimSPI:
             rbuf[i] = self._clock(data[i])
 
 
-class SimUART:
+class UartReadInto:
+    """machine.UART's readinto on top of the class's own read(n) (None: nothing there)."""
+
+    def read(self, n: int | None = None) -> bytes | None:
+        raise NotImplementedError
+
+    def readinto(self, buf: bytearray | memoryview, nbytes: int | None = None) -> int | None:
+        n = len(buf) if nbytes is None else min(nbytes, len(buf))
+        data = self.read(n)
+        if data is None:
+            return None
+        buf[: len(data)] = data
+        return len(data)
+
+
+class SimUART(UartReadInto):
     """machine.UART shape (write / read / readinto / any) wired to one PN532 on HSU: the chip
     sleeps until it sees the 0x55 wake-up preamble; its frames come out as one byte stream."""
 
@@ -264,11 +279,3 @@ class SimUART:
             data = bytes(self._rx[:n])
             del self._rx[:n]
             return data
-
-    def readinto(self, buf: bytearray | memoryview, nbytes: int | None = None) -> int | None:
-        n = len(buf) if nbytes is None else min(nbytes, len(buf))
-        data = self.read(n)
-        if data is None:
-            return None
-        buf[: len(data)] = data
-        return len(data)

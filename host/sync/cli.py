@@ -19,7 +19,7 @@ from tapcash.host.device.errors import (
 )
 from tapcash.host.output import echo_json, money
 
-from .device import EXPORT_PAGE_RECORDS
+from .commands import EXPORT_PAGE_RECORDS
 from .outbox import Outbox, default_dir
 from .transport import DEFAULT_BAUD, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 

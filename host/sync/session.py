@@ -33,7 +33,7 @@ from tapcash.firmware.core import proto
 from tapcash.host.device.errors import DeviceRefused, LedgerRefused, LedgerUnreachable
 from tapcash.host.ledger.client import IngestResult
 
-from .device import EXPORT_PAGE_RECORDS, Device, DeviceInfo, Transport
+from .commands import EXPORT_PAGE_RECORDS, DeviceCommands, DeviceInfo, Transport
 from .outbox import Batch, Outbox
 
 MAX_ROUNDS = 3  # export/upload/ack rounds per sync (a round that loads vouchers adds one)
@@ -152,7 +152,10 @@ def flush_outbox(ledger: Ledger, outbox: Outbox, *, keep: bytes | None = None) -
 
 
 def export_all(
-    dev: Device, info: DeviceInfo, progress: Progress, page_records: int = EXPORT_PAGE_RECORDS
+    dev: DeviceCommands,
+    info: DeviceInfo,
+    progress: Progress,
+    page_records: int = EXPORT_PAGE_RECORDS,
 ) -> tuple[list[tuple[int, bytes]], bytes, dict[int, Any]]:
     """Every record the device holds, and the status envelope of the last page."""
     records: list[tuple[int, bytes]] = []
@@ -200,7 +203,7 @@ def sync_device(
     t0 = time.monotonic()
     progress = progress or NullProgress()
     res = SyncResult(port=transport.port, ledger=ledger.url if ledger else None)
-    dev = Device(transport)
+    dev = DeviceCommands(transport)
 
     progress.stage("connecting")
     info = dev.select()
@@ -276,7 +279,7 @@ def sync_device(
     return _finish(res, transport, t0)
 
 
-def _deliver(dev: Device, res: SyncResult, updates: list[bytes], vouchers: list[bytes],
+def _deliver(dev: DeviceCommands, res: SyncResult, updates: list[bytes], vouchers: list[bytes],
              sent_updates: set[bytes]) -> int:
     """APPLY every pending update, oldest first (a renewed certificate travels only in the
     update minted for the renewal, and later updates do not repeat it), then LOAD the vouchers
@@ -310,7 +313,7 @@ def _deliver(dev: Device, res: SyncResult, updates: list[bytes], vouchers: list[
 
 
 def _export_and_spool(
-    dev: Device,
+    dev: DeviceCommands,
     info: DeviceInfo,
     outbox: Outbox,
     progress: Progress,

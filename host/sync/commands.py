@@ -49,7 +49,7 @@ def sw_text(sw: int) -> str:
     return f"{sw:04X}"
 
 
-class Device:
+class DeviceCommands:
     def __init__(self, transport: Transport) -> None:
         self.t = transport
 

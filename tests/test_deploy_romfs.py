@@ -80,5 +80,6 @@ def test_the_form_follows_flags_then_the_profile_and_the_board() -> None:
     assert dp.choose_form(stock, None, True, board_romfs=True) == "romfs"  # flashed with one
     assert dp.choose_form(stock, False, True, board_romfs=True) == "mpy"
     assert dp.choose_form(romfs, None, False) == "py"
+    assert dp.choose_form(load_profile(BOARDS["pos"]), None, True) == "romfs"  # it asks for it
     with pytest.raises(dp.BoardError, match="--romfs needs compiled firmware"):
         dp.choose_form(stock, True, False)

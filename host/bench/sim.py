@@ -46,17 +46,26 @@ def bench_scenario(wallets: int, pos: int, payments: int, *, measured: bool = Fa
                 "count": wallets,
                 "balance": 100000,
                 # wide limits: the benchmark measures payments, not refusals
-                "limits": {"offline_count": 1000, "offline_amount": 10**9,
-                           "balance_max": 10**9},
+                "limits": {"offline_count": 1000, "offline_amount": 10**9, "balance_max": 10**9},
             },
-            "pos": {"count": pos, "config": {"hotlist_max_payments": 10**7,
-                                             "velocity_count": 10**6,
-                                             "velocity_amount": 2**32 - 1}},
+            "pos": {
+                "count": pos,
+                "config": {
+                    "hotlist_max_payments": 10**7,
+                    "velocity_count": 10**6,
+                    "velocity_amount": 2**32 - 1,
+                },
+            },
             "payments": {
                 "count": payments,
                 "arrival": "uniform",
-                "amount": {"dist": "lognormal", "median": 500, "sigma": 0.7, "min": 10,
-                           "max": 4900},
+                "amount": {
+                    "dist": "lognormal",
+                    "median": 500,
+                    "sigma": 0.7,
+                    "min": 10,
+                    "max": 4900,
+                },
             },
             "sync": {"pos_every_hours": 0, "wallet_share": 0.0, "final": False},
             "nfc": {"measured": measured},
@@ -66,18 +75,22 @@ def bench_scenario(wallets: int, pos: int, payments: int, *, measured: bool = Fa
 
 
 class _CryptoCount:
-    """Counts the firmware's signatures and verifications during a CPython run (the wrappers
-    cost well under 1% of a PyNaCl call)."""
+    """Counts the firmware's signatures and verifications during a CPython run, and apart
+    the oracle's own check of what the cards signed (the wrappers cost well under 1% of a
+    PyNaCl call)."""
 
     def __init__(self) -> None:
         from tapcash.firmware.core import ed25519
+        from tapcash.sim.run import oracle
 
         self.ed = ed25519
+        self.oracle = oracle
         self.sign0, self.verify0 = ed25519.sign, ed25519.verify
-        self.signs = self.verifies = 0
+        self.open0 = oracle.crypto_sign_open
+        self.signs = self.verifies = self.oracle_verifies = 0
 
     def __enter__(self) -> _CryptoCount:
-        sign0, verify0 = self.sign0, self.verify0
+        sign0, verify0, open0 = self.sign0, self.verify0, self.open0
 
         def sign(seed: bytes, msg: bytes) -> bytes:
             self.signs += 1
@@ -87,11 +100,17 @@ class _CryptoCount:
             self.verifies += 1
             return verify0(pk, msg, sig)
 
+        def sign_open(signed: bytes, pk: bytes) -> bytes:
+            self.oracle_verifies += 1
+            return open0(signed, pk)
+
         self.ed.sign, self.ed.verify = sign, verify
+        self.oracle.crypto_sign_open = sign_open
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.ed.sign, self.ed.verify = self.sign0, self.verify0
+        self.oracle.crypto_sign_open = self.open0
 
 
 _LIMIT_KEYS: list[tuple[bytes, bytes]] = []
@@ -117,8 +136,52 @@ def pynacl_limit(n: int = 2000, msg_len: int = 200) -> dict[str, float]:
     return {"sign_us": sign_us, "verify_us": verify_us}
 
 
-def run_bench(wallets: int, pos: int, payments: int, runtime: str,
-              measured: bool = False, barrier: Any = None, seed: int = 1) -> dict[str, Any]:
+_VM_COUNT = (  # exec'd in each device VM: the firmware's signatures and verifications counted
+    "from firmware.core import ed25519 as _bc_ed\n"
+    "_bc_n = [0, 0]\n"
+    "_bc_s0, _bc_v0 = _bc_ed.sign, _bc_ed.verify\n"
+    "def _bc_s(seed, msg):\n"
+    "    _bc_n[0] += 1\n"
+    "    return _bc_s0(seed, msg)\n"
+    "def _bc_v(pk, msg, sig):\n"
+    "    _bc_n[1] += 1\n"
+    "    return _bc_v0(pk, msg, sig)\n"
+    "_bc_ed.sign, _bc_ed.verify = _bc_s, _bc_v\n"
+)
+
+
+def _vm_counts(vms: list[Any]) -> tuple[int, int]:
+    signs = verifies = 0
+    for vm in vms:
+        got = vm.exec_result("_bc_r = '%d %d' % tuple(_bc_n)", "_bc_r")[0].split()
+        signs += int(got[0])
+        verifies += int(got[1])
+    return signs, verifies
+
+
+def vm_limit(vm: Any) -> dict[str, float]:
+    """The firmware's own Ed25519 inside this device VM: us per signature and per verification
+    (a different key each time), as `tapcash bench crypto` times them."""
+    from .crypto import _fixtures, _vm_setup
+
+    msg, pairs = _fixtures()
+    setup = _vm_setup(msg, pairs)
+    verify = "pk, sig = pairs[state[0] % len(pairs)]\nstate[0] += 1\nassert ed.verify(pk, msg, sig)"
+    return {
+        "sign_us": vm.time_us("ed.sign(seed, msg)", setup, repeat=3, batch_ms=40),
+        "verify_us": vm.time_us(verify, setup, repeat=3, batch_ms=40),
+    }
+
+
+def run_bench(
+    wallets: int,
+    pos: int,
+    payments: int,
+    runtime: str,
+    measured: bool = False,
+    barrier: Any = None,
+    seed: int = 1,
+) -> dict[str, Any]:
     """Provision the fleet, then time the payments (after `barrier`, when sharded). On CPython
     the PyNaCl limit is measured in the same process right after the payments, and the
     signatures and verifications of the run are counted: limit = 1 / (signs per approved
@@ -138,6 +201,13 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
             run.provision()
             t_prov = time.perf_counter() - t0
             events = build_schedule(sc)
+            vms = list(run.factory._mp.vms) if runtime == "micropython" else []
+            # MicroPython: the VM's own Ed25519 timed before and after the payments (the
+            # wallets' VM: both VMs run the same code on the same machine), the firmware's
+            # signatures and verifications counted in between
+            vm_lim = [vm_limit(vms[0])] if vms else []
+            for vm in vms:
+                vm.exec(_VM_COUNT)
             gc.collect()
             if barrier is not None:
                 barrier.wait()
@@ -157,6 +227,9 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
                     if count is not None:
                         for k, v in pynacl_limit(200).items():
                             limit_s[k] += v
+            if vms:
+                vm_signs, vm_verifies = _vm_counts(vms)
+                vm_lim.append(vm_limit(vms[0]))
             slices = -(-len(events) // step)
             limit = {k: v / slices for k, v in limit_s.items()} if count is not None else None
             pays = run.log.payments
@@ -193,16 +266,39 @@ def run_bench(wallets: int, pos: int, payments: int, runtime: str,
             for ins, (n, card, reader) in sorted(per_ins.items())
         },
     }
+    if vms and ok:
+        sp, vp = vm_signs / ok, vm_verifies / ok
+        sign_us = sum(v["sign_us"] for v in vm_lim) / len(vm_lim)
+        verify_us = sum(v["verify_us"] for v in vm_lim) / len(vm_lim)
+        vm_limit_per_s = 1e6 / (sp * sign_us + vp * verify_us)
+        row.update(
+            signs_per_payment=round(sp, 3),
+            verifies_per_payment=round(vp, 3),
+            vm_sign_us=round(sign_us, 1),
+            vm_verify_us=round(verify_us, 1),
+            limit_per_s=round(vm_limit_per_s, 1),
+            ratio=round(ok / wall / vm_limit_per_s, 3),
+        )
     if runtime == "cpython" and cpu:  # (the MicroPython VMs' CPU is not this process's)
         row["approved_per_cpu_s"] = round(ok / cpu, 1)
     if count is not None and limit is not None and ok:
         sp, vp = count.signs / ok, count.verifies / ok
+        op = count.oracle_verifies / ok
         limit_per_s = 1e6 / (sp * limit["sign_us"] + vp * limit["verify_us"])
-        row.update(signs_per_payment=round(sp, 3), verifies_per_payment=round(vp, 3),
-                   pynacl_sign_us=round(limit["sign_us"], 2),
-                   pynacl_verify_us=round(limit["verify_us"], 2),
-                   limit_per_s=round(limit_per_s, 1),
-                   ratio=round(ok / wall / limit_per_s, 3))
+        # the oracle checks every payment a card signs on its own (PyNaCl): signature work of
+        # this process too, but not the firmware's; its ratio is reported beside
+        limit_all = 1e6 / (sp * limit["sign_us"] + (vp + op) * limit["verify_us"])
+        row.update(
+            signs_per_payment=round(sp, 3),
+            verifies_per_payment=round(vp, 3),
+            oracle_verifies_per_payment=round(op, 3),
+            pynacl_sign_us=round(limit["sign_us"], 2),
+            pynacl_verify_us=round(limit["verify_us"], 2),
+            limit_per_s=round(limit_per_s, 1),
+            ratio=round(ok / wall / limit_per_s, 3),
+            limit_all_per_s=round(limit_all, 1),
+            ratio_all=round(ok / wall / limit_all, 3),
+        )
     return row
 
 
@@ -220,8 +316,10 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
     barrier = ctx.Barrier(shards)
     results = ctx.Queue()
     workers = [
-        ctx.Process(target=_shard, args=((wallets // shards, pos // shards,
-                                          payments // shards, 1 + i), barrier, results))
+        ctx.Process(
+            target=_shard,
+            args=((wallets // shards, pos // shards, payments // shards, 1 + i), barrier, results),
+        )
         for i in range(shards)
     ]
     for w in workers:
@@ -232,7 +330,7 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
     wall = max(r["wall_s"] for r in procs)
     ok = sum(r["approved"] for r in procs)
     row = dict(procs[0])
-    for k in ("limit_per_s", "ratio"):  # one process's limit: not the fleet's
+    for k in ("limit_per_s", "ratio", "limit_all_per_s", "ratio_all"):  # one process's limit
         row.pop(k, None)
     row.update(
         runtime=f"cpython x{shards}",
@@ -309,15 +407,34 @@ def profile_shares(wallets: int = 1000, pos: int = 100, payments: int = 3000) ->
     if root is not None:
         walk(root, "other")
     whole = sum(totals.values()) or 1.0
-    return {"command": f"tapcash bench sim --profile --wallets {wallets} --pos {pos} "
-                       f"--payments {payments}",
-            "shares": {k: round(v / whole, 3)
-                       for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}}
+    return {
+        "command": f"tapcash bench sim --profile --wallets {wallets} --pos {pos} "
+        f"--payments {payments}",
+        "shares": {
+            k: round(v / whole, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])
+        },
+    }
 
 
-SPREAD_KEYS = ("approved_per_s", "declined_per_s", "approved_per_cpu_s", "provision_s",
-               "devices_per_s", "in_field_ms_p50", "limit_per_s", "ratio", "pynacl_sign_us",
-               "pynacl_verify_us", "signs_per_payment", "verifies_per_payment")
+SPREAD_KEYS = (
+    "approved_per_s",
+    "declined_per_s",
+    "approved_per_cpu_s",
+    "provision_s",
+    "devices_per_s",
+    "in_field_ms_p50",
+    "limit_per_s",
+    "ratio",
+    "pynacl_sign_us",
+    "pynacl_verify_us",
+    "signs_per_payment",
+    "verifies_per_payment",
+    "oracle_verifies_per_payment",
+    "limit_all_per_s",
+    "ratio_all",
+    "vm_sign_us",
+    "vm_verify_us",
+)
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -325,44 +442,77 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row = dict(runs[-1])
     for k in SPREAD_KEYS:
         if all(k in r for r in runs):
-            row[k] = report.spread([r[k] for r in runs], 3 if k == "ratio" else 1)
+            row[k] = report.spread([r[k] for r in runs], 3 if k.startswith("ratio") else 1)
     row["repeats"] = len(runs)
     return row
 
 
-def section(wallets: int = 10_000, pos: int = 1_000, payments: int = 30_000,
-            mp_wallets: int = 100, mp_pos: int = 10, mp_payments: int = 300,
-            runtime: str = "both", shards: int = 1, repeat: int = 3, profile: bool | None = None,
-            quick: bool = False) -> dict[str, Any]:
+def section(
+    wallets: int = 10_000,
+    pos: int = 1_000,
+    payments: int = 30_000,
+    mp_wallets: int = 100,
+    mp_pos: int = 10,
+    mp_payments: int = 300,
+    runtime: str = "both",
+    shards: int = 1,
+    repeat: int = 3,
+    profile: bool | None = None,
+    quick: bool = False,
+) -> dict[str, Any]:
     """`repeat` runs of each row (fresh fleet each time); with `profile` (default: when
     pyinstrument is installed) the CPython profile shares too."""
     if quick:
         wallets, pos, payments, mp_wallets, mp_pos, mp_payments, repeat = (
-            200, 20, 600, 10, 2, 20, 1)
-    defaults = {"wallets": (wallets, 10_000), "pos": (pos, 1_000),
-                "payments": (payments, 30_000), "mp-wallets": (mp_wallets, 100),
-                "mp-pos": (mp_pos, 10), "mp-payments": (mp_payments, 300),
-                "runtime": (runtime, "both"), "shards": (shards, 1), "repeat": (repeat, 3)}
+            200,
+            20,
+            600,
+            10,
+            2,
+            20,
+            1,
+        )
+    defaults = {
+        "wallets": (wallets, 10_000),
+        "pos": (pos, 1_000),
+        "payments": (payments, 30_000),
+        "mp-wallets": (mp_wallets, 100),
+        "mp-pos": (mp_pos, 10),
+        "mp-payments": (mp_payments, 300),
+        "runtime": (runtime, "both"),
+        "shards": (shards, 1),
+        "repeat": (repeat, 3),
+    }
     cmd = "tapcash bench sim" + "".join(f" --{k} {v}" for k, (v, d) in defaults.items() if v != d)
     sec = report.new_section("sim", cmd)
     sec["title"] = "Simulator"
     rows = []
     if runtime in ("both", "cpython"):
-        rows.append(_aggregate([run_bench(wallets, pos, payments, "cpython", seed=1 + i)
-                                for i in range(repeat)]))
+        rows.append(
+            _aggregate(
+                [run_bench(wallets, pos, payments, "cpython", seed=1 + i) for i in range(repeat)]
+            )
+        )
         if shards > 1:
-            rows.append(_aggregate([run_sharded(wallets, pos, payments, shards)
-                                    for _ in range(repeat)]))
+            rows.append(
+                _aggregate([run_sharded(wallets, pos, payments, shards) for _ in range(repeat)])
+            )
     if runtime in ("both", "micropython"):
-        rows.append(_aggregate([run_bench(mp_wallets, mp_pos, mp_payments, "micropython",
-                                          seed=1 + i) for i in range(repeat)]))
+        rows.append(
+            _aggregate(
+                [
+                    run_bench(mp_wallets, mp_pos, mp_payments, "micropython", seed=1 + i)
+                    for i in range(repeat)
+                ]
+            )
+        )
     sec["rows"] = rows
     if profile is None:
         from importlib.util import find_spec
 
         profile = find_spec("pyinstrument") is not None and runtime != "micropython"
     if profile:
-        sec["profile"] = (profile_shares(200, 20, 600) if quick else profile_shares())
+        sec["profile"] = profile_shares(200, 20, 600) if quick else profile_shares()
     return report.finish(sec)
 
 
@@ -372,32 +522,58 @@ def _two(v: float) -> str:
 
 def _line(r: dict[str, Any]) -> str:
     f = report.fmt_spread
-    text = (f"{r['runtime']}, {r['wallets']:,} wallets x {r['pos']:,} POS, {r['payments']:,} "
-            f"payments a run: **{f(r['approved_per_s'], '/s')} approved** "
-            f"(declined {f(r['declined_per_s'], '/s')}); ")
+    text = (
+        f"{r['runtime']}, {r['wallets']:,} wallets x {r['pos']:,} POS, {r['payments']:,} "
+        f"payments a run: **{f(r['approved_per_s'], '/s')} approved** "
+        f"(declined {f(r['declined_per_s'], '/s')}); "
+    )
     if "approved_per_cpu_s" in r:
         text += f"{f(r['approved_per_cpu_s'], '/s')} per CPU second; "
-    text += (f"provisioning {f(r['devices_per_s'], ' devices/s')}; card in field "
-             f"p50 {f(r['in_field_ms_p50'], ' ms')}")
-    if "ratio" in r:
-        text += (f". Crypto limit in the same process: {r['signs_per_payment']['median']:.2f} "
-                 f"signatures x {f(r['pynacl_sign_us'], ' us')} + "
-                 f"{r['verifies_per_payment']['median']:.2f} verifications x "
-                 f"{f(r['pynacl_verify_us'], ' us')} per approved payment (raw PyNaCl) = "
-                 f"{f(r['limit_per_s'], '/s')}; **ratio {f(r['ratio'], fmt=_two)}**")
+    text += (
+        f"provisioning {f(r['devices_per_s'], ' devices/s')}; card in field "
+        f"p50 {f(r['in_field_ms_p50'], ' ms')}"
+    )
+    if "ratio" in r and "vm_sign_us" in r:
+        text += (
+            f". Crypto limit in the same run, the firmware's own Ed25519 in the VM: "
+            f"{r['signs_per_payment']['median']:.2f} signatures x "
+            f"{f(r['vm_sign_us'], ' us')} + {r['verifies_per_payment']['median']:.2f} "
+            f"verifications x {f(r['vm_verify_us'], ' us')} per approved payment = "
+            f"{f(r['limit_per_s'], '/s')}; **ratio {f(r['ratio'], fmt=_two)}**"
+        )
+    elif "ratio" in r:
+        text += (
+            f". Crypto limit in the same process: {r['signs_per_payment']['median']:.2f} "
+            f"signatures x {f(r['pynacl_sign_us'], ' us')} + "
+            f"{r['verifies_per_payment']['median']:.2f} verifications x "
+            f"{f(r['pynacl_verify_us'], ' us')} per approved payment (raw PyNaCl) = "
+            f"{f(r['limit_per_s'], '/s')}; **ratio {f(r['ratio'], fmt=_two)}**"
+        )
+        if "ratio_all" in r:
+            text += (
+                f"; with the oracle's own check of each payment "
+                f"({r['oracle_verifies_per_payment']['median']:.2f} verifications more, "
+                f"PyNaCl) the process's limit is {f(r['limit_all_per_s'], '/s')}, "
+                f"ratio {f(r['ratio_all'], fmt=_two)}"
+            )
     return text + "."
 
 
 def render(sec: dict[str, Any]) -> str:
-    out = ["One payment is the whole NFC flow (SELECT / PAY / RECEIPT) between two simulated "
-           "devices running the unchanged firmware, flash commits included; payments/s count "
-           "approved payments only. Each run provisions a fresh fleet."]
+    out = [
+        "One payment is the whole NFC flow (SELECT / PAY / RECEIPT) between two simulated "
+        "devices running the unchanged firmware, flash commits included; payments/s count "
+        "approved payments only. Each run provisions a fresh fleet."
+    ]
     out += [f"- {_line(r)}" for r in sec["rows"]]
     if sec.get("profile"):
         p = sec["profile"]
         shares = ", ".join(f"{k} {v:.0%}" for k, v in p["shares"].items())
-        out += ["", f"Where a CPython payment's time goes (`{p['command']}`, pyinstrument "
-                f"sampling, same revision): {shares}."]
+        out += [
+            "",
+            f"Where a CPython payment's time goes (`{p['command']}`, pyinstrument "
+            f"sampling, same revision): {shares}.",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -408,26 +584,52 @@ def render(sec: dict[str, Any]) -> str:
 @click.option("--mp-wallets", default=100, show_default=True)
 @click.option("--mp-pos", default=10, show_default=True)
 @click.option("--mp-payments", default=300, show_default=True)
-@click.option("--runtime", type=click.Choice(["both", "cpython", "micropython"]),
-              default="both", show_default=True)
-@click.option("--shards", default=1, show_default=True,
-              help="CPython: split the fleet into this many districts, one process each")
+@click.option(
+    "--runtime",
+    type=click.Choice(["both", "cpython", "micropython"]),
+    default="both",
+    show_default=True,
+)
+@click.option(
+    "--shards",
+    default=1,
+    show_default=True,
+    help="CPython: split the fleet into this many districts, one process each",
+)
 @click.option("--repeat", default=3, show_default=True, help="runs per row (min/median/max)")
-@click.option("--calibrate", is_flag=True,
-              help="measure card/reader compute per command in the MicroPython VM")
-@click.option("--profile", is_flag=True,
-              help="only where a CPython payment's time goes (pyinstrument), as shares")
+@click.option(
+    "--calibrate",
+    is_flag=True,
+    help="measure card/reader compute per command in the MicroPython VM",
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="only where a CPython payment's time goes (pyinstrument), as shares",
+)
 @click.option("--json", "as_json", is_flag=True)
-def command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp_pos: int,
-            mp_payments: int, runtime: str, shards: int, repeat: int, calibrate: bool,
-            profile: bool, as_json: bool) -> None:
+def command(
+    wallets: int,
+    pos_count: int,
+    payments: int,
+    mp_wallets: int,
+    mp_pos: int,
+    mp_payments: int,
+    runtime: str,
+    shards: int,
+    repeat: int,
+    calibrate: bool,
+    profile: bool,
+    as_json: bool,
+) -> None:
     """Simulated payments per second, end to end through the firmware (CPython, MicroPython)."""
     if profile:
         try:
             p = profile_shares(wallets, pos_count, payments)
         except ImportError:
-            raise click.ClickException("--profile needs pyinstrument (pip install "
-                                       "'tapcash[bench]')") from None
+            raise click.ClickException(
+                "--profile needs pyinstrument (pip install 'tapcash[bench]')"
+            ) from None
         if as_json:
             click.echo(json.dumps(p, indent=2))
         else:
@@ -441,11 +643,22 @@ def command(wallets: int, pos_count: int, payments: int, mp_wallets: int, mp_pos
             return
         click.echo(f"{r['approved']} approved of {r['payments']} payments")
         for name, v in r["per_ins_ms"].items():
-            click.echo(f"  {name:<8} card {v['card']:.3f} ms, "
-                       f"reader after {v['reader_after']:.3f} ms")
+            click.echo(
+                f"  {name:<8} card {v['card']:.3f} ms, reader after {v['reader_after']:.3f} ms"
+            )
         return
-    sec = section(wallets, pos_count, payments, mp_wallets, mp_pos, mp_payments, runtime,
-                  shards, repeat, profile=False)
+    sec = section(
+        wallets,
+        pos_count,
+        payments,
+        mp_wallets,
+        mp_pos,
+        mp_payments,
+        runtime,
+        shards,
+        repeat,
+        profile=False,
+    )
     if as_json:
         click.echo(json.dumps(sec, indent=2))
         return

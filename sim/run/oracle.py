@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
+from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from tapcash.firmware.core import proto
 
@@ -63,7 +63,11 @@ def open_signed(env: bytes, tag: bytes, key: bytes) -> tuple[bytes, dict[int, An
         if tag == proto.TAG_PAYMENT and isinstance(arr, list) and len(arr) == 3:
             arr = arr[:2]  # a purse payment's answer: [body, sig, rule envelope] (PROTOCOL.md)
         body_bytes, sig = arr
-        VerifyKey(bytes(key)).verify(tag + bytes(body_bytes), bytes(sig))
+        sig = bytes(sig)
+        if len(sig) != 64:
+            return None
+        # PyNaCl's check itself (what VerifyKey.verify calls, without its wrapper objects)
+        crypto_sign_open(sig + tag + bytes(body_bytes), bytes(key))
         body = cbor2.loads(body_bytes)
     except (BadSignatureError, ValueError, TypeError, cbor2.CBORDecodeError):
         return None
@@ -123,16 +127,25 @@ class Signed:
         except (ValueError, TypeError, KeyError, IndexError, cbor2.CBORDecodeError):
             return None
         key = certs.keys.get(wallet)
-        got = open_signed(env, proto.TAG_PAYMENT, key) if key else None
+        got = open_signed(arr, proto.TAG_PAYMENT, key) if key else None  # decoded once
         if got is None:
             return None
         bb, b = got
         try:
-            return cls(wallet, int(b[proto.PAY_COUNTER]), int(b[proto.PAY_AMOUNT]),
-                       bytes(b[proto.PAY_PAYEE]), int(b.get(proto.PAY_KIND, 1)),
-                       bytes(b[proto.PAY_PREV]), hashlib.sha256(bb).digest(), bb, bytes(env),
-                       int(b.get(proto.PAY_EARMARKED, 0)), bytes(b.get(proto.PAY_PROGRAM, b"")),
-                       int(b.get(proto.PAY_TIME, 0)))
+            return cls(
+                wallet,
+                int(b[proto.PAY_COUNTER]),
+                int(b[proto.PAY_AMOUNT]),
+                bytes(b[proto.PAY_PAYEE]),
+                int(b.get(proto.PAY_KIND, 1)),
+                bytes(b[proto.PAY_PREV]),
+                hashlib.sha256(bb).digest(),
+                bb,
+                bytes(env),
+                int(b.get(proto.PAY_EARMARKED, 0)),
+                bytes(b.get(proto.PAY_PROGRAM, b"")),
+                int(b.get(proto.PAY_TIME, 0)),
+            )
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -154,8 +167,9 @@ def conflict(a: Signed, b: Signed) -> str | None:
 # ---- earmarked purses, by our own reading of PROTOCOL.md §2.9 -----------------------------
 def rule_allows(rule: dict[int, Any], merchant: bytes, category: int) -> bool:
     """The rule names this merchant id or this merchant category (time aside)."""
-    return merchant in [bytes(m) for m in rule.get(proto.RULE_MERCHANTS) or []] or \
-        category in list(rule.get(proto.RULE_CATEGORIES) or [])
+    return merchant in [bytes(m) for m in rule.get(proto.RULE_MERCHANTS) or []] or category in list(
+        rule.get(proto.RULE_CATEGORIES) or []
+    )
 
 
 def rule_window(rule: dict[int, Any]) -> tuple[int, int]:
@@ -164,21 +178,26 @@ def rule_window(rule: dict[int, Any]) -> tuple[int, int]:
 
 def share_allowed(rule: dict[int, Any], earmarked: int, amount: int) -> bool:
     cap, unit = int(rule.get(proto.RULE_CAP, 0) or 0), int(rule.get(proto.RULE_UNIT, 0) or 0)
-    return 1 <= earmarked <= amount and (not cap or earmarked <= cap) and \
-        (not unit or earmarked % unit == 0)
+    return (
+        1 <= earmarked <= amount
+        and (not cap or earmarked <= cap)
+        and (not unit or earmarked % unit == 0)
+    )
 
 
 def _journal_chain(value: bytes, first_seq: int, record_hashes: list[bytes]) -> bytes:
     """The journal hash chain of PROTOCOL.md §2.8 (SHA-256(tag || prev || seq u32 || record
     hash)), computed here from its definition."""
     for i, rh in enumerate(record_hashes):
-        value = hashlib.sha256(proto.TAG_JOURNAL + value + (first_seq + i).to_bytes(4, "big")
-                               + rh).digest()
+        value = hashlib.sha256(
+            proto.TAG_JOURNAL + value + (first_seq + i).to_bytes(4, "big") + rh
+        ).digest()
     return value
 
 
-def verify_rollback(env_a: bytes, env_b: bytes, evidence: bytes | None,
-                    certs: Certs) -> tuple[bool, str]:
+def verify_rollback(
+    env_a: bytes, env_b: bytes, evidence: bytes | None, certs: Certs
+) -> tuple[bool, str]:
     """A rollback proof: two statuses signed by one certified device that cannot lie on one
     honest journal (the higher one's chain, walked back to the lower seq, differs from the
     lower one's digest, or agrees while a wallet's counter or vouchers applied went down)."""
@@ -327,7 +346,9 @@ class Oracle:
         b = got[1]
         try:
             self.vouchers[bytes(b[proto.VCH_WALLET])][int(b[proto.VCH_NUMBER])] = (
-                int(b[proto.VCH_AMOUNT]), int(b.get(proto.VCH_SOURCE, proto.VSRC_TOPUP)))
+                int(b[proto.VCH_AMOUNT]),
+                int(b.get(proto.VCH_SOURCE, proto.VSRC_TOPUP)),
+            )
         except (KeyError, TypeError, ValueError):
             return
         rule = b.get(proto.VCH_RULE)
@@ -411,8 +432,11 @@ class Oracle:
     def model(self, wallet: bytes, vouchers: list[list[Any]]) -> int:
         """What an honest wallet's main purse holds: its verified main-purse vouchers (top-up,
         release, payroll) minus what its card signed from it."""
-        given = sum(int(v[1]) for v in vouchers if bytes.fromhex(v[0]) == wallet
-                    and int(v[2]) in MAIN_SOURCES)
+        given = sum(
+            int(v[1])
+            for v in vouchers
+            if bytes.fromhex(v[0]) == wallet and int(v[2]) in MAIN_SOURCES
+        )
         return given - self.paid_by(wallet)
 
     # -- the checks --------------------------------------------------------------------------
@@ -423,21 +447,34 @@ class Oracle:
 
         # value issued, recomputed from what we deposited
         if int(inv.get("backed", -1)) != self.deposits:
-            fail("issued", f"the ledger says {inv.get('backed')} backed, we deposited "
-                           f"{self.deposits}")
+            fail(
+                "issued",
+                f"the ledger says {inv.get('backed')} backed, we deposited {self.deposits}",
+            )
         vouchers = books.get("vouchers", [])
-        given = Counter((bytes.fromhex(w), int(a)) for w, a, src, r, _ap in vouchers
-                        if int(src) in (proto.VSRC_TOPUP, proto.VSRC_PAYROLL)
-                        and not str(r).startswith("refund:"))
+        given = Counter(
+            (bytes.fromhex(w), int(a))
+            for w, a, src, r, _ap in vouchers
+            if int(src) in (proto.VSRC_TOPUP, proto.VSRC_PAYROLL)
+            and not str(r).startswith("refund:")
+        )
         refunded: Counter[bytes] = Counter()
         for w, a, src, ref, _ap in vouchers:
             if not str(ref).startswith("refund:"):
                 continue
             s = self.signed.get(bytes.fromhex(ref.split(":", 1)[1]))
-            if s is None or s.wallet.hex() != w or s.amount != int(a) or \
-                    s.payee in self.certs.keys or int(src) != proto.VSRC_TOPUP:
-                fail("vouchers", f"refund {ref} of {a} to {w} names no payment its card signed "
-                                 f"to a payee that is no device")
+            if (
+                s is None
+                or s.wallet.hex() != w
+                or s.amount != int(a)
+                or s.payee in self.certs.keys
+                or int(src) != proto.VSRC_TOPUP
+            ):
+                fail(
+                    "vouchers",
+                    f"refund {ref} of {a} to {w} names no payment its card signed "
+                    f"to a payee that is no device",
+                )
             else:
                 refunded[s.hash] += 1
         for h, n in refunded.items():
@@ -446,8 +483,11 @@ class Oracle:
         if given != self.loads:
             extra = given - self.loads
             missing = self.loads - given
-            fail("vouchers", f"load vouchers differ from the loads asked for: extra "
-                             f"{_fmt(extra)}, missing {_fmt(missing)}")
+            fail(
+                "vouchers",
+                f"load vouchers differ from the loads asked for: extra "
+                f"{_fmt(extra)}, missing {_fmt(missing)}",
+            )
         released: dict[tuple[bytes, int], list[bytes]] = defaultdict(list)
         good_vouchers = [v for v in vouchers if int(v[2]) != proto.VSRC_TRANSFER]
         for w, a, src, ref, _ap in vouchers:
@@ -456,19 +496,24 @@ class Oracle:
             h = bytes.fromhex(ref.split(":", 1)[1]) if ref.startswith("transfer:") else b""
             s = self.signed.get(h)
             rx = bytes.fromhex(w)
-            if s is None or s.kind != proto.PAYKIND_TRANSFER or s.payee != rx or \
-                    s.amount != int(a):
+            if s is None or s.kind != proto.PAYKIND_TRANSFER or s.payee != rx or s.amount != int(a):
                 fail("release", f"voucher {ref} of {a} to {w} names no transfer a card signed")
                 continue
             released[(s.wallet, s.counter)].append(h)
             good_vouchers.append([w, a, src, ref, _ap])
             if self.signed_t[h] > self.revoked_t.get(s.wallet, 1 << 62):
-                fail("release", f"transfer {s.wallet.hex()}:{s.counter} signed after the "
-                                f"payer's revocation was known was released")
+                fail(
+                    "release",
+                    f"transfer {s.wallet.hex()}:{s.counter} signed after the "
+                    f"payer's revocation was known was released",
+                )
         for (w, c), hs in released.items():
             if len(hs) > 1:
-                fail("release", f"{len(hs)} conflicting transfer bodies of {w.hex()}:{c} "
-                                f"released (at most one may be)")
+                fail(
+                    "release",
+                    f"{len(hs)} conflicting transfer bodies of {w.hex()}:{c} "
+                    f"released (at most one may be)",
+                )
 
         # honest wallets keep their value
         balances = books.get("balances", {})
@@ -478,9 +523,12 @@ class Oracle:
             acct = int(balances.get(f"wallet:{w.hex()}", 0))
             model = self.model(w, good_vouchers)
             if acct < model:
-                fail("honest_wallet", f"wallet {w.hex()}: the ledger holds {acct}, it was given "
-                                      f"{model + self.paid_by(w)} and signed "
-                                      f"{self.paid_by(w)}")
+                fail(
+                    "honest_wallet",
+                    f"wallet {w.hex()}: the ledger holds {acct}, it was given "
+                    f"{model + self.paid_by(w)} and signed "
+                    f"{self.paid_by(w)}",
+                )
 
         # spendable value never exceeds what was issued plus the loss bound
         spendable = int(inv.get("by_kind", {}).get("owner", 0))
@@ -491,8 +539,10 @@ class Oracle:
             else:
                 spendable += int(balances.get(f"wallet:{w.hex()}", 0))
         if spendable > self.deposits + self.bound():
-            fail("spendable", f"spendable value {spendable} > issued {self.deposits} + loss "
-                              f"bound {self.bound()}")
+            fail(
+                "spendable",
+                f"spendable value {spendable} > issued {self.deposits} + loss bound {self.bound()}",
+            )
 
         # fraud: every attack at the ledger is a verified case within one sync cycle
         self._check_fraud(view, final)
@@ -514,8 +564,10 @@ class Oracle:
         if merchant is None:
             return f"payee {s.payee.hex()} is no registered POS"
         if not rule_allows(rule, merchant, self.certs.category.get(s.payee, 0)):
-            return f"the rule does not allow merchant {merchant.hex()} (category " \
-                   f"{self.certs.category.get(s.payee, 0)})"
+            return (
+                f"the rule does not allow merchant {merchant.hex()} (category "
+                f"{self.certs.category.get(s.payee, 0)})"
+            )
         if not share_allowed(rule, s.earmarked, s.amount):
             return f"an earmarked part of {s.earmarked} of {s.amount} breaks the cap or unit"
         lo, hi = rule_window(rule)
@@ -565,20 +617,25 @@ class Oracle:
                 other = dst if kind == "purse_refund" else src
                 flows[key]["refunded" if kind == "purse_refund" else "reopened"] += amount
                 if other != f"program:{key[0].hex()}":
-                    fail(f"{kind} {ref}: {amount} of purse {key[0].hex()}:{key[1].hex()} "
-                         f"moved to {other}, not its programme account")
+                    fail(
+                        f"{kind} {ref}: {amount} of purse {key[0].hex()}:{key[1].hex()} "
+                        f"moved to {other}, not its programme account"
+                    )
             elif kind in ("purse_spend", "purse_release", "purse_guarantee"):
                 s = self._body_of(ref, books)
                 if s is None or not s.program:
-                    fail(f"{kind} {ref}: {amount} to {dst} names no earmarked payment a card "
-                         f"signed")
+                    fail(
+                        f"{kind} {ref}: {amount} to {dst} names no earmarked payment a card signed"
+                    )
                     continue
                 if kind != "purse_guarantee":
                     key = _purse_of(src)
                     flows[key]["spent"] += amount
                     if key != (s.program, s.wallet):
-                        fail(f"{kind} {ref}: paid from purse {key[0].hex()}:{key[1].hex()}, "
-                             f"the card signed programme {s.program.hex()}")
+                        fail(
+                            f"{kind} {ref}: paid from purse {key[0].hex()}:{key[1].hex()}, "
+                            f"the card signed programme {s.program.hex()}"
+                        )
                 credited[(s.program, ref)] += amount
                 why = self.purse_refusal(s)
                 merchant = self.certs.merchant.get(s.payee, b"")
@@ -587,12 +644,16 @@ class Oracle:
                 if why is None:
                     why = self._late(s)
                 if why is not None:
-                    fail(f"{kind} {ref}: {amount} of programme {s.program.hex()} moved to {dst}:"
-                         f" {why}")
+                    fail(
+                        f"{kind} {ref}: {amount} of programme {s.program.hex()} moved to {dst}:"
+                        f" {why}"
+                    )
                 elif credited[(s.program, ref)] > s.earmarked:
-                    fail(f"{ref}: {credited[(s.program, ref)]} of programme "
-                         f"{s.program.hex()} credited, the card's earmarked part is "
-                         f"{s.earmarked}")
+                    fail(
+                        f"{ref}: {credited[(s.program, ref)]} of programme "
+                        f"{s.program.hex()} credited, the card's earmarked part is "
+                        f"{s.earmarked}"
+                    )
         now = self.start + self.now
         for key in set(flows) | set(self.purse_loads):
             pid, wid = key
@@ -600,16 +661,27 @@ class Oracle:
             acct = f"purse:{pid.hex()}:{wid.hex()}"
             bal = int(balances.get(acct, 0))
             if f["loaded"] != self.purse_loads[key]:
-                fail(f"{acct}: the ledger loaded {f['loaded']}, the operator asked for "
-                     f"{self.purse_loads[key]}")
+                fail(
+                    f"{acct}: the ledger loaded {f['loaded']}, the operator asked for "
+                    f"{self.purse_loads[key]}"
+                )
             if bal < 0 or f["loaded"] - f["spent"] - f["refunded"] + f["reopened"] != bal:
-                fail(f"{acct}: loaded {f['loaded']} - spent {f['spent']} - refunded "
-                     f"{f['refunded']} + reopened {f['reopened']} != balance {bal}")
+                fail(
+                    f"{acct}: loaded {f['loaded']} - spent {f['spent']} - refunded "
+                    f"{f['refunded']} + reopened {f['reopened']} != balance {bal}"
+                )
             rule = self.rules.get(pid)
-            if final and rule is not None and bal and now > rule_window(rule)[1] and \
-                    self._synced_between(wid, rule_window(rule)[1], now + 1):
-                fail(f"{acct}: expired at {rule_window(rule)[1]}, its card synced since, "
-                     f"and it still holds {bal} (not refunded to the funder)")
+            if (
+                final
+                and rule is not None
+                and bal
+                and now > rule_window(rule)[1]
+                and self._synced_between(wid, rule_window(rule)[1], now + 1)
+            ):
+                fail(
+                    f"{acct}: expired at {rule_window(rule)[1]}, its card synced since, "
+                    f"and it still holds {bal} (not refunded to the funder)"
+                )
 
     def _late(self, s: Signed) -> str | None:
         """None when the card signed this earmarked part within its rule's window by the
@@ -620,12 +692,17 @@ class Oracle:
         t = self.start + self.signed_t.get(s.hash, self.now)
         if lo <= t <= hi:
             return None
-        if t > hi and not self._synced_between(s.payee, hi, t) and \
-                not self._synced_between(s.wallet, hi, t):
+        if (
+            t > hi
+            and not self._synced_between(s.payee, hi, t)
+            and not self._synced_between(s.wallet, hi, t)
+        ):
             return None  # neither side could tell: the documented bound
-        return f"signed at {t} (the POS said {s.time}), outside [{lo}, {hi}], after " \
-               f"{'the POS' if self._synced_between(s.payee, hi, t) else 'the card'} synced " \
-               f"past the expiry"
+        return (
+            f"signed at {t} (the POS said {s.time}), outside [{lo}, {hi}], after "
+            f"{'the POS' if self._synced_between(s.payee, hi, t) else 'the card'} synced "
+            f"past the expiry"
+        )
 
     def judge_case(self, case: dict[str, Any], books: dict[str, Any]) -> tuple[bool, str]:
         """A fraud case, verified on our own. Two conflicting wallet-signed bodies prove a
@@ -651,8 +728,11 @@ class Oracle:
         b = Signed.verify(env_b, self.certs)
         if b is None or Signed.verify(env_a, self.certs) is None:
             return False, why
-        given = sum(int(v[1]) for v in books.get("vouchers", [])
-                    if bytes.fromhex(v[0]) == b.wallet and int(v[2]) in MAIN_SOURCES)
+        given = sum(
+            int(v[1])
+            for v in books.get("vouchers", [])
+            if bytes.fromhex(v[0]) == b.wallet and int(v[2]) in MAIN_SOURCES
+        )
         by_hash = {s.hash: s for s in self.signed.values() if s.wallet == b.wallet}
         spent, cur, seen, last = 0, b, set(), b
         while cur is not None and cur.hash not in seen:
@@ -667,13 +747,18 @@ class Oracle:
             return True, f"its signed bodies at the ledger spend {spent_all} of {given} given"
         bal = cbor2.loads(b.body).get(proto.PAY_BALANCE)
         if isinstance(bal, int) and bal + spent > given:
-            return True, f"counter {b.counter} claims balance {bal} after spending {spent} " \
-                         f"of {given} given"
+            return (
+                True,
+                f"counter {b.counter} claims balance {bal} after spending {spent} of {given} given",
+            )
         sums = self.prefix_sums(b.wallet)
         complete = last.counter == 1 and last.prev == ZERO32  # the whole chain is known
         if isinstance(bal, int) and sums is not None and complete and bal + spent not in sums:
-            return True, f"counter {b.counter} signs balance {bal} after spending {spent}: " \
-                         f"no count of the vouchers it was given ({sorted(sums)}) adds up"
+            return (
+                True,
+                f"counter {b.counter} signs balance {bal} after spending {spent}: "
+                f"no count of the vouchers it was given ({sorted(sums)}) adds up",
+            )
         return False, why + "; nor does the chain overspend what the wallet was given"
 
     def _check_fraud(self, view: dict[str, Any], final: bool) -> None:
@@ -692,8 +777,11 @@ class Oracle:
                     at_ledger.add(s.hash)
                     stored[s.hash] = s
             if not ok:
-                self._fail("proof", f"case {case['case']} ({case['kind']}) of {case['wallet']}: "
-                                    f"{why}", final)
+                self._fail(
+                    "proof",
+                    f"case {case['case']} ({case['kind']}) of {case['wallet']}: {why}",
+                    final,
+                )
                 continue
             cases.append((case, a, b))
             w = bytes.fromhex(case["wallet"])
@@ -727,16 +815,23 @@ class Oracle:
                             break
                         continue
                     mine = [self.signed[h] for h in atk.hashes if h in self.signed]
-                    if evidence == "overspent" or {a.counter, b.counter} & atk.counters or \
-                            {a.hash, b.hash} & atk.hashes or \
-                            any(conflict(x, y) for x in (a, b) for y in mine):  # same fork
+                    if (
+                        evidence == "overspent"
+                        or {a.counter, b.counter} & atk.counters
+                        or {a.hash, b.hash} & atk.hashes
+                        or any(conflict(x, y) for x in (a, b) for y in mine)
+                    ):  # same fork
                         atk.caught_at, atk.case = self.syncs, int(case["case"])
                         break
             if atk.caught_at is None and (final or self.syncs > atk.reached_at):
-                self._fail("caught", f"{atk.id} ({atk.kind}) of {atk.wallet.hex()}: its "
-                                     f"{evidence} is at the ledger since sync #{atk.reached_at}, "
-                                     f"no verified fraud case names counters "
-                                     f"{sorted(atk.counters)}", final)
+                self._fail(
+                    "caught",
+                    f"{atk.id} ({atk.kind}) of {atk.wallet.hex()}: its "
+                    f"{evidence} is at the ledger since sync #{atk.reached_at}, "
+                    f"no verified fraud case names counters "
+                    f"{sorted(atk.counters)}",
+                    final,
+                )
 
     def _evidence(self, atk: Attack, bodies: list[Signed], view: dict[str, Any]) -> str | None:
         """What at the ledger proves the attack: two conflicting bodies, or a chain that spends
@@ -749,8 +844,11 @@ class Oracle:
                     return "double spend"
             if a.program and self.purse_refusal(a):
                 return "earmarked value its rule does not allow"
-        given = sum(int(v[1]) for v in view["books"].get("vouchers", [])
-                    if bytes.fromhex(v[0]) == atk.wallet and int(v[2]) in MAIN_SOURCES)
+        given = sum(
+            int(v[1])
+            for v in view["books"].get("vouchers", [])
+            if bytes.fromhex(v[0]) == atk.wallet and int(v[2]) in MAIN_SOURCES
+        )
         if sum(b.amount - b.earmarked for b in bodies) > given:
             return "overspent"
         return None
@@ -767,12 +865,21 @@ class Oracle:
         version = int(body.get(proto.HOT_VERSION, 0))
         for w, at in self.revoked_at.items():
             if at < self.syncs and w not in listed:
-                self._fail("hotlist", f"wallet {w.hex()} has a fraud case since sync #{at}, "
-                                      f"not on hot list v{version}")
-        if self.revoked_at and pos_version < version and any(
-                at < self.syncs for at in self.revoked_at.values()):
-            self._fail("hotlist", f"{pos_name} holds hot list v{pos_version} after its sync, "
-                                  f"the ledger's is v{version}")
+                self._fail(
+                    "hotlist",
+                    f"wallet {w.hex()} has a fraud case since sync #{at}, "
+                    f"not on hot list v{version}",
+                )
+        if (
+            self.revoked_at
+            and pos_version < version
+            and any(at < self.syncs for at in self.revoked_at.values())
+        ):
+            self._fail(
+                "hotlist",
+                f"{pos_name} holds hot list v{pos_version} after its sync, "
+                f"the ledger's is v{version}",
+            )
 
 
 def _purse_of(acct: str) -> tuple[bytes, bytes]:

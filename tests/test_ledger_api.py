@@ -138,6 +138,35 @@ def test_no_programme_input_makes_a_500(world: World) -> None:
     assert world.client.books() == before
 
 
+def test_a_nul_character_is_refused_on_both_back_ends(world: World) -> None:
+    """Found by the schemathesis sweep on PostgreSQL (--schemathesis-examples 200): a reason or
+    reference with U+0000 was a 500 there (PostgreSQL text cannot hold NUL); SQLite stored it.
+    Now 422 on both, the API's description says so, and nothing changes."""
+    w = world.wallet(1)
+    wid = w.id.hex()
+    world.client.deposit("acme", 5000)
+    world.client.program_create("meals", "acme", "subsidy", expires=2**32 - 1, categories=[7])
+    before = world.client.books()
+    with _client(world) as h:
+        for path, body in (
+            ("/v1/owners/acme/deposit", {"amount": 5, "reference": "a\u0000b"}),
+            (f"/v1/wallets/{wid}/load", {"amount": 5, "reference": "\u0000"}),
+            (f"/v1/devices/{wid}/revoke", {"reason": "lost\u0000"}),
+            (f"/v1/devices/{wid}/reinstate", {"reason": "\u0000found"}),
+            ("/v1/payroll", {"payer": "acme", "reference": "p\u0000", "csv": f"{wid},5\n"}),
+            ("/v1/payroll", {"payer": "acme", "reference": "p", "csv": f"{wid},5\u0000\n"}),
+            ("/v1/programs/meals/load", {"reference": "r\u0000", "csv": f"{wid},5\n"}),
+        ):
+            body = _problem(h.post(path, json=body, headers=OP), 422)
+            assert "NUL" in body["detail"], body
+        _problem(h.get("/v1/programs/me%00als", headers=OP), 422)
+        _problem(h.post("/v1/programs/me%00als/cancel", headers=OP), 422)
+    assert world.client.books() == before
+    assert not world.client.device(w.id)["revoked"]
+    spec = world.client._http.get("/openapi.json").json()
+    assert "without U+0000 (NUL): 422" in spec["info"]["description"]
+
+
 def test_body_limit_and_token_are_checked_before_the_body_is_read(world: World) -> None:
     """Found: a 50 MB body was read and parsed in full before the token was even checked."""
     host, port = "127.0.0.1", world.server.port

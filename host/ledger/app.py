@@ -67,7 +67,8 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         version=API_VERSION,
         description="Online ledger of tapcash: device registration, loads, journal ingest "
         "with double-spend detection, hot lists, settlement and reports. Errors are RFC 9457 "
-        "problem details. See docs/LEDGER.md.",
+        "problem details. Text fields are valid Unicode without U+0000 (NUL): 422 otherwise. "
+        "See docs/LEDGER.md.",
     )
     app.state.ledger = ledger
     install_problem_handlers(app)

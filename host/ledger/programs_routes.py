@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from pydantic import Field
 
 from . import programs
 from .errors import LedgerError
-from .models import AMOUNT_MAX, OWNER_PATTERN, TIME_MAX, In, Int, Text
+from .models import AMOUNT_MAX, NO_NUL, OWNER_PATTERN, TIME_MAX, In, Int, Text
 from .service import Ledger
 
 NAME_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
@@ -41,6 +42,10 @@ class ProgramLoadIn(In):
                             min_length=1, max_length=64)
     csv: Text = Field(description="lines `wallet id hex, amount`; optional header; # comments",
                       max_length=1 << 20)
+
+
+ProgramRef = Annotated[str, PathParam(pattern=NO_NUL,
+                                      description="programme name or id (16 hex digits)")]
 
 
 def _merchant_ids(values: list[str]) -> list[bytes]:
@@ -75,15 +80,15 @@ def router(ledger: Ledger, op: list[Any]) -> APIRouter:
         return programs.sweep(ledger)
 
     @r.get("/v1/programs/{name}")
-    def report_one(name: str) -> dict[str, Any]:
+    def report_one(name: ProgramRef) -> dict[str, Any]:
         return ledger.db.read(lambda tx: programs.report(tx, ledger.now(), name))[0]
 
     @r.post("/v1/programs/{name}/load")
-    def load(name: str, body: ProgramLoadIn) -> dict[str, Any]:
+    def load(name: ProgramRef, body: ProgramLoadIn) -> dict[str, Any]:
         return programs.load(ledger, name, body.csv, body.reference)
 
     @r.post("/v1/programs/{name}/cancel")
-    def cancel(name: str) -> dict[str, Any]:
+    def cancel(name: ProgramRef) -> dict[str, Any]:
         return programs.cancel(ledger, name)
 
     return r

@@ -27,7 +27,7 @@ pytestmark = requires_native
 
 @cache
 def _workspace() -> native_mp.Workspace:
-    return native_mp.Workspace("mpy")
+    return native_mp.Workspace("mpy", fold=False)  # the tests import names from the sources
 
 
 @cache

@@ -219,14 +219,17 @@ def stage(
     """Write the board's files into `folder` (firmware/..., board.json, main.py).
     Returns ({board path: size}, bytes of .py source). With `romfs` the compiled firmware is
     packed into `folder`/firmware.romfs instead (its files listed under /rom)."""
-    from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVMError, compile_mpy
+    from tapcash.host.device.fold import fold_tree
+    from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVMError, compile_mpy, firmware_dir
 
     files: dict[str, int] = {}
     source_bytes = 0
     if romfs and not compile:
         raise BoardError("a ROMFS image holds compiled firmware: leave out --no-compile")
+    folded = fold_tree(firmware_dir())  # board code: int constants folded (host/device/fold.py)
     for src, rel in firmware_sources(role):
         source_bytes += src.stat().st_size
+        src = _board_source(folder, rel, folded)
         if romfs:  # in place: the Ed25519 table stays a module, its bytes read from flash
             out = folder / "romfs" / "firmware" / (rel[: -len(".py")] + ".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -283,6 +286,15 @@ def ed25519_table_blob() -> bytes:
     from tapcash.firmware.core import _ed25519_table as t
 
     return bytes(t.COMB) + bytes(t.ODD)
+
+
+def _board_source(folder: Path, rel: str, folded: dict[str, str]) -> Path:
+    """The folded source of firmware/`rel` as a file to compile (under `folder`/folded, which
+    is staged nowhere on the board)."""
+    path = folder / "folded" / "firmware" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(folded[rel])
+    return path
 
 
 def _compile(src: Path, out: Path, name: str, arch: str | None, compile_mpy: Any) -> None:

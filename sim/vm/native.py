@@ -111,15 +111,24 @@ def _firmware_files() -> list[Path]:
     )
 
 
-def firmware_tree(root: Path, form: str) -> Path:
+def firmware_tree(root: Path, form: str, fold: bool = True) -> Path:
     """Lay firmware/ out under `root` as `form`; returns the directory to put on sys.path
-    (for romfs: the image file, to mount)."""
+    (for romfs: the image file, to mount). `fold`: the board's code, as `tapcash deploy`
+    stages it (integer constants folded, host/device/fold.py); False: the sources as written
+    (what the portable tests import names from)."""
+    from tapcash.host.device.fold import fold_tree
+
     if form not in FORMS:
         raise ValueError(f"deploy form is one of {FORMS}")
     src = firmware_dir()
+    folded = fold_tree(src) if fold else {}
     tree = root / ("romfs-src" if form == "romfs" else "lib")
     for path in _firmware_files():
         rel = path.relative_to(src)
+        if rel.as_posix() in folded:
+            path = root / "folded" / "firmware" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(folded[rel.as_posix()])
         out = tree / "firmware" / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         if form == "py":
@@ -146,11 +155,11 @@ def build_romfs(tree: Path) -> bytes:
 class Workspace:
     """A temporary directory holding one firmware form, reused across runs."""
 
-    def __init__(self, form: str) -> None:
+    def __init__(self, form: str, fold: bool = True) -> None:
         self.form = form
         self._tmp = tempfile.TemporaryDirectory(prefix=f"tapcash-native-{form}-")
         self.root = Path(self._tmp.name)
-        self.target = firmware_tree(self.root, form)
+        self.target = firmware_tree(self.root, form, fold)
 
     def close(self) -> None:
         self._tmp.cleanup()

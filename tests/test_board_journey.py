@@ -60,34 +60,52 @@ def _ls(port: str, path: str) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("form", ["mpy", "romfs"])
-def test_deploy_reset_provision_sync_on_the_simulated_board(tmp_path: Path, form: str) -> None:
+POS_ID = "00112233445566ac"
+MERCHANT = "8899aabbccddeeff"
+
+
+@pytest.mark.parametrize(
+    ("role", "form"), [("wallet", "mpy"), ("wallet", "romfs"), ("pos", "romfs")]
+)
+def test_deploy_reset_provision_sync_on_the_simulated_board(
+    tmp_path: Path, role: str, form: str
+) -> None:
     issuer = Issuer(bytes(range(32)))
     key = tmp_path / "issuer.key"
     issuer.save(key)
     server = serve_ledger(tmp_path / "ledger.db", issuer)
+    dev_id = WALLET_ID if role == "wallet" else POS_ID
+    profile = "devkitc-pn532-wallet" if role == "wallet" else "devkitc-pn532-pos"
     try:
-        with ReplBoard() as board:
-            dep = run_cli(
-                "deploy", "--port", board.path, "-b", "devkitc-pn532-wallet", "--role", "wallet",
-                "--json",
-            )  # fmt: skip
+        # a board flashed with a ROMFS partition takes the image without being asked
+        with ReplBoard(romfs_kb=256 if form == "romfs" else 0) as board:
+            dep = run_cli("deploy", "--port", board.path, "-b", profile, "--role", role, "--json")
             assert dep.returncode == 0, dep.stderr
-            files = json.loads(dep.stdout)["files"]
+            doc = json.loads(dep.stdout)
+            files = doc["files"]
+            assert doc["form"] == form
             # mpremote fs ls shows what was written, file by file
             root = _ls(board.path, "/")
             assert root["board.json"] == files["/board.json"] > 0
             assert root["main.py"] == files["/main.py"] > 0
-            assert (
-                _ls(board.path, "/firmware/wallet")["app.mpy"] == files["/firmware/wallet/app.mpy"]
-            )
+            where = "/rom/firmware" if form == "romfs" else "/firmware"
+            app = f"{where}/{role}/app.mpy"
+            assert _ls(board.path, f"{where}/{role}")["app.mpy"] == files[app] > 0
+            assert ("firmware/" in root) == (form == "mpy")  # ROMFS: nothing shadows /rom
+            if form == "romfs":
+                assert doc["romfs_bytes"] > 0
+                assert all(m.startswith("/rom/") for m in doc["modules"].values())
             # the reset starts the firmware, as the EN button does on a board
             resets = board.resets
             mpremote(board.path, "reset")
+            who = (
+                ["--pin", "1234", "--puk", "12345678", "--owner", "alice"]
+                if role == "wallet"
+                else ["--merchant", MERCHANT]
+            )
             prov = run_cli(
-                "provision", "--port", board.path, "--role", "wallet", "--issuer-key", str(key),
-                "--id", WALLET_ID, "--pin", "1234", "--puk", "12345678", "--ledger", server.url,
-                "--token", server.token, "--owner", "alice", "--json",
+                "provision", "--port", board.path, "--role", role, "--issuer-key", str(key),
+                "--id", dev_id, *who, "--ledger", server.url, "--token", server.token, "--json",
             )  # fmt: skip
             assert prov.returncode == 0, prov.stderr
             assert board.resets > resets
@@ -102,10 +120,10 @@ def test_deploy_reset_provision_sync_on_the_simulated_board(tmp_path: Path, form
             assert data and all(size > 0 for size in data.values())
         assert board.error is None, board.error
         with server.client() as lc:
-            device = lc.device(bytes.fromhex(WALLET_ID))
+            device = lc.device(bytes.fromhex(dev_id))
     finally:
         server.stop()
-    assert device["kind"] == "wallet" and not device["revoked"]
+    assert device["kind"] == role and not device["revoked"]
 
 
 def test_deploy_romfs_on_a_board_without_a_romfs_partition_is_one_clear_line() -> None:

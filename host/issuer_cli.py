@@ -4,7 +4,7 @@
     tapcash issuer certify wallet --issuer-key issuer.key --id ID --public-key PK \\
         [--limit payment_max=20000]
     tapcash issuer certify pos --issuer-key issuer.key --id ID --public-key PK --merchant MID
-    tapcash issuer voucher --issuer-key issuer.key --wallet ID --number N --amount A
+    tapcash issuer voucher --issuer-key issuer.key --wallet ID --number N --amount 12.50
     tapcash issuer payroll salaries.csv --ledger URL --token T --payer ACME --reference 2026-11
 
 Envelopes are printed as hex (or written with --out). Vouchers for real wallets should come from
@@ -24,6 +24,7 @@ from tapcash.firmware.core import proto
 from .device.errors import InputError
 from .device.provision import LIMIT_NAMES, parse_settings
 from .issuer import CERT_DAYS, DAY_S, Issuer
+from .output import AMOUNT
 
 
 def _id(text: str) -> bytes:
@@ -119,15 +120,15 @@ def certify(kind: str, key_path: str, dev_id: str, public_key: str, merchant: st
 @key_option
 @click.option("--wallet", required=True, help="wallet id, 16 hex digits")
 @click.option("--number", type=int, required=True, help="the wallet's next voucher number")
-@click.option("--amount", type=int, required=True, help="minor units")
+@click.option("--amount", type=AMOUNT, required=True, help="major units: 12.50")
 @click.option("--source", type=click.Choice(["topup", "transfer", "payroll"]), default="topup")
 @click.option("--ref", default="", help="free reference")
 @click.option("--out", help="write the envelope to this file instead of printing hex")
 def voucher(key_path: str, wallet: str, number: int, amount: int, source: str, ref: str,
             out: str | None) -> None:
     """Sign one voucher (offline: no online account is debited)."""
-    if amount <= 0 or number <= 0:
-        raise click.BadParameter("amount and number must be positive")
+    if number <= 0:
+        raise click.BadParameter("must be positive", param_hint="--number")
     src = {"topup": proto.VSRC_TOPUP, "transfer": proto.VSRC_TRANSFER,
            "payroll": proto.VSRC_PAYROLL}[source]
     env = Issuer.load(Path(key_path)).voucher(_id(wallet), number, amount, source=src,

@@ -69,6 +69,31 @@ def parse_money(text: str, decimals: int = DECIMALS) -> int:
     return int(m.group(1)) * 10**decimals + (int(frac) if frac else 0)
 
 
+class Amount(click.ParamType):
+    """An amount typed in major units ("500", "12.50") -> minor units, for every command that
+    takes money (`AMOUNT`, more than zero; `AMOUNT_OR_ZERO` where 0 means "none")."""
+
+    name = "AMOUNT"
+
+    def __init__(self, zero: bool = False) -> None:
+        self.zero = zero
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # a default already in minor units
+        try:
+            minor = parse_money(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        if minor <= 0 and not self.zero:
+            self.fail(f"{value!r}: an amount is more than zero", param, ctx)
+        return minor
+
+
+AMOUNT = Amount()
+AMOUNT_OR_ZERO = Amount(zero=True)
+
+
 def iso(ts: int | None) -> str | None:
     """Unix seconds -> ISO 8601 UTC ("2026-12-03T12:44:36Z"); 0 and None are no time."""
     if not ts or isinstance(ts, bool) or not isinstance(ts, int):

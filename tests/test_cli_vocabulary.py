@@ -5,11 +5,14 @@ import time
 from pathlib import Path
 
 import cbor2
+import click
 import pytest
 from click.testing import CliRunner
 
+from tapcash.firmware.core import proto
 from tapcash.host.cli import cli
 from tapcash.host.issuer import CERT_DAYS, DAY_S, Issuer
+from tapcash.host.output import Amount
 from tapcash.sim.scenario import ScenarioError, builtin_source, load_scenario
 
 DEVICE_ID = "0011223344556677"
@@ -32,15 +35,41 @@ def _certificate_body(hex_envelope: str) -> dict:
 
 
 def test_issuer_certify_takes_limits_by_name_as_provision_does(key: Path) -> None:
-    res = CliRunner().invoke(cli, [
-        "issuer", "certify", "wallet", "--issuer-key", str(key), "--id", DEVICE_ID,
-        "--public-key", PUBLIC_KEY, "--limit", "payment_max=2000", "--limit", "offline_count=5",
-    ])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "issuer",
+            "certify",
+            "wallet",
+            "--issuer-key",
+            str(key),
+            "--id",
+            DEVICE_ID,
+            "--public-key",
+            PUBLIC_KEY,
+            "--limit",
+            "payment_max=2000",
+            "--limit",
+            "offline_count=5",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    typo = CliRunner().invoke(cli, [
-        "issuer", "certify", "wallet", "--issuer-key", str(key), "--id", DEVICE_ID,
-        "--public-key", PUBLIC_KEY, "--limit", "paymnt_max=2000",
-    ])
+    typo = CliRunner().invoke(
+        cli,
+        [
+            "issuer",
+            "certify",
+            "wallet",
+            "--issuer-key",
+            str(key),
+            "--id",
+            DEVICE_ID,
+            "--public-key",
+            PUBLIC_KEY,
+            "--limit",
+            "paymnt_max=2000",
+        ],
+    )
     assert typo.exit_code == 2
     assert "did you mean 'payment_max'?" in typo.output
 
@@ -50,10 +79,22 @@ def test_one_certificate_lifetime_for_every_command(key: Path) -> None:
         args = [command] if isinstance(command, str) else list(command)
         help_text = CliRunner().invoke(cli, [*args, "--help"]).output
         assert "--expires-days" in help_text and f"default: {CERT_DAYS}" in help_text
-    res = CliRunner().invoke(cli, [
-        "issuer", "certify", "pos", "--key", str(key), "--id", DEVICE_ID,  # --key: old alias
-        "--public-key", PUBLIC_KEY, "--merchant", DEVICE_ID,
-    ])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "issuer",
+            "certify",
+            "pos",
+            "--key",
+            str(key),
+            "--id",
+            DEVICE_ID,  # --key: old alias
+            "--public-key",
+            PUBLIC_KEY,
+            "--merchant",
+            DEVICE_ID,
+        ],
+    )
     assert res.exit_code == 0, res.output
     expires = _certificate_body(res.output)[CERT_EXPIRES]
     assert abs(expires - (time.time() + CERT_DAYS * DAY_S)) < 120
@@ -76,3 +117,99 @@ def test_a_scenario_template_runs_and_a_misspelt_key_gets_a_suggestion(tmp_path:
     with pytest.raises(ScenarioError) as err:
         load_scenario(path)
     assert str(err.value) == f"{path}: wallets: unknown key 'cuont' (did you mean 'count'?)"
+
+
+# Every command that takes money takes major units ("12.50"), through host/output.py's AMOUNT.
+MONEY_ARGUMENTS = [
+    (("pcsc", "pay"), "amount"),
+    (("pcsc", "serve-card"), "balance"),
+    (("issuer", "voucher"), "amount"),
+    (("ledger", "deposit"), "amount"),
+    (("ledger", "load"), "amount"),
+    (("ledger", "program", "create"), "cap"),
+    (("ledger", "program", "create"), "unit"),
+]
+
+
+def _command(path: tuple[str, ...]):  # noqa: ANN202 (a click.Command)
+    cmd = cli
+    ctx = click.Context(cli)
+    for name in path:
+        cmd = cmd.get_command(ctx, name)
+        assert cmd is not None, path
+    return cmd
+
+
+@pytest.mark.parametrize(("path", "param"), MONEY_ARGUMENTS)
+def test_every_money_argument_is_major_units(path: tuple[str, ...], param: str) -> None:
+    (p,) = [p for p in _command(path).params if p.name == param]
+    assert isinstance(p.type, Amount), (path, param, p.type)
+    assert p.type.convert("12.50", None, None) == 1250
+    assert p.type.convert("12", None, None) == 1200
+
+
+def test_no_other_option_takes_minor_units() -> None:
+    """A help text that says 'minor units' is about output (JSON, CSV), never an argument."""
+    seen: list[str] = []
+
+    def walk(cmd: click.Command, path: tuple[str, ...]) -> None:
+        ctx = click.Context(cmd)
+        for p in cmd.params:
+            text = getattr(p, "help", "") or ""
+            if "minor units" in text and not isinstance(p.type, Amount):
+                if not (isinstance(p, click.Option) and p.is_flag):
+                    seen.append(f"{' '.join(path)} {p.name}")
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), (*path, name))
+
+    walk(cli, ("tapcash",))
+    assert seen == []
+
+
+def test_a_bad_amount_is_one_line_and_exit_2(key: Path) -> None:
+    for args in (
+        ["pcsc", "pay", "12.505"],
+        ["pcsc", "pay", "--", "-1"],
+        ["pcsc", "pay", "0"],
+        [
+            "issuer",
+            "voucher",
+            "--issuer-key",
+            str(key),
+            "--wallet",
+            DEVICE_ID,
+            "--number",
+            "1",
+            "--amount",
+            "1,000",
+        ],
+    ):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert "Traceback" not in res.output
+        assert "is not an amount" in res.output or "an amount is more than zero" in res.output
+
+
+def test_voucher_amount_in_major_units(key: Path) -> None:
+    res = CliRunner().invoke(
+        cli,
+        [
+            "issuer",
+            "voucher",
+            "--issuer-key",
+            str(key),
+            "--wallet",
+            DEVICE_ID,
+            "--number",
+            "1",
+            "--amount",
+            "12.50",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    iss = Issuer.load(key)
+    body = proto.verify_envelope(
+        proto.TAG_VOUCHER, bytes.fromhex(res.output.strip()), iss.public_key
+    )
+    assert body[proto.VCH_AMOUNT] == 1250

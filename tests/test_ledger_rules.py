@@ -211,7 +211,7 @@ def test_issuer_init_writes_an_owner_only_key_file(tmp_path: Path) -> None:
                              proto.KIND_WALLET)
     assert body[proto.CERT_LIMITS][proto.LIM_PAYMENT_MAX] == 777
     r = runner.invoke(cli, ["issuer", "voucher", "--key", str(key), "--wallet", "11" * 8,
-                            "--number", "1", "--amount", "500"])
+                            "--number", "1", "--amount", "5.00"])
     assert r.exit_code == 0, r.output
     v = proto.verify_envelope(proto.TAG_VOUCHER, bytes.fromhex(r.output.strip()),
                               iss.public_key)

@@ -288,7 +288,7 @@ def test_cli_serve_card_and_pay(pcscd: Pcscd, tmp_path: Path) -> None:
         waiter.close()
     tapcash = [str(Path(sys.executable).with_name("tapcash"))]
     server = subprocess.Popen(
-        tapcash + ["pcsc", "serve-card", "--workdir", str(work), "--balance", "10000",
+        tapcash + ["pcsc", "serve-card", "--workdir", str(work), "--balance", "100.00",
                    "--port", str(pcscd.ports[0])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )
@@ -304,7 +304,7 @@ def test_cli_serve_card_and_pay(pcscd: Pcscd, tmp_path: Path) -> None:
         assert rows[reader]["card"] and rows[reader]["atr"] == ATR.hex()
 
         paid = subprocess.run(
-            tapcash + ["pcsc", "pay", "1250", "--reader", reader, "--workdir", str(work),
+            tapcash + ["pcsc", "pay", "12.50", "--reader", reader, "--workdir", str(work),
                        "--json", "--wait", "10"],
             capture_output=True, timeout=TOOL_TIMEOUT_S, env=env,
         )
@@ -313,7 +313,7 @@ def test_cli_serve_card_and_pay(pcscd: Pcscd, tmp_path: Path) -> None:
         assert result["status"] == "approved" and result["amount"] == 1250
         assert result["balance"] == 10000 - 1250 and result["counter"] == 1
         declined = subprocess.run(
-            tapcash + ["pcsc", "pay", "9000", "--reader", "0", "--workdir", str(work), "--wait",
+            tapcash + ["pcsc", "pay", "90.00", "--reader", "0", "--workdir", str(work), "--wait",
                        "10"],
             capture_output=True, timeout=TOOL_TIMEOUT_S, env=env,
         )
@@ -351,7 +351,7 @@ def test_cli_pay_asks_for_a_retap_and_recovers(pcscd: Pcscd, tmp_path: Path) -> 
     try:
         assert waiter.wait_for_card(CARD_WAIT_S)
         paying = subprocess.Popen(
-            [str(Path(sys.executable).with_name("tapcash")), "pcsc", "pay", "1000", "--reader",
+            [str(Path(sys.executable).with_name("tapcash")), "pcsc", "pay", "10.00", "--reader",
              reader, "--workdir", str(work), "--wait", "20"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env_with_path(),
         )

@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
-from tapcash.host.output import echo_json, jsonable, money, pairs, render
+from tapcash.host.output import AMOUNT, echo_json, jsonable, money, pairs, render
 from tapcash.host.output import format_options as formats
 
 from . import columns as C
-from .remote import AMOUNT, call, connect_options, device_id, fail
+from .remote import call, connect_options, device_id, fail
 
 json_option = click.option(
     "--json",

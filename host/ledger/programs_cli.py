@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from tapcash.host.output import iso, jsonable, money
+from tapcash.host.output import AMOUNT_OR_ZERO, iso, jsonable, money
 
 from .env import ENV_DB, ENV_KEY
 
@@ -87,8 +87,10 @@ def program() -> None:
 @click.option("--merchant", "merchants", multiple=True, help="allowed merchant id (16 hex)")
 @click.option("--category", "categories", multiple=True, type=int,
               help="allowed merchant category")
-@click.option("--cap", default=0, type=int, help="most one payment takes from a purse")
-@click.option("--unit", default=0, type=int, help="unit price: purses pay whole units only")
+@click.option("--cap", default=0, type=AMOUNT_OR_ZERO,
+              help="most one payment takes from a purse (major units: 5.00; 0: no cap)")
+@click.option("--unit", default=0, type=AMOUNT_OR_ZERO,
+              help="unit price (major units: 25.00): purses pay whole units only; 0: any")
 @db_option
 @key_option
 def create(name: str, funder: str, kind: str, expires: str, valid_from: str | None,

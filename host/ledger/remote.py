@@ -13,8 +13,6 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from tapcash.host.output import parse_money
-
 from .env import DEFAULT_URL, ENV_TOKEN, ENV_URL
 
 EXIT_REFUSED = 1
@@ -91,23 +89,3 @@ def device_id(text: str, what: str = "device") -> bytes:
     if len(raw) != 8:
         raise click.BadParameter(f"{text!r}: a {what} id is 16 hex digits")
     return raw
-
-
-class Amount(click.ParamType):
-    """An amount in major units on the command line ("500", "12.50") -> minor units."""
-
-    name = "AMOUNT"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            minor = parse_money(str(value))
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-        if minor <= 0:
-            self.fail(f"{value!r}: an amount is more than zero", param, ctx)
-        return minor
-
-
-AMOUNT = Amount()

@@ -2,7 +2,7 @@
 
     tapcash pcsc readers                       # readers pcscd knows, with the card in each
     tapcash pcsc serve-card --wallet 1         # card 1 of ./tapcash-pcsc in vpcd until Ctrl-C
-    tapcash pcsc pay 1250 --reader 0           # the desktop POS takes 12.50 from the tapped card
+    tapcash pcsc pay 12.50 --reader 0          # the desktop POS takes 12.50 from the tapped card
     tapcash pcsc bench                         # APDU / payment times through pcscd + vpcd
 
 Amounts are minor units (cents). `serve-card` and `pay` share a work folder (`--workdir`,
@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from tapcash.firmware.core.units import money
-from tapcash.host.output import echo_json
+from tapcash.host.output import AMOUNT, echo_json
 
 workdir_option = click.option(
     "--workdir",
@@ -77,8 +77,8 @@ def readers(as_json: bool) -> None:
 @issuer_option
 @click.option("--wallet", "number", type=click.IntRange(1), default=1, show_default=True,
               help="which simulated card of the work folder (WORKDIR/wallets/N)")
-@click.option("--balance", type=click.IntRange(1), default=50_000, show_default=True,
-              help="minor units loaded when the card is made (first use only)")
+@click.option("--balance", type=AMOUNT, default="500.00", show_default=True,
+              help="major units loaded when the card is made (first use only)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="where vpcd listens")
 @click.option("--port", type=click.IntRange(1, 65535), default=35963, show_default=True,
               help="vpcd port: 35963 is reader 'Virtual PCD 00 00', 35964 the second one")
@@ -131,7 +131,7 @@ def serve_card(workdir: Path, issuer_key: Path | None, number: int, balance: int
 
 
 @pcsc.command()
-@click.argument("amount", type=click.IntRange(1))
+@click.argument("amount", type=AMOUNT)
 @click.option("--reader", default=None,
               help="reader index (see `tapcash pcsc readers`) or part of its name; "
                    "default: the first reader")
@@ -147,7 +147,7 @@ def serve_card(workdir: Path, issuer_key: Path | None, number: int, balance: int
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def pay(amount: int, reader: str | None, workdir: Path, issuer_key: Path | None,
         pin: str | None, wait_s: float, retap: bool, exclusive: bool, as_json: bool) -> None:
-    """Take a payment of AMOUNT minor units from the card on a PC/SC reader.
+    """Take a payment of AMOUNT (major units: 12.50) from the card on a PC/SC reader.
 
     The POS is WORKDIR/pos (made on first use, certified by the folder's issuer). Exit status
     0 when approved, 1 when declined, torn or no card came.

@@ -3,7 +3,7 @@
 Sub-commands are imported only when they run (host/lazy_group.py), so `tapcash --help` and
 `tapcash --version` do not load FastAPI, uvicorn, matplotlib or Textual. A new sub-command is one
 row in COMMANDS: its name, "module:attribute" and the first sentence of its help
-(tests/test_cli_lazy.py checks that sentence against the command's own help).
+(tests/host/test_cli_lazy.py checks that sentence against the command's own help).
 """
 
 from __future__ import annotations

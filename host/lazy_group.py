@@ -2,7 +2,7 @@
 
 `tapcash --help` must not pay for FastAPI, uvicorn, matplotlib or Textual: each sub-command is
 named here by "module:attribute" plus its one-line help, and its module is imported when the
-command is looked up to run (or to show its own --help). tests/test_cli_lazy.py checks that the
+command is looked up to run (or to show its own --help). tests/host/test_cli_lazy.py checks that the
 one-line help written here is the command's own, so the listing cannot drift from the code.
 """
 

@@ -9,7 +9,7 @@ clock; Ed25519 is deterministic, so the bytes are too). In the doc a block is
     ...
     ```
 
-`tests/test_spec_examples.py` regenerates every block and fails on any difference, on a block
+`tests/host/test_spec_examples.py` regenerates every block and fails on any difference, on a block
 the doc lacks and on a block the generator does not know. `tapcash spec examples --write`
 rewrites the blocks on purpose (review the diff); it never adds a missing one (the text around
 a block is the spec's to write).

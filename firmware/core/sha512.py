@@ -15,7 +15,7 @@
 #     moved, and the 16 schedule words live in locals (w0..w15) updated in place;
 #   * words come in with struct.unpack_from, no slicing.
 # Measured in the MicroPython 1.27 VM (webassembly): see host/bench/crypto.py.
-# The unrolled body is generated; edit the generator in tests/test_sha512.py, not by hand.
+# The unrolled body is generated; edit the generator in tests/firmware/test_sha512.py, not by hand.
 import struct
 
 try:  # CPython: the C implementation, used unless the pure backend is forced

@@ -25,10 +25,10 @@
 # a response with a bad checksum (bounded), tolerates a few repeated ACKs (bounded), aborts with
 # an ACK on a timeout, and never waits longer than the timeout it was given.
 #
-# Contract (tests/test_pn532_robust.py, fuzzed in tests/test_pn532_fuzz.py): whatever the chip or
-# the line sends, every call returns or raises PN532Error within its timeout on the transport's
-# clock (plus at most one frame in flight), with a bounded number of bus reads: every loop here
-# either waits (and then looks at the deadline) or counts towards a fixed bound.
+# Contract (tests/firmware/test_pn532_robust.py, fuzzed in tests/firmware/test_pn532_fuzz.py):
+# whatever the chip or the line sends, every call returns or raises PN532Error within its timeout on
+# the transport's clock (plus at most one frame in flight), with a bounded number of bus reads:
+# every loop here either waits (and then looks at the deadline) or counts towards a fixed bound.
 #
 # Memory: one transmit and one receive buffer (277 bytes each) per chip, allocated once; the
 # responses handed back are memoryviews into the receive buffer (valid until the next command)

@@ -20,7 +20,7 @@ commands and the card's answers per payment. A frozen image needs a MicroPython 
 or a custom unix port) and is not measured here.
 
 Benchmarks only: nothing here asserts a time; the heap budgets are tests
-(tests/test_heap_budget.py).
+(tests/firmware/test_heap_budget.py).
 """
 
 from __future__ import annotations

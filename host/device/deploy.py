@@ -17,7 +17,7 @@ written to the board's ROMFS partition by `mpremote romfs deploy`: imported from
 place, it needs far less heap. Only /board.json and /main.py go on the filesystem then.
 
 Before anything is copied, the role's measured payment-day heap in the chosen form
-(sim/vm/payday.py BUDGET_KB32, enforced by tests/test_heap_budget.py, reported by `tapcash
+(sim/vm/payday.py BUDGET_KB32, enforced by tests/firmware/test_heap_budget.py, reported by `tapcash
 bench firmware`) is compared with the heap the board profile says MicroPython gets, and a
 warning says when it cannot fit (and which form would).
 
@@ -143,7 +143,7 @@ def board_config(board: str, role: str, options: list[str]) -> tuple[dict[str, A
 
 def heap_fit(profile: dict[str, Any], role: str, form: str) -> str | None:
     """A warning when the board's heap cannot hold the role's payment day in `form`, from the
-    measured budgets (32-bit KB: sim/vm/payday.py BUDGET_KB32, tests/test_heap_budget.py);
+    measured budgets (32-bit KB: sim/vm/payday.py BUDGET_KB32, tests/firmware/test_heap_budget.py);
     None when it fits."""
     from tapcash.boards.profile import board_memory
     from tapcash.sim.vm.payday import BUDGET_KB32
@@ -159,8 +159,8 @@ def heap_fit(profile: dict[str, Any], role: str, form: str) -> str | None:
     text = (
         f"{name} gives MicroPython about {mem.heap_kb} KB of heap ({said}), and the {role} "
         f"deployed as {FORM_TEXT[form]} needs {at_least}up to {need} KB for a payment day (its "
-        "heap budget: tests/test_heap_budget.py; measured by tapcash bench firmware): it may "
-        "run out of memory (answering 6F01 / declining no_ram)"
+        "heap budget: tests/firmware/test_heap_budget.py; measured by tapcash bench firmware): "
+        "it may run out of memory (answering 6F01 / declining no_ram)"
     )
     romfs_need = BUDGET_KB32.get((role, "romfs"))
     if form != "romfs" and romfs_need is not None and romfs_need <= mem.heap_kb:

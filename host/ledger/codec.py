@@ -57,7 +57,8 @@ def decode_cbor(data: bytes, what: str) -> object:
 # ---- the ingest fast path: the shapes devices send, read without a general decoder ----------
 # Each returns exactly what the strict decoder (firmware/core/cbor.py) would for the inputs it
 # takes, or None for anything else: the caller then decodes the general way, which decides and
-# words the error (tests/test_ledger_codec.py checks the agreement on random and mutated input).
+# words the error (tests/ledger/test_ledger_codec.py checks the agreement on random and mutated
+# input).
 _MIN = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
 _SIZE = {24: 1, 25: 2, 26: 4, 27: 8}
 

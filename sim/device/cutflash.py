@@ -5,7 +5,8 @@
 #   CPython      sim/device/flash.py SimFlash (adds per-blob stats, bit flips, images, a seeded
 #                choice of the bytes kept)
 #   MicroPython  sim/vm/vm_device.py (the VM's simulated devices; copied into the VM next to
-#                it) and tests/portable/ (the storage and wallet tests, in all three runtimes)
+#                it) and tests/firmware/portable/ (the storage and wallet tests, in all three
+# runtimes)
 #
 # Power cut: `cut_at(n, keep)` makes the n-th write/append (1-based, both counted together since
 # the flash was made) store only a prefix of its data and raise hal.PowerCut; the device is then

@@ -8,7 +8,7 @@
 # - at boot a valid image is mounted at /rom and /rom, /rom/lib put on sys.path after "" and
 #   ".frozen", as the port does. This VM has no VfsRom, so "mounted" means the image's files
 #   are unpacked into /rom (read as written; bytecode is loaded, not run in place: heap figures
-#   of the ROMFS form come from the native port, tests/test_deploy_romfs.py).
+#   of the ROMFS form come from the native port, tests/host/test_deploy_romfs.py).
 import sys
 
 PART = "/home/simboard/romfs.part"

@@ -45,7 +45,7 @@ _HERE = Path(__file__).resolve().parent
 BRIDGE_PATH = _HERE / "mpvm_bridge.mjs"
 MANIFEST_PATH = _HERE / "mpvm_package.json"
 LOCKFILE_PATH = _HERE / "mpvm_package-lock.json"
-# Modules of the simulator that portable tests (tests/portable/) import in MicroPython too.
+# Modules of the simulator that portable tests (tests/firmware/portable/) import in MicroPython too.
 PORTABLE_HELPERS = (_HERE.parent / "device" / "cutflash.py",)
 
 FIRMWARE_VM_ROOT = "/firmware"

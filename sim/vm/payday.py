@@ -329,7 +329,7 @@ TARGET_KB32 = {
     ("wallet", "romfs"): 48,
     ("pos", "romfs"): 64,
 }
-# What the suite enforces (tests/test_heap_budget.py): the target where it is met, else the
+# What the suite enforces (tests/firmware/test_heap_budget.py): the target where it is met, else the
 # heap the firmware needs today, rounded up - so no change can make it worse unnoticed.
 # Success is not monotonic in the heap (where the collections fall moves, and even the length
 # of the replay's file paths moves it), so each budget is about 3 KB above the highest heap

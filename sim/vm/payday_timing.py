@@ -6,7 +6,7 @@
 # The image (if any) is mounted here, so the firmware classes can be wrapped before the replay
 # imports them; then the replay runs unchanged. Prints "time KEY us us ..." per key at the end:
 # the wallet's process() by INS (hex), the POS's take_payment as "pay". Not for heap figures:
-# this script and its lists are on the heap too (tests/test_heap_budget.py replays alone).
+# this script and its lists are on the heap too (tests/firmware/test_heap_budget.py replays alone).
 import sys
 import time
 

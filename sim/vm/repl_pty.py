@@ -20,7 +20,7 @@ a PN532 with an empty RF field (sim/nfc/pn532.py, served by `BoardBus`) on the b
 names, its IRQ and chip select wired to the profile's GPIOs. A program started from main.py
 (the firmware's main loop) runs on the line live: it reads the bytes as they come, writes go
 out at once, and a Ctrl-C in the input (mpremote, `tapcash deploy`) stops it as on a board -
-so deploy -> `mpremote reset` -> provision -> sync runs on it (tests/test_board_journey.py).
+so deploy -> `mpremote reset` -> provision -> sync runs on it (tests/host/test_board_journey.py).
 The REPL work is the VM's own (replInit / replProcessChar); the board behaviour around it is
 `mpvm_repl_plugin.mjs`. This module moves bytes between the pty and the VM, on a thread, and
 serves the VM's calls for the line and the buses while a request runs.

@@ -1,0 +1,158 @@
+"""The ledger killed (SIGKILL) in the middle of ingesting a large batch keeps nothing of it.
+
+The server is a real uvicorn subprocess. `TAPCASH_LEDGER_FAULT_PAUSE` makes it stop inside
+the batch's transaction after every row is written and before COMMIT (it touches a file, then
+sleeps), so the kill lands deterministically mid-transaction; a second case kills at a moment
+picked by a seeded random delay, whatever the server is doing then. After a restart the ledger
+holds either the whole batch or none of it, and the same batch then goes through whole."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import ledger_world as lw
+import pytest
+from ledger_world import TOKEN
+
+from tapcash.firmware.core import ed25519
+from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
+from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.client import LedgerClient
+from tapcash.host.ledger.db import Database
+from tapcash.host.ledger.ingest import FAULT_PAUSE_ENV
+from tapcash.host.ledger.loopback import free_port
+from tapcash.host.ledger.migrations import migrate
+
+N = 3000  # payments in the batch
+
+
+class Server:
+    def __init__(self, db: str, key: Path, env: dict[str, str] | None = None,
+                 workers: int = 1) -> None:
+        self.port = free_port()
+        e = dict(os.environ)
+        e.update({"TAPCASH_LEDGER_DB": db, "TAPCASH_LEDGER_ISSUER_KEY": str(key),
+                  "TAPCASH_LEDGER_TOKEN": TOKEN})
+        e.pop(FAULT_PAUSE_ENV, None)
+        e.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "tapcash.host.ledger.app:app_from_env",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+             "--workers", str(workers)],
+            env=e, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.kill()
+                raise RuntimeError("ledger subprocess did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the server and, with several workers, every worker process."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def _setup(db: str, tmp: Path) -> tuple[Path, bytes, bytes, list, bytes]:
+    issuer = Issuer.generate()
+    key = tmp / "issuer.key"
+    issuer.save(key)
+    migrate(Database(db, pool_size=1))
+    seed, wid, pos_id = os.urandom(32), os.urandom(8), os.urandom(8)
+    srv = Server(db, key)
+    try:
+        with LedgerClient(srv.url, TOKEN) as c:
+            c.register(issuer.certify_pos(pos_id, ed25519.public_key(os.urandom(32)),
+                                          os.urandom(8), expires=2**40))
+            c.register(issuer.certify_wallet(
+                wid, ed25519.public_key(seed), expires=2**40,
+                limits=NO_LIMITS), "alice")
+            c.deposit("alice", 10**9)
+            c.load(wid, 10**9)
+    finally:
+        srv.kill()
+    records, status, _ = synthetic_wallet_log(seed, wid, pos_id, 1, N, bytes(32), 1)
+    return key, wid, pos_id, records, status
+
+
+def _counts(db: str) -> tuple[int, int, int]:
+    d = Database(db, pool_size=1)
+    try:
+        return d.read(lambda tx: (
+            int(tx.scalar("SELECT COUNT(*) FROM payments")),
+            int(tx.scalar("SELECT COUNT(*) FROM postings WHERE kind = 'payment'")),
+            int(tx.scalar("SELECT COALESCE(MAX(acked_upto), 0) FROM devices")),
+        ))
+    finally:
+        d.close()
+
+
+def _upload_in_background(url: str, wid: bytes, records: list, status: bytes) -> threading.Thread:
+    def go() -> None:
+        try:
+            with LedgerClient(url, TOKEN, timeout=120) as c:
+                c.ingest(wid, records, status)
+        except Exception:  # noqa: BLE001 - the server dies under it: expected
+            pass
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def _finish(db: str, key: Path, wid: bytes, records: list, status: bytes) -> None:
+    srv = Server(db, key)
+    try:
+        with LedgerClient(srv.url, TOKEN, timeout=120) as c:
+            res = c.ingest(wid, records, status)
+            assert res.upto == N
+            assert c.invariant()["ok"]
+            assert c.report("merchants")[0]["payments"] == N
+    finally:
+        srv.kill()
+    assert _counts(db) == (N, N, N)
+    lw.make_ledger(db, Issuer.load(key))  # the autouse fixture checks its books
+
+
+def test_kill_inside_the_transaction_keeps_nothing(db_url: str, tmp_path: Path) -> None:
+    key, wid, _pos, records, status = _setup(db_url, tmp_path)
+    flag = tmp_path / "paused"
+    srv = Server(db_url, key, {FAULT_PAUSE_ENV: str(flag)})
+    t = _upload_in_background(srv.url, wid, records, status)
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert time.monotonic() < deadline, "the batch never reached its commit point"
+        time.sleep(0.01)
+    srv.kill()
+    t.join(30)
+    assert _counts(db_url) == (0, 0, 0)
+    _finish(db_url, key, wid, records, status)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill_at_a_random_moment_is_all_or_nothing(db_url: str, tmp_path: Path,
+                                                   seed: int) -> None:
+    key, wid, _pos, records, status = _setup(db_url, tmp_path)
+    srv = Server(db_url, key)
+    t = _upload_in_background(srv.url, wid, records, status)
+    time.sleep(random.Random(seed).uniform(0.05, 0.6))
+    srv.kill()
+    t.join(30)
+    payments, postings, acked = _counts(db_url)
+    assert (payments, postings, acked) in ((0, 0, 0), (N, N, N))
+    _finish(db_url, key, wid, records, status)

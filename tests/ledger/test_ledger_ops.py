@@ -1,0 +1,233 @@
+"""The ledger as an operator runs it (issue #11): `tapcash ledger serve` says where it listens
+and logs each request (uvicorn's own logging); a mistyped database, a database that is down and
+a wrong operator token are one line on stderr and a non-zero exit, never a traceback, and leave
+nothing behind. Real subprocesses of the installed CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from test_ledger_schemathesis import TOKEN, Serve
+
+from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.loopback import free_port
+
+TAPCASH = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
+
+
+def tapcash(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TAPCASH, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_serve_logs_where_it_listens_the_docs_and_each_request(tmp_path: Path) -> None:
+    """Found: `tapcash ledger serve` printed nothing: no URL, no docs link, no access log."""
+    key = tmp_path / "issuer.key"
+    Issuer.generate().save(key)
+    server = Serve(str(tmp_path / "ledger.db"), key, tmp_path / "serve.log", access_log=True)
+    try:
+        assert httpx.get(server.url + "/v1/health").status_code == 200
+        assert (
+            httpx.get(
+                server.url + "/v1/whoami", headers={"Authorization": "Bearer nope"}
+            ).status_code
+            == 401
+        )
+        assert (
+            httpx.get(
+                server.url + "/v1/whoami", headers={"Authorization": f"Bearer {TOKEN}"}
+            ).status_code
+            == 200
+        )
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert f"serving {server.url}" in log and "new ledger database (schema " in log
+    assert f"API docs {server.url}/docs" in log and f"{server.url}/openapi.json" in log
+    assert f"Uvicorn running on {server.url}" in log  # uvicorn's own startup line
+    assert '"GET /v1/health HTTP/1.1" 200' in log  # uvicorn's access log, one line a request
+    assert '"GET /v1/whoami HTTP/1.1" 401' in log
+    assert '"GET /v1/whoami HTTP/1.1" 200' in log
+    assert TOKEN not in log
+
+
+# ---- the database: mistyped, not a ledger, down --------------------------------------------
+DB_COMMANDS = [  # every `tapcash ledger` command that opens the database itself
+    ["check"],
+    ["report", "merchants"],
+    ["program", "report"],
+    ["program", "sweep", "--issuer-key", "{key}"],
+    [
+        "program",
+        "create",
+        "p",
+        "--funder",
+        "f",
+        "--kind",
+        "subsidy",
+        "--expires",
+        "2099-01-01",
+        "--category",
+        "1",
+        "--issuer-key",
+        "{key}",
+    ],
+]
+CREATING = [["migrate"], ["serve", "--issuer-key", "{key}", "--token", "t", "--port", "1"]]
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: "), line
+    for needle in needles:
+        assert needle in line, (needle, line)
+    return line
+
+
+def _args(cmd: list[str], key: Path, db: str) -> list[str]:
+    return ["ledger", *(a.replace("{key}", str(key)) for a in cmd), "--db", db]
+
+
+def test_a_mistyped_database_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Found: a mistyped `--db` printed a sqlite3.OperationalError traceback and left an empty
+    file behind. Now: one line naming the path, exit 2, no file, no folder."""
+    key = tmp_path / "issuer.key"
+    Issuer.generate().save(key)
+    for cmd in DB_COMMANDS:
+        typo = tmp_path / "ledgr.db"
+        _one_line_error(
+            tapcash(*_args(cmd, key, str(typo))),
+            2,
+            f"no ledger database at {typo}",
+            "tapcash ledger migrate",
+        )
+        assert not typo.exists()
+    for cmd in DB_COMMANDS + CREATING:  # a folder that is not there: not even migrate makes it
+        typo = tmp_path / "nodir" / "ledger.db"
+        _one_line_error(tapcash(*_args(cmd, key, str(typo))), 2, f"no folder {typo.parent}")
+        assert not typo.parent.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["issuer.key"]
+    # a file that is no database, a database with no ledger schema, an old schema
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.close()
+    old = tmp_path / "old.db"
+    assert tapcash("ledger", "migrate", "--db", str(old)).returncode == 0
+    with sqlite3.connect(old) as c:
+        c.execute("DELETE FROM schema_version WHERE version > 2")
+    for cmd in DB_COMMANDS:
+        _one_line_error(
+            tapcash(*_args(cmd, key, str(tmp_path / "notes.txt"))), 2, "is not a ledger database"
+        )
+        _one_line_error(
+            tapcash(*_args(cmd, key, str(tmp_path / "other.db"))),
+            2,
+            "is not a ledger database (no ledger schema",
+        )
+        _one_line_error(
+            tapcash(*_args(cmd, key, str(old))),
+            2,
+            "schema version 2",
+            f"tapcash ledger migrate --db {old}",
+        )
+    assert (tmp_path / "notes.txt").read_text() == "not a database\n"
+    # migrate creates a new one where the folder exists; then every command works
+    new = tmp_path / "new.db"
+    assert tapcash("ledger", "migrate", "--db", str(new)).returncode == 0
+    assert tapcash("ledger", "check", "--db", str(new)).returncode == 0
+
+
+def test_postgresql_down_is_one_line(tmp_path: Path) -> None:
+    """Found: PostgreSQL down printed a psycopg traceback. Now: one line naming the server (its
+    password hidden) and the reason, exit 5, on every command, `serve` and `migrate` too."""
+    key = tmp_path / "issuer.key"
+    Issuer.generate().save(key)
+    down = f"postgresql://tapcash:s3cret@127.0.0.1:{free_port()}/test"
+    for cmd in DB_COMMANDS + CREATING:
+        line = _one_line_error(
+            tapcash(*_args(cmd, key, down)), 5, "PostgreSQL", "is unavailable", "Connection refused"
+        )
+        assert "s3cret" not in line and "tapcash:***@" in line
+
+
+def test_no_such_postgresql_database_or_role_is_one_line(tmp_path: Path, pg_admin: str) -> None:
+    base = pg_admin.rsplit("/", 1)[0]
+    _one_line_error(
+        tapcash("ledger", "check", "--db", f"{base}/tapcash_no_such_db"),
+        5,
+        'database "tapcash_no_such_db" does not exist',
+    )
+    host = base.split("@", 1)[1]
+    _one_line_error(
+        tapcash("ledger", "migrate", "--db", f"postgresql://no_such_role@{host}/test"),
+        5,
+        'role "no_such_role" does not exist',
+    )
+
+
+# ---- a wrong operator token ----------------------------------------------------------------
+OPERATOR_COMMANDS = [  # every `tapcash ledger` command that calls the HTTP API
+    ["owner", "list"],
+    ["owner", "show", "alice"],
+    ["owner", "add", "bob"],
+    ["device", "list"],
+    ["device", "show", "00" * 8],
+    ["deposit", "alice", "5"],
+    ["load", "00" * 8, "5"],
+    ["merchants"],
+    ["settlements"],
+    ["settle", "--all"],
+    ["revoke", "00" * 8],
+    ["reinstate", "00" * 8],
+    ["fraud", "list"],
+    ["fraud", "show", "1"],
+]
+
+
+def test_a_wrong_token_is_called_wrong_on_every_operator_command(tmp_path: Path) -> None:
+    """Found: a wrong operator token was reported as "token required". Now every command that
+    calls the ledger says the token is wrong (exit 1, one line), and changes nothing."""
+    key = tmp_path / "issuer.key"
+    Issuer.generate().save(key)
+    db = tmp_path / "ledger.db"
+    server = Serve(str(db), key, tmp_path / "serve.log")
+    try:
+        for cmd in OPERATOR_COMMANDS:
+            done = tapcash("ledger", *cmd, "--url", server.url, "--token", "not-the-token")
+            line = _one_line_error(done, 1, "operator token is wrong", "HTTP 401")
+            assert "required" not in line, (cmd, line)
+        op = {"Authorization": f"Bearer {TOKEN}"}
+        owners = httpx.get(server.url + "/v1/owners", headers=op).json()
+        settlements = httpx.get(server.url + "/v1/reports/settlements", headers=op).json()
+    finally:
+        server.stop()
+    assert owners == [] and settlements == []  # no deposit, no owner, no settlement
+    assert tapcash("ledger", "check", "--db", str(db)).returncode == 0
+
+
+def test_a_database_gone_while_serving_is_a_503_not_a_500(tmp_path: Path) -> None:
+    """The API over a PostgreSQL that is down: 503 problem details naming no internals, and
+    the public routes that need no database still answer."""
+    from tapcash.host.ledger.db import Database
+    from tapcash.host.ledger.loopback import LoopbackLedger
+    from tapcash.host.ledger.migrations import migrate
+    from tapcash.host.ledger.service import Ledger
+
+    db = Database(str(tmp_path / "ledger.db"))
+    migrate(db)
+    ledger = Ledger(db, Issuer.generate())
+    # the server went away after the ledger started: every connection attempt is refused
+    ledger.db = Database(f"postgresql://tapcash:s3cret@127.0.0.1:{free_port()}/test")
+    with LoopbackLedger(ledger, TOKEN) as srv:
+        op = {"Authorization": f"Bearer {TOKEN}"}
+        r = httpx.get(srv.url + "/v1/owners", headers=op)
+        assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"] == "database unavailable, try again later"
+        assert "s3cret" not in r.text
+        r = httpx.post(srv.url + "/v1/owners/alice/deposit", json={"amount": 5}, headers=op)
+        assert r.status_code == 503
+        assert httpx.get(srv.url + "/v1/health").status_code == 200

@@ -1,0 +1,112 @@
+"""Several uvicorn worker processes on one database: concurrent uploads of the same journals
+and of conflicting journals from two terminals give one set of books and exactly one fraud case
+(advisory locks on PostgreSQL, BEGIN IMMEDIATE on SQLite)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import ledger_world as lw
+from ledger_world import TOKEN
+from test_ledger_kill import Server
+
+from tapcash.firmware.core import cbor, ed25519, proto
+from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
+from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.chain import records_digest
+from tapcash.host.ledger.client import LedgerClient
+from tapcash.host.ledger.db import Database
+from tapcash.host.ledger.migrations import migrate
+
+
+def _pos_batch(seed: bytes, pos_id: bytes, wallet_envs: list[tuple[bytes, bytes]]):
+    """A POS journal (payment + POS-signed receipt per record) and its status."""
+    records = []
+    for i, (env, body_hash) in enumerate(wallet_envs, start=1):
+        body = cbor.decode(cbor.decode(env)[0])
+        receipt = proto.seal(proto.TAG_RECEIPT, {
+            proto.RCPT_POS: pos_id, proto.RCPT_WALLET: body[proto.PAY_WALLET],
+            proto.RCPT_COUNTER: body[proto.PAY_COUNTER], proto.RCPT_AMOUNT: body[proto.PAY_AMOUNT],
+            proto.RCPT_PAYMENT_HASH: body_hash, proto.RCPT_SEQ: i, proto.RCPT_TIME: 0}, seed)
+        records.append((i, cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
+                                        proto.REC_RECEIPT: receipt,
+                                        proto.REC_CERT_HASH: bytes(32)})))
+    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos_id, proto.ST_SEQ: len(records),
+                                           proto.ST_DIGEST: records_digest(records)}, seed)
+    return records, status
+
+
+def _pay(seed: bytes, wid: bytes, pos_id: bytes, counter: int, amount: int, prev: bytes):
+    body = {proto.PAY_WALLET: wid, proto.PAY_COUNTER: counter, proto.PAY_AMOUNT: amount,
+            proto.PAY_PAYEE: pos_id, proto.PAY_CHALLENGE: os.urandom(16), proto.PAY_PREV: prev,
+            proto.PAY_PURSE: 0, proto.PAY_TIME: 0, proto.PAY_BALANCE: 10**6 - amount,
+            proto.PAY_KIND: proto.PAYKIND_POS}
+    return proto.seal(proto.TAG_PAYMENT, body, seed), proto.body_hash(cbor.encode(body))
+
+
+def test_two_workers_concurrent_uploads(db_url: str, tmp_path: Path) -> None:
+    issuer = Issuer.generate()
+    key = tmp_path / "issuer.key"
+    issuer.save(key)
+    migrate(Database(db_url, pool_size=1))
+    srv = Server(db_url, key, workers=2)
+    try:
+        with LedgerClient(srv.url, TOKEN) as c:
+            poses = []
+            for _ in range(2):
+                pseed, pid = os.urandom(32), os.urandom(8)
+                c.register(issuer.certify_pos(pid, ed25519.public_key(pseed), os.urandom(8),
+                                              expires=2**40))
+                poses.append((pseed, pid))
+            wallets = []
+            c.deposit("alice", 10**9)
+            for _ in range(6):
+                wseed, wid = os.urandom(32), os.urandom(8)
+                c.register(issuer.certify_wallet(wid, ed25519.public_key(wseed), expires=2**40,
+                                                 limits=NO_LIMITS), "alice")
+                c.load(wid, 10**6)
+                wallets.append((wseed, wid))
+        # Honest wallet logs (300 payments each) and, for the last wallet, a clone: the same
+        # counter 1 paid at both terminals.
+        batches = []
+        for wseed, wid in wallets[:-1]:
+            recs, st, _ = synthetic_wallet_log(wseed, wid, poses[0][1], 1, 300, bytes(32), 1,
+                                               start_balance=10**6)
+            batches.append((wid, recs, st))
+        cseed, cwid = wallets[-1]
+        a = _pay(cseed, cwid, poses[0][1], 1, 700, bytes(32))
+        b = _pay(cseed, cwid, poses[1][1], 1, 900, bytes(32))
+        batches.append((poses[0][1], *_pos_batch(poses[0][0], poses[0][1], [a])))
+        batches.append((poses[1][1], *_pos_batch(poses[1][0], poses[1][1], [b])))
+
+        errors: list[BaseException] = []
+
+        def upload(order: list) -> None:
+            try:
+                with LedgerClient(srv.url, TOKEN, timeout=120) as cl:
+                    for dev, recs, st in order:
+                        cl.ingest(dev, recs, st)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=upload, args=(o,))
+                   for o in (batches, batches[::-1], batches[1:] + batches[:1])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert errors == []
+        with LedgerClient(srv.url, TOKEN) as c:
+            cases = c.report("fraud")
+            assert len(cases) == 1 and cases[0]["kind"] == "counter_conflict"
+            assert c.hotlist().revoked == [cwid]
+            books = c.books()
+            assert len(books["payments"]) == 5 * 300 + 1
+            merchant_total = sum(m["owed"] for m in c.report("merchants"))
+            assert merchant_total == 5 * 300 + 700 + 900
+            assert c.invariant()["ok"]
+    finally:
+        srv.kill()
+    lw.make_ledger(db_url, Issuer.load(key))  # the autouse fixture checks its books

@@ -1,0 +1,353 @@
+"""Programmes of earmarked purses in the ledger, fed by the real firmware over real HTTP, on
+SQLite and PostgreSQL: bulk load exactly once, a split payment credited once per part, per-use
+release of a prepaid package, refusal and a case for a purse payment at a merchant the rule does
+not allow (a tampered card with a colluding POS), expiry in the books and at the card's next
+sync, cancellation, a cloned card spending a purse twice, the CLI. After every test the books
+balance, and per programme funded = spent + refunded + outstanding (an independent recount of
+the postings, not the report's figures)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import ledger_world as lw
+import pytest
+from click.testing import CliRunner
+from ledger_world import World, apdu
+
+from tapcash.firmware.core import cbor, proto
+from tapcash.firmware.wallet import state as wst
+from tapcash.host.ledger import programs
+from tapcash.host.ledger.client import LedgerHTTPError
+from tapcash.sim.device import provision as pv
+from tapcash.sim.device.hal import SimClock
+from tapcash.sim.nfc.field import DirectLink
+
+TRANSPORT = 4111
+DAY = 86400
+
+
+class PWorld(World):
+    """A World whose ledger runs on the simulated clock (expiry is judged by it)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.clock = SimClock(self.clock.now())
+        self.ledger.clock = self.clock.now
+
+    def pos_cat(self, n: int, category: int) -> lw.Dev:
+        from tapcash.firmware.core.hal import Hal
+        from tapcash.sim.device.flash import SimFlash
+        from tapcash.sim.device.hal import SeededRng
+
+        link = DirectLink(None)
+        hal = Hal(flash=SimFlash(seed=900 + n), clock=self.clock,
+                  rng=SeededRng(b"ppos" + n.to_bytes(4, "big")), link=link)
+        merchant = pv.device_id("merchant", n)
+        app = pv.provision_pos(self.issuer, pv.device_id("pos", n), merchant, hal,
+                               category=category)
+        info = cbor.decode(pv.call(app, proto.INS_GET_INFO, what="GET INFO"))
+        self.client.register(info[proto.INFO_CERT])
+        dev = lw.Dev(app, pv.device_id("pos", n), "pos", link=link, merchant=merchant)
+        self.poses[n] = dev
+        return dev
+
+
+@pytest.fixture
+def world(db_url: str):
+    w = PWorld(db_url)
+    try:
+        yield w
+    finally:
+        assert w.ledger.invariant()["ok"], w.ledger.invariant()
+        w.close()
+
+
+def recount(w: World, name: str) -> dict[str, int]:
+    """Per programme from the raw postings (not programs.report): the oracle."""
+    pid = programs.program_id(name).hex()
+
+    def fn(tx):
+        rows = tx.all("SELECT src, dst, amount, kind FROM postings")
+        acc = {"funded": 0, "to_merchants": 0, "refunded": 0}
+        for src, dst, amount, kind in rows:
+            src_p = src.startswith(f"purse:{pid}:")
+            dst_p = dst.startswith(f"purse:{pid}:")
+            if dst_p and src == f"program:{pid}" and kind == "purse_load":
+                acc["funded"] += amount
+            elif src_p and dst.startswith("merchant:"):
+                acc["to_merchants"] += amount
+            elif src_p and dst == f"program:{pid}":
+                acc["refunded"] += amount
+            elif dst_p and src == f"program:{pid}":
+                acc["refunded"] -= amount  # reopened for a late payment
+        acc["outstanding"] = sum(int(b) for (b,) in tx.all(
+            "SELECT balance FROM accounts WHERE name LIKE ?", (f"purse:{pid}:%",)))
+        return acc
+
+    return w.ledger.db.read(fn)
+
+
+def purses_on(dev: lw.Dev) -> list[tuple[bytes, int]]:
+    return [(p[0], p[1]) for p in dev.app.state.get(wst.S_PURSES) or []]
+
+
+def subsidy(w: PWorld, **kw) -> dict:
+    w.client.deposit("city", 100_000)
+    args = dict(kind="subsidy", expires=w.clock.now() + 30 * DAY, categories=[TRANSPORT])
+    args.update(kw)
+    return w.client.program_create("bus-2026", "city", **args)
+
+
+def test_subsidy_load_pay_split_report(world: PWorld) -> None:
+    w = world
+    a, b = w.wallet(1, load=5000), w.wallet(2, load=5000)
+    bus, shop = w.pos_cat(1, TRANSPORT), w.pos_cat(2, 5411)
+    prog = subsidy(w)
+    csv_text = f"wallet,amount\n{a.id.hex()},3000\n# comment\n{b.id.hex()},2000\n"
+    out = w.client.program_load("bus-2026", csv_text, "jan")
+    assert out["total"] == 5000 and len(out["vouchers"]) == 2
+    # exactly once: the same reference again is refused, nothing loaded
+    with pytest.raises(LedgerHTTPError) as e:
+        w.client.program_load("bus-2026", csv_text, "jan")
+    assert e.value.status == 409
+    # a bad line refuses the whole load
+    with pytest.raises(LedgerHTTPError) as e:
+        w.client.program_load("bus-2026", f"{a.id.hex()},10\nzz,5\n", "feb")
+    assert e.value.status == 400 and e.value.problem["lines"][0]["line"] == 2
+    w.sync(a)  # the card gets its purse voucher at its sync
+    w.sync(b)
+    assert purses_on(a) == [(bytes.fromhex(prog["id"]), 3000)]
+    # the voucher applies once: again is 6916
+    _d, sw = apdu(a.app, proto.INS_LOAD, bytes(__import__("base64").b64decode(
+        out["vouchers"][0]["voucher"])))
+    assert sw == proto.SW_REPLAY
+
+    r = w.pay(a, bus, 4000)  # purse 3000 + main 1000
+    assert r.approved and r.earmarked == 3000 and r.balance == 4000
+    r = w.pay(b, shop, 500)  # a shop: the purse does not pay
+    assert r.approved and r.earmarked == 0
+    w.sync(bus)
+    w.sync(shop)
+    rep = w.client.programs("bus-2026")
+    assert (rep["funded"], rep["spent"], rep["refunded"], rep["outstanding"]) == (5000, 3000, 0,
+                                                                                  2000)
+    assert rep["by_merchant"] == [{"merchant": bus.merchant.hex(), "category": TRANSPORT,
+                                   "payments": 1, "amount": 3000}]
+    assert rep["balanced"]
+    merchants = {m["merchant"]: m["credited"] for m in w.client.report("merchants")}
+    assert merchants[bus.merchant.hex()] == 4000 and merchants[shop.merchant.hex()] == 500
+    assert recount(w, "bus-2026") == {"funded": 5000, "to_merchants": 3000, "refunded": 0,
+                                      "outstanding": 2000}
+    # the wallet's own log brings the same payment: nothing is credited twice
+    ws = w.sync(a)
+    assert ws.duplicates == 1 and recount(w, "bus-2026")["to_merchants"] == 3000
+    assert w.client.invariant()["programs"]["ok"]
+
+
+def test_prepaid_lessons_released_per_use_then_expiry_refunds(world: PWorld) -> None:
+    w = world
+    a = w.wallet(1, load=2000)
+    school = w.pos_cat(1, 8299)
+    w.client.deposit("parents", 50_000)
+    w.client.program_create("piano", "parents", kind="prepaid", expires=w.clock.now() + 10 * DAY,
+                            merchants=[school.merchant], unit=2500)
+    w.client.program_load("piano", f"{a.id.hex()},10000\n", "term-1")
+    w.sync(a)
+    for _ in range(2):
+        r = w.pay(a, school, 2500)  # one lesson each
+        assert r.approved and r.earmarked == 2500 and r.balance == 2000
+    r = w.pay(a, school, 3000)  # a lesson and 500 of something else
+    assert r.earmarked == 2500 and r.balance == 1500
+    w.sync(school)
+    rep = w.client.programs("piano")
+    assert (rep["released"], rep["outstanding"]) == (7500, 2500)
+    # expiry: the books refund at expiry (sweep), the card's purse clears at its next sync
+    w.clock.advance(11 * DAY)
+    assert w.client.program_sweep() == {"closed": 1, "refunded": 2500}
+    rep = w.client.programs("piano")
+    assert (rep["refunded"], rep["outstanding"], rep["state"]) == (2500, 0, "expired")
+    w.sync(a)
+    assert purses_on(a) == []
+    w.sync(a)  # the status without the purse confirms it
+    assert rep["balanced"] and recount(w, "piano") == {
+        "funded": 10000, "to_merchants": 7500, "refunded": 2500, "outstanding": 0}
+
+
+def _forge_at(w: PWorld, wallet: lw.Dev, pos: lw.Dev, amount: int, program: bytes,
+              time: int) -> None:
+    """A tampered card (key extracted) with a colluding POS (key extracted): a purse payment
+    the rule does not allow, journaled and uploaded by the POS as its own."""
+    s = wallet.app.state
+    body = {
+        proto.PAY_WALLET: wallet.id, proto.PAY_COUNTER: s[wst.S_COUNTER] + 1,
+        proto.PAY_AMOUNT: amount, proto.PAY_PAYEE: pos.id, proto.PAY_CHALLENGE: b"\x07" * 16,
+        proto.PAY_PREV: s[wst.S_PREV], proto.PAY_PURSE: 1, proto.PAY_TIME: time,
+        proto.PAY_BALANCE: s[wst.S_BALANCE], proto.PAY_KIND: proto.PAYKIND_POS,
+        proto.PAY_PROGRAM: program, proto.PAY_EARMARKED: amount, proto.PAY_PURSE_BALANCE: 0,
+    }
+    env = proto.seal(proto.TAG_PAYMENT, body, s[wst.S_SEED])
+    seq = pos.app.journal.last_seq + 1
+    pos_seed = pos.app.cf[1]  # pos state C_SEED
+    receipt = proto.seal(proto.TAG_RECEIPT, {
+        proto.RCPT_POS: pos.id, proto.RCPT_WALLET: wallet.id,
+        proto.RCPT_COUNTER: body[proto.PAY_COUNTER], proto.RCPT_AMOUNT: amount,
+        proto.RCPT_PAYMENT_HASH: proto.body_hash(proto.open_envelope(env)[0]),
+        proto.RCPT_SEQ: seq, proto.RCPT_TIME: time}, pos_seed)
+    rec = cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
+                       proto.REC_RECEIPT: receipt, proto.REC_CERT_HASH: b"\x00" * 32})
+    digest = proto.journal_link(pos.app.journal.digest, seq, rec)  # the chain, extended
+    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos.id, proto.ST_SEQ: seq,
+                                           proto.ST_DIGEST: digest}, pos_seed)
+    return w.client.ingest(pos.id, [(seq, rec)], status)
+
+
+def test_wrong_merchant_through_a_colluding_pos_is_not_credited(world: PWorld) -> None:
+    w = world
+    a = w.wallet(1, load=1000)
+    shop = w.pos_cat(2, 5411)
+    w.pos_cat(1, TRANSPORT)
+    prog = subsidy(w)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    res = _forge_at(w, a, shop, 3000, bytes.fromhex(prog["id"]), w.clock.now())
+    assert res.refused == 1 and res.conflicts == 1 and a.id.hex() in res.revoked
+    assert all(m["credited"] == 0 for m in w.client.report("merchants")
+               if m["merchant"] == shop.merchant.hex())
+    cases = w.client.report("fraud")
+    assert [c["kind"] for c in cases] == ["purse_rule"]
+    rc = recount(w, "bus-2026")
+    assert (rc["to_merchants"], rc["outstanding"]) == (0, 3000)
+    assert w.client.programs("bus-2026")["refused_payments"] == 1
+
+
+def test_expired_purse_at_a_pos_with_a_wrong_clock(world: PWorld) -> None:
+    w = world
+    a = w.wallet(1, load=1000)
+    bus = w.pos_cat(1, TRANSPORT)
+    prog = subsidy(w, expires=w.clock.now() + DAY)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    # a tampered card signs a purse payment with a time after expiry: refused, case opened
+    res = _forge_at(w, a, bus, 500, bytes.fromhex(prog["id"]), w.clock.now() + 2 * DAY)
+    assert res.refused == 1 and [c["kind"] for c in w.client.report("fraud")] == [
+        "purse_expired"]
+    assert recount(w, "bus-2026")["to_merchants"] == 0
+
+
+def test_honest_card_at_a_slow_clock_pos_is_bounded_to_allowed_merchants(world: PWorld) -> None:
+    w = world
+    a = w.wallet(1, load=1000)
+    bus = w.pos_cat(1, TRANSPORT)
+    subsidy(w, expires=w.clock.now() + DAY)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    w.clock.advance(2 * DAY)
+    assert w.client.program_sweep()["refunded"] == 3000  # refunded in the books at expiry
+    bus.app.hal.clock = SimClock(w.clock.now() - 36 * 3600)  # the POS clock is 36 h behind
+    r = w.pay(a, bus, 800)
+    assert r.approved and r.earmarked == 800  # neither card nor POS can tell offline
+    w.sync(bus)
+    # credited to the allowed merchant, reopened from the refund: value stays within the rule
+    rc = recount(w, "bus-2026")
+    assert rc == {"funded": 3000, "to_merchants": 800, "refunded": 2200, "outstanding": 0}
+    w.sync(a)  # the card's next sync clears the purse
+    assert purses_on(a) == []
+
+
+def test_a_pos_clock_set_back_after_its_sync_takes_no_expired_purse(world: PWorld) -> None:
+    """The merchant turns the terminal's clock back after a sync past the expiry (the ack set
+    it right): it reads before the issue of the hot list the sync gave it, so the terminal
+    sends no certificate and the card pays from its main purse."""
+    w = world
+    a = w.wallet(1, load=1000)
+    bus = w.pos_cat(1, TRANSPORT)
+    subsidy(w, expires=w.clock.now() + DAY)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    w.clock.advance(2 * DAY)
+    w.sync(bus)  # a fresh hot list, issued after the expiry
+    bus.app.hal.clock = SimClock(w.clock.now() - 36 * 3600)  # back inside the programme
+    r = w.pay(a, bus, 800)
+    assert r.approved and r.earmarked == 0 and r.purse == 0  # the main purse paid it all
+    w.sync(bus)
+    w.sync(a)
+    rc = recount(w, "bus-2026")
+    assert rc == {"funded": 3000, "to_merchants": 0, "refunded": 3000, "outstanding": 0}
+    assert purses_on(a) == []
+
+
+def test_cancel_refunds_and_clears_at_next_sync(world: PWorld) -> None:
+    w = world
+    a = w.wallet(1, load=1000)
+    subsidy(w)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    out = w.client.program_cancel("bus-2026")
+    assert (out["closed"], out["refunded"]) == (1, 3000)
+    assert w.client.program_cancel("bus-2026")["refunded"] == 0  # idempotent
+    with pytest.raises(LedgerHTTPError) as e:
+        w.client.program_load("bus-2026", f"{a.id.hex()},10\n", "feb")
+    assert e.value.status == 409
+    w.sync(a)
+    assert purses_on(a) == []
+    rep = w.client.programs("bus-2026")
+    assert (rep["state"], rep["refunded"], rep["outstanding"]) == ("cancelled", 3000, 0)
+
+
+def test_clone_spending_a_purse_twice(world: PWorld) -> None:
+    w = world
+    a = w.wallet(1, load=1000)
+    bus1, bus2 = w.pos_cat(1, TRANSPORT), w.pos_cat(2, TRANSPORT)
+    subsidy(w)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    flash = a.app.hal.flash
+    image = flash.snapshot()
+    assert w.pay(a, bus1, 3000).earmarked == 3000
+    flash.restore(image)  # the clone: the same card state again
+    a.app.power_on()
+    assert w.pay(a, bus2, 3000).earmarked == 3000
+    w.sync(bus1)
+    res = w.sync(bus2)
+    assert res.conflicts == 1 and res.loss == 3000
+    rc = recount(w, "bus-2026")
+    assert (rc["funded"], rc["to_merchants"], rc["outstanding"]) == (3000, 3000, 0)
+    inv = w.client.invariant()
+    assert inv["ok"] and inv["fraud_loss"] == 3000
+
+
+def test_cli_create_load_report_check(db_url: str, tmp_path) -> None:
+    from tapcash.host.cli import cli
+
+    w = PWorld(db_url)
+    try:
+        a = w.wallet(1)
+        w.client.deposit("city", 10_000)
+        key = tmp_path / "issuer.key"
+        w.issuer.save(key)
+        run = CliRunner().invoke
+        base = ["--db", db_url, "--issuer-key", str(key)]
+        r = run(cli, ["ledger", "program", "create", "bus", "--funder", "city", "--kind",
+                      "subsidy", "--expires", "2099-12-31", "--category", str(TRANSPORT), *base])
+        assert r.exit_code == 0, r.output
+        f = tmp_path / "purses.csv"
+        f.write_text(f"wallet,amount\n{a.id.hex()},1500\n")
+        r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r1", *base])
+        assert r.exit_code == 0 and "1 purses, total 15.00" in r.output, r.output
+        r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r1", *base])
+        assert r.exit_code == 1 and "already" in r.output and "Traceback" not in r.output
+        f.write_text(f"wallet,amount\n{a.id.hex()},abc\n")
+        r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r2", *base])
+        assert r.exit_code == 1 and "line 2" in r.output and "nothing was loaded" in r.output
+        r = run(cli, ["ledger", "program", "report", "--db", db_url])
+        assert r.exit_code == 0 and (
+            "funded 15.00 = spent 0.00 + refunded 0.00 + outstanding 15.00" in r.output)
+        r = run(cli, ["ledger", "program", "report", "--db", db_url, "--json"])
+        assert r.exit_code == 0 and json.loads(r.output)[0]["funded"] == 1500
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", json.loads(r.output)[0]["expires"])
+        r = run(cli, ["ledger", "check", "--db", db_url, "--json"])
+        assert r.exit_code == 0 and '"programs"' in r.output
+    finally:
+        w.close()

@@ -8,48 +8,24 @@ subprocess, over pyserial on the board's pseudo-terminal."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import serial
+from cli_run import mpremote
+from cli_run import run_cli as _run_cli
 from sync_world import serve_ledger
 
 from tapcash.host.issuer import Issuer
 from tapcash.sim.vm.repl_pty import ReplBoard
 
-CLI = "from tapcash.host.cli import main; main()"
 WALLET_ID = "00112233445566ab"
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPCASH_")}
-    if "TAPCASH_MPVM_DIR" in os.environ:
-        env["TAPCASH_MPVM_DIR"] = os.environ["TAPCASH_MPVM_DIR"]
-    done = subprocess.run(
-        [sys.executable, "-c", CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
-def mpremote(port: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", port, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return _run_cli(*args, timeout=timeout)
 
 
 def _ls(port: str, path: str) -> dict[str, int]:

@@ -21,6 +21,7 @@ from typing import Any
 import nacl.signing
 import pytest
 import serial
+from cli_run import mpremote, run_cli
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.firmware.core.hal import Hal
@@ -34,36 +35,9 @@ from tapcash.sim.device.hal import SeededRng, SimClock
 from tapcash.sim.device.serial_pty import SerialDevice
 from tapcash.sim.vm.repl_pty import ReplBoard
 
-CLI = "from tapcash.host.cli import main; main()"
 WALLET_ID = "00112233445566aa"
 POS_ID = "0011223344556677"
 MERCHANT = "8899aabbccddeeff"
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Any:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAPCASH_")}
-    full_env.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-c", CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
-def mpremote(port: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", port, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 @pytest.fixture

@@ -156,7 +156,7 @@ def run(db_url: str, entries: int, batch: int, wallets: int, verify_procs: int =
         if not k % 2:
             verify_s += len(records) / raw_verify_rate(records, pks[wid])
         assert res["accepted"] == len(records), res
-        # The same batch again (a retried upload): recognised by its stored bytes, no verify.
+        # The same batch again (a retried upload): recognised by its bytes, nothing decoded.
         t = time.perf_counter()
         again = ingest(ledger, wid, body, st)
         reingest_s += time.perf_counter() - t
@@ -342,8 +342,9 @@ def render(sec: dict[str, Any]) -> str:
     out = [f"{sec['entries']:,} signed payments in batches of {sec['batch']:,} from "
            f"{sec['wallets']} wallets, {sec['how']}; raw PyNaCl verify measured in the same run "
            "on the same messages, alternately before and after each batch. Re-ingest: each "
-           "batch uploaded again right after it (in-process runs), recognised by its stored "
-           "bytes before any payment verify; x = its rate over the fresh rate.", "",
+           "batch uploaded again right after it (in-process runs), recognised by a digest of "
+           "its bytes before any record is decoded or verified; x = its rate over the fresh "
+           "rate. Peak RSS: the process's high-water mark over the ingest.", "",
            "Signatures: *inline* checks them in the ingesting thread, before the transaction; "
            "*N helper(s)* sends them to N helper processes (`verify_procs`, host/ledger/verify.py) "
            "while the batch's transaction runs, which waits for their answer before it touches a "

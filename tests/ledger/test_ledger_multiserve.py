@@ -16,14 +16,13 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import ledger_world as lw
 import pytest
+from ledger_process import LedgerServe
 from ledger_world import TOKEN
 
 from tapcash.firmware.core import cbor, ed25519, proto
@@ -33,7 +32,6 @@ from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.ingest import ingest
-from tapcash.host.ledger.loopback import free_port
 from tapcash.host.ledger.migrations import migrate
 from tapcash.host.ledger.reports import books
 from tapcash.host.ledger.service import Ledger
@@ -47,35 +45,6 @@ LOAD = 10**6
 @pytest.fixture
 def pg_url(pg_admin: str) -> Iterator[str]:
     yield from lw._pg_schema(pg_admin)
-
-
-class Serve:
-    """One `tapcash ledger serve` process."""
-
-    def __init__(self, db: str, key: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from tapcash.host.cli import main; main()", "ledger",
-             "serve", "--db", db, "--issuer-key", str(key), "--token", TOKEN,
-             "--port", str(self.port), "--no-access-log"],
-            env={**os.environ, **(env or {})}, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-        self.proc.wait(30)
 
 
 def _wallet_envs(records: list[tuple[int, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -165,8 +134,8 @@ def test_several_servers_on_one_postgresql_keep_exact_books(pg_url: str, tmp_pat
     migrate(Database(pg_url, pool_size=1))
     calls, batches, expect = _world(issuer)
     # server 0 checks signatures in a helper process, the others inline: both kinds mix
-    servers = [Serve(pg_url, key, {"TAPCASH_LEDGER_VERIFY_PROCS": "1"} if i == 0 else None)
-               for i in range(SERVERS)]
+    procs = [{"TAPCASH_LEDGER_VERIFY_PROCS": "1"} if i == 0 else None for i in range(SERVERS)]
+    servers = [LedgerServe(pg_url, key, TOKEN, env=env, wait=False) for env in procs]
     try:
         for s in servers:
             s.wait()

@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 import httpx
-from test_ledger_schemathesis import TOKEN, Serve
+from ledger_process import LedgerServe
 
 from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.loopback import free_port
 
 TAPCASH = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
+TOKEN = "ops-operator-token"
 
 
 def tapcash(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -27,7 +28,8 @@ def test_serve_logs_where_it_listens_the_docs_and_each_request(tmp_path: Path) -
     """Found: `tapcash ledger serve` printed nothing: no URL, no docs link, no access log."""
     key = tmp_path / "issuer.key"
     Issuer.generate().save(key)
-    server = Serve(str(tmp_path / "ledger.db"), key, tmp_path / "serve.log", access_log=True)
+    server = LedgerServe(str(tmp_path / "ledger.db"), key, TOKEN, tmp_path / "serve.log",
+                         access_log=True)
     try:
         assert httpx.get(server.url + "/v1/health").status_code == 200
         assert (
@@ -194,7 +196,7 @@ def test_a_wrong_token_is_called_wrong_on_every_operator_command(tmp_path: Path)
     key = tmp_path / "issuer.key"
     Issuer.generate().save(key)
     db = tmp_path / "ledger.db"
-    server = Serve(str(db), key, tmp_path / "serve.log")
+    server = LedgerServe(str(db), key, TOKEN, tmp_path / "serve.log")
     try:
         for cmd in OPERATOR_COMMANDS:
             done = tapcash("ledger", *cmd, "--url", server.url, "--token", "not-the-token")

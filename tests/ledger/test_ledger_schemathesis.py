@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from ledger_process import LedgerServe
 
 from tapcash.firmware.core import ed25519
 from tapcash.host.bench.ingest import NO_LIMITS
 from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.client import LedgerClient
-from tapcash.host.ledger.loopback import free_port
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 TOKEN = "schemathesis-operator-" + uuid.uuid4().hex
@@ -55,55 +52,6 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-class Serve:
-    """`tapcash ledger serve` in its own process group, its log kept in a file."""
-
-    def __init__(self, db: str, key: Path, log: Path, access_log: bool = False) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    *TAPCASH,
-                    "ledger",
-                    "serve",
-                    "--db",
-                    db,
-                    "--issuer-key",
-                    str(key),
-                    "--token",
-                    TOKEN,
-                    "--port",
-                    str(self.port),
-                    "--access-log" if access_log else "--no-access-log",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(f"tapcash ledger serve did not come up:\n{log.read_text()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
 
 
 def _seed(url: str, issuer: Issuer) -> dict[str, str]:
@@ -189,7 +137,7 @@ def test_schemathesis_finds_nothing_and_the_books_stay_exact(
     issuer = Issuer.generate()
     key = tmp_path / "issuer.key"
     issuer.save(key)
-    server = Serve(database, key, tmp_path / "serve.log")
+    server = LedgerServe(database, key, TOKEN, tmp_path / "serve.log")
     try:
         params = _seed(server.url, issuer)
         examples = request.config.getoption("--schemathesis-examples")

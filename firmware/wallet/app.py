@@ -242,15 +242,6 @@ def decode_map(data):
     return m
 
 
-def envelope_bytes(value):
-    """The encoding of an envelope given as bytes (normal) or as a decoded [body, sig] array."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, list):
-        from ..core import cbor
-
-        try:
-            return cbor.encode(value)
-        except ValueError:
-            raise ApduError(apdu.SW_WRONG_DATA) from None
-    raise ApduError(apdu.SW_WRONG_DATA)
+# an envelope field given as bytes (normal) or as a decoded [body, sig] array: core's, shared
+# with the POS and the ledger
+envelope_bytes = envelope.envelope_bytes

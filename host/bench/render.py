@@ -111,6 +111,7 @@ def render_command(json_file: Path, output: Path) -> None:
     if str(output) == "-":
         click.echo(text, nl=False)
     else:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         click.echo(f"wrote {output} from {json_file}")
 
@@ -157,6 +158,10 @@ def all_command(json_file: Path, only: str, quick: bool) -> None:
     if unknown:
         raise click.ClickException(f"no such bench: {', '.join(unknown)} "
                                    f"(registered: {', '.join(BENCHES)})")
+    try:  # the folder first: a bench's minutes are not lost to a missing docs/
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {json_file}: {e.strerror}") from None
     doc: dict[str, Any] = {"benches": {}}
     if only and json_file.exists():
         doc = load(json_file)

@@ -12,10 +12,10 @@ checked. What is not run, and why, is said in the README next to the block:
   command with the smaller option the README names;
 * a command already run by an earlier block is not run again (`tapcash demo` is in two);
 * the ledger's port 8700 becomes a free port (TAPCASH_LEDGER_URL says which), as in
-  tests/test_ledger_doc.py.
+  tests/ledger/test_ledger_doc.py.
 
-The PC/SC block needs the suite's pcscd with vpcd (tests/pcsc_fixtures.py); it is skipped, with
-the reason, where pyscard or vpcd is missing, as the other PC/SC tests are.
+The PC/SC block needs the suite's pcscd with vpcd (tests/support/pcsc_fixtures.py); it is skipped,
+with the reason, where pyscard or vpcd is missing, as the other PC/SC tests are.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def script_of(block: Block, ran: set[str], port: int) -> str:
                 continue
             for old, new in block.fast.items():
                 if seg.startswith(old):
-                    seg = new + seg[len(old):]
+                    seg = new + seg[len(old) :]
             keep.append(seg)
             if not seg.endswith("&"):
                 ran.add(seg)
@@ -108,15 +108,23 @@ RUNNABLE = [b for b in BLOCKS if b.skip is None]
 # What each runnable block must say (its key claims), by its first command.
 CLAIMS = {
     "pip install . && tapcash selftest && tapcash demo": [
-        "self-test passed", "The books balance: every payment accounted for"],
+        "self-test passed",
+        "The books balance: every payment accounted for",
+    ],
     "apt-get install -y pcscd": ["approved 12.50 from wallet", "card balance 487.50"],
-    "tapcash --version": ["tapcash, version", "wrote docs/performance.json (crypto)",
-                          "wrote docs/PERFORMANCE.md from docs/performance.json"],
+    "tapcash --version": [
+        "tapcash, version",
+        "wrote docs/performance.json (crypto)",
+        "wrote docs/PERFORMANCE.md from docs/performance.json",
+    ],
     "tapcash demo": ["tapcash-sim/smoke-7/", "The books balance: every payment accounted for"],
     "tapcash boards": ["devkitc-pn532-pos"],
     "tapcash issuer init issuer.key": [
-        "deposited 1,000.00 to acme", "1 wallets, total 25.00; acme balance 975.00",
-        "revoked 0011223344556677", "the books balance: issued 1,000.00 = held 1,000.00"],
+        "deposited 1,000.00 to acme",
+        "1 wallets, total 25.00; acme balance 975.00",
+        "revoked 0011223344556677",
+        "the books balance: issued 1,000.00 = held 1,000.00",
+    ],
 }
 
 
@@ -141,11 +149,14 @@ def _needs_pcscd(block: Block) -> bool:
     return "tapcash pcsc" in block.text
 
 
-@pytest.mark.parametrize("index", range(len(RUNNABLE)),
-                         ids=[f"{i}-{re.sub('[^a-z]+', '-', b.heading.lower())}" for i, b in
-                              enumerate(RUNNABLE)])
-def test_the_readme_block_runs_as_written(index: int, request: pytest.FixtureRequest,
-                                          tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "index",
+    range(len(RUNNABLE)),
+    ids=[f"{i}-{re.sub('[^a-z]+', '-', b.heading.lower())}" for i, b in enumerate(RUNNABLE)],
+)
+def test_the_readme_block_runs_as_written(
+    index: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     block = RUNNABLE[index]
     ran: set[str] = set()  # what the blocks above this one run
     for earlier in RUNNABLE[:index]:
@@ -156,10 +167,19 @@ def test_the_readme_block_runs_as_written(index: int, request: pytest.FixtureReq
     script = "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + script_of(block, ran, port)
     bin_dir = str(Path(sys.executable).parent)  # the installed `tapcash` of this environment
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPCASH_LEDGER")}
-    env.update(PATH=f"{bin_dir}:{env.get('PATH', '')}", COLUMNS="160",
-               TAPCASH_LEDGER_URL=f"http://127.0.0.1:{port}")
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    env.update(
+        PATH=f"{bin_dir}:{env.get('PATH', '')}",
+        COLUMNS="160",
+        TAPCASH_LEDGER_URL=f"http://127.0.0.1:{port}",
+    )
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     said = done.stdout + done.stderr
     assert done.returncode == 0, f"{script}\n---\n{said[-6000:]}"
     assert "Traceback" not in said, said[-6000:]

@@ -1,6 +1,6 @@
 """`tapcash ledger fraud list|show`: the fraud cases over the HTTP API, and one case with both
 signed proofs decoded side by side and judged again from the signed bytes (the console's
-judge, host/ledger/console/proofs.py: the certificate under the issuer key, both signatures
+judge, host/ledger/proofs.py: the certificate under the issuer key, both signatures
 under the certified key, then the kind's own claim)."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _decoded(p: Any) -> dict[str, Any]:
 def fraud_show(number: int, url: str, token: str, as_json: bool) -> None:
     """One case: both signed proofs decoded side by side, differing fields marked, and the
     verdict judged again from the signed bytes."""
-    from .console.proofs import judge
+    from .proofs import judge
 
     case, cert, issuer_pk = _fetch(url, token, number)
     raw = dict(case, wallet=bytes.fromhex(case["wallet"]))

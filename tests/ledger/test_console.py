@@ -264,7 +264,7 @@ def test_fraud_cases_show_both_proofs_decoded_and_a_verified_verdict(page: Any,
 def test_a_forged_proof_is_not_proven(world: dict[str, Any]):
     """The verdict is the page's own check, not the ledger's label: a case whose proof does
     not verify under the certified key is shown NOT PROVEN."""
-    from tapcash.host.ledger.console import proofs
+    from tapcash.host.ledger import proofs
 
     cases = json.loads(tapcash("ledger", "report", "fraud", "--db", world["db"], "--format",
                                "json"))

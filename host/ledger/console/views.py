@@ -14,11 +14,10 @@ import cbor2
 from tapcash.firmware.core import proto
 
 from .. import postings as P
-from .. import programs, reports
+from .. import programs, proofs, reports
 from ..db import Tx
 from ..errors import LedgerError
 from ..service import Ledger, get_device, public_device
-from . import proofs
 
 LIMIT_NAMES = {proto.LIM_BALANCE_MAX: "balance max", proto.LIM_PAYMENT_MAX: "payment max",
                proto.LIM_OFFLINE_COUNT: "offline payments", proto.LIM_OFFLINE_AMOUNT:

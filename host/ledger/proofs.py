@@ -1,6 +1,7 @@
 """A fraud case's two proofs, decoded and judged again from the signed bytes alone.
 
-The console does not repeat the ledger's label: it checks the wallet's certificate against the
+The judge of the console's fraud page and of `tapcash ledger fraud show` (neither imports the
+other) does not repeat the ledger's label: it checks the wallet's certificate against the
 issuer key, both envelopes' signatures under the certified key (PyNaCl), and then the property
 the case kind claims (docs/LEDGER.md "Fraud"), from the two bodies:
 
@@ -25,7 +26,7 @@ from nacl.signing import VerifyKey
 
 from tapcash.firmware.core import proto
 
-from .. import chain
+from . import chain
 
 ZERO32 = bytes(32)
 

@@ -303,10 +303,13 @@ class _Flow:
             return self.result(TORN, "link")
         if sw != apdu.SW_OK:
             # A refusal leaves the card unchanged: the entry can never match again. It is
-            # dropped in RAM and leaves flash with the next write.
-            rt = dict(app.rt)
-            rt[st.R_TORN] = st.torn_without(rt[st.R_TORN], self.wallet, challenge)
-            app.rt = rt
+            # dropped in RAM and leaves flash with the next write. 6F00 is no refusal: the card
+            # failed, maybe after committing the payment (PROTOCOL.md §4.1), so the entry stays
+            # and the next tap's INFO says which (recovered, or the entry dropped).
+            if sw != apdu.SW_INTERNAL:
+                rt = dict(app.rt)
+                rt[st.R_TORN] = st.torn_without(rt[st.R_TORN], self.wallet, challenge)
+                app.rt = rt
             r = self.result(DECLINED, _card_reason(sw), sw)
             if sw & 0xFFF0 == 0x63C0:
                 r.tries_left = sw & 0x0F

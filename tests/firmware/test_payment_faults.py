@@ -232,3 +232,39 @@ def test_power_cut_during_pos_serial_commands(pair: Pair, audit, command: str, k
         r = pair.pos.take_payment(AMOUNT)
         assert r.approved if command == "ack" else r.reason == "revoked"
         audit.pos(pair.pos)
+
+
+class _Fault(Exception):
+    """A bug injected into the wallet (not a refusal: the wallet answers 6F00)."""
+
+
+@pytest.mark.parametrize("where", ["before_commit", "after_commit"])
+def test_a_wallet_failing_in_pay_is_recovered_by_the_next_tap(
+    pair: Pair, audit, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """6F00 to PAY: the card may have committed the payment before failing (its signature comes
+    after the commit, PROTOCOL.md §4.1). The POS keeps its torn entry; the next tap recovers the
+    committed payment, or finds INFO's challenge not the entry's and pays afresh. Either way the
+    card's one counter is the POS's one journaled payment."""
+    wallet = pair.wallet
+    name = "owe" if where == "before_commit" else "sign_payment"
+    real = getattr(wallet, name)
+    calls = []
+
+    def failing(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 1:
+            raise _Fault(name)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(wallet, name, failing)
+    first = pair.pos.take_payment(AMOUNT)
+    assert not first.approved and first.sw == 0x6F00, first
+    pair.link.tap()
+    second = pair.pos.take_payment(AMOUNT)
+    assert second.approved and second.counter == 1, second
+    assert second.recovered == (where == "after_commit"), second
+    books = audit.books(pair)
+    assert books.wallet.counter == 1
+    assert [e.payment.amount for e in books.pos] == [AMOUNT]
+    assert books.wallet_log_only == []

@@ -271,17 +271,24 @@ def _parse(out: str, extra: int) -> tuple[dict[str, dict[str, int]], int]:
 def replay(role: str, ws: Any, stream_path: Any, heap: int) -> Replay:
     """Replay `role`'s recorded day (a stream file) in the workspace's firmware form, on
     the native port with a heap of `heap` bytes (plus the romfs image's own bytes)."""
+    import shutil
     import tempfile
 
     from tapcash.sim.vm import native as native_mp
 
-    with tempfile.TemporaryDirectory(prefix="tapcash-flash-") as flash:
-        args = [role, str(stream_path), flash]
+    # The script and the stream are copied to paths of fixed length: argv lives on the
+    # fixed heap, and success is not monotonic in free bytes, so where the checkout or
+    # pytest's temp folder lies (pytest-9 vs pytest-240) must not decide a budget.
+    with (
+        tempfile.TemporaryDirectory(prefix="tapcash-flash-") as flash,
+        tempfile.TemporaryDirectory(prefix="tapcash-day-") as day,
+    ):
+        stream = shutil.copyfile(stream_path, day + "/day.stream")
+        script = shutil.copyfile(native_mp.REPLAY_SCRIPT, day + "/replay.py")
+        args = [role, stream, flash]
         if ws.form == "romfs":
             args.append(str(ws.target))
-        r = native_mp.run(
-            native_mp.REPLAY_SCRIPT, args, heap=heap + ws.heap_extra, path=ws.sys_path
-        )
+        r = native_mp.run(script, args, heap=heap + ws.heap_extra, path=ws.sys_path)
     out = r.stdout + r.stderr
     phases, imported = _parse(r.stdout, ws.heap_extra)
     ok = r.ok and any(line.startswith("ok ") for line in r.stdout.splitlines())

@@ -2,7 +2,7 @@
 
     tapcash issuer init issuer.key                       # new key, file 0600, prints the key id
     tapcash issuer certify wallet --issuer-key issuer.key --id ID --public-key PK \\
-        [--limit payment_max=20000]
+        [--limit payment_max=200.00]
     tapcash issuer certify pos --issuer-key issuer.key --id ID --public-key PK --merchant MID
     tapcash issuer voucher --issuer-key issuer.key --wallet ID --number N --amount 12.50
     tapcash issuer payroll salaries.csv --ledger URL --token T --payer ACME --reference 2026-11
@@ -90,7 +90,8 @@ def show(key_path: str) -> None:
               default=CERT_DAYS, show_default=True, help="certificate lifetime in days")
 @click.option("--serial", type=int, default=1, show_default=True)
 @click.option("--limit", "limits", multiple=True,
-              help="wallet limit NAME=VALUE, as `tapcash provision` takes them: "
+              help="wallet limit NAME=VALUE (money in major units), as `tapcash provision` "
+              "takes them: "
               + ", ".join(sorted(LIMIT_NAMES)))
 @click.option("--out", help="write the envelope to this file instead of printing hex")
 def certify(kind: str, key_path: str, dev_id: str, public_key: str, merchant: str | None,

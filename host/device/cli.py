@@ -4,7 +4,7 @@ wallet or POS.
     tapcash flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-20251209-v1.27.0.bin
     tapcash deploy --port /dev/ttyUSB0 --board devkitc-pn532-wallet --role wallet
     tapcash provision --port /dev/ttyUSB0 --role wallet --issuer-key issuer.key --pin 1234 \\
-        --puk 12345678 --limit payment_max=20000 [--ledger URL --token T]
+        --puk 12345678 --limit payment_max=200.00 [--ledger URL --token T]
 
 Errors are one line on stderr (no traceback) and an exit code (host/device/errors.py,
 DEVICE_TOOL_EXIT): 1 a tool failed, 3 port, 4 device, 5 input file, 6 ledger.
@@ -292,7 +292,7 @@ def deploy(
     multiple=True,
     metavar="NAME=VALUE",
     help="wallet certificate limit: balance_max, payment_max, offline_count, "
-    "offline_amount, no_cvm, staged_spend (repeatable)",
+    "offline_amount, no_cvm, staged_spend (repeatable; money in major units: payment_max=200.00)",
 )
 @click.option(
     "--config",

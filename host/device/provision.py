@@ -29,6 +29,7 @@ from typing import Any
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.host.issuer import YEAR_S, Issuer
+from tapcash.host.output import parse_money
 
 from .apdu import ApduLink, exchange, select_tapcash
 from .errors import (
@@ -40,6 +41,16 @@ from .errors import (
 )
 
 LIMIT_NAMES = {n[4:].lower(): getattr(proto, n) for n in dir(proto) if n.startswith("LIM_")}
+# The limits that are money: typed in major units ("200.00"), as every amount on a command line.
+MONEY_LIMITS = frozenset(
+    {
+        proto.LIM_BALANCE_MAX,
+        proto.LIM_PAYMENT_MAX,
+        proto.LIM_OFFLINE_AMOUNT,
+        proto.LIM_NO_CVM,
+        proto.LIM_STAGED_SPEND,
+    }
+)
 CONFIG_NAMES = {n[4:].lower(): getattr(proto, n) for n in dir(proto) if n.startswith("CFG_")}
 KIND_NAMES = {proto.KIND_WALLET: "wallet", proto.KIND_POS: "pos"}
 
@@ -84,7 +95,8 @@ class ProvisionResult:
 
 
 def parse_settings(items: Iterable[str], names: dict[str, int], what: str) -> dict[int, int]:
-    """["balance_max=100000", "3=20"] -> {1: 100000, 3: 20}; InputError on anything else."""
+    """["balance_max=1000.00", "3=20"] -> {1: 100000, 3: 20}: money limits in major units, the
+    rest integers; InputError on anything else."""
     out: dict[int, int] = {}
     known = ", ".join(sorted(names))
     for item in items:
@@ -100,6 +112,13 @@ def parse_settings(items: Iterable[str], names: dict[str, int], what: str) -> di
             close = difflib.get_close_matches(key, list(names), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"one of {known}"
             raise InputError(f"{what} {item!r}: unknown name ({hint})")
+        if names is LIMIT_NAMES and num in MONEY_LIMITS:
+            try:
+                val = parse_money(value)
+            except ValueError as e:
+                raise InputError(f"{what} {item!r}: {e}") from None
+            out[num] = val
+            continue
         try:
             val = int(value.strip().replace("_", ""))
         except ValueError:
@@ -214,8 +233,20 @@ def provision(
     dev = device_id or secrets.token_bytes(8)
     exp = expires if expires is not None else now + YEAR_S
     pub, cert = personalise(
-        link, role, issuer, dev, expires=exp, now=now, merchant=merchant, pin=pin, puk=puk,
-        limits=limits, config=config, category=category, hotlist=hotlist or None, say=echo,
+        link,
+        role,
+        issuer,
+        dev,
+        expires=exp,
+        now=now,
+        merchant=merchant,
+        pin=pin,
+        puk=puk,
+        limits=limits,
+        config=config,
+        category=category,
+        hotlist=hotlist or None,
+        say=echo,
     )
     if role == "wallet":
         settings = dict(proto.DEFAULT_LIMITS)

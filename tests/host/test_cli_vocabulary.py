@@ -48,7 +48,7 @@ def test_issuer_certify_takes_limits_by_name_as_provision_does(key: Path) -> Non
             "--public-key",
             PUBLIC_KEY,
             "--limit",
-            "payment_max=2000",
+            "payment_max=20.00",
             "--limit",
             "offline_count=5",
         ],
@@ -213,3 +213,14 @@ def test_voucher_amount_in_major_units(key: Path) -> None:
         proto.TAG_VOUCHER, bytes.fromhex(res.output.strip()), iss.public_key
     )
     assert body[proto.VCH_AMOUNT] == 1250
+
+
+def test_money_limits_are_major_units(key: Path) -> None:
+    from tapcash.host.device.errors import InputError
+    from tapcash.host.device.provision import LIMIT_NAMES, parse_settings
+
+    items = ["payment_max=20.00", "no_cvm=5", "offline_count=7"]
+    lim = parse_settings(items, LIMIT_NAMES, "--limit")
+    assert lim == {proto.LIM_PAYMENT_MAX: 2000, proto.LIM_NO_CVM: 500, proto.LIM_OFFLINE_COUNT: 7}
+    with pytest.raises(InputError, match="is not an amount"):
+        parse_settings(["balance_max=1.005"], LIMIT_NAMES, "--limit")

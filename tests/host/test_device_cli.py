@@ -344,7 +344,7 @@ def test_provision_wallet_over_frames(issuer_key: tuple[Issuer, Path], tmp_path:
             "--puk",
             "1357913579",
             "--limit",
-            "payment_max=20000",
+            "payment_max=200.00",
             "--limit",
             "3=7",
             "--json",

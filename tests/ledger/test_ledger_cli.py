@@ -210,7 +210,7 @@ def test_revoke_and_reinstate_reach_the_signed_hot_list(ledger: Ledger) -> None:
     assert ledger.run("ledger", "reinstate", w, "--reason", "found").stdout.startswith(
         f"reinstated {w}")
     out = ledger.run("ledger", "device", "renew", w, "--expires-days", "30", "--limit",
-                     "payment_max=4000").stdout
+                     "payment_max=40.00").stdout
     assert out.startswith(f"renewed {w}: certificate serial 2, expires ")
     dev = ledger.json("ledger", "device", "show", w)
     assert dev["serial"] == 2 and dev["limits"][str(proto.LIM_PAYMENT_MAX)] == 4000

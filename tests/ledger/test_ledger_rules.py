@@ -199,7 +199,7 @@ def test_issuer_init_writes_an_owner_only_key_file(tmp_path: Path) -> None:
     assert Issuer.load(key).key_id == iss.key_id
     # certify + voucher print envelopes the firmware verifies
     r = runner.invoke(cli, ["issuer", "certify", "wallet", "--key", str(key), "--id", "11" * 8,
-                            "--public-key", "22" * 32, "--limit", "2=777"])
+                            "--public-key", "22" * 32, "--limit", "2=7.77"])
     assert r.exit_code == 0, r.output
     body = proto.verify_cert(bytes.fromhex(r.output.strip()), iss.trusted_keys,
                              proto.KIND_WALLET)

@@ -23,6 +23,7 @@ from ..core.storage import Journal, StateStore, StorageFull
 from ..core.units import now
 from . import state as st
 
+_CORE = __name__[: __name__.rfind(".wallet.")] + ".core."
 _PKG = __name__[: __name__.rfind(".") + 1]  # "firmware.wallet."
 
 # INS -> (CLA, P1, P2, handler module). P1/P2 None: not checked.
@@ -64,6 +65,7 @@ class WalletApp:
         self.journal = None
         self.state = None
         self.power_on()
+        self._core = resident(_CORE)
         self._resident = resident(_PKG)  # handler modules imported later are released
 
     # ---- session -------------------------------------------------------------------------
@@ -90,6 +92,7 @@ class WalletApp:
                 out = __import__(_PKG + name, None, None, ("handle",)).handle(self, p1, p2, data)
             finally:  # its modules go (Trezor's pattern): the next command has their heap
                 release(_PKG, self._resident)
+                release(_CORE, self._core)
             return apdu.response(out or b"")
         except PowerCut:
             raise

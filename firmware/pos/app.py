@@ -20,6 +20,7 @@ from . import state as st
 from .certs import CertCache
 
 CERT_CACHE_ENTRIES = 8
+_CORE = __name__[: __name__.rfind(".pos.")] + ".core."
 _PKG = __name__[: __name__.rfind(".") + 1]  # "firmware.pos."
 
 
@@ -65,6 +66,7 @@ class PosApp:
         self.journal = None
         self.certs = None
         self.on = False
+        self._core = resident(_CORE)
         self._resident = resident(_PKG)  # command and payment modules imported later go
 
     # ---- life cycle --------------------------------------------------------------------
@@ -204,6 +206,7 @@ class PosApp:
         """One command APDU in, one response APDU (data || SW) out. Never raises, except
         hal.PowerCut."""
         release(_PKG, self._resident)  # the reader flow's modules, when a sale ran last
+        release(_CORE, self._core)
         collect()  # the last command's garbage goes before this one's long-lived objects
         try:
             if not self.on:
@@ -214,6 +217,7 @@ class PosApp:
                 out = __import__(_PKG + name, None, None, ("handle",)).handle(self, p1, p2, data)
             finally:  # its modules go: the next command (or payment) has their heap
                 release(_PKG, self._resident)
+                release(_CORE, self._core)  # and the core modules they imported
             return apdu.response(out or b"")
         except apdu.ApduError as e:
             return apdu.response(b"", e.sw)

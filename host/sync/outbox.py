@@ -2,7 +2,8 @@
 
 One file per batch, `<device id hex>-<first seq>-<last seq>.batch`, holding deterministic CBOR.
 Files are written atomically (temporary file, fsync, rename, fsync of the folder), so after a
-crash a batch is either whole or absent; leftover temporary files are ignored and swept.
+crash a batch is either whole or absent; leftover temporary files are ignored and swept (a
+writer locks its temporary file, so a sweep tells an abandoned one from one in flight).
 A batch leaves the outbox only after the ledger stored it AND the device took the ledger's ack,
 so anything the device prunes is on the ledger. Re-sending a batch is harmless: the ledger
 deduplicates by (device, seq) / (wallet, counter).
@@ -20,6 +21,7 @@ Batch map (string keys, so the file is readable with any CBOR tool):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -109,15 +111,15 @@ class Outbox:
         path = self.root / batch.name()
         tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{batch.name()}.part"
         data = batch.encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = _open_locked(tmp)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            os.replace(tmp, path)
         finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            os.close(fd)  # the lock goes with it: only now may a sweep look at the name
         _fsync_dir(self.root)
         return path
 
@@ -148,31 +150,49 @@ class Outbox:
         _fsync_dir(self.root)
 
     def sweep_temporaries(self) -> int:
-        """Delete temporary files left by a writer that was killed mid-write (its pid, in the
-        file name, is gone). A concurrent sync's file in flight is left alone."""
+        """Delete temporary files left by a writer that was killed mid-write. A writer holds an
+        exclusive lock on its file until it is renamed, and the kernel drops the lock when the
+        writer dies, so a file whose lock can be taken is abandoned. (A pid in the name would be
+        judged alive once the pid is reused.) A concurrent sync's file in flight is left alone."""
         if not self.root.is_dir():
             return 0
         n = 0
         for p in self.root.iterdir():
-            if not p.name.startswith(TMP_PREFIX):
-                continue
-            pid = p.name[len(TMP_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and _alive(int(pid)):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+            if p.name.startswith(TMP_PREFIX) and _remove_if_abandoned(p):
                 n += 1
         return n
 
 
-def _alive(pid: int) -> bool:
+def _open_locked(tmp: Path) -> int:
+    """A new temporary file, open for writing and locked by this process. A sweep may unlink
+    the name between the open and the lock: then the file has no link left and is made again."""
+    while True:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd
+        os.close(fd)
+
+
+def _remove_if_abandoned(p: Path) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(p, os.O_RDONLY)
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        try:  # still the file we locked (not renamed away and made again)?
+            if os.stat(p).st_ino != os.fstat(fd).st_ino:
+                return False
+            os.unlink(p)
+        except FileNotFoundError:
+            return False
         return True
-    return True
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

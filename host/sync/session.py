@@ -210,6 +210,7 @@ def sync_device(
     res.device = info.id.hex()
     res.kind = info.kind_name
 
+    outbox.sweep_temporaries()  # a killed sync's half-written batch, even with none complete
     if ledger is not None and outbox.paths():
         progress.stage("uploading spooled batches")
         fl = flush_outbox(ledger, outbox, keep=info.id)

@@ -4,6 +4,7 @@ in-process NFC link, and the real ledger under uvicorn on loopback."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
@@ -134,6 +135,22 @@ def test_a_renewed_certificate_and_the_newer_update_both_reach_the_wallet(
         res = CliRunner().invoke(cli, ["sync", *human])
     assert res.exit_code == 0, res.output
     assert "updates: 2 applied" in res.stdout
+
+
+def test_a_killed_syncs_half_written_batch_is_swept_by_the_next(
+    scn: sw.Scenario, reference: dict[str, Any]
+) -> None:
+    """A sync killed while writing its first batch leaves only a temporary file (no batch is
+    complete, so there is nothing to flush): the next sync sweeps it all the same."""
+    scn.outbox_dir.mkdir(parents=True, exist_ok=True)
+    half = scn.outbox_dir / f".tmp-{os.getpid()}-{sw.W1.hex()}-1-3.batch.part"
+    half.write_bytes(b"half a batch")
+    for app in (scn.world.wallet(), scn.world.terminal()):
+        with SerialDevice(app) as dev:
+            code, _doc, err = run_cli(*sync_args(dev.path, scn))
+            assert code == 0, err
+    assert not half.exists()
+    assert sw.snapshot(scn) == reference
 
 
 def test_human_output(scn: sw.Scenario) -> None:
@@ -424,8 +441,19 @@ def test_outbox_atomic_and_ordered(tmp_path: Path) -> None:
     # a writer killed mid-write leaves a temporary file: never listed, swept later
     (box.root / f".tmp-999999999-{b2.name()}.part").write_bytes(b"half")
     (box.root / f".tmp-999999999-{b1.name()}").write_bytes(b"half")
+    # a dead writer's pid may be reused by a live process: its file is swept all the same
+    (box.root / f".tmp-{os.getpid()}-{other.name()}.part").write_bytes(b"half")
+    # a writer in flight holds the lock on its file: left alone
+    in_flight = box.root / f".tmp-1-{b1.name()}.part"
+    fd = os.open(in_flight, os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     assert len(box.paths()) == 3
-    assert box.sweep_temporaries() == 2
+    try:
+        assert box.sweep_temporaries() == 3
+        assert in_flight.exists()
+    finally:
+        os.close(fd)
+    assert box.sweep_temporaries() == 1 and not in_flight.exists()
     box.remove(box.root / b1.name())
     box.remove(box.root / b1.name())  # twice is fine
     assert len(box.paths()) == 2

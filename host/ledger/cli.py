@@ -12,7 +12,7 @@ import click
 from tapcash.host.lazy_group import Lazy, LazyGroup
 from tapcash.host.output import format_options, render
 
-from .env import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN
+from .env import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN, ENV_VERIFY_PROCS
 
 DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
 _OP = "tapcash.host.ledger.operator_cli"
@@ -101,14 +101,22 @@ def migrate(db_url: str) -> None:
               help="uvicorn worker processes (PostgreSQL: one per core; SQLite: 1)")
 @click.option("--pool", default=8, show_default=True, type=int,
               help="database connections per worker")
+@click.option("--verify-procs", envvar=ENV_VERIFY_PROCS, default=0, show_default=True,
+              type=click.IntRange(0, 64),
+              help="signature helper processes per worker: a batch's signatures are checked "
+                   "in them while its transaction runs (0: in the worker's own thread)")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="uvicorn's log level (info: where it listens, then one line per request)")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="uvicorn's access log: one line per request on stdout")
 def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, workers: int,
-          pool: int, log_level: str, access_log: bool) -> None:
+          pool: int, verify_procs: int, log_level: str, access_log: bool) -> None:
     """Run the HTTP API under uvicorn (migrates the schema first).
+
+    --workers uvicorn processes (one per core on PostgreSQL), each with --pool database
+    connections and --verify-procs signature helper processes (host/ledger/verify.py, started
+    at the first large batch). docs/LEDGER.md §1 and §8 show the deployments and their figures.
 
     Logs (uvicorn's own logging, on stderr) the database, where it listens, the API docs and
     console URLs, then each request (access log, on stdout)."""
@@ -122,14 +130,17 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
     applied = run(db)
     db.close()
     os.environ.update({ENV_DB: db_url, ENV_KEY: str(Path(issuer_key).resolve()),
-                       ENV_TOKEN: token, ENV_POOL: str(pool)})
+                       ENV_TOKEN: token, ENV_POOL: str(pool),
+                       ENV_VERIFY_PROCS: str(verify_procs)})
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     if log_level in ("info", "debug"):
         schema = ("schema up to date" if not applied else f"new ledger database (schema "
                   f"{applied[-1]})" if applied[0] == 1 else f"schema migrated to {applied[-1]}")
         click.echo(f"tapcash ledger: database {redact(db_url)}, {schema}; serving {base}\n"
                    f"  API docs {base}/docs (OpenAPI {base}/openapi.json), "
-                   f"console {base}/console/", err=True)
+                   f"console {base}/console/\n"
+                   f"  {workers} worker(s), {pool} database connection(s) and {verify_procs} "
+                   f"signature helper(s) each", err=True)
     uvicorn.run("tapcash.host.ledger.app:app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level, access_log=access_log)
 

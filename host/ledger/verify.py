@@ -3,10 +3,11 @@
 Ingest is bounded by signature checks (docs/PERFORMANCE.md): everything else a batch costs
 (decoding, dedup and fraud lookups, postings, the journal chain, the commit) can run while the
 signatures are checked, on another core. With `verify_procs` N > 0 (`Ledger(verify_procs=N)`,
-or TAPCASH_LEDGER_VERIFY_PROCS for `tapcash ledger serve`) the payment and receipt signatures of a
-batch go to N helper processes; the batch's transaction runs meanwhile and waits for their
-answer before it touches an account balance (`_Apply.run`), so a batch with a bad signature is
-refused with the same 400 as before and stores nothing. N = 0 (the default) checks them inline.
+`tapcash ledger serve --verify-procs N` or TAPCASH_LEDGER_VERIFY_PROCS) the payment and receipt
+signatures of a batch go to N helper processes; the batch's transaction runs meanwhile and
+waits for their answer before it touches an account balance (`_Apply.run`), so a batch with a
+bad signature is refused with the same 400 as before and stores nothing. N = 0 (the default)
+checks them inline.
 
 The helpers run the same `ed25519.verify` as the ledger (PyNaCl on CPython, or the pure code
 with TAPCASH_CRYPTO=pure), each a fresh `python` reading framed lists of checks on its stdin (no
@@ -20,9 +21,10 @@ import os
 import threading
 import time
 
+from .env import ENV_VERIFY_PROCS
 from .errors import LedgerError
 
-ENV_PROCS = "TAPCASH_LEDGER_VERIFY_PROCS"
+ENV_PROCS = ENV_VERIFY_PROCS
 MIN_INLINE = 64  # fewer checks than this are done inline: a round trip costs more
 
 Check = tuple[bytes, bytes, bytes]  # public key, message (tag + body), signature

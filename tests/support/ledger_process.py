@@ -26,8 +26,8 @@ START_TIMEOUT_S = 60.0
 
 class LedgerServe:
     """`tapcash ledger serve --db DB --issuer-key KEY --token TOKEN --port <free>` in its own
-    process group; output to `log` (a file) when given. Waits for /v1/health unless
-    `wait=False` (then call `wait()`)."""
+    process group (more options in `args`); output to `log` (a file) when given. Waits for
+    /v1/health unless `wait=False` (then call `wait()`)."""
 
     def __init__(
         self,
@@ -39,17 +39,18 @@ class LedgerServe:
         access_log: bool = False,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        args: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        args = [*TAPCASH, "ledger", "serve", "--db", db, "--issuer-key", str(key),
+        argv = [*TAPCASH, "ledger", "serve", "--db", db, "--issuer-key", str(key),
                 "--token", token, "--port", str(self.port),
-                "--access-log" if access_log else "--no-access-log"]  # fmt: skip
+                "--access-log" if access_log else "--no-access-log", *(args or [])]  # fmt: skip
         out = log.open("wb") if log is not None else None
         try:
             self.proc = subprocess.Popen(
-                args,
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT if out is not None else None,
                 env={**os.environ, **(env or {})},

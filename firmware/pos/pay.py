@@ -274,6 +274,13 @@ class _Flow:
             return self.result(DECLINED, "no_ram" if e.sw == apdu.SW_NO_RAM else "memory", e.sw)
         return self.pay(entry, counter + 1, pin)
 
+    def drop(self, challenge):
+        """Forget this tap's torn entry: in RAM now, in flash with the next write."""
+        app = self.app
+        rt = dict(app.rt)
+        rt[st.R_TORN] = st.torn_without(rt[st.R_TORN], self.wallet, challenge)
+        app.rt = rt
+
     def recover(self, entry, counter):
         """The card committed the payment of an earlier, torn tap: ask for it again."""
         self.amount = entry[st.N_AMOUNT]
@@ -302,14 +309,11 @@ class _Flow:
         except LinkError:
             return self.result(TORN, "link")
         if sw != apdu.SW_OK:
-            # A refusal leaves the card unchanged: the entry can never match again. It is
-            # dropped in RAM and leaves flash with the next write. 6F00 is no refusal: the card
-            # failed, maybe after committing the payment (PROTOCOL.md §4.1), so the entry stays
-            # and the next tap's INFO says which (recovered, or the entry dropped).
+            # A refusal leaves the card unchanged: the entry can never match again. 6F00 is no
+            # refusal: the card failed, maybe after committing the payment (PROTOCOL.md §4.1),
+            # so the entry stays and the next tap's INFO says which (recovered, or dropped).
             if sw != apdu.SW_INTERNAL:
-                rt = dict(app.rt)
-                rt[st.R_TORN] = st.torn_without(rt[st.R_TORN], self.wallet, challenge)
-                app.rt = rt
+                self.drop(challenge)
             r = self.result(DECLINED, _card_reason(sw), sw)
             if sw & 0xFFF0 == 0x63C0:
                 r.tries_left = sw & 0x0F
@@ -348,8 +352,12 @@ class _Flow:
 
                 check_purse(app, body, rule_env, self.amount, entry[st.N_TIME])
         except apdu.ApduError as e:
+            if e.sw == apdu.SW_NO_RAM:  # this POS out of RAM checking the rule: as above
+                return self.result(DECLINED, "no_ram", e.sw)
             # Earmarked value its rule does not allow here (only a tampered card signs that):
-            # refused like a bad payment, nothing journaled.
+            # nothing journaled, and the entry goes as for a refusal: a re-tap would only
+            # recover the same signed payment and be refused again (PROTOCOL.md §4.2).
+            self.drop(challenge)
             return self.result(DECLINED, "purse_rule", e.sw)
         seen = st.table_find(app.rt[st.R_TABLE], self.wallet)
         if seen is not None and counter <= seen[st.T_COUNTER]:

@@ -319,6 +319,19 @@ def test_pos_refuses_a_tampered_cards_purse_payment():
         r = shop.take_payment(500)
         assert r.status == "declined" and r.reason == "purse_rule"
         assert shop.journal.last_seq == 0
+        # the decline leaves no torn entry (as a card's refusal does): a re-tap is a fresh
+        # payment, not a recovery of the refused one, and is refused afresh
+        assert shop.rt[pos_state.R_TORN] == []
+        r = shop.take_payment(300)
+        assert r.status == "declined" and r.reason == "purse_rule" and not r.recovered
+        assert shop.rt[pos_state.R_TORN] == [] and shop.journal.last_seq == 0
+        # the card paying honestly again: approved at once, nothing left in progress
+        link.forge = None
+        r = shop.take_payment(200)
+        assert r.status == "approved" and r.reason == "ok" and r.earmarked == 0
+        assert shop.rt[pos_state.R_TORN] == [] and shop.journal.last_seq == 1
+        shop.power_on()  # and in flash: the next write carried the drop
+        assert shop.rt[pos_state.R_TORN] == []
     finally:
         _cleanup()
 
@@ -349,7 +362,7 @@ def test_pos_judges_expiry_by_its_clock_and_an_unset_clock_takes_no_purse():
         link.forge = forge
         r = late.take_payment(500)
         assert r.status == "declined" and r.reason == "purse_rule"
-        assert late.journal.last_seq == 0
+        assert late.journal.last_seq == 0 and late.rt[pos_state.R_TORN] == []
         link.forge = None
         clockless = _pos(_fresh_dir(), link, b"BUSPOS02", BUS, 0, now=0)
         r = clockless.take_payment(400)

@@ -82,6 +82,25 @@ def _blank_pos() -> PosApp:
     return app
 
 
+def _deploy(port: str, board: str, role: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`tapcash deploy --port PORT --board BOARD --role ROLE EXTRA...`."""
+    return run_cli("deploy", "--port", port, "--board", board, "--role", role, *extra)
+
+
+def _provision(
+    port: str, role: str, key: Path | str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`tapcash provision --port PORT --role ROLE --issuer-key KEY EXTRA...`."""
+    return run_cli("provision", "--port", port, "--role", role, "--issuer-key", key, *extra)
+
+
+def _provision_wallet(
+    port: str, key: Path | str, *extra: str, pin: str = "1234", puk: str = "12345678"
+) -> subprocess.CompletedProcess[str]:
+    """A wallet provisioning with a PIN and PUK (the usual ones unless told)."""
+    return _provision(port, "wallet", key, "--pin", pin, "--puk", puk, *extra)
+
+
 class Recording:
     """Every response APDU the device sent to the host."""
 
@@ -207,55 +226,30 @@ def test_flash_permission_denied(image: Path, silent_port: str) -> None:
 
 
 def test_deploy_refuses_a_board_profile_wrong_for_the_role(silent_port: str) -> None:
-    done = run_cli(
-        "deploy", "--port", silent_port, "--board", "devkitc-pn532-wallet", "--role", "pos"
-    )
+    done = _deploy(silent_port, "devkitc-pn532-wallet", "pos")
     assert done.returncode == EXIT_INPUT
     assert "cannot run the pos role" in done.stderr
     assert "role pos needs a keypad" in done.stderr  # the validator's own messages
-    done = run_cli("deploy", "--port", silent_port, "--board", "no-such-board", "--role", "pos")
+    done = _deploy(silent_port, "no-such-board", "pos")
     assert done.returncode == EXIT_INPUT and "no board profile named" in done.stderr
-    done = run_cli(
-        "deploy",
-        "--port",
-        silent_port,
-        "--board",
-        "devkitc-pn532-wallet",
-        "--role",
-        "wallet",
-        "--option",
-        "nfc_bogus",
-    )
+    done = _deploy(silent_port, "devkitc-pn532-wallet", "wallet", "--option", "nfc_bogus")
     assert done.returncode == EXIT_INPUT and "no option 'nfc_bogus'" in done.stderr
 
 
 def test_deploy_needs_micropython(silent_port: str) -> None:
-    done = run_cli(
-        "deploy", "--port", silent_port, "--board", "devkitc-pn532-wallet", "--role", "wallet"
-    )
+    done = _deploy(silent_port, "devkitc-pn532-wallet", "wallet")
     assert done.returncode == EXIT_DEVICE
     assert "no MicroPython REPL answered" in done.stderr and "tapcash flash" in done.stderr
     # a board running the tapcash firmware's frame protocol, no REPL: also refused
     with SerialDevice(_blank_wallet()) as dev:
-        done = run_cli(
-            "deploy", "--port", dev.path, "--board", "devkitc-pn532-wallet", "--role", "wallet"
-        )
+        done = _deploy(dev.path, "devkitc-pn532-wallet", "wallet")
     assert done.returncode == EXIT_DEVICE and "no MicroPython REPL" in done.stderr
     done = run_cli("deploy", "--board", "devkitc-pn532-wallet", "--role", "wallet")
     assert done.returncode == EXIT_PORT and "no port given" in done.stderr
 
 
 def test_deploy_to_the_simulated_board(board: ReplBoard) -> None:
-    done = run_cli(
-        "deploy",
-        "--port",
-        board.path,
-        "--board",
-        "devkitc-pn532-wallet",
-        "--role",
-        "wallet",
-        "--json",
-    )
+    done = _deploy(board.path, "devkitc-pn532-wallet", "wallet", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["role"] == "wallet" and doc["compiled"] is True
@@ -297,21 +291,10 @@ def test_deploy_to_the_simulated_board(board: ReplBoard) -> None:
 
 
 def test_redeploy_replaces_the_firmware(board: ReplBoard) -> None:
-    first = run_cli(
-        "deploy", "--port", board.path, "--board", "devkitc-pn532-wallet", "--role", "wallet"
-    )
+    first = _deploy(board.path, "devkitc-pn532-wallet", "wallet")
     assert first.returncode == 0, first.stderr
     mpremote(board.path, "exec", "import os; os.mkdir('/data'); open('/data/keep', 'w').write('1')")
-    done = run_cli(
-        "deploy",
-        "--port",
-        board.path,
-        "--board",
-        "devkitc-pn532-pos",
-        "--role",
-        "pos",
-        "--no-compile",
-    )
+    done = _deploy(board.path, "devkitc-pn532-pos", "pos", "--no-compile")
     assert done.returncode == 0, done.stderr
     assert "import firmware.pos.app: ok (firmware/pos/app.py)" in done.stdout
     files = board.list_files()
@@ -329,14 +312,10 @@ def test_provision_wallet_over_frames(issuer_key: tuple[Issuer, Path], tmp_path:
     rec = Recording(app)
     cert_file = tmp_path / "wallet.cert"
     with SerialDevice(rec) as dev:
-        done = run_cli(
-            "provision",
-            "--port",
+        done = _provision(
             dev.path,
-            "--role",
             "wallet",
-            "--issuer-key",
-            str(key),
+            key,
             "--id",
             WALLET_ID,
             "--pin",
@@ -352,19 +331,7 @@ def test_provision_wallet_over_frames(issuer_key: tuple[Issuer, Path], tmp_path:
             str(cert_file),
         )
         assert done.returncode == 0, done.stderr
-        again = run_cli(
-            "provision",
-            "--port",
-            dev.path,
-            "--role",
-            "wallet",
-            "--issuer-key",
-            str(key),
-            "--pin",
-            "2468",
-            "--puk",
-            "1357913579",
-        )
+        again = _provision_wallet(dev.path, key, pin="2468", puk="1357913579")
     doc = json.loads(done.stdout)
     assert doc["id"] == WALLET_ID and doc["role"] == "wallet"
     cert = bytes.fromhex(doc["cert"])
@@ -390,14 +357,10 @@ def test_provision_pos_over_frames(issuer_key: tuple[Issuer, Path]) -> None:
     issuer, key = issuer_key
     app = _blank_pos()
     with SerialDevice(app) as dev:
-        done = run_cli(
-            "provision",
-            "--port",
+        done = _provision(
             dev.path,
-            "--role",
             "pos",
-            "--issuer-key",
-            str(key),
+            key,
             "--id",
             POS_ID,
             "--merchant",
@@ -419,105 +382,27 @@ def test_provision_refusals(issuer_key: tuple[Issuer, Path], tmp_path: Path) -> 
     _issuer, key = issuer_key
     wallet = _blank_wallet()
     with SerialDevice(wallet) as dev:
-        wrong = run_cli(
-            "provision",
-            "--port",
-            dev.path,
-            "--role",
-            "pos",
-            "--issuer-key",
-            str(key),
-            "--merchant",
-            MERCHANT,
-        )
-        short_pin = run_cli(
-            "provision",
-            "--port",
-            dev.path,
-            "--role",
-            "wallet",
-            "--issuer-key",
-            str(key),
-            "--pin",
-            "12",
-            "--puk",
-            "12345678",
-        )
-        no_pin = run_cli(
-            "provision", "--port", dev.path, "--role", "wallet", "--issuer-key", str(key)
-        )
-        bad_limit = run_cli(
-            "provision",
-            "--port",
-            dev.path,
-            "--role",
-            "wallet",
-            "--issuer-key",
-            str(key),
-            "--pin",
-            "1234",
-            "--puk",
-            "12345678",
-            "--limit",
-            "speed=9",
-        )
-        no_key = run_cli(
-            "provision",
-            "--port",
-            dev.path,
-            "--role",
-            "wallet",
-            "--issuer-key",
-            str(tmp_path / "none.key"),
-            "--pin",
-            "1234",
-            "--puk",
-            "12345678",
-        )
+        wrong = _provision(dev.path, "pos", key, "--merchant", MERCHANT)
+        short_pin = _provision_wallet(dev.path, key, pin="12")
+        no_pin = _provision(dev.path, "wallet", key)
+        bad_limit = _provision_wallet(dev.path, key, "--limit", "speed=9")
+        no_key = _provision_wallet(dev.path, str(tmp_path / "none.key"))
     assert wrong.returncode == EXIT_DEVICE and "runs the wallet firmware, not pos" in wrong.stderr
     assert short_pin.returncode == EXIT_INPUT and "PIN must be 4 to 8 digits" in short_pin.stderr
     assert no_pin.returncode == EXIT_INPUT and "no PIN given" in no_pin.stderr
     assert bad_limit.returncode == EXIT_INPUT and "unknown name" in bad_limit.stderr
     assert no_key.returncode == EXIT_INPUT and "issuer key not found" in no_key.stderr
     assert wallet.state is None or wallet.state[wst.S_PHASE] != wst.PHASE_PERSO  # still blank
-    pos_no_merchant = run_cli(
-        "provision", "--port", "/dev/null", "--role", "pos", "--issuer-key", str(key)
-    )
+    pos_no_merchant = _provision("/dev/null", "pos", key)
     assert pos_no_merchant.returncode == EXIT_INPUT and "--merchant" in pos_no_merchant.stderr
 
 
 def test_provision_not_a_tapcash_device(issuer_key: tuple[Issuer, Path], silent_port: str) -> None:
     _issuer, key = issuer_key
-    done = run_cli(
-        "provision",
-        "--port",
-        silent_port,
-        "--role",
-        "wallet",
-        "--issuer-key",
-        str(key),
-        "--pin",
-        "1234",
-        "--puk",
-        "12345678",
-    )
+    done = _provision_wallet(silent_port, key)
     assert done.returncode == EXIT_DEVICE
     assert "no tapcash firmware answers" in done.stderr and "nothing answered" in done.stderr
-    done = run_cli(
-        "provision",
-        "--port",
-        silent_port,
-        "--role",
-        "wallet",
-        "--issuer-key",
-        str(key),
-        "--pin",
-        "1234",
-        "--puk",
-        "12345678",
-        "--via",
-        "repl",
-    )
+    done = _provision_wallet(silent_port, key, "--via", "repl")
     assert done.returncode == EXIT_DEVICE and "no MicroPython REPL" in done.stdout + done.stderr
 
 
@@ -525,43 +410,12 @@ def test_deploy_then_provision_on_the_simulated_board(
     board: ReplBoard, issuer_key: tuple[Issuer, Path]
 ) -> None:
     issuer, key = issuer_key
-    dep = run_cli(
-        "deploy", "--port", board.path, "--board", "devkitc-pn532-wallet", "--role", "wallet"
-    )
+    dep = _deploy(board.path, "devkitc-pn532-wallet", "wallet")
     assert dep.returncode == 0, dep.stderr
     # the board sits at its REPL: the frame protocol finds no firmware and says what to do
-    frames = run_cli(
-        "provision",
-        "--port",
-        board.path,
-        "--role",
-        "wallet",
-        "--issuer-key",
-        str(key),
-        "--pin",
-        "1234",
-        "--puk",
-        "12345678",
-    )
+    frames = _provision_wallet(board.path, key)
     assert frames.returncode == EXIT_DEVICE and "--via repl" in frames.stderr
-    done = run_cli(
-        "provision",
-        "--port",
-        board.path,
-        "--role",
-        "wallet",
-        "--issuer-key",
-        str(key),
-        "--id",
-        WALLET_ID,
-        "--pin",
-        "1234",
-        "--puk",
-        "12345678",
-        "--via",
-        "repl",
-        "--json",
-    )
+    done = _provision_wallet(board.path, key, "--id", WALLET_ID, "--via", "repl", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     body = proto.verify_cert(bytes.fromhex(doc["cert"]), issuer.trusted_keys, proto.KIND_WALLET, 0)
@@ -578,21 +432,7 @@ def test_deploy_then_provision_on_the_simulated_board(
     )
     pub, dev_id = mpremote(board.path, "exec", check).split()
     assert bytes.fromhex(pub) == body[proto.CERT_KEY] and dev_id == WALLET_ID
-    again = run_cli(
-        "provision",
-        "--port",
-        board.path,
-        "--role",
-        "wallet",
-        "--issuer-key",
-        str(key),
-        "--pin",
-        "1234",
-        "--puk",
-        "12345678",
-        "--via",
-        "repl",
-    )
+    again = _provision_wallet(board.path, key, "--via", "repl")
     assert again.returncode == EXIT_DEVICE and f"already personalised (wallet {WALLET_ID})" in (
         again.stderr
     )
@@ -610,45 +450,15 @@ def test_provision_registers_with_the_ledger(tmp_path: Path) -> None:
     try:
         app = _blank_wallet()
         with SerialDevice(app) as dev:
-            refused = run_cli(
-                "provision",
-                "--port",
-                dev.path,
-                "--role",
-                "wallet",
-                "--issuer-key",
-                str(other),
-                "--pin",
-                "1234",
-                "--puk",
-                "12345678",
-                "--ledger",
-                server.url,
-                "--token",
-                server.token,
+            refused = _provision_wallet(
+                dev.path, other, "--ledger", server.url, "--token", server.token
             )
             assert app.state is None or app.state[wst.S_PHASE] == wst.PHASE_BLANK
-            done = run_cli(
-                "provision",
-                "--port",
+            done = _provision_wallet(
                 dev.path,
-                "--role",
-                "wallet",
-                "--issuer-key",
-                str(key),
-                "--id",
-                WALLET_ID,
-                "--pin",
-                "1234",
-                "--puk",
-                "12345678",
-                "--ledger",
-                server.url,
-                "--token",
-                server.token,
-                "--owner",
-                "alice",
-                "--json",
+                key,
+                *("--id", WALLET_ID, "--ledger", server.url, "--token", server.token),
+                *("--owner", "alice", "--json"),
             )
         with server.client() as lc:
             device = lc.device(bytes.fromhex(WALLET_ID))

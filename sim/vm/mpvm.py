@@ -48,6 +48,18 @@ LOCKFILE_PATH = _HERE / "mpvm_package-lock.json"
 # Modules of the simulator that portable tests (tests/firmware/portable/) import in MicroPython too.
 PORTABLE_HELPERS = (_HERE.parent / "device" / "cutflash.py",)
 
+
+def portable_helpers(test_dir: Path) -> list[Path]:
+    """PORTABLE_HELPERS and the shared scaffolding beside the portable tests (the modules of
+    `test_dir` that are not tests: portable_kit.py), all of which a portable test may import."""
+    kits = [
+        p
+        for p in sorted(Path(test_dir).glob("*.py"))
+        if not p.name.startswith(("test_", "_")) and p.name != "conftest.py"
+    ]
+    return [*PORTABLE_HELPERS, *kits]
+
+
 FIRMWARE_VM_ROOT = "/firmware"
 PORTABLE_VM_DIR = "/portable"
 
@@ -494,11 +506,11 @@ class MicroPythonVM:
     # portable tests
 
     def _install_portable(self, path: Path) -> str:
-        for helper in PORTABLE_HELPERS:  # what portable tests import besides the firmware
+        path = Path(path).resolve()
+        for helper in portable_helpers(path.parent):  # what the tests import besides firmware
             if helper.stem not in self._portable:
                 self.put_file(f"{PORTABLE_VM_DIR}/{helper.name}", helper.read_bytes())
                 self._portable[helper.stem] = helper.read_bytes()
-        path = Path(path).resolve()
         module = path.stem
         data = path.read_bytes()
         if self._portable.get(module) != data:

@@ -6,40 +6,18 @@
 # passes every call to a real FileFlash and, at a chosen write, stores only a prefix of the data
 # (through FileFlash, onto the real file) and raises hal.PowerCut. The storage code under test
 # is unchanged.
-import os
-
 try:
     from tapcash.firmware.core import fileflash, hal, storage
-    from tapcash.firmware.core.runtime import urandom
     from tapcash.sim.device.cutflash import ALL, CutFlash
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
     from cutflash import ALL, CutFlash  # sim/device/cutflash.py, installed next to the tests
 
     from firmware.core import fileflash, hal, storage
-    from firmware.core.runtime import urandom
-
-_made = []
+from portable_kit import cleanup, fresh_dir, rm_tree
 
 
 def _fresh_dir(tag):
-    path = "/tmp/tc_storage_" + tag + "_" + urandom(4).hex()
-    _made.append(path)
-    return path
-
-
-def _rm_tree(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for n in names:
-        os.remove(path + "/" + n)
-    os.rmdir(path)
-
-
-def _cleanup():
-    while _made:
-        _rm_tree(_made.pop())
+    return fresh_dir("storage_" + tag)
 
 
 def _raises(exc, fn, *args):
@@ -63,9 +41,9 @@ def test_fileflash_blobs():
         f.remove("a")
         assert f.read("a") is None
         _raises(ValueError, f.write, "a/b", b"")
-        _rm_tree(f.root)
+        rm_tree(f.root)
     finally:
-        _cleanup()
+        cleanup()
 
 
 def test_state_store_on_files():
@@ -80,7 +58,7 @@ def test_state_store_on_files():
         assert s2.commit(b"") == 3
         assert storage.StateStore(fileflash.FileFlash(root), "w").load() == b""
     finally:
-        _cleanup()
+        cleanup()
 
 
 def test_state_store_cbor_objects():
@@ -90,7 +68,7 @@ def test_state_store_cbor_objects():
         s.commit_obj(obj)
         assert storage.StateStore(s.flash, "w").load_obj() == obj
     finally:
-        _cleanup()
+        cleanup()
 
 
 def test_journal_on_files():
@@ -108,7 +86,7 @@ def test_journal_on_files():
         assert j2.prune(99) == 3
         assert storage.Journal(f, "log", 4, 64).append(b"six") == 6
     finally:
-        _cleanup()
+        cleanup()
 
 
 SCRIPT = [
@@ -183,7 +161,7 @@ def test_power_cut_at_every_write_on_files():
         total = flash.write_count
         assert total == 10
     finally:
-        _cleanup()
+        cleanup()
     for n in range(1, total + 1):
         for keep in (0, 9, ALL):
             try:
@@ -206,7 +184,7 @@ def test_power_cut_at_every_write_on_files():
                     model.apply(dev, op)
                 model.check(_boot(flash))
             finally:
-                _cleanup()
+                cleanup()
 
 
 def test_bit_flip_in_newest_state_falls_back():
@@ -225,4 +203,4 @@ def test_bit_flip_in_newest_state_falls_back():
         f.write("st.b", good)
         assert storage.StateStore(f, "st").load() == b"new"
     finally:
-        _cleanup()
+        cleanup()

@@ -2,155 +2,47 @@
 # FileFlash: run by pytest on CPython and, unchanged, inside the MicroPython VM (plain
 # asserts, no pytest features, no CPython-only modules). The issuer's objects are sealed
 # here with proto.seal and a fixed issuer seed (host/issuer.py is not in the VM).
-import os
-
 try:
-    from tapcash.firmware.core import cbor, ed25519, fileflash, hal, proto
-    from tapcash.firmware.core.runtime import sha256, urandom
+    from tapcash.firmware.core import cbor, fileflash, hal, proto
+    from tapcash.firmware.core.runtime import sha256
     from tapcash.firmware.pos.app import PosApp
     from tapcash.firmware.wallet.app import WalletApp
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
-    from firmware.core import cbor, ed25519, fileflash, hal, proto
-    from firmware.core.runtime import sha256, urandom
+    from firmware.core import cbor, fileflash, hal, proto
+    from firmware.core.runtime import sha256
     from firmware.pos.app import PosApp
     from firmware.wallet.app import WalletApp
+import portable_kit as kit
 
-ISSUER_SEED = b"\x22" * 32
+ISSUER = kit.Issuer(b"\x22" * 32)
 WALLET_ID = b"VMWALLT2"
 POS_ID = b"VMPOS002"
 MERCHANT_ID = b"VMSHOP01"
-NOW = 1800000000
-
-_made = []
 
 
 def _fresh_dir():
-    path = "/tmp/tc_pos_" + urandom(4).hex()
-    _made.append(path)
-    return path
-
-
-def _cleanup():
-    while _made:
-        path = _made.pop()
-        try:
-            names = os.listdir(path)
-        except OSError:
-            continue
-        for n in names:
-            os.remove(path + "/" + n)
-        os.rmdir(path)
-
-
-class _Rng(hal.Rng):
-    def random(self, n):
-        return urandom(n)
-
-
-class _Clock(hal.Clock):
-    def now(self):
-        return NOW
-
-
-class _Link(hal.Link):
-    """The field, in process: tear_pay_response drops the answer to the next PAY."""
-
-    def __init__(self, card):
-        self.card = card
-        self.tear_pay_response = False
-        self.air = 0
-        self.trips = 0
-
-    def transceive(self, apdu):
-        resp = self.card.process(apdu)
-        if self.tear_pay_response and apdu[1] == proto.INS_PAY:
-            self.tear_pay_response = False
-            raise hal.LinkError()
-        self.air += len(apdu) + len(resp)
-        self.trips += 1
-        return resp
-
-
-def _ok(app, ins, data=b"", cla=0x80, p1=0):
-    resp = app.process(proto.build_command(cla, ins, p1, 0, data))
-    assert resp[-2:] == b"\x90\x00", resp[-2:].hex()
-    return resp[:-2]
-
-
-def _issuer():
-    return ed25519.public_key(ISSUER_SEED)
-
-
-def _seal(tag, body):
-    return proto.seal(tag, body, ISSUER_SEED)
+    return kit.fresh_dir("pos")
 
 
 def _wallet(root):
-    app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=_Rng()))
-    _ok(app, proto.INS_SELECT, proto.AID, 0x00, 4)
-    pk = _ok(app, proto.INS_PERSO_KEYGEN)
-    cert = _seal(
-        proto.TAG_CERT,
-        {
-            proto.CERT_KIND: proto.KIND_WALLET,
-            proto.CERT_ID: WALLET_ID,
-            proto.CERT_KEY: pk,
-            proto.CERT_ISSUER: proto.key_id(_issuer()),
-            proto.CERT_EXPIRES: NOW + 10**7,
-            proto.CERT_LIMITS: dict(proto.DEFAULT_LIMITS),
-            proto.CERT_SERIAL: 1,
-        },
-    )
-    finish = {
-        proto.PF_CERT: cert,
-        proto.PF_ISSUERS: [_issuer()],
-        proto.PF_PIN: b"1234",
-        proto.PF_PUK: b"12345678",
-    }
-    _ok(app, proto.INS_PERSO_FINISH, cbor.encode(finish))
-    voucher = _seal(
-        proto.TAG_VOUCHER,
-        {
-            proto.VCH_WALLET: WALLET_ID,
-            proto.VCH_NUMBER: 1,
-            proto.VCH_AMOUNT: 20000,
-            proto.VCH_SOURCE: proto.VSRC_TOPUP,
-            proto.VCH_REF: b"",
-            proto.VCH_PURSE: 0,
-        },
-    )
-    _ok(app, proto.INS_LOAD, voucher)
+    app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=kit.Rng()))
+    kit.ok(app, proto.INS_SELECT, proto.AID, 0x00, 4)
+    kit.personalise_wallet(app, ISSUER, WALLET_ID, dict(proto.DEFAULT_LIMITS))
+    kit.ok(app, proto.INS_LOAD, ISSUER.voucher(WALLET_ID, 1, 20000))
     return app
 
 
 def _pos(root, link):
-    app = PosApp(hal.Hal(flash=fileflash.FileFlash(root), clock=_Clock(), rng=_Rng(), link=link))
+    flash = fileflash.FileFlash(root)
+    app = PosApp(hal.Hal(flash=flash, clock=kit.Clock(), rng=kit.Rng(), link=link))
     app.power_on()
-    pk = _ok(app, proto.INS_PERSO_KEYGEN)
-    cert = _seal(
-        proto.TAG_CERT,
-        {
-            proto.CERT_KIND: proto.KIND_POS,
-            proto.CERT_ID: POS_ID,
-            proto.CERT_KEY: pk,
-            proto.CERT_ISSUER: proto.key_id(_issuer()),
-            proto.CERT_EXPIRES: NOW + 10**7,
-            proto.CERT_MERCHANT: MERCHANT_ID,
-            proto.CERT_SERIAL: 1,
-        },
-    )
-    hot = _seal(
-        proto.TAG_HOTLIST, {proto.HOT_VERSION: 1, proto.HOT_ISSUED: NOW, proto.HOT_REVOKED: []}
-    )
-    finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [_issuer()], proto.PF_HOTLIST: hot}
-    _ok(app, proto.INS_PERSO_FINISH, cbor.encode(finish))
-    return app, pk
+    return app, kit.personalise_pos(app, ISSUER, POS_ID, MERCHANT_ID)
 
 
 def test_pos_payment_tear_recovery_export_ack():
     try:
         wallet = _wallet(_fresh_dir())
-        link = _Link(wallet)
+        link = kit.Link(wallet)
         pos_root = _fresh_dir()
         pos, pos_pk = _pos(pos_root, link)
 
@@ -169,7 +61,7 @@ def test_pos_payment_tear_recovery_export_ack():
         assert r.status == "approved" and r.recovered and r.counter == 2
         assert r.balance == 20000 - 1234 - 7000
 
-        ex = cbor.decode(_ok(pos, proto.INS_EXPORT, cbor.encode({0: 0, 1: 10})))
+        ex = cbor.decode(kit.ok(pos, proto.INS_EXPORT, cbor.encode({0: 0, 1: 10})))
         recs = ex[proto.EXP_RECORDS]
         assert [s for s, _r in recs] == [1, 2] and not ex[proto.EXP_MORE]
         status = proto.verify_envelope(proto.TAG_STATUS, ex[proto.EXP_STATUS], pos_pk)
@@ -188,32 +80,32 @@ def test_pos_payment_tear_recovery_export_ack():
             rcpt = proto.verify_envelope(proto.TAG_RECEIPT, rec[proto.REC_RECEIPT], pos_pk)
             assert rcpt[proto.RCPT_PAYMENT_HASH] == prev
 
-        wrong = _seal(
+        wrong = ISSUER.seal(
             proto.TAG_ACK,
-            {proto.ACK_DEVICE: POS_ID, proto.ACK_UPTO: 2, proto.ACK_TIME: NOW,
+            {proto.ACK_DEVICE: POS_ID, proto.ACK_UPTO: 2, proto.ACK_TIME: kit.NOW,
              proto.ACK_DIGEST: b"\x00" * 32},
         )
         assert pos.process(proto.build_command(0x80, proto.INS_ACK, 0, 0, wrong)) == b"\x69\x84"
-        ack = _seal(
+        ack = ISSUER.seal(
             proto.TAG_ACK,
-            {proto.ACK_DEVICE: POS_ID, proto.ACK_UPTO: 2, proto.ACK_TIME: NOW,
+            {proto.ACK_DEVICE: POS_ID, proto.ACK_UPTO: 2, proto.ACK_TIME: kit.NOW,
              proto.ACK_DIGEST: digest},
         )
-        _ok(pos, proto.INS_ACK, ack)
-        info = cbor.decode(_ok(pos, proto.INS_GET_INFO))
+        kit.ok(pos, proto.INS_ACK, ack)
+        info = cbor.decode(kit.ok(pos, proto.INS_GET_INFO))
         assert info[proto.INFO_SEQ] == 2 and info[proto.INFO_RECORDS] == 0
 
         # the card after a reboot of its own: its next counter, after the pruning too
-        wallet2 = WalletApp(hal.Hal(flash=wallet.hal.flash, rng=_Rng()))
+        wallet2 = WalletApp(hal.Hal(flash=wallet.hal.flash, rng=kit.Rng()))
         link.card = wallet2
         assert pos.take_payment(100).counter == 3
     finally:
-        _cleanup()
+        kit.cleanup()
 
 
 def test_pos_process_refuses_garbage_without_change():
     try:
-        link = _Link(None)
+        link = kit.Link(None)
         pos, _pk = _pos(_fresh_dir(), link)
         for apdu in (
             b"",
@@ -225,4 +117,4 @@ def test_pos_process_refuses_garbage_without_change():
             resp = pos.process(apdu)
             assert len(resp) == 2 and resp != b"\x90\x00"
     finally:
-        _cleanup()
+        kit.cleanup()

@@ -3,105 +3,37 @@
 # main purse, refuses a payee or a time its rule does not allow, and the POS refuses a purse
 # payment its rule does not allow. Run by pytest on CPython and, unchanged, inside the
 # MicroPython VM (plain asserts, no CPython-only modules), on FileFlash.
-import os
-
 try:
-    from tapcash.firmware.core import cbor, ed25519, fileflash, hal, proto
-    from tapcash.firmware.core.runtime import urandom
+    from tapcash.firmware.core import cbor, fileflash, hal, proto
     from tapcash.firmware.pos import state as pos_state
     from tapcash.firmware.pos.app import PosApp
     from tapcash.firmware.wallet import state as wallet_state
     from tapcash.firmware.wallet.app import WalletApp
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
-    from firmware.core import cbor, ed25519, fileflash, hal, proto
-    from firmware.core.runtime import urandom
+    from firmware.core import cbor, fileflash, hal, proto
     from firmware.pos import state as pos_state
     from firmware.pos.app import PosApp
     from firmware.wallet import state as wallet_state
     from firmware.wallet.app import WalletApp
+import portable_kit as kit
 
-ISSUER_SEED = b"\x33" * 32
+ISSUER = kit.Issuer(b"\x33" * 32)
 WALLET_ID = b"VMWALLP1"
-NOW = 1800000000
 PROGRAM = b"BUS-2026"
 BUS = b"BUSCO-01"
 SHOP = b"SHOP-001"
 TRANSPORT = 4111  # merchant category of the bus company
 
-_made = []
-
 
 def _fresh_dir():
-    path = "/tmp/tc_purse_" + urandom(4).hex()
-    _made.append(path)
-    return path
+    return kit.fresh_dir("purse")
 
 
-def _cleanup():
-    while _made:
-        path = _made.pop()
-        try:
-            names = os.listdir(path)
-        except OSError:
-            continue
-        for n in names:
-            os.remove(path + "/" + n)
-        os.rmdir(path)
-
-
-class _Rng(hal.Rng):
-    def random(self, n):
-        return urandom(n)
-
-
-class _Clock(hal.Clock):
-    def __init__(self, t):
-        self.t = t
-
-    def now(self):
-        return self.t
-
-
-class _Link(hal.Link):
-    def __init__(self, card):
-        self.card = card
-        self.air = 0
-        self.trips = 0
-        self.forge = None  # a function (apdu, resp) -> resp: a tampered card
-
-    def transceive(self, apdu):
-        resp = self.card.process(apdu)
-        if self.forge is not None:
-            resp = self.forge(apdu, resp)
-        self.air += len(apdu) + len(resp)
-        self.trips += 1
-        return resp
-
-
-def _call(app, ins, data=b"", cla=0x80, p1=0, p2=0):
-    resp = app.process(proto.build_command(cla, ins, p1, p2, data))
-    return resp[:-2], resp[-2] << 8 | resp[-1]
-
-
-def _ok(app, ins, data=b"", cla=0x80, p1=0, p2=0):
-    out, sw = _call(app, ins, data, cla, p1, p2)
-    assert sw == 0x9000, hex(sw)
-    return out
-
-
-def _issuer():
-    return ed25519.public_key(ISSUER_SEED)
-
-
-def _seal(tag, body, seed=ISSUER_SEED):
-    return proto.seal(tag, body, seed)
-
-
-def _rule(expires=NOW + 86400, merchants=None, categories=None, cap=0, unit=0, program=PROGRAM):
+def _rule(expires=kit.NOW + 86400, merchants=None, categories=None, cap=0, unit=0, program=PROGRAM):
     body = {
         proto.RULE_PROGRAM: program,
         proto.RULE_KIND: proto.PROG_SUBSIDY,
-        proto.RULE_FROM: NOW - 86400,
+        proto.RULE_FROM: kit.NOW - 86400,
         proto.RULE_EXPIRES: expires,
         proto.RULE_FUNDER: "city",
     }
@@ -113,80 +45,51 @@ def _rule(expires=NOW + 86400, merchants=None, categories=None, cap=0, unit=0, p
         body[proto.RULE_CAP] = cap
     if unit:
         body[proto.RULE_UNIT] = unit
-    return _seal(proto.TAG_RULE, body)
+    return ISSUER.seal(proto.TAG_RULE, body)
 
 
 def _voucher(number, amount, rule=None):
-    body = {
-        proto.VCH_WALLET: WALLET_ID,
-        proto.VCH_NUMBER: number,
-        proto.VCH_AMOUNT: amount,
-        proto.VCH_SOURCE: proto.VSRC_TOPUP if rule is None else proto.VSRC_PROGRAM,
-        proto.VCH_REF: b"",
-        proto.VCH_PURSE: 0 if rule is None else 1,
-    }
-    if rule is not None:
-        body[proto.VCH_RULE] = rule
-    return _seal(proto.TAG_VOUCHER, body)
+    source = proto.VSRC_TOPUP if rule is None else proto.VSRC_PROGRAM
+    return ISSUER.voucher(WALLET_ID, number, amount, source, rule)
 
 
 def _wallet(root, main=10000):
-    app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=_Rng()))
-    _ok(app, proto.INS_SELECT, proto.AID, 0x00, 4)
-    pk = _ok(app, proto.INS_PERSO_KEYGEN)
-    cert = _seal(
-        proto.TAG_CERT,
-        {
-            proto.CERT_KIND: proto.KIND_WALLET,
-            proto.CERT_ID: WALLET_ID,
-            proto.CERT_KEY: pk,
-            proto.CERT_ISSUER: proto.key_id(_issuer()),
-            proto.CERT_EXPIRES: NOW + 10**7,
-            proto.CERT_LIMITS: dict(proto.DEFAULT_LIMITS),
-            proto.CERT_SERIAL: 1,
-        },
-    )
-    finish = {
-        proto.PF_CERT: cert,
-        proto.PF_ISSUERS: [_issuer()],
-        proto.PF_PIN: b"1234",
-        proto.PF_PUK: b"12345678",
-    }
-    _ok(app, proto.INS_PERSO_FINISH, cbor.encode(finish))
-    _ok(app, proto.INS_LOAD, _voucher(1, main))
+    app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=kit.Rng()))
+    kit.ok(app, proto.INS_SELECT, proto.AID, 0x00, 4)
+    kit.personalise_wallet(app, ISSUER, WALLET_ID, dict(proto.DEFAULT_LIMITS))
+    kit.ok(app, proto.INS_LOAD, _voucher(1, main))
     return app
 
 
-def _pos(root, link, pos_id, merchant, category=0, now=NOW):
-    app = PosApp(
-        hal.Hal(flash=fileflash.FileFlash(root), clock=_Clock(now), rng=_Rng(), link=link)
-    )
+def _pos(root, link, pos_id, merchant, category=0, now=kit.NOW):
+    flash = fileflash.FileFlash(root)
+    app = PosApp(hal.Hal(flash=flash, clock=kit.Clock(now), rng=kit.Rng(), link=link))
     app.power_on()
-    pk = _ok(app, proto.INS_PERSO_KEYGEN)
-    cert = _seal(
-        proto.TAG_CERT,
-        {
-            proto.CERT_KIND: proto.KIND_POS,
-            proto.CERT_ID: pos_id,
-            proto.CERT_KEY: pk,
-            proto.CERT_ISSUER: proto.key_id(_issuer()),
-            proto.CERT_EXPIRES: NOW + 10**7,
-            proto.CERT_MERCHANT: merchant,
-            proto.CERT_SERIAL: 1,
-            proto.CERT_CATEGORY: category,
-        },
-    )
-    hot = _seal(
-        proto.TAG_HOTLIST, {proto.HOT_VERSION: 1, proto.HOT_ISSUED: now, proto.HOT_REVOKED: []}
-    )
-    finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [_issuer()], proto.PF_HOTLIST: hot}
-    _ok(app, proto.INS_PERSO_FINISH, cbor.encode(finish))
+    kit.personalise_pos(app, ISSUER, pos_id, merchant, now, category=category)
     return app
+
+
+def _purse_forger(rule, seed):
+    """A tampered card's answer to PAY: its payment re-signed with the extracted key `seed` as
+    paid in full from the purse under `rule`."""
+
+    def forge(apdu, resp):
+        if apdu[1] != proto.INS_PAY or resp[-2:] != b"\x90\x00":
+            return resp
+        body = dict(proto.open_envelope(resp[:-2])[1])
+        body[proto.PAY_PURSE] = 1
+        body[proto.PAY_PROGRAM] = PROGRAM
+        body[proto.PAY_EARMARKED] = body[proto.PAY_AMOUNT]
+        body[proto.PAY_PURSE_BALANCE] = 0
+        env = proto.seal(proto.TAG_PAYMENT, body, seed)
+        return b"\x83" + env[1:] + cbor.encode(rule) + b"\x90\x00"
+
+    return forge
 
 
 def _purses(wallet):
-    _ok(wallet, proto.INS_VERIFY_PIN, b"1234", 0x00, 0, 0x80)
-    info = cbor.decode(_ok(wallet, proto.INS_GET_INFO))
+    kit.ok(wallet, proto.INS_VERIFY_PIN, b"1234", 0x00, 0, 0x80)
+    info = cbor.decode(kit.ok(wallet, proto.INS_GET_INFO))
     return info[proto.INFO_BALANCE], [(p[0], p[1]) for p in info.get(proto.INFO_PURSES, [])]
 
 
@@ -194,39 +97,39 @@ def test_purse_load_exactly_once_and_bounded():
     try:
         w = _wallet(_fresh_dir())
         rule = _rule(merchants=[BUS])
-        out = cbor.decode(_ok(w, proto.INS_LOAD, _voucher(2, 3000, rule)))
+        out = cbor.decode(kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, rule)))
         assert out == {0: 10000, 1: 3000}
         # the same voucher again, or one out of order: refused, nothing changes
-        assert _call(w, proto.INS_LOAD, _voucher(2, 3000, rule))[1] == proto.SW_REPLAY
-        assert _call(w, proto.INS_LOAD, _voucher(4, 3000, rule))[1] == proto.SW_REPLAY
+        assert kit.call(w, proto.INS_LOAD, _voucher(2, 3000, rule))[1] == proto.SW_REPLAY
+        assert kit.call(w, proto.INS_LOAD, _voucher(4, 3000, rule))[1] == proto.SW_REPLAY
         # a rule not signed by the issuer
         forged = proto.seal(proto.TAG_RULE, proto.open_envelope(rule)[1], b"\x44" * 32)
-        assert _call(w, proto.INS_LOAD, _voucher(3, 100, forged))[1] == proto.SW_BAD_SIGNATURE
+        assert kit.call(w, proto.INS_LOAD, _voucher(3, 100, forged))[1] == proto.SW_BAD_SIGNATURE
         # another rule for the same programme: a programme has one rule
         other = _rule(merchants=[SHOP])
-        assert _call(w, proto.INS_LOAD, _voucher(3, 100, other))[1] == proto.SW_DATA_INVALID
+        assert kit.call(w, proto.INS_LOAD, _voucher(3, 100, other))[1] == proto.SW_DATA_INVALID
         # a top-up of the same purse adds to it
-        assert cbor.decode(_ok(w, proto.INS_LOAD, _voucher(3, 500, rule)))[1] == 3500
+        assert cbor.decode(kit.ok(w, proto.INS_LOAD, _voucher(3, 500, rule)))[1] == 3500
         # at most MAX_PURSES purses
         n = 4
         for i in range(proto.MAX_PURSES - 1):
             r = _rule(merchants=[BUS], program=b"PROG-00" + str(i).encode())
-            _ok(w, proto.INS_LOAD, _voucher(n, 100, r))
+            kit.ok(w, proto.INS_LOAD, _voucher(n, 100, r))
             n += 1
         full = _rule(merchants=[BUS], program=b"PROG-FUL")
-        assert _call(w, proto.INS_LOAD, _voucher(n, 100, full))[1] == proto.SW_PURSE_FULL
+        assert kit.call(w, proto.INS_LOAD, _voucher(n, 100, full))[1] == proto.SW_PURSE_FULL
         main, purses = _purses(w)
         assert main == 10000 and len(purses) == proto.MAX_PURSES
         assert purses[0] == (PROGRAM, 3500)
     finally:
-        _cleanup()
+        kit.cleanup()
 
 
 def test_purse_pays_first_and_splits_with_main_in_one_tap():
     try:
         w = _wallet(_fresh_dir())
-        _ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(categories=[TRANSPORT])))
-        link = _Link(w)
+        kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(categories=[TRANSPORT])))
+        link = kit.Link(w)
         bus = _pos(_fresh_dir(), link, b"BUSPOS01", BUS, TRANSPORT)
         r = bus.take_payment(2000)
         assert r.status == "approved" and (r.purse, r.program, r.earmarked) == (1, PROGRAM, 2000)
@@ -248,14 +151,14 @@ def test_purse_pays_first_and_splits_with_main_in_one_tap():
         assert r.status == "approved" and r.earmarked == 0 and r.balance == 8400
         assert link.air < 700
     finally:
-        _cleanup()
+        kit.cleanup()
 
 
 def test_card_refuses_payee_and_time_the_rule_does_not_allow():
     try:
         w = _wallet(_fresh_dir())
-        _ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(merchants=[BUS], expires=NOW + 100)))
-        link = _Link(w)
+        kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(merchants=[BUS], expires=kit.NOW + 100)))
+        link = kit.Link(w)
         shop = _pos(_fresh_dir(), link, b"SHOPPOS1", SHOP, 5411)
         r = shop.take_payment(500)  # not the rule's merchant: the main purse pays it all
         assert r.status == "approved" and r.earmarked == 0 and r.balance == 9500
@@ -264,24 +167,24 @@ def test_card_refuses_payee_and_time_the_rule_does_not_allow():
             proto.REQ_CHALLENGE: b"C" * 16,
             proto.REQ_AMOUNT: 100,
             proto.REQ_PAYEE: b"SHOPPOS1",
-            proto.REQ_TIME: NOW,
+            proto.REQ_TIME: kit.NOW,
             proto.REQ_KIND: proto.PAYKIND_POS,
             proto.REQ_PURSE: 1,
             proto.REQ_PAYEE_CERT: shop.cf[pos_state.C_CERT],
         }
-        _ok(w, proto.INS_SELECT, proto.AID, 0x00, 4)
-        assert _call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
+        kit.ok(w, proto.INS_SELECT, proto.AID, 0x00, 4)
+        assert kit.call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
         # a certificate that does not name the payee does not count
         req[proto.REQ_PAYEE] = b"BUSPOS01"
-        assert _call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
+        assert kit.call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
         # nor does a certificate the issuer did not sign (the card verifies it)
         body = proto.open_envelope(shop.cf[pos_state.C_CERT])[1]
         body[proto.CERT_MERCHANT] = BUS
         req[proto.REQ_PAYEE] = b"SHOPPOS1"
         req[proto.REQ_PAYEE_CERT] = proto.seal(proto.TAG_CERT, body, b"\x45" * 32)
-        assert _call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
+        assert kit.call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
         # at the right merchant, but the POS clock says the purse expired
-        late = _pos(_fresh_dir(), link, b"BUSPOS01", BUS, 0, now=NOW + 101)
+        late = _pos(_fresh_dir(), link, b"BUSPOS01", BUS, 0, now=kit.NOW + 101)
         r = late.take_payment(700)
         assert r.status == "approved" and r.earmarked == 0 and r.balance == 8800
         # and within its time
@@ -290,7 +193,7 @@ def test_card_refuses_payee_and_time_the_rule_does_not_allow():
         assert r.status == "approved" and r.earmarked == 700 and r.balance == 8800
         assert _purses(w) == (8800, [(PROGRAM, 2300)])
     finally:
-        _cleanup()
+        kit.cleanup()
 
 
 def test_pos_refuses_a_tampered_cards_purse_payment():
@@ -299,23 +202,11 @@ def test_pos_refuses_a_tampered_cards_purse_payment():
     try:
         w = _wallet(_fresh_dir())
         rule = _rule(merchants=[BUS])
-        _ok(w, proto.INS_LOAD, _voucher(2, 3000, rule))
+        kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, rule))
         seed = w.state[1]  # wallet.state.S_SEED: what a flash dump gives the attacker
-        link = _Link(w)
+        link = kit.Link(w)
         shop = _pos(_fresh_dir(), link, b"SHOPPOS1", SHOP, 5411)
-
-        def forge(apdu, resp):
-            if apdu[1] != proto.INS_PAY or resp[-2:] != b"\x90\x00":
-                return resp
-            body = dict(proto.open_envelope(resp[:-2])[1])
-            body[proto.PAY_PURSE] = 1
-            body[proto.PAY_PROGRAM] = PROGRAM
-            body[proto.PAY_EARMARKED] = body[proto.PAY_AMOUNT]
-            body[proto.PAY_PURSE_BALANCE] = 0
-            env = proto.seal(proto.TAG_PAYMENT, body, seed)
-            return b"\x83" + env[1:] + cbor.encode(rule) + b"\x90\x00"
-
-        link.forge = forge
+        link.forge = _purse_forger(rule, seed)
         r = shop.take_payment(500)
         assert r.status == "declined" and r.reason == "purse_rule"
         assert shop.journal.last_seq == 0
@@ -333,7 +224,7 @@ def test_pos_refuses_a_tampered_cards_purse_payment():
         shop.power_on()  # and in flash: the next write carried the drop
         assert shop.rt[pos_state.R_TORN] == []
     finally:
-        _cleanup()
+        kit.cleanup()
 
 
 def test_pos_judges_expiry_by_its_clock_and_an_unset_clock_takes_no_purse():
@@ -342,24 +233,12 @@ def test_pos_judges_expiry_by_its_clock_and_an_unset_clock_takes_no_purse():
     # purse (expiry cannot be judged).
     try:
         w = _wallet(_fresh_dir())
-        rule = _rule(merchants=[BUS], expires=NOW + 100)
-        _ok(w, proto.INS_LOAD, _voucher(2, 3000, rule))
+        rule = _rule(merchants=[BUS], expires=kit.NOW + 100)
+        kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, rule))
         seed = w.state[1]
-        link = _Link(w)
-        late = _pos(_fresh_dir(), link, b"BUSPOS01", BUS, 0, now=NOW + 500)
-
-        def forge(apdu, resp):
-            if apdu[1] != proto.INS_PAY or resp[-2:] != b"\x90\x00":
-                return resp
-            body = dict(proto.open_envelope(resp[:-2])[1])
-            body[proto.PAY_PURSE] = 1
-            body[proto.PAY_PROGRAM] = PROGRAM
-            body[proto.PAY_EARMARKED] = body[proto.PAY_AMOUNT]
-            body[proto.PAY_PURSE_BALANCE] = 0
-            env = proto.seal(proto.TAG_PAYMENT, body, seed)
-            return b"\x83" + env[1:] + cbor.encode(rule) + b"\x90\x00"
-
-        link.forge = forge
+        link = kit.Link(w)
+        late = _pos(_fresh_dir(), link, b"BUSPOS01", BUS, 0, now=kit.NOW + 500)
+        link.forge = _purse_forger(rule, seed)
         r = late.take_payment(500)
         assert r.status == "declined" and r.reason == "purse_rule"
         assert late.journal.last_seq == 0 and late.rt[pos_state.R_TORN] == []
@@ -368,20 +247,20 @@ def test_pos_judges_expiry_by_its_clock_and_an_unset_clock_takes_no_purse():
         r = clockless.take_payment(400)
         assert r.status == "approved" and r.earmarked == 0
     finally:
-        _cleanup()
+        kit.cleanup()
 
 
 def test_clear_update_empties_the_purse():
     try:
         w = _wallet(_fresh_dir())
-        _ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(merchants=[BUS])))
-        upd = _seal(
+        kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(merchants=[BUS])))
+        upd = ISSUER.seal(
             proto.TAG_UPDATE,
             {proto.UPD_DEVICE: WALLET_ID, proto.UPD_NUMBER: 1, proto.UPD_PURSE_CLEAR: [PROGRAM]},
         )
-        _ok(w, proto.INS_APPLY, upd)
+        kit.ok(w, proto.INS_APPLY, upd)
         assert _purses(w) == (10000, [])
-        info = cbor.decode(_ok(w, proto.INS_GET_INFO))
+        info = cbor.decode(kit.ok(w, proto.INS_GET_INFO))
         assert not info[proto.INFO_FLAGS] & proto.FLAG_PURSES
     finally:
-        _cleanup()
+        kit.cleanup()

@@ -2,108 +2,48 @@
 # and, unchanged, inside the MicroPython VM (plain asserts, no pytest features, no
 # CPython-only modules). host/issuer.py is not available in the VM, so the issuer's objects
 # are sealed here with proto.seal and a fixed issuer seed.
-import os
-
 try:
-    from tapcash.firmware.core import cbor, ed25519, fileflash, hal, proto
+    from tapcash.firmware.core import cbor, fileflash, hal, proto
     from tapcash.firmware.core.runtime import sha256, urandom
     from tapcash.firmware.wallet.app import WalletApp
     from tapcash.sim.device.cutflash import CutFlash
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
     from cutflash import CutFlash  # sim/device/cutflash.py, installed next to the tests
 
-    from firmware.core import cbor, ed25519, fileflash, hal, proto
+    from firmware.core import cbor, fileflash, hal, proto
     from firmware.core.runtime import sha256, urandom
     from firmware.wallet.app import WalletApp
+from portable_kit import Issuer, Rng, call, cleanup, fresh_dir, personalise_wallet, select
 
-ISSUER_SEED = b"\x11" * 32
+ISSUER = Issuer(b"\x11" * 32)
 WALLET_ID = b"VMWALLET"
 POS_ID = b"VMPOS001"
 PIN = b"2468"
 PUK = b"13572468"
-
-_made = []
-_issuer = []
-
-
-def _issuer_key():
-    if not _issuer:
-        _issuer.append(ed25519.public_key(ISSUER_SEED))
-    return _issuer[0]
+EXPIRES = 2000000000
 
 
 def _fresh_dir():
-    path = "/tmp/tc_wallet_" + urandom(4).hex()
-    _made.append(path)
-    return path
-
-
-def _cleanup():
-    while _made:
-        path = _made.pop()
-        try:
-            names = os.listdir(path)
-        except OSError:
-            continue
-        for n in names:
-            os.remove(path + "/" + n)
-        os.rmdir(path)
-
-
-class _Rng(hal.Rng):
-    def random(self, n):
-        return urandom(n)
+    return fresh_dir("wallet")
 
 
 def _send(app, cla, ins, p1=0, p2=0, data=b""):
-    resp = app.process(proto.build_command(cla, ins, p1, p2, data))
-    assert len(resp) >= 2
-    return resp[:-2], resp[-2] << 8 | resp[-1]
+    return call(app, ins, data, cla, p1, p2)
 
 
 def _ok(app, cla, ins, p1=0, p2=0, data=b""):
-    out, sw = _send(app, cla, ins, p1, p2, data)
+    out, sw = call(app, ins, data, cla, p1, p2)
     assert sw == 0x9000, hex(sw)
     return out
 
 
-def _select(app):
-    return cbor.decode(_ok(app, 0x00, proto.INS_SELECT, 4, 0, proto.AID))
-
-
 def _personalise(flash):
-    app = WalletApp(hal.Hal(flash=flash, rng=_Rng()))
-    info = _select(app)
+    app = WalletApp(hal.Hal(flash=flash, rng=Rng()))
+    info = select(app)
     assert info == {proto.INFO_VERSION: proto.VERSION, proto.INFO_FLAGS: proto.FLAG_BLANK}
-    pk = _ok(app, 0x80, proto.INS_PERSO_KEYGEN)
-    issuer = _issuer_key()
-    cert = proto.seal(
-        proto.TAG_CERT,
-        {
-            proto.CERT_KIND: proto.KIND_WALLET,
-            proto.CERT_ID: WALLET_ID,
-            proto.CERT_KEY: pk,
-            proto.CERT_ISSUER: proto.key_id(issuer),
-            proto.CERT_EXPIRES: 2000000000,
-            proto.CERT_LIMITS: {proto.LIM_NO_CVM: 3000},
-            proto.CERT_SERIAL: 1,
-        },
-        ISSUER_SEED,
-    )
-    finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer], proto.PF_PIN: PIN, proto.PF_PUK: PUK}
-    _ok(app, 0x80, proto.INS_PERSO_FINISH, data=cbor.encode(finish))
-    voucher = proto.seal(
-        proto.TAG_VOUCHER,
-        {
-            proto.VCH_WALLET: WALLET_ID,
-            proto.VCH_NUMBER: 1,
-            proto.VCH_AMOUNT: 10000,
-            proto.VCH_SOURCE: proto.VSRC_TOPUP,
-            proto.VCH_REF: b"",
-            proto.VCH_PURSE: 0,
-        },
-        ISSUER_SEED,
-    )
+    limits = {proto.LIM_NO_CVM: 3000}
+    pk, cert = personalise_wallet(app, ISSUER, WALLET_ID, limits, EXPIRES, PIN, PUK)
+    voucher = ISSUER.voucher(WALLET_ID, 1, 10000)
     assert cbor.decode(_ok(app, 0x80, proto.INS_LOAD, data=voucher)) == {0: 10000}
     return app, pk, cert
 
@@ -125,7 +65,7 @@ def test_personalise_pay_and_verify():
     try:
         root = _fresh_dir()
         app, pk, cert = _personalise(fileflash.FileFlash(root))
-        info = _select(app)
+        info = select(app)
         assert info[proto.INFO_ID] == WALLET_ID and info[proto.INFO_CERT] == cert
         chal = bytes(range(16))
         env = _ok(app, 0x80, proto.INS_PAY, data=_pay_request(chal, 1250))
@@ -152,8 +92,8 @@ def test_personalise_pay_and_verify():
         assert body2[proto.PAY_PREV] == sha256(body_bytes).digest()  # the hash chain
         assert body2[proto.PAY_BALANCE] == 4750
         # a reboot on the same files: same state, same last payment, export with a status
-        app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=_Rng()))
-        info = _select(app)
+        app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=Rng()))
+        info = select(app)
         assert info[proto.INFO_COUNTER] == 2
         assert _ok(app, 0x80, proto.INS_GET_LAST) == env2
         ex = cbor.decode(_ok(app, 0x80, proto.INS_EXPORT, data=cbor.encode({0: 0, 1: 10})))
@@ -165,7 +105,7 @@ def test_personalise_pay_and_verify():
         assert status[proto.ST_SEQ] == 3
         assert status[proto.ST_DIGEST] == _chain(ex[proto.EXP_RECORDS])
     finally:
-        _cleanup()
+        cleanup()
 
 
 def test_power_cut_after_commit_rebuilds_the_journal_record():
@@ -175,16 +115,16 @@ def test_power_cut_after_commit_rebuilds_the_journal_record():
         # PAY writes the state (1) and appends the journal record (2): cut the append
         torn = CutFlash(fileflash.FileFlash(root))
         torn.cut_at(2, 0)
-        app = WalletApp(hal.Hal(flash=torn, rng=_Rng()))
-        _select(app)
+        app = WalletApp(hal.Hal(flash=torn, rng=Rng()))
+        select(app)
         chal = b"\x42" * 16
         try:
             app.process(proto.build_command(0x80, proto.INS_PAY, 0, 0, _pay_request(chal, 99)))
             raise AssertionError("no power cut")
         except hal.PowerCut:
             pass
-        app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=_Rng()))
-        info = _select(app)
+        app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=Rng()))
+        info = select(app)
         assert info[proto.INFO_COUNTER] == 1 and info[proto.INFO_LAST_CHALLENGE] == chal
         env = _ok(app, 0x80, proto.INS_PAY, data=_pay_request(chal, 99))
         proto.verify_envelope(proto.TAG_PAYMENT, env, pk)
@@ -193,7 +133,7 @@ def test_power_cut_after_commit_rebuilds_the_journal_record():
         assert last == {proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env}
         assert len(ex[proto.EXP_RECORDS]) == 2  # load + this payment, once
     finally:
-        _cleanup()
+        cleanup()
 
 
 def _chain(records):
@@ -208,38 +148,12 @@ def _chain(records):
 
 def _wallet(root, wallet_id, amount):
     """A personalised wallet `wallet_id` on FileFlash at root, loaded with `amount`."""
-    flash = fileflash.FileFlash(root)
-    app = WalletApp(hal.Hal(flash=flash, rng=_Rng()))
-    _select(app)
-    pk = _ok(app, 0x80, proto.INS_PERSO_KEYGEN)
-    issuer = _issuer_key()
-    body = {
-        proto.CERT_KIND: proto.KIND_WALLET,
-        proto.CERT_ID: wallet_id,
-        proto.CERT_KEY: pk,
-        proto.CERT_ISSUER: proto.key_id(issuer),
-        proto.CERT_EXPIRES: 2000000000,
-        proto.CERT_LIMITS: {},
-        proto.CERT_SERIAL: 1,
-    }
-    cert = proto.seal(proto.TAG_CERT, body, ISSUER_SEED)
-    finish = {proto.PF_CERT: cert, proto.PF_ISSUERS: [issuer], proto.PF_PIN: PIN, proto.PF_PUK: PUK}
-    _ok(app, 0x80, proto.INS_PERSO_FINISH, data=cbor.encode(finish))
+    app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=Rng()))
+    select(app)
+    pk, cert = personalise_wallet(app, ISSUER, wallet_id, {}, EXPIRES, PIN, PUK)
     if amount:
-        _ok(app, 0x80, proto.INS_LOAD, data=_voucher(wallet_id, 1, amount, proto.VSRC_TOPUP))
+        _ok(app, 0x80, proto.INS_LOAD, data=ISSUER.voucher(wallet_id, 1, amount))
     return app, pk, cert
-
-
-def _voucher(wallet_id, number, amount, source):
-    body = {
-        proto.VCH_WALLET: wallet_id,
-        proto.VCH_NUMBER: number,
-        proto.VCH_AMOUNT: amount,
-        proto.VCH_SOURCE: source,
-        proto.VCH_REF: b"",
-        proto.VCH_PURSE: 0,
-    }
-    return proto.seal(proto.TAG_VOUCHER, body, ISSUER_SEED)
 
 
 def test_transfer_receipt_ack_apply():
@@ -262,7 +176,7 @@ def test_transfer_receipt_ack_apply():
         _ok(payee, 0x80, proto.INS_RECEIVE, data=cbor.encode([env, payer_cert]))  # idempotent
         _o, sw = _send(payee, 0x80, proto.INS_PAY, data=_pay_request(urandom(16), 1))
         assert sw == proto.SW_FUNDS  # staged: not spendable
-        voucher = _voucher(b"VMPAYEE1", 1, 1200, proto.VSRC_TRANSFER)
+        voucher = ISSUER.voucher(b"VMPAYEE1", 1, 1200, proto.VSRC_TRANSFER)
         assert cbor.decode(_ok(payee, 0x80, proto.INS_LOAD, data=voucher)) == {0: 1200}
         _o, sw = _send(payee, 0x80, proto.INS_LOAD, data=voucher)
         assert sw == proto.SW_REPLAY
@@ -296,19 +210,19 @@ def test_transfer_receipt_ack_apply():
         # last seq is refused
         ack = {proto.ACK_DEVICE: b"VMPAYEE1", proto.ACK_UPTO: 3, proto.ACK_TIME: 0,
                proto.ACK_DIGEST: _chain(ex[proto.EXP_RECORDS][:2])}
-        _o, sw = _send(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))
+        _o, sw = _send(payee, 0x80, proto.INS_ACK, data=ISSUER.seal(proto.TAG_ACK, ack))
         assert sw == proto.SW_DATA_INVALID  # the digest at seq 2: other records
         ack[proto.ACK_DIGEST] = _chain(ex[proto.EXP_RECORDS][:3])
-        _ok(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))
+        _ok(payee, 0x80, proto.INS_ACK, data=ISSUER.seal(proto.TAG_ACK, ack))
         ack[proto.ACK_UPTO] = 9
-        _o, sw = _send(payee, 0x80, proto.INS_ACK, data=proto.seal(proto.TAG_ACK, ack, ISSUER_SEED))
+        _o, sw = _send(payee, 0x80, proto.INS_ACK, data=ISSUER.seal(proto.TAG_ACK, ack))
         assert sw == proto.SW_DATA_INVALID
         ex = cbor.decode(_ok(payee, 0x80, proto.INS_EXPORT, data=b""))
         assert [seq for seq, _rec in ex[proto.EXP_RECORDS]] == [4]
         # apply: offline counters synced, PIN unblocked
         for _ in range(3):
             _send(payee, 0x00, proto.INS_VERIFY_PIN, 0, 0x80, b"0000")
-        info = _select(payee)
+        info = select(payee)
         assert info[proto.INFO_FLAGS] & proto.FLAG_PIN_BLOCKED
         assert info[proto.INFO_OFFLINE_LEFT] == 9
         upd = {
@@ -318,14 +232,14 @@ def test_transfer_receipt_ack_apply():
             proto.UPD_SYNCED_SPENT: 200,
             proto.UPD_UNBLOCK_PIN: True,
         }
-        _ok(payee, 0x80, proto.INS_APPLY, data=proto.seal(proto.TAG_UPDATE, upd, ISSUER_SEED))
-        info = _select(payee)
+        _ok(payee, 0x80, proto.INS_APPLY, data=ISSUER.seal(proto.TAG_UPDATE, upd))
+        info = select(payee)
         assert info[proto.INFO_FLAGS] == 0 and info[proto.INFO_OFFLINE_LEFT] == 10
         _o, sw = _send(
-            payee, 0x80, proto.INS_APPLY, data=proto.seal(proto.TAG_UPDATE, upd, ISSUER_SEED)
+            payee, 0x80, proto.INS_APPLY, data=ISSUER.seal(proto.TAG_UPDATE, upd)
         )
         assert sw == proto.SW_REPLAY
         _ok(payee, 0x00, proto.INS_VERIFY_PIN, 0, 0x80, PIN)
         assert cbor.decode(_ok(payee, 0x80, proto.INS_GET_INFO))[proto.INFO_BALANCE] == 1000
     finally:
-        _cleanup()
+        cleanup()

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -128,7 +129,87 @@ def card(reader: str | None, port: str | None, baud: int, as_json: bool) -> None
 
 @conformance.command()
 @_with_opts
-def pos(reader: str | None, port: str | None, baud: int, as_json: bool) -> None:
-    """Check a terminal's serial side: INFO, routing, EXPORT (receipts, signed status), ACK and
-    APPLY refusals."""
-    _run("pos", POS_CHECKS, reader, port, baud, as_json)
+@click.option(
+    "--as-card",
+    is_flag=True,
+    help="check the terminal's reader side: the kit is the card, served in a vpcd reader",
+)
+@click.option(
+    "--issuer-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    envvar="TAPCASH_ISSUER_KEY",
+    help="--as-card: key file of an issuer the terminal trusts (certifies the kit's cards)",
+)
+@click.option("--vpcd-host", default="127.0.0.1", show_default=True, help="--as-card: vpcd host")
+@click.option(
+    "--vpcd-port",
+    type=click.IntRange(1, 65535),
+    default=35963,
+    show_default=True,
+    help="--as-card: vpcd port (35963 is reader 'Virtual PCD 00 00', 35964 the second)",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(1),
+    default=120.0,
+    show_default=True,
+    help="--as-card: seconds to wait for the terminal at each tap",
+)
+@click.option(
+    "--idle",
+    "idle_s",
+    type=click.FloatRange(0.5),
+    default=3.0,
+    show_default=True,
+    help="--as-card: a tap ends this many seconds after the terminal's last command (or at its "
+    "reset / power off)",
+)
+def pos(
+    reader: str | None,
+    port: str | None,
+    baud: int,
+    as_json: bool,
+    as_card: bool,
+    issuer_key: Path | None,
+    vpcd_host: str,
+    vpcd_port: int,
+    wait_s: float,
+    idle_s: float,
+) -> None:
+    """Check a terminal. Its serial side (--port, or --reader): INFO, routing, EXPORT (receipts,
+    signed status), ACK and APPLY refusals. Its reader side (--as-card): the kit serves cards in
+    a vpcd reader and you take five payments on the terminal (a clean one, a tear after the
+    card's commit and its re-tap, a forged payment, a card refusal, an untrusted card)."""
+    if not as_card:
+        if issuer_key is not None:
+            raise click.UsageError("--issuer-key goes with --as-card")
+        _run("pos", POS_CHECKS, reader, port, baud, as_json)
+        return
+    if reader is not None or port is not None:
+        raise click.UsageError(
+            "--as-card serves the card in vpcd (--vpcd-host/--vpcd-port): no --reader or --port"
+        )
+    if issuer_key is None:
+        raise click.UsageError(
+            "--as-card needs --issuer-key: the kit's cards must be certified by an issuer the "
+            "terminal trusts"
+        )
+    from tapcash.host.issuer import Issuer
+
+    from .as_card import Kit, run_kit
+
+    try:
+        issuer = Issuer.load(issuer_key)
+    except (ValueError, KeyError, OSError) as e:
+        raise click.ClickException(f"{issuer_key}: not an issuer key file ({e})") from None
+    say = (lambda _m: None) if as_json else click.echo
+    kit = Kit(issuer, host=vpcd_host, port=vpcd_port, say=say, wait_s=wait_s, idle_s=idle_s)
+    say(f"serving the kit's cards in vpcd at {vpcd_host}:{vpcd_port}; PIN 1234 if asked")
+    try:
+        res = run_kit(kit)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the checks were not finished", err=True)
+        sys.exit(130)
+    sys.exit(_report("pos (reader side)", res.outcomes, as_json, res.notes))

@@ -17,78 +17,9 @@ Times in the file are "HH:MM" within a day (`day = N` picks the day, 0-based) or
 the scenario start. Money is in minor units (cents), always integers.
 """
 
-from .model import (
-    DAY_S,
-    DEFAULT_START,
-    LIMIT_NAMES,
-    POS_CONFIG_NAMES,
-    AdversaryPlan,
-    Amounts,
-    Clone,
-    Load,
-    NfcField,
-    Payments,
-    PosFleet,
-    PowerCut,
-    Program,
-    Rollback,
-    Scenario,
-    ScenarioError,
-    SyncPlan,
-    Tear,
-    Transfers,
-    Wallets,
-)
-from .parse import (
-    COMMAND_NAMES,
-    builtin_names,
-    builtin_scenario,
-    builtin_source,
-    load_scenario,
-    parse_clock,
-    parse_scenario,
-    resolve,
-    unknown_key,
-)
-from .schedule import (
-    Event,
-    build_schedule,
-    pos_name,
-    wallet_name,
-)
+from . import model, parse, schedule
+from .model import *  # noqa: F403  (each module's __all__ is the package's)
+from .parse import *  # noqa: F403
+from .schedule import *  # noqa: F403
 
-__all__ = [
-    "AdversaryPlan",
-    "Amounts",
-    "COMMAND_NAMES",
-    "Clone",
-    "DAY_S",
-    "DEFAULT_START",
-    "Event",
-    "LIMIT_NAMES",
-    "Load",
-    "NfcField",
-    "POS_CONFIG_NAMES",
-    "Payments",
-    "PosFleet",
-    "PowerCut",
-    "Program",
-    "Rollback",
-    "Scenario",
-    "ScenarioError",
-    "SyncPlan",
-    "Tear",
-    "Transfers",
-    "Wallets",
-    "build_schedule",
-    "builtin_names",
-    "builtin_scenario",
-    "builtin_source",
-    "load_scenario",
-    "parse_clock",
-    "parse_scenario",
-    "pos_name",
-    "resolve",
-    "unknown_key",
-    "wallet_name",
-]
+__all__ = [*model.__all__, *parse.__all__, *schedule.__all__]

@@ -9,6 +9,29 @@ from dataclasses import dataclass, field
 
 from tapcash.firmware.core import proto
 
+__all__ = [
+    "DAY_S",
+    "DEFAULT_START",
+    "LIMIT_NAMES",
+    "POS_CONFIG_NAMES",
+    "AdversaryPlan",
+    "Amounts",
+    "Clone",
+    "Load",
+    "NfcField",
+    "Payments",
+    "PosFleet",
+    "PowerCut",
+    "Program",
+    "Rollback",
+    "Scenario",
+    "ScenarioError",
+    "SyncPlan",
+    "Tear",
+    "Transfers",
+    "Wallets",
+]
+
 DAY_S = 86400
 DEFAULT_START = 1_800_000_000 - 1_800_000_000 % DAY_S  # 2027-01-15 00:00 UTC
 

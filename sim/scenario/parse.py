@@ -33,6 +33,18 @@ from .model import (
     Wallets,
 )
 
+__all__ = [
+    "COMMAND_NAMES",
+    "builtin_names",
+    "builtin_scenario",
+    "builtin_source",
+    "load_scenario",
+    "parse_clock",
+    "parse_scenario",
+    "resolve",
+    "unknown_key",
+]
+
 
 # ---- parsing --------------------------------------------------------------------------------
 class _Table:
@@ -67,6 +79,28 @@ class _Table:
         if v is None or isinstance(v, int):
             return v
         return day * DAY_S + parse_clock(v, f"{self.where}.{key}")
+
+    def at(self, key: str = "at") -> int:
+        """A required time of the entry's `day` (0 unless given)."""
+        day = self.int("day", 0)
+        at = self.time(key, None, day)
+        if at is None:
+            raise ScenarioError(f"{self.where}: {key!r} is required")
+        return at
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        v = self.take(key, str, default)
+        if v not in choices:
+            said = f"{', '.join(choices[:-1])} or {choices[-1]}"
+            raise ScenarioError(f"{self.where}.{key}: {said}")
+        return v
+
+    def wallet_count(self, key: str = "wallets") -> int | None:
+        """'all' (None) or a number of wallets."""
+        n = self.take(key, (int, str), "all")
+        if isinstance(n, str) and n != "all":
+            raise ScenarioError(f"{self.where}.{key}: 'all' or a count")
+        return None if n == "all" else int(n)
 
     def table(self, key: str) -> _Table:
         return _Table(self.take(key, dict, {}), f"{self.where}.{key}")
@@ -196,62 +230,6 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     )
     tr.done()
 
-    loads = []
-    for t in _list(root, "loads"):
-        day = t.int("day", 0)
-        at = t.time("at", None, day)
-        if at is None:
-            raise ScenarioError(f"{t.where}: 'at' is required")
-        kind = t.take("kind", str, "topup")
-        if kind not in ("topup", "payroll"):
-            raise ScenarioError(f"{t.where}.kind: topup or payroll")
-        n = t.take("wallets", (int, str), "all")
-        if isinstance(n, str) and n != "all":
-            raise ScenarioError(f"{t.where}.wallets: 'all' or a count")
-        loads.append(Load(at, kind, None if n == "all" else int(n), t.int("amount", 1000, 1)))
-        t.done()
-
-    programs = []
-    for t in _list(root, "programs"):
-        day = t.int("day", 0)
-        at = t.time("at", None, day)
-        if at is None:
-            raise ScenarioError(f"{t.where}: 'at' is required")
-        name = t.take("name", str, "")
-        if not name or not all(c.isalnum() or c in "-_." for c in name):
-            raise ScenarioError(f"{t.where}.name: letters, digits and -_.")
-        kind = t.take("kind", str, "subsidy")
-        if kind not in ("subsidy", "prepaid"):
-            raise ScenarioError(f"{t.where}.kind: subsidy or prepaid")
-        n = t.take("wallets", (int, str), "all")
-        if isinstance(n, str) and n != "all":
-            raise ScenarioError(f"{t.where}.wallets: 'all' or a count")
-        pos_list = t.take("pos", list, [1])
-        if not pos_list or not all(isinstance(x, int) and x >= 1 for x in pos_list):
-            raise ScenarioError(f"{t.where}.pos: a list of POS numbers")
-        exp_day = t.take("expires_day", int, -1)
-        programs.append(
-            Program(
-                name,
-                at,
-                kind,
-                t.take("funder", str, "city"),
-                t.int("amount", 1000, 1),
-                None if n == "all" else int(n),
-                tuple(int(x) for x in pos_list),
-                t.int("category", 0),
-                (exp_day + 1) * DAY_S - 1 if exp_day >= 0 else 0,
-                t.int("cap", 0),
-                t.int("unit", 0),
-                t.int("payments", 0),
-                t.int("payment_amount", 0),
-                t.int("collect_s", 7200),
-            )
-        )
-        t.done()
-    if len({p.name for p in programs}) != len(programs):
-        raise ScenarioError("programs: names must differ")
-
     s = root.table("sync")
     pos_every_h = s.take("pos_every_hours", float, 4.0)
     sync = SyncPlan(
@@ -262,79 +240,9 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     )
     s.done()
 
-    tears = []
-    for t in _list(root, "tears"):
-        day = t.int("day", 0)
-        tear = Tear(
-            payment=t.take("payment", int, None),
-            t=t.time("at", None, day),
-            where=t.take("where", str, "response"),
-            command=t.int("command", 1),
-            byte=t.int("byte", 10),
-            retap_s=t.take("retap_s", int, 5),
-        )
-        if tear.payment is None and tear.t is None:
-            raise ScenarioError(f"{t.where}: give 'payment' (n-th payment) or 'at'")
-        if tear.where not in ("command", "response"):
-            raise ScenarioError(f"{t.where}.where: command or response")
-        if t.take("retap", bool, True) is False:
-            tear = replace(tear, retap_s=None)
-        t.done()
-        tears.append(tear)
-
-    cuts = []
-    for t in _list(root, "power_cuts"):
-        day = t.int("day", 0)
-        at = t.time("at", None, day)
-        if at is None:
-            raise ScenarioError(f"{t.where}: 'at' is required")
-        keep = t.take("keep", float, 0.5)
-        if not 0.0 <= keep <= 1.0:
-            raise ScenarioError(f"{t.where}.keep: a share between 0 and 1")
-        cuts.append(
-            PowerCut(
-                _device_name(t.take("device", str, ""), t.where),
-                at,
-                t.int("write", 1, 1),
-                keep,
-                t.int("down_s", 120),
-            )
-        )
-        t.done()
-
-    clones = []
-    for t in _list(root, "clones"):
-        day = t.int("day", 0)
-        at = t.time("at", None, day)
-        if at is None:
-            raise ScenarioError(f"{t.where}: 'at' is required")
-        pos_pair = t.take("pos", list, [1, 2])
-        if len(pos_pair) != 2 or pos_pair[0] == pos_pair[1]:
-            raise ScenarioError(f"{t.where}.pos: two different POS numbers")
-        clones.append(
-            Clone(
-                t.int("wallet", 1, 1),
-                at,
-                (int(pos_pair[0]), int(pos_pair[1])),
-                t.int("amount", 2500, 1),
-                t.int("gap_s", 60),
-            )
-        )
-        t.done()
-
-    rollbacks = []
-    for t in _list(root, "rollbacks"):
-        day = t.int("day", 0)
-        snap = t.time("snapshot", None, day)
-        rest = t.time("restore", None, day)
-        if snap is None or rest is None or rest <= snap:
-            raise ScenarioError(f"{t.where}: 'snapshot' before 'restore', both required")
-        rollbacks.append(
-            Rollback(
-                t.int("wallet", 1, 1), snap, rest, t.int("payments", 2, 1), t.int("amount", 1500, 1)
-            )
-        )
-        t.done()
+    lists = {key: tuple(_items(root, key, build)) for key, build in _LISTS.items()}
+    if len({p.name for p in lists["programs"]}) != len(lists["programs"]):
+        raise ScenarioError("programs: names must differ")
 
     adversary = None
     if "adversary" in root.data:
@@ -377,13 +285,8 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         pos=pos,
         payments=payments,
         transfers=transfers,
-        loads=tuple(loads),
-        programs=tuple(programs),
         sync=sync,
-        tears=tuple(tears),
-        power_cuts=tuple(cuts),
-        clones=tuple(clones),
-        rollbacks=tuple(rollbacks),
+        **lists,
         nfc=fld,
         adversary=adversary,
     )
@@ -393,6 +296,107 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
 
         attack_plan(sc, sc.seed)
     return sc
+
+
+# ---- the lists of events: one builder per [[list]], each entry checked and closed -------------
+def _items(root: _Table, key: str, build: Any) -> list[Any]:
+    out = []
+    for t in _list(root, key):
+        out.append(build(t))
+        t.done()
+    return out
+
+
+def _load(t: _Table) -> Load:
+    at = t.at()
+    kind = t.choice("kind", "topup", ("topup", "payroll"))
+    return Load(at, kind, t.wallet_count(), t.int("amount", 1000, 1))
+
+
+def _program(t: _Table) -> Program:
+    at = t.at()
+    name = t.take("name", str, "")
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ScenarioError(f"{t.where}.name: letters, digits and -_.")
+    kind = t.choice("kind", "subsidy", ("subsidy", "prepaid"))
+    wallets = t.wallet_count()
+    pos_list = t.take("pos", list, [1])
+    if not pos_list or not all(isinstance(x, int) and x >= 1 for x in pos_list):
+        raise ScenarioError(f"{t.where}.pos: a list of POS numbers")
+    exp_day = t.take("expires_day", int, -1)
+    return Program(
+        name,
+        at,
+        kind,
+        t.take("funder", str, "city"),
+        t.int("amount", 1000, 1),
+        wallets,
+        tuple(int(x) for x in pos_list),
+        t.int("category", 0),
+        (exp_day + 1) * DAY_S - 1 if exp_day >= 0 else 0,
+        t.int("cap", 0),
+        t.int("unit", 0),
+        t.int("payments", 0),
+        t.int("payment_amount", 0),
+        t.int("collect_s", 7200),
+    )
+
+
+def _tear(t: _Table) -> Tear:
+    day = t.int("day", 0)
+    tear = Tear(
+        payment=t.take("payment", int, None),
+        t=t.time("at", None, day),
+        where=t.choice("where", "response", ("command", "response")),
+        command=t.int("command", 1),
+        byte=t.int("byte", 10),
+        retap_s=t.take("retap_s", int, 5),
+    )
+    if tear.payment is None and tear.t is None:
+        raise ScenarioError(f"{t.where}: give 'payment' (n-th payment) or 'at'")
+    if t.take("retap", bool, True) is False:
+        tear = replace(tear, retap_s=None)
+    return tear
+
+
+def _power_cut(t: _Table) -> PowerCut:
+    at = t.at()
+    keep = t.take("keep", float, 0.5)
+    if not 0.0 <= keep <= 1.0:
+        raise ScenarioError(f"{t.where}.keep: a share between 0 and 1")
+    device = _device_name(t.take("device", str, ""), t.where)
+    return PowerCut(device, at, t.int("write", 1, 1), keep, t.int("down_s", 120))
+
+
+def _clone(t: _Table) -> Clone:
+    at = t.at()
+    pos_pair = t.take("pos", list, [1, 2])
+    if len(pos_pair) != 2 or pos_pair[0] == pos_pair[1]:
+        raise ScenarioError(f"{t.where}.pos: two different POS numbers")
+    pos = (int(pos_pair[0]), int(pos_pair[1]))
+    return Clone(t.int("wallet", 1, 1), at, pos, t.int("amount", 2500, 1), t.int("gap_s", 60))
+
+
+def _rollback(t: _Table) -> Rollback:
+    day = t.int("day", 0)
+    snap = t.time("snapshot", None, day)
+    rest = t.time("restore", None, day)
+    if snap is None or rest is None or rest <= snap:
+        raise ScenarioError(f"{t.where}: 'snapshot' before 'restore', both required")
+    return Rollback(
+        t.int("wallet", 1, 1), snap, rest, t.int("payments", 2, 1), t.int("amount", 1500, 1)
+    )
+
+
+# Scenario field (and [[list]] name) -> its entry's builder
+_LISTS = {
+    "loads": _load,
+    "programs": _program,
+    "tears": _tear,
+    "power_cuts": _power_cut,
+    "clones": _clone,
+    "rollbacks": _rollback,
+}
 
 
 COMMAND_NAMES = {"select": 0xA4, "pay": 0x50, "receipt": 0x52, "challenge": 0x84, "receive": 0x56}

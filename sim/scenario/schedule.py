@@ -9,6 +9,13 @@ from typing import Any
 
 from .model import DAY_S, Scenario, Tear
 
+__all__ = [
+    "Event",
+    "build_schedule",
+    "pos_name",
+    "wallet_name",
+]
+
 
 # ---- the schedule ---------------------------------------------------------------------------
 @dataclass(frozen=True)

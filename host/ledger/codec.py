@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
+from typing import Any
 
 from tapcash.firmware.core import cbor, check, envelope
 from tapcash.firmware.core.apdu import ApduError
@@ -186,3 +189,58 @@ def check_amount(amount: object, what: str = "amount") -> int:
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MONEY_MAX:
         raise LedgerError(400, f"{what}: must be a positive integer of minor units")
     return amount
+
+
+def parse_load_csv(
+    csv_text: str, what: str, *, refuse_bare_cr: bool = False, once_per_wallet: bool = False
+) -> list[tuple[int, bytes, int]]:
+    """A bulk load's CSV (`wallet id hex, amount` a line; blank, `#` and a header line skipped)
+    -> [(line number, wallet id, amount)], all lines or none: one 400 names every bad line.
+    `what` ('payroll', 'programme load') starts each message. refuse_bare_cr: a lone CR is a
+    400 of its own (otherwise it ends a line); once_per_wallet: a wallet named twice is bad."""
+    lines: list[tuple[int, bytes, int]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[bytes] = set()
+    refused = f"{what} refused: nothing was loaded"
+    if refuse_bare_cr:
+        bare_cr = csv_text.replace("\r\n", "\n").find("\r")
+        if bare_cr >= 0:
+            line = csv_text[:bare_cr].replace("\r\n", "\n").count("\n") + 1
+            problem = {"line": line, "error": "a bare CR: lines end with LF or CRLF"}
+            raise LedgerError(400, {"error": refused, "lines": [problem]})
+    try:
+        text = io.StringIO(csv_text, newline="") if refuse_bare_cr else io.StringIO(csv_text)
+        rows = list(csv.reader(text))
+    except csv.Error as e:  # e.g. a bare CR inside a line
+        raise LedgerError(400, f"{what} csv: {e}") from None
+    for lineno, row in enumerate(rows, start=1):
+        if not row or all(not c.strip() for c in row) or row[0].strip().startswith("#"):
+            continue
+        if len(row) != 2:
+            errors.append({"line": lineno, "error": "expected 2 fields: wallet id, amount"})
+            continue
+        wid_text, amt_text = row[0].strip(), row[1].strip()
+        ascii_digits = amt_text.isascii() and amt_text.isdigit()  # not '²' or '٣'
+        if lineno == 1 and not ascii_digits:
+            continue  # header line
+        try:
+            wid = bytes.fromhex(wid_text)
+            if len(wid) != 8:
+                raise ValueError
+        except ValueError:
+            errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
+            continue
+        if not ascii_digits or not 0 < int(amt_text) <= MONEY_MAX:
+            error = f"amount {amt_text!r} is not a positive integer"
+            errors.append({"line": lineno, "error": error})
+            continue
+        if once_per_wallet and wid in seen:
+            errors.append({"line": lineno, "error": f"wallet {wid_text} twice in one load"})
+            continue
+        seen.add(wid)
+        lines.append((lineno, wid, int(amt_text)))
+    if errors:
+        raise LedgerError(400, {"error": refused, "lines": errors})
+    if not lines:
+        raise LedgerError(400, f"{what}: no lines")
+    return lines

@@ -24,16 +24,14 @@ The rule is applied by the firmware's own `core/purse.py`, the code the card and
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from typing import TYPE_CHECKING, Any
 
 from tapcash.firmware.core import proto
 from tapcash.firmware.core import purse as purse_rule
 
 from . import postings as P
-from .codec import b64e
+from .codec import b64e, parse_load_csv
 from .db import Tx
 from .errors import LedgerError
 from .service import get_device, owner_key
@@ -162,55 +160,13 @@ def create(
     return ledger.db.write(tx_fn)
 
 
-def _parse_csv(csv_text: str) -> list[tuple[int, bytes, int]]:
-    lines: list[tuple[int, bytes, int]] = []
-    errors: list[dict[str, Any]] = []
-    seen: set[bytes] = set()
-    try:
-        rows = list(csv.reader(io.StringIO(csv_text)))
-    except csv.Error as e:  # e.g. a bare CR inside a line
-        raise LedgerError(400, f"programme load csv: {e}") from None
-    for lineno, row in enumerate(rows, start=1):
-        if not row or all(not c.strip() for c in row) or row[0].strip().startswith("#"):
-            continue
-        if len(row) != 2:
-            errors.append({"line": lineno, "error": "expected 2 fields: wallet id, amount"})
-            continue
-        wid_text, amt_text = row[0].strip(), row[1].strip()
-        ascii_digits = amt_text.isascii() and amt_text.isdigit()  # not '²' or '٣'
-        if lineno == 1 and not ascii_digits:
-            continue  # header line
-        try:
-            wid = bytes.fromhex(wid_text)
-            if len(wid) != 8:
-                raise ValueError
-        except ValueError:
-            errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
-            continue
-        if not ascii_digits or not 0 < int(amt_text) <= P.MONEY_MAX:
-            errors.append({"line": lineno, "error": f"amount {amt_text!r} is not a positive "
-                                                    "integer"})
-            continue
-        if wid in seen:
-            errors.append({"line": lineno, "error": f"wallet {wid_text} twice in one load"})
-            continue
-        seen.add(wid)
-        lines.append((lineno, wid, int(amt_text)))
-    if errors:
-        raise LedgerError(400, {"error": "programme load refused: nothing was loaded",
-                                "lines": errors})
-    if not lines:
-        raise LedgerError(400, "programme load: no lines")
-    return lines
-
-
 def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[str, Any]:
     """Load purses in bulk (CSV `wallet id hex, amount`), all lines or none: the funder pays
     into the programme account (refunded value there first), each line becomes a voucher for
     the card and a posting into its purse account."""
     if not reference or len(reference) > 64:
         raise LedgerError(400, "reference: 1-64 characters, unique per programme load")
-    lines = _parse_csv(csv_text)
+    lines = parse_load_csv(csv_text, "programme load", once_per_wallet=True)
 
     def tx_fn(tx: Tx) -> dict[str, Any]:
         p = need_program(tx, program)

@@ -3,9 +3,7 @@ renewal, hot lists, pending updates and merchant settlement. Each is one transac
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import threading
 import time
@@ -17,7 +15,7 @@ from tapcash.firmware.core import proto
 from tapcash.host.issuer import Issuer
 
 from . import postings as P
-from .codec import MONEY_MAX, b64e, check_amount, env_bytes
+from .codec import b64e, check_amount, env_bytes, parse_load_csv
 from .db import Database, Tx
 from .errors import LedgerError
 from .migrations import LATEST, current_version
@@ -324,45 +322,7 @@ class Ledger:
         """Load many wallets from one owner account: all lines or none."""
         if not reference or len(reference) > 64:
             raise LedgerError(400, "reference: 1-64 characters, unique per payroll batch")
-        lines: list[tuple[int, bytes, int]] = []
-        errors: list[dict[str, Any]] = []
-        bare_cr = csv_text.replace("\r\n", "\n").find("\r")
-        if bare_cr >= 0:
-            line = csv_text[:bare_cr].replace("\r\n", "\n").count("\n") + 1
-            raise LedgerError(400, {"error": "payroll refused: nothing was loaded",
-                                    "lines": [{"line": line, "error": "a bare CR: lines end "
-                                               "with LF or CRLF"}]})
-        try:
-            rows = list(csv.reader(io.StringIO(csv_text, newline="")))
-        except csv.Error as e:  # e.g. a bare CR inside a line
-            raise LedgerError(400, f"payroll csv: {e}") from None
-        for lineno, row in enumerate(rows, start=1):
-            if not row or all(not c.strip() for c in row) or row[0].strip().startswith("#"):
-                continue
-            if len(row) != 2:
-                errors.append({"line": lineno, "error": "expected 2 fields: wallet id, amount"})
-                continue
-            wid_text, amt_text = row[0].strip(), row[1].strip()
-            ascii_digits = amt_text.isascii() and amt_text.isdigit()  # not '²' or '٣'
-            if lineno == 1 and not ascii_digits:
-                continue  # header line
-            try:
-                wid = bytes.fromhex(wid_text)
-                if len(wid) != 8:
-                    raise ValueError
-            except ValueError:
-                errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
-                continue
-            if not ascii_digits or not 0 < int(amt_text) <= MONEY_MAX:
-                errors.append({"line": lineno,
-                               "error": f"amount {amt_text!r} is not a positive integer"})
-                continue
-            lines.append((lineno, wid, int(amt_text)))
-        if errors:
-            raise LedgerError(400, {"error": "payroll refused: nothing was loaded",
-                                    "lines": errors})
-        if not lines:
-            raise LedgerError(400, "payroll: no lines")
+        lines = parse_load_csv(csv_text, "payroll", refuse_bare_cr=True)
 
         def tx_fn(tx: Tx) -> dict[str, Any]:
             tx.lock([w for _, w, _ in lines] + [owner_key(payer)])

@@ -18,10 +18,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,8 @@ from typing import Any
 import cbor2
 import httpx
 import pytest
+from cli_run import TAPCASH
+from ledger_process import LedgerServe
 from nacl.signing import VerifyKey
 
 from tapcash.firmware.core import proto
@@ -63,19 +62,11 @@ if not Path(CHROMIUM).exists():  # the README's Quick start installs it; CI must
     pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium chromium-driver",
                 pytrace=False)
 
-TAPCASH = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
-
 
 def tapcash(*args: str) -> str:
     out = subprocess.run([*TAPCASH, *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -91,30 +82,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     issuer = issuer_for(SEED)
     key = tmp / "issuer.key"
     issuer.save(key)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([*TAPCASH, "ledger", "serve", "--db", str(db), "--issuer-key",
-                               str(key), "--token", TOKEN, "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = LedgerServe(str(db), key, TOKEN, log=tmp / "serve.log", access_log=True)
+    url = server.url
     try:
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
                            timeout=30)
-        for _ in range(200):
-            try:
-                if api.get("/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("tapcash ledger serve did not come up")
         # Pay one merchant out, so the settlements table has a row.
         merchant = api.get("/v1/reports/merchants").json()[0]["merchant"]
         assert api.post(f"/v1/merchants/{merchant}/settle",
                         json={"reference": "console-test"}).status_code == 200
         yield {"url": url, "db": str(db), "api": api, "issuer": issuer}
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -126,15 +105,21 @@ def browser(world: dict[str, Any]) -> Iterator[Any]:
         b.close()
 
 
+def _logged_in(browser: Any, url: str) -> tuple[Any, Any]:
+    """A new browser context and its page, past the console's login."""
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.goto(url + "/console/login")
+    pg.fill("#token", TOKEN)
+    pg.click("#login")
+    pg.wait_for_url(url + "/console/")
+    return ctx, pg
+
+
 @pytest.fixture(scope="module")
 def page(browser: Any, world: dict[str, Any]) -> Iterator[Any]:
     """A logged-in page (one browser context for the module)."""
-    ctx = browser.new_context()
-    pg = ctx.new_page()
-    pg.goto(world["url"] + "/console/login")
-    pg.fill("#token", TOKEN)
-    pg.click("#login")
-    pg.wait_for_url(world["url"] + "/console/")
+    ctx, pg = _logged_in(browser, world["url"])
     yield pg
     ctx.close()
 
@@ -389,12 +374,7 @@ def test_every_page_renders_without_a_server_error(page: Any, world: dict[str, A
 
 
 def test_logout_ends_the_session(browser: Any, world: dict[str, Any]):
-    ctx = browser.new_context()
-    pg = ctx.new_page()
-    pg.goto(world["url"] + "/console/login")
-    pg.fill("#token", TOKEN)
-    pg.click("#login")
-    pg.wait_for_url(world["url"] + "/console/")
+    ctx, pg = _logged_in(browser, world["url"])
     pg.click("header button")
     pg.wait_for_url(world["url"] + "/console/login")
     pg.goto(world["url"] + "/console/merchants")

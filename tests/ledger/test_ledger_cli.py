@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,21 +19,17 @@ from typing import Any
 import httpx
 import ledger_world as lw
 import pytest
+from cli_run import TAPCASH
+from ledger_process import LedgerServe
 from nacl.signing import SigningKey
 
 from tapcash.firmware.core import proto
 from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.loopback import free_port
 
-TAPCASH = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
 TOKEN = "ledger-cli-test-token"
 pg_admin = lw.pg_admin  # the PostgreSQL the suite uses (skipped outside CI when unreachable)
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Ledger:
@@ -43,7 +38,7 @@ class Ledger:
         self.key = tmp / "issuer.key"
         Issuer.generate().save(self.key)
         self.db = db
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         self.env = dict(os.environ, TAPCASH_LEDGER_URL=self.url, TAPCASH_LEDGER_TOKEN=TOKEN)
         self.api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"},
                                 timeout=30)
@@ -107,24 +102,13 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Ledger]:
     lg = Ledger(tmp_path_factory.mktemp("ledger-cli"), database)
-    port = lg.url.rsplit(":", 1)[1]
-    with open(lg.tmp / "serve.log", "wb") as log:
-        server = subprocess.Popen([*TAPCASH, "ledger", "serve", "--db", str(lg.db),
-                                   "--issuer-key", str(lg.key), "--token", TOKEN, "--port", port],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=lg.tmp)
+    port = int(lg.url.rsplit(":", 1)[1])
+    server = LedgerServe(str(lg.db), lg.key, TOKEN, lg.tmp / "serve.log", access_log=True,
+                         port=port, cwd=lg.tmp)
     try:
-        for _ in range(400):
-            try:
-                if lg.api.get("/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("tapcash ledger serve did not come up")
         yield lg
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop()
         lg.api.close()
 
 
@@ -286,7 +270,7 @@ def test_a_garbage_certificate_a_wrong_token_and_no_ledger(ledger: Ledger) -> No
     wrong = dict(ledger.env, TAPCASH_LEDGER_TOKEN="not-the-token")
     done = ledger.run("ledger", "owner", "list", code=1, env=wrong)
     assert "operator token" in done.stderr and "HTTP 401" in done.stderr
-    gone = dict(ledger.env, TAPCASH_LEDGER_URL=f"http://127.0.0.1:{_free_port()}")
+    gone = dict(ledger.env, TAPCASH_LEDGER_URL=f"http://127.0.0.1:{free_port()}")
     done = ledger.run("ledger", "owner", "list", code=5, env=gone)
     assert done.stderr.startswith("error: ledger unreachable at http://127.0.0.1:")
     done = ledger.run("ledger", "owner", "list", "--url", "ftp://x", code=2)
@@ -313,7 +297,7 @@ def test_a_url_that_is_no_ledger_is_one_line(ledger: Ledger, tmp_path: Path) -> 
     cli_side_only(ledger)
     (tmp_path / "v1").mkdir()
     (tmp_path / "v1" / "owners").write_text("<html><body>a web site</body></html>\n")
-    port = _free_port()
+    port = free_port()
     site = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
                              "127.0.0.1"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,9 +27,11 @@ from typing import Any
 
 import cbor2
 import pytest
+from ledger_process import LedgerServe
 from nacl.signing import VerifyKey
 
 from tapcash.firmware.core import proto
+from tapcash.host.ledger.loopback import free_port
 
 DOC = Path(__file__).parents[2] / "docs" / "LEDGER.md"
 WALKTHROUGH = "## 1a. A day of the pilot"
@@ -99,12 +100,6 @@ def test_the_documented_problem_body_is_the_apis() -> None:
 
 
 # ---- the walk-through ----------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _kill(folder: Path) -> None:
     for name in ("fleet.pid", "ledger.pid"):
         try:
@@ -122,7 +117,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("pilot-day")
     blocks = sh_blocks(section(WALKTHROUGH))
     assert len(blocks) >= 8, "the walk-through lost its commands"
-    script = "\n".join(blocks).replace("8700", str(_free_port()))
+    script = "\n".join(blocks).replace("8700", str(free_port()))
     bin_dir = folder / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "tapcash"  # the CLI of the code under test, whatever PATH holds
@@ -229,26 +224,13 @@ def test_the_lost_card_was_revoked_then_reinstated(day: dict[str, Any]) -> None:
 def test_fraud_show_json_and_list_csv_on_the_days_books(day: dict[str, Any]) -> None:
     """The day's cases through `fraud show --json` / `fraud list --csv`, on a ledger served again
     from the walk-through's database: the decoded fields are the signed bodies' own."""
-    import time
-
-    import httpx
-
-    folder, port = day["folder"], _free_port()
-    url, token = f"http://127.0.0.1:{port}", "again"
+    folder, token = day["folder"], "again"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPCASH_LEDGER")}
-    env.update(TAPCASH_LEDGER_URL=url, TAPCASH_LEDGER_TOKEN=token)
+    server = LedgerServe("pilot.db", Path("issuer.key"), token, folder / "again.log",
+                         access_log=True, environ=env, cwd=folder)
+    env.update(TAPCASH_LEDGER_URL=server.url, TAPCASH_LEDGER_TOKEN=token)
     cli = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
-    with open(folder / "again.log", "wb") as log:
-        server = subprocess.Popen([*cli, "ledger", "serve", "--db", "pilot.db", "--issuer-key",
-                                   "issuer.key", "--port", str(port)], cwd=folder, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(400):
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
 
         def run(*args: str) -> str:
             done = subprocess.run([*cli, "ledger", *args], env=env, capture_output=True,
@@ -272,5 +254,4 @@ def test_fraud_show_json_and_list_csv_on_the_days_books(day: dict[str, Any]) -> 
                 assert case[side]["fields"][name] == str(body[key])
                 assert case[side]["signature_ok"] is True
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop()

@@ -1,25 +1,23 @@
 """The ledger killed (SIGKILL) in the middle of ingesting a large batch keeps nothing of it.
 
-The server is a real uvicorn subprocess. `TAPCASH_LEDGER_FAULT_PAUSE` makes it stop inside
-the batch's transaction after every row is written and before COMMIT (it touches a file, then
-sleeps), so the kill lands deterministically mid-transaction; a second case kills at a moment
-picked by a seeded random delay, whatever the server is doing then. After a restart the ledger
+The server is a real `tapcash ledger serve` subprocess (tests/support/ledger_process.py).
+`TAPCASH_LEDGER_FAULT_PAUSE` makes it stop inside the batch's transaction after every row is
+written and before COMMIT (it touches a file, then sleeps), so the kill lands deterministically
+mid-transaction; a second case kills at a moment picked by a seeded random delay, whatever the
+server is doing then. After a restart the ledger
 holds either the whole batch or none of it, and the same batch then goes through whole."""
 
 from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import ledger_world as lw
 import pytest
+from ledger_process import LedgerServe
 from ledger_world import TOKEN
 
 from tapcash.firmware.core import ed25519
@@ -28,44 +26,15 @@ from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.ingest import FAULT_PAUSE_ENV
-from tapcash.host.ledger.loopback import free_port
 from tapcash.host.ledger.migrations import migrate
 
 N = 3000  # payments in the batch
 
 
-class Server:
-    def __init__(self, db: str, key: Path, env: dict[str, str] | None = None,
-                 workers: int = 1) -> None:
-        self.port = free_port()
-        e = dict(os.environ)
-        e.update({"TAPCASH_LEDGER_DB": db, "TAPCASH_LEDGER_ISSUER_KEY": str(key),
-                  "TAPCASH_LEDGER_TOKEN": TOKEN})
-        e.pop(FAULT_PAUSE_ENV, None)
-        e.update(env or {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "tapcash.host.ledger.app:app_from_env",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-             "--workers", str(workers)],
-            env=e, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.kill()
-                raise RuntimeError("ledger subprocess did not start")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL the server and, with several workers, every worker process."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+def _serve(db: str, key: Path, env: dict[str, str] | None = None) -> LedgerServe:
+    """`tapcash ledger serve` on `db`, without a fault pause unless `env` sets one."""
+    environ = {k: v for k, v in os.environ.items() if k != FAULT_PAUSE_ENV}
+    return LedgerServe(db, key, TOKEN, environ=environ, env=env, args=["--log-level", "warning"])
 
 
 def _setup(db: str, tmp: Path) -> tuple[Path, bytes, bytes, list, bytes]:
@@ -74,7 +43,7 @@ def _setup(db: str, tmp: Path) -> tuple[Path, bytes, bytes, list, bytes]:
     issuer.save(key)
     migrate(Database(db, pool_size=1))
     seed, wid, pos_id = os.urandom(32), os.urandom(8), os.urandom(8)
-    srv = Server(db, key)
+    srv = _serve(db, key)
     try:
         with LedgerClient(srv.url, TOKEN) as c:
             c.register(issuer.certify_pos(pos_id, ed25519.public_key(os.urandom(32)),
@@ -116,7 +85,7 @@ def _upload_in_background(url: str, wid: bytes, records: list, status: bytes) ->
 
 
 def _finish(db: str, key: Path, wid: bytes, records: list, status: bytes) -> None:
-    srv = Server(db, key)
+    srv = _serve(db, key)
     try:
         with LedgerClient(srv.url, TOKEN, timeout=120) as c:
             res = c.ingest(wid, records, status)
@@ -132,7 +101,7 @@ def _finish(db: str, key: Path, wid: bytes, records: list, status: bytes) -> Non
 def test_kill_inside_the_transaction_keeps_nothing(db_url: str, tmp_path: Path) -> None:
     key, wid, _pos, records, status = _setup(db_url, tmp_path)
     flag = tmp_path / "paused"
-    srv = Server(db_url, key, {FAULT_PAUSE_ENV: str(flag)})
+    srv = _serve(db_url, key, {FAULT_PAUSE_ENV: str(flag)})
     t = _upload_in_background(srv.url, wid, records, status)
     deadline = time.monotonic() + 120
     while not flag.exists():
@@ -148,7 +117,7 @@ def test_kill_inside_the_transaction_keeps_nothing(db_url: str, tmp_path: Path) 
 def test_kill_at_a_random_moment_is_all_or_nothing(db_url: str, tmp_path: Path,
                                                    seed: int) -> None:
     key, wid, _pos, records, status = _setup(db_url, tmp_path)
-    srv = Server(db_url, key)
+    srv = _serve(db_url, key)
     t = _upload_in_background(srv.url, wid, records, status)
     time.sleep(random.Random(seed).uniform(0.05, 0.6))
     srv.kill()

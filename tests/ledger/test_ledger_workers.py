@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import ledger_world as lw
+from ledger_process import LedgerServe
 from ledger_world import TOKEN
-from test_ledger_kill import Server
 
 from tapcash.firmware.core import cbor, ed25519, proto
 from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
@@ -51,7 +51,7 @@ def test_two_workers_concurrent_uploads(db_url: str, tmp_path: Path) -> None:
     key = tmp_path / "issuer.key"
     issuer.save(key)
     migrate(Database(db_url, pool_size=1))
-    srv = Server(db_url, key, workers=2)
+    srv = LedgerServe(db_url, key, TOKEN, args=["--workers", "2", "--log-level", "warning"])
     try:
         with LedgerClient(srv.url, TOKEN) as c:
             poses = []
@@ -108,5 +108,5 @@ def test_two_workers_concurrent_uploads(db_url: str, tmp_path: Path) -> None:
             assert merchant_total == 5 * 300 + 700 + 900
             assert c.invariant()["ok"]
     finally:
-        srv.kill()
+        srv.stop()
     lw.make_ledger(db_url, Issuer.load(key))  # the autouse fixture checks its books

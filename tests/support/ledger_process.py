@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -26,8 +27,11 @@ START_TIMEOUT_S = 60.0
 
 class LedgerServe:
     """`tapcash ledger serve --db DB --issuer-key KEY --token TOKEN --port <free>` in its own
-    process group (more options in `args`); output to `log` (a file) when given. Waits for
-    /v1/health unless `wait=False` (then call `wait()`)."""
+    process group (more options in `args`); output to `log` (a file) when given. Its
+    environment is `environ` (this process's unless given) with `env` over it; `cwd` is where
+    it runs (relative --db and key paths are read from there). Waits for /v1/health unless
+    `wait=False` (then call `wait()`). stop() is SIGTERM (then SIGKILL), kill() SIGKILL at once,
+    to every process of the group (the workers too)."""
 
     def __init__(
         self,
@@ -38,10 +42,13 @@ class LedgerServe:
         *,
         access_log: bool = False,
         env: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        port: int | None = None,
         wait: bool = True,
         args: list[str] | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         argv = [*TAPCASH, "ledger", "serve", "--db", db, "--issuer-key", str(key),
@@ -53,7 +60,8 @@ class LedgerServe:
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT if out is not None else None,
-                env={**os.environ, **(env or {})},
+                env={**(os.environ if environ is None else environ), **(env or {})},
+                cwd=cwd,
                 start_new_session=True,
             )
         finally:
@@ -75,6 +83,11 @@ class LedgerServe:
                 said = self.log.read_text() if self.log is not None else "(no log kept)"
                 raise AssertionError(f"tapcash ledger serve did not come up:\n{said}")
             time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

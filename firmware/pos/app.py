@@ -66,6 +66,7 @@ class PosApp:
         self.journal = None
         self.certs = None
         self.on = False
+        self.done = None  # the response of this serial command once its commit decided it
         self._core = resident(_CORE)
         self._resident = resident(_PKG)  # command and payment modules imported later go
 
@@ -157,8 +158,12 @@ class PosApp:
         except Exception:
             raise apdu.ApduError(apdu.SW_MEMORY) from None
 
-    def commit_config(self, cf):
+    def commit_config(self, cf, answer=None):
+        """`answer` (bytes): the serial command's response data, decided by this commit (it
+        answers 9000 with it whatever fails after, see process)."""
+        resp = None if answer is None else apdu.response(answer)
         self._commit(self.cf_store, cf)
+        self.done = resp
         self.cf = cf
         self._derive()
         if self.journal is not None:
@@ -208,6 +213,7 @@ class PosApp:
         release(_PKG, self._resident)  # the reader flow's modules, when a sale ran last
         release(_CORE, self._core)
         collect()  # the last command's garbage goes before this one's long-lived objects
+        self.done = None
         try:
             if not self.on:
                 self.power_on()
@@ -218,14 +224,19 @@ class PosApp:
             finally:  # its modules go: the next command (or payment) has their heap
                 release(_PKG, self._resident)
                 release(_CORE, self._core)  # and the core modules they imported
-            return apdu.response(out or b"")
-        except apdu.ApduError as e:
-            return apdu.response(b"", e.sw)
+            return self.done or apdu.response(out or b"")
         except PowerCut:
             raise
-        except MemoryError:  # out of RAM, not a bug: the state is the committed one
-            return apdu.response(b"", apdu.SW_NO_RAM)
-        except Exception:
+        except Exception as e:
+            if self.done is not None:
+                # The commit decided the command (APPLY): it answers 9000 whatever failed
+                # after (PROTOCOL.md §3.1); RAM falls back to what flash holds, that commit.
+                self._reload()
+                return self.done
+            if isinstance(e, apdu.ApduError):
+                return apdu.response(b"", e.sw)
+            if isinstance(e, MemoryError):  # out of RAM, not a bug: the state is the committed one
+                return apdu.response(b"", apdu.SW_NO_RAM)
             # A bug, not an input error: report it and fall back to what flash holds.
             self._reload()
             return apdu.response(b"", apdu.SW_INTERNAL)

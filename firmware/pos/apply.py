@@ -42,5 +42,5 @@ def handle(app, p1, p2, data):
         if app.hot is not None and version < app.hot[0]:
             raise apdu.ApduError(apdu.SW_REPLAY)
         new[st.C_HOTLIST] = env
-    app.commit_config(new)
+    app.commit_config(new, b"")  # decided: 9000 whatever fails after (PROTOCOL.md §3.1)
     return b""

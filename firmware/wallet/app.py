@@ -11,6 +11,10 @@
 # exception becomes 6F00. Neither changes the persistent state: handlers build the new state
 # as a copy and call app.commit() once, at the end. hal.PowerCut (the simulated flash lost
 # power) is the one exception that leaves process(): the device is off, its RAM is gone.
+# A handler whose commit decides the command passes its answer to commit(answer=...): from
+# then on the command answers 9000 with it, whatever fails after (the screen, the journal
+# record it owes, releasing its modules, out of RAM): PROTOCOL.md §3.1. Only PAY commits
+# before it has its answer (the signature), so a failure there is 6F00 after a commit (§4.1).
 #
 # Journal records are appended AFTER the state commit that decides a command. The state
 # names the record it owes (S_OUT_SEQ, S_OUT): if the append was lost (power cut, flash
@@ -64,6 +68,7 @@ class WalletApp:
         self.store = None
         self.journal = None
         self.state = None
+        self.done = None  # the response of this command once its commit decided it
         self.power_on()
         self._core = resident(_CORE)
         self._resident = resident(_PKG)  # handler modules imported later are released
@@ -85,6 +90,7 @@ class WalletApp:
 
     def process(self, command):
         collect()  # the last command's garbage goes before this one's long-lived objects
+        self.done = None
         try:
             cla, ins, p1, p2, data, _le = apdu.parse_command(command)
             name = self._route(cla, ins, p1, p2)
@@ -93,15 +99,15 @@ class WalletApp:
             finally:  # its modules go (Trezor's pattern): the next command has their heap
                 release(_PKG, self._resident)
                 release(_CORE, self._core)
-            return apdu.response(out or b"")
+            return self.done or apdu.response(out or b"")
         except PowerCut:
             raise
         except ApduError as e:
-            return apdu.response(b"", e.sw)
+            return self.done or apdu.response(b"", e.sw)
         except MemoryError:  # out of RAM: refuse (not a bug), the state is the committed one
-            return apdu.response(b"", apdu.SW_NO_RAM)
+            return self.done or apdu.response(b"", apdu.SW_NO_RAM)
         except Exception:  # a bug: refuse, the state is the committed one
-            return apdu.response(b"", apdu.SW_INTERNAL)
+            return self.done or apdu.response(b"", apdu.SW_INTERNAL)
 
     def _route(self, cla, ins, p1, p2):
         if cla != apdu.CLA_ISO and cla != apdu.CLA_PROP:
@@ -123,9 +129,13 @@ class WalletApp:
             raise ApduError(apdu.SW_CONDITIONS)
         return s
 
-    def commit(self, new):
+    def commit(self, new, answer=None):
         """Durably make `new` the state: the decision point of a command.
-        A flash failure other than a power cut is 6581 with the old state kept."""
+        A flash failure other than a power cut is 6581 with the old state kept. `answer`
+        (bytes): the command's response data, decided by this commit: the command answers
+        9000 with it from here on, whatever fails after (built before the commit: nothing
+        after it needs RAM for the answer)."""
+        resp = None if answer is None else apdu.response(answer)
         try:
             self.store.commit(st.encode(new))
         except PowerCut:
@@ -135,6 +145,7 @@ class WalletApp:
         except Exception:
             raise ApduError(apdu.SW_MEMORY) from None
         self.state = new
+        self.done = resp
 
     def owe(self, new, record):
         """Make `new` owe the next journal record: `record` bytes, or None for the payment

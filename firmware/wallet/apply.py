@@ -90,7 +90,7 @@ def handle(app, p1, p2, data):
             new[st.S_PURSES] = keep
         else:
             new.pop(st.S_PURSES, None)
-    app.commit(new)
+    app.commit(new, b"")  # decided: 9000 whatever fails below (the screen)
     if fields.UPD_SYNCED_COUNTER in u:  # the screen says what the card now is (issue #14)
         from ..core.units import money
 

@@ -15,5 +15,5 @@ def handle(app, p1, p2, data):
         raise ApduError(apdu.SW_INTERNAL)
     new = dict(s)
     new[st.S_RX_CHAL] = chal
-    app.commit(new)
+    app.commit(new, chal)
     return chal

@@ -26,6 +26,8 @@ from . import pin as pin_mod
 from . import state as st
 from .app import decode_map
 
+_SIGN_FAILED = ApduError(apdu.SW_INTERNAL)  # made now: raising it needs no RAM
+
 
 def handle(app, p1, p2, data):
     s = app.need_perso()
@@ -150,7 +152,12 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     new[st.S_LAST_BODY] = body_bytes
     app.commit(new)  # the decision point: from here on the payment exists
 
-    env = app.sign_payment(body_bytes)
+    try:
+        env = app.sign_payment(body_bytes)
+    except MemoryError:  # committed: 6F00 (the POS keeps its torn entry), never 6F01 (§4.1)
+        raise _SIGN_FAILED from None
+    answer = purse_pay.pay_response(new, env, body) if earmarked else env
+    app.done = apdu.response(answer)  # signed: 9000 with it, whatever fails below (§3.1)
     app.catch_up(False, app.payment_record(env))
     lines = ["Paid " + money(amount)]
     if earmarked:
@@ -159,6 +166,4 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     lines.append("Balance " + money(bal_after))
     lines.append("Offline left " + str(app.offline_left()))
     app.show(lines)
-    if earmarked:
-        return purse_pay.pay_response(new, env, body)
-    return env
+    return answer

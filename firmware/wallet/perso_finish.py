@@ -59,5 +59,5 @@ def handle(app, p1, p2, data):
         st.S_STAGED_USED: 0,
         st.S_OUT_SEQ: app.journal.last_seq,
     }
-    app.commit(new)
+    app.commit(new, b"")
     return b""

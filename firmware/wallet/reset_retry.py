@@ -27,6 +27,6 @@ def handle(app, p1, p2, data):
     new[st.S_PUK_TRIES] = st.PUK_TRIES
     new[st.S_PIN] = st.secret_hash(False, s[st.S_ID], new_pin)
     new[st.S_PIN_TRIES] = st.PIN_TRIES
-    app.commit(new)
+    app.commit(new, b"")
     app.pin_ok = False
     return b""

@@ -28,6 +28,8 @@ from tapcash.sim.vm.mpvm import MicroPythonVM
 _HERE = Path(__file__).resolve().parent
 PLUGIN_PATH = _HERE / "mpvm_bus_plugin.mjs"
 VM_BUS_PATH = _HERE / "vm_bus.py"
+# what vm_bus.py imports besides the VM's own `simbus` module
+VM_BUS_FILES = (VM_BUS_PATH, _HERE.parent / "nfc" / "pn532" / "uart_shape.py")
 VM_DIR = "/simbus"
 
 
@@ -42,7 +44,8 @@ class BusVM(MicroPythonVM):
     def start(self) -> None:
         super().start()
         self.install_firmware(compiled=self.compiled)
-        self.put_file(f"{VM_DIR}/vm_bus.py", VM_BUS_PATH.read_bytes())
+        for path in VM_BUS_FILES:
+            self.put_file(f"{VM_DIR}/{path.name}", path.read_bytes())
         self.exec(f"import sys\nif {VM_DIR!r} not in sys.path: sys.path.append({VM_DIR!r})")
 
     def attach(self, bus: SimI2C | SimSPI | SimUART, pins: dict[int, SimPin] | None = None) -> None:

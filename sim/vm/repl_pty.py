@@ -49,7 +49,7 @@ from typing import Any
 from tapcash.sim.device.serial_pty import write_like_uart
 from tapcash.sim.vm.mpvm import MicroPythonVM, MicroPythonVMError
 from tapcash.sim.vm.pn532_vm import PLUGIN_PATH as BUS_PLUGIN_PATH
-from tapcash.sim.vm.pn532_vm import VM_BUS_PATH
+from tapcash.sim.vm.pn532_vm import VM_BUS_FILES
 
 _HERE = Path(__file__).resolve().parent
 PLUGIN_PATH = _HERE / "mpvm_repl_plugin.mjs"
@@ -124,7 +124,8 @@ class ReplBoard:
         boot runs on the line's thread: a deployed firmware's main.py never returns."""
         self.vm.start()
         self.vm.put_file(f"{BOARD_LIB}/machine.py", MACHINE_PATH.read_bytes())
-        self.vm.put_file(f"{BOARD_LIB}/vm_bus.py", VM_BUS_PATH.read_bytes())
+        for path in VM_BUS_FILES:
+            self.vm.put_file(f"{BOARD_LIB}/{path.name}", path.read_bytes())
         self.vm.put_file(f"{BOARD_LIB}/board_romfs.py", ROMFS_PATH.read_bytes())
         self.vm.put_file(f"{BOARD_LIB}/romfs_kb", str(int(self.romfs_kb)).encode())
         for path, data in _files_of(self.files).items():

@@ -6,6 +6,7 @@
 import binascii
 
 import simbus
+from uart_shape import UartReadInto  # sim/nfc/pn532/uart_shape.py, installed beside this
 
 
 def call(op, data=b""):
@@ -43,7 +44,7 @@ class SPI:
         rbuf[:] = call("spi_wr", bytes(wbuf))
 
 
-class UART:
+class UART(UartReadInto):  # readinto: uart_shape.py, the host's SimUART's too
     def write(self, buf):
         call("uart_w", bytes(buf))
         return len(buf)
@@ -56,14 +57,6 @@ class UART:
         n = 4096 if n is None else n
         data = call("uart_r", bytes((n >> 8, n & 0xFF)))
         return data if data else None
-
-    def readinto(self, buf, nbytes=None):
-        n = len(buf) if nbytes is None else min(nbytes, len(buf))
-        data = self.read(n)
-        if data is None:
-            return None
-        buf[: len(data)] = data
-        return len(data)
 
 
 class Pin:

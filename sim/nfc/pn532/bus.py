@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from .chip import PN532Emulator
 from .frames import reverse_bits
+from .uart_shape import UartReadInto
 
 
 # --- bus adapters with the shapes of MicroPython's machine classes ------------------------------
@@ -174,21 +175,6 @@ class SimSPI:
         data = bytes(wbuf)
         for i in range(len(data)):
             rbuf[i] = self._clock(data[i])
-
-
-class UartReadInto:
-    """machine.UART's readinto on top of the class's own read(n) (None: nothing there)."""
-
-    def read(self, n: int | None = None) -> bytes | None:
-        raise NotImplementedError
-
-    def readinto(self, buf: bytearray | memoryview, nbytes: int | None = None) -> int | None:
-        n = len(buf) if nbytes is None else min(nbytes, len(buf))
-        data = self.read(n)
-        if data is None:
-            return None
-        buf[: len(data)] = data
-        return len(data)
 
 
 class SimUART(UartReadInto):

@@ -33,7 +33,8 @@ from .ingest import Fleet, _database, raw_verify_rate
 SPREAD = ("ingest_per_s", "verify_per_s", "x_one_core", "ratio", "reingest_per_s")
 
 
-def _start(db_url: str, key: Path, token: str, n: int) -> list[tuple[subprocess.Popen, str]]:
+def _start(db_url: str, key: Path, token: str, n: int,
+           verify_procs: int = 0) -> list[tuple[subprocess.Popen, str]]:
     from tapcash.host.ledger.loopback import free_port
 
     out = []
@@ -42,7 +43,8 @@ def _start(db_url: str, key: Path, token: str, n: int) -> list[tuple[subprocess.
         proc = subprocess.Popen(
             [sys.executable, "-c", "from tapcash.host.cli import main; main()", "ledger",
              "serve", "--db", db_url, "--issuer-key", str(key), "--token", token,
-             "--port", str(port), "--pool", "4", "--no-access-log", "--log-level", "warning"],
+             "--port", str(port), "--pool", "4", "--verify-procs", str(verify_procs),
+             "--no-access-log", "--log-level", "warning"],
             start_new_session=True, stdout=subprocess.DEVNULL)
         out.append((proc, f"http://127.0.0.1:{port}"))
     import httpx
@@ -105,7 +107,7 @@ def _upload(urls: list[str], token: str, pending: list[tuple[bytes, list, bytes]
 
 
 def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
-        wallets: int) -> dict[str, Any]:
+        wallets: int, verify_procs: int = 0) -> dict[str, Any]:
     from tapcash.host.issuer import Issuer
     from tapcash.host.ledger.client import LedgerClient
     from tapcash.host.ledger.db import Database
@@ -117,7 +119,7 @@ def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
         issuer.save(key)
         migrate(Database(db_url, pool_size=1))
         token = os.urandom(16).hex()
-        procs = _start(db_url, key, token, servers)
+        procs = _start(db_url, key, token, servers, verify_procs)
         urls = [u for _p, u in procs]
         try:
             with LedgerClient(urls[0], token, timeout=300) as lc:
@@ -151,7 +153,7 @@ def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
 
 def section(db: str = "", servers: int = 0, clients: int = 0, entries: int = 20000,
             batch: int = 1000, wallets: int = 20, repeat: int = 3,
-            quick: bool = False) -> dict[str, Any]:
+            quick: bool = False, verify_procs: int = 0) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     if quick:
         entries, batch, repeat = 2000, 250, 1
@@ -159,7 +161,7 @@ def section(db: str = "", servers: int = 0, clients: int = 0, entries: int = 200
     clients = clients or 2 * servers
     opts = {"servers": (servers, cores), "clients": (clients, 2 * servers),
             "entries": (entries, 20000), "batch": (batch, 1000), "wallets": (wallets, 20),
-            "repeat": (repeat, 3)}
+            "repeat": (repeat, 3), "verify-procs": (verify_procs, 0)}
     cmd = "tapcash bench servers" + "".join(f" --{k} {v}" for k, (v, d) in opts.items()
                                             if v != d)
     if db:
@@ -167,13 +169,13 @@ def section(db: str = "", servers: int = 0, clients: int = 0, entries: int = 200
     sec = report.new_section("servers", cmd)
     sec["title"] = "Several ledger servers on one PostgreSQL"
     sec.update(servers=servers, clients=clients, cores=cores, entries=entries, batch=batch,
-               wallets=wallets)
+               wallets=wallets, verify_procs=verify_procs)
     runs = []
     for _ in range(repeat):
         with _database(db or "postgresql") as url:
             if url is None:
                 break  # no PostgreSQL here
-            runs.append(run(url, servers, clients, entries, batch, wallets))
+            runs.append(run(url, servers, clients, entries, batch, wallets, verify_procs))
     sec["rows"] = [{"database": "postgresql",
                     **{k: report.spread([r[k] for r in runs],
                                         2 if k in ("ratio", "x_one_core") else 0)
@@ -186,7 +188,9 @@ def _x(s: dict[str, Any]) -> str:
 
 
 def render(sec: dict[str, Any]) -> str:
-    out = [f"{sec['servers']} `tapcash ledger serve` processes (one uvicorn worker each) on "
+    helpers = sec.get("verify_procs", 0)
+    out = [f"{sec['servers']} `tapcash ledger serve` processes (one uvicorn worker each"
+           + (f", `--verify-procs {helpers}`" if helpers else "") + ") on "
            f"different ports of a {sec['cores']}-core machine, one PostgreSQL database; "
            f"{sec['clients']} client threads spread {sec['entries']:,} signed payments in "
            f"batches of {sec['batch']:,} from {sec['wallets']} wallets over them. Raw PyNaCl "
@@ -216,18 +220,23 @@ def render(sec: dict[str, Any]) -> str:
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 20000))
 @click.option("--wallets", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--verify-procs", default=0, show_default=True, type=click.IntRange(0, 64),
+              help="each server's signature helper processes (tapcash ledger serve "
+              "--verify-procs)")
 @click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
 def command(db: str, servers: int, clients: int, entries: int, batch: int, wallets: int,
-            repeat: int, as_json: bool) -> None:
+            repeat: int, verify_procs: int, as_json: bool) -> None:
     """Several `tapcash ledger serve` processes on one PostgreSQL, over HTTP."""
-    sec = section(db, servers, clients, entries, batch, wallets, repeat)
+    sec = section(db, servers, clients, entries, batch, wallets, repeat,
+                  verify_procs=verify_procs)
     if as_json:
         click.echo(json.dumps(sec, indent=2))
         return
     if not sec["rows"]:
         raise click.ClickException("PostgreSQL is not reachable (give --db)")
     r = sec["rows"][0]
-    click.echo(f"{sec['servers']} servers, {sec['clients']} clients, {sec['cores']} cores, "
+    click.echo(f"{sec['servers']} servers ({verify_procs} signature helpers each), "
+               f"{sec['clients']} clients, {sec['cores']} cores, "
                f"{entries} payments in batches of {batch}; median (min-max) of {repeat} runs")
     click.echo(f"ingest {report.fmt_spread(r['ingest_per_s'], '/s')}   raw PyNaCl verify (one "
                f"core) {report.fmt_spread(r['verify_per_s'], '/s')}   x one core "

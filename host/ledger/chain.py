@@ -63,12 +63,10 @@ def chain(start: bytes, first_seq: int, rhashes: list[bytes]) -> list[bytes]:
     first_seq) over record hashes."""
     out = []
     d = start
-    for i, rh in enumerate(rhashes):
-        seq = first_seq + i
-        h = sha256(proto.TAG_JOURNAL)
-        h.update(d)
-        h.update(seq.to_bytes(4, "big"))
-        h.update(rh)
+    tagged = sha256(proto.TAG_JOURNAL)  # copied per link: the tag is hashed once
+    for seq, rh in enumerate(rhashes, first_seq):
+        h = tagged.copy()
+        h.update(d + seq.to_bytes(4, "big") + rh)
         d = h.digest()
         out.append(d)
     return out

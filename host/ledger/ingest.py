@@ -47,6 +47,7 @@ from .codec import (
     field_int,
     flat_map,
     open_env,
+    payment_record,
     split_envelope,
 )
 from .db import Tx
@@ -201,9 +202,12 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
 
     is_pos = dev["kind"] == proto.KIND_POS
     batch = Batch(device=dev, seqs=[], status_env=status_env, status=status)
-    decoded: list[tuple[int, dict]] = []
+    decoded: list[tuple[int, dict | tuple[Pay, bytes, bytes]]] = []
     seen: dict[int, bytes] = {}
     rhashes = batch.rhashes
+    # A wallet's payment records in the firmware's own layout are read whole, once, straight
+    # into a Pay (codec.payment_record); anything else is decoded the general way below.
+    whole = None if is_pos else payment_record
     for i, item in enumerate(records):
         if type(item) is not dict:
             raise LedgerError(400, f"records[{i}]: expected {{seq, record}}")
@@ -221,6 +225,16 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
             continue
         seen[seq] = raw
         rhashes[seq] = sha256(raw).digest()
+        if whole is not None:
+            got = whole(raw)
+            if got is not None:
+                env, pb, psig, f = got
+                # parse_payment's bounds (the pattern fixed the rest: sizes, kind 1|2, purse 0)
+                if 1 <= f[1] <= MONEY_MAX and 1 <= f[2] <= MONEY_MAX and f[6] <= MONEY_MAX:
+                    decoded.append((seq, (Pay(f[0], f[1], f[2], f[3], f[8], f[5], 0, f[6],
+                                              sha256(pb).digest(), env, "payer", None, 0, f[7]),
+                                          pb, psig)))
+                    continue
         rec = flat_map(raw)  # the shape of every record but a transfer's (its certificate)
         if rec is None:
             rec = decode_cbor(raw, f"record {seq}")
@@ -238,6 +252,14 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
     # POS records: (seq, payer, hash of the certificate the POS accepted the payment under)
     cert_named: list[tuple[int, bytes, bytes]] = []
     for seq, rec in decoded:
+        if type(rec) is tuple:  # a wallet's own payment, read whole (as RT_PAYMENT below)
+            pay, pb, psig = rec
+            if pay.wallet != device_id:
+                raise LedgerError(400, f"record {seq}: payment signed by another wallet")
+            checks.append((pay.wallet, proto.TAG_PAYMENT, pb, psig, f"record {seq} payment",
+                           pay.envelope))
+            batch.pays.append(pay)
+            continue
         what = f"record {seq}"
         rtype = rec.get(proto.REC_TYPE)
         if rtype == proto.RT_PAYMENT:
@@ -524,7 +546,12 @@ class _Apply:
                 # Earmarked value its rule does not allow: only a tampered card signs that.
                 self.fraud(status[8:], pay.wallet, pay.counter, pay.envelope, pay, None, 0)
             return None, status, 0
-        self.credited_payees.setdefault((pay.wallet, pay.counter), set()).add(pay.payee)
+        key = (pay.wallet, pay.counter)
+        took = self.credited_payees.get(key)
+        if took is None:
+            self.credited_payees[key] = {pay.payee}
+        else:
+            took.add(pay.payee)
         main = pay.amount
         loss = 0
         if pay.program is not None:
@@ -666,10 +693,10 @@ class _Apply:
                 mine = b is p
                 self.fraud(kind, p.wallet, counter, env_a, b, credited if mine else None,
                            loss if mine else 0)
-            payer = self.device(p.wallet)
-            if (not cases and (loss > self.staged_spend(p.wallet)
+            if (not cases and ((loss and loss > self.staged_spend(p.wallet))
                                or status == "refused:overspend")
-                    and payer is not None and not payer["revoked"]):
+                    and (payer := self.device(p.wallet)) is not None
+                    and not payer["revoked"]):
                 # A clean chain spending more than the books hold: only a card whose flash
                 # was rewritten (or whose key was extracted) can sign it. (Once the wallet is
                 # revoked, its detection is done: later shortfalls are that fraud's loss.)

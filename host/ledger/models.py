@@ -15,6 +15,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
 )
 
 TIME_MAX = (1 << 32) - 1  # unix seconds a certificate may carry (year 2106)
@@ -99,15 +101,45 @@ class PayrollIn(In):
                       max_length=1 << 20)
 
 
+RECORDS_MAX = 20000  # records of one uploaded batch (host/ledger/ingest.py MAX_RECORDS)
+RECORD_MAX = 65536  # characters of one record's base64
+
+
 class RecordIn(In):
     seq: Int(ge=1, le=SEQ_MAX, description="journal sequence number on the device")
-    record: Text = Field(description="CBOR of the journal record map, base64", max_length=65536)
+    record: Text = Field(description="CBOR of the journal record map, base64",
+                         max_length=RECORD_MAX)
+
+
+def _records(value: object, full: ValidatorFunctionWrapHandler) -> list[dict[str, Any]]:
+    """A batch's records as plain `{"seq": int, "record": str}` dicts (what ingest reads).
+
+    The records of one upload are checked as a whole, in one loop of type checks: a list of at
+    most RECORDS_MAX objects with exactly `seq` (int, not bool, in [1, SEQ_MAX]) and `record`
+    (ASCII without NUL, at most RECORD_MAX characters: base64 is ASCII). That is a subset of
+    what RecordIn accepts, so whatever passes it RecordIn would accept as is; anything else
+    (an integral float seq, non-ASCII text, a missing or extra key, ...) goes through the
+    per-record model, which accepts it or words the same 422 as before. A pydantic model per
+    record cost about 15 us (validation and model_dump) of a payment's ingest."""
+    if type(value) is list and len(value) <= RECORDS_MAX:
+        for item in value:
+            if type(item) is not dict or len(item) != 2:
+                break
+            seq, rec = item.get("seq"), item.get("record")
+            if (type(seq) is not int or not 1 <= seq <= SEQ_MAX or type(rec) is not str
+                    or len(rec) > RECORD_MAX or not rec.isascii() or "\x00" in rec):
+                break
+        else:
+            return value  # type: ignore[return-value]
+    return [r.model_dump() for r in full(value)]
 
 
 class IngestIn(In):
     device: str = Field(description="id of the device whose journal this is, 16 hex digits",
                          pattern="^[0-9a-fA-F]{16}$")
-    records: list[RecordIn] = Field(default_factory=list, max_length=20000)
+    # list[RecordIn] in the schema and for every input the batch check declines (_records)
+    records: Annotated[list[RecordIn], WrapValidator(_records)] = Field(
+        default_factory=list, max_length=RECORDS_MAX)
     status: Text = Field(description="device-signed status envelope closing the export, base64",
                          min_length=1, max_length=4096)
 

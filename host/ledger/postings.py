@@ -102,13 +102,17 @@ class Book:
             raise LedgerError(500, "posting amount must be positive")
         if amount > MONEY_MAX:
             raise LedgerError(400, f"amount: at most {MONEY_MAX} minor units")
-        if self.balance(src) - amount < -BALANCE_MAX or self.balance(dst) + amount > BALANCE_MAX:
+        bal = self._bal
+        s = bal[src] if src in bal else self.balance(src)
+        d = bal[dst] if dst in bal else self.balance(dst)
+        if s - amount < -BALANCE_MAX or d + amount > BALANCE_MAX:
             raise LedgerError(409, f"{kind} refused: a balance would pass the ledger's maximum "
                                    f"{BALANCE_MAX}")
-        self._bal[src] -= amount
-        self._bal[dst] += amount
-        self._delta[src] = self._delta.get(src, 0) - amount
-        self._delta[dst] = self._delta.get(dst, 0) + amount
+        bal[src] = s - amount
+        bal[dst] = bal[dst] + amount  # src may be dst
+        delta = self._delta
+        delta[src] = delta.get(src, 0) - amount
+        delta[dst] = delta.get(dst, 0) + amount
         self._rows.append((src, dst, amount, kind, ref, self.now))
 
     def flush(self) -> int:

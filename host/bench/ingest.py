@@ -15,6 +15,7 @@ import json
 import os
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -185,41 +186,23 @@ def run_http(db_url: str, entries: int, batch: int, wallets: int, workers: int,
              clients: int) -> dict:
     """Upload pre-generated batches over HTTP to `tapcash ledger serve --workers N` (a
     subprocess) from `clients` threads; raw verify measured in this process."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import threading
-
-    import httpx
-
     from tapcash.host.issuer import Issuer
     from tapcash.host.ledger.client import LedgerClient
+
+    from . import servers
 
     issuer = Issuer.generate()
     tmp = tempfile.TemporaryDirectory()
     key = Path(tmp.name) / "issuer.key"
     issuer.save(key)
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        port = sk.getsockname()[1]
     token = os.urandom(16).hex()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from tapcash.host.cli import main; main()", "ledger", "serve",
-         "--db", db_url, "--issuer-key", str(key), "--token", token, "--port", str(port),
-         "--workers", str(workers)], start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise click.ClickException("ledger server did not start")
-            time.sleep(0.1)
+        procs = servers.start(db_url, key, token, 1, workers=workers, pool=8, quiet=False)
+    except BaseException:
+        tmp.cleanup()
+        raise
+    url = procs[0][1]
+    try:
         with LedgerClient(url, token, timeout=300) as lc:
             fleet = Fleet(lc, issuer, wallets)
             pending = list(fleet.batches(entries, batch))
@@ -228,42 +211,53 @@ def run_http(db_url: str, entries: int, batch: int, wallets: int, workers: int,
                 for wid, r, _s in pending[: max(1, len(pending) // 4)])
             verify_rate = sum(len(r) for _w, r, _s in pending[: max(1, len(pending) // 4)]) \
                 / verify_s
-        lock = threading.Lock()
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            with LedgerClient(url, token, timeout=300) as c:
-                while True:
-                    with lock:
-                        if not pending:
-                            return
-                        wid, records, status = pending.pop(0)
-                    try:
-                        c.ingest(wid, records, status)
-                    except BaseException as e:  # noqa: BLE001 - reported
-                        errors.append(e)
-                        return
-
-        t = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(clients)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        elapsed = time.perf_counter() - t
-        if errors:
-            raise errors[0]
+        elapsed = upload([url], token, pending, clients, timeout_s=300)
         with LedgerClient(url, token) as lc:
             inv = lc.invariant()
             assert inv["ok"], inv
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        servers.stop(procs)
         tmp.cleanup()
     rate = entries / elapsed
     return {"entries": entries, "ingest_per_s": rate, "verify_per_s": verify_rate,
             "ratio": rate / verify_rate,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def upload(urls: list[str], token: str, pending: list[tuple[bytes, list, bytes]],
+           clients: int, timeout_s: float = 600) -> float:
+    """Seconds to upload every batch from `clients` threads, thread i on server i mod N; the
+    first error stops the others and is raised."""
+    from tapcash.host.ledger.client import LedgerClient
+
+    todo = list(pending)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(url: str) -> None:
+        with LedgerClient(url, token, timeout=timeout_s) as c:
+            while True:
+                with lock:
+                    if not todo or errors:
+                        return
+                    wid, records, status = todo.pop(0)
+                try:
+                    c.ingest(wid, records, status)
+                except BaseException as e:  # noqa: BLE001 - reported
+                    errors.append(e)
+                    return
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(urls[i % len(urls)],))
+               for i in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - t
+
 
 
 SPREAD = ("ingest_per_s", "verify_per_s", "ratio", "reingest_per_s", "reingest_x",

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,16 @@ import click
 from tapcash.firmware.core import ed25519
 
 from . import report
-from .ingest import Fleet, _database, raw_verify_rate
+from .ingest import Fleet, _database, raw_verify_rate, upload
 
 SPREAD = ("ingest_per_s", "verify_per_s", "x_one_core", "ratio", "reingest_per_s")
 
 
-def _start(db_url: str, key: Path, token: str, n: int,
-           verify_procs: int = 0) -> list[tuple[subprocess.Popen, str]]:
+def start(db_url: str, key: Path, token: str, n: int, verify_procs: int = 0, workers: int = 1,
+          pool: int = 4, quiet: bool = True) -> list[tuple[subprocess.Popen, str]]:
+    """`n` `tapcash ledger serve` processes on one database, each in its own process group, up
+    and answering /v1/health: [(process, url)]. quiet: no access log, warnings only, stdout
+    dropped (else uvicorn's defaults, on this process's terminal)."""
     from tapcash.host.ledger.loopback import free_port
 
     out = []
@@ -43,9 +45,10 @@ def _start(db_url: str, key: Path, token: str, n: int,
         proc = subprocess.Popen(
             [sys.executable, "-c", "from tapcash.host.cli import main; main()", "ledger",
              "serve", "--db", db_url, "--issuer-key", str(key), "--token", token,
-             "--port", str(port), "--pool", "4", "--verify-procs", str(verify_procs),
-             "--no-access-log", "--log-level", "warning"],
-            start_new_session=True, stdout=subprocess.DEVNULL)
+             "--port", str(port), "--pool", str(pool), "--verify-procs", str(verify_procs),
+             "--workers", str(workers),
+             *(["--no-access-log", "--log-level", "warning"] if quiet else [])],
+            start_new_session=True, stdout=subprocess.DEVNULL if quiet else None)
         out.append((proc, f"http://127.0.0.1:{port}"))
     import httpx
 
@@ -58,52 +61,19 @@ def _start(db_url: str, key: Path, token: str, n: int,
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                _stop(out)
+                stop(out)
                 raise click.ClickException("a ledger server did not start")
             time.sleep(0.1)
     return out
 
 
-def _stop(servers: list[tuple[subprocess.Popen, str]]) -> None:
+def stop(servers: list[tuple[subprocess.Popen, str]]) -> None:
+    """SIGTERM every server's process group, then wait for each."""
     for proc, _url in servers:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
     for proc, _url in servers:
         proc.wait(30)
-
-
-def _upload(urls: list[str], token: str, pending: list[tuple[bytes, list, bytes]],
-            clients: int) -> float:
-    """Seconds to upload every batch from `clients` threads, thread i on server i mod N."""
-    from tapcash.host.ledger.client import LedgerClient
-
-    todo = list(pending)
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-
-    def worker(url: str) -> None:
-        with LedgerClient(url, token, timeout=600) as c:
-            while True:
-                with lock:
-                    if not todo or errors:
-                        return
-                    wid, records, status = todo.pop(0)
-                try:
-                    c.ingest(wid, records, status)
-                except BaseException as e:  # noqa: BLE001 - reported
-                    errors.append(e)
-                    return
-
-    t = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(urls[i % len(urls)],))
-               for i in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - t
 
 
 def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
@@ -119,7 +89,7 @@ def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
         issuer.save(key)
         migrate(Database(db_url, pool_size=1))
         token = os.urandom(16).hex()
-        procs = _start(db_url, key, token, servers, verify_procs)
+        procs = start(db_url, key, token, servers, verify_procs)
         urls = [u for _p, u in procs]
         try:
             with LedgerClient(urls[0], token, timeout=300) as lc:
@@ -133,17 +103,17 @@ def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
                 return sum(len(r) / raw_verify_rate(r, pks[w]) for w, r, _s in part)
 
             v_s = verify_s(sample[:half])
-            elapsed = _upload(urls, token, pending, clients)
+            elapsed = upload(urls, token, pending, clients)
             v_s += verify_s(sample[half:])
             verify_rate = sum(len(r) for _w, r, _s in sample) / v_s
-            again = _upload(urls, token, pending, clients)
+            again = upload(urls, token, pending, clients)
             with LedgerClient(urls[-1], token, timeout=300) as lc:
                 inv = lc.invariant()
                 assert inv["ok"], inv
                 pays = lc.books()["payments"]
                 assert len(pays) == entries and all(p[3] == "posted" for p in pays)
         finally:
-            _stop(procs)
+            stop(procs)
     cores = os.cpu_count() or 1
     rate = entries / elapsed
     return {"ingest_per_s": rate, "verify_per_s": verify_rate,

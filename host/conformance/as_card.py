@@ -422,11 +422,11 @@ def run_kit(kit: Kit) -> _Result:
                 again = [c for _i, c, _r in t2b.commands(proto.INS_PAY)]
                 if not torn_req or not again:
                     raise Bad("no PAY on the re-tap: the torn payment was not recovered")
-                first = _pay_data(t2.log[t2.lost][0])
-                if _pay_data(again[0]) != first:
+                first = _pay_fields(t2.log[t2.lost][0])
+                if _pay_fields(again[0]) != first:
                     raise Bad(
                         "the re-tap's PAY is not the torn one (§4.1: same challenge, amount, "
-                        "payee, time, kind)"
+                        "payee, time, kind; the PIN is not sent again)"
                     )
                 for c in again:  # still checked for form, but its challenge is not new
                     check_pay_request(c, set())
@@ -501,8 +501,12 @@ def _envelope(data: bytes) -> bytes:
     return cbor.encode(v[:2]) if isinstance(v, list) and len(v) == 3 else data
 
 
-def _pay_data(apdu: bytes) -> bytes:
-    return bytes(proto.parse_command(apdu)[4])
+def _pay_fields(apdu: bytes) -> Any:
+    """A PAY request as the retry must repeat it: every field but the PIN (field 5)."""
+    req = cbor.decode(bytes(proto.parse_command(apdu)[4]))
+    if isinstance(req, dict):
+        req.pop(proto.REQ_PIN, None)
+    return req
 
 
 def _stranger_issuer() -> Any:

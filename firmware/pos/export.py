@@ -16,7 +16,7 @@ def handle(app, p1, p2, data):
 
     m = st.decode_map(data) if data else {}
     since = check.opt_int(m, fields.EXP_SINCE, 0)
-    most = check.opt_int(m, fields.EXP_MAX, 16, 1)
+    most = check.opt_int(m, fields.EXP_MAX, 16, 1, 0xFFFF)  # as the wallet (PROTOCOL.md §3.2.1)
     if most > MAX_RECORDS:
         most = MAX_RECORDS
     out = []

@@ -1,4 +1,5 @@
-# EXPORT (80 60 00 00, data = CBOR {0: since seq, 1: max records}, both optional: 0 and 16):
+# EXPORT (80 60 00 00, data = CBOR {0: since seq, 1: max records 1..65535}, both optional: 0
+# and 16):
 # journal records with seq > since, oldest first, at most `max` of them and about
 # app.export_bytes bytes (at least one when any is left); the last page (more = false) also
 # carries a status envelope signed by the device key: {0: id, 1: last journal seq,
@@ -17,7 +18,7 @@ def handle(app, p1, p2, data):
     s = app.need_perso()
     req = decode_map(data) if data else {}
     since = check.opt_int(req, fields.EXP_SINCE, 0)
-    most = check.opt_int(req, fields.EXP_MAX, 16, 0, 0xFFFF)
+    most = check.opt_int(req, fields.EXP_MAX, 16, 1, 0xFFFF)  # 0 would page forever: 6A80
     app.catch_up(False)
     out = []
     size = 0

@@ -126,3 +126,36 @@ def test_the_recovery_pay_repeats_every_field_but_the_pin() -> None:
     pays[0].pop(proto.REQ_PIN)
     assert pays[1] == pays[0]
     assert again.counter == 1
+
+
+@pytest.mark.parametrize("most", [0, 65_536])
+def test_export_max_records_out_of_range_is_6a80_on_both(most: int) -> None:
+    """0 used to answer an empty page with `more` true on the card (a host would page forever);
+    the POS took any size. Both: 1..65535, else 6A80, nothing changed."""
+    pair = pv.make_pair(55)
+    assert pair.pos.take_payment(100).approved
+    req = cbor.encode({proto.EXP_SINCE: 0, proto.EXP_MAX: most})
+    export = proto.build_command(proto.CLA_PROP, proto.INS_EXPORT, 0, 0, req)
+    pv.select(pair.wallet)
+    for app in (pair.wallet, pair.pos):
+        assert app.process(export) == b"\x6a\x80", app
+    _records, status = pv.export_all(pair.wallet)
+    assert proto.open_envelope(status)[1][proto.ST_COUNTER] == 1
+    one = cbor.encode({proto.EXP_SINCE: 0, proto.EXP_MAX: 1})
+    for app in (pair.wallet, pair.pos):
+        out = cbor.decode(pv.call(app, proto.INS_EXPORT, one, what="EXPORT"))
+        assert len(out[proto.EXP_RECORDS]) == 1
+
+
+def test_pin_and_puk_are_byte_strings() -> None:
+    """RESET RETRY with the right PUK and a new PIN as text strings: 6A80, no PUK try spent."""
+    app = _wallet()
+    before = _info(app)
+    data = cbor.encode(["12345678", "4321"])
+    resp = app.process(proto.build_command(proto.CLA_ISO, proto.INS_RESET_RETRY, 0, 0x80, data))
+    assert resp == b"\x6a\x80"
+    assert _info(app) == before
+    ok = cbor.encode([b"12345678", b"4321"])
+    assert app.process(
+        proto.build_command(proto.CLA_ISO, proto.INS_RESET_RETRY, 0, 0x80, ok)
+    ) == b"\x90\x00"

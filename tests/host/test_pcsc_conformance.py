@@ -196,3 +196,19 @@ def test_as_card_bad_key_file_changes_nothing(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["conformance", "pos", "--as-card", "--issuer-key", str(key)])
     assert r.exit_code == 1 and "not an issuer key file" in r.output, r.output
     assert key.read_text() == "not a key\n"
+
+
+def test_as_card_with_no_terminal_exits_2(pcscd, tmp_path: Path) -> None:
+    """Nobody takes a payment: the kit says so (select skipped, the rest not run) and exits 2."""
+    _reader, port = _pos_reader(pcscd)
+    Issuer.generate().save(tmp_path / "issuer.key")
+    r = subprocess.run(
+        [TAPCASH, "conformance", "pos", "--as-card", "--issuer-key", str(tmp_path / "issuer.key"),
+         "--vpcd-port", str(port), "--wait", "2", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert not doc["passed"]
+    assert [c["status"] for c in doc["checks"]] == ["skip"] + ["not run"] * 6, doc
+    assert "no terminal in 2 s" in doc["checks"][0]["detail"]

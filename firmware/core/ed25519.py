@@ -1,7 +1,8 @@
 # Ed25519 signatures (RFC 8032): pure Python that runs on MicroPython, PyNaCl on CPython.
 #
 #   public_key(seed32) -> 32 bytes
-#   sign(seed32, msg) -> 64 bytes
+#   sign(seed32, msg[, key]) -> 64 bytes     key: signing_key(seed32[, public32]), a device's
+#                                               kept expansion (nonce from SHA-256: see there)
 #   verify(public32, msg, sig64) -> bool        False for anything malformed; raises only
 #                                               MemoryError (out of RAM is not a bad signature)
 #
@@ -494,25 +495,77 @@ def _double_scalarmult_with(h, atab, s, tb, tf, base):
 # --- the pure scheme ---------------------------------------------------------------------
 
 
+def _expansion(seed, pk=None):
+    """(seed, a, prefix, public key) of a 32-byte seed: one SHA-512 block, and a base point
+    multiplication unless the caller holds the public key already."""
+    digest = _sha512.sha512(seed)
+    a = (int.from_bytes(digest[:32], "little") & _CLAMP) | (1 << 254)
+    if pk is None:
+        X, Y, Z, _ = _base_mul(a)
+        pk = _encode(X, Y, Z)
+    return seed, a, digest[32:], pk
+
+
 def _expand(seed):
     """(a, prefix, public key) of a 32-byte seed; the last one is cached."""
     global _key_cache
     kc = _key_cache
-    if kc is not None and kc[0] == seed:
-        return kc[1], kc[2], kc[3]
-    digest = _sha512.sha512(seed)
-    a = (int.from_bytes(digest[:32], "little") & _CLAMP) | (1 << 254)
-    X, Y, Z, _ = _base_mul(a)
-    pk = _encode(X, Y, Z)
-    prefix = digest[32:]
-    _key_cache = (seed, a, prefix, pk)
-    return a, prefix, pk
+    if kc is None or kc[0] != seed:
+        kc = _key_cache = _expansion(seed)
+    return kc[1], kc[2], kc[3]
 
 
-def _sign_pure(seed, msg):
-    a, prefix, pk = _expand(seed)
+def signing_key(seed, public=None):
+    """The expanded key of a seed for sign(seed, msg, key): a device keeps it while it runs, so
+    a signature costs no key derivation although this module (and its one-seed cache) may be
+    released between commands or shared with another signer; and its nonce takes two SHA-256
+    instead of a SHA-512 (_key_nonce: the signature verifies alike, only its bytes are not RFC
+    8032's deterministic ones; PyNaCl's backend makes the same bytes). `public`: the seed's
+    public key when the caller holds it (a wrong one only makes the signatures invalid)."""
+    seed = _seed(seed)
+    if public is not None and (not isinstance(public, bytes) or len(public) != 32):
+        raise ValueError("public key must be 32 bytes")
+    if public is None and _use_nacl:
+        public = _nacl_secret(seed)[32:]
+    return _expansion(seed, public)
+
+
+def _sign_keyed_nacl(key, msg):
+    """sign(seed, msg, key) with libsodium's arithmetic: the same bytes as the pure code."""
+    nb = _load_nacl()
+    _seed_, a, prefix, pk = key
+    r = _key_nonce(prefix, msg)
+    rb = nb.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+    k = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % _L
+    return rb + ((r + k * a) % _L).to_bytes(32, "little")
+
+
+def _key_nonce(prefix, msg):
+    """r of a signature with a signing_key: what RFC 8032's SHA-512(prefix || msg) is for, a
+    secret function of the key's prefix and the message (one message always gets one r, two
+    messages never share one, nothing else can tell it from random), from two SHA-256 (C in
+    MicroPython's hashlib) instead of a SHA-512 in Python: 512 bits reduced mod L, as RFC
+    8032's. Verification cannot tell: the signature equation is the same."""
+    from .runtime import sha256
+
+    h = sha256(prefix)
+    h.update(b"\x00")
+    h.update(msg)
+    lo = h.digest()
+    h = sha256(prefix)
+    h.update(b"\x01")
+    h.update(msg)
+    return int.from_bytes(lo + h.digest(), "little") % _L
+
+
+def _sign_pure(seed, msg, key=None):
     L = _L
-    r = int.from_bytes(_sha512.sha512(prefix + msg), "little") % L
+    if key is not None and key[0] == seed:
+        a, prefix, pk = key[1], key[2], key[3]
+        r = _key_nonce(prefix, msg)
+    else:
+        a, prefix, pk = _expand(seed)
+        r = int.from_bytes(_sha512.sha512(prefix + msg), "little") % L
     X, Y, Z, _ = _base_mul(r)
     rb = _encode(X, Y, Z)
     k = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % L
@@ -642,15 +695,19 @@ def public_key(seed):
     return _expand(seed)[2]
 
 
-def sign(seed, msg):
-    """The 64-byte Ed25519 signature of msg (bytes) under the 32-byte seed."""
+def sign(seed, msg, key=None):
+    """The 64-byte Ed25519 signature of msg (bytes) under the 32-byte seed; `key`: the seed's
+    signing_key(), used when it is that seed's (its nonce is not RFC 8032's, on either backend:
+    see signing_key)."""
     seed = _seed(seed)
     m = _as_bytes(msg)
     if m is None:
         raise TypeError("msg must be bytes")
+    if key is not None and _use_nacl and key[0] == seed:
+        return _sign_keyed_nacl(key, m)
     if _use_nacl:
         return _load_nacl().crypto_sign(m, _nacl_secret(seed))[:64]
-    return _sign_pure(seed, m)
+    return _sign_pure(seed, m, key)
 
 
 def verify(public, msg, sig):

@@ -57,6 +57,8 @@ class WalletApp:
     """One wallet card. `config` (optional dict): journal_records, export_bytes, visual (bool,
     default: a display other than the no-op hal.Display is present), state_name, journal_name."""
 
+    _key = None  # ed25519.signing_key of the card's seed, once it has signed (sign_payment)
+
     def __init__(self, hal, config=None):
         cfg = config or {}
         self.hal = hal
@@ -193,7 +195,15 @@ class WalletApp:
     def sign_payment(self, body_bytes):
         from ..core import cbor, ed25519
 
-        sig = ed25519.sign(self.state[st.S_SEED], envelope.TAG_PAYMENT + body_bytes)
+        s = self.state
+        seed = s[st.S_SEED]
+        key = self._key
+        if key is None or key[0] != seed:
+            # Kept on the app, not in ed25519 (released after each command on a board, its
+            # cache shared with any other signer): a payment derives no key; the first one
+            # after a reboot hashes the seed once (the card holds its public key).
+            key = self._key = ed25519.signing_key(seed, s.get(st.S_PUB))
+        sig = ed25519.sign(seed, envelope.TAG_PAYMENT + body_bytes, key)
         return cbor.encode([body_bytes, sig])
 
     def seal(self, tag, body):

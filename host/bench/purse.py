@@ -175,13 +175,13 @@ def _timed(f, label, gate=_on):
 def _wrap(obj, name, label, gate=_on):
     setattr(obj, name, _timed(getattr(obj, name), label, gate))
 _sign = _ed.sign
-def _sign_timed(seed, msg):
+def _sign_timed(*a):
     if not _on[0]:
-        return _sign(seed, msg)
+        return _sign(*a)
     _signing[0] = 1
     t = time.ticks_us()
     try:
-        return _sign(seed, msg)
+        return _sign(*a)
     finally:
         _signing[0] = 0
         PT["PAY/sign"] = PT.get("PAY/sign", 0) + time.ticks_diff(time.ticks_us(), t)

@@ -385,6 +385,27 @@ def test_pure_and_nacl_agree(seed: bytes, msg: bytes) -> None:
         ed25519.set_backend(old)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=300))
+def test_keyed_signatures_agree_across_backends(seed: bytes, msg: bytes) -> None:
+    """sign(seed, msg, signing_key(seed)) (a device's signer: its nonce from SHA-256) makes
+    the same bytes on both backends (the recorded payment day replays byte for byte on
+    MicroPython), and libsodium accepts them."""
+    old = ed25519.backend()
+    try:
+        ed25519.set_backend("pure")
+        key = ed25519.signing_key(seed)
+        sig = ed25519.sign(seed, msg, key)
+        ed25519.set_backend("nacl")
+        nkey = ed25519.signing_key(seed)
+        assert nkey == key
+        assert ed25519.sign(seed, msg, nkey) == sig
+        nacl.signing.VerifyKey(key[3]).verify(msg, sig)
+        assert sig != nacl.signing.SigningKey(seed).sign(msg).signature  # not RFC 8032's nonce
+    finally:
+        ed25519.set_backend(old)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.binary(min_size=32, max_size=32), st.binary(max_size=64), st.binary(min_size=64, max_size=64)

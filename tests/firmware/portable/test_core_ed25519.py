@@ -398,6 +398,40 @@ def test_strictness_cases():
         ed25519.set_backend(old)
 
 
+# RFC 8032 test 2's key and message signed with its signing_key (the nonce from SHA-256,
+# ed25519._key_nonce): the same bytes on CPython and in MicroPython, verified by PyNaCl.
+KEYED_SIG_2 = (
+    "42237a917452eb919e7fdf41589cca2fd871fdf4c0a3df0260e4b8384df5f7da"
+    "7b15ffad00fa0a2723464569cfebe5730401ed50e2012198693c32d8ab37a601"
+)
+
+
+def test_signing_key_signs_verifiable_deterministic_signatures():
+    old = _pure()
+    try:
+        for name, sk, pk, msg, sig in RFC8032:
+            sk, pk, msg, sig = _h(sk), _h(pk), _h(msg), _h(sig)
+            ed25519.clear_caches()
+            key = ed25519.signing_key(sk)
+            assert key[3] == pk, name  # derived, or taken as given:
+            assert ed25519.signing_key(sk, pk)[1:] == key[1:], name
+            keyed = ed25519.sign(sk, msg, key)
+            assert ed25519.verify(pk, msg, keyed), name
+            assert not ed25519.verify(pk, msg + b"\x00", keyed), name
+            assert ed25519.sign(sk, msg, key) == keyed, name  # deterministic
+            assert keyed[:32] != sig[:32], name  # another nonce than RFC 8032's
+            assert int.from_bytes(keyed[32:], "little") < _L, name
+            assert ed25519.sign(sk, msg + b"!", key)[:32] != keyed[:32], name
+            assert ed25519.sign(sk, msg) == sig, name  # without a key: RFC 8032 exactly
+        name, sk, pk, msg, sig = RFC8032[1]
+        sk, pk, msg = _h(sk), _h(pk), _h(msg)
+        assert ed25519.sign(sk, msg, ed25519.signing_key(sk, pk)).hex() == KEYED_SIG_2
+        other = ed25519.signing_key(_h(RFC8032[0][1]))  # another seed's key is not used
+        assert ed25519.sign(sk, msg, other) == _h(sig)
+    finally:
+        ed25519.set_backend(old)
+
+
 def test_sign_rejects_bad_seeds():
     old = _pure()
     try:

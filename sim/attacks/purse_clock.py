@@ -9,10 +9,17 @@
 - `late_card`: the holder rewrites the expiry of the card's copy of the rule in its flash and
   pays B (an honest clock) after the expiry: B declines (the rule's signature), the card's sync
   brings the body to the ledger, which judges the expiry again (by the time signed, against the
-  programme's own rule): credited to nobody, a `purse_expired` case, the value refunded.
+  programme's own rule): credited to nobody, a `purse_expired` case, the value refunded;
+- `stale_pos`: B has not synced since before the expiry and its clock is set back to before
+  it; an honest card that has not synced since taps. Neither side can tell (nor can the
+  ledger later: the time signed is B's): B takes the earmarked part and the ledger credits
+  it. This is the documented wrong-clock bound (docs/LEDGER.md §6): the value goes only to the
+  merchant the rule allows, at most the purse's balance, and the rest of the purse goes back
+  to the funder at the card's sync; the programme's books still balance.
 
 No earmarked value may reach a merchant after the expiry (the oracle judges by the run's own
-clock); the expired purse is empty once its card synced."""
+clock) unless neither the payee POS nor the card synced since the expiry (the bound); the
+expired purse is empty once its card synced."""
 
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ from tapcash.sim.run.oracle import Attack
 from .base import AttackKind
 from .programme import PURSE, SkewedClock, local_pos, open_programme, rewrite_rule
 
-VARIANTS = ("clock_back", "late_card")
+VARIANTS = ("clock_back", "late_card", "stale_pos")
 LIFE_S = 1200  # the programme's life
 BACK_S = 300  # how far the merchant sets the clock back (to before the expiry)
 
@@ -46,7 +53,7 @@ class PurseClock(AttackKind):
     def step(self, run, ev) -> None:
         if ev.count == 0:
             variant, b = ev.wallet.split(":")
-            honest = variant == "clock_back"  # the card is honest, the terminal's clock is not
+            honest = variant != "late_card"  # the card is honest, the terminal's clock is not
             atk = run.oracle.attack(
                 Attack(
                     ev.tag,
@@ -66,7 +73,7 @@ class PurseClock(AttackKind):
             if atk.note.startswith("clock_back"):
                 run.sync(pos)  # B's hot list is issued after the expiry
             return
-        if atk.note.startswith("clock_back"):
+        if not atk.note.startswith("late_card"):
             local_pos(run, pos).hal.clock = SkewedClock(run.clock, -BACK_S)
         else:
             pid = run.adv.captured[ev.tag]["programme"]

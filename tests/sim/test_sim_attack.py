@@ -74,7 +74,7 @@ def test_attack_kind_alone(tmp_path, kind):
 
 
 # The purse attacks' other variant, one more seed each (seed 1 draws the first).
-VARIANT_SEED = {"purse_merchant": (3, "colluding"), "purse_clock": (8, "clock_back")}
+VARIANT_SEED = {"purse_merchant": (3, "colluding"), "purse_clock": (9, "clock_back")}
 
 
 @pytest.mark.parametrize("kind", sorted(VARIANT_SEED))
@@ -88,6 +88,23 @@ def test_purse_attack_variant(tmp_path, kind):
     assert [a["note"].split()[0] for a in attacks] == [variant]
     assert res.ok, _explain(res, summary)
     assert summary["checks"]["invariant"]  # tapcash ledger check, programmes included
+
+
+def test_purse_clock_bound_of_a_stale_terminal(tmp_path):
+    """purse_clock's `stale_pos`: a terminal that has not synced since the expiry, its clock set
+    back, takes an honest card's expired purse value; neither side can tell, nor the ledger.
+    The documented bound (LEDGER.md §6) holds: the earmarked part went to the merchant the rule
+    allows, at most the purse, the oracle found nothing else (its earmarked-value check allows
+    exactly this case) and the programme's books balance."""
+    from tapcash.sim.attacks.programme import PURSE
+
+    res, summary = run_seed(small("purse_clock"), 2, tmp_path / "stale", "attack:purse_clock")
+    (atk,) = summary["adversary"]["attacks"]
+    assert atk["note"].startswith("stale_pos") and "approved" in atk["note"], atk["note"]
+    earmarked = int(atk["note"].rsplit("earmarked ", 1)[1])
+    assert 0 < earmarked <= PURSE  # the bound was taken, and no more than the purse
+    assert res.ok, _explain(res, summary)
+    assert summary["checks"]["invariant"]
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)

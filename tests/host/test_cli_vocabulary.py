@@ -7,7 +7,7 @@ from pathlib import Path
 import cbor2
 import click
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from tapcash.firmware.core import proto
 from tapcash.host.cli import cli
@@ -34,42 +34,16 @@ def _certificate_body(hex_envelope: str) -> dict:
     return cbor2.loads(body_bytes)
 
 
+def _certify(kind: str, key: Path, *extra: str, key_option: str = "--issuer-key") -> Result:
+    """`tapcash issuer certify KIND` of DEVICE_ID's PUBLIC_KEY, in process."""
+    args = ["--id", DEVICE_ID, "--public-key", PUBLIC_KEY, *extra]
+    return CliRunner().invoke(cli, ["issuer", "certify", kind, key_option, str(key), *args])
+
+
 def test_issuer_certify_takes_limits_by_name_as_provision_does(key: Path) -> None:
-    res = CliRunner().invoke(
-        cli,
-        [
-            "issuer",
-            "certify",
-            "wallet",
-            "--issuer-key",
-            str(key),
-            "--id",
-            DEVICE_ID,
-            "--public-key",
-            PUBLIC_KEY,
-            "--limit",
-            "payment_max=20.00",
-            "--limit",
-            "offline_count=5",
-        ],
-    )
+    res = _certify("wallet", key, "--limit", "payment_max=20.00", "--limit", "offline_count=5")
     assert res.exit_code == 0, res.output
-    typo = CliRunner().invoke(
-        cli,
-        [
-            "issuer",
-            "certify",
-            "wallet",
-            "--issuer-key",
-            str(key),
-            "--id",
-            DEVICE_ID,
-            "--public-key",
-            PUBLIC_KEY,
-            "--limit",
-            "paymnt_max=2000",
-        ],
-    )
+    typo = _certify("wallet", key, "--limit", "paymnt_max=2000")
     assert typo.exit_code == 2
     assert "did you mean 'payment_max'?" in typo.output
 
@@ -79,22 +53,7 @@ def test_one_certificate_lifetime_for_every_command(key: Path) -> None:
         args = [command] if isinstance(command, str) else list(command)
         help_text = CliRunner().invoke(cli, [*args, "--help"]).output
         assert "--expires-days" in help_text and f"default: {CERT_DAYS}" in help_text
-    res = CliRunner().invoke(
-        cli,
-        [
-            "issuer",
-            "certify",
-            "pos",
-            "--key",
-            str(key),
-            "--id",
-            DEVICE_ID,  # --key: old alias
-            "--public-key",
-            PUBLIC_KEY,
-            "--merchant",
-            DEVICE_ID,
-        ],
-    )
+    res = _certify("pos", key, "--merchant", DEVICE_ID, key_option="--key")  # an old alias
     assert res.exit_code == 0, res.output
     expires = _certificate_body(res.output)[CERT_EXPIRES]
     assert abs(expires - (time.time() + CERT_DAYS * DAY_S)) < 120
@@ -167,23 +126,18 @@ def test_no_other_option_takes_minor_units() -> None:
     assert seen == []
 
 
+def _voucher_args(key: Path, amount: str) -> list[str]:
+    """`tapcash issuer voucher` number 1 for DEVICE_ID, of `amount`."""
+    return ["issuer", "voucher", "--issuer-key", str(key), "--wallet", DEVICE_ID, "--number", "1",
+            "--amount", amount]  # fmt: skip
+
+
 def test_a_bad_amount_is_one_line_and_exit_2(key: Path) -> None:
     for args in (
         ["pcsc", "pay", "12.505"],
         ["pcsc", "pay", "--", "-1"],
         ["pcsc", "pay", "0"],
-        [
-            "issuer",
-            "voucher",
-            "--issuer-key",
-            str(key),
-            "--wallet",
-            DEVICE_ID,
-            "--number",
-            "1",
-            "--amount",
-            "1,000",
-        ],
+        _voucher_args(key, "1,000"),
     ):
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 2, (args, res.output)
@@ -192,21 +146,7 @@ def test_a_bad_amount_is_one_line_and_exit_2(key: Path) -> None:
 
 
 def test_voucher_amount_in_major_units(key: Path) -> None:
-    res = CliRunner().invoke(
-        cli,
-        [
-            "issuer",
-            "voucher",
-            "--issuer-key",
-            str(key),
-            "--wallet",
-            DEVICE_ID,
-            "--number",
-            "1",
-            "--amount",
-            "12.50",
-        ],
-    )
+    res = CliRunner().invoke(cli, _voucher_args(key, "12.50"))
     assert res.exit_code == 0, res.output
     iss = Issuer.load(key)
     body = proto.verify_envelope(

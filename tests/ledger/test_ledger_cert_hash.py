@@ -6,7 +6,7 @@ wallet signed it); a record without it is malformed (400, nothing stored)."""
 from __future__ import annotations
 
 import pytest
-from ledger_world import World
+from ledger_world import Dev, World
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.host.ledger.client import LedgerHTTPError
@@ -19,6 +19,15 @@ def _records_with(records: list[tuple[int, bytes]], change) -> list[tuple[int, b
         change(rec)
         out.append((seq, cbor.encode(rec)))
     return out
+
+
+def _status_for(shop: Dev, records: list) -> bytes:
+    """The status a tampered POS signs over `records` with its own key (seq 1 on)."""
+    digest = bytes(32)
+    for seq, raw in records:
+        digest = proto.journal_link(digest, seq, raw)
+    body = {proto.ST_DEVICE: shop.id, proto.ST_SEQ: records[-1][0], proto.ST_DIGEST: digest}
+    return proto.seal(proto.TAG_STATUS, body, shop.app.cf[1])
 
 
 def test_an_honest_pos_names_the_registered_or_a_renewed_certificate(world: World) -> None:
@@ -44,15 +53,7 @@ def test_a_certificate_hash_the_ledger_does_not_know_is_set_aside(world: World) 
     records, _status = w.export(shop)
     # the POS's own journal says another certificate (a tampered POS: its key signs the chain)
     bad = _records_with(records, lambda r: r.__setitem__(proto.REC_CERT_HASH, b"\x01" * 32))
-    seed = shop.app.cf[1]
-    digest = bytes(32)
-    for seq, raw in bad:
-        digest = proto.journal_link(digest, seq, raw)
-    status = proto.seal(
-        proto.TAG_STATUS,
-        {proto.ST_DEVICE: shop.id, proto.ST_SEQ: bad[-1][0], proto.ST_DIGEST: digest},
-        seed,
-    )
+    status = _status_for(shop, bad)
     res = w.client.ingest(shop.id, bad, status)
     assert (res.accepted, res.raw["set_aside"]) == (1, 1)  # credited all the same
     rows = w.client.report("set_aside")
@@ -66,15 +67,7 @@ def test_a_pos_record_without_a_certificate_hash_is_malformed(world: World) -> N
     assert w.pay(a, shop, 500).approved
     records, _status = w.export(shop)
     bad = _records_with(records, lambda r: r.pop(proto.REC_CERT_HASH))
-    seed = shop.app.cf[1]
-    digest = bytes(32)
-    for seq, raw in bad:
-        digest = proto.journal_link(digest, seq, raw)
-    status = proto.seal(
-        proto.TAG_STATUS,
-        {proto.ST_DEVICE: shop.id, proto.ST_SEQ: bad[-1][0], proto.ST_DIGEST: digest},
-        seed,
-    )
+    status = _status_for(shop, bad)
     with pytest.raises(LedgerHTTPError) as e:
         w.client.ingest(shop.id, bad, status)
     assert e.value.status == 400 and "certificate hash" in str(e.value)

@@ -84,19 +84,8 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if request.param == "sqlite":
         yield str(tmp_path_factory.mktemp("sqlite") / "pilot.db")
         return
-    import uuid
-
-    import psycopg
-
-    admin = request.getfixturevalue("pg_admin")
-    schema = "tapcash_cli_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{admin}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f"DROP SCHEMA {schema} CASCADE")
+    with lw.pg_schema(request.getfixturevalue("pg_admin"), "tapcash_cli_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ from ledger_world import TOKEN
 from tapcash.firmware.core import cbor, ed25519, proto
 from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
 from tapcash.host.issuer import Issuer
-from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.ingest import ingest
@@ -53,28 +52,6 @@ def _wallet_envs(records: list[tuple[int, bytes]]) -> list[tuple[bytes, bytes]]:
         env = cbor.decode(rec)[proto.REC_SIGNED]
         out.append((env, proto.body_hash(cbor.decode(env)[0])))
     return out
-
-
-def _pos_log(seed: bytes, pos_id: bytes, pays: list[tuple[bytes, bytes, bytes]], first_seq: int,
-             journal: bytes) -> tuple[list[tuple[int, bytes]], bytes, bytes]:
-    """A terminal's journal records for `pays` [(payment envelope, body hash, payer cert hash)]
-    from `first_seq`, its status and the new journal digest."""
-    records = []
-    for i, (env, body_hash, cert_hash) in enumerate(pays):
-        seq = first_seq + i
-        body = cbor.decode(cbor.decode(env)[0])
-        receipt = proto.seal(proto.TAG_RECEIPT, {
-            proto.RCPT_POS: pos_id, proto.RCPT_WALLET: body[proto.PAY_WALLET],
-            proto.RCPT_COUNTER: body[proto.PAY_COUNTER], proto.RCPT_AMOUNT: body[proto.PAY_AMOUNT],
-            proto.RCPT_PAYMENT_HASH: body_hash, proto.RCPT_SEQ: seq, proto.RCPT_TIME: 0}, seed)
-        records.append((seq, cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
-                                          proto.REC_RECEIPT: receipt,
-                                          proto.REC_CERT_HASH: cert_hash})))
-    digest = records_digest(records, journal)
-    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos_id,
-                                           proto.ST_SEQ: first_seq + len(pays) - 1,
-                                           proto.ST_DIGEST: digest}, seed)
-    return records, status, digest
 
 
 def _world(issuer: Issuer) -> tuple[list[tuple[str, tuple]], list[tuple[bytes, list, bytes]], dict]:
@@ -119,10 +96,10 @@ def _world(issuer: Issuer) -> tuple[list[tuple[str, tuple]], list[tuple[bytes, l
     journal, seq = bytes(32), 1
     for i in range(0, len(at_pos), 150):
         part = at_pos[i : i + 150]
-        recs, st, journal = _pos_log(poses[0][0], poses[0][1], part, seq, journal)
+        recs, st, journal = lw.pos_journal(poses[0][0], poses[0][1], part, seq, journal)
         batches.append((poses[0][1], recs, st))
         seq += len(part)
-    recs, st, _ = _pos_log(poses[1][0], poses[1][1], [clone[1]], 1, bytes(32))
+    recs, st, _ = lw.pos_journal(poses[1][0], poses[1][1], [clone[1]], 1, bytes(32))
     batches.append((poses[1][1], recs, st))
     return calls, batches, {"clone": cwid, "honest": WALLETS * PAYS, "at_pos": len(at_pos)}
 

@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ledger_world as lw
 import pytest
+from cli_run import TAPCASH
 from ledger_process import LedgerServe
 
 from tapcash.firmware.core import ed25519
@@ -33,7 +35,6 @@ from tapcash.host.ledger.client import LedgerClient
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 TOKEN = "schemathesis-operator-" + uuid.uuid4().hex
-TAPCASH = [sys.executable, "-c", "from tapcash.host.cli import main; main()"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -41,17 +42,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "ledger.db")
         return
-    import psycopg
-
-    admin = request.getfixturevalue("pg_admin")
-    schema = "tapcash_st_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{admin}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f"DROP SCHEMA {schema} CASCADE")
+    with lw.pg_schema(request.getfixturevalue("pg_admin"), "tapcash_st_") as url:
+        yield url
 
 
 def _seed(url: str, issuer: Issuer) -> dict[str, str]:

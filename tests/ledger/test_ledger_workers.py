@@ -15,27 +15,9 @@ from ledger_world import TOKEN
 from tapcash.firmware.core import cbor, ed25519, proto
 from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
 from tapcash.host.issuer import Issuer
-from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.client import LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.migrations import migrate
-
-
-def _pos_batch(seed: bytes, pos_id: bytes, wallet_envs: list[tuple[bytes, bytes]]):
-    """A POS journal (payment + POS-signed receipt per record) and its status."""
-    records = []
-    for i, (env, body_hash) in enumerate(wallet_envs, start=1):
-        body = cbor.decode(cbor.decode(env)[0])
-        receipt = proto.seal(proto.TAG_RECEIPT, {
-            proto.RCPT_POS: pos_id, proto.RCPT_WALLET: body[proto.PAY_WALLET],
-            proto.RCPT_COUNTER: body[proto.PAY_COUNTER], proto.RCPT_AMOUNT: body[proto.PAY_AMOUNT],
-            proto.RCPT_PAYMENT_HASH: body_hash, proto.RCPT_SEQ: i, proto.RCPT_TIME: 0}, seed)
-        records.append((i, cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
-                                        proto.REC_RECEIPT: receipt,
-                                        proto.REC_CERT_HASH: bytes(32)})))
-    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos_id, proto.ST_SEQ: len(records),
-                                           proto.ST_DIGEST: records_digest(records)}, seed)
-    return records, status
 
 
 def _pay(seed: bytes, wid: bytes, pos_id: bytes, counter: int, amount: int, prev: bytes):
@@ -78,8 +60,9 @@ def test_two_workers_concurrent_uploads(db_url: str, tmp_path: Path) -> None:
         cseed, cwid = wallets[-1]
         a = _pay(cseed, cwid, poses[0][1], 1, 700, bytes(32))
         b = _pay(cseed, cwid, poses[1][1], 1, 900, bytes(32))
-        batches.append((poses[0][1], *_pos_batch(poses[0][0], poses[0][1], [a])))
-        batches.append((poses[1][1], *_pos_batch(poses[1][0], poses[1][1], [b])))
+        for (pseed, pid), pay in zip(poses, (a, b), strict=True):
+            records, status, _digest = lw.pos_journal(pseed, pid, [(*pay, bytes(32))])
+            batches.append((pid, records, status))
 
         errors: list[BaseException] = []
 

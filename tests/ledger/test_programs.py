@@ -175,6 +175,17 @@ def test_prepaid_lessons_released_per_use_then_expiry_refunds(world: PWorld) -> 
         "funded": 10000, "to_merchants": 7500, "refunded": 2500, "outstanding": 0}
 
 
+def _day_subsidy(w: PWorld) -> tuple[lw.Dev, lw.Dev, dict]:
+    """Wallet 1 (10.00 loaded) with 30.00 of a bus subsidy that expires in a day, synced, and
+    a bus POS: (wallet, bus POS, programme)."""
+    a = w.wallet(1, load=1000)
+    bus = w.pos_cat(1, TRANSPORT)
+    prog = subsidy(w, expires=w.clock.now() + DAY)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    return a, bus, prog
+
+
 def _forge_at(w: PWorld, wallet: lw.Dev, pos: lw.Dev, amount: int, program: bytes,
               time: int) -> None:
     """A tampered card (key extracted) with a colluding POS (key extracted): a purse payment
@@ -224,11 +235,7 @@ def test_wrong_merchant_through_a_colluding_pos_is_not_credited(world: PWorld) -
 
 def test_expired_purse_at_a_pos_with_a_wrong_clock(world: PWorld) -> None:
     w = world
-    a = w.wallet(1, load=1000)
-    bus = w.pos_cat(1, TRANSPORT)
-    prog = subsidy(w, expires=w.clock.now() + DAY)
-    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
-    w.sync(a)
+    a, bus, prog = _day_subsidy(w)
     # a tampered card signs a purse payment with a time after expiry: refused, case opened
     res = _forge_at(w, a, bus, 500, bytes.fromhex(prog["id"]), w.clock.now() + 2 * DAY)
     assert res.refused == 1 and [c["kind"] for c in w.client.report("fraud")] == [
@@ -238,11 +245,7 @@ def test_expired_purse_at_a_pos_with_a_wrong_clock(world: PWorld) -> None:
 
 def test_honest_card_at_a_slow_clock_pos_is_bounded_to_allowed_merchants(world: PWorld) -> None:
     w = world
-    a = w.wallet(1, load=1000)
-    bus = w.pos_cat(1, TRANSPORT)
-    subsidy(w, expires=w.clock.now() + DAY)
-    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
-    w.sync(a)
+    a, bus, _prog = _day_subsidy(w)
     w.clock.advance(2 * DAY)
     assert w.client.program_sweep()["refunded"] == 3000  # refunded in the books at expiry
     bus.app.hal.clock = SimClock(w.clock.now() - 36 * 3600)  # the POS clock is 36 h behind
@@ -261,11 +264,7 @@ def test_a_pos_clock_set_back_after_its_sync_takes_no_expired_purse(world: PWorl
     it right): it reads before the issue of the hot list the sync gave it, so the terminal
     sends no certificate and the card pays from its main purse."""
     w = world
-    a = w.wallet(1, load=1000)
-    bus = w.pos_cat(1, TRANSPORT)
-    subsidy(w, expires=w.clock.now() + DAY)
-    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
-    w.sync(a)
+    a, bus, _prog = _day_subsidy(w)
     w.clock.advance(2 * DAY)
     w.sync(bus)  # a fresh hot list, issued after the expiry
     bus.app.hal.clock = SimClock(w.clock.now() - 36 * 3600)  # back inside the programme

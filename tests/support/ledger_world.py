@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
 from tapcash.host.device.apdu import exchange
 from tapcash.host.issuer import Issuer
+from tapcash.host.ledger.chain import records_digest
 from tapcash.host.ledger.client import IngestResult, LedgerClient
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.loopback import LoopbackLedger
@@ -63,20 +65,28 @@ def pg_admin() -> str:
     return url
 
 
-def _pg_schema(admin: str) -> Iterator[str]:
+@contextmanager
+def pg_schema(admin: str, prefix: str = "tapcash_t_") -> Iterator[str]:
+    """A PostgreSQL schema of its own on `admin`'s database, dropped after: its URL."""
     import psycopg
 
-    schema = "tapcash_t_" + uuid.uuid4().hex[:12]
+    schema = prefix + uuid.uuid4().hex[:12]
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
-    url = f"{admin}?options=-csearch_path%3D{schema}"
     try:
-        yield url
-        check_books(url)
+        yield f"{admin}?options=-csearch_path%3D{schema}"
     finally:
-        close_ledgers(url)
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _pg_schema(admin: str) -> Iterator[str]:
+    with pg_schema(admin) as url:
+        try:
+            yield url
+            check_books(url)
+        finally:
+            close_ledgers(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -289,4 +299,32 @@ def balance_of(app: WalletApp) -> int:
     return int(app.state[wst.S_BALANCE])
 
 
-__all__ = ["PosApp", "World", "books_balance", "db_url", "db_url_factory", "pg_admin", "world"]
+__all__ = [
+    "PosApp", "World", "books_balance", "db_url", "db_url_factory", "pg_admin", "pg_schema",
+    "pos_journal", "world",
+]  # fmt: skip
+
+
+def pos_journal(
+    seed: bytes, pos_id: bytes, pays: list[tuple[bytes, bytes, bytes]], first_seq: int = 1,
+    journal: bytes = bytes(32),
+) -> tuple[list[tuple[int, bytes]], bytes, bytes]:
+    """A terminal's journal records for `pays` [(payment envelope, body hash, payer cert hash)]
+    from `first_seq` (after the chain value `journal`), signed with the POS key `seed`: the
+    records, its status and the new journal digest. For batches made without a POS app."""
+    records = []
+    for i, (env, body_hash, cert_hash) in enumerate(pays):
+        seq = first_seq + i
+        body = cbor.decode(cbor.decode(env)[0])
+        receipt = proto.seal(proto.TAG_RECEIPT, {
+            proto.RCPT_POS: pos_id, proto.RCPT_WALLET: body[proto.PAY_WALLET],
+            proto.RCPT_COUNTER: body[proto.PAY_COUNTER], proto.RCPT_AMOUNT: body[proto.PAY_AMOUNT],
+            proto.RCPT_PAYMENT_HASH: body_hash, proto.RCPT_SEQ: seq, proto.RCPT_TIME: 0}, seed)
+        records.append((seq, cbor.encode({proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
+                                          proto.REC_RECEIPT: receipt,
+                                          proto.REC_CERT_HASH: cert_hash})))
+    digest = records_digest(records, journal)
+    status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: pos_id,
+                                           proto.ST_SEQ: first_seq + len(pays) - 1,
+                                           proto.ST_DIGEST: digest}, seed)
+    return records, status, digest

@@ -34,12 +34,18 @@ def b64e(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def parse_id(text: str, what: str = "id") -> bytes:
+def hex_id(text: object) -> bytes | None:
+    """A device or merchant id (16 hex digits) as its 8 bytes; None for anything else."""
     try:
-        raw = bytes.fromhex(text)
+        raw = bytes.fromhex(text)  # type: ignore[arg-type]
     except (ValueError, TypeError):
-        raise LedgerError(400, f"{what}: expected 16 hex digits") from None
-    if len(raw) != 8:
+        return None
+    return raw if len(raw) == 8 else None
+
+
+def parse_id(text: str, what: str = "id") -> bytes:
+    raw = hex_id(text)
+    if raw is None:
         raise LedgerError(400, f"{what}: expected 16 hex digits")
     return raw
 

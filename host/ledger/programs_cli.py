@@ -98,14 +98,12 @@ def create(name: str, funder: str, kind: str, expires: str, valid_from: str | No
            db_url: str, issuer_key: str | None) -> None:
     """Create a programme; its rule is signed with the issuer key."""
     from . import programs
+    from .codec import hex_id
 
     ids = []
     for m in merchants:
-        try:
-            mid = bytes.fromhex(m)
-        except ValueError:
-            mid = b""
-        if len(mid) != 8:
+        mid = hex_id(m)
+        if mid is None:
             _fail(f"--merchant {m!r}: a merchant id is 16 hex digits")
         ids.append(mid)
     led = _ledger(db_url, issuer_key)

@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from pydantic import Field
 
 from . import programs
+from .codec import hex_id
 from .errors import LedgerError
 from .models import AMOUNT_MAX, NO_NUL, OWNER_PATTERN, TIME_MAX, In, Int, Text
 from .service import Ledger
@@ -51,11 +52,8 @@ ProgramRef = Annotated[str, PathParam(pattern=NO_NUL,
 def _merchant_ids(values: list[str]) -> list[bytes]:
     out = []
     for v in values:
-        try:
-            m = bytes.fromhex(v)
-        except ValueError:
-            m = b""
-        if len(m) != 8:
+        m = hex_id(v)
+        if m is None:
             raise LedgerError(400, f"merchants: {v!r} is not 16 hex digits")
         out.append(m)
     return out

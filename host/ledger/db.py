@@ -47,6 +47,13 @@ class Tx:
             self._cache[sql] = out
         return out
 
+    def ignoring_conflict(self, sql: str, target: str = "") -> str:
+        """`sql` (an INSERT) made to skip a row whose key is already there: SQLite's INSERT OR
+        IGNORE, PostgreSQL's ON CONFLICT [target] DO NOTHING."""
+        if self.dialect == "sqlite":
+            return sql.replace("INSERT", "INSERT OR IGNORE", 1)
+        return f"{sql} ON CONFLICT {target + ' ' if target else ''}DO NOTHING"
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if self.dialect == "sqlite":
             return self.conn.execute(sql, params)

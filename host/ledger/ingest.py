@@ -789,10 +789,7 @@ class _Apply:
             return
         sql = ("INSERT INTO receipts (pos, seq, wallet, counter, hash, envelope) "
                "VALUES (?, ?, ?, ?, ?, ?)")
-        if self.tx.dialect == "sqlite":
-            sql = sql.replace("INSERT", "INSERT OR IGNORE", 1)
-        else:
-            sql += " ON CONFLICT (pos, seq) DO NOTHING"
+        sql = self.tx.ignoring_conflict(sql, "(pos, seq)")
         self.tx.executemany(sql, rows)
 
     def releases(self) -> None:
@@ -888,10 +885,7 @@ class _Apply:
             return
         sql = ("INSERT INTO set_aside (device, seq, record, type, reason, at) "
                "VALUES (?, ?, ?, ?, ?, ?)")
-        if self.tx.dialect == "sqlite":
-            sql = sql.replace("INSERT", "INSERT OR IGNORE", 1)
-        else:
-            sql += " ON CONFLICT (device, seq) DO NOTHING"
+        sql = self.tx.ignoring_conflict(sql, "(device, seq)")
         self.tx.executemany(sql, rows)
         self.result["set_aside"] = len(rows)
 
@@ -923,10 +917,7 @@ class _Apply:
         """Every record of the batch is held and acked: the same bytes again need no work."""
         sql = ("INSERT INTO ingested_batches (device, digest, seq, payments, set_aside, at) "
                "VALUES (?, ?, ?, ?, ?, ?)")
-        if self.tx.dialect == "sqlite":
-            sql = sql.replace("INSERT", "INSERT OR IGNORE", 1)
-        else:
-            sql += " ON CONFLICT (device, digest) DO NOTHING"
+        sql = self.tx.ignoring_conflict(sql, "(device, digest)")
         uniq = {(p.wallet, p.counter, p.hash) for p in self.batch.pays}
         self.tx.execute(sql, (dev["id"], self.digest, self.batch.status[proto.ST_SEQ], len(uniq),
                               self.result["set_aside"], self.now))

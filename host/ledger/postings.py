@@ -50,12 +50,9 @@ def merchant_acct(mid: bytes) -> str:
 def create_accounts(tx: Tx, names: Iterable[str]) -> None:
     for name in names:
         kind = name.split(":", 1)[0]
-        if tx.dialect == "sqlite":
-            tx.execute("INSERT OR IGNORE INTO accounts (name, kind, balance) VALUES (?, ?, 0)",
-                       (name, kind))
-        else:
-            tx.execute("INSERT INTO accounts (name, kind, balance) VALUES (?, ?, 0) "
-                       "ON CONFLICT (name) DO NOTHING", (name, kind))
+        sql = tx.ignoring_conflict("INSERT INTO accounts (name, kind, balance) VALUES (?, ?, 0)",
+                                   "(name)")
+        tx.execute(sql, (name, kind))
 
 
 class Book:

@@ -405,10 +405,7 @@ def record(ap: _Apply, pay: Pay, payee: dict[str, Any] | None, status: str) -> N
                 if merchant else None)
     sql = ("INSERT INTO purse_payments (wallet, counter, hash, program, earmarked, merchant, "
            "category, status, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    if ap.tx.dialect == "sqlite":
-        sql = sql.replace("INSERT", "INSERT OR IGNORE", 1)
-    else:
-        sql += " ON CONFLICT DO NOTHING"
+    sql = ap.tx.ignoring_conflict(sql)
     ap.tx.execute(sql, (pay.wallet, pay.counter, pay.hash, pay.program, pay.earmarked,
                         merchant, category, status, ap.now))
 

@@ -219,12 +219,8 @@ class Ledger:
     def _ensure_owner(self, tx: Tx, name: str) -> None:
         self._check_owner_name(name)
         if tx.one("SELECT 1 FROM owners WHERE name = ?", (name,)) is None:
-            if tx.dialect == "sqlite":
-                tx.execute("INSERT OR IGNORE INTO owners (name, created_at) VALUES (?, ?)",
-                           (name, self.now()))
-            else:
-                tx.execute("INSERT INTO owners (name, created_at) VALUES (?, ?) "
-                           "ON CONFLICT (name) DO NOTHING", (name, self.now()))
+            sql = "INSERT INTO owners (name, created_at) VALUES (?, ?)"
+            tx.execute(tx.ignoring_conflict(sql, "(name)"), (name, self.now()))
             P.create_accounts(tx, [P.owner_acct(name)])
 
     def add_owner(self, owner: str) -> dict[str, Any]:

@@ -209,3 +209,27 @@ def format_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--json", "fmt", flag_value="json", help="JSON for scripts (minor units, ISO 8601 times)"
     )(fn)
     return click.option("--table", "fmt", flag_value="table", default=True, hidden=True)(fn)
+
+
+def progress_bar(console: Any, width: int, **kw: Any) -> Any:
+    """A Rich progress bar in the house columns: what is running (`width` characters), the bar,
+    done/total, elapsed time and ETA; `kw` goes to rich.progress.Progress (transient=, disable=).
+    Rich is imported here, when a command shows progress, not when output.py is."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn(f"{{task.description:<{width}}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=console, **kw)

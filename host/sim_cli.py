@@ -81,24 +81,9 @@ class _Stages:
 
 @contextlib.contextmanager
 def _progress_bar(console: Any) -> Iterator[_Stages]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from tapcash.host.output import progress_bar
 
-    columns = (
-        TextColumn("{task.description:<20}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with progress_bar(console, 20, transient=True) as bar:
         yield _Stages(bar)
 
 

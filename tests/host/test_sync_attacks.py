@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import sync_world as sw
+from wallet_helpers import receipt_for
 
 from tapcash.firmware.core import cbor, proto
 from tapcash.host.ledger.chain import verify_rollback
@@ -299,22 +300,10 @@ def test_card_state_written_back_without_its_journal_is_a_rollback_case(tmp_path
 # ---- item 4: a rogue reader can neither block a sync nor fill the journal -----------------
 def forged_receipt(wallet: Any, seq: int = 1, key_seed: bytes = b"rogue") -> bytes:
     """A receipt naming the wallet's last payment, signed by a key no issuer certified."""
-    info = pv.select(wallet)
+    pv.select(wallet)
     last = pv.call(wallet, proto.INS_GET_LAST, what="GET LAST")
-    body_bytes, body, _s = proto.open_envelope(last)
-    return proto.seal(
-        proto.TAG_RECEIPT,
-        {
-            proto.RCPT_POS: body[proto.PAY_PAYEE],
-            proto.RCPT_WALLET: info[proto.INFO_ID],
-            proto.RCPT_COUNTER: body[proto.PAY_COUNTER],
-            proto.RCPT_AMOUNT: body[proto.PAY_AMOUNT],
-            proto.RCPT_PAYMENT_HASH: hashlib.sha256(body_bytes).digest(),
-            proto.RCPT_SEQ: seq,
-            proto.RCPT_TIME: pv.T0,
-        },
-        hashlib.sha256(key_seed).digest(),
-    )
+    rogue = hashlib.sha256(key_seed).digest()
+    return receipt_for(last, {proto.RCPT_TIME: pv.T0}, seq=seq, pos_seed=rogue)
 
 
 def rogue_receipt_sw(wallet: Any, receipt: bytes) -> int:

@@ -41,46 +41,63 @@
 from array import array
 
 from . import sha512 as _sha512
-from .runtime import IS_MICROPYTHON
+from .runtime import IS_MICROPYTHON, const
 
-_ZEROS = bytes(264)  # digit arrays are signed bytes (array "b"), not lists of ints: 264
-# bytes instead of 264 pointers, which a fixed heap must find in one piece
+# Digit arrays are signed bytes (array "b", made from bytes(n) per call), not lists of ints:
+# 264 bytes instead of 264 pointers, which a fixed heap must find in one piece.
 
-_P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED  # 2**255 - 19
-_L = 0x1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED  # group order
-_D = 0x52036CEE2B6FFE738CC740797779E89800700A4D4141D8AB75EB4DCA135978A3  # -121665/121666
-_D2 = 0x2406D9DC56DFFCE7198E80F2EEF3D13000E0149A8283B156EBD69B9426B2F159  # 2*d
-_INV_D = 0x40907ED214D5CE432B162114CDB9CF660B5DD6984279542E25E0F276CDC9F843  # 1/d
-_SQRTM1 = 0x2B8324804FC1DF0B2B4D00993DFBD7A72F431806AD2FE478C4EE1B274A0EA0B0  # sqrt(-1)
-_MASK255 = (1 << 255) - 1
-_CLAMP = (1 << 254) - 8
-
-# y-coordinates of libsodium's small-order blacklist (ge25519_has_small_order): 0, 1,
-# the two order-8 points' y, p-1, and the non-canonical p and p+1.
-_SMALL_ORDER_Y = (
-    0,
-    1,
-    2707385501144840649318225287225658788936804267575313519463743609750303402022,
-    55188659117513257062467267217118295137698188065244968500265048394206261417927,
-    _P - 1,
-    _P,
-    _P + 1,
+# Curve constants, 32-byte little-endian words in one bytes constant (_c(i) -> int): an int
+# constant is a heap object for as long as the module is imported (about 160 bytes each on
+# the 64-bit port, some 15 here), a bytes constant is read in place from flash (ROMFS,
+# frozen). Each function converts the few it uses once per call.
+_CP = const(0)  # p = 2**255 - 19
+_CL = const(1)  # the group order
+_CD = const(2)  # d = -121665/121666
+_CD2 = const(3)  # 2*d
+_CINV_D = const(4)  # 1/d
+_CSQRTM1 = const(5)  # sqrt(-1)
+_CY8 = const(6)  # 6, 7: the order-8 points' y (libsodium's small-order list)
+_C = (
+    b"\xed\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+    b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f"  # p = 2**255 - 19
+    b"\xed\xd3\xf5\x5c\x1a\x63\x12\x58\xd6\x9c\xf7\xa2\xde\xf9\xde\x14"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x10"  # L, the group order
+    b"\xa3\x78\x59\x13\xca\x4d\xeb\x75\xab\xd8\x41\x41\x4d\x0a\x70\x00"
+    b"\x98\xe8\x79\x77\x79\x40\xc7\x8c\x73\xfe\x6f\x2b\xee\x6c\x03\x52"  # d = -121665/121666
+    b"\x59\xf1\xb2\x26\x94\x9b\xd6\xeb\x56\xb1\x83\x82\x9a\x14\xe0\x00"
+    b"\x30\xd1\xf3\xee\xf2\x80\x8e\x19\xe7\xfc\xdf\x56\xdc\xd9\x06\x24"  # 2*d
+    b"\x43\xf8\xc9\xcd\x76\xf2\xe0\x25\x2e\x54\x79\x42\x98\xd6\x5d\x0b"
+    b"\x66\xcf\xb9\xcd\x14\x21\x16\x2b\x43\xce\xd5\x14\xd2\x7e\x90\x40"  # 1/d
+    b"\xb0\xa0\x0e\x4a\x27\x1b\xee\xc4\x78\xe4\x2f\xad\x06\x18\x43\x2f"
+    b"\xa7\xd7\xfb\x3d\x99\x00\x4d\x2b\x0b\xdf\xc1\x4f\x80\x24\x83\x2b"  # sqrt(-1)
+    b"\x26\xe8\x95\x8f\xc2\xb2\x27\xb0\x45\xc3\xf4\x89\xf2\xef\x98\xf0"
+    b"\xd5\xdf\xac\x05\xd3\xc6\x33\x39\xb1\x38\x02\x88\x6d\x53\xfc\x05"  # an order-8 point's y
+    b"\xc7\x17\x6a\x70\x3d\x4d\xd8\x4f\xba\x3c\x0b\x76\x0d\x10\x67\x0f"
+    b"\x2a\x20\x53\xfa\x2c\x39\xcc\xc6\x4e\xc7\xfd\x77\x92\xac\x03\x7a"  # the other one
 )
 
 
-# Trailing zero bits of each byte value (0 -> 8), for the NAF recoding.
-def _tz_table():
-    t = bytearray(256)
-    t[0] = 8
-    for v in range(1, 256):
-        n = 0
-        while not (v >> n) & 1:
-            n += 1
-        t[v] = n
-    return bytes(t)
+def _c(i):
+    return int.from_bytes(_C[i << 5 : (i + 1) << 5], "little")
 
 
-_TZ = _tz_table()
+# Trailing zero bits of each byte value (0 -> 8), for the NAF recoding: a bytes constant, in
+# place in flash (tests/firmware/test_ed25519.py checks it).
+_TZ = (
+    b"\x08\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00\x04\x00\x01\x00"
+    b"\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00\x05\x00\x01\x00\x02\x00\x01\x00"
+    b"\x03\x00\x01\x00\x02\x00\x01\x00\x04\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00"
+    b"\x02\x00\x01\x00\x06\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00"
+    b"\x04\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00\x05\x00\x01\x00"
+    b"\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00\x04\x00\x01\x00\x02\x00\x01\x00"
+    b"\x03\x00\x01\x00\x02\x00\x01\x00\x07\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00"
+    b"\x02\x00\x01\x00\x04\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00"
+    b"\x05\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00\x04\x00\x01\x00"
+    b"\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00\x06\x00\x01\x00\x02\x00\x01\x00"
+    b"\x03\x00\x01\x00\x02\x00\x01\x00\x04\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00"
+    b"\x02\x00\x01\x00\x05\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00"
+    b"\x04\x00\x01\x00\x02\x00\x01\x00\x03\x00\x01\x00\x02\x00\x01\x00"
+)
 
 # The base-point tables: the bytes constants of _ed25519_table (frozen or ROMFS: read in
 # place from flash; .py/.mpy on a filesystem: on the heap), or - when a deploy put them there
@@ -123,7 +140,7 @@ def clear_caches():
 
 def _inv(z):
     """1/z mod p (z not 0 mod p), extended Euclid: ~150 divisions beat a 255-bit power."""
-    P = _P
+    P = _c(_CP)
     a, b, u0, u1 = P, z % P, 0, 1
     while b:
         q = a // b
@@ -134,7 +151,7 @@ def _inv(z):
 
 def _pow22523(z):
     """z**(2**252 - 3) mod p (ref10's chain); pow() runs the squaring stretches in C."""
-    P = _P
+    P = _c(_CP)
     t0 = z * z % P  # 2
     t1 = t0 * t0 % P
     t1 = t1 * t1 % P  # 8
@@ -165,7 +182,7 @@ def _pow22523(z):
 
 def _encode(X, Y, Z):
     """Canonical 32-byte encoding of the projective point (X : Y : Z)."""
-    P = _P
+    P = _c(_CP)
     zi = _inv(Z)
     x = X * zi % P
     y = Y * zi % P
@@ -180,18 +197,18 @@ def _decode_neg(s):
     parity differs from the sign bit (so -A) is taken; x = 0 with the sign bit set is not
     refused here (those encodings are on the small-order list, checked before).
     """
-    P = _P
-    y = int.from_bytes(s, "little") & _MASK255
+    P = _c(_CP)
+    y = int.from_bytes(s, "little") & (P + 18)
     yy = y * y % P
     u = yy - 1
-    v = _D * yy + 1
+    v = _c(_CD) * yy + 1
     v3 = v * v % P * v % P
     x = u * v3 % P * _pow22523(u * v3 % P * v3 % P * v % P) % P
     vxx = v * x % P * x % P
     if (vxx - u) % P:
         if (vxx + u) % P:
             return None
-        x = x * _SQRTM1 % P
+        x = x * _c(_CSQRTM1) % P
     if (x & 1) == (s[31] >> 7):
         x = (P - x) % P
     return x, y, 1, x * y % P
@@ -209,9 +226,9 @@ def _a_table(pk):
     point = _decode_neg(pk)
     if point is None:
         return None
-    P = _P
-    M = _MASK255
-    D2 = _D2
+    P = _c(_CP)
+    M = P + 18  # 2**255 - 1
+    D2 = _c(_CD2)
     X, Y, Z, T = point
     tab = [(Y + X) % P, (Y - X) % P, 2, T * D2 % P]
     # 2*(-A) in extended coordinates (doubling with T)
@@ -268,11 +285,11 @@ def _base_mul(k):
 
 
 def _base_mul_with(k, tb, tf):
-    P = _P
-    M = _MASK255
+    P = _c(_CP)
+    M = P + 18  # 2**255 - 1
     frm = int.from_bytes
     kb = k.to_bytes(32, "little")
-    e = array("b", _ZEROS[:64])  # digits in -8..8 with k = sum(e[i] * 16**i)
+    e = array("b", bytes(64))  # digits in -8..8 with k = sum(e[i] * 16**i)
     carry = 0
     for i in range(32):
         v = kb[i]
@@ -344,7 +361,7 @@ def _base_mul_with(k, tb, tf):
                 X = ypx - ymx
                 Y = ypx + ymx
                 Z = 2
-                T = t2 * _INV_D % P
+                T = t2 * _c(_CINV_D) % P
                 continue
             v = (Y - X) * ymx
             a = (v & M) + (v >> 255) * 19
@@ -400,11 +417,11 @@ def _double_scalarmult(h, atab, s):
 
 
 def _double_scalarmult_with(h, atab, s, tb, tf, base):
-    P = _P
-    M = _MASK255
+    P = _c(_CP)
+    M = P + 18  # 2**255 - 1
     frm = int.from_bytes
-    na = array("b", _ZEROS)
-    nb = array("b", _ZEROS)
+    na = array("b", bytes(264))
+    nb = array("b", bytes(264))
     top = max(_naf(h, 5, na), _naf(s, 7, nb))
     if top > 263:
         top = 263
@@ -499,7 +516,8 @@ def _expansion(seed, pk=None):
     """(seed, a, prefix, public key) of a 32-byte seed: one SHA-512 block, and a base point
     multiplication unless the caller holds the public key already."""
     digest = _sha512.sha512(seed)
-    a = (int.from_bytes(digest[:32], "little") & _CLAMP) | (1 << 254)
+    top = (_c(_CP) + 19) >> 1  # 2**254 (an expression of constants would be folded into one)
+    a = (int.from_bytes(digest[:32], "little") & (top - 8)) | top
     if pk is None:
         X, Y, Z, _ = _base_mul(a)
         pk = _encode(X, Y, Z)
@@ -530,14 +548,19 @@ def signing_key(seed, public=None):
     return _expansion(seed, public)
 
 
+# board: omit - PyNaCl's (see below)
 def _sign_keyed_nacl(key, msg):
     """sign(seed, msg, key) with libsodium's arithmetic: the same bytes as the pure code."""
     nb = _load_nacl()
     _seed_, a, prefix, pk = key
     r = _key_nonce(prefix, msg)
     rb = nb.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
-    k = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % _L
-    return rb + ((r + k * a) % _L).to_bytes(32, "little")
+    L = _c(_CL)
+    k = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % L
+    return rb + ((r + k * a) % L).to_bytes(32, "little")
+
+
+# board: end
 
 
 def _key_nonce(prefix, msg):
@@ -555,11 +578,11 @@ def _key_nonce(prefix, msg):
     h = sha256(prefix)
     h.update(b"\x01")
     h.update(msg)
-    return int.from_bytes(lo + h.digest(), "little") % _L
+    return int.from_bytes(lo + h.digest(), "little") % _c(_CL)
 
 
 def _sign_pure(seed, msg, key=None):
-    L = _L
+    L = _c(_CL)
     if key is not None and key[0] == seed:
         a, prefix, pk = key[1], key[2], key[3]
         r = _key_nonce(prefix, msg)
@@ -572,31 +595,41 @@ def _sign_pure(seed, msg, key=None):
     return rb + ((r + k * a) % L).to_bytes(32, "little")
 
 
-def _small_order(s):
-    return (int.from_bytes(s, "little") & _MASK255) in _SMALL_ORDER_Y
+def _small_order(s, P):
+    """Is s (low 255 bits) one of libsodium's small-order y's (ge25519_has_small_order): 0,
+    1, the two order-8 points' y, p-1, and the non-canonical p and p+1?"""
+    y = int.from_bytes(s, "little") & (P + 18)
+    return y < 2 or P - 1 <= y <= P + 1 or y == _c(_CY8) or y == _c(_CY8 + 1)
 
 
 def _verify_pure(pk, msg, sig):
     rb = sig[:32]
     s = int.from_bytes(sig[32:], "little")
-    if s >= _L or _small_order(rb):
+    P = _c(_CP)
+    L = _c(_CL)
+    if s >= L or _small_order(rb, P):
         return False
-    if (int.from_bytes(pk, "little") & _MASK255) >= _P or _small_order(pk):
+    if (int.from_bytes(pk, "little") & (P + 18)) >= P or _small_order(pk, P):
         return False
     atab = _a_table(pk)
     if atab is None:
         return False
-    h = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % _L
+    h = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % L
     X, Y, Z = _double_scalarmult(h, atab, s)
     return _encode(X, Y, Z) == rb
 
 
-# --- PyNaCl ------------------------------------------------------------------------------
+# --- PyNaCl and the backend switch --------------------------------------------------------
 
-_nacl = None  # nacl.bindings once loaded
+_use_nacl = False
 # PyNaCl wants the 64-byte expanded secret; deriving it costs about a third of a signature.
 # Remember it per seed (CPython only, where a host process may stand in for many devices).
 _nacl_keys = {}
+
+# board: omit - PyNaCl and the switch to it are CPython's; a board runs the pure code and
+# host/device/fold.py leaves these lines out of its copy (their functions and names would
+# be on the heap of every signature)
+_nacl = None  # nacl.bindings once loaded
 _NACL_KEYS_MAX = 65536
 
 
@@ -617,11 +650,6 @@ def _nacl_secret(seed):
         sk = _load_nacl().crypto_sign_seed_keypair(seed)[1]
         _nacl_keys[seed] = sk
     return sk
-
-
-# --- backend selection -------------------------------------------------------------------
-
-_use_nacl = False
 
 
 def _nacl_available():
@@ -665,6 +693,7 @@ def _env_backend():
 
 
 set_backend("pure" if _env_backend() == "pure" else "auto")
+# board: end
 
 
 # --- public API --------------------------------------------------------------------------

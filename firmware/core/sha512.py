@@ -23,8 +23,10 @@ try:  # CPython: the C implementation, used unless the pure backend is forced
 except ImportError:  # MicroPython: hashlib has sha256 only
     _hashlib_sha512 = None
 
-_M = 0xFFFFFFFFFFFFFFFF
-_DUP = 0x10000000000000001  # x * _DUP == x | (x << 64) for 0 <= x < 2**64
+# 2**64 - 1 as bytes, and _DUP = 2**64 + 1 (x * _DUP == x | (x << 64) for 0 <= x < 2**64)
+# made from it per block: an int constant is a heap object while the module is imported, a
+# bytes constant is read in place from flash (ROMFS, frozen).
+_M = b"\xff\xff\xff\xff\xff\xff\xff\xff"
 
 # The initial state and the 80 round constants as big-endian 64-bit words in bytes: a bytes
 # constant is read in place from flash (frozen, ROMFS) and is one small object on the heap
@@ -79,8 +81,10 @@ _K = (  # 16 words per chunk of rounds, unpacked one chunk at a time
 )
 
 
-def _compress(st, buf, off, M=_M, D=_DUP, K=_K, unpack_from=struct.unpack_from):
+def _compress(st, buf, off, K=_K, unpack_from=struct.unpack_from):
     """One 128-byte block at buf[off:]; st is the 8-word state, returns the new one."""
+    M = int.from_bytes(_M, "big")  # 2**64 - 1
+    D = M + 2  # _DUP
     (
         w0,
         w1,
@@ -365,6 +369,8 @@ def sha512_pure(data):
     return _digest(st)
 
 
+# board: omit - the incremental object (new()) and the backend switch are the hosts' (no
+# board code uses them): host/device/fold.py leaves them off a board
 class SHA512:
     """Incremental pure-Python SHA-512 with the hashlib interface (update/digest/copy)."""
 
@@ -419,9 +425,15 @@ class SHA512:
         return other
 
 
+# board: end
+
+
 # Backend: "hashlib" (C, CPython only) or "pure". TAPCASH_CRYPTO=pure in the environment
 # forces the pure code at import; set_backend() switches at run time.
 _use_hashlib = _hashlib_sha512 is not None
+
+
+# board: omit
 
 
 def _env_backend():
@@ -459,6 +471,9 @@ def backend():
     return "hashlib" if _use_hashlib else "pure"
 
 
+# board: end
+
+
 def sha512(data):
     """SHA-512 digest (64 bytes) of bytes-like data, with the active backend."""
     if _use_hashlib:
@@ -466,8 +481,12 @@ def sha512(data):
     return sha512_pure(data)
 
 
+# board: omit
 def new(data=b""):
     """A hashlib-like SHA-512 object (update/digest/hexdigest/copy), active backend."""
     if _use_hashlib:
         return _hashlib_sha512(data)
     return SHA512(data)
+
+
+# board: end

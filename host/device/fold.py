@@ -14,6 +14,9 @@ before mpy-cross compiles them:
   const(...)`), so the compiler keeps them out of the module entirely, and `fields.py` is
   not even imported on a board any more.
 
+Lines from a `# board: omit` comment to the next `# board: end` are CPython's own (PyNaCl and
+hashlib backends, their switches): a board never runs them, so its copy has empty lines there.
+
 Edits are token by token on the same lines (tracebacks keep their line numbers); comments and
 strings are untouched. The host, the simulator and the portable tests run the sources as
 written; the payment-day replays check the folded board code byte for byte against them.
@@ -28,10 +31,12 @@ import tokenize
 from pathlib import Path
 
 # Modules whose integer constants are folded into their users (path under firmware/); those
-# in PRIVATE also lose the names themselves. The apps' state modules keep theirs: a board's
-# REPL can still read app.state[st.S_PUB] (tapcash provision --via repl's checks do).
+# in PRIVATE also lose the names themselves. The apps' state modules are private too (#16:
+# wallet ROMFS payment-day minimum 55.0 -> 54.2 KB32): nothing on a board or talking to one
+# reads a state key by name (provision over the REPL runs process(), the hosts import the
+# sources), and each public name was an interned string and a module dict entry.
 DEFINING = ("core/apdu.py", "core/fields.py", "wallet/state.py", "pos/state.py")
-PRIVATE = ("core/apdu.py", "core/fields.py")
+PRIVATE = DEFINING
 # Left as written: the hosts' one namespace of the protocol (it re-exports by name).
 KEEP = ("core/proto.py",)
 
@@ -85,10 +90,38 @@ def _tokens(text: str) -> list[tokenize.TokenInfo]:
     ]
 
 
+OMIT, END = "# board: omit", "# board: end"
+
+
+def omit_host_lines(text: str) -> str:
+    """`text` with the lines of each `# board: omit` ... `# board: end` block (the markers
+    included) made empty, so line numbers stay. A block opens and closes at column 0."""
+    out = []
+    omitting = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(OMIT):
+            if omitting:
+                raise ValueError("# board: omit inside an omitted block")
+            omitting = True
+        if omitting:
+            out.append("\n" if line.endswith("\n") else "")
+            if line.startswith(END):
+                omitting = False
+        else:
+            if line.startswith(END):
+                raise ValueError("# board: end without # board: omit")
+            out.append(line)
+    if omitting:
+        raise ValueError("# board: omit without # board: end")
+    return "".join(out)
+
+
 def fold_source(rel: str, text: str, tables: dict[str, dict[str, int]]) -> str:
-    """`text` (firmware/`rel`) with the constants of `tables` ({defining path: table}) folded."""
+    """`text` (firmware/`rel`) with the constants of `tables` ({defining path: table}) folded
+    and the host-only lines omitted."""
     if rel in KEEP:
         return text
+    text = omit_host_lines(text)
     tree = ast.parse(text)
     aliases: dict[str, dict[str, int]] = {}  # module alias -> its table
     names: dict[str, int] = {}  # constant imported by name -> value

@@ -542,11 +542,21 @@ def test_nacl_backend_uses_libsodium_sign() -> None:
 
 
 def test_constants() -> None:
-    assert ed25519._P == P and ed25519._L == L and ed25519._D == D
-    assert ed25519._D2 == 2 * D % P and ed25519._INV_D * D % P == 1
-    assert ed25519._SQRTM1 == SQRTM1
+    c = ed25519._c
+    assert c(ed25519._CP) == P and c(ed25519._CL) == L and c(ed25519._CD) == D
+    assert c(ed25519._CD2) == 2 * D % P and c(ed25519._CINV_D) * D % P == 1
+    assert c(ed25519._CSQRTM1) == SQRTM1
+    assert len(ed25519._C) == 32 * (ed25519._CY8 + 2)
     ys = {int.from_bytes(e, "little") & ((1 << 255) - 1) for e in small_order_encodings()}
-    assert ys == set(ed25519._SMALL_ORDER_Y)
+    assert {c(ed25519._CY8), c(ed25519._CY8 + 1)} == ys - {0, 1, P - 1, P, P + 1}
+    # the small-order check is exactly that set, whatever the sign bit
+    for y in sorted(ys) + [2, P - 2, P + 2, P + 18]:
+        for sign in (0, 1 << 255):
+            enc = (y | sign).to_bytes(32, "little")
+            assert ed25519._small_order(enc, P) == (y in ys)
+    # trailing zero bits of each byte (the NAF recoding's table)
+    tz = [8] + [(v & -v).bit_length() - 1 for v in range(1, 256)]
+    assert ed25519._TZ == bytes(tz)
 
 
 # --- the fixed-base tables ------------------------------------------------------------

@@ -173,8 +173,10 @@ def generate_compress() -> str:
     words = ", ".join(f"w{j}" for j in range(16))
     consts = ", ".join(f"k{j}" for j in range(16))
     lines = [
-        "def _compress(st, buf, off, M=_M, D=_DUP, K=_K, unpack_from=struct.unpack_from):",
+        "def _compress(st, buf, off, K=_K, unpack_from=struct.unpack_from):",
         '    """One 128-byte block at buf[off:]; st is the 8-word state, returns the new one."""',
+        "    M = int.from_bytes(_M, 'big')  # 2**64 - 1",
+        "    D = M + 2  # _DUP",
         f"    ({words},) = unpack_from('>16Q', buf, off)",
         "    a, b, c, d, e, f, g, h = st",
         "    z = b ^ c  # (b ^ c) for Maj",

@@ -10,7 +10,16 @@ import ast
 import re
 from pathlib import Path
 
-from tapcash.host.device.fold import DEFINING, PRIVATE, const_table, fold_source, fold_tree
+import pytest
+
+from tapcash.host.device.fold import (
+    DEFINING,
+    PRIVATE,
+    const_table,
+    fold_source,
+    fold_tree,
+    omit_host_lines,
+)
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 
@@ -28,8 +37,7 @@ def test_no_run_time_name_is_left_for_an_int_constant() -> None:
     for rel in PRIVATE:
         assert const_table(folded[rel]) == {}, rel  # all private: compile-time only
         assert const_table((FIRMWARE / rel).read_text())  # the sources keep their names
-    for rel in set(DEFINING) - set(PRIVATE):  # state modules keep their names (REPL)
-        assert const_table(folded[rel]) == const_table((FIRMWARE / rel).read_text())
+    assert set(PRIVATE) == set(DEFINING)  # the state modules' keys too: no name on a board
     tables = {rel: const_table((FIRMWARE / rel).read_text()) for rel in DEFINING}
     names = {n for t in tables.values() for n in t}
     for rel, text in folded.items():
@@ -70,3 +78,21 @@ def test_folding_a_small_module() -> None:
     ]
     own = fold_source("core/fields.py", "X = const(1)\nD = {X: 5}\n", {"core/fields.py": {"X": 1}})
     assert own == "_X = const(1)\nD = {_X: 5}\n"
+
+
+def test_host_only_lines_are_left_off_a_board() -> None:
+    folded = fold_tree(FIRMWARE)
+    for rel, gone in (
+        ("core/ed25519.py", ("set_backend", "_load_nacl", "_nacl_secret")),
+        ("core/sha512.py", ("SHA512", "set_backend", "new")),
+    ):
+        src = (FIRMWARE / rel).read_text()
+        defined = {n.name for n in ast.parse(folded[rel]).body if hasattr(n, "name")}
+        assert not defined & set(gone), rel
+        assert set(gone) <= {n.name for n in ast.parse(src).body if hasattr(n, "name")}
+        assert "# board: omit" not in folded[rel] and "# board: omit" in src
+    text = "a = 1\n# board: omit - why\nb = 2\n# board: end\nc = 3\n"
+    assert omit_host_lines(text) == "a = 1\n\n\n\nc = 3\n"
+    for bad in ("# board: omit\nx = 1\n", "x = 1\n# board: end\n"):
+        with pytest.raises(ValueError):
+            omit_host_lines(bad)

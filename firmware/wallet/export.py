@@ -9,9 +9,26 @@
 # over them) binds the status to exactly those bytes, and the ledger acks only that.
 # Read-only: nothing is written (a record the state still owes is appended first, so the
 # export is complete).
+#
+# On a fixed heap the page is read twice: once to count what fits (one record in RAM at a
+# time), then - after the status is signed and the signature's modules are released - to
+# collect it, so the records and the signing code are never in the heap together (#16).
 from ..core import cbor, check, envelope, fields
+from ..core.runtime import FIXED_HEAP, collect, release
 from . import state as st
-from .app import decode_map
+from .app import _CORE, decode_map
+
+
+def _page(app, since, most):
+    """(records to send, more) of the page after `since`."""
+    n = 0
+    size = 0
+    for _seq, rec in app.journal.records(since):
+        if n >= most or (n and size + len(rec) > app.export_bytes):
+            return n, True
+        n += 1
+        size += len(rec)
+    return n, False
 
 
 def handle(app, p1, p2, data):
@@ -20,18 +37,10 @@ def handle(app, p1, p2, data):
     since = check.opt_int(req, fields.EXP_SINCE, 0)
     most = check.opt_int(req, fields.EXP_MAX, 16, 1, 0xFFFF)  # 0 would page forever: 6A80
     app.catch_up(False)
-    out = []
-    size = 0
-    more = False
-    for seq, rec in app.journal.records(since):
-        if len(out) >= most or (out and size + len(rec) > app.export_bytes):
-            more = True
-            break
-        out.append([seq, rec])
-        size += len(rec)
+    n, more = _page(app, since, most)
     j = app.journal
     last = j.last_seq
-    resp = {fields.EXP_RECORDS: out, fields.EXP_MORE: more, fields.EXP_LAST: last}
+    resp = {fields.EXP_MORE: more, fields.EXP_LAST: last}
     if not more:  # one signature per export, not per page
         status = {
             fields.ST_DEVICE: s[st.S_ID],
@@ -47,4 +56,15 @@ def handle(app, p1, p2, data):
         if purses:
             status[fields.ST_PURSES] = [[p[st.P_PROGRAM], p[st.P_BALANCE]] for p in purses]
         resp[fields.EXP_STATUS] = app.seal(envelope.TAG_STATUS, status)
+        if FIXED_HEAP:  # the signature's modules go before the records come in
+            status = None
+            release(_CORE, app._core)
+            collect()
+    out = []
+    if n:
+        for seq, rec in j.records(since):
+            out.append([seq, rec])
+            if len(out) == n:
+                break
+    resp[fields.EXP_RECORDS] = out
     return cbor.encode_parts(resp)  # the records are not copied twice

@@ -189,6 +189,12 @@ class WalletApp:
                 raise ApduError(apdu.SW_MEMORY) from None
 
     # ---- helpers for handlers ------------------------------------------------------------
+    def release_core(self):
+        """Forget the core modules this command has imported so far (a signature's, mostly)
+        and collect, so what the command does next has their heap (a fixed heap only)."""
+        release(_CORE, self._core)
+        collect()
+
     def now(self):
         return now(self.hal.clock)
 

@@ -14,9 +14,8 @@
 # time), then - after the status is signed and the signature's modules are released - to
 # collect it, so the records and the signing code are never in the heap together (#16).
 from ..core import cbor, check, envelope, fields
-from ..core.runtime import FIXED_HEAP, collect, release
 from . import state as st
-from .app import _CORE, decode_map
+from .app import decode_map
 
 
 def _page(app, since, most):
@@ -56,10 +55,8 @@ def handle(app, p1, p2, data):
         if purses:
             status[fields.ST_PURSES] = [[p[st.P_PROGRAM], p[st.P_BALANCE]] for p in purses]
         resp[fields.EXP_STATUS] = app.seal(envelope.TAG_STATUS, status)
-        if FIXED_HEAP:  # the signature's modules go before the records come in
-            status = None
-            release(_CORE, app._core)
-            collect()
+        status = None
+        app.release_core()  # the signature's modules go before the records come in
     out = []
     if n:
         for seq, rec in j.records(since):

@@ -16,7 +16,6 @@
 # purse (6919 when all fields.MAX_PURSES are taken); the main balance and its cap are not
 # touched. Response: CBOR {0: main balance, 1: that purse's balance}.
 from ..core import apdu, cbor, check, envelope, fields
-from ..core import purse as purse_rule
 from ..core.apdu import ApduError
 from ..core.units import money
 from . import state as st
@@ -74,6 +73,8 @@ def _load_purse(app, s, v, env, number, amount):
     if not isinstance(rule_env, bytes):
         raise ApduError(apdu.SW_WRONG_DATA)
     rule, _e = app.open_issued(envelope.TAG_RULE, rule_env)
+    from ..core import purse as purse_rule  # earmarked loads only
+
     purse_rule.check_rule(rule)
     prog = rule[fields.RULE_PROGRAM]
     purses = list(s.get(st.S_PURSES) or ())

@@ -70,13 +70,14 @@ def _mean_ms(values: list[int]) -> float:
 
 def native_times(role: str, ws: Any, stream: Path, runs: int) -> dict[str, list[float]]:
     """Per run: mean PAY (and SELECT, wallet) time in ms on the native port, a large heap."""
-    from tapcash.sim.vm import native
+    from tapcash.sim.vm import native, payday
 
-    script = Path(native.__file__).resolve().parent / TIMING_SCRIPT
+    timing = Path(native.__file__).resolve().parent / TIMING_SCRIPT
     out: dict[str, list[float]] = {"pay": [], "select": []}
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory(prefix="tapcash-bench-flash-") as flash:
-            args = [str(native.REPLAY_SCRIPT), role, str(stream), flash]
+    for _ in range(runs):  # the scripts and the day at paths of fixed length, as replay's
+        with payday.staged(stream, timing, native.REPLAY_SCRIPT) as (flash, day, scripts):
+            script, device = scripts
+            args = [device, role, day, flash]
             if ws.form == "romfs":
                 args.append(str(ws.target))
             r = native.run(script, args, heap=8 * 1024 * 1024, path=ws.sys_path)

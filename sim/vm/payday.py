@@ -20,7 +20,10 @@ Stream records: op (1 byte) | length (4 bytes, big-endian) | payload.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tapcash.firmware.core import cbor, proto
@@ -268,23 +271,30 @@ def _parse(out: str, extra: int) -> tuple[dict[str, dict[str, int]], int]:
     return phases, imported
 
 
-def replay(role: str, ws: Any, stream_path: Any, heap: int) -> Replay:
-    """Replay `role`'s recorded day (a stream file) in the workspace's firmware form, on
-    the native port with a heap of `heap` bytes (plus the romfs image's own bytes)."""
+@contextmanager
+def staged(stream_path: Any, *scripts: Any) -> Iterator[tuple[str, str, list[str]]]:
+    """(flash folder, stream, scripts) at paths of fixed length, for one run on the native
+    port: argv and the script's name live on the fixed heap, and success is not monotonic in
+    free bytes, so where the checkout or pytest's temp folder lies (pytest-9 vs pytest-240)
+    must not decide a budget. The scripts keep their file names (one folder holds them)."""
     import shutil
     import tempfile
 
-    from tapcash.sim.vm import native as native_mp
-
-    # The script and the stream are copied to paths of fixed length: argv lives on the
-    # fixed heap, and success is not monotonic in free bytes, so where the checkout or
-    # pytest's temp folder lies (pytest-9 vs pytest-240) must not decide a budget.
     with (
         tempfile.TemporaryDirectory(prefix="tapcash-flash-") as flash,
         tempfile.TemporaryDirectory(prefix="tapcash-day-") as day,
     ):
         stream = shutil.copyfile(stream_path, day + "/day.stream")
-        script = shutil.copyfile(native_mp.REPLAY_SCRIPT, day + "/replay.py")
+        copies = [shutil.copyfile(s, day + "/" + Path(s).name) for s in scripts]
+        yield flash, stream, copies
+
+
+def replay(role: str, ws: Any, stream_path: Any, heap: int) -> Replay:
+    """Replay `role`'s recorded day (a stream file) in the workspace's firmware form, on
+    the native port with a heap of `heap` bytes (plus the romfs image's own bytes)."""
+    from tapcash.sim.vm import native as native_mp
+
+    with staged(stream_path, native_mp.REPLAY_SCRIPT) as (flash, stream, (script,)):
         args = [role, stream, flash]
         if ws.form == "romfs":
             args.append(str(ws.target))

@@ -30,6 +30,10 @@ _SIGN_FAILED = ApduError(apdu.SW_INTERNAL)  # made now: raising it needs no RAM
 
 
 def handle(app, p1, p2, data):
+    # The signer's modules first (the card signs every PAY): placed before the command's
+    # short-lived objects, they do not have to find room among them after the commit (#16)
+    from ..core import ed25519  # noqa: F401
+
     s = app.need_perso()
     req = decode_map(data)
     chal = check.need_bytes(req, fields.REQ_CHALLENGE, 16)

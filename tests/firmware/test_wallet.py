@@ -592,6 +592,18 @@ def test_receipt_is_journaled_when_it_matches_the_last_payment():
     assert card.state_bytes() == state  # a receipt changes no state
     recs = [rec for _s, rec in card.journal() if rec[P.REC_TYPE] == P.RT_RECEIPT]
     assert recs == [{P.REC_TYPE: P.RT_RECEIPT, P.REC_RECEIPT: r}]
+    other = receipt_for(env, {P.RCPT_SEQ: 99})  # another receipt for the same payment
+    assert_refused(card, P.SW_CONDITIONS, 0x80, P.INS_RECEIPT, data=other)
+
+
+def test_receipt_only_right_after_its_payment_record():
+    # The usual RECEIPT reads nothing back (the newest record is the one its payment owed);
+    # once another record follows the payment, the receipt has no place: 6985.
+    card = funded()
+    env = card.ok(0x80, P.INS_PAY, data=card.pay_request(800))
+    card.load(2, 100)  # a LOAD record after the payment's
+    assert_refused(card, P.SW_CONDITIONS, 0x80, P.INS_RECEIPT, data=receipt_for(env))
+    assert [r[P.REC_TYPE] for _s, r in card.journal()][-2:] == [P.RT_PAYMENT, P.RT_LOAD]
 
 
 def _fake_payment(card):

@@ -320,14 +320,18 @@ def _remote(url: str | None, token: str | None, issuer_key: str | None) -> Any:
 
 @sim.command("board")
 @click.option("--flash", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="folder holding the board's filesystem: loaded at start, written back at exit")
-@click.option("--romfs-kb", type=click.IntRange(min=0), default=0, show_default=True,
-              help="its ROMFS partition (as after tapcash flash --partitions romfs); 0: none")
-def board_command(flash: Path | None, romfs_kb: int) -> None:
+              help="folder holding the board's flash (filesystem, partition table, ROMFS): "
+              "loaded at start, written back at exit")
+@click.option("--romfs-kb", type=click.IntRange(min=0), default=None,
+              help="its ROMFS partition (as after tapcash flash --partitions romfs); 0: none; "
+              "default: as the --flash folder's partition table says (none without one)")
+def board_command(flash: Path | None, romfs_kb: int | None) -> None:
     """A bare MicroPython board (the real VM) with its REPL on a pseudo-terminal, until Ctrl-C:
     mpremote (reset included), `tapcash deploy`, `provision` and `sync` work on it as on an
     ESP32; after `mpremote reset` the deployed firmware runs."""
     from tapcash.sim.vm import repl_pty
 
     args = ["--flash", str(flash)] if flash is not None else []
-    sys.exit(repl_pty.main([*args, "--romfs-kb", str(romfs_kb)]))
+    if romfs_kb is not None:
+        args += ["--romfs-kb", str(romfs_kb)]
+    sys.exit(repl_pty.main(args))

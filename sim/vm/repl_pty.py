@@ -25,12 +25,20 @@ The REPL work is the VM's own (replInit / replProcessChar); the board behaviour 
 `mpvm_repl_plugin.mjs`. This module moves bytes between the pty and the VM, on a thread, and
 serves the VM's calls for the line and the buses while a request runs.
 
+The board's flash in a folder (`save_dir`, `files=` a folder; `tapcash sim board --flash DIR`):
+the filesystem is the folder's tree, and the partitions outside it are under DIR/.flash/ - the
+ESP32 partition table (partitions.bin, the binary format of host/device/partitions.py: the
+stock 4 MB layout with the ROMFS partition carved from the filesystem, as `tapcash flash
+--partitions romfs` writes it) and the ROMFS partition's bytes (romfs.bin). A board started
+from that folder gets its ROMFS partition back (size from the table, image as deployed) and
+mounts it at boot, unless told another `romfs_kb` (a new table: a partition of another size
+starts erased).
+
 Not like a board: a program that never reads the line cannot be interrupted (the VM shares
 one thread with its host); its ROMFS partition (sim/vm/board_romfs.py: vfs.rom_ioctl for
 `mpremote romfs deploy` and `tapcash deploy --romfs`) is unpacked into /rom at boot, not run
-in place, and `save_dir` does not keep it; the filesystem lives in the Node process: `stop()`
-loses it unless `save_dir` is given (then it is written there; a later board started with
-`files=` that folder has it back).
+in place; the filesystem lives in the Node process: `stop()` loses it unless `save_dir` is
+given (then it is written there; a later board started with `files=` that folder has it back).
 """
 
 from __future__ import annotations
@@ -56,6 +64,10 @@ PLUGIN_PATH = _HERE / "mpvm_repl_plugin.mjs"
 MACHINE_PATH = _HERE / "board_machine.py"
 ROMFS_PATH = _HERE / "board_romfs.py"
 BOARD_LIB = "/home/simboard"  # the board's own modules (machine); left out of its file listing
+ROMFS_PART = f"{BOARD_LIB}/romfs.part"  # the ROMFS partition's bytes (board_romfs.PART)
+FLASH_META = ".flash"  # in a flash folder: the partitions outside the filesystem
+TABLE_FILE = "partitions.bin"  # the ESP32 partition table (host/device/partitions.py format)
+ROMFS_FILE = "romfs.bin"  # the ROMFS partition
 READ_CHUNK = 4096
 IDLE_POLL_S = 0.02  # a running program reading an idle line waits this long per read
 RUN_TIMEOUT_S = 24 * 3600.0  # one REPL input may run a long program; stop() kills it anyway
@@ -93,10 +105,15 @@ class ReplBoard:
         save_dir: Path | str | None = None,
         vm_dir: Path | None = None,
         heapsize: int = 1024 * 1024,
-        romfs_kb: int = 0,
+        romfs_kb: int | None = None,
     ) -> None:
         self.files = files
-        self.romfs_kb = romfs_kb  # its ROMFS partition (0: a stock image's table, none)
+        saved_kb, self._romfs_image = _saved_romfs(files)
+        # its ROMFS partition (0: a stock image's table, none); None: as the flash folder's
+        # table says (none without one)
+        self.romfs_kb = saved_kb if romfs_kb is None else romfs_kb
+        if self._romfs_image is not None and len(self._romfs_image) != self.romfs_kb * 1024:
+            self._romfs_image = None  # re-partitioned: the new partition starts erased
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.vm = MicroPythonVM(
             vm_dir,
@@ -128,6 +145,8 @@ class ReplBoard:
             self.vm.put_file(f"{BOARD_LIB}/{path.name}", path.read_bytes())
         self.vm.put_file(f"{BOARD_LIB}/board_romfs.py", ROMFS_PATH.read_bytes())
         self.vm.put_file(f"{BOARD_LIB}/romfs_kb", str(int(self.romfs_kb)).encode())
+        if self._romfs_image is not None:
+            self.vm.put_file(ROMFS_PART, self._romfs_image)
         for path, data in _files_of(self.files).items():
             self.vm.put_file(path, data)
         self._master, self._slave = os.openpty()
@@ -183,7 +202,8 @@ class ReplBoard:
             return self.vm.get_file(path)
 
     def save(self, folder: Path | str) -> int:
-        """Write the board's files under `folder` (replacing what is there); returns a count."""
+        """Write the board's files under `folder` (replacing what is there), and its partition
+        table and ROMFS partition under folder/.flash/; returns the count of files."""
         folder = Path(folder)
         paths = [p for p in self.list_files() if not p.endswith("/")]
         folder.mkdir(parents=True, exist_ok=True)
@@ -191,7 +211,26 @@ class ReplBoard:
             target = folder / p.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(self.read_file(p))
+        self._save_partitions(folder / FLASH_META)
         return len(paths)
+
+    def _save_partitions(self, meta: Path) -> None:
+        from tapcash.host.device import partitions as pt
+
+        size = self.romfs_kb * 1024
+        image = b"\xff" * size
+        if size:
+            with contextlib.suppress(MicroPythonVMError):  # never written: an erased partition
+                data = self.read_file(ROMFS_PART)
+                if len(data) == size:
+                    image = data
+        meta.mkdir(parents=True, exist_ok=True)
+        (meta / TABLE_FILE).write_bytes(pt.build(sim_table(self.romfs_kb)))
+        rom = meta / ROMFS_FILE
+        if size:
+            rom.write_bytes(image)
+        else:
+            rom.unlink(missing_ok=True)
 
     # -- the line ----------------------------------------------------------------------------
     def _request(self, op: str, data: bytes) -> bytes:
@@ -373,8 +412,51 @@ def _files_of(files: Mapping[str, bytes] | Path | str | None) -> dict[str, bytes
     return {
         "/" + p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.relative_to(root).parts[0] != FLASH_META
     }
+
+
+def sim_table(romfs_kb: int) -> list[Any]:
+    """The simulated board's partition table: MicroPython's stock ESP32 4 MB layout
+    (partitions-4MiB.csv), with a `romfs_kb` KB ROMFS partition carved from the start of the
+    filesystem as `tapcash flash --partitions romfs` does (none for 0)."""
+    from tapcash.host.device import partitions as pt
+
+    stock = [
+        pt.Partition("nvs", pt.TYPE_DATA, 0x02, 0x9000, 0x6000),
+        pt.Partition("phy_init", pt.TYPE_DATA, 0x01, 0xF000, 0x1000),
+        pt.Partition("factory", pt.TYPE_APP, 0x00, 0x10000, 0x1F0000),
+        pt.Partition("vfs", pt.TYPE_DATA, 0x81, 0x200000, 0x200000),
+    ]
+    if not romfs_kb:
+        return stock
+    image = b"\xff" * pt.TABLE_ADDRESS + pt.build(stock)
+    with contextlib.suppress(pt.PartitionError):
+        return pt.with_romfs(image, 0, romfs_kb).after
+    # more than a 4 MB flash's filesystem can give: the board has a bigger flash
+    size = -(-romfs_kb * 1024 // 4096) * 4096
+    rom = pt.Partition(pt.ROMFS_LABEL, pt.TYPE_DATA, pt.SUBTYPE_ROMFS, 0x200000, size)
+    return [*stock[:3], rom, pt.Partition("vfs", pt.TYPE_DATA, 0x81, rom.end, 0x200000)]
+
+
+def _saved_romfs(files: Mapping[str, bytes] | Path | str | None) -> tuple[int, bytes | None]:
+    """(ROMFS partition KB, its bytes) kept in a flash folder's .flash/ by `save`; (0, None)
+    for a folder without a table (a stock image) or no folder. A table that does not parse
+    is an error, not a silently stock board."""
+    if files is None or isinstance(files, Mapping):
+        return 0, None
+    meta = Path(files) / FLASH_META
+    table = meta / TABLE_FILE
+    if not table.is_file():
+        return 0, None
+    from tapcash.host.device import partitions as pt
+
+    rom = next((p for p in pt.parse(table.read_bytes()) if p.subtype == pt.SUBTYPE_ROMFS), None)
+    if rom is None or rom.type != pt.TYPE_DATA:
+        return 0, None
+    image = meta / ROMFS_FILE
+    data = image.read_bytes() if image.is_file() else None
+    return rom.size // 1024, data if data is not None and len(data) == rom.size else None
 
 
 def serve(files: Any = None, save_dir: Path | str | None = None) -> ReplBoard:
@@ -386,8 +468,8 @@ def serve(files: Any = None, save_dir: Path | str | None = None) -> ReplBoard:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m tapcash.sim.vm.repl_pty [--flash DIR]`: a simulated MicroPython board on a
-    pseudo-terminal until Ctrl-C. With --flash its filesystem is loaded from DIR at start
-    and written back there at exit."""
+    pseudo-terminal until Ctrl-C. With --flash its filesystem, partition table and ROMFS
+    partition are loaded from DIR at start and written back there at exit."""
     import argparse
 
     ap = argparse.ArgumentParser(
@@ -398,12 +480,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--romfs-kb",
         type=int,
-        default=0,
-        help="size of its ROMFS partition (as after tapcash flash --partitions romfs); 0: none",
+        default=None,
+        help="size of its ROMFS partition (as after tapcash flash --partitions romfs); 0: none; "
+        "default: as the --flash folder's partition table says (none without one)",
     )
     args = ap.parse_args(argv)
     files = args.flash if args.flash is not None and args.flash.is_dir() else None
-    board = ReplBoard(files=files, save_dir=args.flash, romfs_kb=max(0, args.romfs_kb))
+    romfs_kb = None if args.romfs_kb is None else max(0, args.romfs_kb)
+    board = ReplBoard(files=files, save_dir=args.flash, romfs_kb=romfs_kb)
     try:
         board.start()
     except MicroPythonVMError as e:

@@ -8,13 +8,14 @@ subprocess, over pyserial on the board's pseudo-terminal."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import serial
-from cli_run import mpremote
+from cli_run import TAPCASH, clean_env, mpremote
 from cli_run import run_cli as _run_cli
 from sync_world import serve_ledger
 
@@ -144,3 +145,74 @@ def test_a_friendly_soft_reset_starts_the_firmware_a_raw_one_does_not(tmp_path: 
         started = run_cli(*args)
         assert started.returncode == 0, started.stderr
     assert board.error is None, board.error
+
+
+def _board_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """`tapcash sim board ARGS` in a subprocess, and the port it printed."""
+    proc = subprocess.Popen(
+        [*TAPCASH, "sim", "board", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    port = proc.stdout.readline().strip()
+    assert port.startswith("/dev/"), proc.communicate(timeout=60)
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the board writes its flash back to --flash
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
+def test_a_board_restarted_from_its_flash_folder_runs_the_firmware_from_its_romfs(
+    tmp_path: Path,
+) -> None:
+    """`tapcash sim board --flash DIR` keeps the ROMFS partition (its table entry and the image
+    `tapcash deploy --romfs` wrote) across a stop and a start from the same DIR without
+    --romfs-kb: at boot the image is mounted and main.py starts the firmware from it."""
+    from tapcash.host.device import partitions as pt
+
+    issuer = Issuer(bytes(range(32)))
+    key = tmp_path / "issuer.key"
+    issuer.save(key)
+    flash = tmp_path / "flash"
+    proc, port = _board_cli("--flash", str(flash), "--romfs-kb", "256")
+    try:
+        dep = run_cli("deploy", "--port", port, "-b", "devkitc-pn532-wallet", "--role", "wallet",
+                      "--romfs", "--json")  # fmt: skip
+        assert dep.returncode == 0, dep.stderr
+        assert json.loads(dep.stdout)["form"] == "romfs"
+    finally:
+        _stop(proc)
+    # the flash folder: the filesystem, and the partitions outside it
+    table = pt.parse((flash / ".flash" / "partitions.bin").read_bytes())
+    rom = next(p for p in table if p.label == "romfs")
+    assert (rom.type, rom.subtype, rom.size) == (pt.TYPE_DATA, pt.SUBTYPE_ROMFS, 256 * 1024)
+    image = (flash / ".flash" / "romfs.bin").read_bytes()
+    assert len(image) == rom.size and image[:3] == b"\xd2\xcd\x31"  # a ROMFS image
+    assert not (flash / "firmware").exists() and (flash / "main.py").is_file()
+
+    proc, port = _board_cli("--flash", str(flash))  # power on again: no --romfs-kb
+    try:
+        prov = run_cli(
+            "provision", "--port", port, "--role", "wallet", "--issuer-key", str(key),
+            "--id", WALLET_ID, "--pin", "1234", "--puk", "12345678", "--json",
+        )  # fmt: skip
+        assert prov.returncode == 0, prov.stderr
+        said = mpremote(port, "exec", (
+            "import vfs, sys, os\n"
+            "print(vfs.rom_ioctl(1), '/rom' in sys.path)\n"
+            "print('app.mpy' in os.listdir('/rom/firmware/wallet'), 'firmware' in os.listdir('/'))\n"
+            "print(sorted(os.listdir('/data')) != [])\n"
+        ))  # fmt: skip
+        assert said.split() == ["1", "True", "True", "False", "True"], said
+    finally:
+        _stop(proc)
+    assert (flash / ".flash" / "romfs.bin").read_bytes() == image  # kept as deployed
+    assert (flash / "data").is_dir()  # what the firmware wrote is kept too

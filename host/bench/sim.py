@@ -92,9 +92,9 @@ class _CryptoCount:
     def __enter__(self) -> _CryptoCount:
         sign0, verify0, open0 = self.sign0, self.verify0, self.open0
 
-        def sign(seed: bytes, msg: bytes) -> bytes:
+        def sign(seed: bytes, msg: bytes, key: Any = None) -> bytes:
             self.signs += 1
-            return sign0(seed, msg)
+            return sign0(seed, msg, key)
 
         def verify(pk: bytes, msg: bytes, sig: bytes) -> bool:
             self.verifies += 1
@@ -148,9 +148,9 @@ _VM_COUNT = (  # exec'd in each device VM: the firmware's signatures and verific
     "from firmware.core import ed25519 as _bc_ed\n"
     "_bc_n = [0, 0]\n"
     "_bc_s0, _bc_v0 = _bc_ed.sign, _bc_ed.verify\n"
-    "def _bc_s(seed, msg):\n"
+    "def _bc_s(seed, msg, key=None):\n"
     "    _bc_n[0] += 1\n"
-    "    return _bc_s0(seed, msg)\n"
+    "    return _bc_s0(seed, msg, key)\n"
     "def _bc_v(pk, msg, sig):\n"
     "    _bc_n[1] += 1\n"
     "    return _bc_v0(pk, msg, sig)\n"

@@ -77,6 +77,8 @@ def test_bench_sim_counts_approved_and_declined_apart_and_measures_its_limit() -
 
     r = run_bench(12, 3, 30, "cpython")
     assert r["approved"] + r["declined"] == r["payments"] == 30
+    # the bench's fleet has the funds and limits for every payment: a decline is a broken run
+    assert r["approved"] == 30, r
     assert r["approved_per_s"] == pytest.approx(r["approved"] / r["wall_s"], rel=0.05)
     # the firmware signs and verifies through ed25519: counted, and the limit follows from them
     assert r["signs_per_payment"] >= 1 and r["verifies_per_payment"] >= 1

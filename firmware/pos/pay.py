@@ -347,6 +347,7 @@ class _Flow:
                 or body.get(fields.PAY_PURSE)
                 or fields.PAY_PROGRAM in body
                 or fields.PAY_EARMARKED in body
+                or fields.PAY_PURSE_BALANCE in body
             ):
                 from .rules import check_purse
 
@@ -354,6 +355,8 @@ class _Flow:
         except apdu.ApduError as e:
             if e.sw == apdu.SW_NO_RAM:  # this POS out of RAM checking the rule: as above
                 return self.result(DECLINED, "no_ram", e.sw)
+            if e.sw == apdu.SW_DATA_INVALID or e.sw == apdu.SW_WRONG_DATA:
+                return self.result(DECLINED, "bad_payment", e.sw)  # malformed: as above
             # Earmarked value its rule does not allow here (only a tampered card signs that):
             # nothing journaled, and the entry goes as for a refusal: a re-tap would only
             # recover the same signed payment and be refused again (PROTOCOL.md §4.2).

@@ -53,16 +53,24 @@ def split_answer(data):
 
 def check_purse(app, body, rule_env, amount, t):
     """The earmarked part of a checked payment body (0 for the main purse alone) when it
-    follows its purse rule at this POS at time t (the time it sent); raises ApduError."""
+    follows its purse rule at this POS at time t (the time it sent); raises ApduError: 6984
+    or 6A80 for a body that is no well-formed purse payment (pay.py: bad_payment), 6918 or
+    6982 for an earmarked part its rule does not allow here (purse_rule), 6F01 out of RAM."""
     prog = body.get(fields.PAY_PROGRAM)
     number = check.opt_int(body, fields.PAY_PURSE, 0)
-    if prog is None:
-        if number or rule_env is not None or fields.PAY_EARMARKED in body:
+    if prog is None or number < 1:  # not a purse payment's shape: a bad payment (6984)
+        if (
+            number
+            or prog is not None
+            or rule_env is not None
+            or fields.PAY_EARMARKED in body
+            or fields.PAY_PURSE_BALANCE in body
+        ):
             raise apdu.ApduError(apdu.SW_DATA_INVALID)
         return 0
     from ..core import purse
 
-    if rule_env is None or number < 1 or check.need_int(body, fields.PAY_TIME) != t:
+    if rule_env is None or check.need_int(body, fields.PAY_TIME) != t:
         raise apdu.ApduError(apdu.SW_PURSE)
     if app.rules is None:
         app.rules = RuleCache(8)

@@ -227,6 +227,42 @@ def test_pos_refuses_a_tampered_cards_purse_payment():
         kit.cleanup()
 
 
+def test_pos_takes_a_malformed_purse_payment_as_a_bad_payment():
+    # Signed earmarked fields in a body that names no purse (purse 0), or no rule sent with
+    # them: not a purse payment's shape, so "bad_payment" (the torn entry stays, as for any bad
+    # payment), not "purse_rule"; nothing journaled either way.
+    try:
+        w = _wallet(_fresh_dir())
+        kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(merchants=[BUS])))
+        seed = w.state[1]
+        link = kit.Link(w)
+        shop = _pos(_fresh_dir(), link, b"SHOPPOS1", SHOP, 5411)
+        extra = {}
+
+        def forge(apdu, resp):
+            if apdu[1] != proto.INS_PAY or resp[-2:] != b"\x90\x00":
+                return resp
+            body = dict(proto.open_envelope(resp[:-2])[1])
+            body.update(extra)
+            return proto.seal(proto.TAG_PAYMENT, body, seed) + b"\x90\x00"
+
+        link.forge = forge
+        for fields_ in (
+            {proto.PAY_PROGRAM: PROGRAM},  # purse 0 with a programme
+            {proto.PAY_PURSE_BALANCE: 0},  # purse 0 with a purse balance
+            {proto.PAY_PURSE: 1, proto.PAY_PROGRAM: PROGRAM, proto.PAY_EARMARKED: 1},  # no rule
+        ):
+            extra.clear()
+            extra.update(fields_)
+            r = shop.take_payment(500)
+            want = "purse_rule" if proto.PAY_PURSE in fields_ else "bad_payment"
+            assert r.status == "declined" and r.reason == want, (fields_, r.reason)
+            assert shop.journal.last_seq == 0
+            assert len(shop.rt[pos_state.R_TORN]) == (want == "bad_payment")
+    finally:
+        kit.cleanup()
+
+
 def test_pos_judges_expiry_by_its_clock_and_an_unset_clock_takes_no_purse():
     # A tampered card pays its purse at the right merchant after the purse expired (by the
     # POS clock): the POS refuses. An honest card at a POS without a clock pays from the main

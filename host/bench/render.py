@@ -106,14 +106,30 @@ def load(path: Path) -> dict[str, Any]:
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=DEFAULT_DOC,
               show_default=True, help="the Markdown file to write ('-': stdout)")
 def render_command(json_file: Path, output: Path) -> None:
-    """Regenerate docs/PERFORMANCE.md from a `tapcash bench all --json` file."""
-    text = render(load(json_file), json_name=str(json_file))
+    """Regenerate docs/PERFORMANCE.md from a `tapcash bench all --json` file (and, in a source
+    checkout, boards/heap_needs.json from its firmware section: the heap `tapcash deploy`
+    checks a board against)."""
+    from tapcash.boards.heap_needs import write_from_bench
+
+    doc = load(json_file)
+    text = render(doc, json_name=str(json_file))
     if str(output) == "-":
         click.echo(text, nl=False)
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         click.echo(f"wrote {output} from {json_file}")
+        needs = write_from_bench(doc) if _is_the_checkouts_doc(output) else None
+        if needs is not None:
+            click.echo(f"wrote {needs} from its firmware section (tapcash deploy's heap check)")
+
+
+def _is_the_checkouts_doc(output: Path) -> bool:
+    """The docs/PERFORMANCE.md of the source checkout this code runs from (not a copy
+    elsewhere: only the docs' own figures go into boards/heap_needs.json)."""
+    from tapcash.boards.heap_needs import NEEDS_FILE
+
+    return output.resolve() == (NEEDS_FILE.parent.parent / DEFAULT_DOC).resolve()
 
 
 def _child(name: str, quick: bool, out: Any) -> None:

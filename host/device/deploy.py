@@ -16,10 +16,10 @@ ROMFS image instead (host/device/romfs.py, mpremote's builder),
 written to the board's ROMFS partition by `mpremote romfs deploy`: imported from /rom in
 place, it needs far less heap. Only /board.json and /main.py go on the filesystem then.
 
-Before anything is copied, the role's measured payment-day heap in the chosen form
-(sim/vm/payday.py BUDGET_KB32, enforced by tests/firmware/test_heap_budget.py, reported by `tapcash
-bench firmware`) is compared with the heap the board profile says MicroPython gets, and a
-warning says when it cannot fit (and which form would).
+Before anything is copied, the role's measured minimum payment-day heap in the chosen form
+(boards/heap_needs.py: the smallest heap `tapcash bench firmware` found for the day, not the
+test budgets with their margin) is compared with the heap the board profile says MicroPython
+gets, and a one-line warning says when it cannot fit (and which form would).
 
 The board's data (/data: keys, balance, journal) is never touched.
 """
@@ -142,33 +142,34 @@ def board_config(board: str, role: str, options: list[str]) -> tuple[dict[str, A
 
 
 def heap_fit(profile: dict[str, Any], role: str, form: str) -> str | None:
-    """A warning when the board's heap cannot hold the role's payment day in `form`, from the
-    measured budgets (32-bit KB: sim/vm/payday.py BUDGET_KB32, tests/firmware/test_heap_budget.py);
-    None when it fits."""
+    """A one-line warning when the board's heap cannot hold the role's payment day in `form`:
+    the measured minimum (boards/heap_needs.py, the bench's figures: `tapcash bench firmware`)
+    against the heap the profile says MicroPython gets; None when it fits (or nothing was
+    measured for the form). Sources (.py) need more than the .mpy figure: compiled on the board."""
+    from tapcash.boards import heap_needs
     from tapcash.boards.profile import board_memory
-    from tapcash.sim.vm.payday import BUDGET_KB32
 
     mem = board_memory(profile)
-    need = BUDGET_KB32.get((role, "mpy" if form == "py" else form))
+    need = heap_needs.need_kb32(role, "mpy" if form == "py" else form)
     if need is None or need <= mem.heap_kb:
         return None
     name = profile.get("name", "the board")
     mcu = profile.get("mcu", "esp32")
     said = "its profile says" if mem.from_profile else f"an {mcu} without PSRAM"
-    at_least = "more than " if form == "py" else ""
+    more = "more than " if form == "py" else ""
     text = (
-        f"{name} gives MicroPython about {mem.heap_kb} KB of heap ({said}), and the {role} "
-        f"deployed as {FORM_TEXT[form]} needs {at_least}up to {need} KB for a payment day (its "
-        "heap budget: tests/firmware/test_heap_budget.py; measured by tapcash bench firmware): "
-        "it may run out of memory (answering 6F01 / declining no_ram)"
+        f"the {role} deployed as {FORM_TEXT[form]} needs {more}{need:g} KB of heap for a "
+        f"payment day (measured minimum: {heap_needs.provenance()}) and {name} has about "
+        f"{mem.heap_kb} KB ({said}): it will run out of memory (6F01, or the POS declining "
+        "no_ram)"
     )
-    romfs_need = BUDGET_KB32.get((role, "romfs"))
+    romfs_need = heap_needs.need_kb32(role, "romfs")
     if form != "romfs" and romfs_need is not None and romfs_need <= mem.heap_kb:
         return text + (
-            f"; deployed as a ROMFS image it needs {romfs_need} KB: tapcash flash --partitions "
+            f"; deployed as a ROMFS image it needs {romfs_need:g} KB: tapcash flash --partitions "
             "romfs, then tapcash deploy --romfs"
         )
-    return text + "; use a board with PSRAM (set memory.heap_kb in its profile)"
+    return text + "; use a board with more heap (PSRAM; set memory.heap_kb in its profile)"
 
 
 def choose_form(

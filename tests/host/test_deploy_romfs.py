@@ -49,27 +49,6 @@ def test_deploys_romfs_image_runs_the_payment_day_in_place(role: str, tmp_path: 
     assert r.ok, r.output[-3000:]
 
 
-def test_heap_fit_warns_from_the_measured_budgets() -> None:
-    wallet = load_profile(BOARDS["wallet"])
-    kb = payday.BUDGET_KB32
-    heap = 108  # an ESP32 without PSRAM (the profile's MCU default)
-    for form in ("mpy", "romfs"):
-        warn = dp.heap_fit(wallet, "wallet", form)
-        assert (warn is None) == (kb[("wallet", form)] <= heap), (form, warn)
-    if kb[("wallet", "mpy")] > heap:
-        warn = dp.heap_fit(wallet, "wallet", "mpy")
-        assert warn is not None
-        assert f"needs up to {kb[('wallet', 'mpy')]} KB for a payment day" in warn
-        assert "about 108 KB of heap (an esp32 without PSRAM)" in warn
-        if kb[("wallet", "romfs")] <= heap:
-            assert "tapcash deploy --romfs" in warn
-    small = {**wallet, "memory": {"heap_kb": 40}}
-    warn = dp.heap_fit(small, "wallet", "romfs")
-    assert warn is not None and "its profile says" in warn and "PSRAM" in warn
-    big = {**wallet, "memory": {"heap_kb": 4096}}
-    assert all(dp.heap_fit(big, r, f) is None for r in ("wallet", "pos") for f in dp.FORMS)
-
-
 def test_the_form_follows_flags_then_the_profile_and_the_board() -> None:
     stock = load_profile(BOARDS["wallet"])
     romfs = {**stock, "memory": {"partitions": "romfs"}}

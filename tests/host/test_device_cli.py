@@ -251,6 +251,7 @@ def test_deploy_needs_micropython(silent_port: str) -> None:
 def test_deploy_to_the_simulated_board(board: ReplBoard) -> None:
     done = _deploy(board.path, "devkitc-pn532-wallet", "wallet", "--json")
     assert done.returncode == 0, done.stderr
+    assert "of heap" not in done.stderr  # a DevKitC's 108 KB holds the wallet's .mpy day
     doc = json.loads(done.stdout)
     assert doc["role"] == "wallet" and doc["compiled"] is True
     assert "MicroPython 1.27.0 on webassembly" in doc["device"]
@@ -470,3 +471,84 @@ def test_provision_registers_with_the_ledger(tmp_path: Path) -> None:
     assert doc["registered"] is not None
     assert device["id"] == WALLET_ID and device["kind"] == "wallet"
     assert device["public_key"] == doc["public_key"] and not device["revoked"]
+
+
+# -- tapcash deploy's heap check: the measured minimum (boards/heap_needs.py) --------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_heap_needs_are_the_bench_figures_in_the_docs() -> None:
+    """boards/heap_needs.json is what `tapcash bench render` makes of docs/performance.json's
+    firmware section (rows[].min_heap_kb32 of `tapcash bench firmware`): rerun the render after
+    the bench, and commit both."""
+    from tapcash.boards import heap_needs
+
+    doc = json.loads((ROOT / "docs" / "performance.json").read_text())
+    expected = heap_needs.needs_from_bench(doc["benches"]["firmware"])
+    assert expected is not None
+    assert json.loads(heap_needs.NEEDS_FILE.read_text()) == expected, (
+        "stale: tapcash bench render docs/performance.json rewrites boards/heap_needs.json"
+    )
+    for role in ("wallet", "pos"):
+        for form in ("mpy", "romfs"):
+            need = heap_needs.need_kb32(role, form)
+            assert need is not None and 16 < need < 256, (role, form, need)
+        assert heap_needs.need_kb32(role, "romfs") < heap_needs.need_kb32(role, "mpy")
+
+
+def _heap_warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:") and "heap" in line]
+
+
+def test_heap_fit_is_the_measured_minimum_against_the_board_heap() -> None:
+    from tapcash.boards import heap_needs
+    from tapcash.boards.profile import load_profile
+    from tapcash.host.device.deploy import heap_fit
+
+    wallet = load_profile("devkitc-pn532-wallet")  # no memory in the profile: an ESP32's 108 KB
+    pos = load_profile("devkitc-pn532-pos")
+    for role, profile in (("wallet", wallet), ("pos", pos)):
+        for form in ("mpy", "romfs", "py"):
+            assert heap_fit(profile, role, form) is None, (role, form)
+    need = heap_needs.need_kb32("wallet", "mpy")
+    assert need is not None
+    # exactly the minimum fits; one KB less does not
+    at = {**wallet, "memory": {"heap_kb": int(need) + 1}}
+    assert heap_fit(at, "wallet", "mpy") is None
+    short = {**wallet, "memory": {"heap_kb": int(need) - 1}}
+    warn = heap_fit(short, "wallet", "mpy")
+    assert warn is not None and "\n" not in warn
+    assert warn.startswith(f"the wallet deployed as .mpy files needs {need:g} KB of heap")
+    assert f"devkitc-pn532-wallet has about {int(need) - 1} KB (its profile says)" in warn
+    assert heap_needs.provenance() in warn
+    romfs = heap_needs.need_kb32("wallet", "romfs")
+    assert romfs is not None and romfs < need - 1
+    assert f"deployed as a ROMFS image it needs {romfs:g} KB" in warn  # the form that fits
+    tiny = {**wallet, "memory": {"heap_kb": 32}}
+    warn = heap_fit(tiny, "wallet", "romfs")
+    assert warn is not None and f"needs {romfs:g} KB" in warn and "PSRAM" in warn
+    assert "needs more than" in (heap_fit(tiny, "wallet", "py") or "")
+
+
+def test_deploy_warns_in_one_line_only_when_the_board_heap_is_too_small(
+    board: ReplBoard, tmp_path: Path
+) -> None:
+    from tapcash.boards import heap_needs
+    from tapcash.boards.profile import load_profile
+
+    need = heap_needs.need_kb32("wallet", "mpy")
+    assert need is not None
+    small = {**load_profile("devkitc-pn532-wallet"), "memory": {"heap_kb": 64}}
+    path = tmp_path / "small-wallet.json"
+    path.write_text(json.dumps(small))
+    done = _deploy(board.path, str(path), "wallet", "--no-romfs")
+    assert done.returncode == 0, done.stderr  # a warning, not a refusal
+    [warn] = _heap_warnings(done.stderr)
+    assert warn.startswith(f"warning: the wallet deployed as .mpy files needs {need:g} KB")
+    assert "has about 64 KB (its profile says)" in warn
+    fits = {**small, "memory": {"heap_kb": 108}}
+    path.write_text(json.dumps(fits))
+    again = _deploy(board.path, str(path), "wallet", "--no-romfs")
+    assert again.returncode == 0, again.stderr
+    assert _heap_warnings(again.stderr) == []

@@ -309,7 +309,7 @@ def _base_mul_with(k, tb, tf):
     first = True
     for half in (1, 0):
         if not half:  # multiply the odd-digit sum by 16
-            for _ in range(3):
+            for _ in range(4):
                 v = X * X
                 xx = (v & M) + (v >> 255) * 19
                 v = Y * Y
@@ -325,22 +325,7 @@ def _base_mul_with(k, tb, tf):
                 X = px * pt % P
                 Y = py * pz % P
                 Z = pz * pt % P
-            v = X * X
-            xx = (v & M) + (v >> 255) * 19
-            v = Y * Y
-            yy = (v & M) + (v >> 255) * 19
-            v = Z * Z
-            zz2 = ((v & M) + (v >> 255) * 19) << 1
-            v = X + Y
-            v = v * v
-            py = yy + xx
-            pz = yy - xx
-            px = (v & M) + (v >> 255) * 19 - py
-            pt = zz2 - pz
-            X = px * pt % P
-            Y = py * pz % P
-            Z = pz * pt % P
-            T = px * py % P
+            T = px * py % P  # only the last doubling's T is used: the next addition needs it
         for i in range(half, 64, 2):
             d = e[i]
             if not d:

@@ -208,7 +208,8 @@ def test_a_board_restarted_from_its_flash_folder_runs_the_firmware_from_its_romf
         said = mpremote(port, "exec", (
             "import vfs, sys, os\n"
             "print(vfs.rom_ioctl(1), '/rom' in sys.path)\n"
-            "print('app.mpy' in os.listdir('/rom/firmware/wallet'), 'firmware' in os.listdir('/'))\n"
+            "print('app.mpy' in os.listdir('/rom/firmware/wallet'),"
+            " 'firmware' in os.listdir('/'))\n"
             "print(sorted(os.listdir('/data')) != [])\n"
         ))  # fmt: skip
         assert said.split() == ["1", "True", "True", "False", "True"], said

@@ -88,7 +88,7 @@ def build(parts: list[Partition]) -> bytes:
         for p in parts
     )
     body = entries + MD5_MAGIC + hashlib.md5(entries).digest()
-    if len(body) > TABLE_LENGTH:
+    if len(body) >= TABLE_LENGTH:  # as ESP-IDF: room must stay for the FF end-of-table entry
         raise PartitionError("too many partitions for one table")
     return body + b"\xff" * (TABLE_LENGTH - len(body))
 

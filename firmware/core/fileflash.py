@@ -74,6 +74,17 @@ class FileFlash(Flash):
         finally:
             f.close()
 
+    def read_at(self, name, offset, n):
+        try:
+            f = open(self._path(name), "rb")
+        except OSError:
+            return b""
+        try:
+            f.seek(offset)
+            return f.read(n) or b""
+        finally:
+            f.close()
+
     def _put(self, name, data, mode):
         f = open(self._path(name), mode)
         try:

@@ -32,6 +32,13 @@ class Flash:
     def read(self, name):
         raise NotImplementedError
 
+    def read_at(self, name, offset, n):
+        """Up to `n` bytes of blob `name` from `offset` (fewer at its end, b"" past it or for
+        a missing blob). Backends that can seek override this: the Journal reads one frame at
+        a time, so a segment is never in RAM whole (#16)."""
+        data = self.read(name)
+        return bytes(data[offset : offset + n]) if data else b""
+
     def write(self, name, data):
         raise NotImplementedError
 

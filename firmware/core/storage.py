@@ -3,7 +3,7 @@
 The flash model (hal.Flash): `write` replaces a blob, `append` extends one, and a power cut
 during either may leave ANY prefix of the new bytes (0 .. all of them) - a torn write of a
 blob loses its old content too. `remove` is atomic. Nothing else is assumed: no rename, no
-directory listing, no partial reads.
+directory listing. `read_at` reads part of a blob (a range).
 
 StateStore(flash, name) - one record, all or nothing
 ----------------------------------------------------
@@ -67,7 +67,8 @@ journal unpruned, after it pruned (dead segments left behind are removed on the 
 Cost of one append: 1 flash append of len(record) + 14 bytes (also when it starts a new
 segment). Cost of a prune: 1 write of 60 bytes (92 with a hash chain; meta StateStore) + one
 remove per dead segment, then the remaining segments are read once. Opening a Journal reads
-the 2 meta slots and every live segment once, one segment at a time (peak heap ~ seg_bytes).
+the 2 meta slots and every live segment once, one frame at a time (two ranged reads per
+record: peak heap ~ the largest record, not seg_bytes).
 
 Limits: max_records bounds the unpruned records (append raises StorageFull beyond it: the app
 must refuse payments until a sync prunes); a record is at most seg_bytes - 14 bytes and 65535.
@@ -205,29 +206,39 @@ def _frame_record(seq, record):
     return hdr + record + h.digest()[:_REC_CHECK]
 
 
-def _frames(data, after):
-    """Yield (seq, start, end) of the valid frames at the start of a segment.
+def _frames(flash, name, size, after):
+    """Yield (seq, record, end) of the valid frames at the start of segment blob `name` of
+    `size` bytes; `record` is a memoryview of the frame's record bytes, valid until the next
+    step, and `end` the offset after the frame.
 
-    Stops at the first frame that is short, fails its check, or whose seq is not above the
-    previous one (`after` for the first frame): everything from there on is a torn tail.
-    The total valid length is the `end` of the last frame yielded.
+    Reads one frame at a time (its header, then its record and check), so the segment is
+    never in RAM whole (#16). Stops at the first frame that is short, fails its check, or
+    whose seq is not above the previous one (`after` for the first frame): everything from
+    there on is a torn tail. The total valid length is the `end` of the last frame yielded.
     """
-    if not data:
-        return
-    mv = memoryview(data)
     off = 0
-    total = len(data)
     prev = after
-    while total - off >= _REC_OVERHEAD:
-        n, seq = struct.unpack_from(">HI", data, off)
-        end = off + _REC_HDR + n
-        if end + _REC_CHECK > total or seq <= prev:
+    while size - off >= _REC_OVERHEAD:
+        hdr = flash.read_at(name, off, _REC_HDR)
+        if len(hdr) < _REC_HDR:
             return
-        if sha256(mv[off:end]).digest()[:_REC_CHECK] != bytes(mv[end : end + _REC_CHECK]):
+        n, seq = struct.unpack(">HI", hdr)
+        end = off + _REC_HDR + n + _REC_CHECK
+        if end > size or seq <= prev:
             return
-        yield seq, off + _REC_HDR, end
+        body = flash.read_at(name, off + _REC_HDR, n + _REC_CHECK)
+        if len(body) < n + _REC_CHECK:
+            return
+        mv = memoryview(body)
+        h = sha256(hdr)
+        h.update(mv[:n])
+        if h.digest()[:_REC_CHECK] != bytes(mv[n:]):
+            return
+        yield seq, mv[:n], end
+        mv = None
+        body = None
         prev = seq
-        off = end + _REC_CHECK
+        off = end
 
 
 class Journal:
@@ -276,19 +287,17 @@ class Journal:
                 break
             if i - head >= _MAX_SEGMENTS:
                 raise StorageError("journal segments do not end")
-            data = self.flash.read(self._seg(i)) or b""
             prev = 0 if i == head else last
             valid = 0
             seg = None
-            mv = memoryview(data)
-            for seq, s, e in _frames(data, prev):
-                valid = e + _REC_CHECK
+            for seq, rec, e in _frames(self.flash, self._seg(i), size, prev):
+                valid = e
                 if seq <= floor:
                     continue
                 if seq != last + 1:
                     damaged = True  # records lost to corruption
                 if link is not None:
-                    digest = link(digest, seq, mv[s:e])
+                    digest = link(digest, seq, rec)
                 last = seq
                 count += 1
                 if seg is None:
@@ -296,10 +305,9 @@ class Journal:
                     segs.append(seg)
                 else:
                     seg[2] = seq
-            end_ok = valid == len(data)
-            tail_size = len(data)
-            mv = None
-            data = None
+            rec = None
+            end_ok = valid == size
+            tail_size = size
             i += 1
         self.digest = digest  # chain value at last_seq
         self._segs = segs
@@ -371,15 +379,13 @@ class Journal:
         hi = self.last_seq
         segs = [s for s in self._segs if s[2] > lo]
         for i, _first, _last, after in segs:
-            data = self.flash.read(self._seg(i)) or b""
-            mv = memoryview(data)
-            for seq, s, e in _frames(data, after):
+            name = self._seg(i)
+            for seq, rec, _e in _frames(self.flash, name, self.flash.size(name), after):
                 if seq > hi:
                     return
                 if seq > lo:
-                    yield seq, bytes(mv[s:e])
-            mv = None
-            data = None
+                    yield seq, bytes(rec)
+                rec = None
 
     def last(self):
         """(seq, bytes) of the newest unpruned record, or None."""

@@ -13,30 +13,44 @@
 # On a fixed heap the page is read twice: once to count what fits (one record in RAM at a
 # time), then - after the status is signed and the signature's modules are released - to
 # collect it, so the records and the signing code are never in the heap together (#16).
-from ..core import cbor, check, envelope, fields
+# The response is built in place: the first pass also sizes the records' encoding, one
+# bytearray of the whole response (status word included) is allocated after the signature,
+# and the second pass copies each record into it as it is read (one record in RAM at a time,
+# no join beside the records). The bytes are those of cbor.encode(resp) + 9000.
+from ..core import apdu, cbor, check, envelope, fields
 from . import state as st
 from .app import decode_map
 
 
+def _hlen(n):
+    # bytes of a CBOR head for n (cbor._head)
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
+
+
 def _page(app, since, most):
-    """(records to send, more) of the page after `since`."""
+    """(records to send, more, bytes of their encoding) of the page after `since`."""
     n = 0
     size = 0
-    for _seq, rec in app.journal.records(since):
+    enc = 0
+    for seq, rec in app.journal.records(since):
         if n >= most or (n and size + len(rec) > app.export_bytes):
-            return n, True
+            return n, True, enc
         n += 1
         size += len(rec)
-    return n, False
+        enc += 1 + _hlen(seq) + _hlen(len(rec)) + len(rec)  # [seq, rec]
+    return n, False, enc
 
 
 def handle(app, p1, p2, data):
     s = app.need_perso()
+    # the signer first, into a heap not yet cut up by the page's reads (as PAY does, #16)
+    from ..core import ed25519  # noqa: F401
+
     req = decode_map(data) if data else {}
     since = check.opt_int(req, fields.EXP_SINCE, 0)
     most = check.opt_int(req, fields.EXP_MAX, 16, 1, 0xFFFF)  # 0 would page forever: 6A80
     app.catch_up(False)
-    n, more = _page(app, since, most)
+    n, more, enc = _page(app, since, most)
     j = app.journal
     last = j.last_seq
     resp = {fields.EXP_MORE: more, fields.EXP_LAST: last}
@@ -57,11 +71,39 @@ def handle(app, p1, p2, data):
         resp[fields.EXP_STATUS] = app.seal(envelope.TAG_STATUS, status)
         status = None
         app.release_core()  # the signature's modules go before the records come in
-    out = []
+    head = bytearray()
+    cbor._head(head, 0xA0, len(resp) + 1)  # map: 0 records, 1 more, (2 status), 3 last
+    head.append(fields.EXP_RECORDS)
+    cbor._head(head, 0x80, n)
+    tail = cbor.encode(resp)[1:]  # the other keys, in order after key 0 (one-byte map head)
+    resp = None
+    buf = bytearray(len(head) + enc + len(tail) + 2)
+    mv = memoryview(buf)
+    at = len(head)
+    mv[:at] = head
+    head = None
     if n:
+        k = 0
+        item = bytearray()
         for seq, rec in j.records(since):
-            out.append([seq, rec])
-            if len(out) == n:
+            item.append(0x82)
+            cbor._head(item, 0, seq)
+            cbor._head(item, 0x40, len(rec))
+            mv[at : at + len(item)] = item
+            at += len(item)
+            mv[at : at + len(rec)] = rec
+            at += len(rec)
+            rec = None
+            item = bytearray()
+            k += 1
+            if k == n:
                 break
-    resp[fields.EXP_RECORDS] = out
-    return cbor.encode_parts(resp)  # the records are not copied twice
+    if at + len(tail) + 2 != len(buf):  # the journal changed under the export: a bug
+        raise ValueError("export page changed")
+    mv[at : at + len(tail)] = tail
+    at += len(tail)
+    buf[at] = apdu.SW_OK >> 8
+    buf[at + 1] = apdu.SW_OK & 0xFF
+    mv = None
+    app.done = buf  # the whole response, status word included (nothing to commit)
+    return None

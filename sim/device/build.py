@@ -246,7 +246,7 @@ class LocalDevice(Device):
         if self.app is None:
             raise PowerCut("device is off")
         try:
-            return self.app.process(apdu)
+            return bytes(self.app.process(apdu))  # EXPORT answers a bytearray built in place
         except PowerCut:
             self.app = None
             raise

@@ -87,6 +87,10 @@ class CutFlash(hal.Flash):
         self.check_power()
         return self.inner.read(name)
 
+    def read_at(self, name, offset, n):
+        self.check_power()
+        return self.inner.read_at(name, offset, n)
+
     def size(self, name):
         self.check_power()
         return self.inner.size(name)

@@ -53,6 +53,9 @@ class _MemoryBackend:
     def read(self, name: str) -> bytes | None:
         return self.blobs.get(name)
 
+    def read_at(self, name: str, offset: int, n: int) -> bytes:
+        return self.blobs.get(name, b"")[offset : offset + n]
+
     def write(self, name: str, data: bytes) -> None:
         self.blobs[name] = bytes(data)
 

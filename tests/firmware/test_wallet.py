@@ -1098,3 +1098,19 @@ def test_a_board_profile_with_the_visual_capability_makes_a_visual_card() -> Non
     assert wallet_config(visual) == {"visual": True}
     assert wallet_config(plain) == {"x": 1}
     assert wallet_config({**visual, "config": {"visual": False}}) == {"visual": False}
+
+
+def test_export_built_in_place_is_the_encoding_of_its_map():
+    """EXPORT writes its response into one buffer (#16): the bytes are cbor.encode of the
+    response map, on a middle page and on the last page (with the status envelope)."""
+    card = funded(9000)
+    for i in range(6):
+        card.ok(0x80, P.INS_PAY, data=card.pay_request(100 + i))
+    for since, most in ((0, 64), (2, 3), (0, 1), (7, 64), (99, 64)):
+        req = cbor.encode({P.EXP_SINCE: since, P.EXP_MAX: most})
+        raw = card.ok(0x80, P.INS_EXPORT, data=req)
+        assert bytes(raw) == cbor.encode(cbor.decode(raw))
+        ex = cbor.decode(raw)
+        want = [(s, r) for s, r in card.app.journal.records(since)][:most]
+        assert [(s, r) for s, r in ex[P.EXP_RECORDS]] == want[: len(ex[P.EXP_RECORDS])]
+        assert (P.EXP_STATUS in ex) == (ex[P.EXP_MORE] is False)

@@ -231,6 +231,8 @@ class WalletApp:
     def open_issued(self, tag, data):
         """(body, envelope bytes) of an envelope signed by one of the trusted issuer keys
         (vouchers, updates and acks carry no key id: each key is tried). 6988 otherwise."""
+        from ..core import ed25519  # noqa: F401  the verifier before the command's objects (#16)
+
         env = envelope_bytes(data)
         body_bytes, body, sig = envelope.open_envelope(env)
         msg = tag + body_bytes

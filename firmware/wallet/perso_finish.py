@@ -17,6 +17,8 @@ def handle(app, p1, p2, data):
     s = app.state
     if s[st.S_PHASE] != st.PHASE_KEYED:
         raise ApduError(apdu.SW_CONDITIONS)
+    from ..core import ed25519  # noqa: F401  the verifier before the request's objects (#16)
+
     req = decode_map(data)
     cert_env = envelope_bytes(req.get(fields.PF_CERT))
     issuers = req.get(fields.PF_ISSUERS)

@@ -375,7 +375,8 @@ TARGET_KB32 = {
 # verifier before it opens an issuer's envelope (LOAD, ACK, updates), as PAY imports the
 # signer: wallet ROMFS 50.0 -> 48.0 (fails seen at 47.5 and below, none 48-53: target met),
 # purse day wallet ROMFS 57.0 -> 59.0 (fails at 58.5 and 57.5), wallet .mpy 72.0, purse day
-# wallet .mpy 80.4.
+# wallet .mpy 80.4. PERSO FINISH likewise before its request: purse day wallet ROMFS 59.0 ->
+# 57.0 (none 56.5-62), wallet ROMFS 48.0 (unchanged), purse day wallet .mpy 80.9.
 BUDGET_KB32 = {
     ("wallet", "mpy"): 75,  # target met
     ("pos", "mpy"): 87,  # target met
@@ -393,7 +394,7 @@ BUDGET_KB32 = {
 PURSE_BUDGET_KB32 = {
     ("wallet", "mpy"): 83,
     ("pos", "mpy"): 89,
-    ("wallet", "romfs"): 62,
+    ("wallet", "romfs"): 60,
     ("pos", "romfs"): 64,
 }
 

@@ -165,8 +165,10 @@ def run(runs: int = 5, bisect: bool = True) -> dict[str, Any]:
                         "native": native_times(role, ws, streams[role], runs),
                     }
                     if bisect:
+                        # to 0.5 KB of a 32-bit board's heap: the targets are whole KB
                         heap, _r = payday.min_heap(
-                            role, ws, streams[role], lo=16 * 1024, hi=budget * 2
+                            role, ws, streams[role], lo=16 * 1024, hi=budget * 2,
+                            step=int(512 * native.WORD_FACTOR),
                         )
                         row["min_heap_b64"] = heap
                     rows.append(row)
@@ -267,7 +269,7 @@ def render(sec: dict[str, Any]) -> str:
         f"and in the MicroPython {sec['vm_version']} WebAssembly VM (no ROMFS there: .mpy "
         "only). mpy: .mpy files on the filesystem (`tapcash deploy`); romfs: a ROMFS image "
         "run in place (`tapcash deploy --romfs`). Minimum heap: the smallest fixed heap "
-        "completing the day (bisection to 1 KB). Times: wallet process() for PAY and SELECT, "
+        "completing the day (bisection to 0.5 KB). Times: wallet process() for PAY and SELECT, "
         "POS take_payment (card answers replayed); mean per run, median (min–max) over runs.",
         "",
         "| role | form | min heap | target | import heap | flash | allocated per payment | "

@@ -45,15 +45,27 @@ class Issuer:
 
     def save(self, path: Path, *, exist_ok: bool = False) -> None:
         """Write the key file owner-only (0600), created with those permissions: the seed is
-        never readable by others, not even briefly."""
+        never readable by others, not even briefly. The file appears whole or not at all (a
+        temporary file linked into place), so a process reading it meanwhile never sees half
+        a key; without `exist_ok` an existing file is kept (FileExistsError)."""
         path = Path(path)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if exist_ok else os.O_EXCL)
-        fd = os.open(path, flags, 0o600)
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o600)
-            json.dump({"key_id": self.key_id.hex(), "public_key": self.public_key.hex(),
-                       "seed": self._seed.hex()}, f, indent=1)
-            f.write("\n")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), 0o600)
+                json.dump({"key_id": self.key_id.hex(), "public_key": self.public_key.hex(),
+                           "seed": self._seed.hex()}, f, indent=1)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            if exist_ok:
+                os.replace(tmp, path)
+            else:
+                os.link(tmp, path)  # atomic, and refuses a name that exists
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
     @property
     def trusted_keys(self) -> dict[bytes, bytes]:

@@ -17,11 +17,15 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tapcash.firmware.core.units import money
 from tapcash.host.output import AMOUNT, echo_json
+
+if TYPE_CHECKING:
+    from tapcash.host.issuer import Issuer
 
 workdir_option = click.option(
     "--workdir",
@@ -43,6 +47,18 @@ issuer_option = click.option(
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
+
+
+def _issuer(workdir: Path, issuer_key: Path | None) -> Issuer:
+    """The folder's issuer, or a one-line refusal (exit 2) naming a key file that is not one."""
+    from .workdir import load_issuer
+
+    try:
+        return load_issuer(workdir, issuer_key)
+    except (OSError, ValueError, KeyError) as e:
+        where = issuer_key or workdir / "issuer.key"
+        _fail(f"{where}: not a readable issuer key file ({e})")
+        raise AssertionError from e  # _fail exits
 
 
 @click.group()
@@ -92,9 +108,9 @@ def serve_card(workdir: Path, issuer_key: Path | None, number: int, balance: int
     with it are kept across runs.
     """
     from .vpcd_card import ATR, VpcdCard
-    from .workdir import load_issuer, open_wallet, wallet_summary
+    from .workdir import open_wallet, wallet_summary
 
-    issuer = load_issuer(workdir, issuer_key)
+    issuer = _issuer(workdir, issuer_key)
     wallet, created = open_wallet(workdir, issuer, number, balance)
     wid, counter, bal = wallet_summary(wallet)
     made = "new card, " if created else ""
@@ -155,9 +171,9 @@ def pay(amount: int, reader: str | None, workdir: Path, issuer_key: Path | None,
     from tapcash.firmware.core.hal import LinkError
 
     from .reader_link import PcscLink, ReaderError, resolve_reader
-    from .workdir import load_issuer, open_pos, refresh_hotlist
+    from .workdir import open_pos, refresh_hotlist
 
-    issuer = load_issuer(workdir, issuer_key)
+    issuer = _issuer(workdir, issuer_key)
     pos, created = open_pos(workdir, issuer)
     say = (lambda *_a, **_k: None) if as_json else click.echo
     if created:

@@ -18,6 +18,21 @@ DAY_S = 24 * 3600
 CERT_DAYS = 730  # default certificate lifetime, the same for every command that certifies
 
 
+class KeyFileError(ValueError):
+    """A key file that cannot be read as an issuer key: its path and the reason, one line."""
+
+
+def load_key_file(path: str | Path) -> Issuer:
+    """`Issuer.load` for command lines: any failure (no file, unreadable, not a key, a key id
+    that does not match) is one KeyFileError naming the path, never a traceback."""
+    try:
+        return Issuer.load(Path(path))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else f"no {e} field" if isinstance(e, KeyError) else str(e))
+        raise KeyFileError(f"{path}: not a readable issuer key file ({reason})") from None
+
+
 class Issuer:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != 32:

@@ -23,7 +23,7 @@ from tapcash.firmware.core import proto
 
 from .device.errors import InputError
 from .device.provision import LIMIT_NAMES, parse_settings
-from .issuer import CERT_DAYS, DAY_S, Issuer
+from .issuer import CERT_DAYS, DAY_S, Issuer, KeyFileError, load_key_file
 from .output import AMOUNT
 
 
@@ -43,6 +43,15 @@ def _emit(data: bytes, out: str | None) -> None:
         click.echo(f"wrote {len(data)} bytes to {out}")
     else:
         click.echo(data.hex())
+
+
+def _load(key_path: str) -> Issuer:
+    """The key file, or one line on stderr and exit 2 (never a traceback)."""
+    try:
+        return load_key_file(key_path)
+    except KeyFileError as e:
+        click.echo(f"error: {e}", err=True)
+        raise click.exceptions.Exit(2) from None
 
 
 # `--issuer-key` as in `provision`, `ledger serve` and `pcsc`; `--key` is kept as an alias.
@@ -74,7 +83,7 @@ def init(path: str, force: bool) -> None:
 @key_option
 def show(key_path: str) -> None:
     """Print the key id and public key of a key file."""
-    iss = Issuer.load(Path(key_path))
+    iss = _load(key_path)
     click.echo(f"key id {iss.key_id.hex()}")
     click.echo(f"public key {iss.public_key.hex()}")
 
@@ -98,7 +107,7 @@ def certify(kind: str, key_path: str, dev_id: str, public_key: str, merchant: st
             category: int, days: int, serial: int, limits: tuple[str, ...],
             out: str | None) -> None:
     """Sign a device certificate."""
-    iss = Issuer.load(Path(key_path))
+    iss = _load(key_path)
     pk = bytes.fromhex(public_key)
     if len(pk) != 32:
         raise click.BadParameter("expected 64 hex digits", param_hint="--public-key")
@@ -132,7 +141,7 @@ def voucher(key_path: str, wallet: str, number: int, amount: int, source: str, r
         raise click.BadParameter("must be positive", param_hint="--number")
     src = {"topup": proto.VSRC_TOPUP, "transfer": proto.VSRC_TRANSFER,
            "payroll": proto.VSRC_PAYROLL}[source]
-    env = Issuer.load(Path(key_path)).voucher(_id(wallet), number, amount, source=src,
+    env = _load(key_path).voucher(_id(wallet), number, amount, source=src,
                                               ref=ref.encode())
     _emit(env, out)
 

@@ -312,10 +312,15 @@ def _remote(url: str | None, token: str | None, issuer_key: str | None) -> Any:
         return None
     if not token or not issuer_key:
         raise click.UsageError("--ledger needs --token (or TAPCASH_LEDGER_TOKEN) and --issuer-key")
-    from tapcash.host.issuer import Issuer
+    from tapcash.host.issuer import KeyFileError, load_key_file
     from tapcash.sim.run.runner import Remote
 
-    return Remote(url.rstrip("/"), token, Issuer.load(Path(issuer_key)))
+    try:
+        issuer = load_key_file(issuer_key)
+    except KeyFileError as e:
+        click.echo(f"error: {e}", err=True)
+        raise click.exceptions.Exit(2) from None
+    return Remote(url.rstrip("/"), token, issuer)
 
 
 @sim.command("board")

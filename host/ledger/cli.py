@@ -55,10 +55,12 @@ class LedgerGroup(LazyGroup):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except Exception as e:  # noqa: BLE001 - only database failures are handled here
+        except Exception as e:  # noqa: BLE001 - only database and key file failures here
+            from tapcash.host.issuer import KeyFileError
+
             from .dbcli import describe
 
-            known = describe(e)
+            known = (str(e), 2) if isinstance(e, KeyFileError) else describe(e)
             if known is None:
                 raise
             click.echo(f"error: {known[0]}", err=True)
@@ -122,10 +124,13 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
     console URLs, then each request (access log, on stdout)."""
     import uvicorn
 
+    from tapcash.host.issuer import load_key_file
+
     from .db import redact
     from .dbcli import open_db
     from .migrations import migrate as run
 
+    load_key_file(issuer_key)  # a bad key file is one line before any database is made
     db = open_db(db_url, create=True)
     applied = run(db)
     db.close()

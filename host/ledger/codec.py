@@ -227,17 +227,16 @@ def parse_load_csv(
             continue
         wid_text, amt_text = row[0].strip(), row[1].strip()
         ascii_digits = amt_text.isascii() and amt_text.isdigit()  # not '²' or '٣'
-        if lineno == 1 and not ascii_digits:
-            continue  # header line
-        try:
-            wid = bytes.fromhex(wid_text)
-            if len(wid) != 8:
-                raise ValueError
-        except ValueError:
+        wid = hex_id(wid_text)
+        if lineno == 1 and wid is None and not ascii_digits:
+            continue  # a header line (`wallet,amount`): no wallet id, no amount
+        if wid is None:
             errors.append({"line": lineno, "error": f"bad wallet id {wid_text!r}"})
             continue
         if not ascii_digits or not 0 < int(amt_text) <= MONEY_MAX:
-            error = f"amount {amt_text!r} is not a positive integer"
+            error = f"amount {amt_text!r} is not a positive integer of minor units"
+            if "." in amt_text or "," in amt_text:  # 25.00, as a command line takes it
+                error += " (write minor units, without a decimal point)"
             errors.append({"line": lineno, "error": error})
             continue
         if once_per_wallet and wid in seen:

@@ -297,3 +297,33 @@ def test_openapi_document_tells_the_truth(world: World) -> None:
             if op.get("tags") in (["operator"], ["reports"], ["programmes"]):
                 assert op["security"] == [{"operatorToken": []}], path
     json.dumps(spec)
+
+
+def test_a_payroll_line_is_never_taken_for_a_header(world: World) -> None:
+    """Found in the audit of #11: the first line of a payroll or programme load was skipped as
+    a header whenever its amount was not ASCII digits, even with a wallet id in front: `ID,²`
+    or `ID,25.00` (major units, as the CLI takes amounts) on line 1 paid that wallet nothing
+    while the other lines went through ("all lines or none" broken), and alone it was
+    "payroll: no lines". Now only a line 1 with neither a wallet id nor an amount is a header;
+    a major-unit amount is named as such."""
+    w1, w2 = world.wallet(1), world.wallet(2, owner="bob")
+    a, b = w1.id.hex(), w2.id.hex()
+    world.client.deposit("acme", 5000)
+    world.client.program_create("meals", "acme", "subsidy", expires=2**32 - 1, categories=[7])
+    before = world.client.books()
+    with _client(world) as h:
+        for path, extra in (("/v1/payroll", {"payer": "acme"}), ("/v1/programs/meals/load", {})):
+            for csv_text, says in (
+                (f"{a},\u00b2\n{b},5\n", "is not a positive integer of minor units"),
+                (f"{a},25.00\n{b},5\n", "without a decimal point"),
+                (f"{a},25.00\n", "without a decimal point"),
+                (f"{a},\n{b},5\n", "is not a positive integer"),
+            ):
+                body = {"reference": "r1", "csv": csv_text, **extra}
+                problem = _problem(h.post(path, json=body, headers=OP), 400)
+                assert problem["lines"][0]["line"] == 1, (path, csv_text, problem)
+                assert says in problem["lines"][0]["error"], problem
+    assert world.client.books() == before
+    # a real header line is still skipped
+    done = world.client.payroll("acme", f"wallet,amount\n{a},5\n{b},6\n", "r2")
+    assert [v["line"] for v in done["vouchers"]] == [2, 3] and done["total"] == 11

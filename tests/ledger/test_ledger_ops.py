@@ -233,3 +233,42 @@ def test_a_database_gone_while_serving_is_a_503_not_a_500(tmp_path: Path) -> Non
         r = httpx.post(srv.url + "/v1/owners/alice/deposit", json={"amount": 5}, headers=op)
         assert r.status_code == 503
         assert httpx.get(srv.url + "/v1/health").status_code == 200
+
+
+# ---- a key file that is no issuer key ------------------------------------------------------
+KEY_COMMANDS = [  # every command an operator gives an issuer key file
+    ["ledger", "serve", "--token", "t", "--port", "1", "--db", "{db}", "--issuer-key", "{key}"],
+    ["ledger", "program", "sweep", "--db", "{db}", "--issuer-key", "{key}"],
+    ["ledger", "program", "create", "p", "--funder", "f", "--kind", "subsidy", "--expires",
+     "2099-01-01", "--category", "1", "--db", "{db}", "--issuer-key", "{key}"],
+    ["sim", "serve", "smoke", "--ledger", "http://127.0.0.1:1", "--token", "t", "--out",
+     "{db}.fleet", "--issuer-key", "{key}"],
+    ["issuer", "show", "--issuer-key", "{key}"],
+    ["issuer", "certify", "wallet", "--id", "00" * 8, "--public-key", "00" * 32,
+     "--issuer-key", "{key}"],
+    ["issuer", "voucher", "--wallet", "00" * 8, "--number", "1", "--amount", "1",
+     "--issuer-key", "{key}"],
+]
+
+
+def test_a_bad_issuer_key_file_is_one_line_and_makes_no_database(tmp_path: Path) -> None:
+    """Found in the audit of #11: `tapcash ledger serve --issuer-key` on a file that is no key
+    (a typo'd path to another file, a truncated copy) created the database, printed "serving",
+    then a ValueError traceback; `ledger program ...`, `sim serve --ledger` and `issuer ...` a
+    traceback too. Now one line naming the file and the reason, exit 2, nothing created."""
+    keys = {
+        "junk.key": ("not a key\n", "non-hexadecimal number"),
+        "empty.key": ("", "issuer seed must be 32 bytes"),
+        "noseed.key": ('{"key_id": "00"}\n', "no 'seed' field"),
+        "intseed.key": ('{"seed": 5}\n', "not a readable issuer key file"),
+    }
+    for name, (text, _) in keys.items():
+        (tmp_path / name).write_text(text)
+    db = tmp_path / "ledger.db"
+    for cmd in KEY_COMMANDS:
+        for name, (_, reason) in keys.items():
+            key = tmp_path / name
+            args = [a.replace("{key}", str(key)).replace("{db}", str(db)) for a in cmd]
+            _one_line_error(tapcash(*args), 2, f"{key}: not a readable issuer key file",
+                            reason)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keys)  # no database, no fleet

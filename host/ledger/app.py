@@ -237,8 +237,7 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
 
     from . import programs_routes
 
-    app.include_router(programs_routes.router(ledger, OP),
-                       responses=responses(400, 401, 404, 409, 413, 415, 422))
+    app.include_router(programs_routes.router(ledger, OP))
 
     from .console import mount as mount_console
 

@@ -12,7 +12,21 @@ from pydantic import Field
 from . import programs
 from .codec import hex_id
 from .errors import LedgerError
-from .models import AMOUNT_MAX, NO_NUL, OWNER_PATTERN, TIME_MAX, In, Int, Text
+from .models import (
+    AMOUNT_MAX,
+    B64,
+    NO_NUL,
+    OWNER_PATTERN,
+    TIME_MAX,
+    Hex16,
+    In,
+    Int,
+    Money,
+    Out,
+    PayrollLine,
+    Text,
+)
+from .problems import responses
 from .service import Ledger
 
 NAME_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
@@ -45,6 +59,73 @@ class ProgramLoadIn(In):
                       max_length=1 << 20)
 
 
+# ---- answers (typed, so /openapi.json says what each route returns) --------------------
+class ProgramOut(Out):
+    id: Hex16
+    name: str
+    funder: str
+    kind: Literal["subsidy", "prepaid"]
+    state: Literal["active", "expired", "cancelled"]
+    valid_from: int = Field(description="unix seconds")
+    expires: int = Field(description="unix seconds")
+    merchants: list[Hex16]
+    categories: list[int]
+    cap: Money
+    unit: Money
+    rule: B64 = Field(description="the issuer-signed rule envelope")
+    cancelled_at: int | None
+
+
+class ProgramByMerchant(Out):
+    merchant: Hex16
+    category: int
+    payments: int
+    amount: Money
+
+
+class ProgramReportRow(Out):
+    program: str
+    id: Hex16
+    kind: Literal["subsidy", "prepaid"]
+    state: Literal["active", "expired", "cancelled"]
+    funder: str
+    expires: int
+    funded: Money
+    spent: Money
+    released: Money
+    refunded: Money
+    outstanding: Money
+    guaranteed_beyond_purse: Money
+    programme_account: Money
+    by_merchant: list[ProgramByMerchant]
+    refused_payments: int
+    refused_amount: Money
+    purses: int
+    purses_closed: int
+    purses_cleared_on_card: int
+    balanced: bool = Field(description="funded = spent + released + refunded + outstanding")
+
+
+class ProgramLoadOut(Out):
+    program: str
+    reference: str
+    total: Money
+    vouchers: list[PayrollLine]
+    funder_balance: Money
+
+
+class ProgramCancelOut(Out):
+    program: str
+    cancelled_at: int
+    closed: int = Field(description="purses closed now")
+    refunded: Money
+
+
+class SweepOut(Out):
+    closed: int
+    refunded: Money
+
+
 ProgramRef = Annotated[str, PathParam(pattern=NO_NUL,
                                       description="programme name or id (16 hex digits)")]
 
@@ -62,30 +143,34 @@ def _merchant_ids(values: list[str]) -> list[bytes]:
 def router(ledger: Ledger, op: list[Any]) -> APIRouter:
     r = APIRouter(tags=["programmes"], dependencies=op)
 
-    @r.post("/v1/programs")
+    @r.post("/v1/programs", response_model=ProgramOut,
+            responses=responses(400, 401, 404, 409, 413, 415, 422))
     def create(body: ProgramIn) -> dict[str, Any]:
         return programs.create(ledger, body.name, body.funder, body.kind, expires=body.expires,
                                merchants=_merchant_ids(body.merchants),
                                categories=body.categories, valid_from=body.valid_from,
                                cap=body.cap, unit=body.unit)
 
-    @r.get("/v1/programs")
+    @r.get("/v1/programs", response_model=list[ProgramReportRow], responses=responses(401))
     def report_all() -> list[dict[str, Any]]:
         return ledger.db.read(lambda tx: programs.report(tx, ledger.now()))
 
-    @r.post("/v1/programs/sweep")
+    @r.post("/v1/programs/sweep", response_model=SweepOut, responses=responses(401, 413))
     def sweep() -> dict[str, Any]:
         return programs.sweep(ledger)
 
-    @r.get("/v1/programs/{name}")
+    @r.get("/v1/programs/{name}", response_model=ProgramReportRow,
+           responses=responses(401, 404, 422))
     def report_one(name: ProgramRef) -> dict[str, Any]:
         return ledger.db.read(lambda tx: programs.report(tx, ledger.now(), name))[0]
 
-    @r.post("/v1/programs/{name}/load")
+    @r.post("/v1/programs/{name}/load", response_model=ProgramLoadOut,
+            responses=responses(400, 401, 404, 409, 413, 415, 422))
     def load(name: ProgramRef, body: ProgramLoadIn) -> dict[str, Any]:
         return programs.load(ledger, name, body.csv, body.reference)
 
-    @r.post("/v1/programs/{name}/cancel")
+    @r.post("/v1/programs/{name}/cancel", response_model=ProgramCancelOut,
+            responses=responses(401, 404, 413, 422))
     def cancel(name: ProgramRef) -> dict[str, Any]:
         return programs.cancel(ledger, name)
 

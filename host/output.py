@@ -41,6 +41,9 @@ TIME_KEYS = frozenset(
     }
 )
 _AMOUNT = re.compile(r"^([0-9]{1,16})(?:\.([0-9]+))?$")  # ASCII digits only
+# The largest amount one request may carry (host/ledger/models.py AMOUNT_MAX: exact in any JSON
+# parser); a command line refuses more itself, in major units, not with the API's minor units.
+AMOUNT_MAX = (1 << 53) - 1
 
 
 def echo_json(doc: Any, *, err: bool = False) -> None:
@@ -87,6 +90,8 @@ class Amount(click.ParamType):
             self.fail(str(e), param, ctx)
         if minor <= 0 and not self.zero:
             self.fail(f"{value!r}: an amount is more than zero", param, ctx)
+        if minor > AMOUNT_MAX:
+            self.fail(f"{value!r}: an amount is at most {money(AMOUNT_MAX)}", param, ctx)
         return minor
 
 

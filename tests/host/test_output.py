@@ -43,3 +43,17 @@ def test_times_are_iso_8601_utc_and_json_keeps_minor_units() -> None:
     assert jsonable(doc) == {"at": "2026-12-03T12:13:20Z", "amount": 1250,
                              "rows": [{"detected_at": "2026-12-03T12:13:20Z", "time": None}],
                              "revoked": True, "expires": None}
+
+
+def test_a_typed_amount_is_at_most_what_the_ledger_api_takes() -> None:
+    """The audit of #11: an amount past the API's maximum came back as the API's 422 in minor
+    units ("less than or equal to 9007199254740991") to an operator typing major units."""
+    import click
+
+    from tapcash.host.ledger.models import AMOUNT_MAX as API_MAX
+    from tapcash.host.output import AMOUNT, AMOUNT_MAX
+
+    assert AMOUNT_MAX == API_MAX
+    assert AMOUNT.convert(money(AMOUNT_MAX).replace(",", ""), None, None) == AMOUNT_MAX
+    with pytest.raises(click.BadParameter, match=r"at most 90,071,992,547,409\.91"):
+        AMOUNT.convert("90071992547409.92", None, None)

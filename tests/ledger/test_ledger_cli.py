@@ -224,6 +224,8 @@ BAD = [
     (["deposit", "acme", "²"], 2, "is not an amount"),
     (["deposit", "acme", "12.345"], 2, "at most 2 decimals"),
     (["deposit", "acme", "0"], 2, "more than zero"),
+    (["deposit", "acme", "90071992547409.92"], 2, "at most 90,071,992,547,409.91"),
+    (["load", "00000000000000ff", "1" + "0" * 15], 2, "at most 90,071,992,547,409.91"),
     (["deposit", "bad name!", "5"], 1, "HTTP 4"),
     (["load", "zz", "5"], 2, "16 hex digits"),
     (["load", "00000000000000ff", "5", "--owner", "acme"], 1, "HTTP 404"),

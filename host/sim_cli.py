@@ -95,6 +95,7 @@ def _run(
     processes: bool,
     plots: bool,
     as_json: bool,
+    crypto: str | None = None,
 ) -> int:
     from rich.console import Console
 
@@ -103,7 +104,8 @@ def _run(
 
     console = Console(stderr=as_json)
     run = ScenarioRun(
-        scenario, out, seed=seed, runtime=runtime, isolation="process" if processes else "inproc"
+        scenario, out, seed=seed, runtime=runtime,
+        isolation="process" if processes else "inproc", crypto=crypto,
     )
     with _progress_bar(console) as stages:
         try:
@@ -146,6 +148,11 @@ def _run(
               help="run the firmware on CPython or inside the real MicroPython VM")
 @click.option("--processes", is_flag=True,
               help="each device in its own process (MicroPython: its own VM)")
+@click.option("--crypto", type=click.Choice(["host", "pure"]), default=None,
+              help="MicroPython runtime: Ed25519 by the host's libsodium through the VM's "
+                   "host-call bridge (host, the default) or the firmware's own pure-Python code "
+                   "in the VM as on a board (pure; also TAPCASH_CRYPTO=pure). Same transcripts "
+                   "either way; pure is about 4x slower (docs/SIMULATOR.md)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="run folder (default ./tapcash-sim/NAME-SEED)")
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
@@ -158,6 +165,7 @@ def run_command(
     seed: int | None,
     runtime: str,
     processes: bool,
+    crypto: str | None,
     out_dir: Path | None,
     no_plots: bool,
     as_json: bool,
@@ -180,7 +188,7 @@ def run_command(
         click.echo(f"{seeds - bad} of {seeds} seeds ok" + (f", {bad} FAILED" if bad else ""))
         sys.exit(1 if bad else 0)
     out = out_dir or Path("tapcash-sim") / f"{sc.name}-{used_seed}"
-    sys.exit(_run(sc, out, seed, runtime, processes, not no_plots, as_json))
+    sys.exit(_run(sc, out, seed, runtime, processes, not no_plots, as_json, crypto))
 
 
 @sim.command("template")

@@ -19,8 +19,10 @@
 #      equal R byte for byte (so a non-canonical or off-curve R never matches, and a
 #      public key or R with a small-order component is judged by that exact equation).
 #
-# Backends: "nacl" (PyNaCl, CPython, chosen automatically when importable) and "pure".
-# TAPCASH_CRYPTO=pure in the environment forces pure at import; set_backend() switches.
+# Backends: "nacl" (PyNaCl, CPython, chosen automatically when importable), "pure", and
+# "host" (the simulator's MicroPython VM only: PyNaCl's calls answered by the VM's host through
+# ed25519_vmhost.py, never on a board). TAPCASH_CRYPTO=pure in the environment forces pure at
+# import; set_backend() switches.
 #
 # Speed notes for the pure code (MicroPython has arbitrary-precision ints; field elements
 # are plain ints mod p = 2**255 - 19 and a multiplication followed by % p is the unit of
@@ -543,7 +545,7 @@ def _sign_keyed_nacl(key, msg):
     r = _key_nonce(prefix, msg)
     rb = nb.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
     L = _c(_CL)
-    k = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % L
+    k = int.from_bytes((_host_sha512 or _sha512.sha512)(rb + pk + msg), "little") % L
     return rb + ((r + k * a) % L).to_bytes(32, "little")
 
 
@@ -616,7 +618,8 @@ _nacl_keys = {}
 # board: omit - PyNaCl and the switch to it are CPython's; a board runs the pure code and
 # host/device/fold.py leaves these lines out of its copy (their functions and names would
 # be on the heap of every signature)
-_nacl = None  # nacl.bindings once loaded
+_nacl = None  # nacl.bindings once loaded (backend "host": ed25519_vmhost, its stand-in)
+_host_sha512 = None  # backend "host": the host's SHA-512 (the VM's own is pure Python)
 _NACL_KEYS_MAX = 65536
 
 
@@ -650,8 +653,18 @@ def _nacl_available():
 
 
 def set_backend(name):
-    """Select "pure", "nacl" or "auto" (PyNaCl when importable); returns backend()."""
-    global _use_nacl
+    """Select "pure", "nacl", "auto" (PyNaCl when importable) or "host" (a simulator VM's
+    host, ed25519_vmhost; ImportError elsewhere); returns backend()."""
+    global _use_nacl, _nacl, _host_sha512
+    if name == "host":
+        from . import ed25519_vmhost as host  # noqa: PLC0415 - only where a VM host serves it
+
+        _nacl, _host_sha512, _use_nacl = host, host.crypto_hash_sha512, True
+        _nacl_keys.clear()
+        return backend()
+    if _host_sha512 is not None:  # leaving "host": PyNaCl's bindings again, when loaded
+        _nacl = _host_sha512 = None
+        _nacl_keys.clear()
     if name == "pure":
         _use_nacl = False
     elif name == "nacl":
@@ -661,13 +674,15 @@ def set_backend(name):
     elif name == "auto":
         _use_nacl = _nacl_available()
     else:
-        raise ValueError("backend must be 'pure', 'nacl' or 'auto'")
+        raise ValueError("backend must be 'pure', 'nacl', 'auto' or 'host'")
     return backend()
 
 
 def backend():
-    """The active backend: "nacl" or "pure"."""
-    return "nacl" if _use_nacl else "pure"
+    """The active backend: "nacl", "host" or "pure"."""
+    if not _use_nacl:
+        return "pure"
+    return "host" if _host_sha512 is not None else "nacl"
 
 
 def _env_backend():

@@ -12,7 +12,12 @@ Rows:
 - cpython: --wallets x --pos (default 10,000 x 1,000), --payments payments (default 30,000)
   spread uniformly over the fleet, all devices in this process;
 - micropython: a smaller fleet (--mp-wallets x --mp-pos, --mp-payments) with every device
-  inside the real MicroPython VM (one VM for the wallets, one for the terminals).
+  inside the real MicroPython VM (one VM for the wallets, one for the terminals), once per
+  --mp-crypto: "host" (the simulator's default: the firmware's Ed25519 backend "host", each
+  signature and verification answered by this process's PyNaCl through the VM's host-call
+  bridge) and "pure" (the firmware's own pure-Python Ed25519 in the VM, as on a board). The
+  crypto limit of each row is the backend it ran with, timed in the VM (bridge round trips
+  included for "host").
 
 `--calibrate` instead measures the card's and the reader's compute per command inside the
 MicroPython VM (wall time around each call, host round trip included): the source of the
@@ -168,16 +173,19 @@ def _vm_counts(vms: list[Any]) -> tuple[int, int]:
 
 
 def vm_limit(vm: Any) -> dict[str, float]:
-    """The firmware's own Ed25519 inside this device VM: us per signature and per verification
-    (a different key each time), as `tapcash bench crypto` times them."""
+    """The firmware's Ed25519 inside this device VM, with the backend its devices use ("pure":
+    the firmware's own code; "host": the host's PyNaCl, each call's round trip through the
+    bridge included): us per signature and per verification (a different key each time), as
+    `tapcash bench crypto` times them."""
     from .crypto import _fixtures, _vm_setup
 
     msg, pairs = _fixtures()
     setup = _vm_setup(msg, pairs)
     verify = "pk, sig = pairs[state[0] % len(pairs)]\nstate[0] += 1\nassert ed.verify(pk, msg, sig)"
+    serve = vm.serve_call
     return {
-        "sign_us": vm.time_us("ed.sign(seed, msg)", setup, repeat=3, batch_ms=40),
-        "verify_us": vm.time_us(verify, setup, repeat=3, batch_ms=40),
+        "sign_us": vm.time_us("ed.sign(seed, msg)", setup, repeat=3, batch_ms=40, serve=serve),
+        "verify_us": vm.time_us(verify, setup, repeat=3, batch_ms=40, serve=serve),
     }
 
 
@@ -189,6 +197,7 @@ def run_bench(
     measured: bool = False,
     barrier: Any = None,
     seed: int = 1,
+    crypto: str | None = None,
 ) -> dict[str, Any]:
     """Provision the fleet, then time the payments (after `barrier`, when sharded). On CPython
     the PyNaCl limit is measured in the same process right after the payments, and the
@@ -203,7 +212,7 @@ def run_bench(
     sc = replace(bench_scenario(wallets, pos, payments, measured=measured), seed=seed)
     count = _CryptoCount() if runtime == "cpython" else None
     with tempfile.TemporaryDirectory(prefix="tapcash-bench-sim-") as tmp:
-        run = ScenarioRun(sc, Path(tmp), runtime=runtime, ledger=False)
+        run = ScenarioRun(sc, Path(tmp), runtime=runtime, ledger=False, crypto=crypto)
         try:
             t0 = time.perf_counter()
             run.provision()
@@ -274,6 +283,8 @@ def run_bench(
             for ins, (n, card, reader) in sorted(per_ins.items())
         },
     }
+    if vms:
+        row["crypto"] = vms[0].crypto
     if vms and ok:
         sp, vp = vm_signs / ok, vm_verifies / ok
         sign_us = sum(v["sign_us"] for v in vm_lim) / len(vm_lim)
@@ -486,6 +497,7 @@ def section(
     repeat: int = 3,
     profile: bool | None = None,
     quick: bool = False,
+    mp_crypto: str = "both",
 ) -> dict[str, Any]:
     """`repeat` runs of each row (fresh fleet each time); with `profile` (default: when
     pyinstrument is installed) the CPython profile shares too."""
@@ -509,6 +521,7 @@ def section(
         "runtime": (runtime, "both"),
         "shards": (shards, 1),
         "repeat": (repeat, 3),
+        "mp-crypto": (mp_crypto, "both"),
     }
     cmd = "tapcash bench sim" + "".join(f" --{k} {v}" for k, (v, d) in defaults.items() if v != d)
     sec = report.new_section("sim", cmd)
@@ -525,14 +538,18 @@ def section(
                 _aggregate([run_sharded(wallets, pos, payments, shards) for _ in range(repeat)])
             )
     if runtime in ("both", "micropython"):
-        rows.append(
-            _aggregate(
-                [
-                    run_bench(mp_wallets, mp_pos, mp_payments, "micropython", seed=1 + i)
-                    for i in range(repeat)
-                ]
+        for crypto in ("host", "pure") if mp_crypto == "both" else (mp_crypto,):
+            rows.append(
+                _aggregate(
+                    [
+                        run_bench(
+                            mp_wallets, mp_pos, mp_payments, "micropython", seed=1 + i,
+                            crypto=crypto,
+                        )
+                        for i in range(repeat)
+                    ]
+                )
             )
-        )
     sec["rows"] = rows
     if profile is None:
         from importlib.util import find_spec
@@ -549,8 +566,9 @@ def _two(v: float) -> str:
 
 def _line(r: dict[str, Any]) -> str:
     f = report.fmt_spread
+    runtime = r["runtime"] + (f" (crypto {r['crypto']})" if r.get("crypto") else "")
     text = (
-        f"{r['runtime']}, {r['wallets']:,} wallets x {r['pos']:,} POS, {r['payments']:,} "
+        f"{runtime}, {r['wallets']:,} wallets x {r['pos']:,} POS, {r['payments']:,} "
         f"payments a run: **{f(r['approved_per_s'], '/s')} approved** "
         f"(declined {f(r['declined_per_s'], '/s')}); "
     )
@@ -561,8 +579,14 @@ def _line(r: dict[str, Any]) -> str:
         f"p50 {f(r['in_field_ms_p50'], ' ms')}"
     )
     if "ratio" in r and "vm_sign_us" in r:
+        backend = (
+            "the firmware's Ed25519 backend \"host\" (PyNaCl in this process, each call a "
+            "round trip through the VM's host-call bridge)"
+            if r.get("crypto") == "host"
+            else "the firmware's own Ed25519 in the VM"
+        )
         text += (
-            f". Crypto limit in the same run, the firmware's own Ed25519 in the VM: "
+            f". Crypto limit in the same run, {backend}: "
             f"{r['signs_per_payment']['median']:.2f} signatures x "
             f"{f(r['vm_sign_us'], ' us')} + {r['verifies_per_payment']['median']:.2f} "
             f"verifications x {f(r['vm_verify_us'], ' us')} per approved payment = "
@@ -631,6 +655,14 @@ def render(sec: dict[str, Any]) -> str:
 )
 @click.option("--repeat", default=3, show_default=True, help="runs per row (min/median/max)")
 @click.option(
+    "--mp-crypto",
+    type=click.Choice(["both", "host", "pure"]),
+    default="both",
+    show_default=True,
+    help="MicroPython rows: Ed25519 by the host through the VM's bridge, the firmware's own "
+    "pure code in the VM, or a row of each",
+)
+@click.option(
     "--calibrate",
     is_flag=True,
     help="measure card/reader compute per command in the MicroPython VM",
@@ -651,6 +683,7 @@ def command(
     runtime: str,
     shards: int,
     repeat: int,
+    mp_crypto: str,
     calibrate: bool,
     profile: bool,
     as_json: bool,
@@ -670,7 +703,8 @@ def command(
                 click.echo(f"{k:<16} {v:6.1%}")
         return
     if calibrate:
-        r = run_bench(mp_wallets, mp_pos, mp_payments, "micropython", measured=True)
+        crypto = None if mp_crypto == "both" else mp_crypto
+        r = run_bench(mp_wallets, mp_pos, mp_payments, "micropython", measured=True, crypto=crypto)
         if as_json:
             click.echo(json.dumps(r, indent=2))
             return
@@ -691,6 +725,7 @@ def command(
         shards,
         repeat,
         profile=False,
+        mp_crypto=mp_crypto,
     )
     if as_json:
         click.echo(json.dumps(sec, indent=2))

@@ -55,7 +55,9 @@ COMMON_PARTS = ("__init__.py", "main.py", "core", "hal")
 # In place (ROMFS, frozen) its bytes stay in flash as they are, so there it stays a module.
 ED25519_TABLE = "core/_ed25519_table.py"
 ED25519_TABLE_BIN = "core/_ed25519_table.bin"
-HOST_ONLY_SUFFIX = "_cpython.py"  # host accelerators (e.g. core/cbor_cpython.py): never on a board
+# host accelerators, never on a board: core/cbor_cpython.py (CPython's), core/ed25519_vmhost.py
+# (the simulator's MicroPython VM's)
+HOST_ONLY_SUFFIX = ("_cpython.py", "_vmhost.py")
 MPY_VERSION = 6  # .mpy major version mpy-cross 1.2x emits; MicroPython >= 1.23 loads it (v6.3)
 FORMS = ("mpy", "romfs", "py")
 FORM_TEXT = {"mpy": ".mpy files", "romfs": "a ROMFS image", "py": ".py sources"}

@@ -475,11 +475,13 @@ def _dispatch(dev: LocalDevice, op: str, req: dict[str, Any]) -> Any:
 class DeviceFactory:
     """Builds devices for one run: runtime "cpython" or "micropython", isolation "inproc"
     (all devices in this process) or "process" (one process per device; in the MicroPython
-    runtime one VM per device instead of one VM per role)."""
+    runtime one VM per device instead of one VM per role). `crypto`, MicroPython runtime only:
+    "host" or "pure" Ed25519 in the VMs (sim/vm/runtime.py), None for its default."""
 
     clock: SimClock
     runtime: str = "cpython"
     isolation: str = "inproc"
+    crypto: str | None = None
     _mp: Any = field(default=None, repr=False)
 
     def make(self, spec: DeviceSpec) -> Device:
@@ -487,7 +489,9 @@ class DeviceFactory:
             if self._mp is None:
                 from tapcash.sim.vm.runtime import VmPool
 
-                self._mp = VmPool(self.clock, per_device=self.isolation == "process")
+                self._mp = VmPool(
+                    self.clock, per_device=self.isolation == "process", crypto=self.crypto
+                )
             return self._mp.make(spec)
         if self.runtime != "cpython":
             raise ValueError(f"unknown runtime {self.runtime!r}")

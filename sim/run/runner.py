@@ -92,6 +92,7 @@ class ScenarioRun:
         ledger: bool = True,
         keep_transcripts: bool = False,
         remote: Remote | None = None,
+        crypto: str | None = None,
     ) -> None:
         if remote is not None:  # the operator's ledger keeps real time: the day starts now
             sc = replace(sc, start=int(time.time()))
@@ -102,7 +103,12 @@ class ScenarioRun:
         self.out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.out / "flash", ignore_errors=True)  # a run starts from blank devices
         self.clock = SimClock(sc.start)
-        self.factory = DeviceFactory(self.clock, runtime=runtime, isolation=isolation)
+        if crypto is None and sc.nfc.measured:
+            # measured compute times the card's wall time: the firmware's own crypto, in the VM
+            crypto = "pure"
+        self.factory = DeviceFactory(
+            self.clock, runtime=runtime, isolation=isolation, crypto=crypto
+        )
         self.issuer = remote.issuer if remote is not None else issuer_from_seed(self.seed)
         self.use_ledger = ledger
         self.keep = keep_transcripts

@@ -276,6 +276,7 @@ class MicroPythonVM:
         self.timeout_s = timeout_s
         self.startup_s: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._answer_fd: int | None = None  # write end of the answer pipe (see start())
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
         self._portable: dict[str, bytes] = {}
 
@@ -305,10 +306,27 @@ class MicroPythonVM:
         cmd = [_node_exe(), str(BRIDGE_PATH), str(vm_dir), "--heapsize", str(self.heapsize)]
         for plugin in self.plugins:
             cmd += ["--plugin", str(plugin)]
+        # The answers to the VM's synchronous host calls (exec_serving) go down a pipe of their
+        # own, which Node leaves blocking: the VM waits for them in the kernel instead of
+        # polling its non-blocking stdin every millisecond (mpvm_host_call.mjs).
+        answer_r, answer_w = os.pipe()
+        cmd += ["--answer-fd", str(answer_r)]
         t0 = time.perf_counter()
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
-        )
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                pass_fds=(answer_r,),
+            )
+        except BaseException:
+            os.close(answer_w)
+            raise
+        finally:
+            os.close(answer_r)
+        self._answer_fd = answer_w
         assert self._proc.stderr is not None
         threading.Thread(target=self._drain_stderr, args=(self._proc.stderr,), daemon=True).start()
         self._read_frame(_READY_TIMEOUT_S)
@@ -330,6 +348,9 @@ class MicroPythonVM:
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
+        if self._answer_fd is not None:
+            os.close(self._answer_fd)
+            self._answer_fd = None
 
     def _drain_stderr(self, stream: IO[bytes]) -> None:
         for line in iter(stream.readline, b""):
@@ -426,22 +447,26 @@ class MicroPythonVM:
         header: dict[str, Any] = {"op": "exec", "code": code}
         if result:
             header["result"] = result
-        assert self._proc is not None and self._proc.stdin is not None
+        assert self._proc is not None
         self._write_frame(self._proc, header, b"")
         while True:
             reply, data = self._read_frame(self.timeout_s)
             if "cb" in reply:
-                payload = json.dumps(serve(reply)).encode()
-                view = memoryview(struct.pack(">I", len(payload)) + payload)
-                fd = self._proc.stdin.fileno()
-                while view:
-                    view = view[os.write(fd, view) :]
+                self.answer_host_call(serve(reply))
                 continue
             if not reply.get("ok"):
                 out = data.decode("utf-8", "replace")
                 raise MicroPythonError(str(reply.get("type")), str(reply.get("error", "")), out)
             value = reply.get("value")
             return value if isinstance(value, str) else ""
+
+    def answer_host_call(self, answer: dict[str, Any]) -> None:
+        """Answer the VM's pending synchronous call into the host (a frame with "cb")."""
+        assert self._answer_fd is not None
+        payload = json.dumps(answer).encode()
+        view = memoryview(struct.pack(">I", len(payload)) + payload)
+        while view:
+            view = view[os.write(self._answer_fd, view) :]
 
     def eval_json(self, expr: str) -> Any:
         """Evaluate expr in __main__ and return its value through JSON."""
@@ -561,14 +586,21 @@ class MicroPythonVM:
         )
 
     def time_us(
-        self, stmt: str, setup: str = "", number: int = 0, repeat: int = 5, batch_ms: int = 20
+        self,
+        stmt: str,
+        setup: str = "",
+        number: int = 0,
+        repeat: int = 5,
+        batch_ms: int = 20,
+        serve: Callable[[dict[str, Any]], dict[str, str]] | None = None,
     ) -> float:
         """Median time of one run of stmt in microseconds, timed in the VM with ticks_us.
 
         stmt runs as the body of a function defined in setup's namespace (use ``global``
         to assign setup's names). This port's ticks_us steps in 1 ms, so runs are timed in
         batches of `number` (chosen to last >= batch_ms when 0); the result is the median
-        over `repeat` batches of batch time / number, call overhead included.
+        over `repeat` batches of batch time / number, call overhead included. With `serve`,
+        the VM's calls into the host are answered by it meanwhile (exec_serving).
         """
         code = self._define(stmt, setup) + (
             "def _mpvm_b(f, n):\n"
@@ -586,6 +618,8 @@ class MicroPythonVM:
             "_mpvm_r = repr(_mpvm_t[len(_mpvm_t) // 2])\n"
             "del _mpvm_g, _mpvm_f, _mpvm_b, _mpvm_n, _mpvm_t\n"
         )
+        if serve is not None:
+            return float(self.exec_serving(code, serve, "_mpvm_r"))
         return float(self.exec_result(code, "_mpvm_r")[0])
 
     def heap(self, stmt: str, setup: str = "", warmup: bool = False) -> int:

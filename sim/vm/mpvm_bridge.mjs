@@ -2,7 +2,10 @@
 // @micropython/micropython-webassembly-pyscript) as a long-lived device, driven over
 // stdin/stdout by sim/vm/mpvm.py.
 //
-// usage: node mpvm_bridge.mjs <vm_dir> [--heapsize BYTES] [--plugin FILE.mjs]...
+// usage: node mpvm_bridge.mjs <vm_dir> [--heapsize BYTES] [--plugin FILE.mjs]... [--answer-fd N]
+//
+//   --answer-fd N: the host's answers to the VM's synchronous calls come on this descriptor
+//   (read by mpvm_host_call.mjs), not on stdin.
 //
 //   <vm_dir> holds node_modules/ with the pinned package (see ensure_vm_installed()).
 //
@@ -46,6 +49,7 @@ function parseArgs(argv) {
         const a = argv[i];
         if (a === "--plugin") opts.plugins.push(argv[++i]);
         else if (a === "--heapsize") opts.heapsize = parseInt(argv[++i], 10);
+        else if (a === "--answer-fd") opts.answerFd = parseInt(argv[++i], 10);
         else if (opts.vmDir === null) opts.vmDir = a;
         else throw new Error("unexpected argument: " + a);
     }

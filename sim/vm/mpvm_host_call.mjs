@@ -3,10 +3,17 @@
 // in the bridge's framing, one answer read back from stdin while the VM's exec request runs.
 //
 // Out (stdout): u32 header_len | u32 0 | JSON message
-// In  (stdin):  u32 len | JSON answer
+// In  (the answer pipe):  u32 len | JSON answer
+//
+// The answer pipe is a file descriptor of its own (`--answer-fd N` on the bridge's command line,
+// sim/vm/mpvm.py opens it): Node leaves it blocking, so readSync waits in the kernel and wakes
+// the moment the host answers. Without it the answer comes on stdin, which Node makes
+// non-blocking, and each read polls in 1 ms naps (measured: 1.08 ms a call for a 4-byte answer).
 import fs from "node:fs";
 
 const nap = new Int32Array(new SharedArrayBuffer(4));
+const fdArg = process.argv.indexOf("--answer-fd");
+const ANSWER_FD = fdArg > 0 ? parseInt(process.argv[fdArg + 1], 10) : 0;
 
 function readExact(n, what) {
     const buf = Buffer.alloc(n);
@@ -14,7 +21,7 @@ function readExact(n, what) {
     while (got < n) {
         let k;
         try {
-            k = fs.readSync(0, buf, got, n - got, null);
+            k = fs.readSync(ANSWER_FD, buf, got, n - got, null);
         } catch (e) {
             // stdin is non-blocking under Node: wait a little and try again
             if (e.code === "EAGAIN") { Atomics.wait(nap, 0, 0, 1); continue; }

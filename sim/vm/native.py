@@ -33,8 +33,9 @@ WORD_FACTOR = 1.2  # 64-bit port heap / 32-bit board heap, measured (DESIGN.md)
 DEFAULT_HEAP = 8 * 1024 * 1024
 _HERE = Path(__file__).resolve().parent
 REPLAY_SCRIPT = _HERE / "payday_device.py"
-# Left off a board: CPython accelerators (never imported on MicroPython).
-_SKIP_SUFFIX = "_cpython.py"
+# Left off a board: CPython accelerators (never imported on MicroPython) and the simulator VM's
+# host backends (host/device/deploy.py's HOST_ONLY_SUFFIX).
+_SKIP_SUFFIX = ("_cpython.py", "_vmhost.py")
 
 
 class NativeMicroPythonMissing(RuntimeError):

@@ -269,13 +269,7 @@ class ReplBoard:
         return {"error": f"unknown host call {cb}"}
 
     def _answer(self, answer: dict[str, Any]) -> None:
-        proc = self.vm._proc
-        assert proc is not None and proc.stdin is not None
-        payload = json.dumps(answer).encode()
-        view = memoryview(len(payload).to_bytes(4, "big") + payload)
-        fd = proc.stdin.fileno()
-        while view:
-            view = view[os.write(fd, view) :]
+        self.vm.answer_host_call(answer)
 
     def _line_in(self, n: int) -> bytes:
         """Bytes for a running program that reads the line: what is there (waiting a little

@@ -10,13 +10,23 @@ and the card live, so tears, air time and transcripts are the CPython simulator'
 `VmPool` places devices: by default one VM for all wallets and one for all POS terminals (a
 POS VM waits in a link call while the wallet VM answers, so the two must differ); with
 `per_device=True` every device gets a VM - a Node process - of its own.
+
+Crypto (`crypto=`): "host" (the default) selects the firmware's Ed25519 backend "host"
+(firmware/core/ed25519_vmhost.py): each signature, verification and key derivation is one call
+to this process, answered by PyNaCl as on the CPython runtime, and SHA-512 is Node's; "pure"
+keeps the firmware's own pure-Python Ed25519 and SHA-512 in the VM, as on a board. Both sign
+the same bytes and decide every signature alike, so a run's transcripts do not depend on it;
+only its wall time does. TAPCASH_CRYPTO=pure in the environment makes "pure" the default.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+import nacl.bindings as _nacl
 
 from tapcash.firmware.core.hal import LinkError, PowerCut
 from tapcash.sim.device.build import POS, Device, DeviceSpec, Payment, RemoteError
@@ -25,17 +35,43 @@ from tapcash.sim.vm.mpvm import MicroPythonError, MicroPythonVM
 
 _HERE = Path(__file__).resolve().parent
 PLUGIN_PATH = _HERE / "mpvm_link_plugin.mjs"
+CRYPTO_PLUGIN_PATH = _HERE / "mpvm_crypto_plugin.mjs"
+CRYPTO = ("host", "pure")
 VM_DEVICE_PATH = _HERE / "vm_device.py"
 CUTFLASH_PATH = _HERE.parent / "device" / "cutflash.py"  # imported by vm_device
 VM_DIR = "/simdev"
 _RESULT = "_simdev_r"
 
 
-class DeviceVM(MicroPythonVM):
-    """One Node process hosting the VM, with the firmware and vm_device installed."""
+def default_crypto() -> str:
+    """"pure" when TAPCASH_CRYPTO=pure is set (the firmware's own crypto everywhere), else
+    "host"."""
+    return "pure" if os.environ.get("TAPCASH_CRYPTO") == "pure" else "host"
 
-    def __init__(self) -> None:
-        super().__init__(plugins=[PLUGIN_PATH])
+
+def _host_crypto(op: str, a: bytes, b: bytes) -> bytes:
+    """The libsodium calls of firmware/core/ed25519.py's PyNaCl path, for a VM device."""
+    if op == "seed_keypair":
+        return bytes(_nacl.crypto_sign_seed_keypair(a)[1])
+    if op == "sign":
+        return bytes(_nacl.crypto_sign(a, b)[:64])
+    if op == "open":
+        return bytes(_nacl.crypto_sign_open(a, b))
+    if op == "base_noclamp":
+        return bytes(_nacl.crypto_scalarmult_ed25519_base_noclamp(a))
+    raise ValueError(f"no such crypto call {op!r}")
+
+
+class DeviceVM(MicroPythonVM):
+    """One Node process hosting the VM, with the firmware and vm_device installed; `crypto`:
+    "host" or "pure" (the module docstring), None for default_crypto()."""
+
+    def __init__(self, crypto: str | None = None) -> None:
+        crypto = crypto or default_crypto()
+        if crypto not in CRYPTO:
+            raise ValueError(f"crypto must be one of {CRYPTO}, not {crypto!r}")
+        super().__init__(plugins=[PLUGIN_PATH, CRYPTO_PLUGIN_PATH])
+        self.crypto = crypto
         self.link_handler: Any = None  # callable(apdu) -> bytes, raises LinkError
         self.calls = 0
 
@@ -44,7 +80,10 @@ class DeviceVM(MicroPythonVM):
         self.install_firmware()
         self.put_file(f"{VM_DIR}/cutflash.py", CUTFLASH_PATH.read_bytes())
         self.put_file(f"{VM_DIR}/vm_device.py", VM_DEVICE_PATH.read_bytes())
-        self.exec(f"import sys\nsys.path.append({VM_DIR!r})\nimport vm_device as _simdev")
+        self.exec(
+            f"import sys\nsys.path.append({VM_DIR!r})\nimport vm_device as _simdev\n"
+            f"_simdev.use_crypto({self.crypto!r})"
+        )
         return self
 
     def call(self, now: int, expr: str) -> str:
@@ -52,12 +91,19 @@ class DeviceVM(MicroPythonVM):
         meanwhile are served by `link_handler`."""
         self.calls += 1
         code = f"_simdev.CLOCK.t = {int(now)}\n{_RESULT} = {expr}"
-        return self.exec_serving(code, self._answer_link, _RESULT)
+        return self.exec_serving(code, self.serve_call, _RESULT)
 
-    def _answer_link(self, reply: dict[str, Any]) -> dict[str, str]:
+    def serve_call(self, reply: dict[str, Any]) -> dict[str, str]:
+        cb = reply.get("cb")
+        if cb == "crypto":
+            try:
+                a, b = bytes.fromhex(reply["a"]), bytes.fromhex(reply["b"])
+                return {"r": _host_crypto(reply["op"], a, b).hex()}
+            except Exception as e:  # PyNaCl's refusals: the VM raises them as ValueError
+                return {"error": f"{type(e).__name__}: {e}"}
         try:
-            if reply.get("cb") != "link":
-                raise LinkError(f"no such host call {reply.get('cb')!r}")
+            if cb != "link":
+                raise LinkError(f"no such host call {cb!r}")
             if self.link_handler is None:
                 raise LinkError("no field")
             return {"resp": self.link_handler(bytes.fromhex(reply["apdu"])).hex()}
@@ -126,14 +172,17 @@ class MpDevice(Device):
 class VmPool:
     """Starts VMs on demand and places devices in them."""
 
-    def __init__(self, clock: SimClock, *, per_device: bool = False) -> None:
+    def __init__(
+        self, clock: SimClock, *, per_device: bool = False, crypto: str | None = None
+    ) -> None:
         self.clock = clock
         self.per_device = per_device
+        self.crypto = crypto or default_crypto()
         self.vms: list[DeviceVM] = []
         self._shared: dict[str, DeviceVM] = {}
 
     def _new_vm(self) -> DeviceVM:
-        vm = DeviceVM().boot()
+        vm = DeviceVM(self.crypto).boot()
         self.vms.append(vm)
         return vm
 

@@ -98,6 +98,14 @@ class Dev:
 DEVS = {}
 
 
+def use_crypto(name):
+    """The firmware's Ed25519 backend for every device of this VM: "host" (the simulator's
+    host answers, firmware/core/ed25519_vmhost.py) or "pure" (the firmware's own code)."""
+    from firmware.core import ed25519
+
+    ed25519.set_backend(name)
+
+
 def _hex(b):
     return binascii.hexlify(b).decode() if b is not None else None
 

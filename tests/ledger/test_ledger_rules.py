@@ -155,6 +155,96 @@ def test_migrations_are_idempotent_and_versioned(db_url: str) -> None:
         db.close()
 
 
+
+def _upto(db: Database, version: int) -> None:
+    """The schema as the steps up to `version` made it (a database of an older ledger)."""
+    from tapcash.host.ledger import migrations as m
+
+    def make(tx):  # noqa: ANN001, ANN202
+        tx.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                   "name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        for v, name, sql in m.STEPS[:version]:
+            for stmt in m._statements(sql, tx.dialect):
+                tx.execute(stmt)
+            tx.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (v, name))
+
+    db.write(make)
+
+
+@pytest.mark.parametrize("from_version", [0, 7])
+def test_references_hold_on_both_back_ends(db_url: str, from_version: int) -> None:
+    """Postings name accounts, payments and journal links name devices, on a new database and
+    on one of schema 7 migrated (PostgreSQL checks them per statement since step 8, COPY
+    included; SQLite by its foreign keys): a row naming nothing is refused and stores
+    nothing, and a referenced account or device can be neither deleted nor renamed."""
+    from tapcash.host.ledger.migrations import STEPS
+
+    db = Database(db_url, pool_size=1)
+    try:
+        if from_version:
+            _upto(db, from_version)
+        assert migrate(db) == [s[0] for s in STEPS[from_version:]]
+        if db.dialect == "postgresql":  # no foreign key's query per row left on these
+            assert db.read(lambda tx: tx.scalar(
+                "SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass"
+                "::text IN ('postings', 'payments', 'journal_links')")) == 0
+        wid, ghost = b"\x01" * 8, b"\x02" * 8
+
+        def setup(tx):  # noqa: ANN001, ANN202
+            tx.execute("INSERT INTO devices (id, kind, pubkey, cert, serial, expires, "
+                       "registered_at) VALUES (?, 1, ?, ?, 1, 1, 0)", (wid, bytes(32), b""))
+            tx.execute("INSERT INTO accounts (name, kind, balance) VALUES ('wallet:01', "
+                       "'wallet', 0)")
+            tx.execute("INSERT INTO accounts (name, kind, balance) VALUES ('merchant:01', "
+                       "'merchant', 0)")
+
+        db.write(setup)
+        pay = ("counter", "hash", "prev", "envelope", "amount", "payee", "kind", "time",
+               "status", "via", "at")
+
+        def payment(w, counter):  # noqa: ANN001, ANN202
+            return (w, counter, bytes(32), bytes(32), b"e", 1, bytes(8), 1, 0, "posted",
+                    "pos", 0)
+
+        bad = [
+            ("postings", ("src", "dst", "amount", "kind", "ref", "at"),
+             [("wallet:01", "merchant:01", 1, "payment", "ok", 0),
+              ("wallet:01", "merchant:99", 1, "payment", "bad", 0)]),
+            ("payments", ("wallet", *pay), [payment(wid, 1), payment(ghost, 1)]),
+            ("journal_links", ("device", "seq", "rhash", "link"),
+             [(wid, 1, bytes(32), bytes(32)), (ghost, 1, bytes(32), bytes(32))]),
+        ]
+        for table, cols, rows in bad:
+            for how in ("insert_many", "executemany"):  # COPY and INSERT on PostgreSQL
+                def put(tx, table=table, cols=cols, rows=rows, how=how):  # noqa: ANN001, ANN202
+                    if how == "insert_many":
+                        tx.insert_many(table, cols, rows)
+                    else:
+                        tx.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
+                                       f"({', '.join('?' * len(cols))})", rows)
+
+                with pytest.raises(Exception):  # noqa: B017 - sqlite3 / psycopg errors
+                    db.write(put, attempts=1)
+                assert db.read(lambda tx, t=table: tx.scalar(f"SELECT COUNT(*) FROM {t}")) == 0
+        for table, cols, rows in bad:
+            db.write(lambda tx, t=table, c=cols, r=rows: tx.insert_many(t, c, r[:1]))
+        with pytest.raises(Exception):  # noqa: B017 - an update to a row naming nothing
+            db.write(lambda tx: tx.execute("UPDATE postings SET dst = 'merchant:99'"),
+                     attempts=1)
+        for sql in ("DELETE FROM devices", "UPDATE devices SET id = X'03'",
+                    "DELETE FROM accounts WHERE name = 'merchant:01'",
+                    "UPDATE accounts SET name = 'merchant:02' WHERE name = 'merchant:01'"):
+            if db.dialect == "postgresql":
+                sql = sql.replace("X'03'", "'\\x03'::bytea")
+            with pytest.raises(Exception):  # noqa: B017 - referenced: kept
+                db.write(lambda tx, q=sql: tx.execute(q), attempts=1)
+        assert db.read(lambda tx: tx.scalar("SELECT COUNT(*) FROM devices")) == 1
+        # rows nothing references are still free to go
+        db.write(lambda tx: tx.execute("DELETE FROM accounts WHERE name = 'issuer:loss' AND "
+                                       "balance = 1"))
+    finally:
+        db.close()
+
 # ---- strict CBOR: the fast path decides exactly like the firmware decoder ------------------
 _values = hs.recursive(
     hs.none() | hs.booleans() | hs.integers(-(2**64), 2**64 - 1) | hs.binary(max_size=40)

@@ -53,7 +53,7 @@ from .codec import (
 from .db import Tx
 from .errors import LedgerError
 from .service import Ledger, get_device, need_device
-from .verify import MIN_INLINE, Pending
+from .verify import MIN_INLINE, Pending, first_bad
 
 ZERO32 = bytes(32)
 PAYMENT_COLUMNS = ("wallet", "counter", "hash", "prev", "envelope", "amount", "payee", "kind",
@@ -361,9 +361,9 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
         if deferred is not None:
             deferred.append(batch.pending)
     else:
-        for (pk, msg, sig), what in zip(todo, whats, strict=True):
-            if not ed25519.verify(pk, msg, sig):
-                raise LedgerError(400, f"{what}: bad signature")
+        bad = first_bad(todo)
+        if bad >= 0:
+            raise LedgerError(400, f"{whats[bad]}: bad signature")
     for pay in batch.pays:
         if keys[pay.wallet][0] != proto.KIND_WALLET:
             raise LedgerError(400, f"payment signer {pay.wallet.hex()} is not a wallet")

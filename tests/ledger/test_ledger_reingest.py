@@ -9,6 +9,7 @@ import base64
 from tapcash.firmware.core import ed25519
 from tapcash.host.bench.ingest import Fleet
 from tapcash.host.issuer import Issuer
+from tapcash.host.ledger import verify as ledger_verify
 from tapcash.host.ledger.db import Database
 from tapcash.host.ledger.errors import LedgerError
 from tapcash.host.ledger.ingest import ingest
@@ -16,6 +17,23 @@ from tapcash.host.ledger.migrations import migrate
 from tapcash.host.ledger.service import Ledger
 
 TABLES = ("payments", "postings", "fraud_cases", "vouchers", "receipts")
+
+
+def _count_verifies(monkeypatch, calls: list) -> None:  # noqa: ANN001
+    """Every signature check the ledger makes appended to `calls`: ed25519.verify, and the
+    batch checks that go to libsodium directly (ledger/verify.py, PyNaCl backend)."""
+    real, real_many = ed25519.verify, ledger_verify._first_bad_sodium
+
+    def one(pk, msg, sig):  # noqa: ANN001, ANN202
+        calls.append(msg[:1])
+        return real(pk, msg, sig)
+
+    def many(checks):  # noqa: ANN001, ANN202
+        calls.extend(m[:1] for _pk, m, _s in checks)
+        return real_many(checks)
+
+    monkeypatch.setattr(ed25519, "verify", one)
+    monkeypatch.setattr(ledger_verify, "_first_bad_sodium", many)
 
 
 def _snapshot(db: Database) -> dict:
@@ -32,14 +50,8 @@ def test_resent_batch_does_no_payment_verify(tmp_path, monkeypatch) -> None:
     wid, records, status = next(fleet.batches(50, 50))
     body = [{"seq": s, "record": base64.b64encode(r).decode()} for s, r in records]
     st = base64.b64encode(status).decode()
-    calls = []
-    real = ed25519.verify
-
-    def counting(pk, msg, sig):  # noqa: ANN001, ANN202
-        calls.append(msg[:1])
-        return real(pk, msg, sig)
-
-    monkeypatch.setattr(ed25519, "verify", counting)
+    calls: list = []
+    _count_verifies(monkeypatch, calls)
     first = ingest(ledger, wid, body, st)
     assert first["accepted"] == 50
     assert len(calls) == 51  # the status + every payment
@@ -73,9 +85,8 @@ def test_stored_payments_in_a_new_batch_skip_their_verify(tmp_path, monkeypatch)
     wid, rec1, st1 = next(gen)
     _wid, rec2, st2 = next(gen)
     ingest(ledger, wid, *_wire(rec1, st1))
-    calls = []
-    real = ed25519.verify
-    monkeypatch.setattr(ed25519, "verify", lambda pk, m, s: calls.append(1) or real(pk, m, s))
+    calls: list = []
+    _count_verifies(monkeypatch, calls)
     # The export re-read from seq 1: the 30 payments stored plus 30 new ones.
     res = ingest(ledger, wid, *_wire(rec1 + rec2, st2))
     assert res["accepted"] == 30 and res["duplicates"] == 30 and res["upto"] == 60

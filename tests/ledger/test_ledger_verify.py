@@ -88,3 +88,32 @@ def test_a_helper_that_dies_is_a_503_and_the_next_batch_goes_through(tmp_path: P
     assert ledger.invariant()["ok"]
     ledger.verifier.close()
     db.close()
+
+
+def test_batch_checks_answer_as_ed25519_verify() -> None:
+    """verify.first_bad (libsodium called directly on the PyNaCl backend) fails exactly the
+    checks ed25519.verify fails: a flipped bit in key, message or signature, a key or a
+    signature of the wrong size, a bytearray, an empty message; the first failing index."""
+    import os
+
+    from tapcash.firmware.core import ed25519
+    from tapcash.host.ledger.verify import first_bad
+
+    seed = os.urandom(32)
+    pk = ed25519.public_key(seed)
+    good = []
+    for n in (0, 1, 90, 300):
+        msg = os.urandom(n)
+        good.append((pk, msg, ed25519.sign(seed, msg)))
+    pk0, m0, s0 = good[2]
+    flip = bytes([s0[0] ^ 1]) + s0[1:]
+    bad = [(pk0, m0 + b"x", s0), (pk0, m0, flip), (bytes([pk0[0] ^ 1]) + pk0[1:], m0, s0),
+           (pk0[:31], m0, s0), (pk0, m0, s0[:63]), (pk0, m0, s0 + b"\0"), (b"", m0, s0),
+           (bytearray(pk0), m0, flip)]
+    assert first_bad(good) == -1 and first_bad([]) == -1
+    assert first_bad(good + [(bytearray(pk0), bytearray(m0), bytearray(s0))]) == -1
+    for b in bad:
+        assert not ed25519.verify(*b)
+        for at in range(len(good) + 1):
+            checks = good[:at] + [b] + good[at:] + [b]
+            assert first_bad(checks) == at

@@ -78,13 +78,22 @@ PUBLIC_PATHS = re.compile(
 CONSOLE_PATHS = re.compile(r"^/console(/|$)")
 
 
+def bearer_token(header: bytes) -> bytes | None:
+    """The credentials of an `Authorization: Bearer <token>` header; None for another scheme.
+    The scheme is case-insensitive (RFC 9110 section 11.1: `bearer` is `Bearer`)."""
+    scheme, _, rest = header.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return rest.strip(b" ")
+
+
 class OperatorAuth:
     """ASGI middleware: every path but PUBLIC_PATHS answers 401 unless the request bears the
     operator token; nothing of the body is read before that."""
 
     def __init__(self, app: ASGIApp, *, token: str) -> None:
         self.app = app
-        self.expected = ("Bearer " + token).encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -96,12 +105,13 @@ class OperatorAuth:
             if name == b"authorization":
                 got = value
                 break
-        if hmac.compare_digest(got, self.expected):
+        given = bearer_token(got)
+        if given is not None and hmac.compare_digest(given, self.expected):
             await self.app(scope, receive, send)
             return
         if not got:
             detail = "operator token required (Authorization: Bearer <token>)"
-        elif not got.startswith(b"Bearer "):
+        elif given is None:
             detail = "operator token: use the scheme `Authorization: Bearer <token>`"
         else:
             detail = "operator token is wrong"

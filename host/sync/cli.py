@@ -95,7 +95,9 @@ def _describe(res: Any) -> str:
         lines.append(f"  device: counter {st.get('counter')}, balance {money(st.get('balance'))}")
     if res.flush:
         f = res.flush
-        lines.append(f"  outbox: {f['uploaded']} spooled batches uploaded, {f['left']} left")
+        n, left = f["uploaded"], f["left"]
+        kept = f"; {left} kept there, not acknowledged in full by the ledger" if left else ""
+        lines.append(f"  outbox: {n} spooled batch{'es' if n != 1 else ''} uploaded{kept}")
     if res.spooled:
         lines.append(f"  batch kept in {res.spooled}")
     for w in res.warnings:

@@ -335,3 +335,21 @@ def test_a_payroll_line_is_never_taken_for_a_header(world: World) -> None:
     # a real header line is still skipped
     done = world.client.payroll("acme", f"wallet,amount\n{a},5\n{b},6\n", "r2")
     assert [v["line"] for v in done["vouchers"]] == [2, 3] and done["total"] == 11
+
+
+def test_the_bearer_scheme_is_case_insensitive(world: World) -> None:
+    """Found in the audit of #11: `Authorization: bearer <token>` (the scheme is
+    case-insensitive, RFC 9110 11.1; some HTTP clients send it lower case) was a 401 "use the
+    scheme" on the API and on the console."""
+    with _client(world) as h:
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            r = h.get("/v1/whoami", headers={"Authorization": f"{scheme} {TOKEN}"})
+            assert r.status_code == 200, (scheme, r.text)
+            r = h.get("/console/", headers={"Authorization": f"{scheme} {TOKEN}"})
+            assert r.status_code == 200, (scheme, r.status_code)
+        body = _problem(h.get("/v1/whoami", headers={"Authorization": f"Basic {TOKEN}"}), 401)
+        assert "use the scheme" in body["detail"]
+        body = _problem(h.get("/v1/whoami", headers={"Authorization": "bearer wrong"}), 401)
+        assert body["detail"] == "operator token is wrong"
+        body = _problem(h.get("/v1/whoami", headers={"Authorization": f"Bearer{TOKEN}"}), 401)
+        assert "use the scheme" in body["detail"]

@@ -43,7 +43,10 @@ class Keys:
         return hmac.compare_digest(given.encode(), self._token)
 
     def bearer_ok(self, header: bytes) -> bool:
-        return hmac.compare_digest(header, b"Bearer " + self._token)
+        from ..auth import bearer_token
+
+        given = bearer_token(header)
+        return given is not None and hmac.compare_digest(given, self._token)
 
     def _mac(self, what: bytes) -> str:
         return hmac.new(self._key, what, hashlib.sha256).hexdigest()

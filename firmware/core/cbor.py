@@ -220,6 +220,13 @@ def encode(obj, max_depth=MAX_DEPTH):
     return bytes(out)
 
 
+def encode_into(obj, out, max_depth=MAX_DEPTH):
+    """Append the encoding of obj to the bytearray `out` (a buffer sized beforehand: no
+    copy); returns out."""
+    _enc(obj, out, max_depth)
+    return out
+
+
 def encode_parts(obj, min_ref=64):
     """encode(obj) as a list of byte strings to join: byte strings of `min_ref` bytes or more
     inside obj are put in the list themselves, not copied, so b"".join(...) (or an APDU

@@ -95,6 +95,7 @@ _REC_OVERHEAD = const(14)
 _SEG_BYTES = const(2048)
 _MAX_SEGMENTS = const(100000)  # probe guard only: a live journal never gets near it
 _ZERO32 = b"\x00" * 32
+_ROOM = const(160)  # commit_obj's buffer: the last payload's length + this (+ the trailer)
 
 
 class StorageError(Exception):
@@ -115,6 +116,15 @@ def _frame_slot(seq, payload):
     h = sha256(hdr)
     h.update(payload)
     return hdr + payload + h.digest()
+
+
+def _seal_slot(seq, buf):
+    """The slot built in place: `buf` (bytearray) holds _HDR bytes of room, then the payload;
+    the header goes in front and the hash after it, in the buffer's spare room (no copy)."""
+    struct.pack_into(">2sBBII", buf, 0, _MAGIC, _VERSION, 0, seq, len(buf) - _HDR)
+    buf[12:16] = _hcheck(memoryview(buf)[0:12])
+    buf += sha256(buf).digest()
+    return buf
 
 
 def _parse_slot(blob):
@@ -145,6 +155,8 @@ class StateStore:
         self._newest = -1  # slot index holding it, -1 when none
         self._floor = 0  # highest seq seen in any readable slot header
         self._stale = True
+        self._room = _ROOM
+        self._buf = None  # reserve()'s buffer
         self._scan()
 
     def _scan(self):
@@ -162,21 +174,25 @@ class StateStore:
         self._newest = best
         self._floor = floor
         self._stale = False
+        if best_payload is not None:
+            self._room = len(best_payload) + _ROOM
         return best_payload
 
     def load(self):
         """The newest committed payload (bytes), or None if nothing was ever committed."""
         return self._scan()
 
-    def commit(self, payload):
-        """Durably replace the state by `payload` (bytes); returns the new seq."""
+    def commit(self, payload, framed=False):
+        """Durably replace the state by `payload` (bytes); returns the new seq. `framed`:
+        payload is a bytearray of _HDR bytes of room and then the payload (commit_obj), and
+        the slot is built in it."""
         if self._stale:
             self._scan()
         seq = max(self.seq, self._floor) + 1
         if seq > _U32_MAX:
             raise StorageError("state seq exhausted")
         target = 1 if self._newest == 0 else 0
-        data = _frame_slot(seq, payload)
+        data = _seal_slot(seq, payload) if framed else _frame_slot(seq, payload)
         self._stale = True  # until the write returns, the slots are unknown
         self.flash.write(self._slots[target], data)
         self._stale = False
@@ -192,11 +208,32 @@ class StateStore:
         data = self.load()
         return None if data is None else cbor.decode(data)
 
-    def commit_obj(self, obj):
-        """commit() of cbor.encode(obj)."""
-        from . import cbor
+    def reserve(self, extra=0):
+        """Allocate the next commit_obj's buffer now (the last payload's length, some room
+        and `extra` bytes), while the heap is not yet cut up by the command's objects: a
+        command that commits late on a fixed heap calls this first (#13). free() drops it."""
+        buf = bytearray(_HDR + self._room + extra)
+        buf[_HDR:] = b""  # keeps the capacity
+        self._buf = buf
+        return buf
 
-        return self.commit(cbor.encode(obj))
+    def free(self):
+        self._buf = None
+
+    def commit_obj(self, obj, encode=None):
+        """commit() of cbor.encode(obj) (or of what `encode(obj, out)` appends to the
+        bytearray `out`), encoded into the slot's own buffer: one allocation the size of the
+        last state and some room, not a growing buffer and three copies of the payload (on a
+        fixed heap, a 1 KB state failed to find room for them after a signature check: #13)."""
+        buf = self._buf or self.reserve()
+        self._buf = None
+        if encode is None:
+            from . import cbor
+
+            encode = cbor.encode_into
+        encode(obj, buf)
+        self._room = len(buf) - _HDR + _ROOM
+        return self.commit(buf, True)
 
 
 def _frame_record(seq, record):

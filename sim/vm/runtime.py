@@ -40,7 +40,6 @@ CRYPTO = ("host", "pure")
 VM_DEVICE_PATH = _HERE / "vm_device.py"
 CUTFLASH_PATH = _HERE.parent / "device" / "cutflash.py"  # imported by vm_device
 VM_DIR = "/simdev"
-_RESULT = "_simdev_r"
 
 
 def default_crypto() -> str:
@@ -80,18 +79,15 @@ class DeviceVM(MicroPythonVM):
         self.install_firmware()
         self.put_file(f"{VM_DIR}/cutflash.py", CUTFLASH_PATH.read_bytes())
         self.put_file(f"{VM_DIR}/vm_device.py", VM_DEVICE_PATH.read_bytes())
-        self.exec(
-            f"import sys\nsys.path.append({VM_DIR!r})\nimport vm_device as _simdev\n"
-            f"_simdev.use_crypto({self.crypto!r})"
-        )
+        self.exec(f"import sys\nsys.path.append({VM_DIR!r})\nimport vm_device as _simdev")
+        self.call(0, "use_crypto", self.crypto)
         return self
 
-    def call(self, now: int, expr: str) -> str:
-        """Set the clock, evaluate `expr` (a str) in the VM and return it. Link calls made
-        meanwhile are served by `link_handler`."""
+    def call(self, now: int, op: str, *args: Any) -> str:
+        """Set the clock, run vm_device's OPS[op](*args) in the VM (JSON-able args) and return
+        its str result. Link and crypto calls made meanwhile are served by serve_call."""
         self.calls += 1
-        code = f"_simdev.CLOCK.t = {int(now)}\n{_RESULT} = {expr}"
-        return self.exec_serving(code, self.serve_call, _RESULT)
+        return self.call_serving("_simdev.run", json.dumps([int(now), op, *args]), self.serve_call)
 
     def serve_call(self, reply: dict[str, Any]) -> dict[str, str]:
         cb = reply.get("cb")
@@ -121,23 +117,22 @@ class MpDevice(Device):
         self.key = spec.name
         root = f"/flash/{spec.name}"
         cfg = json.dumps({str(k): v for k, v in spec.pos_config.items()}) if spec.pos_config else ""
-        seed = spec.rng_seed.hex()
-        self._call(f"_simdev.new({self.key!r}, {spec.role!r}, {root!r}, {seed!r}, {cfg!r}) or ''")
+        self._call("new", self.key, spec.role, root, spec.rng_seed.hex(), cfg)
 
-    def _call(self, expr: str) -> str:
+    def _call(self, op: str, *args: Any) -> str:
         try:
-            return self.vm.call(self.clock.now(), expr)
+            return self.vm.call(self.clock.now(), op, *args)
         except MicroPythonError as e:
             raise RemoteError(f"{self.name}: {e.traceback}") from None
 
     def _process(self, apdu: bytes) -> bytes:
-        r = self._call(f"_simdev.process({self.key!r}, {apdu.hex()!r})")
+        r = self._call("process", self.key, apdu.hex())
         if r == "!cut":
             raise PowerCut("device flash lost power")
         return bytes.fromhex(r)
 
     def _power_on(self) -> None:
-        self._call(f"_simdev.power_on({self.key!r}) or ''")
+        self._call("power_on", self.key)
 
     def _take_payment(self, amount: int, pin: bytes | None) -> Payment:
         field = self.field
@@ -145,8 +140,7 @@ class MpDevice(Device):
         self.vm.link_handler = field.transceive
         try:
             pin_hex = pin.hex() if pin else ""
-            expr = f"_simdev.take_payment({self.key!r}, {int(amount)}, {pin_hex!r})"
-            r = json.loads(self._call(expr))
+            r = json.loads(self._call("take_payment", self.key, int(amount), pin_hex))
         finally:
             self.vm.link_handler = None
         for k in ("wallet", "payment", "receipt"):
@@ -155,18 +149,17 @@ class MpDevice(Device):
         return Payment(**r)
 
     def _cut_after(self, k: int, keep_permille: int) -> None:
-        self._call(f"_simdev.cut_after({self.key!r}, {int(k)}, {int(keep_permille)}) or ''")
+        self._call("cut_after", self.key, int(k), int(keep_permille))
 
     def _snapshot(self) -> dict[str, bytes]:
-        image = json.loads(self._call(f"_simdev.snapshot({self.key!r})"))
+        image = json.loads(self._call("snapshot", self.key))
         return {k: bytes.fromhex(v) for k, v in image.items()}
 
     def _restore(self, image: dict[str, bytes]) -> None:
-        data = json.dumps({k: v.hex() for k, v in image.items()})
-        self._call(f"_simdev.restore({self.key!r}, {data!r}) or ''")
+        self._call("restore", self.key, json.dumps({k: v.hex() for k, v in image.items()}))
 
     def _flash_stats(self) -> dict[str, int]:
-        return dict(json.loads(self._call(f"_simdev.flash_stats({self.key!r})")))
+        return dict(json.loads(self._call("flash_stats", self.key)))
 
 
 class VmPool:

@@ -8,7 +8,8 @@
 #   Rng    SHA-256 counter-mode bytes from a seed (sim.device.hal.SeededRng, same construction)
 #   CLOCK  one clock for every device in the VM, set by the host before each call
 #   HostLink  a POS's NFC link: every APDU goes to the host's virtual field (JS module simhost)
-# Bytes cross the VM boundary as hex text; results as JSON.
+# The host calls run(): one JSON list [now, name, *args] in (the clock, then one of OPS), a str
+# out. Bytes cross the VM boundary as hex text; structured results as JSON.
 import binascii
 import hashlib
 import json
@@ -205,3 +206,25 @@ def flash_stats(name):
     return json.dumps(
         {"writes": f.writes, "appends": f.appends, "bytes": f.bytes_written, "cuts": f.torn}
     )
+
+
+OPS = {
+    "new": new,
+    "process": process,
+    "power_on": power_on,
+    "take_payment": take_payment,
+    "cut_after": cut_after,
+    "snapshot": snapshot,
+    "restore": restore,
+    "flash_stats": flash_stats,
+    "use_crypto": use_crypto,
+}
+
+
+def run(arg):
+    """The host's one entry (the bridge's call op): arg is the JSON text of [now, name, *args]:
+    set the clock, run OPS[name](*args), give back its str result ("" for None)."""
+    a = json.loads(arg)
+    CLOCK.t = a[0]
+    r = OPS[a[1]](*a[2:])
+    return "" if r is None else r

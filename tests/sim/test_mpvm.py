@@ -150,3 +150,20 @@ def test_install_without_node_fails_clearly(
     with pytest.raises(MicroPythonVMError, match="Node.js"):
         ensure_vm_installed(tmp_path / "vm")
     assert os.listdir(tmp_path) == []
+
+
+def test_call_runs_a_function_without_compiling_code(mpvm: MicroPythonVM) -> None:
+    """The bridge's call op: one function of __main__ (or a dotted path from one), one str in,
+    its str out; a raise comes back as MicroPythonError with the VM's traceback."""
+    mpvm.exec(
+        "class _T:\n    def up(self, s):\n        if s == 'x':\n"
+        "            raise KeyError(s)\n        return s.upper()\n"
+        "_t = _T()\n"
+        "def _t_none(s):\n    pass\n"
+    )
+    assert mpvm.call_serving("_t.up", "ab", lambda r: {}) == "AB"
+    assert mpvm.call_serving("_t_none", "", lambda r: {}) == ""
+    with pytest.raises(MicroPythonError) as info:
+        mpvm.call_serving("_t.up", "x", lambda r: {})
+    assert info.value.exc_type == "KeyError" and "in up" in info.value.traceback
+    assert mpvm.call_serving("_t.up", "still", lambda r: {}) == "STILL"

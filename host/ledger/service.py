@@ -558,16 +558,6 @@ class Ledger:
             "update_number": last,
         }
 
-    def pending(self, device_id: bytes) -> dict[str, Any]:
-        def tx_fn(tx: Tx) -> dict[str, Any]:
-            tx.lock([device_id])
-            d = need_device(tx, device_id)
-            if d["kind"] == proto.KIND_POS:
-                self.mint_update(tx, d)
-            return self.pending_in(tx, d)
-
-        return self.db.write(tx_fn)
-
     # ---- merchants ---------------------------------------------------------------------
     def settle(self, merchant: bytes, reference: str = "") -> dict[str, Any]:
         """Pay out a merchant's whole balance (it leaves the system through issuer:float)."""

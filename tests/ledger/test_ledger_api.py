@@ -9,6 +9,7 @@ import base64
 import json
 import socket
 import time
+from typing import Any
 
 import httpx
 from ledger_world import TOKEN, World
@@ -353,3 +354,37 @@ def test_the_bearer_scheme_is_case_insensitive(world: World) -> None:
         assert body["detail"] == "operator token is wrong"
         body = _problem(h.get("/v1/whoami", headers={"Authorization": f"Bearer{TOKEN}"}), 401)
         assert "use the scheme" in body["detail"]
+
+
+def _every_row(world: World) -> dict[str, list[Any]]:
+    """Every row of every table of the ledger's database (SQLite or PostgreSQL)."""
+    db = world.ledger.db
+    sql = ("SELECT name FROM sqlite_master WHERE type = 'table'" if db.dialect == "sqlite" else
+           "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+           "current_schema()")
+
+    def dump(tx: Any) -> dict[str, list[Any]]:
+        names = sorted(r[0] for r in tx.all(sql))
+        return {n: sorted(repr(tuple(r)) for r in tx.all(f"SELECT * FROM {n}")) for n in names}
+
+    return db.read(dump)
+
+
+def test_pending_writes_no_row_for_a_wallet_or_a_pos(world: World) -> None:
+    """The audit of #11: "a GET that writes" checked on the whole database, not the books only:
+    pending for a wallet with a voucher waiting and for a POS (whose update the old pending
+    minted on the spot) leaves every table as it was."""
+    w, p = world.wallet(1, load=1000), world.pos(1)
+    world.client.deposit("alice", 3000)
+    world.client.load(w.id, 1200)
+    assert world.pay(w, p, 100).approved
+    world.sync(p)
+    world.client.revoke(world.wallet(2).id, "lost")  # a newer hot list than the POS holds
+    statuses = {dev.id: world.export(dev)[1] for dev in (w, p)}
+    before = _every_row(world)
+    with _client(world) as h:
+        for dev_id, status in statuses.items():
+            r = h.get(f"/v1/devices/{dev_id.hex()}/pending",
+                      headers={"X-Tapcash-Status": base64.b64encode(status).decode()})
+            assert r.status_code == 200, r.text
+    assert _every_row(world) == before

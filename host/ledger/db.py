@@ -90,6 +90,11 @@ class Tx:
         """(SQL condition, params) for `column IN values`: one array parameter on PostgreSQL,
         a list of placeholders on SQLite (callers chunk to <= 500 values)."""
         if self.dialect == "postgresql":
+            if values and all(type(v) is bytes for v in values):
+                # One bytea[] literal ({\\x<hex>,...}): psycopg adapts a list of bytes element
+                # by element, ~3 us each (1,000 prevs a batch); this is ~0.3 us each.
+                text = "{" + ",".join(["\\\\x" + v.hex() for v in values]) + "}"
+                return f"{column} = ANY(?::bytea[])", [text]
             return f"{column} = ANY(?)", [list(values)]
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 

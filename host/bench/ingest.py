@@ -124,6 +124,151 @@ def raw_verify_rate(records: list[tuple[int, bytes]], pk: bytes) -> float:
     return len(msgs) / (time.perf_counter() - t)
 
 
+# `--profile`: where one payment's CPU goes, in the ingesting process (process CPU time, so a
+# busy machine slows the parts but does not add to them) and, on PostgreSQL, in the server
+# process serving the ledger's connection (/proc/<pid>/schedstat: the same machine). Timers
+# wrap the ledger's functions for a run of its own, after the plain runs; signatures inline.
+PARTS = ("signatures", "decode and checks", "apply: SQL", "apply: Python", "digest, commit, rest",
+         "server")
+PART_NOTES = {
+    "signatures": "the batch's signature checks (libsodium), the status's included",
+    "decode and checks": "base64, CBOR, hashes, field checks, the reads before the transaction",
+    "apply: SQL": "the transaction's statements, client side (SQLite: all of it)",
+    "apply: Python": "dedup, fraud rules, postings, the journal chain, the ack",
+    "digest, commit, rest": "the batch digest (re-ingest check), BEGIN/COMMIT, the rest",
+    "server": "PostgreSQL's backend for the ledger's connection",
+}
+
+
+class _Profiler:
+    """Process CPU per part of each ingest call, while installed (`with`)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.batches: list[dict[str, float]] = []
+        self._cur: dict[str, float] = {}
+        self._in_apply = False
+        self._undo: list[tuple[Any, str, Any]] = []
+        self._pid: int | None = None
+
+    def _patch(self, obj: Any, name: str, part: str, gate: str = "") -> None:
+        real = getattr(obj, name)
+        prof = self
+
+        def timed(*a: Any, **k: Any) -> Any:
+            if gate == "apply" and not prof._in_apply:
+                return real(*a, **k)
+            t = time.process_time()
+            try:
+                return real(*a, **k)
+            finally:
+                prof._cur[part] = prof._cur.get(part, 0.0) + time.process_time() - t
+
+        self._undo.append((obj, name, real))
+        setattr(obj, name, timed)
+
+    def _server_s(self) -> float:
+        if self._pid is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self._pid}/schedstat") as f:
+                return int(f.read().split()[0]) / 1e9
+        except OSError:  # another machine's server: not measured
+            return 0.0
+
+    def __enter__(self) -> _Profiler:
+        from tapcash.host.ledger import db as dbm
+        from tapcash.host.ledger import ingest as im
+
+        if self.db.dialect == "postgresql":  # the pool's one connection (pool_size=1)
+            self._pid = self.db.read(lambda tx: tx.conn.info.backend_pid)
+        self._patch(im, "_verify", "signatures")
+        self._patch(im, "first_bad", "signatures")
+        self._patch(im, "prepare", "prepare")
+        self._patch(im._Apply, "run", "apply")
+        for name in ("execute", "executemany", "insert_many"):
+            self._patch(dbm.Tx, name, "apply: SQL", gate="apply")
+        real_run = im._Apply.run
+        prof = self
+
+        def run(ap: Any) -> Any:
+            prof._in_apply = True
+            try:
+                return real_run(ap)
+            finally:
+                prof._in_apply = False
+
+        self._undo.append((im._Apply, "run", real_run))
+        im._Apply.run = run
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for obj, name, real in reversed(self._undo):
+            setattr(obj, name, real)
+
+    def ingest(self, fn: Any, n: int) -> Any:
+        """fn() (one ingest of n payments) timed; its split kept, in us per payment."""
+        self._cur = {}
+        s0, t0 = self._server_s(), time.process_time()
+        try:
+            return fn()
+        finally:
+            total = time.process_time() - t0
+            c = self._cur
+            sig = c.get("signatures", 0.0)
+            sql = c.get("apply: SQL", 0.0)
+            parts = {"signatures": sig, "decode and checks": c.get("prepare", 0.0) - sig,
+                     "apply: SQL": sql, "apply: Python": c.get("apply", 0.0) - sql}
+            parts["digest, commit, rest"] = total - sum(parts.values())
+            if self._pid is not None:
+                parts["server"] = self._server_s() - s0
+            self.batches.append({k: v / n * 1e6 for k, v in parts.items()})
+
+
+def raw_verify_cpu_us(records: list[tuple[int, bytes]], pk: bytes) -> float:
+    """Process CPU of one raw PyNaCl verify (us), over the payments of `records`."""
+    from nacl.bindings import crypto_sign_open
+
+    msgs = []
+    for _seq, rec in records:
+        body_bytes, sig = cbor.decode(cbor.decode(rec)[proto.REC_SIGNED])
+        msgs.append(sig + proto.TAG_PAYMENT + body_bytes)
+    t = time.process_time()
+    for m in msgs:
+        crypto_sign_open(m, pk)
+    return (time.process_time() - t) / len(msgs) * 1e6
+
+
+def run_profile(db_url: str, entries: int, batch: int, wallets: int) -> dict[str, Any]:
+    """One in-process run (signatures inline) under the profiler: per batch, us of CPU per
+    payment in each part, and the raw PyNaCl verify's CPU on the same messages."""
+    from tapcash.host.issuer import Issuer
+    from tapcash.host.ledger.db import Database
+    from tapcash.host.ledger.ingest import ingest
+    from tapcash.host.ledger.migrations import migrate
+    from tapcash.host.ledger.service import Ledger
+
+    db = Database(db_url, pool_size=1)
+    migrate(db)
+    issuer = Issuer.generate()
+    ledger = Ledger(db, issuer)
+    fleet = Fleet(ledger, issuer, wallets)
+    pks = {w["id"]: ed25519.public_key(w["seed"]) for w in fleet.wallets}
+    raw: list[float] = []
+    try:
+        with _Profiler(db) as prof:
+            for wid, records, status in fleet.batches(entries, batch):
+                body = [{"seq": s, "record": base64.b64encode(r).decode()} for s, r in records]
+                st = base64.b64encode(status).decode()
+                res = prof.ingest(lambda b=body, w=wid, s=st: ingest(ledger, w, b, s),
+                                  len(records))
+                assert res["accepted"] == len(records), res
+                raw.append(raw_verify_cpu_us(records, pks[wid]))
+    finally:
+        db.close()
+    return {"batches": prof.batches, "raw_verify_us": raw}
+
+
 def run(db_url: str, entries: int, batch: int, wallets: int, verify_procs: int = 0) -> dict:
     from tapcash.host.issuer import Issuer
     from tapcash.host.ledger.db import Database
@@ -266,15 +411,20 @@ SPREAD = ("ingest_per_s", "verify_per_s", "ratio", "reingest_per_s", "reingest_x
 
 def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 1000,
             wallets: int = 20, http_workers: int = 0, clients: int = 2, repeat: int = 3,
-            quick: bool = False, verify_procs: str = "0,1") -> dict[str, Any]:
-    """`repeat` runs per database (a fresh database or schema each), min/median/max."""
+            quick: bool = False, verify_procs: str = "0,1", profile: bool = True
+            ) -> dict[str, Any]:
+    """`repeat` runs per database (a fresh database or schema each), min/median/max; with
+    `profile` (in-process only), one more run per database under the profiler."""
     if quick:
         entries, batch, repeat = 2000, 500, 1
+    profile = profile and not http_workers
     opts = {"entries": (entries, 20000), "batch": (batch, 1000), "wallets": (wallets, 20),
             "http": (http_workers, 0), "clients": (clients, 2), "repeat": (repeat, 3),
             "verify-procs": (verify_procs, "0,1")}
     procs_list = [int(p) for p in verify_procs.split(",")] if not http_workers else [0]
     cmd = "tapcash bench ingest" + "".join(f" --{k} {v}" for k, (v, d) in opts.items() if v != d)
+    if profile:
+        cmd += " --profile"
     cmd += "".join(f" --db {u}" for u in db_urls)
     sec = report.new_section("ingest", cmd)
     sec["title"] = "Ledger ingest"
@@ -301,6 +451,23 @@ def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 10
                             for k in SPREAD if k in runs[0]})
                 rows.append(row)
     sec["rows"] = rows
+    if profile:
+        sec["profile"] = []
+        for i, name in enumerate(names):
+            with _database(db_urls[i] if db_urls else name) as url:
+                if url is None:
+                    continue
+                got = run_profile(url, entries, batch, wallets)
+            prow: dict[str, Any] = {"database": name}
+            prow.update({part: report.spread([b[part] for b in got["batches"]])
+                         for part in PARTS if part in got["batches"][0]})
+            totals = [sum(b.values()) for b in got["batches"]]
+            prow["total"] = report.spread(totals)
+            prow["raw_verify"] = report.spread(got["raw_verify_us"])
+            # the ratio one core could reach: raw verify over all the CPU a payment costs
+            prow["bound"] = report.spread([v / t for v, t in zip(got["raw_verify_us"], totals,
+                                                                 strict=True)], 2)
+            sec["profile"].append(prow)
     return report.finish(sec)
 
 
@@ -357,6 +524,28 @@ def render(sec: dict[str, Any]) -> str:
                    f"{report.fmt_spread(r['ratio'], fmt=lambda v: f'{v:.2f}')} | "
                    f"{re_rate} | {re_x} | "
                    f"{report.fmt_spread(r['peak_rss_mb'], ' MB')} |")
+    if sec.get("profile"):
+        out += ["", "Where a payment's CPU goes (`--profile`: one more run per database, "
+                "signatures inline, timers around the ledger's functions; us of CPU per "
+                "payment, median (min-max) over the batches). *bound*: raw PyNaCl verify's "
+                "CPU over the total, the ratio one core could reach with all of it on the "
+                "same core (the in-process runs above).", "",
+                "| part | what | " + " | ".join(p["database"] for p in sec["profile"]) + " |",
+                "|---|---|" + "---|" * len(sec["profile"])]
+        for part in (*PARTS, "total", "raw_verify", "bound"):
+            label = {"raw_verify": "raw PyNaCl verify"}.get(part, part)
+            note = {**PART_NOTES, "total": "all of the above",
+                    "raw_verify": "one check, same messages",
+                    "bound": "raw verify / total"}[part]
+            cells = []
+            for p in sec["profile"]:
+                if part not in p:
+                    cells.append("-")
+                elif part == "bound":
+                    cells.append(report.fmt_spread(p[part], fmt=lambda v: f"{v:.2f}"))
+                else:
+                    cells.append(report.fmt_spread(p[part], " us", fmt=lambda v: f"{v:.1f}"))
+            out.append(f"| {label} | {note} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -375,10 +564,13 @@ def render(sec: dict[str, Any]) -> str:
 @click.option("--verify-procs", default="0,1", show_default=True,
               help="in-process runs: signature helper processes (0 = inline), comma-separated: "
               "one row each")
+@click.option("--profile", is_flag=True,
+              help="in-process: one more run per database under timers: where a payment's CPU "
+              "goes (signatures, decode, SQL, Python; the PostgreSQL server's share)")
 @click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
 def command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
             http_workers: int, clients: int, repeat: int, verify_procs: str,
-            as_json: bool) -> None:
+            profile: bool, as_json: bool) -> None:
     """Ledger ingest throughput (verify + dedup + post) as a ratio to raw PyNaCl verify."""
     try:
         procs = [int(p) for p in verify_procs.split(",")]
@@ -388,7 +580,7 @@ def command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
     if not procs or any(not 0 <= p <= 64 for p in procs):
         raise click.BadParameter("each 0..64", param_hint="--verify-procs")
     sec = section(db_urls, entries, batch, wallets, http_workers, clients, repeat,
-                  verify_procs=",".join(map(str, procs)))
+                  verify_procs=",".join(map(str, procs)), profile=profile)
     if as_json:
         click.echo(json.dumps(sec, indent=2))
         return
@@ -404,6 +596,11 @@ def command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
                       if "reingest_per_s" in r else "")
                    + f"peak RSS "
                    f"{report.fmt_spread(r['peak_rss_mb'], ' MB')}")
+    for p in sec.get("profile", []):
+        click.echo(f"{p['database']:11s} CPU per payment: " + ", ".join(
+            f"{part} {p[part]['median']:.1f}" for part in PARTS if part in p)
+            + f"; total {p['total']['median']:.1f} us, raw verify {p['raw_verify']['median']:.1f}"
+            f" us: bound {p['bound']['median']:.2f}")
     report.echo_provenance(sec)
 
 

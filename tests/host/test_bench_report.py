@@ -109,7 +109,14 @@ def test_bench_all_writes_one_file_and_render_makes_the_doc(tmp_path: Path) -> N
     res = CliRunner().invoke(bench, ["render", str(out), "-o", str(md)])
     assert res.exit_code == 0, res.output
     text = md.read_text()
-    assert "`tapcash bench ingest --entries 2000 --batch 500 --repeat 1`" in text
+    assert "`tapcash bench ingest --entries 2000 --batch 500 --repeat 1 --profile`" in text
+    # where a payment's CPU goes: every part per database, adding up to the total
+    prof = sec["profile"][0]
+    parts = [prof[p]["median"] for p in ("signatures", "decode and checks", "apply: SQL",
+                                          "apply: Python", "digest, commit, rest")]
+    assert all(v > 0 for v in parts[:4]) and prof["total"]["median"] > prof["signatures"]["median"]
+    assert 0 < prof["bound"]["median"] < 1.5
+    assert "| apply: SQL |" in text and "| bound |" in text
     assert f"`{sec['revision']}`" in text
     assert "| wallet | 3.9 (3.8–4) |" in text
     res = CliRunner().invoke(bench, ["render", str(tmp_path / "missing.json")])

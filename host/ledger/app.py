@@ -55,10 +55,6 @@ def _csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> Respon
     return PlainTextResponse(reports.to_csv(rows, columns), media_type="text/csv")
 
 
-def _rows(rows: list[dict[str, Any]], format: str) -> Any:
-    return _csv(rows) if format == "csv" else rows
-
-
 def create_app(ledger: Ledger, token: str) -> FastAPI:
     if not token:
         raise ValueError("an operator token is required")
@@ -221,7 +217,10 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
 
     def report_route(name: str, row: type, doc: str) -> None:
         def route(format: Format = "json") -> Any:
-            return _rows(ledger.db.read(lambda tx: reports.report(tx, name)), format)
+            rows = ledger.db.read(lambda tx: reports.report(tx, name))
+            if format == "csv":  # the header even without a row (the model's fields)
+                return _csv(rows, list(rows[0]) if rows else list(row.model_fields))
+            return rows
 
         route.__doc__ = doc
         app.get(f"/v1/reports/{name}", response_model=list[row], name=f"report_{name}",

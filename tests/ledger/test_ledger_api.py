@@ -388,3 +388,17 @@ def test_pending_writes_no_row_for_a_wallet_or_a_pos(world: World) -> None:
                       headers={"X-Tapcash-Status": base64.b64encode(status).decode()})
             assert r.status_code == 200, r.text
     assert _every_row(world) == before
+
+
+def test_a_csv_report_without_rows_still_has_its_header(world: World) -> None:
+    """The audit of #11: `GET /v1/reports/settlements?format=csv` on a ledger with no
+    settlement answered an empty body, not even the header a script reads its columns from."""
+    with _client(world) as h:
+        for name, header in (("settlements", "settlement,merchant,amount,reference,at"),
+                             ("fraud", "case,wallet,kind,counter,proof_a,proof_b,amount_b,"
+                              "credited_b,loss,detected_at,via,evidence"),
+                             ("merchants", "merchant,credited,settled,owed,"
+                              "of_which_guaranteed,payments")):
+            r = h.get(f"/v1/reports/{name}", params={"format": "csv"}, headers=OP)
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+            assert r.text == header + "\n", (name, r.text)

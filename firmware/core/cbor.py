@@ -481,11 +481,12 @@ def _decode_strict(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
 
 
 decode = _decode_strict  # replaced below on CPython by the same decision, made faster
+# (and encode by the same bytes, remembered: cbor_cpython.py)
 
 
 if not IS_MICROPYTHON:
     # Hosts (simulator, ledger, sync tool) make the same decision faster with cbor2's C
     # decoder; see cbor_cpython.py. Boards never load that module (deploy leaves it out).
-    from .cbor_cpython import fast_decoder
+    from .cbor_cpython import fast_codec
 
-    decode = fast_decoder(_decode_strict, MAX_DEPTH, MAX_ITEMS) or _decode_strict
+    encode, decode = fast_codec(_enc, _decode_strict, MAX_DEPTH, MAX_ITEMS) or (encode, decode)

@@ -1,4 +1,6 @@
-# CPython only (never deployed to a board): cbor.decode, decided faster with cbor2's C decoder.
+# CPython only (never deployed to a board): cbor.decode, decided faster with cbor2's C decoder,
+# and cbor.encode, the same bytes, made faster by cbor2's C encoder and remembered so that
+# decoding them needs no check.
 #
 # cbor2 parses; its answer is kept only when it provably is what the strict decoder in
 # cbor.py would return: every tag refused (so shared values and string references cannot make
@@ -8,6 +10,26 @@
 # indefinite lengths, duplicate keys) is strictly longer, so equal length means the input IS
 # the deterministic encoding. Everything else, errors included, goes to the strict decoder,
 # which decides and words the error.
+#
+# Encoding: cbor2.dumps (not canonical: a map's keys in its own order) is the bytes of cbor.py's
+# encoder exactly when the value is "plain" (_plain): made of exact bytes, str, bool, None, ints
+# in -2**64 .. 2**64-1, lists and tuples, and dicts whose keys are non-negative ints in
+# increasing order (numeric order is then the bytewise order of their encodings), nested no
+# deeper than max_depth. cbor2 writes every head in its shortest form and these types in
+# RFC 8949's plain way (no tags: the ints fit in 64 bits; no value sharing or string references:
+# they are off). Anything else (another order of map keys, other key types, subclasses,
+# bytearray, memoryview, big ints, unsupported types, too deep, invalid text) is cbor.py's own
+# encoder's, which makes the same bytes or raises EncodeError.
+#
+# Remembered encodings: every byte string cbor.encode returns IS the deterministic encoding of
+# a value of the data model (encode refuses everything else), so when those same bytes come
+# back to decode (a device's message decoded by the other device a moment later, in the same
+# process) cbor2's parse of them is the strict decoder's answer and the length check above is
+# skipped. Only what decode's limits accept is remembered: encodings made with at most the
+# default depth, short enough that no container can exceed the item limit; looked up only when
+# decode is asked for at least those limits. The memory is bounded (two generations of
+# _KNOWN_MAX encodings of at most _KNOWN_BYTES bytes); a forgotten encoding is only decoded the
+# long way. Nothing else is ever added, so a hit is never wrong, whoever made the bytes.
 
 from collections.abc import Mapping
 
@@ -104,19 +126,87 @@ class _EveryTagRefused(Mapping):
         return 0
 
 
-def fast_decoder(decode_strict, max_depth_default, max_items_default):
-    """cbor.decode for this host: decode_strict's answers, cbor2's speed; None without cbor2.
-    The defaults are cbor.py's, so both decoders bound depth and items alike."""
+def _plain(obj, depth):
+    """True when obj is plain (see above) within depth: cbor2.dumps(obj) is cbor.encode(obj)."""
+    t = type(obj)
+    if t is bytes or t is str or t is bool or obj is None:
+        return True
+    if t is int:
+        return -_UINT64_END <= obj < _UINT64_END
+    if depth <= 0:
+        return False
+    if t is list or t is tuple:
+        for x in obj:
+            tx = type(x)
+            if tx is bytes or (tx is int and 0 <= x < _UINT64_END):
+                continue  # the leaves of protocol arrays, inline
+            if not _plain(x, depth - 1):
+                return False
+        return True
+    if t is dict:
+        last = -1
+        for k, v in obj.items():
+            if type(k) is not int or not last < k < _UINT64_END:
+                return False
+            last = k
+            tv = type(v)
+            if tv is bytes or (tv is int and 0 <= v < _UINT64_END):
+                continue
+            if not _plain(v, depth - 1):
+                return False
+        return True
+    return False
+
+
+_KNOWN_MAX = 1024  # encodings per generation: the last few payments' messages
+_KNOWN_BYTES = 4096  # longer encodings are not remembered (exports, big answers)
+
+
+def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
+    """(encode, decode) for this host, or None without cbor2: encode gives cbor.encode's bytes
+    (cbor2's when the value is plain, else cbor.py's `_enc`'s) and remembers them; decode
+    gives decode_strict's answers, cbor2's speed, and takes remembered bytes as they are."""
     try:
         import cbor2
     except ImportError:
         return None
     no_tags = _EveryTagRefused()
     loads = cbor2.loads
+    dumps = cbor2.dumps
+    # [current generation, previous one]: a set is swapped out whole when full
+    known = [set(), set()]
+    small = min(_KNOWN_BYTES, max_items_default)  # no container of more items fits in it
+
+    def encode(obj, max_depth=max_depth_default):
+        """The deterministic CBOR encoding of obj (cbor.encode)."""
+        data = None
+        if _plain(obj, max_depth):
+            try:
+                data = dumps(obj)
+            except Exception:  # noqa: BLE001 - e.g. a lone surrogate: cbor.py's error
+                pass
+        if data is None:
+            out = bytearray()
+            enc(obj, out, max_depth)
+            data = bytes(out)
+        if len(data) <= small and max_depth <= max_depth_default:
+            cur = known[0]
+            if len(cur) >= _KNOWN_MAX:
+                cur = set()
+                known[1] = known[0]
+                known[0] = cur
+            cur.add(data)
+        return data
 
     def decode(data, max_depth=max_depth_default, max_items=max_items_default):
         """Decode exactly one item filling all of data (bytes, bytearray or memoryview)."""
         if type(data) is bytes:
+            if (
+                (data in known[0] or data in known[1])
+                and max_depth >= max_depth_default
+                and max_items >= max_items_default
+            ):
+                return loads(data)  # an encoding made here: no tags, nothing to check
             try:
                 value = loads(
                     data, semantic_decoders=no_tags, tag_hook=_refuse_tag, allow_indefinite=False
@@ -127,4 +217,4 @@ def fast_decoder(decode_strict, max_depth_default, max_items_default):
                 pass
         return decode_strict(data, max_depth, max_items)
 
-    return decode
+    return encode, decode

@@ -605,6 +605,123 @@ def test_fast_path_agrees_on_cbor2s_other_encodings(value, sharing, strings, ind
     _same_answer(data)
 
 
+# cbor.encode on CPython is cbor_cpython's too: cbor2's C encoder when the value is plain, the
+# strict encoder (cbor._enc, what every board runs) otherwise; the same bytes or the same error.
+
+
+def _encode_strict(x, max_depth=cbor.MAX_DEPTH):
+    out = bytearray()
+    cbor._enc(x, out, max_depth)
+    return bytes(out)
+
+
+def _same_encoding(x, max_depth=cbor.MAX_DEPTH):
+    try:
+        want = ("ok", _encode_strict(x, max_depth))
+    except cbor.EncodeError as e:
+        want = ("error", str(e))
+    try:
+        got = ("ok", cbor.encode(x, max_depth))
+    except cbor.EncodeError as e:
+        got = ("error", str(e))
+    assert got == want, repr(x)
+    return got
+
+
+def test_the_host_encodes_through_the_fast_path():
+    assert cbor.encode.__module__.endswith("cbor_cpython")
+
+
+# Protocol-shaped values with what the fast path must hand to the strict encoder: keys out of
+# order, bool and negative keys, big ints, bools and int subclasses, bytearray, memoryview,
+# floats, lone surrogates, deep nesting.
+odd_scalars = st.one_of(
+    scalars,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.binary(max_size=30).map(bytearray),
+    st.binary(max_size=30).map(memoryview),
+    st.floats(allow_nan=False),
+    st.sampled_from(["\ud800", "a\udfff", True, False, 1.0]),
+)
+odd_values = st.recursive(
+    odd_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.integers(0, 40), inner, max_size=8),  # any insertion order
+        st.dictionaries(st.one_of(st.integers(-3, 30), st.booleans()), inner, max_size=4),
+        st.dictionaries(keys, inner, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@FUZZ
+@given(odd_values, st.integers(0, 18))
+def test_fast_encoder_agrees_with_the_strict_encoder(value, max_depth):
+    _same_encoding(value)
+    _same_encoding(value, max_depth)
+
+
+@FUZZ
+@given(small_key_maps)
+def test_fast_encoder_agrees_on_protocol_shapes(value):
+    assert _same_encoding(value)[0] == "ok" or depth(value) > cbor.MAX_DEPTH
+
+
+def test_fast_encoder_edges():
+    for value in (
+        {1: 2, 0: 1},  # keys out of order: the strict encoder sorts them
+        {True: 1},
+        {-1: 0, 24: 1},
+        [2**64 - 1, -(2**64)],
+        [2**64],
+        [-(2**64) - 1],
+        "\ud800",
+        [[[[]]]],
+        (1, (2, b"x")),
+        [bytearray(b"ab"), memoryview(b"cd")],
+    ):
+        _same_encoding(value)
+        _same_encoding(value, 2)
+    nested = []
+    for _ in range(cbor.MAX_DEPTH):
+        nested = [nested]
+    assert _same_encoding(nested)[0] == "error"  # 17 deep
+
+
+# Remembered encodings: bytes cbor.encode returned decode without the length check, but only
+# as far as the decoder's limits accept them.
+
+
+@FUZZ
+@given(values, st.integers(1, 17), st.integers(0, 8))
+def test_remembered_encodings_decode_as_the_strict_decoder(value, max_depth, max_items):
+    try:
+        data = cbor.encode(value)
+    except cbor.EncodeError:
+        return
+    for limits in ({}, {"max_depth": max_depth}, {"max_items": max_items}):
+        try:
+            want = ("ok", repr(cbor._decode_strict(data, **limits)))
+        except cbor.DecodeError:
+            want = ("error",)
+        try:
+            got = ("ok", repr(cbor.decode(bytes(bytearray(data)), **limits)))  # equal bytes
+        except cbor.DecodeError:
+            got = ("error",)
+        assert got == want, (data.hex(), limits)
+
+
+def test_deeper_encodings_are_not_remembered():
+    nested = b"x"
+    for _ in range(cbor.MAX_DEPTH + 1):
+        nested = [nested]
+    data = cbor.encode(nested, max_depth=cbor.MAX_DEPTH + 1)  # allowed here, too deep to decode
+    assert rejects(data)
+    assert cbor.decode(data, max_depth=cbor.MAX_DEPTH + 1) == nested
+
+
 def _head(mt, n, ai):
     """A CBOR head with the argument in the chosen width (ai 0: inline; 24..27)."""
     if ai == 0:

@@ -31,5 +31,13 @@ def show(inv: dict[str, Any]) -> None:
             f"  balance is not its postings: {a['account']} {money(a['balance'])} "
             f"(postings say {money(a['from_postings'])})"
         )
+    for b in progs.get("books", []):  # funded = spent (or released) + refunded + outstanding
+        mark = "=" if b["funded"] == b["used"] + b["refunded"] + b["outstanding"] else "!="
+        used = "released" if b["kind"] == "prepaid" else "spent"
+        click.echo(
+            f"  programme {b['program']}: funded {money(b['funded'])} {mark} {used} "
+            f"{money(b['used'])} + refunded {money(b['refunded'])} + outstanding "
+            f"{money(b['outstanding'])}"
+        )
     for p in progs.get("problems", []):
         click.echo(f"  programme: {p}")

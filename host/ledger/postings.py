@@ -173,7 +173,10 @@ def check_invariant(tx: Tx) -> dict:
         "backed": -contra.get(FLOAT, 0),
         "fraud_loss": -contra.get(LOSS, 0),
         "held": held,
-        "by_kind": {k: by_kind.get(k, 0) for k in HOLDER_KINDS},
+        # the holders, and the programme accounts and purses when there are any (#13): held
+        # is their sum, so the table `tapcash ledger check` prints adds up to it
+        "by_kind": {k: by_kind.get(k, 0) for k in HOLDER_KINDS}
+        | {k: by_kind[k] for k in sorted(by_kind) if k not in HOLDER_KINDS},
         "negative": negative,
         "mismatched": mismatched,
         "postings": int(tx.scalar("SELECT COUNT(*) FROM postings", default=0)),

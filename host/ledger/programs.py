@@ -549,12 +549,16 @@ def check(tx: Tx) -> dict[str, Any]:
     the stored purse balances), no purse posting to a merchant its rule does not allow, and no
     closed purse holding value. `ok` False names what is wrong."""
     problems: list[dict[str, Any]] = []
+    books: list[dict[str, Any]] = []
     programs = [_row(r) for r in tx.all(f"SELECT {PROGRAM_COLS} FROM programs ORDER BY name")]
     for p in programs:
         pid = p["id"]
         s = _sums(tx, pid)
         used = s["spent"] + s["released"]
         refunded = s["refunds"] - s["reopened"]
+        books.append({"program": p["name"], "kind": KIND_NAMES[p["kind"]],
+                      "funded": s["funded"], "used": used,
+                      "refunded": refunded, "outstanding": s["outstanding"]})
         if s["funded"] != used + refunded + s["outstanding"]:
             problems.append({"program": p["name"], "error": "funded != spent + refunded + "
                              "outstanding", "funded": s["funded"], "spent": used,
@@ -582,4 +586,4 @@ def check(tx: Tx) -> dict[str, Any]:
             if bal:  # a late payment reopens a closed purse and spends it in one transaction
                 problems.append({"program": p["name"], "error": "closed purse holds value",
                                  "wallet": bytes(wid).hex(), "balance": bal})
-    return {"ok": not problems, "programs": len(programs), "problems": problems}
+    return {"ok": not problems, "programs": len(programs), "problems": problems, "books": books}

@@ -348,5 +348,19 @@ def test_cli_create_load_report_check(db_url: str, tmp_path) -> None:
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", json.loads(r.output)[0]["expires"])
         r = run(cli, ["ledger", "check", "--db", db_url, "--json"])
         assert r.exit_code == 0 and '"programs"' in r.output
+        # the check's table adds up to what is held (the purses too), and each programme's
+        # books are a line of their own (#13)
+        r = run(cli, ["ledger", "check", "--db", db_url])
+        assert r.exit_code == 0, r.output
+        assert re.search(r"purse\s+│\s+15\.00", r.output), r.output
+        assert ("programme bus: funded 15.00 = spent 0.00 + refunded 0.00 + outstanding 15.00"
+                in r.output)
+        r = run(cli, ["ledger", "program", "cancel", "bus", *base])
+        assert r.exit_code == 0 and "cancelled: 1 purses closed" in r.output, r.output
+        r = run(cli, ["ledger", "check", "--db", db_url])
+        assert r.exit_code == 0, r.output
+        assert ("programme bus: funded 15.00 = spent 0.00 + refunded 15.00 + outstanding 0.00"
+                in r.output)
+        assert re.search(r"program\s+│\s+15\.00", r.output), r.output
     finally:
         w.close()

@@ -4,9 +4,9 @@
 # (sim/vm/mpvm_crypto_plugin.mjs) hands each call to the Python host that drives the VM, which
 # answers with libsodium (PyNaCl) - the very calls the CPython runtime makes, so a VM device
 # signs the same bytes and accepts the same signatures as a CPython one (and as the pure code:
-# tests/firmware/test_ed25519.py holds the two backends to each other). It stands where a
-# board's crypto accelerator would: the protocol, storage, CBOR and heap work around the
-# signature stay the firmware's own, in MicroPython; the Ed25519 arithmetic is the host's.
+# tests/sim/test_vm_crypto.py holds the two backends to each other in the VM). The protocol,
+# storage, CBOR and heap work around the signature stay the firmware's own, in MicroPython; the
+# Ed25519 arithmetic is the host's, as it would be with a crypto accelerator.
 #
 # The functions are the few of nacl.bindings that ed25519.py's PyNaCl path calls, with the
 # same arguments and results (crypto_sign_open raises ValueError where PyNaCl raises

@@ -623,6 +623,19 @@ def render(sec: dict[str, Any]) -> str:
         "approved payments only. Each run provisions a fresh fleet."
     ]
     out += [f"- {_line(r)}" for r in sec["rows"]]
+    if any(r.get("crypto") for r in sec["rows"]):
+        out += [
+            "",
+            "The MicroPython rows run the same firmware in the VM twice: *crypto host* (the "
+            "simulator's default) with the firmware's Ed25519 backend \"host\" "
+            "(firmware/core/ed25519_vmhost.py: the five libsodium calls of its PyNaCl path "
+            "answered by this process through the VM's host-call bridge, SHA-512 by Node), "
+            "which measures the firmware's protocol, storage and CBOR work in MicroPython plus "
+            "the simulator's bridge, not the cost of a signature on a board; "
+            "*crypto pure* (`tapcash sim run --crypto pure`) with the firmware's own "
+            "pure-Python Ed25519 in the VM, as a board runs it, whose limit is that code's "
+            "speed. Both produce the same transcripts.",
+        ]
     if sec.get("profile"):
         p = sec["profile"]
         shares = ", ".join(f"{k} {v:.0%}" for k, v in p["shares"].items())

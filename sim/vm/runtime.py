@@ -83,11 +83,13 @@ class DeviceVM(MicroPythonVM):
         self.call(0, "use_crypto", self.crypto)
         return self
 
-    def call(self, now: int, op: str, *args: Any) -> str:
-        """Set the clock, run vm_device's OPS[op](*args) in the VM (JSON-able args) and return
-        its str result. Link and crypto calls made meanwhile are served by serve_call."""
+    def call(self, now: int, op: str, *args: Any, before: list[list[Any]] | None = None) -> str:
+        """Set the clock, run vm_device's OPS[op](*args) in the VM (JSON-able args), after the
+        calls in `before` ([op, *args] each) in the same request, and return its str result.
+        Link and crypto calls made meanwhile are served by serve_call."""
         self.calls += 1
-        return self.call_serving("_simdev.run", json.dumps([int(now), op, *args]), self.serve_call)
+        batch = [int(now), *(before or ()), [op, *args]]
+        return self.call_serving("_simdev.run", json.dumps(batch), self.serve_call)
 
     def serve_call(self, reply: dict[str, Any]) -> dict[str, str]:
         cb = reply.get("cb")
@@ -117,11 +119,18 @@ class MpDevice(Device):
         self.key = spec.name
         root = f"/flash/{spec.name}"
         cfg = json.dumps({str(k): v for k, v in spec.pos_config.items()}) if spec.pos_config else ""
+        # A card's power-up is sent with its next command (one request less a tap) while no
+        # power cut was ever armed on it: then nothing it does at power-up can be cut, and a
+        # card has no clock to read, so the deferral cannot be seen (the host never looks at
+        # its flash in between: every op goes after the pending power-up, in order).
+        self._defer_power_on = spec.role != POS
+        self._pending: list[list[Any]] = []
         self._call("new", self.key, spec.role, root, spec.rng_seed.hex(), cfg)
 
     def _call(self, op: str, *args: Any) -> str:
+        before, self._pending = self._pending, []
         try:
-            return self.vm.call(self.clock.now(), op, *args)
+            return self.vm.call(self.clock.now(), op, *args, before=before)
         except MicroPythonError as e:
             raise RemoteError(f"{self.name}: {e.traceback}") from None
 
@@ -132,7 +141,11 @@ class MpDevice(Device):
         return bytes.fromhex(r)
 
     def _power_on(self) -> None:
-        self._call("power_on", self.key)
+        if self._defer_power_on:
+            self._pending.append(["power_on", self.key])
+            return
+        if self._call("power_on", self.key) == "!cut":
+            raise PowerCut("device flash lost power")
 
     def _take_payment(self, amount: int, pin: bytes | None) -> Payment:
         field = self.field
@@ -149,6 +162,7 @@ class MpDevice(Device):
         return Payment(**r)
 
     def _cut_after(self, k: int, keep_permille: int) -> None:
+        self._defer_power_on = False  # from now on a power-up may be cut: it goes when asked
         self._call("cut_after", self.key, int(k), int(keep_permille))
 
     def _snapshot(self) -> dict[str, bytes]:

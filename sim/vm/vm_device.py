@@ -8,8 +8,9 @@
 #   Rng    SHA-256 counter-mode bytes from a seed (sim.device.hal.SeededRng, same construction)
 #   CLOCK  one clock for every device in the VM, set by the host before each call
 #   HostLink  a POS's NFC link: every APDU goes to the host's virtual field (JS module simhost)
-# The host calls run(): one JSON list [now, name, *args] in (the clock, then one of OPS), a str
-# out. Bytes cross the VM boundary as hex text; structured results as JSON.
+# The host calls run(): one JSON list [now, [name, *args], ...] in (the clock, then one or
+# more of OPS in order), the last one's str out. Bytes cross the VM boundary as hex text,
+# structured results as JSON.
 import binascii
 import hashlib
 import json
@@ -133,14 +134,18 @@ def process(name, apdu_hex):
 
 def power_on(name):
     d = DEVS[name]
-    if d.app is None or not d.flash.powered:
-        d.flash.power_on()
+    try:
+        if d.app is None or not d.flash.powered:
+            d.flash.power_on()
+            d.app = None
+            d.boot()
+        elif d.role == "wallet":
+            d.app.power_on()
+        else:
+            d.boot()
+    except hal.PowerCut:  # its flash lost power while it started (a catch-up write)
         d.app = None
-        d.boot()
-    elif d.role == "wallet":
-        d.app.power_on()
-    else:
-        d.boot()
+        return "!cut"
 
 
 def take_payment(name, amount, pin_hex):
@@ -222,9 +227,14 @@ OPS = {
 
 
 def run(arg):
-    """The host's one entry (the bridge's call op): arg is the JSON text of [now, name, *args]:
-    set the clock, run OPS[name](*args), give back its str result ("" for None)."""
+    """The host's one entry (the bridge's call op): arg is the JSON text of
+    [now, [name, *args], ...]: set the clock, run each OPS[name](*args) in order, give back the
+    last one's str result ("" for None). One that answers "!cut" ends the batch with it."""
     a = json.loads(arg)
     CLOCK.t = a[0]
-    r = OPS[a[1]](*a[2:])
+    r = None
+    for c in a[1:]:
+        r = OPS[c[0]](*c[1:])
+        if r == "!cut":
+            break
     return "" if r is None else r

@@ -24,7 +24,12 @@ def verify_cert(cert_env, issuer_keys, kind, now=0):
 
     Returns the certificate body. `now` 0 means "no clock": expiry is then not checked.
     """
-    body_bytes, body, sig = open_envelope(cert_env)
+    return check_cert(open_envelope(cert_env), issuer_keys, kind, now)
+
+
+def check_cert(opened, issuer_keys, kind, now=0):
+    """verify_cert of an envelope already opened: open_envelope's (body bytes, body, sig)."""
+    body_bytes, body, sig = opened
     issuer_id = body.get(CERT_ISSUER)
     issuer = issuer_keys.get(issuer_id) if isinstance(issuer_id, bytes) else None
     if issuer is None or not sig_ok(issuer, TAG_CERT + body_bytes, sig):

@@ -2,7 +2,7 @@
 # returning card costs no issuer-signature check. Bounded (least recently used evicted); the
 # expiry is checked on every use against the POS clock, the hot list by the caller.
 from ..core import apdu, check, envelope, fields
-from ..core.cert import verify_cert
+from ..core.cert import check_cert
 from ..core.runtime import sha256
 
 
@@ -28,14 +28,14 @@ class CertCache:
                 self._vals.pop(i)
                 break
         if val is None:
-            body_bytes, _body, _sig = envelope.open_envelope(cert_env)
-            body = verify_cert(cert_env, issuer_keys, fields.KIND_WALLET, 0)
+            opened = envelope.open_envelope(cert_env)  # once: its body and its hash
+            body = check_cert(opened, issuer_keys, fields.KIND_WALLET, 0)
             limits = body[fields.CERT_LIMITS]  # an absent limit is its default (PROTOCOL.md §6)
             full = {}
             for k in fields.DEFAULT_LIMITS:  # as the card reads them (wallet/state.limits)
                 full[k] = check.opt_int(limits, k, fields.DEFAULT_LIMITS[k])
             body[fields.CERT_LIMITS] = full
-            val = (body, envelope.body_hash(body_bytes))
+            val = (body, envelope.body_hash(opened[0]))
         self._keys.append(key)
         self._vals.append(val)
         while len(self._keys) > self.entries:

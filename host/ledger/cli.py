@@ -130,6 +130,11 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
     from .dbcli import open_db
     from .migrations import migrate as run
 
+    if not token or not all("!" <= c <= "~" for c in token):
+        # empty (an `export TAPCASH_LEDGER_TOKEN=$(...)` that failed) or what no HTTP header
+        # can carry exactly (spaces, non-ASCII): no client could ever present it
+        raise click.BadParameter("the operator token must be printable ASCII without spaces, "
+                                 "and not empty", param_hint="--token")
     load_key_file(issuer_key)  # a bad key file is one line before any database is made
     db = open_db(db_url, create=True)
     applied = run(db)

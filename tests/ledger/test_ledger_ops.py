@@ -282,3 +282,19 @@ def test_a_bad_issuer_key_file_is_one_line_and_makes_no_database(tmp_path: Path)
             _one_line_error(tapcash(*args), 2, f"{key}: not a readable issuer key file",
                             reason)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keys)  # no database, no fleet
+
+
+def test_an_empty_or_unsendable_token_is_a_usage_error(tmp_path: Path) -> None:
+    """Found in the audit of #11: `ledger serve --token ""` (an `export TAPCASH_LEDGER_TOKEN=$(...)`
+    that failed) created the database, then each worker died with a ValueError traceback; a
+    token with a space or a non-ASCII letter started a ledger no client could ever log in to."""
+    key = tmp_path / "issuer.key"
+    Issuer.generate().save(key)
+    db = tmp_path / "ledger.db"
+    for token in ("", "two words", "pässword"):
+        done = tapcash("ledger", "serve", "--db", str(db), "--issuer-key", str(key), "--port",
+                       "1", "--token", token)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "Invalid value for --token: the operator token must be printable ASCII" in \
+            done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["issuer.key"]

@@ -364,3 +364,36 @@ def test_cli_create_load_report_check(db_url: str, tmp_path) -> None:
         assert re.search(r"program\s+│\s+15\.00", r.output), r.output
     finally:
         w.close()
+
+
+def test_ledger_check_fails_when_a_programme_does_not_balance(world: PWorld, db_url: str) -> None:
+    """Value moved off a purse by a posting no programme rule makes (the global books still
+    balance): `tapcash ledger check` names the programme and exits 1; put back, it passes."""
+    from tapcash.host.cli import cli
+
+    w = world
+    a = w.wallet(1)
+    subsidy(w)
+    w.client.program_load("bus-2026", f"{a.id.hex()},1500\n", "jan")
+    pid = programs.program_id("bus-2026")
+    purse, prog = programs.purse_acct(pid, a.id), programs.program_acct(pid)
+
+    def move(src: str, dst: str, amount: int, ref: str):
+        def fn(tx):
+            tx.execute("INSERT INTO postings (src, dst, amount, kind, ref, at) VALUES "
+                       "(?, ?, ?, 'adjust', ?, 0)", (src, dst, amount, ref))
+            tx.execute("UPDATE accounts SET balance = balance - ? WHERE name = ?", (amount, src))
+            tx.execute("UPDATE accounts SET balance = balance + ? WHERE name = ?", (amount, dst))
+        w.ledger.db.write(fn)
+
+    run = CliRunner().invoke
+    move(purse, prog, 500, "tamper")
+    r = run(cli, ["ledger", "check", "--db", db_url])
+    assert r.exit_code == 1, r.output
+    assert "THE BOOKS DO NOT BALANCE" in r.output
+    assert ("programme bus-2026: funded 15.00 != spent 0.00 + refunded 0.00 + outstanding "
+            "10.00") in r.output
+    assert "funded != spent + refunded + outstanding" in r.output
+    move(prog, purse, 500, "untamper")
+    r = run(cli, ["ledger", "check", "--db", db_url])
+    assert r.exit_code == 0 and "programme bus-2026: funded 15.00 = spent 0.00" in r.output

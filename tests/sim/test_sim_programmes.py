@@ -60,6 +60,17 @@ def test_programmes_flow_and_balance(run) -> None:
     assert s["fraud"]["uncaught"] == [] and len(s["fraud"]["revoked"]) == 1
 
 
+def test_the_district_scenario_runs_a_subsidy_and_a_prepaid_lesson_programme() -> None:
+    # issue 13's "done when": `tapcash sim run district` carries both programmes (the run itself,
+    # ~3 min, is the pilot team's: docs/PROGRAMMES.md section 6)
+    sc = builtin_scenario("district")
+    progs = {p.name: p for p in sc.programs}
+    assert {p.kind for p in progs.values()} == {"subsidy", "prepaid"}
+    bus, lessons = progs["transport"], progs["lessons"]
+    assert bus.wallets is None and bus.category and bus.cap and bus.payments
+    assert lessons.wallets and lessons.unit and lessons.payments and not lessons.category
+
+
 def test_program_block_is_checked() -> None:
     from tapcash.sim.scenario import ScenarioError
 

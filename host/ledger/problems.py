@@ -61,6 +61,18 @@ def _db_down(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout)
 
 
+def _db_error_classes() -> list[type[BaseException]]:
+    from .db import DatabaseUnavailable
+
+    out: list[type[BaseException]] = [DatabaseUnavailable, sqlite3.OperationalError]
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:  # pragma: no cover - both are dependencies
+        return out
+    return [*out, psycopg.OperationalError, psycopg_pool.PoolTimeout]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(LedgerError)
     def _ledger(_r: Request, exc: LedgerError) -> JSONResponse:
@@ -92,13 +104,20 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers = {"Allow": ", ".join(sorted(allowed))}
         return problem_response(exc.status_code, detail, headers=headers)
 
-    @app.exception_handler(Exception)
     def _any(request: Request, exc: Exception) -> JSONResponse:
         if _db_down(exc):
             log.error("database unavailable: %s", exc)
             return problem_response(503, "database unavailable, try again later")
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal error (logged by the ledger)")
+
+    # The database's own errors by class: Starlette's ExceptionMiddleware answers them and is
+    # done, where the catch-all below (ServerErrorMiddleware) re-raises after answering, so an
+    # outage would print uvicorn's "Exception in ASGI application" and a traceback per request
+    # on top of the one line above.
+    for cls in _db_error_classes():
+        app.add_exception_handler(cls, _any)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _any)  # a bug: 500, and its traceback in the log
 
 
 _PHRASES = {

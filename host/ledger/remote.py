@@ -2,7 +2,8 @@
 every failure as one line on stderr with a non-zero exit (never a traceback).
 
 Exit codes: 1 the ledger refused (its RFC 9457 `detail` is printed, with a payroll's bad lines),
-2 bad input on the command line (Click's own), 5 the ledger is unreachable.
+2 bad input on the command line (Click's own), 5 the ledger is unreachable or unavailable (a
+503: its database is down; try again later, as `tapcash sync` spools on it).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def refused(e: Any) -> NoReturn:
     if e.status == 401:
         detail = f"{detail} (is --token / {ENV_TOKEN} the ledger's operator token?)"
     lines = str(detail).strip().splitlines() or ["refused"]
-    fail(f"{lines[0][:300]} (HTTP {e.status})")
+    fail(f"{lines[0][:300]} (HTTP {e.status})",
+         EXIT_UNREACHABLE if e.status in (502, 503, 504) else EXIT_REFUSED)
 
 
 def device_id(text: str, what: str = "device") -> bytes:

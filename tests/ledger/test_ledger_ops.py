@@ -5,12 +5,14 @@ nothing behind. Real subprocesses of the installed CLI."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from ledger_process import LedgerServe
 
 from tapcash.host.issuer import Issuer
@@ -221,20 +223,27 @@ def test_a_wrong_token_is_called_wrong_on_every_operator_command(tmp_path: Path)
     assert tapcash("ledger", "check", "--db", str(db)).returncode == 0
 
 
-def test_a_database_gone_while_serving_is_a_503_not_a_500(tmp_path: Path) -> None:
+def test_a_database_gone_while_serving_is_a_503_not_a_500(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The API over a PostgreSQL that is down: 503 problem details naming no internals, and
-    the public routes that need no database still answer."""
+    the public routes that need no database still answer. The audit of #11 (a database dropped
+    under a live `ledger serve`): each 503 also logged uvicorn's "Exception in ASGI application"
+    with a traceback, and the operator CLI called it a refusal (exit 1); now one log line per
+    request and exit 5, as for a ledger that is unreachable (sync spools on it too)."""
     from tapcash.host.ledger.db import Database
     from tapcash.host.ledger.loopback import LoopbackLedger
     from tapcash.host.ledger.migrations import migrate
     from tapcash.host.ledger.service import Ledger
 
+    uvicorn_errors = logging.getLogger("uvicorn.error")  # does not propagate to caplog's
     db = Database(str(tmp_path / "ledger.db"))
     migrate(db)
     ledger = Ledger(db, Issuer.generate())
     # the server went away after the ledger started: every connection attempt is refused
     ledger.db = Database(f"postgresql://tapcash:s3cret@127.0.0.1:{free_port()}/test")
     with LoopbackLedger(ledger, TOKEN) as srv:
+        uvicorn_errors.addHandler(caplog.handler)  # after uvicorn configured its loggers
         op = {"Authorization": f"Bearer {TOKEN}"}
         r = httpx.get(srv.url + "/v1/owners", headers=op)
         assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
@@ -243,6 +252,12 @@ def test_a_database_gone_while_serving_is_a_503_not_a_500(tmp_path: Path) -> Non
         r = httpx.post(srv.url + "/v1/owners/alice/deposit", json={"amount": 5}, headers=op)
         assert r.status_code == 503
         assert httpx.get(srv.url + "/v1/health").status_code == 200
+        done = tapcash("ledger", "owner", "list", "--url", srv.url, "--token", TOKEN)
+        _one_line_error(done, 5, "database unavailable, try again later (HTTP 503)")
+    uvicorn_errors.removeHandler(caplog.handler)
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert logged and all(r.exc_info is None for r in logged), [r.getMessage() for r in logged]
+    assert all(r.getMessage().startswith("database unavailable") for r in logged)
 
 
 # ---- a key file that is no issuer key ------------------------------------------------------

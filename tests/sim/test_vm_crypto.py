@@ -99,3 +99,17 @@ def test_boards_never_get_the_host_backend():
         names = [rel for _, rel in firmware_sources(role)]
         assert "core/ed25519.py" in names
         assert not [n for n in names if n.endswith("_vmhost.py")]
+
+
+@pytest.mark.parametrize("crypto", ["host", "pure"])
+def test_bench_sim_micropython_rows_time_the_backend_they_ran_with(crypto):
+    """`tapcash bench sim`'s MicroPython rows: every payment approved, the backend named, its
+    limit from the sign and verify times of that backend in the VM. Structure only."""
+    from tapcash.host.bench.sim import run_bench
+
+    r = run_bench(4, 2, 6, "micropython", crypto=crypto)
+    assert r["approved"] == 6 and r["crypto"] == crypto
+    assert r["signs_per_payment"] >= 1 and r["verifies_per_payment"] >= 1
+    limit = 1e6 / (r["signs_per_payment"] * r["vm_sign_us"]
+                   + r["verifies_per_payment"] * r["vm_verify_us"])  # fmt: skip
+    assert r["limit_per_s"] == pytest.approx(limit, rel=0.01)

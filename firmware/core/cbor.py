@@ -481,7 +481,7 @@ def _decode_strict(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
 
 
 decode = _decode_strict  # replaced below on CPython by the same decision, made faster
-# (and encode by the same bytes, remembered: cbor_cpython.py)
+# (and encode, encode_into by the same bytes, remembered: cbor_cpython.py)
 
 
 if not IS_MICROPYTHON:
@@ -489,4 +489,8 @@ if not IS_MICROPYTHON:
     # decoder; see cbor_cpython.py. Boards never load that module (deploy leaves it out).
     from .cbor_cpython import fast_codec
 
-    encode, decode = fast_codec(_enc, _decode_strict, MAX_DEPTH, MAX_ITEMS) or (encode, decode)
+    encode, encode_into, decode = fast_codec(_enc, _decode_strict, MAX_DEPTH, MAX_ITEMS) or (
+        encode,
+        encode_into,
+        decode,
+    )

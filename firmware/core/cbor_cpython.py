@@ -15,11 +15,12 @@
 # encoder exactly when the value is "plain" (_plain): made of exact bytes, str, bool, None, ints
 # in -2**64 .. 2**64-1, lists and tuples, and dicts whose keys are non-negative ints in
 # increasing order (numeric order is then the bytewise order of their encodings), nested no
-# deeper than max_depth. cbor2 writes every head in its shortest form and these types in
+# deeper than max_depth (a map with such keys in another order: a copy with them in order,
+# _in_order, is written). cbor2 writes every head in its shortest form and these types in
 # RFC 8949's plain way (no tags: the ints fit in 64 bits; no value sharing or string references:
-# they are off). Anything else (another order of map keys, other key types, subclasses,
-# bytearray, memoryview, big ints, unsupported types, too deep, invalid text) is cbor.py's own
-# encoder's, which makes the same bytes or raises EncodeError.
+# they are off). Anything else (other key types, subclasses, bytearray, memoryview, big ints,
+# unsupported types, too deep, invalid text) is cbor.py's own encoder's, which makes the same
+# bytes or raises EncodeError.
 #
 # Remembered encodings: every byte string cbor.encode returns IS the deterministic encoding of
 # a value of the data model (encode refuses everything else), so when those same bytes come
@@ -126,8 +127,13 @@ class _EveryTagRefused(Mapping):
         return 0
 
 
+_SORTED = 2  # _plain's answer for a plain value with a map whose keys are out of order
+
+
 def _plain(obj, depth):
-    """True when obj is plain (see above) within depth: cbor2.dumps(obj) is cbor.encode(obj)."""
+    """True when obj is plain (see above) within depth: cbor2.dumps(obj) is cbor.encode(obj);
+    _SORTED when it is plain but for the order of some map's (non-negative int) keys:
+    cbor2.dumps(_in_order(obj)) is then cbor.encode(obj); False otherwise."""
     t = type(obj)
     if t is bytes or t is str or t is bool or obj is None:
         return True
@@ -135,27 +141,47 @@ def _plain(obj, depth):
         return -_UINT64_END <= obj < _UINT64_END
     if depth <= 0:
         return False
+    got = True
     if t is list or t is tuple:
         for x in obj:
             tx = type(x)
             if tx is bytes or (tx is int and 0 <= x < _UINT64_END):
                 continue  # the leaves of protocol arrays, inline
-            if not _plain(x, depth - 1):
+            r = _plain(x, depth - 1)
+            if not r:
                 return False
-        return True
+            if r is _SORTED:
+                got = _SORTED
+        return got
     if t is dict:
         last = -1
         for k, v in obj.items():
-            if type(k) is not int or not last < k < _UINT64_END:
+            if type(k) is not int or not 0 <= k < _UINT64_END:
                 return False
+            if k < last:  # (never equal: a dict's keys are distinct)
+                got = _SORTED
             last = k
             tv = type(v)
             if tv is bytes or (tv is int and 0 <= v < _UINT64_END):
                 continue
-            if not _plain(v, depth - 1):
+            r = _plain(v, depth - 1)
+            if not r:
                 return False
-        return True
+            if r is _SORTED:
+                got = _SORTED
+        return got
     return False
+
+
+def _in_order(obj):
+    """A copy of a plain value with every map's keys in increasing order (what cbor.py's
+    encoder writes for int keys); leaves shared, tuples as lists (both are arrays)."""
+    t = type(obj)
+    if t is dict:
+        return {k: _in_order(obj[k]) for k in sorted(obj)}
+    if t is list or t is tuple:
+        return [_in_order(x) for x in obj]
+    return obj
 
 
 _KNOWN_MAX = 1024  # encodings per generation: the last few payments' messages
@@ -163,8 +189,9 @@ _KNOWN_BYTES = 4096  # longer encodings are not remembered (exports, big answers
 
 
 def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
-    """(encode, decode) for this host, or None without cbor2: encode gives cbor.encode's bytes
-    (cbor2's when the value is plain, else cbor.py's `_enc`'s) and remembers them; decode
+    """(encode, encode_into, decode) for this host, or None without cbor2: encode gives
+    cbor.encode's bytes (cbor2's when the value is plain, else cbor.py's `_enc`'s) and
+    remembers them, encode_into appends them to a bytearray as cbor.encode_into does; decode
     gives decode_strict's answers, cbor2's speed, and takes remembered bytes as they are."""
     try:
         import cbor2
@@ -177,26 +204,45 @@ def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
     known = [set(), set()]
     small = min(_KNOWN_BYTES, max_items_default)  # no container of more items fits in it
 
-    def encode(obj, max_depth=max_depth_default):
-        """The deterministic CBOR encoding of obj (cbor.encode)."""
-        data = None
-        if _plain(obj, max_depth):
+    def remember(data):
+        cur = known[0]
+        if len(cur) >= _KNOWN_MAX:
+            cur = set()
+            known[1] = known[0]
+            known[0] = cur
+        cur.add(data)
+
+    def fast(obj, max_depth):
+        # cbor2's bytes for a plain value, None otherwise (cbor.py's encoder decides)
+        p = _plain(obj, max_depth)
+        if p:
             try:
-                data = dumps(obj)
+                return dumps(obj if p is True else _in_order(obj))
             except Exception:  # noqa: BLE001 - e.g. a lone surrogate: cbor.py's error
                 pass
+        return None
+
+    def encode(obj, max_depth=max_depth_default):
+        """The deterministic CBOR encoding of obj (cbor.encode)."""
+        data = fast(obj, max_depth)
         if data is None:
             out = bytearray()
             enc(obj, out, max_depth)
             data = bytes(out)
         if len(data) <= small and max_depth <= max_depth_default:
-            cur = known[0]
-            if len(cur) >= _KNOWN_MAX:
-                cur = set()
-                known[1] = known[0]
-                known[0] = cur
-            cur.add(data)
+            remember(data)
         return data
+
+    def encode_into(obj, out, max_depth=max_depth_default):
+        """Append the encoding of obj to the bytearray `out`; returns out (cbor.encode_into)."""
+        data = fast(obj, max_depth)
+        if data is None:
+            enc(obj, out, max_depth)
+            return out
+        out += data
+        if len(data) <= small and max_depth <= max_depth_default:
+            remember(data)
+        return out
 
     def decode(data, max_depth=max_depth_default, max_items=max_items_default):
         """Decode exactly one item filling all of data (bytes, bytearray or memoryview)."""
@@ -217,4 +263,4 @@ def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
                 pass
         return decode_strict(data, max_depth, max_items)
 
-    return encode, decode
+    return encode, encode_into, decode

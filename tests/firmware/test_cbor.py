@@ -630,6 +630,7 @@ def _same_encoding(x, max_depth=cbor.MAX_DEPTH):
 
 def test_the_host_encodes_through_the_fast_path():
     assert cbor.encode.__module__.endswith("cbor_cpython")
+    assert cbor.encode_into.__module__.endswith("cbor_cpython")
 
 
 # Protocol-shaped values with what the fast path must hand to the strict encoder: keys out of
@@ -661,6 +662,22 @@ odd_values = st.recursive(
 def test_fast_encoder_agrees_with_the_strict_encoder(value, max_depth):
     _same_encoding(value)
     _same_encoding(value, max_depth)
+
+
+@FUZZ
+@given(odd_values, st.integers(0, 18))
+def test_fast_encode_into_appends_the_strict_encoding(value, max_depth):
+    try:
+        want = ("ok", b"head" + _encode_strict(value, max_depth))
+    except cbor.EncodeError as e:
+        want = ("error", str(e))
+    out = bytearray(b"head")
+    try:
+        assert cbor.encode_into(value, out, max_depth) is out
+        got = ("ok", bytes(out))
+    except cbor.EncodeError as e:
+        got = ("error", str(e))
+    assert got == want, repr(value)
 
 
 @FUZZ

@@ -19,20 +19,21 @@ from .fields import (
 )
 
 
-def verify_cert(cert_env, issuer_keys, kind, now=0):
+def verify_cert(cert_env, issuer_keys, kind, now=0, table=None):
     """Check a device certificate against the trusted issuer keys {key_id: public_key}.
 
     Returns the certificate body. `now` 0 means "no clock": expiry is then not checked.
+    `table`: a function opening an issuer key's table (ed25519.verify), or None.
     """
-    return check_cert(open_envelope(cert_env), issuer_keys, kind, now)
+    return check_cert(open_envelope(cert_env), issuer_keys, kind, now, table)
 
 
-def check_cert(opened, issuer_keys, kind, now=0):
+def check_cert(opened, issuer_keys, kind, now=0, table=None):
     """verify_cert of an envelope already opened: open_envelope's (body bytes, body, sig)."""
     body_bytes, body, sig = opened
     issuer_id = body.get(CERT_ISSUER)
     issuer = issuer_keys.get(issuer_id) if isinstance(issuer_id, bytes) else None
-    if issuer is None or not sig_ok(issuer, TAG_CERT + body_bytes, sig):
+    if issuer is None or not sig_ok(issuer, TAG_CERT + body_bytes, sig, table):
         raise ApduError(SW_BAD_SIGNATURE)
     if body.get(CERT_KIND) != kind:
         raise ApduError(SW_DATA_INVALID)

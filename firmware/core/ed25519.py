@@ -288,22 +288,27 @@ def _base_mul(k):
             tf.close()
 
 
-def _base_mul_with(k, tb, tf):
+def _base_mul_with(k, tb, tf, more=None):
+    """k*B from B's table (tb: a view of it, or the 96 bytes tf, its open file, is read into);
+    `more`: (h, view, file) of a second product h*Q added in the same walk (comb.py: a key's
+    table, the same layout after a 32-byte header in that file), one doubling chain for both."""
     P = _c(_CP)
     M = P + 18  # 2**255 - 1
     frm = int.from_bytes
-    kb = k.to_bytes(32, "little")
-    e = array("b", bytes(64))  # digits in -8..8 with k = sum(e[i] * 16**i)
-    carry = 0
-    for i in range(32):
-        v = kb[i]
-        lo = (v & 15) + carry
-        carry = (lo + 8) >> 4
-        e[2 * i] = lo - (carry << 4)
-        hi = (v >> 4) + carry
-        carry = (hi + 8) >> 4
-        e[2 * i + 1] = hi - (carry << 4)
-    e[63] += carry << 4
+    n = 64 if more is None else 128
+    e = array("b", bytes(n))  # digits in -8..8 with k = sum(e[i] * 16**i), then h's
+    for j in range(0, n, 64):
+        kb = (more[0] if j else k).to_bytes(32, "little")
+        carry = 0
+        for i in range(j, j + 64, 2):
+            v = kb[(i - j) >> 1]
+            lo = (v & 15) + carry
+            carry = (lo + 8) >> 4
+            e[i] = lo - (carry << 4)
+            hi = (v >> 4) + carry
+            carry = (hi + 8) >> 4
+            e[i + 1] = hi - (carry << 4)
+        e[j + 63] += carry << 4
     X = 0
     Y = 1
     Z = 1
@@ -329,44 +334,51 @@ def _base_mul_with(k, tb, tf):
                 Z = pz * pt % P
             T = px * py % P  # only the last doubling's T is used: the next addition needs it
         for i in range(half, 64, 2):
-            d = e[i]
-            if not d:
-                continue
-            o = ((i >> 1) * 8 + (d if d > 0 else -d) - 1) * 96
-            if tf is not None:
-                tf.seek(o)
-                tf.readinto(tb)
-                o = 0
-            if d > 0:
-                ypx = frm(tb[o : o + 32], "little")
-                ymx = frm(tb[o + 32 : o + 64], "little")
-                t2 = frm(tb[o + 64 : o + 96], "little")
-            else:
-                ymx = frm(tb[o : o + 32], "little")
-                ypx = frm(tb[o + 32 : o + 64], "little")
-                t2 = -frm(tb[o + 64 : o + 96], "little")
-            if first:  # identity + Q: (2x : 2y : 2 : 2xy) straight from the Niels form
-                first = False
-                X = ypx - ymx
-                Y = ypx + ymx
-                Z = 2
-                T = t2 * _c(_CINV_D) % P
-                continue
-            v = (Y - X) * ymx
-            a = (v & M) + (v >> 255) * 19
-            v = (Y + X) * ypx
-            b = (v & M) + (v >> 255) * 19
-            v = T * t2
-            c = (v & M) + (v >> 255) * 19
-            dd = Z << 1
-            ee = b - a
-            f = dd - c
-            g = dd + c
-            h = b + a
-            X = ee * f % P
-            Y = g * h % P
-            Z = f * g % P
-            T = ee * h % P
+            for j in range(0, n, 64):
+                d = e[i + j]
+                if not d:
+                    continue
+                o = ((i >> 1) * 8 + (d if d > 0 else -d) - 1) * 96
+                vb = tb
+                vf = tf
+                if j:
+                    vb = more[1]
+                    vf = more[2]
+                    o += 32
+                if vf is not None:
+                    vf.seek(o)
+                    vf.readinto(vb)
+                    o = 0
+                if d > 0:
+                    ypx = frm(vb[o : o + 32], "little")
+                    ymx = frm(vb[o + 32 : o + 64], "little")
+                    t2 = frm(vb[o + 64 : o + 96], "little")
+                else:
+                    ymx = frm(vb[o : o + 32], "little")
+                    ypx = frm(vb[o + 32 : o + 64], "little")
+                    t2 = -frm(vb[o + 64 : o + 96], "little")
+                if first:  # identity + Q: (2x : 2y : 2 : 2xy) straight from the Niels form
+                    first = False
+                    X = ypx - ymx
+                    Y = ypx + ymx
+                    Z = 2
+                    T = t2 * _c(_CINV_D) % P
+                    continue
+                v = (Y - X) * ymx
+                a = (v & M) + (v >> 255) * 19
+                v = (Y + X) * ypx
+                b = (v & M) + (v >> 255) * 19
+                v = T * t2
+                c = (v & M) + (v >> 255) * 19
+                dd = Z << 1
+                ee = b - a
+                f = dd - c
+                g = dd + c
+                h = b + a
+                X = ee * f % P
+                Y = g * h % P
+                Z = f * g % P
+                T = ee * h % P
     return X, Y, Z, T
 
 
@@ -591,7 +603,7 @@ def _small_order(s, P):
     return y < 2 or P - 1 <= y <= P + 1 or y == _c(_CY8) or y == _c(_CY8 + 1)
 
 
-def _verify_pure(pk, msg, sig):
+def _verify_pure(pk, msg, sig, table=None):
     rb = sig[:32]
     s = int.from_bytes(sig[32:], "little")
     P = _c(_CP)
@@ -600,6 +612,12 @@ def _verify_pure(pk, msg, sig):
         return False
     if (int.from_bytes(pk, "little") & (P + 18)) >= P or _small_order(pk, P):
         return False
+    if table is not None:  # the key's table, when the caller keeps one (comb.py)
+        from . import comb
+
+        ok = comb.verify(pk, msg, rb, s, table)
+        if ok is not None:
+            return ok
     atab = _a_table(pk)
     if atab is None:
         return False
@@ -741,8 +759,12 @@ def sign(seed, msg, key=None):
     return _sign_pure(seed, m, key)
 
 
-def verify(public, msg, sig):
+def verify(public, msg, sig, table=None):
     """True iff sig is a valid signature of msg under public; False for anything else.
+    `table`: None, or a function of the public key that opens its key table (comb.py; None
+    when there is none): the pure code then multiplies by the key from that table, deciding
+    alike (the same strict checks first, the same equation; not the key's whole table: not
+    used).
     MemoryError propagates: a verifier out of RAM has not decided anything (envelope.sig_ok
     retries once after a collection, then answers SW_NO_RAM)."""
     try:
@@ -757,7 +779,7 @@ def verify(public, msg, sig):
             except Exception:
                 return False
             return True
-        return _verify_pure(pk, m, sg)
+        return _verify_pure(pk, m, sg, table)
     except MemoryError:
         raise
     except Exception:  # belt and braces: nothing else leaves verify

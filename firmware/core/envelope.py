@@ -19,20 +19,21 @@ TAG_RULE = b"tapcash/rule/v1\x00"
 
 
 # ---- envelopes ---------------------------------------------------------------------------
-def sig_ok(public_key, msg, sig):
+def sig_ok(public_key, msg, sig, table=None):
     """ed25519.verify, where running out of RAM is never "bad signature": on MemoryError the
-    heap is collected and the check tried once more; still out of memory, ApduError(6F01)."""
+    heap is collected and the check tried once more; still out of memory, ApduError(6F01).
+    `table`: ed25519.verify's (the key's table, when the caller keeps one)."""
     from . import ed25519
 
     try:
-        return ed25519.verify(public_key, msg, sig)
+        return ed25519.verify(public_key, msg, sig, table)
     except MemoryError:
         pass
     import gc
 
     gc.collect()
     try:
-        return ed25519.verify(public_key, msg, sig)
+        return ed25519.verify(public_key, msg, sig, table)
     except MemoryError:
         raise ApduError(SW_NO_RAM) from None
 

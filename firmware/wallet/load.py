@@ -17,6 +17,7 @@
 # touched. Response: CBOR {0: main balance, 1: that purse's balance}.
 from ..core import apdu, cbor, check, envelope, fields
 from ..core.apdu import ApduError
+from ..core.hal import PowerCut
 from ..core.units import money
 from . import state as st
 
@@ -102,4 +103,23 @@ def _load_purse(app, s, v, env, number, amount):
     app.commit(new, answer)  # decided: 9000 with this answer, whatever fails below
     app.catch_up(False)
     app.show(["Loaded " + money(amount), "Purse " + str(at + 1) + " " + money(left)])
+    _key_tables(app)
     return answer
+
+
+def _key_tables(app):
+    """After a purse's LOAD: the table of each issuer key that has none whole (core/combgen.py;
+    about 50 ms a key in the MicroPython VM, once), so that PAY checks a POS certificate in
+    about half the time. Not while PyNaCl verifies (CPython): it has no use for one."""
+    from ..core import ed25519
+
+    if ed25519._use_nacl:
+        return
+    from ..core import combgen
+
+    try:
+        combgen.build(app.hal.flash, app.state[st.S_ISSUERS])
+    except PowerCut:
+        raise
+    except Exception:  # no table: verify decides without one, only slower
+        pass

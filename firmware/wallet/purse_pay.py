@@ -2,7 +2,7 @@
 # pay.py only on a card that holds earmarked purses, so a main-purse card keeps its heap, and
 # released again once the purse is chosen (pay.py): the commit and the signature that follow
 # have its heap (#13). The PAY answer that carries the rule to the POS is pay.py's.
-from ..core import apdu, check, fields
+from ..core import apdu, check, comb, fields
 from ..core import purse as purse_rule
 from ..core.apdu import ApduError
 from ..core.cert import verify_cert
@@ -16,7 +16,9 @@ def payee(app, s, payee_cert, payee_id, t):
     """(merchant id, category, new S_PAYEES list or None) of a POS certificate valid at time t
     for payee_id, or None. A certificate verified before is found by the hash of its envelope
     in S_PAYEES (kept with the state, written with the PAY commit: no extra write), so a card
-    pays its usual bus or school without an issuer signature check in the field."""
+    pays its usual bus or school without an issuer signature check in the field; a first one is
+    checked with the issuer key's table (core/comb.py, written at the purse's LOAD) when the
+    card has it."""
     h = sha256(payee_cert).digest()[:16]
     known = s.get(st.S_PAYEES) or []
     for e in known:
@@ -25,7 +27,8 @@ def payee(app, s, payee_cert, payee_id, t):
                 return None
             return e[2], e[3], None
     try:
-        c = verify_cert(payee_cert, app.issuer_keys(), fields.KIND_POS, t)
+        table = comb.opener(app.hal.flash, s[st.S_ISSUERS])
+        c = verify_cert(payee_cert, app.issuer_keys(), fields.KIND_POS, t, table)
     except ApduError as e:
         if e.sw == apdu.SW_NO_RAM:  # out of RAM decides nothing: refuse the PAY (6F01)
             raise

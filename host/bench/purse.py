@@ -306,9 +306,11 @@ def render(sec: dict[str, Any]) -> str:
         ms = report.fmt_spread(row["wallet_in_field_ms"], " ms", fmt=lambda v: f"{v:.1f}")
         out.append(f"| {row['what']} | {row['round_trips']} | {row['bytes_on_air']} | "
                    f"{row['earmarked']} | {ms} |")
-    out += ["", "The first tap at a POS verifies its certificate (one issuer signature, about "
-            "5 ms in the VM); the card then remembers it (4 entries, written with the PAY "
-            "commit), so repeat taps check none."]
+    out += ["", "The first tap at a POS verifies its certificate: one issuer signature, checked "
+            "with the issuer key's table that the card wrote to its flash after the purse's "
+            "LOAD (firmware/core/comb.py: S*B - h*A as two table walks, like the base point's, "
+            "instead of a doubling chain). The card then remembers the certificate (4 entries, "
+            "written with the PAY commit), so repeat taps check none."]
     if sec.get("profile"):
         out += ["", "Where the wallet's time goes (`--profile`; ms per tap, median of the batches; "
                 "an indented part is inside the one above it):", "",

@@ -95,6 +95,15 @@ class CutFlash(hal.Flash):
         self.check_power()
         return self.inner.size(name)
 
+    def open_blob(self, name):
+        """The inner flash's blob as an open file (firmware/core/comb.py open_blob)."""
+        self.check_power()
+        try:
+            from tapcash.firmware.core import comb
+        except ImportError:
+            from firmware.core import comb
+        return comb.open_blob(self.inner, name)
+
     def remove(self, name):
         self.check_power()
         self.inner.remove(name)

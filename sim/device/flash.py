@@ -15,6 +15,7 @@ failing run replays exactly from its seed and cut index.
 - Wear figures: `stats` counts writes, appends and bytes per blob.
 """
 
+import io
 import os
 import random
 from collections.abc import Mapping
@@ -55,6 +56,10 @@ class _MemoryBackend:
 
     def read_at(self, name: str, offset: int, n: int) -> bytes:
         return self.blobs.get(name, b"")[offset : offset + n]
+
+    def open_blob(self, name: str) -> io.BytesIO | None:
+        blob = self.blobs.get(name)
+        return None if blob is None else io.BytesIO(blob)
 
     def write(self, name: str, data: bytes) -> None:
         self.blobs[name] = bytes(data)

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapcash.firmware.core import _ed25519_table, ed25519
+from tapcash.firmware.core import _ed25519_table, comb, combgen, ed25519, hal
 
 _spec = importlib.util.spec_from_file_location(
     "_portable_ed25519", pathlib.Path(__file__).parent / "portable" / "test_core_ed25519.py"
@@ -590,6 +590,73 @@ def test_tables_rebuilt_from_scratch() -> None:
     comb, odd = build_tables()
     assert _ed25519_table.COMB == comb
     assert _ed25519_table.ODD == odd
+
+
+class _MemFlash(hal.Flash):
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def read(self, name: str) -> bytes | None:
+        return self.blobs.get(name)
+
+    def write(self, name: str, data: bytes) -> None:
+        self.blobs[name] = bytes(data)
+
+    def append(self, name: str, data: bytes) -> None:
+        self.blobs[name] = self.blobs.get(name, b"") + bytes(data)
+
+
+def test_key_table_is_the_comb_of_the_negated_key() -> None:
+    """combgen.store's table of a key A is COMB's layout for -A: for A = B, COMB itself with
+    each entry negated ((y+x, y-x, 2dxy) of -Q is (y-x, y+x, -2dxy) of Q); and for a random
+    key, the curve definition's multiples of -A."""
+    flash = _MemFlash()
+    assert combgen.store(flash, "b", enc(B))
+    neg_comb = bytearray()
+    for e in range(256):
+        entry = _ed25519_table.COMB[e * 96 : (e + 1) * 96]
+        t2 = (-int.from_bytes(entry[64:], "little")) % P
+        neg_comb += entry[32:64] + entry[:32] + t2.to_bytes(32, "little")
+    assert flash.blobs["b"] == enc(B) + bytes(neg_comb)
+    a_point = mul(random.Random(7).randrange(1, L), B)
+    assert combgen.store(flash, "a", enc(a_point))
+    table = flash.blobs["a"][32:]
+    for i in (0, 1, 17, 31):
+        for j in (0, 3, 7):
+            expect = _niels(mul((j + 1) * 256**i, neg(a_point)))
+            assert table[(8 * i + j) * 96 : (8 * i + j + 1) * 96] == expect, (i, j)
+    assert combgen.ok(flash, "a", enc(a_point)) and not combgen.ok(flash, "a", enc(B))
+
+
+def test_corpus_decided_like_libsodium_with_key_tables(pure, monkeypatch) -> None:
+    """Every corpus entry (strictness edges, small- and mixed-order keys and R, published
+    vectors) with a table for its key whenever the key decodes: decided as libsodium does,
+    and the table path taken for each of those."""
+    flash = _MemFlash()
+    keys: list[bytes] = []
+    for _label, pk, _msg, _sig in CORPUS:
+        if pk not in keys and len(pk) == 32 and combgen.store(flash, "x", pk):
+            keys.append(pk)
+    assert len(keys) > 90
+    combgen.build(flash, keys)
+    table = comb.opener(flash, keys)
+    used = []
+    real = ed25519._base_mul_with
+
+    def counting(k, tb, tf, more=None):
+        used.append(more is not None)
+        return real(k, tb, tf, more)
+
+    monkeypatch.setattr(ed25519, "_base_mul_with", counting)
+    mismatches = []
+    tabled = 0
+    for i, (label, pk, msg, sig) in enumerate(CORPUS):
+        before = len(used)
+        if ed25519.verify(pk, msg, sig, table) != nacl_verify(pk, msg, sig):
+            mismatches.append((i, label))
+        tabled += len(used) > before and used[-1]
+    assert not mismatches
+    assert tabled > 350  # the rest: keys that do not decode, or refused before the table
 
 
 def tables_source() -> str:

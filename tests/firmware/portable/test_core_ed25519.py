@@ -3,9 +3,9 @@
 # booleans of the strictness cases are libsodium's answers (tests/firmware/test_ed25519.py checks
 # them against PyNaCl on CPython).
 try:
-    from tapcash.firmware.core import ed25519, sha512
+    from tapcash.firmware.core import comb, combgen, ed25519, hal, sha512
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
-    from firmware.core import ed25519, sha512
+    from firmware.core import comb, combgen, ed25519, hal, sha512
 
 _L = 2**252 + 27742317777372353535851937790883648493
 
@@ -394,6 +394,114 @@ def test_strictness_cases():
         # the identity as R with an equation that holds: on libsodium's small-order list
         ident = b"\x01" + bytes(31)
         assert not ed25519.verify(pk, msg, ident + bytes(32))
+    finally:
+        ed25519.set_backend(old)
+
+
+class _MemFlash(hal.Flash):
+    """Blobs in RAM (no open_blob: comb.opener reads such a flash's blob whole)."""
+
+    def __init__(self):
+        self.blobs = {}
+
+    def read(self, name):
+        return self.blobs.get(name)
+
+    def write(self, name, data):
+        self.blobs[name] = bytes(data)
+
+    def append(self, name, data):
+        self.blobs[name] = self.blobs.get(name, b"") + bytes(data)
+
+
+def _tables(flash, pks):
+    """The function verify takes to open the key tables of pks, each table stored."""
+    combgen.build(flash, pks)
+    for i in range(len(pks)):
+        assert combgen.ok(flash, comb.PREFIX + str(i), pks[i])
+    return comb.opener(flash, pks)
+
+
+def test_key_tables_decide_like_the_generic_verifier():
+    old = _pure()
+    try:
+        flash = _MemFlash()
+        vectors = [(_h(pk), _h(msg), _h(sig)) for _n, _sk, pk, msg, sig in RFC8032]
+        table = _tables(flash, [v[0] for v in vectors])
+        for pk, msg, sig in vectors:
+            assert ed25519.verify(pk, msg, sig, table)
+            assert not ed25519.verify(pk, msg + b"\x00", sig, table)
+            s = int.from_bytes(sig[32:], "little")
+            assert not ed25519.verify(pk, msg, sig[:32] + (s + _L).to_bytes(32, "little"), table)
+            for i in range(0, 512, 41):
+                bad = bytearray(sig)
+                bad[i >> 3] ^= 1 << (i & 7)
+                assert not ed25519.verify(pk, msg, bytes(bad), table), i
+        # published edge cases (small-order and mixed-order keys and R, non-canonical S...),
+        # with a table for every key that decodes
+        keys = []
+        for _msg, pk, _sig, _expected in TAMING:
+            if _h(pk) not in keys and combgen.store(flash, "x", _h(pk)):
+                keys.append(_h(pk))
+        for _number, pk, _sig, _msg, _expected in CCTV:
+            if _h(pk) not in keys and combgen.store(flash, "x", _h(pk)):
+                keys.append(_h(pk))
+        table = _tables(flash, keys)
+        for i, (msg, pk, sig, expected) in enumerate(TAMING):
+            assert ed25519.verify(_h(pk), _h(msg), _h(sig), table) == expected, i
+        for number, pk, sig, msg, expected in CCTV:
+            assert ed25519.verify(_h(pk), msg.encode(), _h(sig), table) == expected, number
+    finally:
+        ed25519.set_backend(old)
+
+
+def test_a_table_not_the_keys_is_not_used():
+    old = _pure()
+    try:
+        flash = _MemFlash()
+        _n, _sk, pk, msg, sig = RFC8032[1]
+        pk, msg, sig = _h(pk), _h(msg), _h(sig)
+        other = _h(RFC8032[2][2])
+        combgen.store(flash, "k", pk)
+        combgen.store(flash, "o", other)
+        whole = flash.blobs["k"]
+        assert len(whole) == comb.TABLE_BYTES
+
+        def used(blob):
+            """verify's answer for the good signature with blob as pk's table."""
+            flash.blobs[comb.PREFIX + "0"] = blob
+            return ed25519.verify(pk, msg, sig, comb.opener(flash, [pk]))
+
+        assert used(whole)
+        # torn (any prefix), or another key's table: decided without it, so still True
+        for n in (0, 31, 32, 128, len(whole) - 96, len(whole) - 1):
+            assert used(whole[:n]), n
+        assert used(flash.blobs["o"])
+        # another key's table under pk's name: its first entry is not -pk
+        assert used(pk + flash.blobs["o"][32:])
+        # a first entry changed (off the curve, or its x of the wrong sign)
+        for at in (32, 40, 64, 100, 130):
+            bad = bytearray(whole)
+            bad[at] ^= 4
+            assert used(bytes(bad)), at
+        # the table is used when it passes those checks: the rest of it is trusted as the
+        # card wrote it (flash an attacker rewrites could hold another issuer key as well)
+        assert not used(whole[:128] + bytes(len(whole) - 128))
+        # opening it fails: decided without it
+        def broken(_pk):
+            raise OSError(5)
+
+        assert ed25519.verify(pk, msg, sig, broken)
+        assert not ed25519.verify(pk, msg + b"x", sig, broken)
+        # no table for a key that does not decode (verify refuses the key anyway)
+        y = 2
+        while True:
+            y += 1
+            bad_key = y.to_bytes(32, "little")
+            flash.blobs.pop("b", None)
+            if not combgen.store(flash, "b", bad_key):
+                break
+        assert not flash.blobs.get("b")
     finally:
         ed25519.set_backend(old)
 

@@ -4,13 +4,13 @@
 # payment its rule does not allow. Run by pytest on CPython and, unchanged, inside the
 # MicroPython VM (plain asserts, no CPython-only modules), on FileFlash.
 try:
-    from tapcash.firmware.core import cbor, fileflash, hal, proto
+    from tapcash.firmware.core import cbor, comb, ed25519, fileflash, hal, proto
     from tapcash.firmware.pos import state as pos_state
     from tapcash.firmware.pos.app import PosApp
     from tapcash.firmware.wallet import state as wallet_state
     from tapcash.firmware.wallet.app import WalletApp
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
-    from firmware.core import cbor, fileflash, hal, proto
+    from firmware.core import cbor, comb, ed25519, fileflash, hal, proto
     from firmware.pos import state as pos_state
     from firmware.pos.app import PosApp
     from firmware.wallet import state as wallet_state
@@ -151,6 +151,53 @@ def test_purse_pays_first_and_splits_with_main_in_one_tap():
         assert r.status == "approved" and r.earmarked == 0 and r.balance == 8400
         assert link.air < 700
     finally:
+        kit.cleanup()
+
+
+def test_purse_load_keeps_the_issuer_key_table_and_the_first_tap_uses_it():
+    old = ed25519.backend()
+    ed25519.set_backend("pure")  # PyNaCl verifying (CPython's default) needs no table
+    try:
+        w = _wallet(_fresh_dir())
+        flash = w.hal.flash
+        assert flash.size("keytab0") == 0  # a card without purses checks no POS certificate
+        kit.ok(w, proto.INS_LOAD, _voucher(2, 3000, _rule(merchants=[BUS])))
+        assert flash.size("keytab0") == comb.TABLE_BYTES
+        whole = flash.read("keytab0")
+        link = kit.Link(w)
+        r = _pos(_fresh_dir(), link, b"BUSPOS01", BUS).take_payment(500)
+        assert r.status == "approved" and r.earmarked == 500
+        # a table that passes its checks is what the card verifies with: spoilt past its
+        # first entry, a genuine certificate no longer verifies (the purse does not pay)
+        flash.write("keytab0", whole[:128] + bytes(len(whole) - 128))
+        r = _pos(_fresh_dir(), link, b"BUSPOS02", BUS).take_payment(500)
+        assert r.status == "approved" and r.earmarked == 0
+        # torn (a power cut while it was written): the card verifies without it
+        flash.write("keytab0", whole[:5000])
+        r = _pos(_fresh_dir(), link, b"BUSPOS03", BUS).take_payment(500)
+        assert r.status == "approved" and r.earmarked == 500
+        # the next purse LOAD writes it whole again
+        kit.ok(w, proto.INS_LOAD, _voucher(3, 100, _rule(merchants=[BUS])))
+        assert flash.read("keytab0") == whole
+        # with the table, a certificate the issuer did not sign still does not count
+        shop = _pos(_fresh_dir(), link, b"SHOPPOS1", SHOP)
+        body = proto.open_envelope(shop.cf[pos_state.C_CERT])[1]
+        body[proto.CERT_MERCHANT] = BUS
+        req = {
+            proto.REQ_CHALLENGE: b"C" * 16,
+            proto.REQ_AMOUNT: 100,
+            proto.REQ_PAYEE: b"SHOPPOS1",
+            proto.REQ_TIME: kit.NOW,
+            proto.REQ_KIND: proto.PAYKIND_POS,
+            proto.REQ_PURSE: 1,
+            proto.REQ_PAYEE_CERT: proto.seal(proto.TAG_CERT, body, b"\x45" * 32),
+        }
+        kit.ok(w, proto.INS_SELECT, proto.AID, 0x00, 4)
+        assert kit.call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
+        req[proto.REQ_PAYEE_CERT] = shop.cf[pos_state.C_CERT]  # genuine: not the rule's merchant
+        assert kit.call(w, proto.INS_PAY, cbor.encode(req))[1] == proto.SW_PURSE
+    finally:
+        ed25519.set_backend(old)
         kit.cleanup()
 
 

@@ -156,9 +156,9 @@ _VM_COUNT = (  # exec'd in each device VM: the firmware's signatures and verific
     "def _bc_s(seed, msg, key=None):\n"
     "    _bc_n[0] += 1\n"
     "    return _bc_s0(seed, msg, key)\n"
-    "def _bc_v(pk, msg, sig):\n"
+    "def _bc_v(pk, msg, sig, table=None):\n"
     "    _bc_n[1] += 1\n"
-    "    return _bc_v0(pk, msg, sig)\n"
+    "    return _bc_v0(pk, msg, sig, table)\n"
     "_bc_ed.sign, _bc_ed.verify = _bc_s, _bc_v\n"
 )
 

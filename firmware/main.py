@@ -63,11 +63,33 @@ class SyncPump:
 
 
 def run_wallet(pn532, app, sync=None, stop=None, rng=None, session_timeout_ms=30000, poll_ms=5):
-    """The card (wallet/loop.py): every tap served, the sync tool in between."""
+    """The card (wallet/loop.py): every tap served, the sync tool in between, and on a visual
+    card its button (hal.keys) paging through its purses on its screen (wallet_idle)."""
     from .wallet import loop
 
-    return loop.run(pn532, app, idle=sync.poll if sync is not None else None, stop=stop,
-                    rng=rng, session_timeout_ms=session_timeout_ms, poll_ms=poll_ms)  # fmt: skip
+    return loop.run(pn532, app, idle=wallet_idle(app, sync), stop=stop, rng=rng,
+                    session_timeout_ms=session_timeout_ms, poll_ms=poll_ms)  # fmt: skip
+
+
+def wallet_idle(app, sync=None):
+    """What the card does between taps: serve the sync tool; a visual card also polls its
+    button, each press showing the next purse screen (wallet/screen.py, imported per press
+    and released after it). None when there is nothing to do."""
+    keys = app.hal.keys if app.visual else None
+    if keys is None:
+        return sync.poll if sync is not None else None
+
+    def idle():
+        if sync is not None:
+            sync.poll()
+        if keys.get_key(0) is not None:
+            mark = app.modules()
+            from .wallet import screen
+
+            screen.press(app)
+            app.release_since(mark)
+
+    return idle
 
 
 def run_pos(app, link, keys, sync=None, stop=None, card_timeout_ms=20000, poll_ms=50):

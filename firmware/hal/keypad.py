@@ -81,23 +81,26 @@ class Button(Keys):
         self.debounce_ms = debounce_ms
         self.scan_ms = scan_ms
         self._held = False
+        self._since = None  # when the press being debounced began (kept across calls)
 
     def pressed(self):
         return self.pin.value() == self.active
 
     def get_key(self, timeout_ms):
+        """The key once the button has read pressed for debounce_ms, once per press. The
+        debounce carries over calls, so get_key(0) polls (a wallet's idle loop, main.py)."""
         deadline = ticks_add(ticks_ms(), timeout_ms)
-        since = None
         while True:
             now = ticks_ms()
             if not self.pressed():
                 self._held = False
-                since = None
+                self._since = None
             elif not self._held:
-                if since is None:
-                    since = now
-                elif ticks_diff(now, since) >= self.debounce_ms:
+                if self._since is None:
+                    self._since = now
+                elif ticks_diff(now, self._since) >= self.debounce_ms:
                     self._held = True
+                    self._since = None
                     return self.key
             if expired(deadline):
                 return None

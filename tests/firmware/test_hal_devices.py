@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -153,6 +154,31 @@ def test_button() -> None:
     assert b.get_key(10) is None
     level[0] = 0
     assert b.get_key(1000) == "#"
+
+
+def test_button_polled_with_no_wait_debounces_across_calls() -> None:
+    """A wallet's idle loop polls its button with get_key(0) between taps (firmware/main.py
+    wallet_idle): the debounce carries from one call to the next, and a press counts once."""
+    level = [1]
+    b = Button(SimPin(source=lambda: level[0]), key="#", active=0, debounce_ms=5, scan_ms=1)
+    assert b.get_key(0) is None
+    level[0] = 0
+    assert b.get_key(0) is None  # the press has just begun: not a key yet
+    got = []
+    for _ in range(2000):
+        k = b.get_key(0)
+        if k is not None:
+            got.append(k)
+            if len(got) == 1:
+                for _ in range(20):  # held: reported once
+                    assert b.get_key(0) is None
+                level[0] = 1
+                assert b.get_key(0) is None  # released
+                level[0] = 0
+        time.sleep(0.001)
+        if len(got) == 2:
+            break
+    assert got == ["#", "#"]
 
 
 # ---- signal -------------------------------------------------------------------------------------

@@ -4,18 +4,27 @@
 # payment its rule does not allow. Run by pytest on CPython and, unchanged, inside the
 # MicroPython VM (plain asserts, no CPython-only modules), on FileFlash.
 try:
+    from tapcash.firmware import main as board_main
     from tapcash.firmware.core import cbor, comb, ed25519, fileflash, hal, proto
+    from tapcash.firmware.hal.ssd1306 import SSD1306
     from tapcash.firmware.pos import state as pos_state
     from tapcash.firmware.pos.app import PosApp
     from tapcash.firmware.wallet import state as wallet_state
     from tapcash.firmware.wallet.app import WalletApp
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
+    from firmware import main as board_main
     from firmware.core import cbor, comb, ed25519, fileflash, hal, proto
+    from firmware.hal.ssd1306 import SSD1306
     from firmware.pos import state as pos_state
     from firmware.pos.app import PosApp
     from firmware.wallet import state as wallet_state
     from firmware.wallet.app import WalletApp
 import portable_kit as kit
+
+try:
+    import framebuf  # MicroPython's: the SSD1306 driver draws with it
+except ImportError:
+    framebuf = None
 
 ISSUER = kit.Issuer(b"\x33" * 32)
 WALLET_ID = b"VMWALLP1"
@@ -29,10 +38,11 @@ def _fresh_dir():
     return kit.fresh_dir("purse")
 
 
-def _rule(expires=kit.NOW + 86400, merchants=None, categories=None, cap=0, unit=0, program=PROGRAM):
+def _rule(expires=kit.NOW + 86400, merchants=None, categories=None, cap=0, unit=0, program=PROGRAM,
+          kind=proto.PROG_SUBSIDY):  # fmt: skip
     body = {
         proto.RULE_PROGRAM: program,
-        proto.RULE_KIND: proto.PROG_SUBSIDY,
+        proto.RULE_KIND: kind,
         proto.RULE_FROM: kit.NOW - 86400,
         proto.RULE_EXPIRES: expires,
         proto.RULE_FUNDER: "city",
@@ -345,5 +355,107 @@ def test_clear_update_empties_the_purse():
         assert _purses(w) == (10000, [])
         info = cbor.decode(kit.ok(w, proto.INS_GET_INFO))
         assert not info[proto.INFO_FLAGS] & proto.FLAG_PURSES
+    finally:
+        kit.cleanup()
+
+
+# ---- the visual card's screen: its button pages through every purse (wallet/screen.py) -------
+class _Bus:
+    """The I2C bus under the SSD1306: takes its writes."""
+
+    def writeto(self, addr, buf):
+        pass
+
+    def writevto(self, addr, bufs):
+        pass
+
+
+class _Lines(hal.Display):
+    """Where framebuf is missing (CPython): the lines the card drew, as SSD1306.lines keeps them."""
+
+    def __init__(self):
+        self.lines = []
+
+    def show(self, lines):
+        self.lines = [str(s)[:16] for s in lines[:8]]
+
+
+class _Button(hal.Keys):
+    """The visual card's one button (hal/keypad.Button polled with get_key(0)): `presses`
+    queued presses, each reported once."""
+
+    presses = 0
+
+    def get_key(self, timeout_ms):
+        if self.presses:
+            self.presses -= 1
+            return "#"
+        return None
+
+
+def _drawn(lines):
+    """The SSD1306's 128x64 frame buffer for `lines` (the driver's spacing rule)."""
+    buf = bytearray(128 * 64 // 8)
+    fb = framebuf.FrameBuffer(buf, 128, 64, framebuf.MONO_VLSB)
+    step = 16 if len(lines) <= 4 else 8
+    for i in range(len(lines)):
+        fb.text(lines[i], 0, i * step, 1)
+    return bytes(buf)
+
+
+def test_visual_card_button_pages_through_every_purse_on_its_screen():
+    try:
+        oled = SSD1306(_Bus(), 128, 64) if framebuf is not None else _Lines()
+        button = _Button()
+        root = _fresh_dir()
+        app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=kit.Rng(), display=oled,
+                                keys=button), {"visual": True})  # fmt: skip
+        idle = board_main.wallet_idle(app)
+        button.presses = 1
+        idle()  # a blank card has nothing to show
+        assert oled.lines == []
+        kit.ok(app, proto.INS_SELECT, proto.AID, 0x00, 4)
+        limits = dict(proto.DEFAULT_LIMITS)
+        limits[proto.LIM_BALANCE_MAX] = 10000000  # the widest balance a line holds: 99999.99
+        kit.personalise_wallet(app, ISSUER, WALLET_ID, limits)
+        kit.ok(app, proto.INS_LOAD, _voucher(1, 1234567))
+        button.presses = 1
+        idle()  # no earmarked purse: the main purse and the offline payments left
+        assert oled.lines == ["Balance 12345.67", "Offline left 10"]
+        bus = _rule(merchants=[BUS], cap=500)
+        lessons = _rule(expires=kit.NOW + 40 * 86400, program=b"LESSONS1", unit=2500,
+                        merchants=[SHOP], kind=proto.PROG_PREPAID)  # fmt: skip
+        kit.ok(app, proto.INS_LOAD, _voucher(2, 3000, bus))
+        kit.ok(app, proto.INS_LOAD, _voucher(3, 10000, lessons))
+        assert oled.lines == ["Loaded 100.00", "Purse 2 100.00"]  # what LOAD shows
+        overview = ["Balance 12345.67", "Purse 1 30.00", "Purse 2 100.00"]
+        screens = [
+            overview,
+            ["Purse 1 30.00", "Subsidy", "Until 2027-01-16", "Cap 5.00"],  # NOW: 2027-01-15
+            ["Purse 2 100.00", "Prepaid", "Until 2027-02-24", "Unit 25.00"],
+            overview,  # round again
+        ]
+        for lines in screens:
+            button.presses = 1
+            idle()
+            assert oled.lines == lines, oled.lines
+            if framebuf is not None:
+                assert bytes(oled.buffer) == _drawn(lines)
+        idle()  # no press: the screen stays
+        assert oled.lines == overview
+        button.presses = 1
+        idle()
+        assert oled.lines == screens[1]
+        kit.ok(app, proto.INS_LOAD, _voucher(4, 500, bus))  # a tap changed the card
+        button.presses = 1
+        idle()  # the overview first, with the new balance
+        assert oled.lines == ["Balance 12345.67", "Purse 1 35.00", "Purse 2 100.00"]
+        for lines in screens + [oled.lines]:
+            for line in lines:
+                assert len(line) <= 16  # 128 columns of the 8x8 font
+        # a wallet that is not a visual card does not poll a button between taps
+        plain = WalletApp(hal.Hal(flash=fileflash.FileFlash(_fresh_dir()), rng=kit.Rng(),
+                                  keys=_Button()))  # fmt: skip
+        assert board_main.wallet_idle(plain) is None
     finally:
         kit.cleanup()

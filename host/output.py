@@ -29,6 +29,7 @@ DECIMALS = int(os.environ.get("TAPCASH_CURRENCY_DECIMALS", "2"))  # 2: cents
 TIME_KEYS = frozenset(
     {
         "at",
+        "as_of",
         "detected_at",
         "registered_at",
         "created_at",

@@ -485,9 +485,32 @@ def _sums(tx: Tx, pid: bytes) -> dict[str, int]:
     return out
 
 
+def books_time(tx: Tx) -> int:
+    """The latest time the ledger stamped in these books (its clock when it last wrote them:
+    postings, programmes created or cancelled, purses closed at expiry); 0 when empty."""
+    t = 0
+    for sql in ("SELECT MAX(at) FROM postings", "SELECT MAX(created_at) FROM programs",
+                "SELECT MAX(cancelled_at) FROM programs", "SELECT MAX(closed_at) FROM purses"):
+        v = tx.scalar(sql)
+        if v is not None and int(v) > t:
+            t = int(v)
+    return t
+
+
+def ledger_time(tx: Tx, wall: int) -> int:
+    """The time of the ledger that wrote these books, as a report judges a programme's state
+    by it: the wall clock `wall`, or the books' latest stamp when that is later. A ledger never
+    stamps a time its clock has not reached, so on a live ledger this is the wall clock; on a
+    simulated one (its clock ahead: `tapcash sim run` starts in 2027) it is the simulation's
+    last moment, the clock its sweep refunded expired purses by."""
+    return max(wall, books_time(tx))
+
+
 def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]:
     """Per programme: funded, spent (subsidy) / released (prepaid) by merchant and category,
-    refunded, outstanding, refused, purses; `check` says whether the books balance for it."""
+    refunded, outstanding, refused, purses; `check` says whether the books balance for it.
+    The state (active, expired, cancelled) is judged at `now` (ledger_time for a database
+    read outside its ledger), which each row gives as `as_of`."""
     if program is not None:
         progs = [need_program(tx, program)]
     else:
@@ -511,7 +534,7 @@ def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]
         used = s["spent"] + s["released"]
         out.append({
             "program": p["name"], "id": pub["id"], "kind": pub["kind"], "state": pub["state"],
-            "funder": p["funder"], "expires": p["expires"],
+            "as_of": now, "funder": p["funder"], "expires": p["expires"],
             "funded": s["funded"], "spent": s["spent"], "released": s["released"],
             "refunded": refunded, "outstanding": s["outstanding"],
             "guaranteed_beyond_purse": s["guaranteed"],

@@ -172,7 +172,11 @@ def sweep(db_url: str, issuer_key: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="same as --format json")
-def report(name: str | None, db_url: str, fmt: str, as_json: bool) -> None:
+@click.option("--at", "at", default=None,
+              help="judge each programme's state (active, expired) at this time: unix seconds "
+                   "or an ISO date; default: the ledger's time for this database (the wall "
+                   "clock, or the books' latest time when later, as on a simulated ledger)")
+def report(name: str | None, db_url: str, fmt: str, as_json: bool, at: str | None) -> None:
     """Per programme: funded, spent or released by merchant and category, refunded,
     outstanding; exit 1 when a programme's books do not balance."""
     import time
@@ -181,10 +185,21 @@ def report(name: str | None, db_url: str, fmt: str, as_json: bool) -> None:
     from .dbcli import open_db
 
     db = open_db(db_url)
-    rows = _run(lambda: db.read(lambda tx: programs.report(tx, int(time.time()), name)))
+    wall = int(time.time())
+    given = _when(at) if at is not None else None
+
+    def read(tx: Any) -> list[dict[str, Any]]:
+        when = given if given is not None else programs.ledger_time(tx, wall)
+        return programs.report(tx, when, name)
+
+    rows = _run(lambda: db.read(read))
     if fmt == "json" or as_json:
         click.echo(json.dumps(jsonable(rows), indent=2))
     else:
+        if rows:
+            how = "--at" if given is not None else (
+                "the wall clock" if rows[0]["as_of"] == wall else "the books' latest time")
+            click.echo(f"state as of {iso(rows[0]['as_of'])} ({how})")
         for r in rows:
             used = "released" if r["kind"] == "prepaid" else "spent"
             click.echo(f"{r['program']} ({r['kind']}, {r['state']}, funder {r['funder']}): "

@@ -317,6 +317,46 @@ def test_clone_spending_a_purse_twice(world: PWorld) -> None:
     assert inv["ok"] and inv["fraud_loss"] == 3000
 
 
+def test_report_judges_the_state_by_the_ledgers_time_not_todays(db_url: str) -> None:
+    """On a ledger whose clock runs ahead of today's (a simulated one: `tapcash sim run`
+    starts in 2027), a programme the ledger expired and refunded reads `expired` in `tapcash
+    ledger program report`, as its books (and `ledger check`) say; it read `active` by the
+    wall clock. --at judges the state at a given time (#13)."""
+    from tapcash.host.cli import cli
+    from tapcash.host.output import iso
+
+    w = PWorld(db_url)
+    try:
+        w.clock.advance(400 * DAY)  # the ledger's clock over a year ahead of the wall clock
+        a = w.wallet(1)
+        subsidy(w, expires=w.clock.now() + DAY)
+        w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+        loaded = w.clock.now()
+        run = CliRunner().invoke
+        report = ["ledger", "program", "report", "--db", db_url]
+        r = run(cli, report)
+        assert r.exit_code == 0 and "bus-2026 (subsidy, active, funder city)" in r.output
+        w.clock.advance(2 * DAY)
+        assert w.client.program_sweep() == {"closed": 1, "refunded": 3000}
+        books = "funded 30.00 = spent 0.00 + refunded 30.00 + outstanding 0.00"
+        r = run(cli, report)
+        assert r.exit_code == 0, r.output
+        assert f"bus-2026 (subsidy, expired, funder city): {books}" in r.output, r.output
+        assert f"state as of {iso(w.clock.now())} (the books' latest time)" in r.output
+        r = run(cli, ["ledger", "check", "--db", db_url])
+        assert r.exit_code == 0 and f"programme bus-2026: {books}" in r.output, r.output
+        # --at: the state at a given time, unix seconds or an ISO date (its end)
+        r = run(cli, [*report, "--at", str(loaded), "--json"])
+        row = json.loads(r.output)[0]
+        assert (row["state"], row["as_of"], row["refunded"]) == ("active", iso(loaded), 3000)
+        r = run(cli, [*report, "--at", "2999-12-31"])
+        assert "expired" in r.output and "state as of 2999-12-31T23:59:59Z (--at)" in r.output
+        r = run(cli, [*report, "--at", "soon"])
+        assert r.exit_code == 2 and "unix seconds or an ISO date" in r.output
+    finally:
+        w.close()
+
+
 def test_cli_create_load_report_check(db_url: str, tmp_path) -> None:
     from tapcash.host.cli import cli
 

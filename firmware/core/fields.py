@@ -40,9 +40,9 @@ PAY_AMOUNT = const(2)
 PAY_PAYEE = const(3)  # POS device id, or receiving wallet id for a transfer
 PAY_CHALLENGE = const(4)  # 16 random bytes from the payee
 PAY_PREV = const(5)  # SHA-256 of the previous payment body: the wallet's hash chain
-PAY_PURSE = const(6)  # 0 = main purse; room for earmarked purses
+PAY_PURSE = const(6)  # 0 = main purse only; k = earmarked purse k (1..MAX_PURSES) paid part
 PAY_TIME = const(7)  # payee's clock, unix seconds (informational)
-PAY_BALANCE = const(8)  # purse balance after this payment
+PAY_BALANCE = const(8)  # main purse balance after this payment
 PAY_KIND = const(9)  # PAYKIND_POS / PAYKIND_TRANSFER
 PAY_PROGRAM = const(10)  # earmarked part: program id (bstr 8) of the purse that paid it
 PAY_EARMARKED = const(11)  # earmarked part: amount paid from that purse (1..amount)

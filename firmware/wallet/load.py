@@ -93,6 +93,7 @@ def _load_purse(app, s, v, env, number, amount):
         at = len(purses) - 1
     elif purses[at][st.P_RULE] != rule_env:
         raise ApduError(apdu.SW_DATA_INVALID)  # one rule per programme, never changed
+    _key_tables(app)  # before the commit: a lower purse-day heap than after it (#16)
     left = purses[at][st.P_BALANCE] + amount
     purses[at] = [prog, left, rule_env]
     new = dict(s)
@@ -103,14 +104,14 @@ def _load_purse(app, s, v, env, number, amount):
     app.commit(new, answer)  # decided: 9000 with this answer, whatever fails below
     app.catch_up(False)
     app.show(["Loaded " + money(amount), "Purse " + str(at + 1) + " " + money(left)])
-    _key_tables(app)
     return answer
 
 
 def _key_tables(app):
-    """After a purse's LOAD: the table of each issuer key that has none whole (core/combgen.py;
+    """At a purse's LOAD: the table of each issuer key that has none whole (core/combgen.py;
     about 50 ms a key in the MicroPython VM, once), so that PAY checks a POS certificate in
-    about half the time. Not while PyNaCl verifies (CPython): it has no use for one."""
+    about half the time. A LOAD refused later, or cut, leaves a table or a part of one: the next
+    purse LOAD completes it. Not while PyNaCl verifies (CPython): it has no use for one."""
     from ..core import ed25519
 
     if ed25519._use_nacl:

@@ -2,7 +2,7 @@
 # pay.py only on a card that holds earmarked purses, so a main-purse card keeps its heap, and
 # released again once the purse is chosen (pay.py): the commit and the signature that follow
 # have its heap (#13). The PAY answer that carries the rule to the POS is pay.py's.
-from ..core import apdu, check, comb, fields
+from ..core import apdu, check, fields
 from ..core import purse as purse_rule
 from ..core.apdu import ApduError
 from ..core.cert import verify_cert
@@ -26,6 +26,8 @@ def payee(app, s, payee_cert, payee_id, t):
             if e[1] != payee_id or e[4] < t:
                 return None
             return e[2], e[3], None
+    from ..core import comb  # a first tap at this POS only
+
     try:
         table = comb.opener(app.hal.flash, s[st.S_ISSUERS])
         c = verify_cert(payee_cert, app.issuer_keys(), fields.KIND_POS, t, table)

@@ -307,10 +307,10 @@ def render(sec: dict[str, Any]) -> str:
         out.append(f"| {row['what']} | {row['round_trips']} | {row['bytes_on_air']} | "
                    f"{row['earmarked']} | {ms} |")
     out += ["", "The first tap at a POS verifies its certificate: one issuer signature, checked "
-            "with the issuer key's table that the card wrote to its flash after the purse's "
-            "LOAD (firmware/core/comb.py: S*B - h*A as two table walks, like the base point's, "
-            "instead of a doubling chain). The card then remembers the certificate (4 entries, "
-            "written with the PAY commit), so repeat taps check none."]
+            "with the issuer key's table that the card wrote to its flash at the purse's LOAD "
+            "(firmware/core/comb.py: S*B - h*A as one walk over both tables, as for the base "
+            "point alone, instead of a doubling chain). The card then remembers the "
+            "certificate (4 entries, written with the PAY commit), so repeat taps check none."]
     if sec.get("profile"):
         out += ["", "Where the wallet's time goes (`--profile`; ms per tap, median of the batches; "
                 "an indented part is inside the one above it):", "",

@@ -48,7 +48,7 @@ from .checkout import (
     Ready,
     Status,
 )
-from .hal import ArmTear, Cue, Key, Remove, ScreenShown, Sync, Tap, Transfer
+from .hal import ArmTear, Cue, Key, Press, Remove, ScreenShown, Sync, Tap, Transfer
 from .widgets import CardPanel, Keypad, Lcd, NoFocusButton, PinPrompt, TransferPrompt
 
 POS_PROFILE = "devkitc-pn532-pos"
@@ -272,6 +272,8 @@ class CheckoutApp(App[None]):
     def on_card_panel_action(self, message: CardPanel.Action) -> None:
         if message.action == "tap":
             self.action_tap(message.card)
+        elif message.action == "press":
+            self.checkout.send(Press(message.card))
         else:
             self.action_remove()
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from tapcash.firmware.core import proto
 from tapcash.firmware.core.hal import Hal
+from tapcash.firmware.main import wallet_idle
 from tapcash.firmware.pos import loop
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.pos.loop import Terminal
@@ -47,12 +48,14 @@ from tapcash.sim.nfc.field import Field
 from .apdu_text import command_text, money, reason_text, response_text, sw_text
 from .hal import (
     ArmTear,
+    CardButton,
     CueSignal,
     Emit,
     Exchanged,
     Inbox,
     InboxKeys,
     Key,
+    Press,
     Quit,
     Remove,
     ScreenDisplay,
@@ -231,6 +234,8 @@ class Checkout:
         self.ledger_state = "off"
         self.pos: PosApp | None = None
         self.cards: list[WalletApp] = []
+        self.buttons: list[CardButton] = []  # each card's button, and what a press runs:
+        self.card_idle: list[Any] = []  # firmware/main.py's wallet_idle, as on a board
         self.field: Field | None = None
         self.keys: InboxKeys | None = None
         self._thread: threading.Thread | None = None
@@ -324,6 +329,7 @@ class Checkout:
                 clock=None,
                 rng=SeededRng(b"wallet" + (seed * 1000 + n).to_bytes(8, "big")),
                 display=ScreenDisplay(n - 1, self.emit),
+                keys=CardButton(),
                 signal=CueSignal(f"card-{n - 1}", self.emit),
             )
             wid = pv.device_id("wallet", n)
@@ -345,6 +351,8 @@ class Checkout:
             if spec.purse:
                 self._load_purse(app, wid, spec.purse)
             self.cards.append(app)
+            self.buttons.append(hal.keys)
+            self.card_idle.append(wallet_idle(app))
         where = f"ledger {self.ledger.url}" if self.ledger is not None else "no ledger"
         self._log(
             "info",
@@ -490,6 +498,16 @@ class Checkout:
                 self.field.remove()
                 self.in_field = None
                 self._log("field", f"card {label} removed from the field")
+        elif isinstance(event, Press):
+            i = event.card
+            if not 0 <= i < len(self.cards):
+                return
+            if self.in_field == i:  # a board polls its button only while no reader is there
+                self._log("info", f"card {self.specs[i].label} is in the POS's field: its "
+                                  "button waits until it leaves")
+            else:
+                self.buttons[i].presses += 1
+                self.card_idle[i]()
         elif isinstance(event, ArmTear):
             self.tear_armed = event.on
             self.tear_spec = event.spec if event.on else None

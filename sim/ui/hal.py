@@ -8,6 +8,7 @@ keys the person presses (an `Inbox` filled from the UI thread):
 - `InboxKeys` (hal.Keys): `get_key(timeout_ms)` blocks on the inbox, handling the field and
   control events that arrive meanwhile (a card tapped while the amount is typed);
 - `CueSignal` (hal.Signal): the beep / LED of an approval or a decline, as an event;
+- `CardButton` (hal.Keys): a visual card's button, pressed from the UI (`Press`);
 - `TraceLink` (hal.Link): the POS's reader, wrapping the virtual field (`sim.nfc.field.Field`),
   reporting every command and response (or the tear) as it crosses.
 """
@@ -70,6 +71,13 @@ class Tap:
 @dataclass(frozen=True)
 class Remove:
     pass
+
+
+@dataclass(frozen=True)
+class Press:
+    """The button of visual card `card` pressed (its next purse screen, wallet/screen.py)."""
+
+    card: int
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,20 @@ class InboxKeys(Keys):
             if isinstance(event, Key):
                 return event.key
             self.handle(event)
+
+
+class CardButton(Keys):
+    """A visual card's one button (hal.Keys), as firmware/main.py's wallet_idle polls it
+    between taps: the presses made and not yet read, each reported once as "#"."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+
+    def get_key(self, timeout_ms: int) -> str | None:
+        if self.presses:
+            self.presses -= 1
+            return "#"
+        return None
 
 
 class CueSignal(Signal):

@@ -156,7 +156,8 @@ def _key_id(key: str) -> str:
 
 
 class CardPanel(Vertical):
-    """One visual card wallet: its own screen, what the simulator knows of it, Tap / Remove."""
+    """One visual card wallet: its own screen, what the simulator knows of it, Tap / Remove,
+    and its button (each press: the card's next purse screen)."""
 
     DEFAULT_CSS = """
     CardPanel { width: 1fr; height: auto; border: round $secondary; padding: 0 1; }
@@ -192,6 +193,7 @@ class CardPanel(Vertical):
         with Horizontal():
             yield KeyCap("tap", "Tap", id=f"tap-{self.index}", classes="primary")
             yield KeyCap("remove", "Remove", id=f"remove-{self.index}", classes="plain")
+            yield KeyCap("press", "Button", id=f"press-{self.index}", classes="plain")
 
     def set_facts(
         self,

@@ -470,3 +470,44 @@ def test_a_card_with_a_purse_shows_it_and_which_purse_paid() -> None:
         assert pos_lines(app) == ("Approved", "40.00", "Purse 30.00", "Balance 40.00")
 
     run_ui(scenario, cards=(spec,), ledger=True)
+
+
+def test_a_visual_cards_button_pages_through_its_purses_on_its_screen() -> None:
+    # #13: the card's own button shows every purse with its balance, then each purse in detail
+    # (firmware/main.py wallet_idle and wallet/screen.py, unchanged); a card in the POS's field
+    # does not read its button (a board polls it only while no reader is there).
+    from tapcash.firmware.core import fields
+    from tapcash.firmware.wallet import state as st
+    from tapcash.firmware.wallet.screen import date
+    from tapcash.sim.ui.checkout import CardSpec
+    from tapcash.sim.ui.cli import _spec
+
+    dan = _spec(CardSpec, "Dan=50.00+30.00", 0)
+    eve = _spec(CardSpec, "Eve=20.00", 1)
+
+    async def scenario(app: CheckoutApp, pilot: Pilot) -> None:
+        card = app.checkout.cards[0]
+        until_day = date(st.rule_of(card.state[st.S_PURSES][0])[fields.RULE_EXPIRES])
+        await click(pilot, "#press-0")
+        overview = ("Balance 50.00", "Purse 1 30.00")
+        await until(pilot, lambda: card_lines(app, 0) == overview, "the overview")
+        await click(pilot, "#press-0")
+        detail = ("Purse 1 30.00", "Prepaid", "Until " + until_day)
+        await until(pilot, lambda: card_lines(app, 0) == detail, "the purse's screen")
+        await click(pilot, "#press-0")
+        await until(pilot, lambda: card_lines(app, 0) == overview, "round again")
+        await click(pilot, "#press-1")  # no earmarked purse
+        await until(pilot, lambda: card_lines(app, 1) == ("Balance 20.00", "Offline left 10"))
+        await keypad(pilot, "4000#")
+        await until(pilot, lambda: phase(app) == CARD)
+        await click(pilot, "#tap-0")
+        await until(pilot, lambda: len(app.payments) == 1 and phase(app) == IDLE)
+        await click(pilot, "#press-0")  # after the payment: the overview, as it is now
+        await until(pilot, lambda: card_lines(app, 0) == ("Balance 40.00", "Purse 1 0.00"))
+        await click(pilot, "#tap-0")
+        await until(pilot, lambda: app.checkout.in_field == 0)
+        await click(pilot, "#press-0")
+        await until(pilot, lambda: log_has(app, "in the POS's field: its button waits"))
+        assert card_lines(app, 0) == ("Balance 40.00", "Purse 1 0.00")
+
+    run_ui(scenario, cards=(dan, eve), ledger=True)

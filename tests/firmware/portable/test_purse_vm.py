@@ -6,6 +6,7 @@
 try:
     from tapcash.firmware import main as board_main
     from tapcash.firmware.core import cbor, comb, ed25519, fileflash, hal, proto
+    from tapcash.firmware.hal.keypad import Button
     from tapcash.firmware.hal.ssd1306 import SSD1306
     from tapcash.firmware.pos import state as pos_state
     from tapcash.firmware.pos.app import PosApp
@@ -14,6 +15,7 @@ try:
 except ImportError:  # on a board / in the VM the firmware tree is importable as `firmware`
     from firmware import main as board_main
     from firmware.core import cbor, comb, ed25519, fileflash, hal, proto
+    from firmware.hal.keypad import Button
     from firmware.hal.ssd1306 import SSD1306
     from firmware.pos import state as pos_state
     from firmware.pos.app import PosApp
@@ -380,17 +382,23 @@ class _Lines(hal.Display):
         self.lines = [str(s)[:16] for s in lines[:8]]
 
 
-class _Button(hal.Keys):
-    """The visual card's one button (hal/keypad.Button polled with get_key(0)): `presses`
-    queued presses, each reported once."""
+class _Pin:
+    """The button's GPIO (pulled up: it reads 0 while the button is held)."""
 
-    presses = 0
+    level = 1
 
-    def get_key(self, timeout_ms):
-        if self.presses:
-            self.presses -= 1
-            return "#"
-        return None
+    def value(self):
+        return self.level
+
+
+def _press(idle, pin):
+    """One press of the card's button between taps: held over a few of the idle loop's polls
+    (hal/keypad.Button, polled with get_key(0), reports it once), then released."""
+    pin.level = 0
+    for _ in range(3):
+        idle()
+    pin.level = 1
+    idle()
 
 
 def _drawn(lines):
@@ -406,21 +414,20 @@ def _drawn(lines):
 def test_visual_card_button_pages_through_every_purse_on_its_screen():
     try:
         oled = SSD1306(_Bus(), 128, 64) if framebuf is not None else _Lines()
-        button = _Button()
+        pin = _Pin()
+        button = Button(pin, debounce_ms=0)  # the visual card's (hal/keypad.py)
         root = _fresh_dir()
         app = WalletApp(hal.Hal(flash=fileflash.FileFlash(root), rng=kit.Rng(), display=oled,
                                 keys=button), {"visual": True})  # fmt: skip
         idle = board_main.wallet_idle(app)
-        button.presses = 1
-        idle()  # a blank card has nothing to show
+        _press(idle, pin)  # a blank card has nothing to show
         assert oled.lines == []
         kit.ok(app, proto.INS_SELECT, proto.AID, 0x00, 4)
         limits = dict(proto.DEFAULT_LIMITS)
         limits[proto.LIM_BALANCE_MAX] = 10000000  # the widest balance a line holds: 99999.99
         kit.personalise_wallet(app, ISSUER, WALLET_ID, limits)
         kit.ok(app, proto.INS_LOAD, _voucher(1, 1234567))
-        button.presses = 1
-        idle()  # no earmarked purse: the main purse and the offline payments left
+        _press(idle, pin)  # no earmarked purse: the main purse and the offline payments left
         assert oled.lines == ["Balance 12345.67", "Offline left 10"]
         bus = _rule(merchants=[BUS], cap=500)
         lessons = _rule(expires=kit.NOW + 40 * 86400, program=b"LESSONS1", unit=2500,
@@ -436,26 +443,23 @@ def test_visual_card_button_pages_through_every_purse_on_its_screen():
             overview,  # round again
         ]
         for lines in screens:
-            button.presses = 1
-            idle()
+            _press(idle, pin)
             assert oled.lines == lines, oled.lines
             if framebuf is not None:
                 assert bytes(oled.buffer) == _drawn(lines)
         idle()  # no press: the screen stays
         assert oled.lines == overview
-        button.presses = 1
-        idle()
+        _press(idle, pin)
         assert oled.lines == screens[1]
         kit.ok(app, proto.INS_LOAD, _voucher(4, 500, bus))  # a tap changed the card
-        button.presses = 1
-        idle()  # the overview first, with the new balance
+        _press(idle, pin)  # the overview first, with the new balance
         assert oled.lines == ["Balance 12345.67", "Purse 1 35.00", "Purse 2 100.00"]
         for lines in screens + [oled.lines]:
             for line in lines:
                 assert len(line) <= 16  # 128 columns of the 8x8 font
         # a wallet that is not a visual card does not poll a button between taps
         plain = WalletApp(hal.Hal(flash=fileflash.FileFlash(_fresh_dir()), rng=kit.Rng(),
-                                  keys=_Button()))  # fmt: skip
+                                  keys=Button(_Pin())))  # fmt: skip
         assert board_main.wallet_idle(plain) is None
     finally:
         kit.cleanup()

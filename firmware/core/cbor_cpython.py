@@ -173,14 +173,21 @@ def _plain(obj, depth):
     return False
 
 
+_NESTED = (dict, list, tuple)
+
+
 def _in_order(obj):
     """A copy of a plain value with every map's keys in increasing order (what cbor.py's
     encoder writes for int keys); leaves shared, tuples as lists (both are arrays)."""
     t = type(obj)
     if t is dict:
-        return {k: _in_order(obj[k]) for k in sorted(obj)}
+        out = {}
+        for k in sorted(obj):
+            v = obj[k]
+            out[k] = _in_order(v) if type(v) in _NESTED else v
+        return out
     if t is list or t is tuple:
-        return [_in_order(x) for x in obj]
+        return [_in_order(x) if type(x) in _NESTED else x for x in obj]
     return obj
 
 

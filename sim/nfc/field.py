@@ -230,6 +230,8 @@ class Field(Link):
         self._tear: tuple[Direction, int, int] | None = None
         self._last_ins: int | None = None
         self._activation_us = self.air.activation_us()
+        self._air_of: AirModel | None = None  # the model _air_times are of
+        self._air_times: dict[tuple[int, int], tuple[float, int]] = {}
         self._t_answer = 0.0  # when the last answer reached the reader (measured mode)
         # per INS: [commands, card us, reader us after its answer] (calibration figures)
         self.per_ins: dict[int, list[float]] = {}
@@ -357,7 +359,14 @@ class Field(Link):
     def _record(
         self, rec: TapRecord, cmd: bytes, resp: bytes, card_us: float, torn: Direction | None = None
     ) -> None:
-        air_us, frames = self.air.exchange_us(len(cmd), len(resp))
+        key = (len(cmd), len(resp))
+        air = self.air
+        if self._air_of is not air:  # (a field given another model later starts afresh)
+            self._air_of, self._air_times = air, {}
+        got = self._air_times.get(key)  # a pure function of the two lengths: computed once
+        if got is None:
+            got = self._air_times[key] = air.exchange_us(*key)
+        air_us, frames = got
         rec.exchanges += 1
         rec.frames += frames
         rec.bytes_on_air += len(cmd) + len(resp)

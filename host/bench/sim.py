@@ -101,9 +101,9 @@ class _CryptoCount:
             self.signs += 1
             return sign0(seed, msg, key)
 
-        def verify(pk: bytes, msg: bytes, sig: bytes) -> bool:
+        def verify(pk: bytes, msg: bytes, sig: bytes, table: Any = None) -> bool:
             self.verifies += 1
-            return verify0(pk, msg, sig)
+            return verify0(pk, msg, sig, table)
 
         def sign_open(signed: bytes, pk: bytes) -> bytes:
             self.oracle_verifies += 1

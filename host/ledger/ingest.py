@@ -60,6 +60,7 @@ PAYMENT_COLUMNS = ("wallet", "counter", "hash", "prev", "envelope", "amount", "p
                    "time", "status", "credited", "via", "at")
 MAX_RECORDS = 20000  # per batch; the device exports far fewer
 FAULT_PAUSE_ENV = "TAPCASH_LEDGER_FAULT_PAUSE"  # test hook: see apply()
+AUDIT_CHUNK = 256  # payments read at a time by the balance audit of a wallet's chain
 
 
 def _verify(pk: bytes, tag: bytes, body_bytes: bytes, sig: bytes) -> bool:
@@ -184,16 +185,20 @@ def _first(x: tuple[int, dict]) -> int:
 
 
 def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: str,
-            deferred: list[tuple[Pending, list[str]]] | None = None) -> Batch:
+            deferred: list[tuple[Pending, list[str]]] | None = None,
+            status_key: bytes | None = None) -> Batch:
     """Decode and verify a batch. Raises LedgerError (4xx) on anything malformed or unsigned.
     With a verifier (Ledger.verifier) the payment and receipt signatures are only sent off:
-    `batch.pending` (also appended to `deferred`) must be settled by `signatures_ok`."""
+    `batch.pending` (also appended to `deferred`) must be settled by `signatures_ok`.
+    `status_key`: the device key the caller already checked this status's signature with
+    (auth.authenticate_device); while it is still the device's key, it is not checked again."""
     if not isinstance(records, list) or len(records) > MAX_RECORDS:
         raise LedgerError(400, f"records: a list of at most {MAX_RECORDS}")
     dev = ledger.db.read(lambda tx: need_device(tx, device_id))
     status_env = b64d(status_b64, "status")
     sb, status, ssig = open_env(status_env, "status")
-    if not _verify(dev["pubkey"], proto.TAG_STATUS, sb, ssig):
+    if (status_key is None or bytes(dev["pubkey"]) != status_key) and not _verify(
+            dev["pubkey"], proto.TAG_STATUS, sb, ssig):
         raise LedgerError(400, "status: bad signature (not signed by this device)")
     if status.get(proto.ST_DEVICE) != device_id:
         raise LedgerError(400, "status: for another device")
@@ -729,21 +734,38 @@ class _Apply:
         applied, always a prefix: vouchers apply in order) - spent_c. A body whose balance
         field is negative-or-missing, or for which balance_c + spent_c is not a prefix sum of
         the wallet's main-purse vouchers (with re-spendable staged value: exceeds them all +
-        staged), is a `balance` case: the card's books disagree with the ledger's."""
+        staged), is a `balance` case: the card's books disagree with the ledger's.
+
+        The walk resumes where the last one stopped (`chain_audits`), so a batch reads the
+        payments after it, not the whole chain since the last sync (a wallet paying many POS
+        offline would make every POS upload re-read all of them)."""
         mem = {(p.wallet, p.counter, p.hash): p for p in self.batch.pays}
         for w in sorted({p.wallet for p in self.batch.pays}):
             d = self.device(w)
             if d is None or d["revoked"]:
                 continue
-            rows = self.tx.all("SELECT counter, amount, hash, credited FROM payments "
-                               "WHERE wallet = ? AND counter > ? ORDER BY counter",
-                               (w, d["synced_counter"]))
-            if rows:
-                self.audit_chain(d, rows, mem)
+            self.audit_chain(d, mem)
 
-    def audit_chain(self, d: dict[str, Any], rows: list[tuple],
-                    mem: dict[tuple[bytes, int, bytes], Pay]) -> None:
+    def _chain_rows(self, w: bytes, after: int) -> list[tuple]:
+        return self.tx.all("SELECT counter, amount, hash, credited FROM payments WHERE "
+                           f"wallet = ? AND counter > ? ORDER BY counter LIMIT {AUDIT_CHUNK}",
+                           (w, after))
+
+    def audit_chain(self, d: dict[str, Any], mem: dict[tuple[bytes, int, bytes], Pay]) -> None:
+        """Walk one wallet's chain (audit_chains). Where the last walk of this wallet got to
+        (`chain_audits`: counter upto, main-purse spent there, the highest balance + spent it
+        passed) stands while nothing it was judged by changed: the same synced counter and
+        spent, the same kind of check (exact, purses), and the prefix sums only grew (vouchers
+        are only ever added) or, with staged value, still cover the highest balance + spent
+        passed. Otherwise the walk starts again from the synced counter, as it always did."""
         w = d["id"]
+        synced = d["synced_counter"]
+        st = self.tx.one("SELECT synced, base, mode, upto, spent, need FROM chain_audits "
+                         "WHERE wallet = ?", (w,))
+        resume = st is not None and int(st[0]) == synced and int(st[3]) > synced
+        rows = self._chain_rows(w, int(st[3]) if resume else synced)
+        if not resume and (not rows or int(rows[0][0]) != synced + 1):
+            return  # no chain after the synced counter: nothing to check
         exact = not d["limits"].get(proto.LIM_STAGED_SPEND, 0)
         sums = {0}
         total = 0
@@ -758,30 +780,61 @@ class _Apply:
         if not exact:
             total += self.book.balance(P.staged_acct(w)) + self.staged_spend(w)
         # Main-purse spend at the synced counter: the synced spent less the earmarked parts.
-        c, spent = d["synced_counter"], d["synced_spent"]
+        c, spent = synced, d["synced_spent"]
         if purses:
             spent -= int(self.tx.scalar("SELECT COALESCE(SUM(earmarked), 0) FROM purse_payments "
                                         "WHERE wallet = ? AND counter <= ?", (w, c), default=0))
-        for counter, amount, h, credited in rows:
-            counter = int(counter)
-            if counter != c + 1:
-                return
-            p = mem.get((w, counter, bytes(h)))
-            if p is None:
-                p = parse_payment(self.envelope_of(w, counter), f"payment {w.hex()}:{counter}",
-                                  "")[0]
-            if p.purse != 0 and p.program is None:
-                return  # malformed earmarked fields (refused 'unknown purse'): the walk stops
-            # the main purse paid the amount less its earmarked part (the purse's own books
-            # are programs.py's)
-            c, spent = counter, spent + int(amount) - p.earmarked
-            bal = p.balance
-            if bal >= 0 and ((bal + spent) in sums if exact else bal + spent <= total):
-                continue
-            if self.case_credit(w, "balance", p.hash) is None:
-                env_a = self.envelope_of(w, c - 1) if c > 1 else p.envelope
-                self.fraud("balance", w, c, env_a, p, credited, 0)
-            return
+        base, mode, need = spent, int(exact) | int(purses) << 1, -1
+        if resume and st is not None:
+            if (int(st[1]) == base and int(st[2]) == mode
+                    and (exact or int(st[5]) <= total)):
+                c, spent, need = int(st[3]), int(st[4]), int(st[5])
+            else:
+                resume = False
+                rows = self._chain_rows(w, synced)
+        start = c
+        c, spent, need = self._walk(d, rows, mem, sums, total, exact, c, spent, need)
+        if c != start:
+            self.tx.execute(
+                "INSERT INTO chain_audits (wallet, synced, base, mode, upto, spent, need) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (wallet) DO UPDATE SET "
+                "synced = excluded.synced, base = excluded.base, mode = excluded.mode, "
+                "upto = excluded.upto, spent = excluded.spent, need = excluded.need",
+                (w, synced, base, mode, c, spent, need))
+
+    def _walk(self, d: dict[str, Any], rows: list[tuple],
+              mem: dict[tuple[bytes, int, bytes], Pay], sums: set[int], total: int, exact: bool,
+              c: int, spent: int, need: int) -> tuple[int, int, int]:
+        """The walk from counter c (main-purse spent there): (the last counter that passed,
+        spent there, the highest balance + spent passed). Stops at a gap, at malformed
+        earmarked fields, or at the first body that fails (a `balance` case, once)."""
+        w = d["id"]
+        while rows:
+            for counter, amount, h, credited in rows:
+                counter = int(counter)
+                if counter != c + 1:
+                    return c, spent, need
+                p = mem.get((w, counter, bytes(h)))
+                if p is None:
+                    p = parse_payment(self.envelope_of(w, counter),
+                                      f"payment {w.hex()}:{counter}", "")[0]
+                if p.purse != 0 and p.program is None:
+                    return c, spent, need  # malformed earmarked fields ('unknown purse')
+                # the main purse paid the amount less its earmarked part (the purse's own
+                # books are programs.py's)
+                at = spent + int(amount) - p.earmarked
+                bal = p.balance
+                if bal >= 0 and ((bal + at) in sums if exact else bal + at <= total):
+                    c, spent, need = counter, at, max(need, bal + at)
+                    continue
+                if self.case_credit(w, "balance", p.hash) is None:
+                    env_a = self.envelope_of(w, counter - 1) if counter > 1 else p.envelope
+                    self.fraud("balance", w, counter, env_a, p, credited, 0)
+                return c, spent, need
+            if len(rows) < AUDIT_CHUNK:
+                break
+            rows = self._chain_rows(w, c)
+        return c, spent, need
 
     def receipts(self) -> None:
         rows = self.batch.receipts
@@ -1016,7 +1069,9 @@ def _again(ledger: Ledger, tx: Tx, device_id: bytes, status_b64: str,
     return res
 
 
-def ingest(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: str) -> dict:
+def ingest(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: str,
+           status_key: bytes | None = None) -> dict:
+    """Ingest one batch (the module docstring). `status_key`: see prepare."""
     digest = batch_digest(device_id, records, status_b64)
     if digest is not None:
         counts = ledger.db.read(lambda tx: _acked_whole(tx, device_id, digest))
@@ -1024,7 +1079,7 @@ def ingest(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: str
             return ledger.db.write(lambda tx: _again(ledger, tx, device_id, status_b64, counts))
     deferred: list[tuple[Pending, list[str]]] = []
     try:
-        batch = prepare(ledger, device_id, records, status_b64, deferred)
+        batch = prepare(ledger, device_id, records, status_b64, deferred, status_key)
         return ledger.db.write(lambda tx: _Apply(ledger, tx, batch, digest).run())
     except Exception:
         # Whatever else went wrong, a bad signature is the answer, as when checked first.

@@ -359,6 +359,22 @@ CREATE TABLE cert_hashes (
 """,
     ),    (8, "PostgreSQL: the references of postings, payments and journal_links checked once per "
         "statement (triggers), not by a foreign key's query per row", _statement_refs()),
+    (
+        9,
+        "chain_audits: how far the balance audit of a wallet's unsynced chain got, so a batch "
+        "checks only the payments after it (ingest.py audit_chain)",
+        """
+CREATE TABLE chain_audits (
+    wallet {blob} PRIMARY KEY REFERENCES devices(id),
+    synced {bigint} NOT NULL,
+    base {bigint} NOT NULL,
+    mode {bigint} NOT NULL,
+    upto {bigint} NOT NULL,
+    spent {bigint} NOT NULL,
+    need {bigint} NOT NULL
+)
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

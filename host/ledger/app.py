@@ -97,8 +97,10 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         """Upload one EXPORT of a device's journal; returns a signed ack and pending updates.
         Authenticated by the status envelope, signed by the device."""
         dev_id = parse_id(body.device, "device")
-        authenticate_device(ledger, dev_id, body.status, fresh=False)
-        return ingest(ledger, dev_id, body.records, body.status)  # plain dicts (M._records)
+        dev = authenticate_device(ledger, dev_id, body.status, fresh=False)
+        # the status's signature is checked once: here, not again by prepare
+        return ingest(ledger, dev_id, body.records, body.status,  # plain dicts (M._records)
+                      status_key=bytes(dev["pubkey"]))
 
     @app.get("/v1/devices/{device_id}/pending", tags=["devices"], response_model=M.PendingOut,
              responses=responses(401, 403, 422))

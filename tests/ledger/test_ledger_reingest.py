@@ -117,3 +117,53 @@ def test_a_batch_sent_again_gets_todays_answer(tmp_path) -> None:
         raise AssertionError("a changed batch was taken for a replay")
     assert ledger.invariant()["ok"]
     db.close()
+
+
+def test_an_upload_over_http_checks_its_status_once(tmp_path, monkeypatch) -> None:
+    """POST /v1/ingest: authenticate_device checks the status's signature, and prepare does
+    not check it a second time (it did before: the status + every payment + the status). A
+    status the device did not sign is refused as before: 403, without a word more."""
+    from fastapi.testclient import TestClient
+
+    from tapcash.host.ledger import auth
+    from tapcash.host.ledger.app import create_app
+
+    db, ledger, fleet = _world(tmp_path)
+    gen = fleet.batches(40, 20)
+    wid, rec1, st1 = next(gen)
+    _wid, rec2, st2 = next(gen)
+    calls: list = []
+    _count_verifies(monkeypatch, calls)
+    real_auth = auth._verify
+
+    def auth_verify(pk, tag, body, sig):  # noqa: ANN001, ANN202
+        calls.append(tag[:1])
+        return real_auth(pk, tag, body, sig)
+
+    monkeypatch.setattr(auth, "_verify", auth_verify)
+    with TestClient(create_app(ledger, "t")) as api:
+        body, st = _wire(rec1, st1)
+        r = api.post("/v1/ingest", json={"device": wid.hex(), "records": body, "status": st})
+        assert r.status_code == 200 and r.json()["accepted"] == 20
+        assert len(calls) == 1 + 20  # the status once, every payment
+        calls.clear()
+        forged = bytearray(st2)
+        forged[-1] ^= 1  # the status's signature, spoilt
+        body, st = _wire(rec2, bytes(forged))
+        r = api.post("/v1/ingest", json={"device": wid.hex(), "records": body, "status": st})
+        assert (r.status_code, r.json()["detail"]) == (403, auth.DEVICE_AUTH_FAILED)
+        assert len(calls) == 1
+    # called directly (no caller checked the status), ingest checks it itself
+    calls.clear()
+    body, st = _wire(rec2, bytes(forged))
+    try:
+        ingest(ledger, wid, body, st)
+    except LedgerError as e:
+        assert e.status == 400 and "status: bad signature" in str(e.detail)
+    else:
+        raise AssertionError("a forged status was taken")
+    assert len(calls) == 1
+    res = ingest(ledger, wid, *_wire(rec2, st2))
+    assert res["accepted"] == 20 and len(calls) == 2 + 20
+    assert ledger.invariant()["ok"]
+    db.close()

@@ -1,8 +1,9 @@
 # Ed25519 signatures (RFC 8032): pure Python that runs on MicroPython, PyNaCl on CPython.
 #
 #   public_key(seed32) -> 32 bytes
-#   sign(seed32, msg[, key]) -> 64 bytes     key: signing_key(seed32[, public32]), a device's
-#                                               kept expansion (nonce from SHA-256: see there)
+#   sign(seed32, msg[, key]) -> 64 bytes     key: signing_key(seed32[, public32[, rfc]]), a
+#                                               device's kept expansion (nonce from SHA-256, or
+#                                               with rfc RFC 8032's and its bytes: see there)
 #   verify(public32, msg, sig64) -> bool        False for anything malformed; raises only
 #                                               MemoryError (out of RAM is not a bad signature)
 #
@@ -534,19 +535,22 @@ def _expand(seed):
     return kc[1], kc[2], kc[3]
 
 
-def signing_key(seed, public=None):
+def signing_key(seed, public=None, rfc=False):
     """The expanded key of a seed for sign(seed, msg, key): a device keeps it while it runs, so
     a signature costs no key derivation although this module (and its one-seed cache) may be
     released between commands or shared with another signer; and its nonce takes two SHA-256
     instead of a SHA-512 (_key_nonce: the signature verifies alike, only its bytes are not RFC
-    8032's deterministic ones; PyNaCl's backend makes the same bytes). `public`: the seed's
-    public key when the caller holds it (a wrong one only makes the signatures invalid)."""
+    8032's deterministic ones; PyNaCl's backend makes the same bytes). With `rfc` the nonce is
+    RFC 8032's, SHA-512(prefix || msg): the signatures are sign(seed, msg)'s, byte for byte
+    (the POS's, whose receipts golden transcripts hold). `public`: the seed's public key when
+    the caller holds it (a wrong one only makes the signatures invalid)."""
     seed = _seed(seed)
     if public is not None and (not isinstance(public, bytes) or len(public) != 32):
         raise ValueError("public key must be 32 bytes")
     if public is None and _use_nacl:
         public = _nacl_secret(seed)[32:]
-    return _expansion(seed, public)
+    key = _expansion(seed, public)
+    return key + (True,) if rfc else key
 
 
 # board: omit - PyNaCl's (see below)
@@ -586,7 +590,10 @@ def _sign_pure(seed, msg, key=None):
     L = _c(_CL)
     if key is not None and key[0] == seed:
         a, prefix, pk = key[1], key[2], key[3]
-        r = _key_nonce(prefix, msg)
+        if len(key) > 4:  # signing_key(..., rfc=True): RFC 8032's nonce
+            r = int.from_bytes(_sha512.sha512(prefix + msg), "little") % L
+        else:
+            r = _key_nonce(prefix, msg)
     else:
         a, prefix, pk = _expand(seed)
         r = int.from_bytes(_sha512.sha512(prefix + msg), "little") % L
@@ -746,13 +753,15 @@ def public_key(seed):
 
 def sign(seed, msg, key=None):
     """The 64-byte Ed25519 signature of msg (bytes) under the 32-byte seed; `key`: the seed's
-    signing_key(), used when it is that seed's (its nonce is not RFC 8032's, on either backend:
-    see signing_key)."""
+    signing_key(), used when it is that seed's (its nonce is not RFC 8032's, on either backend,
+    unless made with rfc: see signing_key)."""
     seed = _seed(seed)
     m = _as_bytes(msg)
     if m is None:
         raise TypeError("msg must be bytes")
     if key is not None and _use_nacl and key[0] == seed:
+        if len(key) > 4:  # RFC 8032's nonce: libsodium's own signature, its secret seed || A
+            return _load_nacl().crypto_sign(m, seed + key[3])[:64]
         return _sign_keyed_nacl(key, m)
     if _use_nacl:
         return _load_nacl().crypto_sign(m, _nacl_secret(seed))[:64]

@@ -38,12 +38,13 @@ def sig_ok(public_key, msg, sig, table=None):
         raise ApduError(SW_NO_RAM) from None
 
 
-def seal(tag, body, seed):
-    """Encode body, sign TAG||body with seed, return the envelope bytes [body, sig]."""
+def seal(tag, body, seed, key=None):
+    """Encode body, sign TAG||body with seed, return the envelope bytes [body, sig]. `key`: the
+    seed's ed25519.signing_key, when the caller keeps one."""
     from . import ed25519
 
     body_bytes = cbor.encode(body)
-    return cbor.encode([body_bytes, ed25519.sign(seed, tag + body_bytes)])
+    return cbor.encode([body_bytes, ed25519.sign(seed, tag + body_bytes, key)])
 
 
 def open_envelope(data):

@@ -67,6 +67,7 @@ class PosApp:
         self.certs = None
         self.on = False
         self.done = None  # the response of this serial command once its commit decided it
+        self._key = None  # ed25519.signing_key(seed, rfc) of the POS's seed, once it has signed
         self._core = resident(_CORE)
         self._resident = resident(_PKG)  # command and payment modules imported later go
 
@@ -204,7 +205,18 @@ class PosApp:
         return now(self.hal.clock)
 
     def sign(self, tag, body):
-        return envelope.seal(tag, body, self.cf[st.C_SEED])
+        """The envelope of body under this POS's key, RFC 8032's signature bytes (receipts and
+        statuses, as PyNaCl makes them), from the expanded key kept on the app: a signature
+        derives no key (ed25519 and its one-seed cache are released between commands on a
+        board); the first one after a boot or a new key hashes the seed once (cf holds its
+        public key)."""
+        from ..core import ed25519
+
+        seed = self.cf[st.C_SEED]
+        key = self._key
+        if key is None or key[0] != seed:
+            key = self._key = ed25519.signing_key(seed, self.cf.get(st.C_PUB), True)
+        return envelope.seal(tag, body, seed, key)
 
     # ---- serial side ---------------------------------------------------------------------
     def process(self, command):

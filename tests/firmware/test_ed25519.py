@@ -406,6 +406,24 @@ def test_keyed_signatures_agree_across_backends(seed: bytes, msg: bytes) -> None
         ed25519.set_backend(old)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=300))
+def test_rfc_keyed_signatures_are_pynacls(seed: bytes, msg: bytes) -> None:
+    """sign(seed, msg, signing_key(seed, pk, rfc=True)) (the POS's kept key) is PyNaCl's RFC
+    8032 signature byte for byte, on both backends, and sign(seed, msg)'s."""
+    old = ed25519.backend()
+    want = nacl.signing.SigningKey(seed).sign(msg).signature
+    try:
+        for name in ("pure", "nacl"):
+            ed25519.set_backend(name)
+            key = ed25519.signing_key(seed, None, True)
+            assert ed25519.sign(seed, msg, key) == want, name
+            assert ed25519.sign(seed, msg, ed25519.signing_key(seed, key[3], True)) == want, name
+            assert ed25519.sign(seed, msg) == want, name
+    finally:
+        ed25519.set_backend(old)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.binary(min_size=32, max_size=32), st.binary(max_size=64), st.binary(min_size=64, max_size=64)

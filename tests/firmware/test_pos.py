@@ -386,6 +386,36 @@ def test_transcript_is_backend_independent() -> None:
     assert a == b
 
 
+def test_receipts_are_signed_with_the_kept_key_and_rfc8032_bytes() -> None:
+    """The POS expands its key once (RFC 8032's a, prefix, A, kept on the app) and signs every
+    receipt with it: PyNaCl's signature of the same bytes, on both backends."""
+    import nacl.signing
+
+    from tapcash.firmware.pos import state as pst
+
+    old = ed25519.backend()
+    for backend in ("pure", "nacl"):
+        ed25519.set_backend(backend)
+        try:
+            pair = make_pair(45)
+            seed = pair.pos.cf[pst.C_SEED]
+            receipts = []
+            for amount in (1234, 99):
+                r = pair.pos.take_payment(amount)
+                assert r.approved
+                receipts.append(r.receipt)
+                pair.link.tap()
+            key = pair.pos._key
+            assert key is not None and key[0] == seed
+            for env in receipts:
+                body_bytes, sig = cbor.decode(env)
+                want = nacl.signing.SigningKey(seed).sign(proto.TAG_RECEIPT + body_bytes)
+                assert sig == want.signature, backend
+            assert pair.pos._key is key  # kept: one expansion for both
+        finally:
+            ed25519.set_backend(old)
+
+
 # ---- fuzz --------------------------------------------------------------------------------
 _FUZZ: dict[str, Pair] = {}
 

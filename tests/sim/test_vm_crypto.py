@@ -67,8 +67,10 @@ def test_host_backend_signs_and_decides_as_the_pure_code(vm):
         "        for seed in seeds:\n"
         "            seed = u(seed)\n"
         "            key = ed.signing_key(seed)\n"
+        "            rfc = ed.signing_key(seed, None, True)\n"
         "            k.append([binascii.hexlify(x).decode() for x in (ed.public_key(seed),\n"
-        "                      ed.sign(seed, b'msg'), ed.sign(seed, b'msg', key))])\n"
+        "                      ed.sign(seed, b'msg'), ed.sign(seed, b'msg', key),\n"
+        "                      ed.sign(seed, b'msg', rfc))])\n"
         "        out.append([v, k])\n"
         "    ed.set_backend('host')\n"
         "    return json.dumps(out)\n"
@@ -85,10 +87,11 @@ def test_host_backend_signs_and_decides_as_the_pure_code(vm):
             expected.append(False)
     assert host[0] == expected
     assert sum(expected) == 4
-    for (pub, sig, keyed_sig), seed in zip(host[1], seeds, strict=True):
+    for (pub, sig, keyed_sig, rfc_sig), seed in zip(host[1], seeds, strict=True):
         pk, sk = crypto_sign_seed_keypair(seed)
         assert pub == pk.hex()
         assert sig == crypto_sign(b"msg", sk)[:64].hex()  # RFC 8032's bytes
+        assert rfc_sig == sig  # the POS's kept key (rfc): the same bytes
         crypto_sign_open(bytes.fromhex(keyed_sig) + b"msg", pk)  # its own nonce, valid
 
 

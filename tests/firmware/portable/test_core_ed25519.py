@@ -540,6 +540,27 @@ def test_signing_key_signs_verifiable_deterministic_signatures():
         ed25519.set_backend(old)
 
 
+def test_rfc_signing_key_signs_rfc8032_bytes():
+    """signing_key(seed, pk, rfc=True) (the POS's kept key: receipts and statuses) signs with
+    RFC 8032's nonce: the vectors' bytes exactly, as sign(seed, msg) without a key does."""
+    old = _pure()
+    try:
+        for name, sk, pk, msg, sig in RFC8032:
+            sk, pk, msg, sig = _h(sk), _h(pk), _h(msg), _h(sig)
+            ed25519.clear_caches()
+            key = ed25519.signing_key(sk, pk, True)
+            assert key[1:4] == ed25519.signing_key(sk)[1:], name  # the same expansion
+            assert ed25519.sign(sk, msg, key) == sig, name
+            ed25519.clear_caches()  # no help from the one-seed cache: the key is enough
+            assert ed25519.sign(sk, msg, ed25519.signing_key(sk, None, True)) == sig, name
+            assert ed25519.sign(sk, msg + b"!", key) == ed25519.sign(sk, msg + b"!"), name
+        other = ed25519.signing_key(_h(RFC8032[0][1]), None, True)  # another seed's: not used
+        name, sk, pk, msg, sig = RFC8032[1]
+        assert ed25519.sign(_h(sk), _h(msg), other) == _h(sig)
+    finally:
+        ed25519.set_backend(old)
+
+
 def test_sign_rejects_bad_seeds():
     old = _pure()
     try:

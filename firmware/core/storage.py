@@ -24,12 +24,14 @@ Two slots, blobs `<name>.a` and `<name>.b`. A slot is
 higher seq, so a torn commit can only damage the slot that held the older state: after a power
 cut `load()` gives the state before the commit or the new one (the latter also when the cut
 came after the last byte), never a mix and never nothing once a commit has returned.
-`seq` is the seq of the state `load()` returns. New seqs are above every seq ever seen in a
-slot header, including the readable header of a torn slot, so a seq is never given to two
-different payloads even across power cuts (it may jump by 2 after a torn commit).
+`seq` is the seq of the state `load()` returns (read before any load() or after a failed
+commit, it reads the slots first). New seqs are above every seq ever seen in a slot header,
+including the readable header of a torn slot, so a seq is never given to two different
+payloads even across power cuts (it may jump by 2 after a torn commit).
 
 Cost of one commit: 1 flash write of len(payload) + 48 bytes. No read (the slot choice is
-cached; after an error the next call re-reads both slots, 2 reads). load(): 2 reads.
+cached; after an error, or as the first call on a new StateStore, it reads both slots, 2
+reads). load(): 2 reads. Making a StateStore reads nothing: the first load() or commit() does.
 
 Journal(flash, name, max_records) - append-only, bounded, prunable
 ------------------------------------------------------------------
@@ -151,13 +153,24 @@ class StateStore:
         self.flash = flash
         self.name = name
         self._slots = (name + ".a", name + ".b")
-        self.seq = 0  # seq of the newest valid record, 0 when there is none
+        self._seq = 0  # seq of the newest valid record, 0 when there is none
         self._newest = -1  # slot index holding it, -1 when none
         self._floor = 0  # highest seq seen in any readable slot header
-        self._stale = True
+        self._stale = True  # the slots are read by the first load() or commit()
         self._room = _ROOM
         self._buf = None  # reserve()'s buffer
-        self._scan()
+
+    @property
+    def seq(self):
+        """The seq of the newest valid record (0 when there is none)."""
+        if self._stale:
+            self._scan()
+        return self._seq
+
+    def current(self):
+        """True when this object knows what its slots hold: they were read, and no commit of
+        its own failed or was cut since (then the next call reads them again)."""
+        return not self._stale
 
     def _scan(self):
         best_seq = 0
@@ -170,7 +183,7 @@ class StateStore:
                 floor = seq
             if payload is not None and seq > best_seq:
                 best_seq, best, best_payload = seq, i, payload
-        self.seq = best_seq
+        self._seq = best_seq
         self._newest = best
         self._floor = floor
         self._stale = False
@@ -188,7 +201,7 @@ class StateStore:
         the slot is built in it."""
         if self._stale:
             self._scan()
-        seq = max(self.seq, self._floor) + 1
+        seq = max(self._seq, self._floor) + 1
         if seq > _U32_MAX:
             raise StorageError("state seq exhausted")
         target = 1 if self._newest == 0 else 0
@@ -196,7 +209,7 @@ class StateStore:
         self._stale = True  # until the write returns, the slots are unknown
         self.flash.write(self._slots[target], data)
         self._stale = False
-        self.seq = seq
+        self._seq = seq
         self._floor = seq
         self._newest = target
         return seq
@@ -359,6 +372,11 @@ class Journal:
             self._tail = i
             self._tail_size = 0
         self._stale = False
+
+    def current(self):
+        """True when this object knows what its blobs hold: no append or prune of its own
+        failed or was cut since it read them (then the next call reads them again)."""
+        return not self._stale and self.meta.current()
 
     def count(self):
         """Number of unpruned records."""

@@ -78,16 +78,25 @@ class WalletApp:
     # ---- session -------------------------------------------------------------------------
     def power_on(self):
         """Start a new session (not selected, PIN not verified) from what the flash holds,
-        and append a journal record the last command committed but did not get to write."""
+        and append a journal record the last command committed but did not get to write.
+
+        The state is read at every tap (decoded anew, where the heap has room for it). The
+        journal is opened once: a card that kept its RAM since the last tap (a board's loop
+        serves every tap with one app) keeps its Journal, which knows what its blobs hold, as
+        this app is their only writer, unless one of its writes failed or was cut (current()
+        is then False, and it is opened again)."""
         self.selected = False
         self.pin_ok = False
         self.state = None
-        self.journal = None
+        j = self.journal
+        if j is None or j.flash is not self.hal.flash or not j.current():
+            self.journal = j = None
         self.store = StateStore(self.hal.flash, self._state_name)
         self.state = st.load(self.store)
-        self.journal = Journal(
-            self.hal.flash, self._journal_name, self.journal_max, link=envelope.journal_link
-        )
+        if j is None:
+            self.journal = Journal(
+                self.hal.flash, self._journal_name, self.journal_max, link=envelope.journal_link
+            )
         self.catch_up(False)
 
     def process(self, command):

@@ -566,6 +566,115 @@ def test_journal_append_failure_after_commit_is_recovered():
     assert card.journal()[-1][1] == {P.REC_TYPE: P.RT_PAYMENT, P.REC_SIGNED: env}
 
 
+# ---- a tap on a card that kept its RAM ---------------------------------------------------
+
+
+def _fresh_view(card: Card) -> tuple:
+    """(state, journal records, last seq) as a new app on the same flash reads them (a boot)."""
+    from tapcash.firmware.wallet.app import WalletApp
+
+    other = WalletApp(card.app.hal, card.config)
+    return other.state, list(other.journal.records(0)), other.journal.last_seq
+
+
+def _ram_view(card: Card) -> tuple:
+    return card.app.state, list(card.app.journal.records(0)), card.app.journal.last_seq
+
+
+def test_a_tap_reads_the_state_but_does_not_reopen_the_journal(monkeypatch):
+    """power_on on the app that served the last tap (a board's loop: RAM kept) reads the
+    state's two slots and nothing else: its Journal, the only writer of its blobs, knows them."""
+    card = funded()
+    env = card.ok(0x80, P.INS_PAY, data=card.pay_request(100))
+    card.ok(0x80, P.INS_RECEIPT, data=receipt_for(env))
+    reads = []
+    for name in ("read", "read_at", "size"):
+        f = getattr(card.flash, name)
+        monkeypatch.setattr(card.flash, name, lambda b, *a, _f=f: reads.append(b) or _f(b, *a))
+    journal = card.app.journal
+    card.app.power_on()
+    assert sorted(reads) == ["wallet.a", "wallet.b"]
+    monkeypatch.undo()
+    assert card.app.journal is journal
+    assert _ram_view(card) == _fresh_view(card)
+    assert card.app.selected is False and card.app.pin_ok is False  # still a new session
+    card.select()
+    assert card.pay(100)[1] == P.SW_OK
+    assert _ram_view(card) == _fresh_view(card)
+
+
+def test_a_tap_after_a_failed_journal_write_opens_the_journal_again():
+    """An append that reported an error, whether its bytes landed or not (the command answered
+    9000 and owes the record), leaves the Journal not current: the next tap opens it again and
+    appends what is owed, as a boot would."""
+
+    class AppendFails(Flash):
+        def __init__(self, inner, lands):
+            self.inner = inner
+            self.lands = lands
+            self.fail = False
+
+        def read(self, name):
+            return self.inner.read(name)
+
+        def read_at(self, name, offset, n):
+            return self.inner.read_at(name, offset, n)
+
+        def size(self, name):
+            return self.inner.size(name)
+
+        def remove(self, name):
+            self.inner.remove(name)
+
+        def write(self, name, data):
+            self.inner.write(name, data)
+
+        def append(self, name, data):
+            if self.fail:
+                if self.lands:
+                    self.inner.append(name, data)
+                raise OSError(5, "EIO")
+            self.inner.append(name, data)
+
+    for lands in (False, True):
+        card = funded()
+        flash = AppendFails(card.flash, lands)
+        card.app.hal.flash = flash
+        card.app.power_on()
+        card.select()
+        flash.fail = True
+        env = card.ok(0x80, P.INS_PAY, data=card.pay_request(100))
+        journal = card.app.journal
+        assert not journal.current()
+        flash.fail = False
+        card.app.power_on()
+        assert card.app.journal is not journal
+        assert card.app.journal.last_seq == card.app.state[st.S_OUT_SEQ]
+        assert card.journal()[-1][1] == {P.REC_TYPE: P.RT_PAYMENT, P.REC_SIGNED: env}
+        assert _ram_view(card) == _fresh_view(card)
+
+
+def test_power_cut_everywhere_then_the_same_app_tapped_reads_the_flash_again():
+    """A cut at each write of a payment and its receipt, the flash powered again and the same
+    app object tapped (RAM kept, which a board's cut would not): it holds what a boot reads."""
+    nth = 1
+    while True:
+        card = funded()
+        card.flash.cut_after(nth)
+        try:
+            env = card.ok(0x80, P.INS_PAY, data=card.pay_request(100))
+            card.ok(0x80, P.INS_RECEIPT, data=receipt_for(env))
+        except PowerCut:
+            card.flash.power_on()
+            card.app.power_on()
+            assert _ram_view(card) == _fresh_view(card), nth
+            nth += 1
+            continue
+        card.flash.cancel_cut()
+        break
+    assert nth >= 3  # PAY's commit and journal append, RECEIPT's append
+
+
 # ---- RECEIPT --------------------------------------------------------------------------------
 
 

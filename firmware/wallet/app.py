@@ -178,9 +178,11 @@ class WalletApp:
         s = self.state
         seq = s.get(st.S_OUT_SEQ, 0)
         j = self.journal
-        if j.last_seq != seq - 1:  # nothing owed (or records lost: nothing to do here)
-            return
         try:
+            if not j.current():  # an append that reported an error may have landed: read
+                j.count()  # the blobs again, or the record would be journaled twice
+            if j.last_seq != seq - 1:  # nothing owed (or records lost: nothing to do here)
+                return
             if record is None:
                 record = s.get(st.S_OUT)
                 if record is None:

@@ -654,6 +654,50 @@ def test_a_tap_after_a_failed_journal_write_opens_the_journal_again():
         assert _ram_view(card) == _fresh_view(card)
 
 
+def test_an_append_that_landed_but_failed_is_not_journaled_twice():
+    """The PAY's record landed but the flash reported an error (PAY answered 9000, the record
+    owed as far as RAM knows): the next PAY in the same session reads the journal again
+    before it catches up, so the first payment's record is in the journal once."""
+    card = funded()
+
+    class LandsThenFails(Flash):
+        def __init__(self, inner):
+            self.inner = inner
+            self.fail = False
+
+        def read(self, name):
+            return self.inner.read(name)
+
+        def read_at(self, name, offset, n):
+            return self.inner.read_at(name, offset, n)
+
+        def size(self, name):
+            return self.inner.size(name)
+
+        def remove(self, name):
+            self.inner.remove(name)
+
+        def write(self, name, data):
+            self.inner.write(name, data)
+
+        def append(self, name, data):
+            self.inner.append(name, data)
+            if self.fail:
+                raise OSError(5, "EIO")
+
+    flash = LandsThenFails(card.flash)
+    card.app.hal.flash = flash
+    card.app.power_on()
+    card.select()
+    flash.fail = True
+    first = card.ok(0x80, P.INS_PAY, data=card.pay_request(100))
+    flash.fail = False
+    second = card.ok(0x80, P.INS_PAY, data=card.pay_request(100))  # the same session
+    pays = [r[P.REC_SIGNED] for _s, r in card.journal() if r[P.REC_TYPE] == P.RT_PAYMENT]
+    assert pays == [first, second]
+    assert _ram_view(card) == _fresh_view(card)
+
+
 def test_power_cut_everywhere_then_the_same_app_tapped_reads_the_flash_again():
     """A cut at each write of a payment and its receipt, the flash powered again and the same
     app object tapped (RAM kept, which a board's cut would not): it holds what a boot reads."""

@@ -70,6 +70,98 @@ def synthetic_wallet_log(
     return records, status, prev
 
 
+class SyntheticPos:
+    """A registered POS that takes payments and journals them as a POS does (payment, its own
+    signed receipt, the payer certificate's hash); `batch` is the upload of what it took since
+    the last one."""
+
+    def __init__(self, ledger, issuer, wallet_cert: bytes) -> None:  # noqa: ANN001
+        self.seed, self.id = os.urandom(32), os.urandom(8)
+        ledger.register(issuer.certify_pos(self.id, ed25519.public_key(self.seed),
+                                           os.urandom(8), expires=2**40))
+        self.cert_hash = proto.body_hash(proto.open_envelope(wallet_cert)[0])
+        self.seq, self.journal = 0, bytes(32)
+
+    def batch(self, payments: list[bytes]) -> tuple[list[dict], str]:
+        """(records, status) in the wire form of POST /v1/ingest for these payment envelopes."""
+        from tapcash.host.ledger.chain import records_digest
+
+        records = []
+        for env in payments:
+            self.seq += 1
+            pb = cbor.decode(env)[0]
+            body = cbor.decode(pb)
+            receipt = proto.seal(proto.TAG_RECEIPT, {
+                proto.RCPT_POS: self.id, proto.RCPT_WALLET: body[proto.PAY_WALLET],
+                proto.RCPT_COUNTER: body[proto.PAY_COUNTER],
+                proto.RCPT_AMOUNT: body[proto.PAY_AMOUNT],
+                proto.RCPT_PAYMENT_HASH: proto.body_hash(pb), proto.RCPT_SEQ: self.seq},
+                self.seed)
+            records.append((self.seq, cbor.encode({
+                proto.REC_TYPE: proto.RT_PAYMENT, proto.REC_SIGNED: env,
+                proto.REC_RECEIPT: receipt, proto.REC_CERT_HASH: self.cert_hash})))
+        self.journal = records_digest(records, self.journal)
+        status = proto.seal(proto.TAG_STATUS, {proto.ST_DEVICE: self.id, proto.ST_SEQ: self.seq,
+                                               proto.ST_DIGEST: self.journal}, self.seed)
+        return ([{"seq": s, "record": base64.b64encode(r).decode()} for s, r in records],
+                base64.b64encode(status).decode())
+
+
+OFFLINE_LOAD = 10**9
+
+
+class OfflineWallet:
+    """One registered, loaded wallet that never syncs, and the POS it pays in turn."""
+
+    def __init__(self, ledger, issuer, pos: int = 2) -> None:  # noqa: ANN001
+        ledger.deposit("bench", BIG)
+        self.seed, self.id = os.urandom(32), os.urandom(8)
+        cert = issuer.certify_wallet(self.id, ed25519.public_key(self.seed), expires=2**40,
+                                     limits=NO_LIMITS)
+        ledger.register(cert, "bench")
+        ledger.load(self.id, OFFLINE_LOAD, owner="bench")
+        self.pos = [SyntheticPos(ledger, issuer, cert) for _ in range(pos)]
+        self.counter, self.prev = 1, bytes(32)
+
+    def pay(self, payee: bytes, n: int, balance_off: int = 0) -> list[bytes]:
+        """n payment envelopes to `payee`; `balance_off` added to every signed balance field
+        (0: the books' own)."""
+        records, _st, self.prev = synthetic_wallet_log(
+            self.seed, self.id, payee, self.counter, n, self.prev, 1,
+            start_balance=OFFLINE_LOAD - self.counter + 1 + balance_off)
+        self.counter += n
+        return [cbor.decode(r)[proto.REC_SIGNED] for _s, r in records]
+
+
+def run_offline(db_url: str, uploads: int, batch: int) -> dict[str, Any]:
+    """A wallet that never syncs pays two POS in turn; each POS uploads `batch` of its
+    payments at a time, `uploads` in all. Seconds per upload, in order."""
+    from tapcash.host.issuer import Issuer
+    from tapcash.host.ledger.db import Database
+    from tapcash.host.ledger.ingest import ingest
+    from tapcash.host.ledger.migrations import migrate
+    from tapcash.host.ledger.service import Ledger
+
+    db = Database(db_url)
+    try:
+        migrate(db)
+        issuer = Issuer.generate()
+        ledger = Ledger(db, issuer)
+        w = OfflineWallet(ledger, issuer)
+        times = []
+        for i in range(uploads):
+            pos = w.pos[i % 2]
+            body, st = pos.batch(w.pay(pos.id, batch))
+            t = time.perf_counter()
+            res = ingest(ledger, pos.id, body, st)
+            times.append(time.perf_counter() - t)
+            if res["accepted"] != batch:
+                raise RuntimeError(f"upload {i}: {res['accepted']} of {batch} accepted")
+        return {"upload_s": times}
+    finally:
+        db.close()
+
+
 class Fleet:
     """Wallets registered with a ledger (a Ledger, or a LedgerClient: same calls), loaded,
     each with its chain state."""
@@ -567,11 +659,18 @@ def render(sec: dict[str, Any]) -> str:
 @click.option("--profile", is_flag=True,
               help="in-process: one more run per database under timers: where a payment's CPU "
               "goes (signatures, decode, SQL, Python; the PostgreSQL server's share)")
+@click.option("--offline-uploads", default=0, help="instead: one wallet that never syncs pays "
+              "two POS in turn, each uploads --batch of its payments at a time, this many uploads "
+              "in all; ms per upload, the first 5 against the last 5 (an upload's cost must not "
+              "grow with the payments since the wallet's last sync)")
 @click.option("--json", "as_json", is_flag=True, help="print the section as JSON")
 def command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
             http_workers: int, clients: int, repeat: int, verify_procs: str,
-            profile: bool, as_json: bool) -> None:
+            profile: bool, offline_uploads: int, as_json: bool) -> None:
     """Ledger ingest throughput (verify + dedup + post) as a ratio to raw PyNaCl verify."""
+    if offline_uploads:
+        offline(db_urls, offline_uploads, batch, repeat)
+        return
     try:
         procs = [int(p) for p in verify_procs.split(",")]
     except ValueError:
@@ -605,6 +704,35 @@ def command(db_urls: tuple[str, ...], entries: int, batch: int, wallets: int,
 
 
 ingest_command = command  # the name it had
+
+
+def offline(db_urls: tuple[str, ...], uploads: int, batch: int, repeat: int) -> None:
+    """tapcash bench ingest --offline-uploads: see run_offline."""
+    if uploads < 10:
+        raise click.BadParameter("at least 10", param_hint="--offline-uploads")
+    cmd = (f"tapcash bench ingest --offline-uploads {uploads} --batch {batch} --repeat {repeat}"
+           + "".join(f" --db {u}" for u in db_urls))
+    sec = report.new_section("ingest-offline", cmd)
+    click.echo(f"one wallet, never synced, pays 2 POS in turn; {uploads} POS uploads of {batch} "
+               f"payments; ms per upload, median (min-max) over the first 5 and the last 5 of "
+               f"{repeat} run(s)")
+    names = [u.split(":", 1)[0] for u in db_urls] or ["sqlite", "postgresql"]
+    for i, name in enumerate(names):
+        first: list[float] = []
+        last: list[float] = []
+        for _ in range(repeat):
+            with _database(db_urls[i] if db_urls else name) as url:
+                if url is None:
+                    break  # no PostgreSQL here
+                times = run_offline(url, uploads, batch)["upload_s"]
+            first += [t * 1e3 for t in times[:5]]
+            last += [t * 1e3 for t in times[-5:]]
+        if first:
+            a, b = report.spread(first), report.spread(last)
+            click.echo(f"{name:11s} uploads 1-5 {report.fmt_spread(a, ' ms')}   uploads "
+                       f"{uploads - 4}-{uploads} {report.fmt_spread(b, ' ms')}   last/first "
+                       f"{b['median'] / a['median']:.2f}")
+    report.echo_provenance(report.finish(sec))
 
 
 def _pg_schema() -> tuple[str, object] | None:

@@ -258,3 +258,17 @@ def test_bench_purse_profile_names_where_a_purse_tap_goes() -> None:
     # A card without a purse never looks at the certificate.
     assert sec["pos_certificates_verified"] == {"purse": 0, "cold": 4, "main": 0, "plain": 0}
     assert "Where the wallet's time goes" in purse.render(sec)
+
+
+def test_bench_ingest_offline_uploads_prints_first_and_last_with_the_load(tmp_path: Path) -> None:
+    """`tapcash bench ingest --offline-uploads`: a wallet that never syncs, paying POS after
+    POS; the first uploads against the last (median (min-max)), the command and the load."""
+    res = CliRunner().invoke(bench, ["ingest", "--offline-uploads", "10", "--batch", "5",
+                                     "--repeat", "1", "--db", str(tmp_path / "o.db")])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert "uploads 1-5" in lines[1] and "uploads 6-10" in lines[1] and "last/first" in lines[1]
+    assert lines[-1].startswith("-- tapcash bench ingest --offline-uploads 10 --batch 5")
+    assert "load average" in lines[-1]
+    bad = CliRunner().invoke(bench, ["ingest", "--offline-uploads", "3"])
+    assert bad.exit_code != 0 and "at least 10" in bad.output

@@ -481,7 +481,7 @@ def _decode_strict(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
 
 
 decode = _decode_strict  # replaced below on CPython by the same decision, made faster
-# (and encode, encode_into by the same bytes, remembered: cbor_cpython.py)
+# (and encode, encode_into by the same bytes: cbor_cpython.py)
 
 
 if not IS_MICROPYTHON:

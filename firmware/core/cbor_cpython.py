@@ -1,6 +1,5 @@
 # CPython only (never deployed to a board): cbor.decode, decided faster with cbor2's C decoder,
-# and cbor.encode, the same bytes, made faster by cbor2's C encoder and remembered so that
-# decoding them needs no check.
+# and cbor.encode, the same bytes, made faster by cbor2's C encoder.
 #
 # cbor2 parses; its answer is kept only when it provably is what the strict decoder in
 # cbor.py would return: every tag refused (so shared values and string references cannot make
@@ -22,16 +21,6 @@
 # unsupported types, too deep, invalid text) is cbor.py's own encoder's, which makes the same
 # bytes or raises EncodeError.
 #
-# Remembered encodings: every byte string cbor.encode returns IS the deterministic encoding of
-# a value of the data model (encode refuses everything else), so when those same bytes come
-# back to decode (a device's message decoded by the other device a moment later, in the same
-# process) cbor2's parse of them is the strict decoder's answer and the length check above is
-# skipped. Only what decode's limits accept is remembered: encodings made with at most the
-# default depth, short enough that no container can exceed the item limit; looked up only when
-# decode is asked for at least those limits. The memory is bounded (two generations of
-# _KNOWN_MAX encodings of at most _KNOWN_BYTES bytes); a forgotten encoding is only decoded the
-# long way. Nothing else is ever added, so a hit is never wrong, whoever made the bytes.
-
 from collections.abc import Mapping
 
 _UINT64_END = 1 << 64
@@ -191,15 +180,13 @@ def _in_order(obj):
     return obj
 
 
-_KNOWN_MAX = 1024  # encodings per generation: the last few payments' messages
-_KNOWN_BYTES = 4096  # longer encodings are not remembered (exports, big answers)
 
 
 def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
     """(encode, encode_into, decode) for this host, or None without cbor2: encode gives
     cbor.encode's bytes (cbor2's when the value is plain, else cbor.py's `_enc`'s) and
-    remembers them, encode_into appends them to a bytearray as cbor.encode_into does; decode
-    gives decode_strict's answers, cbor2's speed, and takes remembered bytes as they are."""
+    encode_into appends them to a bytearray as cbor.encode_into does; decode gives
+    decode_strict's answers at cbor2's speed."""
     try:
         import cbor2
     except ImportError:
@@ -207,18 +194,6 @@ def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
     no_tags = _EveryTagRefused()
     loads = cbor2.loads
     dumps = cbor2.dumps
-    # [current generation, previous one]: a set is swapped out whole when full
-    known = [set(), set()]
-    small = min(_KNOWN_BYTES, max_items_default)  # no container of more items fits in it
-
-    def remember(data):
-        cur = known[0]
-        if len(cur) >= _KNOWN_MAX:
-            cur = set()
-            known[1] = known[0]
-            known[0] = cur
-        cur.add(data)
-
     def fast(obj, max_depth):
         # cbor2's bytes for a plain value, None otherwise (cbor.py's encoder decides)
         p = _plain(obj, max_depth)
@@ -236,8 +211,6 @@ def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
             out = bytearray()
             enc(obj, out, max_depth)
             data = bytes(out)
-        if len(data) <= small and max_depth <= max_depth_default:
-            remember(data)
         return data
 
     def encode_into(obj, out, max_depth=max_depth_default):
@@ -247,19 +220,11 @@ def fast_codec(enc, decode_strict, max_depth_default, max_items_default):
             enc(obj, out, max_depth)
             return out
         out += data
-        if len(data) <= small and max_depth <= max_depth_default:
-            remember(data)
         return out
 
     def decode(data, max_depth=max_depth_default, max_items=max_items_default):
         """Decode exactly one item filling all of data (bytes, bytearray or memoryview)."""
         if type(data) is bytes:
-            if (
-                (data in known[0] or data in known[1])
-                and max_depth >= max_depth_default
-                and max_items >= max_items_default
-            ):
-                return loads(data)  # an encoding made here: no tags, nothing to check
             try:
                 value = loads(
                     data, semantic_decoders=no_tags, tag_hook=_refuse_tag, allow_indefinite=False

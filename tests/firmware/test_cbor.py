@@ -707,38 +707,6 @@ def test_fast_encoder_edges():
     assert _same_encoding(nested)[0] == "error"  # 17 deep
 
 
-# Remembered encodings: bytes cbor.encode returned decode without the length check, but only
-# as far as the decoder's limits accept them.
-
-
-@FUZZ
-@given(values, st.integers(1, 17), st.integers(0, 8))
-def test_remembered_encodings_decode_as_the_strict_decoder(value, max_depth, max_items):
-    try:
-        data = cbor.encode(value)
-    except cbor.EncodeError:
-        return
-    for limits in ({}, {"max_depth": max_depth}, {"max_items": max_items}):
-        try:
-            want = ("ok", repr(cbor._decode_strict(data, **limits)))
-        except cbor.DecodeError:
-            want = ("error",)
-        try:
-            got = ("ok", repr(cbor.decode(bytes(bytearray(data)), **limits)))  # equal bytes
-        except cbor.DecodeError:
-            got = ("error",)
-        assert got == want, (data.hex(), limits)
-
-
-def test_deeper_encodings_are_not_remembered():
-    nested = b"x"
-    for _ in range(cbor.MAX_DEPTH + 1):
-        nested = [nested]
-    data = cbor.encode(nested, max_depth=cbor.MAX_DEPTH + 1)  # allowed here, too deep to decode
-    assert rejects(data)
-    assert cbor.decode(data, max_depth=cbor.MAX_DEPTH + 1) == nested
-
-
 def _head(mt, n, ai):
     """A CBOR head with the argument in the chosen width (ai 0: inline; 24..27)."""
     if ai == 0:

@@ -26,6 +26,7 @@ HOTLIST_LOCK = b"hotlist\x00"
 # is signed when the latest is older), so neither its age (7 days) nor its payment count
 # (2,000 per version) can keep a POS that syncs stale; at most one version per interval.
 HOTLIST_REFRESH_S = 60
+SYNCED_CHUNK = 1024  # payments read at a time by wallet_synced
 
 
 def owner_key(name: str) -> bytes:
@@ -468,13 +469,16 @@ class Ledger:
         """(c, spent): the ledger holds every payment 1..c of this wallet (c >= the last synced
         counter), and their amounts add up to spent (the wallet's cumulative spent at c)."""
         c, spent = d["synced_counter"], d["synced_spent"]
-        for counter, amount in tx.all("SELECT counter, amount FROM payments WHERE wallet = ? "
-                                      "AND counter > ? ORDER BY counter", (d["id"], c)):
-            if int(counter) != c + 1:
-                break
-            c += 1
-            spent += int(amount)
-        return c, spent
+        while True:  # a chunk at a time: past a gap, nothing more is read
+            rows = tx.all("SELECT counter, amount FROM payments WHERE wallet = ? AND counter > ? "
+                          f"ORDER BY counter LIMIT {SYNCED_CHUNK}", (d["id"], c))
+            for counter, amount in rows:
+                if int(counter) != c + 1:
+                    return c, spent
+                c += 1
+                spent += int(amount)
+            if len(rows) < SYNCED_CHUNK:
+                return c, spent
 
     def mint_update(self, tx: Tx, d: dict[str, Any], force: bool = False) -> bytes | None:
         """Sign a new update for the device when it has something new to carry: a newer hot

@@ -89,3 +89,31 @@ def test_a_stale_audit_walks_again_from_the_synced_counter(db_url) -> None:
     base = ledger.db.read(lambda tx: tx.scalar(
         "SELECT base FROM chain_audits WHERE wallet = ?", (wid,)))
     assert int(base) == 0
+
+
+def test_the_synced_counter_reads_nothing_past_a_gap(db_url, monkeypatch) -> None:
+    """wallet_synced (what an update's synced counter is) stops reading at the first counter
+    the ledger lacks: a chunk at a time, not every payment after it."""
+    from tapcash.host.ledger import service
+
+    monkeypatch.setattr(service, "SYNCED_CHUNK", 8)
+    ledger, w = _world(db_url)
+    pos = w.pos
+    I.ingest(ledger, pos[0].id, *pos[0].batch(w.pay(pos[0].id, 12)))
+    w.pay(pos[1].id, 1)  # counter 13: taken by a POS that has not uploaded yet
+    I.ingest(ledger, pos[0].id, *pos[0].batch(w.pay(pos[0].id, 40)))
+    read: list[int] = []
+
+    def synced(tx):  # noqa: ANN001, ANN202
+        real = tx.all
+
+        def all_(sql, params=()):  # noqa: ANN001, ANN202
+            rows = real(sql, params)
+            read.append(len(rows))
+            return rows
+
+        tx.all = all_
+        return ledger.wallet_synced(tx, service.get_device(tx, w.id))
+
+    assert ledger.db.read(synced) == (12, 12)
+    assert read == [8, 8]  # 1-8, then 9-12 and 14-17 (before: all 52)

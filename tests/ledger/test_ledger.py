@@ -142,8 +142,7 @@ def test_conflicting_counter_is_a_fraud_case_with_both_proofs(world: World) -> N
     p1, p2 = world.pos(1), world.pos(2)
     snap = {k: v for k, v in w.app.hal.flash.snapshot().items()}
     assert world.pay(w, p1, 3000).approved
-    w.app.hal.flash.restore(snap)  # flash rollback = the clone
-    w.app.power_on()
+    world.reflash(w, snap)  # flash rollback = the clone
     assert world.pay(w, p2, 4000).approved
 
     before = world.client.hotlist()
@@ -190,8 +189,7 @@ def test_clone_spending_beyond_the_funds_is_a_bounded_reported_loss(world: World
     p1, p2 = world.pos(1), world.pos(2)
     snap = w.app.hal.flash.snapshot()
     assert world.pay(w, p1, 5000).approved
-    w.app.hal.flash.restore(snap)
-    w.app.power_on()
+    world.reflash(w, snap)
     assert world.pay(w, p2, 4000).approved
     world.sync(p1)
     r = world.sync(p2)

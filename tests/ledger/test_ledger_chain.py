@@ -51,8 +51,7 @@ def test_a_status_without_its_records_after_a_rollback_is_a_rollback_case(world:
     for amount in (100, 200):
         assert world.pay(w, p1, amount).approved
     assert world.sync(w).upto >= 3
-    flash.restore(image)  # the card's flash written back
-    w.app.power_on()
+    world.reflash(w, image)  # the card's flash written back
     assert world.pay(w, p2, 700).approved  # counter 1 again, at a terminal that never saw it
     _records, status = world.export(w, since=0)
     res = world.client.ingest(w.id, [], status)  # the colluding host uploads no records
@@ -119,8 +118,7 @@ def test_a_terminal_written_back_is_a_rollback_case_and_its_payments_still_count
     image = flash.snapshot()
     assert world.pay(w, p, 100).approved
     assert world.sync(p).upto == 1
-    flash.restore(image)
-    p.app.power_on()
+    world.reflash(p, image)
     assert world.pay(w, p, 250).approved  # seq 1 again, another record
     res = world.sync(p)  # from seq 2 on, as the host last saw it: only the status
     assert res.upto == 0 and res.raw["rollback"] is True

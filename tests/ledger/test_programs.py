@@ -305,8 +305,7 @@ def test_clone_spending_a_purse_twice(world: PWorld) -> None:
     flash = a.app.hal.flash
     image = flash.snapshot()
     assert w.pay(a, bus1, 3000).earmarked == 3000
-    flash.restore(image)  # the clone: the same card state again
-    a.app.power_on()
+    w.reflash(a, image)  # the clone: the same card state again
     assert w.pay(a, bus2, 3000).earmarked == 3000
     w.sync(bus1)
     res = w.sync(bus2)

@@ -242,6 +242,16 @@ class World:
         self.poses[n] = dev
         return dev
 
+    def reflash(self, dev: Dev, image: dict[str, bytes]) -> None:
+        """The device's flash written back with a programmer (a clone or a rollback): the board
+        restarts with it, so nothing the old app kept in RAM survives."""
+        old = dev.app
+        flash = old.hal.flash
+        flash.restore(image)
+        flash.power_on()
+        dev.app = WalletApp(old.hal) if dev.kind == "wallet" else PosApp(old.hal, old.base_config)
+        dev.app.power_on()
+
     # -- payments
     def pay(self, wallet: Dev, pos: Dev, amount: int) -> Any:
         assert pos.link is not None

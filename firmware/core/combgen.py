@@ -6,13 +6,13 @@
 #   build(flash, keys)                     store the table of each key lacking a whole one
 #
 # About 50 ms a key in the MicroPython VM: 256 points (8 multiples per position, 5 doublings to
-# the next), one inversion per position for its 8 points (Montgomery's trick), appended 4
-# positions (3 KB) at a time.
+# the next), one inversion per position for its 8 points (Montgomery's trick), appended one
+# position (768 bytes) at a time (a 3 KB buffer of 4 found no room in a purse card's heap).
 from . import ed25519 as _ed
 from .comb import PREFIX, TABLE_BYTES
 from .runtime import const
 
-_CHUNK = const(4)  # positions per append: 3 KB of heap at a time
+_CHUNK = const(1)  # positions per append: 768 bytes of heap at a time
 
 
 def ok(flash, name, public):

@@ -58,6 +58,7 @@ class WalletApp:
     default: a display other than the no-op hal.Display is present), state_name, journal_name."""
 
     _key = None  # ed25519.signing_key of the card's seed, once it has signed (sign_payment)
+    tables = False  # build the issuer keys' tables once this command is done (load.py)
 
     def __init__(self, hal, config=None):
         cfg = config or {}
@@ -102,6 +103,7 @@ class WalletApp:
     def process(self, command):
         collect()  # the last command's garbage goes before this one's long-lived objects
         self.done = None
+        self.tables = False
         try:
             cla, ins, p1, p2, data, _le = apdu.parse_command(command)
             name = self._route(cla, ins, p1, p2)
@@ -111,6 +113,14 @@ class WalletApp:
                 self.store.free()
                 release(_PKG, self._resident)
                 release(_CORE, self._core)
+            if self.tables:  # a purse's LOAD: its keys' tables, in the heap it has left (#13)
+                self.tables = False
+                collect()
+                try:
+                    __import__(_PKG + "load", None, None, ("key_tables",)).key_tables(self)
+                finally:
+                    release(_PKG, self._resident)
+                    release(_CORE, self._core)
             return self.done or apdu.response(out or b"")
         except PowerCut:
             raise

@@ -399,6 +399,13 @@ BUDGET_KB32 = {
 # at 51.0 (PAY) and 52.4 (EXPORT's 2.7 KB response), none 51.5-58 at 0.5 KB), wallet .mpy
 # 80.9 -> 76.5 (fails at 76.0, none 76.5-84); POS ROMFS 61.5 (fails at 61.0), POS .mpy 87.9
 # (fails at 86.5, 91.5). The plain day: wallet ROMFS 48.0, .mpy 72.0 (unchanged).
+# Then (#13) the issuer key tables (core/comb.py): built inside a purse LOAD they ran out of
+# RAM below 58 KB32 (wallet ROMFS; the MemoryError is swallowed), so the 52.0 measured then
+# was a day without tables. Built once the LOAD is done (app.process, load.key_tables), one
+# 768-byte position at a time, with a purse card's PAY placing its signer and state buffer
+# after the purse choice: tables from 51 KB32, purse day wallet ROMFS 52.5 -> 51.5 (fails at
+# 51.0, none 51.5-56 at 0.5 KB; without the PAY change 54.5), the target 48 still not met;
+# the plain day 48.0 -> 47.5; POS ROMFS purse day 61.5 -> 62.5 with no POS change (layout).
 PURSE_BUDGET_KB32 = {
     ("wallet", "mpy"): 80,  # target met
     ("pos", "mpy"): 89,  # target met

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tapcash.firmware.core import cbor, proto
+from tapcash.firmware.core import cbor, comb, proto
 from tapcash.firmware.core.hal import Clock, Hal, Link, Rng
 from tapcash.firmware.pos.app import PosApp
 from tapcash.firmware.wallet.app import WalletApp
@@ -244,6 +244,10 @@ class Replay:
     phases: dict[str, dict[str, int]]  # marker -> alloc (gc'd) / total allocated after it
     import_alloc: int  # heap retained once the role's app module is imported
     output: str
+    # the key-table blobs (core/comb.py) in the device's flash at the end of the day: name ->
+    # contents. A wallet that ran out of RAM building one goes on without it (load.key_tables
+    # swallows the MemoryError), so only this shows whether the day measured had its tables.
+    tables: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def day_alloc(self) -> int:
@@ -299,10 +303,27 @@ def replay(role: str, ws: Any, stream_path: Any, heap: int) -> Replay:
         if ws.form == "romfs":
             args.append(str(ws.target))
         r = native_mp.run(script, args, heap=heap + ws.heap_extra, path=ws.sys_path)
+        tables = {
+            p.name: p.read_bytes() for p in sorted(Path(flash).glob(comb.PREFIX + "*"))
+        }
     out = r.stdout + r.stderr
     phases, imported = _parse(r.stdout, ws.heap_extra)
     ok = r.ok and any(line.startswith("ok ") for line in r.stdout.splitlines())
-    return Replay(ok, heap, phases, imported, out)
+    return Replay(ok, heap, phases, imported, out, tables)
+
+
+def expected_tables(seed: int = 0) -> dict[str, bytes]:
+    """The key tables a purse card of `record_day(seed, purses=True)` holds once its purses
+    are loaded: its one issuer key's, built here on CPython by the firmware's own combgen."""
+    import tempfile
+
+    from tapcash.firmware.core import combgen
+    from tapcash.firmware.core.fileflash import FileFlash
+
+    with tempfile.TemporaryDirectory() as d:
+        flash = FileFlash(d, sync=False)
+        combgen.build(flash, [issuer_from_seed(seed).public_key])
+        return {p.name: p.read_bytes() for p in sorted(Path(d).glob(comb.PREFIX + "*"))}
 
 
 def min_heap(

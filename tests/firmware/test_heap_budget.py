@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from native_gate import _native_port_present, requires_native  # noqa: F401
 
-from tapcash.firmware.core import cbor, proto
+from tapcash.firmware.core import cbor, comb, proto
 from tapcash.sim.vm import native as native_mp
 from tapcash.sim.vm import payday
 
@@ -99,11 +99,23 @@ def test_purse_day_fits_the_heap_budget(
     role: str, workspace: native_mp.Workspace, purse_streams: dict[str, Path]
 ) -> None:
     """A purse card (MAX_PURSES earmarked purses) paying five split payments, and the POS
-    that checks each purse rule, within their heap budgets (payday.PURSE_BUDGET_KB32)."""
+    that checks each purse rule, within their heap budgets (payday.PURSE_BUDGET_KB32). The
+    card builds its issuer key's table after a purse LOAD and goes on without it when that
+    runs out of RAM (wallet/load.py key_tables): at the budget its flash must hold the whole
+    table, or the budget measures a slower, more heap-hungry day than a card has (#13)."""
     heap = payday.budget_bytes(role, workspace.form, purses=True)
     r = payday.replay(role, workspace, purse_streams[role], heap)
     assert r.ok, f"{role} purse day ({workspace.form}) at {heap} bytes:\n{r.output[-3000:]}"
     assert list(r.phases)[-1] == "end"
+    if role == "wallet":  # and it was a day with the issuer key's table, built whole
+        key = payday.issuer_from_seed(0).public_key
+        whole = {comb.PREFIX + "0": (comb.TABLE_BYTES, key)}
+        assert {k: (len(v), v[:32]) for k, v in r.tables.items()} == whole and (
+            r.tables == payday.expected_tables()  # as CPython builds it
+        ), (
+            f"wallet purse day ({workspace.form}) at {heap} bytes: key tables "
+            f"{ {k: len(v) for k, v in r.tables.items()} }, not the issuer key's whole table"
+        )
 
 
 @pytest.mark.parametrize("role", payday.ROLES)

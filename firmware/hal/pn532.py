@@ -48,6 +48,9 @@ _MAX_ZEROS = const(4)  # leading zeros frame_length accepts: 00 00 FF, or up to 
 FRAME_MAX = const(277)  # 00 00 00 00 FF FF FF LM LL LCS + 265 + DCS 00: the longest frame taken
 MAX_DATA = const(262)  # DataOut / DataIn of InDataExchange, TgGetData, TgSetData per frame
 MAX_APDU = const(4096)  # bound on a chained (MI) message assembled here
+# and on its parts: 4096 bytes in parts of 16 (ISO-DEP's smallest frame) - a peer answering
+# in 1-byte parts would otherwise hold the other side for 4096 exchanges
+MAX_PARTS = const(257)
 
 # --- commands (UM0701-02 section 7) ------------------------------------------------------
 _CMD_DIAGNOSE = const(0x00)

@@ -15,6 +15,7 @@ from .pn532 import (
     ERR_TOO_LONG,
     MAX_APDU,
     MAX_DATA,
+    MAX_PARTS,
     PN532,
     ST_RELEASED,
     STATUS_MASK,
@@ -76,7 +77,7 @@ class PN532Card(PN532):
         """TgGetData: the next command APDU from the reader (bytes), chained frames (MI) joined.
         Raises TargetReleased when the reader released us or left the field."""
         out = None
-        while True:
+        for _ in range(MAX_PARTS):
             r = self.call(_CMD_TG_GET_DATA, timeout_ms=timeout_ms)
             if len(r) < 1:
                 raise PN532Error(ERR_FRAME, "no status")
@@ -97,6 +98,7 @@ class PN532Card(PN532):
                 out += r[1:]
                 if not r[0] & STATUS_MI:
                     return bytes(out)
+        raise PN532Error(ERR_TOO_LONG, "command in too many parts")
 
     def set_data(self, data, timeout_ms=None):
         """TgSetData: send our answer; beyond 262 bytes the leading parts go by TgSetMetaData

@@ -15,6 +15,7 @@ from .pn532 import (
     ERR_TOO_LONG,
     MAX_APDU,
     MAX_DATA,
+    MAX_PARTS,
     PN532,
     STATUS_MASK,
     STATUS_MI,
@@ -114,7 +115,7 @@ class PN532Reader(PN532):
         if not r[0] & STATUS_MI:
             return bytes(r[1:])
         out = bytearray(r[1:])
-        while True:
+        for _ in range(MAX_PARTS - 1):
             r = self._exchange_frame(tg, b"", timeout_ms)
             if len(r) < 2 and r[0] & STATUS_MI:  # an empty part would chain for ever
                 raise PN532Error(ERR_FRAME, "empty chained part")
@@ -123,6 +124,7 @@ class PN532Reader(PN532):
             out += r[1:]
             if not r[0] & STATUS_MI:
                 return bytes(out)
+        raise PN532Error(ERR_TOO_LONG, "answer in too many parts")
 
     def release(self, tg=0):
         """InRelease (0: all targets); ISO-DEP targets get a DESELECT. Returns the status byte."""

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pn532_fakes import ACK, ERROR_FRAME, KINDS, NACK, Resp, Rig, frame, rig  # noqa: E402
 
 from tapcash.firmware.core.hal import LinkError  # noqa: E402
+from tapcash.firmware.hal.pn532 import MAX_PARTS  # noqa: E402
 from tapcash.firmware.hal.pn532_card import PN532Card  # noqa: E402
 from tapcash.firmware.hal.pn532_reader import PN532Reader, PN532ReaderLink, Target  # noqa: E402
 
@@ -189,6 +190,22 @@ def _fuzz_test(kind: str) -> Any:
         check(case)
 
     return test
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("op", [("exchange", 1), ("get_data",), ("transceive",)])
+def test_a_chained_answer_of_thousands_of_chunks_is_bounded_by_its_reads(
+    kind: str, op: tuple[Any, ...]
+) -> None:
+    """A chip that answers every InDataExchange "more to come" (status 0x40) at once, with no
+    timeout and no resends. Hypothesis found it: the driver took 4,097 parts of one byte (until
+    its 4,096-byte limit), 278 ms of reads where its budget counted one frame read per call.
+    Now a message has at most MAX_PARTS parts, and the budget counts each frame read."""
+    ack = b"\x00\x00\xff\x00\xff\x00"
+    r = rig(kind, [], [(ack, 0), (Resp(data=b"@\x00", zeros=2, delta=1), 0)], cls=PN532Both,
+            timeout_ms=0, ack_timeout_ms=0, retries=0, cost=True)  # fmt: skip
+    run_op(r, op)
+    assert 100 < _commands(r, 0) <= MAX_PARTS + 2  # chained, then cut off at the parts limit
 
 
 @pytest.mark.parametrize("kind", KINDS)

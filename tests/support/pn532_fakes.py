@@ -120,12 +120,14 @@ class Guard:
     start_us: int = 0
     refused_writes: int = 0
     write_us: float = 0.0  # bus time of the host's own writes in this call
+    read_us: float = 0.0  # bus time of reads that carried a frame the chip had ready
 
     def arm(self) -> None:
         self.start_ops = self.ops
         self.start_us = self.clock.us
         self.refused_writes = 0
         self.write_us = 0.0
+        self.read_us = 0.0
 
     def write(self, cost_us: float) -> int:
         self.write_us += int(cost_us)
@@ -218,13 +220,15 @@ class FakeI2C:
         return len(buf)
 
     def readfrom_into(self, addr: int, buf: Any, stop: bool = True) -> None:
-        if self.guard.op(self.byte_us * (1 + len(buf))) in self.errors:
+        cost = self.byte_us * (1 + len(buf))
+        if self.guard.op(cost) in self.errors:
             raise OSError(116)
         chip = self.chip
         n = len(buf)
         if not chip.poll():
             buf[0:n] = bytes(n)  # status 00: not ready, the rest means nothing
             return
+        self.guard.read_us += cost
         data = chip.head()
         k = min(len(data), n - 1)
         buf[0] = 0x01
@@ -296,6 +300,7 @@ class FakeSPI:
         if not self.cs.level and self.opcode == 0x02:
             out[0:n] = bytes([0x01 if self.chip.poll() else 0x00]) * n
         elif not self.cs.level and self.opcode == 0x03 and self.chip._entry() is not None:
+            self.guard.read_us += self.byte_us * n
             data = self.chip.head()
             part = data[self.dr : self.dr + n]
             out[: len(part)] = part
@@ -337,6 +342,7 @@ class FakeUART(UartReadInto):
         self._lies += 1
         if not self.buf or (self.lie and self._lies % 2):
             return None
+        self.guard.read_us += self.call_us
         n = len(self.buf) if n is None else n
         data = bytes(self.buf[:n])
         del self.buf[:n]
@@ -388,14 +394,15 @@ class Rig:
         plus the response timeout, per command, plus what no timeout can cut short: the bus
         time of the driver's own writes (commands, ACK, NACK), the 2 ms pauses of an I2C write
         the chip refused, one poll interval, the HSU quiet gap, and a frame already being
-        transferred when the deadline passes."""
+        transferred when the deadline passes - and, per command, the frames the chip had ready
+        (a chained answer of thousands of chunks reads each one, whatever the timeouts)."""
         pn = self.pn
         t = pn.timeout_ms if timeout_ms is None else timeout_ms
         per_call = (pn.retries + 1) * pn.ack_timeout_ms + t
         frame_ms = FRAME_MAX * 25 / 1000  # the slowest bus here: I2C at 400 kHz
         slack = self.t.poll_ms + getattr(self.t, "quiet_ms", 0) + 2 * frame_ms + 2
         g = self.guard
-        return calls * per_call + slack + 6 * g.refused_writes + g.write_us / 1000
+        return calls * per_call + slack + 6 * g.refused_writes + (g.write_us + g.read_us) / 1000
 
 
 def rig(kind: str, items: Iterable[Item | tuple[Item, int]] = (),

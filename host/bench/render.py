@@ -32,8 +32,10 @@ HEADER = """\
 
 Every figure below is a median with its minimum and maximum over repeated runs, written
 "median (min–max)", and names the command and the source revision that measured it, with the
-load average at the time. They were measured on {note}: absolute figures move with the load;
-ratios are taken within one run, so both sides of a ratio shared the same conditions.
+load average at the time, the machine's CPUs and (where recorded) how busy they were during the
+run: by the bench's own processes and by the others (a database server's work for the bench among
+them). Absolute figures move with the load; ratios are taken within one run, so both sides of a
+ratio shared the same conditions.
 """
 
 
@@ -63,7 +65,7 @@ def generic(section: dict[str, Any]) -> str:
 
 
 _META = {"bench", "command", "revision", "started", "loadavg_before", "loadavg_after", "machine",
-         "title", "rows"}
+         "title", "rows", "cpu"}
 
 
 def render_section(name: str, section: dict[str, Any]) -> str:
@@ -82,8 +84,7 @@ def render(doc: dict[str, Any], json_name: str = DEFAULT_JSON) -> str:
 
     sections = doc.get("benches", {})
     names = [n for n in BENCHES if n in sections] + [n for n in sections if n not in BENCHES]
-    note = next((s.get("machine", {}).get("note") for s in sections.values()), None)
-    parts = [HEADER.format(json_name=json_name, note=note or report.SHARED_NOTE)]
+    parts = [HEADER.format(json_name=json_name)]
     parts += [render_section(n, sections[n]) for n in names]
     return "\n".join(parts)
 

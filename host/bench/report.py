@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-SHARED_NOTE = "a 2-core machine shared with seven other engineers"
-
 
 def spread(values: Iterable[float], digits: int = 1) -> dict[str, Any]:
     """{"min", "median", "max", "runs"} of repeated measurements."""
@@ -76,8 +74,33 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
-        "note": SHARED_NOTE,
     }
+
+
+def cpu_times() -> list[float]:
+    """[wall s, the machine's busy CPU s (/proc/stat), this process's and its waited-for
+    children's CPU s]: `cpu_use` of two of these says who kept the CPUs busy in between."""
+    busy = float("nan")
+    try:
+        with open("/proc/stat") as f:
+            j = [int(v) for v in f.readline().split()[1:]]
+        busy = (sum(j[:8]) - j[3] - j[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        pass
+    t = os.times()
+    return [time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system]
+
+
+def cpu_use(start: list[float], end: list[float]) -> dict[str, Any]:
+    """Mean CPUs busy between two `cpu_times()`: the machine's, the bench's own processes'
+    (those it waited for), the other processes' (the rest: a database server's work for the
+    bench is counted there)."""
+    wall = max(end[0] - start[0], 1e-9)
+    busy, ours = (end[1] - start[1]) / wall, (end[2] - start[2]) / wall
+    if busy != busy:  # no /proc/stat
+        return {"wall_s": round(wall, 1), "bench_cpus": round(ours, 2)}
+    return {"wall_s": round(wall, 1), "busy_cpus": round(busy, 2), "bench_cpus": round(ours, 2),
+            "other_cpus": round(max(0.0, busy - ours), 2)}
 
 
 def new_section(bench: str, command: str) -> dict[str, Any]:
@@ -89,11 +112,14 @@ def new_section(bench: str, command: str) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "loadavg_before": loadavg(),
         "machine": machine(),
+        "_cpu_times": cpu_times(),
     }
 
 
 def finish(section: dict[str, Any]) -> dict[str, Any]:
     section["loadavg_after"] = loadavg()
+    if "_cpu_times" in section:
+        section["cpu"] = cpu_use(section.pop("_cpu_times"), cpu_times())
     return section
 
 
@@ -105,7 +131,18 @@ def provenance(section: dict[str, Any]) -> str:
     if la:
         load = f"; load average {la[0]:.2f}" + (f" -> {lb[0]:.2f}" if lb else "")
     return (f"`{section['command']}` at revision `{section.get('revision', '?')}`, "
-            f"{section.get('started', '?')}{load} ({section.get('machine', {}).get('note', '')})")
+            f"{section.get('started', '?')}{load} ({context(section)})")
+
+
+def context(section: dict[str, Any]) -> str:
+    """The machine as measured: its CPUs and, where recorded, who kept them busy in the run."""
+    out = f"{section.get('machine', {}).get('cpus', '?')} CPUs"
+    c = section.get("cpu") or {}
+    if "busy_cpus" in c:
+        out += (f"; over the run's {c['wall_s']:,.0f} s, {c['busy_cpus']:.2f} CPUs busy on "
+                f"average: {c['bench_cpus']:.2f} this bench's processes, {c['other_cpus']:.2f} "
+                "other processes")
+    return out
 
 
 def echo_provenance(section: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ counted apart from declined ones. Nothing here asserts a time."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,28 @@ def test_bench_ingest_offline_uploads_prints_first_and_last_with_the_load(tmp_pa
     assert "load average" in lines[-1]
     bad = CliRunner().invoke(bench, ["ingest", "--offline-uploads", "3"])
     assert bad.exit_code != 0 and "at least 10" in bad.output
+
+
+def test_a_sections_context_is_what_was_measured_not_a_story() -> None:
+    """The machine's context in the doc comes from the section's JSON: its CPUs, the load
+    average before and after, and who kept the CPUs busy during the run (issue #15)."""
+    sec = {"bench": "later", "command": "tapcash bench later", "revision": "abc1234567",
+           "started": "2026-12-06 21:00 UTC", "loadavg_before": [1.5, 1.0, 0.5],
+           "loadavg_after": [2.25, 1.0, 0.5],
+           "machine": {"cpus": 2, "note": "a story nobody measured"},
+           "cpu": {"wall_s": 30.0, "busy_cpus": 1.8, "bench_cpus": 1.0, "other_cpus": 0.8},
+           "rows": [{"x": 1}]}  # fmt: skip
+    text = render.render({"benches": {"later": sec}})
+    assert "a story nobody measured" not in text and "engineers" not in text
+    assert ("Measured by `tapcash bench later` at revision `abc1234567`, 2026-12-06 21:00 UTC; "
+            "load average 1.50 -> 2.25 (2 CPUs; over the run's 30 s, 1.80 CPUs busy on average: "
+            "1.00 this bench's processes, 0.80 other processes).") in text
+    del sec["cpu"]  # a section measured before the CPU use was recorded: its CPUs alone
+    assert "load average 1.50 -> 2.25 (2 CPUs)." in render.render({"benches": {"later": sec}})
+    # the figures themselves: mean CPUs busy between two samples of (wall, machine, bench)
+    use = report.cpu_use([100.0, 50.0, 10.0], [110.0, 68.0, 20.0])
+    assert use == {"wall_s": 10.0, "busy_cpus": 1.8, "bench_cpus": 1.0, "other_cpus": 0.8}
+    # a real section records them, and keeps no sample of its own in the JSON
+    live = report.finish(report.new_section("later", "tapcash bench later"))
+    assert set(live["cpu"]) == {"wall_s", "busy_cpus", "bench_cpus", "other_cpus"}
+    assert "_cpu_times" not in live and live["machine"]["cpus"] == os.cpu_count()

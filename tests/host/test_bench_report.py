@@ -258,7 +258,22 @@ def test_bench_purse_profile_names_where_a_purse_tap_goes() -> None:
     # none of its taps verifies a certificate; every cold tap verifies one (2 batches x 2 taps).
     # A card without a purse never looks at the certificate.
     assert sec["pos_certificates_verified"] == {"purse": 0, "cold": 4, "main": 0, "plain": 0}
-    assert "Where the wallet's time goes" in purse.render(sec)
+    text = purse.render(sec)
+    assert "Where the wallet's time goes" in text
+    # every tap starts with the card's power_on(), as on a board: timed, in the in-field time
+    for r in rows.values():
+        assert len(r["power_on_ms"]["runs"]) == len(r["wallet_in_field_ms"]["runs"]) == 2
+        runs = zip(r["power_on_ms"]["runs"], r["wallet_in_field_ms"]["runs"], strict=True)
+        assert all(boot <= tap for boot, tap in runs)
+    assert "| wallet in field | power-on |" in text and "| power-on |" in text
+    assert "not included" not in text
+    # a section measured before power_on was timed says so, and shows no power-on column
+    old = {**sec, "rows": [{k: v for k, v in r.items() if k != "power_on_ms"}
+                           for r in sec["rows"]]}  # fmt: skip
+    old["profile"] = {k: {p: v for p, v in parts.items() if p != "power-on"}
+                      for k, parts in sec["profile"].items()}  # fmt: skip
+    text = purse.render(old)
+    assert "(its power_on() at the tap not included)" in text and "power-on" not in text
 
 
 def test_bench_ingest_offline_uploads_prints_first_and_last_with_the_load(tmp_path: Path) -> None:

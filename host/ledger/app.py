@@ -30,7 +30,7 @@ from .db import Database
 from .env import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN
 from .ingest import ingest
 from .limits import BodyLimit
-from .problems import install_problem_handlers, responses
+from .problems import install_problem_handlers, problem_response, responses
 from .service import Ledger, need_device
 
 API_VERSION = "1"
@@ -41,6 +41,8 @@ DeviceId = Annotated[str, PathParam(pattern="^[0-9a-fA-F]{16}$",
                                     description="device id, 16 hex digits")]
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 _bearer = HTTPBearer(auto_error=False, description="the operator token")
+INVARIANT_409 = {"model": M.Problem, "description": "the books do not balance: `detail` names "
+                 "the first violations, `violations` all of them, with the check's figures"}
 
 
 def operator(_cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
@@ -192,12 +194,17 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
     def settle(merchant_id: DeviceId, body: M.SettleIn) -> dict[str, Any]:
         return ledger.settle(parse_id(merchant_id, "merchant"), body.reference)
 
-    @app.get("/v1/invariant", response_model=M.InvariantOut, responses=responses(401, 500),
-             **op_json())
+    @app.get("/v1/invariant", response_model=M.InvariantOut,
+             responses=responses(401) | {409: INVARIANT_409}, **op_json())
     def invariant() -> JSONResponse:
-        """The books' invariant; 500 only when the books themselves are broken."""
+        """The books' invariant: 200 when they balance; 409, a problem naming the violations
+        (with every figure of the check), when they do not (host/ledger/invariant.py)."""
+        from .invariant import summary
+
         inv = ledger.invariant()
-        return JSONResponse(inv, status_code=200 if inv["ok"] else 500)
+        if inv["ok"]:
+            return JSONResponse(inv)
+        return problem_response(409, summary(inv["violations"]), **inv)
 
     # -- reports (json or csv)
     csv_ok = {200: {"content": {"text/csv": {}}}}

@@ -9,6 +9,8 @@ import click
 
 from tapcash.host.output import Col, money, table
 
+from .invariant import violations
+
 
 def show(inv: dict[str, Any]) -> None:
     progs = inv.get("programs") or {}
@@ -24,13 +26,6 @@ def show(inv: dict[str, Any]) -> None:
     )
     rows = [{"kind": k, "amount": v} for k, v in sorted(inv.get("by_kind", {}).items())]
     table(rows, [Col("kind", "held by"), Col("amount", "amount", "money")])
-    for a in inv.get("negative", []):
-        click.echo(f"  negative: {a['account']} {money(a['balance'])}")
-    for a in inv.get("mismatched", []):
-        click.echo(
-            f"  balance is not its postings: {a['account']} {money(a['balance'])} "
-            f"(postings say {money(a['from_postings'])})"
-        )
     for b in progs.get("books", []):  # funded = spent (or released) + refunded + outstanding
         mark = "=" if b["funded"] == b["used"] + b["refunded"] + b["outstanding"] else "!="
         used = "released" if b["kind"] == "prepaid" else "spent"
@@ -39,5 +34,5 @@ def show(inv: dict[str, Any]) -> None:
             f"{money(b['used'])} + refunded {money(b['refunded'])} + outstanding "
             f"{money(b['outstanding'])}"
         )
-    for p in progs.get("problems", []):
-        click.echo(f"  programme: {p}")
+    for line in violations(inv, money):  # the lines GET /v1/invariant's 409 names
+        click.echo(f"  {line}")

@@ -265,8 +265,9 @@ class LedgerClient:
                           json={"reference": reference})
 
     def invariant(self) -> dict[str, Any]:
+        """The books' invariant (`ok` False and `violations` when they do not balance: 409)."""
         r = self._http.get("/v1/invariant")
-        if r.status_code not in (200, 500):
+        if r.status_code not in (200, 409):
             raise _refusal(r)
         body = r.json()
         if "ok" not in body:

@@ -338,6 +338,9 @@ class InvariantOut(Out):
     negative: list[AccountBalance]
     mismatched: list[Mismatch]
     postings: int
+    programs: dict[str, Any] = Field(description="per programme: funded = spent + refunded + "
+                                     "outstanding (docs/LEDGER.md section 6)")
+    violations: list[str] = Field(description="what is wrong, one line each: empty when ok")
 
 
 class MerchantRow(Out):

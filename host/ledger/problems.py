@@ -129,7 +129,6 @@ _PHRASES = {
     413: "request body too large",
     415: "request body is not JSON",
     422: "request does not match the schema",
-    500: "the books are broken",
     503: "not ready (database unavailable, no hot list yet)",
 }
 

@@ -586,16 +586,11 @@ class Ledger:
         return self.db.write(tx_fn)
 
     def invariant(self) -> dict[str, Any]:
-        """The books' invariant, and per programme funded = spent + refunded + outstanding."""
-        from . import programs
+        """The books' invariant, and per programme funded = spent + refunded + outstanding
+        (host/ledger/invariant.py: the same check as `tapcash ledger check`)."""
+        from .invariant import check
 
-        def tx_fn(tx: Tx) -> dict[str, Any]:
-            inv = P.check_invariant(tx)
-            inv["programs"] = programs.check(tx)
-            inv["ok"] = inv["ok"] and inv["programs"]["ok"]
-            return inv
-
-        return self.db.read(tx_fn)
+        return self.db.read(check)
 
     def issuer_info(self) -> dict[str, Any]:
         return {"key_id": self.issuer.key_id.hex(), "public_key": self.issuer.public_key.hex()}

@@ -144,6 +144,41 @@ def test_invariant_catches_tampered_books(db_url: str) -> None:
     assert led.invariant()["ok"]
 
 
+def test_broken_books_are_a_409_naming_the_violations_not_a_500(world: World,
+                                                                db_url: str) -> None:
+    """`GET /v1/invariant` on books out of balance answered 500 (a server error, which monitoring
+    cannot tell from a crash and which said nothing but the figures). Now a 409 problem whose
+    detail names the violations, with every figure of the check; `tapcash ledger check` on the
+    same database prints the same lines (one implementation, host/ledger/invariant.py), exit 1."""
+    import httpx
+
+    world.ledger.deposit("alice", 500)
+    url, op = world.server.url, {"Authorization": f"Bearer {lw.TOKEN}"}
+    ok = httpx.get(f"{url}/v1/invariant", headers=op)
+    assert ok.status_code == 200 and ok.json()["ok"] and ok.json()["violations"] == []
+    world.ledger.db.write(lambda tx: tx.execute(
+        "UPDATE accounts SET balance = balance + 1 WHERE name = 'owner:alice'"))
+    try:
+        r = httpx.get(f"{url}/v1/invariant", headers=op)
+        check = CliRunner().invoke(cli, ["ledger", "check", "--db", db_url])
+        by_client = world.client.invariant()
+    finally:
+        world.ledger.db.write(lambda tx: tx.execute(
+            "UPDATE accounts SET balance = balance - 1 WHERE name = 'owner:alice'"))
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    wrong = "balance is not its postings: owner:alice 501 (postings say 500)"
+    assert body["detail"] == f"the books do not balance: issued 500 != held 501; {wrong}"
+    assert body["violations"] == ["issued 500 != held 501", wrong]
+    assert body["ok"] is False and body["mismatched"][0]["account"] == "owner:alice"
+    assert by_client["violations"] == body["violations"]
+    assert check.exit_code == 1, check.output
+    assert "  issued 5.00 != held 5.01\n" in check.output
+    assert "  balance is not its postings: owner:alice 5.01 (postings say 5.00)" in check.output
+    assert httpx.get(f"{url}/v1/invariant", headers=op).status_code == 200
+
+
 def test_migrations_are_idempotent_and_versioned(db_url: str) -> None:
     db = Database(db_url, pool_size=1)
     try:

@@ -1,7 +1,7 @@
 """What each console page shows, read in one transaction from the ledger's own tables.
 
 The figures come from the same functions as `tapcash ledger report` / `check` and the JSON API
-(host/ledger/reports.py, postings.check_invariant, programs.report), so page and report cannot
+(host/ledger/reports.py, invariant.check, programs.report), so page and report cannot
 disagree; the page adds only decoding (certificates, proofs, hot lists) and layout.
 """
 
@@ -13,10 +13,10 @@ import cbor2
 
 from tapcash.firmware.core import proto
 
-from .. import postings as P
 from .. import programs, proofs, reports
 from ..db import Tx
 from ..errors import LedgerError
+from ..invariant import check as check_books
 from ..service import Ledger, get_device, public_device
 
 LIMIT_NAMES = {proto.LIM_BALANCE_MAX: "balance max", proto.LIM_PAYMENT_MAX: "payment max",
@@ -28,7 +28,7 @@ ROWS_MAX = 500  # rows of one table on a page (the newest); the CSV reports have
 
 def overview(ledger: Ledger) -> dict[str, Any]:
     def read(tx: Tx) -> dict[str, Any]:
-        inv = P.check_invariant(tx)
+        inv = check_books(tx)  # the check of `tapcash ledger check`, programmes included
         held: dict[str, int] = {}
         for kind, total in tx.all("SELECT kind, COALESCE(SUM(balance), 0) FROM accounts "
                                   "WHERE kind <> 'issuer' GROUP BY kind ORDER BY kind"):

@@ -111,11 +111,12 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         status: Annotated[str | None, Header(alias=STATUS_HEADER, description=(
             "base64 of the device-signed status envelope of its last EXPORT"))] = None,
     ) -> dict[str, Any]:
-        """Vouchers not yet applied and the updates for a device, read only. The device
+        """Vouchers not yet applied and the updates for a device (read only, but a wallet with
+        a purse closed since its last update gets a new update clearing it). The device
         authenticates: its signed status, no older than the last one the ledger holds."""
         dev_id = parse_id(device_id, "device")
         authenticate_device(ledger, dev_id, status, fresh=True)
-        return ledger.db.read(lambda tx: ledger.pending_in(tx, need_device(tx, dev_id)))
+        return ledger.pending(dev_id)
 
     # -- operator
     @app.get("/v1/whoami", response_model=M.WhoamiOut, responses=responses(401), **op_json())

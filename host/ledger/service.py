@@ -537,6 +537,28 @@ class Ledger:
             programs.cleared_in(tx, d["id"], clear, number)
         return env
 
+    def pending(self, device_id: bytes) -> dict[str, Any]:
+        """What waits for a device (`pending_in`). Read only, except for a wallet holding a
+        purse closed (expired, cancelled) since its last update: a card with nothing to upload
+        is only asked this, so the clearing update is minted here (docs/LEDGER.md §6)."""
+        from . import programs
+
+        def needs_clear(tx: Tx) -> bool:
+            d = need_device(tx, device_id)
+            return (d["kind"] == proto.KIND_WALLET and not d["revoked"]
+                    and programs.clear_list(tx, device_id)[1])
+
+        def mint(tx: Tx) -> dict[str, Any]:
+            tx.lock([device_id])
+            d = need_device(tx, device_id)
+            if d["kind"] == proto.KIND_WALLET and not d["revoked"]:
+                self.mint_update(tx, d)
+            return self.pending_in(tx, d)
+
+        if self.db.read(needs_clear):
+            return self.db.write(mint)
+        return self.db.read(lambda tx: self.pending_in(tx, need_device(tx, device_id)))
+
     def pending_in(self, tx: Tx, d: dict[str, Any]) -> dict[str, Any]:
         vouchers = []
         if d["kind"] == proto.KIND_WALLET:

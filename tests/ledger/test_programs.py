@@ -295,6 +295,32 @@ def test_cancel_refunds_and_clears_at_next_sync(world: PWorld) -> None:
     assert (rep["state"], rep["refunded"], rep["outstanding"]) == ("cancelled", 3000, 0)
 
 
+def test_cancel_clears_an_idle_card_whose_sync_has_nothing_to_upload(world: PWorld) -> None:
+    """A card with no new records since its purse was loaded: the sync tool only asks what
+    waits for it (GET /pending, as `tapcash sync` does). That answer carries an update clearing
+    the cancelled purse, so the card is cleared at its next sync, as docs/PROGRAMMES.md says."""
+    w = world
+    a = w.wallet(1, load=1000)
+    subsidy(w)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.sync(a)
+    w.sync(a)  # ships the LOAD's record: the card's journal is empty after the ack
+    assert purses_on(a) and purses_on(a)[0][1] == 3000
+    w.client.program_cancel("bus-2026")
+    records, status = w.export(a)
+    assert records == []
+    got = w.client.pending(a.id, status)
+    for u in got.updates:
+        _d, sw = apdu(a.app, proto.INS_APPLY, u)
+        assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
+    assert purses_on(a) == []
+    again = w.client.pending(a.id, status)  # no new update for a clear already sent
+    assert again.update_number == got.update_number
+    w.sync(a)  # the card's status shows the purse gone
+    rep = w.client.programs("bus-2026")
+    assert (rep["purses_closed"], rep["purses_cleared_on_card"]) == (1, 1)
+
+
 def test_clone_spending_a_purse_twice(world: PWorld) -> None:
     w = world
     a = w.wallet(1, load=1000)

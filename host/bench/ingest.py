@@ -534,6 +534,7 @@ def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 10
             for _ in range(repeat):
                 with _database(db_urls[i] if db_urls else name) as url:
                     if url is None:
+                        report.not_measured(sec, name, NO_PG)
                         break  # no PostgreSQL here
                     if http_workers:
                         runs.append(run_http(url, entries, batch, wallets, http_workers, clients))
@@ -551,6 +552,7 @@ def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 10
         for i, name in enumerate(names):
             with _database(db_urls[i] if db_urls else name) as url:
                 if url is None:
+                    report.not_measured(sec, name, NO_PG)
                     continue
                 got = run_profile(url, entries, batch, wallets)
             prow: dict[str, Any] = {"database": name}
@@ -736,6 +738,9 @@ def offline(db_urls: tuple[str, ...], uploads: int, batch: int, repeat: int) -> 
                        f"{uploads - 4}-{uploads} {report.fmt_spread(b, ' ms')}   last/first "
                        f"{b['median'] / a['median']:.2f}")
     report.echo_provenance(report.finish(sec))
+
+
+NO_PG = "no PostgreSQL reachable at 127.0.0.1:5432 (database test)"
 
 
 def _pg_schema() -> tuple[str, object] | None:

@@ -65,7 +65,7 @@ def generic(section: dict[str, Any]) -> str:
 
 
 _META = {"bench", "command", "revision", "started", "loadavg_before", "loadavg_after", "machine",
-         "title", "rows", "cpu"}
+         "title", "rows", "cpu", "not_measured"}
 
 
 def render_section(name: str, section: dict[str, Any]) -> str:
@@ -76,6 +76,7 @@ def render_section(name: str, section: dict[str, Any]) -> str:
         fn = getattr(bench_module(name), "render", None)
     body = fn(section) if fn is not None else generic(section)
     title = section.get("title") or name
+    body += "".join(f"\nNot measured in this run: {n}.\n" for n in section.get("not_measured", []))
     return f"## {title}\n\nMeasured by {report.provenance(section)}.\n\n{body.rstrip()}\n"
 
 

@@ -123,6 +123,14 @@ def finish(section: dict[str, Any]) -> dict[str, Any]:
     return section
 
 
+def not_measured(section: dict[str, Any], what: str, why: str) -> None:
+    """Say in the section (the doc, the command's output) that a part of it was not measured:
+    a benchmark never disappears without a word."""
+    line = f"{what}: {why}"
+    if line not in section.setdefault("not_measured", []):
+        section["not_measured"].append(line)
+
+
 def provenance(section: dict[str, Any]) -> str:
     """One line naming the command, revision, time and load of a section."""
     la = section.get("loadavg_before") or []
@@ -148,4 +156,6 @@ def context(section: dict[str, Any]) -> str:
 def echo_provenance(section: dict[str, Any]) -> None:
     import click
 
+    for line in section.get("not_measured", []):
+        click.echo(f"-- not measured in this run: {line}")
     click.echo(f"-- {provenance(section).replace('`', '')}")

@@ -560,6 +560,9 @@ def section(
         from importlib.util import find_spec
 
         profile = find_spec("pyinstrument") is not None and runtime != "micropython"
+        if not profile and runtime != "micropython":
+            report.not_measured(sec, "where a CPython payment's time goes (--profile)",
+                                "pyinstrument is not installed (pip install 'tapcash[bench]')")
     if profile:
         sec["profile"] = profile_shares(200, 20, 600) if quick else profile_shares()
     return report.finish(sec)
@@ -581,7 +584,8 @@ def _line(r: dict[str, Any]) -> str:
         text += f"{f(r['approved_per_cpu_s'], '/s')} per CPU second; "
     text += (
         f"provisioning {f(r['devices_per_s'], ' devices/s')}; card in field "
-        f"p50 {f(r['in_field_ms_p50'], ' ms')}"
+        f"p50 {f(r['in_field_ms_p50'], ' ms')} (simulated time: sim/nfc/field.py's air and "
+        "compute model, not a measurement)"
     )
     if "ratio" in r and "vm_sign_us" in r:
         backend = (
@@ -713,6 +717,8 @@ def command(
     as_json: bool,
 ) -> None:
     """Simulated payments per second, end to end through the firmware (CPython, MicroPython)."""
+    # --profile, --calibrate: their load and revision, as every bench command prints
+    head = report.new_section("sim", "") if profile or calibrate else {}
     if profile:
         try:
             p = profile_shares(wallets, pos_count, payments)
@@ -725,6 +731,8 @@ def command(
         else:
             for k, v in p["shares"].items():
                 click.echo(f"{k:<16} {v:6.1%}")
+            click.echo("(shares of the samples of one profiled run)")
+            report.echo_provenance(report.finish({**head, "command": p["command"]}))
         return
     if calibrate:
         crypto = None if mp_crypto == "both" else mp_crypto
@@ -737,6 +745,10 @@ def command(
             click.echo(
                 f"  {name:<8} card {v['card']:.3f} ms, reader after {v['reader_after']:.3f} ms"
             )
+        click.echo("(means over the commands of one run)")
+        cmd = (f"tapcash bench sim --calibrate --mp-wallets {mp_wallets} --mp-pos {mp_pos} "
+               f"--mp-payments {mp_payments} --mp-crypto {mp_crypto}")
+        report.echo_provenance(report.finish({**head, "command": cmd}))
         return
     sec = section(
         wallets,

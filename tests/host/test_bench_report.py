@@ -146,6 +146,13 @@ def test_profile_shares_name_where_the_time_goes() -> None:
     assert p["command"].startswith("tapcash bench sim --profile")
     assert sum(p["shares"].values()) == pytest.approx(1.0, abs=0.01)
     assert {"crypto", "CBOR", "firmware logic"} <= set(p["shares"])
+    # the command prints what it ran, the revision and the load, as every bench command does
+    res = CliRunner().invoke(bench, ["sim", "--profile", "--wallets", "20", "--pos", "4",
+                                     "--payments", "40"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    last = res.output.splitlines()[-1]
+    assert last.startswith("-- tapcash bench sim --profile --wallets 20 --pos 4 --payments 40 ")
+    assert "load average" in last and "one profiled run" in res.output
 
 
 def test_bench_crypto_shows_progress_on_stderr_and_keeps_its_json(tmp_path: Path) -> None:
@@ -313,3 +320,42 @@ def test_a_sections_context_is_what_was_measured_not_a_story() -> None:
     live = report.finish(report.new_section("later", "tapcash bench later"))
     assert set(live["cpu"]) == {"wall_s", "busy_cpus", "bench_cpus", "other_cpus"}
     assert "_cpu_times" not in live and live["machine"]["cpus"] == os.cpu_count()
+
+
+def test_a_database_the_bench_cannot_reach_is_named_in_the_doc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No PostgreSQL: the ingest bench measures SQLite and says, in its section and its output,
+    that the PostgreSQL rows were not measured (they used to vanish without a word)."""
+    from tapcash.host.bench import ingest as ib
+
+    monkeypatch.setattr(ib, "_pg_schema", lambda: None)
+    sec = ib.section(entries=40, batch=10, wallets=2, repeat=1, verify_procs="0", profile=True)
+    assert [r["database"] for r in sec["rows"]] == ["sqlite"]
+    assert sec["not_measured"] == [f"postgresql: {ib.NO_PG}"]
+    text = render.render_section("ingest", sec)
+    assert f"Not measured in this run: postgresql: {ib.NO_PG}." in text
+    res = CliRunner().invoke(bench, ["ingest", "--entries", "40", "--batch", "10", "--wallets",
+                                     "2", "--repeat", "1", "--verify-procs", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert f"-- not measured in this run: postgresql: {ib.NO_PG}" in res.output
+
+
+def test_bench_sim_says_when_its_profile_is_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tapcash bench all`'s sim section profiles when pyinstrument is installed; without it the
+    doc says the profile was not measured (it used to drop the line without a word), and the
+    modelled time in the field is called what it is."""
+    import importlib.util
+
+    from tapcash.host.bench import sim
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyinstrument" else real(name, *a))
+    sec = sim.section(12, 3, 30, runtime="cpython", repeat=1)
+    assert "profile" not in sec
+    assert [n.split(":")[0] for n in sec["not_measured"]] == [
+        "where a CPython payment's time goes (--profile)"]
+    text = render.render_section("sim", sec)
+    assert "Not measured in this run: where a CPython payment's time goes" in text
+    assert "(simulated time: sim/nfc/field.py's air and compute model, not a measurement)" in text

@@ -31,7 +31,7 @@ from .env import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN
 from .ingest import ingest
 from .limits import BodyLimit
 from .problems import install_problem_handlers, problem_response, responses
-from .service import Ledger, need_device
+from .service import Ledger
 
 API_VERSION = "1"
 BODY_MAX = 1 << 20  # bytes of a request body (operator routes)

@@ -55,6 +55,20 @@ def money(cents: int) -> str:
     return f"{sign}{cents // 100:,}.{cents % 100:02d}"
 
 
+HELD_KINDS = (("wallet", "wallets"), ("merchant", "merchants"), ("staged", "staged"),
+              ("purse", "purses"), ("program", "programme accounts"), ("owner", "owners"))
+
+
+def _held_by(by_kind: dict[str, int]) -> str:
+    """What holds the value issued, by account kind: the parts add up to `held` (purses and
+    programme accounts named only when a run has them)."""
+    parts = [f"{label} {money(by_kind.get(k, 0))}" for k, label in HELD_KINDS
+             if k in ("wallet", "merchant", "staged") or by_kind.get(k, 0)]
+    known = {k for k, _label in HELD_KINDS}
+    parts += [f"{k} {money(v)}" for k, v in sorted(by_kind.items()) if k not in known and v]
+    return ", ".join(parts)
+
+
 def summarize(log: RunLog) -> dict[str, Any]:
     sc = log.scenario
     pays = log.payments
@@ -419,10 +433,7 @@ def render_text(s: dict[str, Any]) -> list[str]:
     )
     out.append(
         f"Ledger: issued {money(led['issued'])} = held {money(led['held'])} "
-        f"(wallets {money(led['by_kind'].get('wallet', 0))}, "
-        f"merchants {money(led['by_kind'].get('merchant', 0))}, "
-        f"staged {money(led['by_kind'].get('staged', 0))}); merchants credited "
-        f"{money(led['merchants_credited'])}"
+        f"({_held_by(led['by_kind'])}); merchants credited {money(led['merchants_credited'])}"
     )
     out.append(
         f"Wallets: {bal['honest_wallets']} honest wallets hold {money(bal['device_total'])} on "

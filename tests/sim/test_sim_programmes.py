@@ -60,6 +60,23 @@ def test_programmes_flow_and_balance(run) -> None:
     assert s["fraud"]["uncaught"] == [] and len(s["fraud"]["revoked"]) == 1
 
 
+def test_the_reports_ledger_line_names_every_part_of_what_is_held(run) -> None:
+    """`Ledger: issued X = held X (...)`: the parts add up to held, purses and programme
+    accounts included (they hold earmarked value a pilot team looks for)."""
+    import re
+
+    from tapcash.sim.run.report import render_text
+
+    _sc, _log, s = run
+    (line,) = [x for x in render_text(s) if x.startswith("Ledger: issued")]
+    held = re.search(r"= held ([\d,]+\.\d\d) \((.*)\);", line)
+    assert held, line
+    cents = lambda m: int(m.replace(",", "").replace(".", ""))  # noqa: E731
+    parts = re.findall(r"([a-z ]+) (-?[\d,]+\.\d\d)", held.group(2))
+    assert {"purses", "programme accounts"} <= {k.strip() for k, _v in parts}, line
+    assert sum(cents(v) for _k, v in parts) == cents(held.group(1)), line
+
+
 def test_the_district_scenario_runs_a_subsidy_and_a_prepaid_lesson_programme() -> None:
     # issue 13's "done when": `tapcash sim run district` carries both programmes (the run itself,
     # ~3 min, is the pilot team's: docs/PROGRAMMES.md section 6)

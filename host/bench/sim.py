@@ -657,7 +657,7 @@ def render(sec: dict[str, Any]) -> str:
         out += [
             "",
             f"Where a CPython payment's time goes (`{p['command']}`, pyinstrument "
-            f"sampling, same revision): {shares}.",
+            f"sampling of one run, same revision): {shares}.",
         ]
     return "\n".join(out) + "\n"
 

@@ -111,8 +111,10 @@ def measure(reader: str, port: int, nodelay: bool, quickack: bool, apdus: int,
 
 
 def run(reader: str | None = None, port: int = VPCD_PORT, apdus: int = 200, payments: int = 20,
-        slow_apdus: int = 40, slow_payments: int = 5) -> dict:
-    """Every setting of SETTINGS; the slow ones (no QUICKACK) with fewer samples."""
+        slow_apdus: int = 40, slow_payments: int = 5, reverse: bool = False) -> dict:
+    """Every setting of SETTINGS (in reverse order with `reverse`: runs alternate it, so no
+    setting is always measured first), rows in SETTINGS' order; the slow ones (no QUICKACK)
+    with fewer samples."""
     if not 1 <= payments <= MAX_PAYMENTS:
         raise ValueError(f"payments: 1..{MAX_PAYMENTS}")
     if reader is None:
@@ -120,10 +122,11 @@ def run(reader: str | None = None, port: int = VPCD_PORT, apdus: int = 200, paym
         if not names:
             raise ReaderError("no vpcd reader: is pcscd running with vsmartcard-vpcd?")
         reader = names[0]
-    rows = []
-    for nodelay, quickack in SETTINGS:
+    rows = {}
+    for nodelay, quickack in SETTINGS[::-1] if reverse else SETTINGS:
         fast = quickack
-        rows.append(measure(reader, port, nodelay, quickack, apdus if fast else slow_apdus,
-                            payments if fast else slow_payments))
+        rows[nodelay, quickack] = measure(reader, port, nodelay, quickack,
+                                          apdus if fast else slow_apdus,
+                                          payments if fast else slow_payments)
     return {"reader": reader, "in_process_apdu_ms": in_process_apdu_ms(),
-            "rows": [asdict(r) for r in rows]}
+            "rows": [asdict(rows[s]) for s in SETTINGS]}

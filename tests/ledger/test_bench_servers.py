@@ -1,0 +1,95 @@
+"""`tapcash bench servers` (issue #15 items 1-2): several real `tapcash ledger serve` processes on
+one real PostgreSQL, the books checked against what the bench recomputes from the records it
+signed, and every process of the run metered (us of CPU per payment by kind). Nothing here
+asserts a time: the CPU meter is checked on work that must cost CPU, the books check on books
+that are wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+from ledger_world import pg_schema
+
+from tapcash.host.bench import bench, proccpu, servers
+
+
+def test_cpu_of_a_live_group_counts_every_member() -> None:
+    burn = ("import hashlib, sys, time\nh = b''\n"
+            "for _ in range(200000): h = hashlib.sha256(h).digest()\n"
+            "sys.stdout.write('done\\n'); sys.stdout.flush(); time.sleep(60)\n")
+    lead = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys\n"
+         f"k = subprocess.Popen([sys.executable, '-c', {burn!r}])\n{burn}"],
+        start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        meter = proccpu.Meter({"group": lambda: proccpu.group(lead.pid)})
+        meter.start()
+        assert lead.stdout is not None
+        assert lead.stdout.readline() == "done\n" and lead.stdout.readline() == "done\n"
+        members = proccpu.group(lead.pid)
+        cpu = meter.stop()
+    finally:
+        os.killpg(lead.pid, signal.SIGKILL)  # the group this test started
+        lead.wait()
+    assert len(members) == 2 and lead.pid in members
+    assert cpu["group"] > 0  # both hashed in the metered span (or before it: never negative)
+    assert all(proccpu.cpu_s(p) is None or proccpu.cpu_s(p) >= 0 for p in members)
+
+
+def _books(want: dict) -> dict:
+    pays = [[w, c, h, "posted", "merchant:00"] for w, c, h in sorted(want["payments"])]
+    bal = {"merchant:00": want["total"]}
+    bal |= {f"wallet:{w}": loaded - want["paid"].get(w, 0) for w, loaded in want["loaded"].items()}
+    return {"payments": pays, "balances": bal}
+
+
+def test_the_books_check_refuses_every_kind_of_wrong_books() -> None:
+    want = {"payments": {("aa", 1, "h1"), ("aa", 2, "h2"), ("bb", 1, "h3")},
+            "paid": {"aa": 5, "bb": 2}, "total": 7, "loaded": {"aa": 10, "bb": 10, "cc": 3}}
+    servers.check_books(_books(want), want)
+    wrong = []
+    b = _books(want)
+    b["payments"].pop()  # a payment lost
+    wrong.append(b)
+    b = _books(want)
+    b["payments"].append(list(b["payments"][0]))  # one posted twice
+    wrong.append(b)
+    b = _books(want)
+    b["payments"][0][3] = "refused"
+    wrong.append(b)
+    b = _books(want)
+    b["balances"]["merchant:00"] += 1  # value created
+    wrong.append(b)
+    b = _books(want)
+    b["balances"]["wallet:cc"] -= 1  # a wallet that paid nothing lost value
+    wrong.append(b)
+    b = _books(want)
+    b["payments"][0][4] = "merchant:01"  # credited to another account
+    wrong.append(b)
+    for books in wrong:
+        with pytest.raises(click.ClickException):
+            servers.check_books(books, want)
+
+
+def test_bench_servers_meters_every_process_and_checks_the_books(pg_admin: str) -> None:
+    with pg_schema(pg_admin) as url:
+        res = CliRunner().invoke(bench, ["servers", "--db", url, "--servers", "2", "--entries",
+                                         "1200", "--batch", "200", "--repeat", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    sec = json.loads(res.output)
+    cpu = {k: v["median"] for k, v in sec["cpu_per_payment"].items()}
+    # the servers verify every payment: at least one raw verify's CPU each; the others cost some
+    assert cpu["cpu_us:server"] > cpu["verify_us"] > 0
+    assert cpu["cpu_us:postgresql"] > 0 and cpu["cpu_us:client"] >= 0
+    parts = sum(cpu[f"cpu_us:{k}"] for k in servers.KINDS)
+    assert cpu["cpu_us:total"] == pytest.approx(parts, abs=0.2)
+    assert 0 < cpu["bound_ratio"] < cpu["bound_ratio_servers"] < 1
+    text = servers.render(sec)
+    assert "CPU per payment" in text and "payments/s" in text

@@ -625,7 +625,7 @@ def _line(r: dict[str, Any]) -> str:
         if "ratio_cpu" in r:
             text += (
                 f"; in this process's CPU seconds on both sides (the time it waited for a core "
-                f"on the shared machine left out): limit {f(r['limit_cpu_per_s'], '/s')}, "
+                f"left out): limit {f(r['limit_cpu_per_s'], '/s')}, "
                 f"ratio {f(r['ratio_cpu'], fmt=_two)}"
             )
     return text + "."

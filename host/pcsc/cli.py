@@ -245,9 +245,14 @@ def _report(result, amount: int, elapsed_ms: float, as_json: bool) -> None:
 def bench_cmd(reader: str | None, port: int, apdus: int, payments: int, as_json: bool) -> None:
     """Median APDU round trip and payment time through pcscd + vpcd, with and without
     TCP_NODELAY / TCP_QUICKACK on the card's socket (needs a running pcscd with vpcd)."""
+    from tapcash.host.bench import report
+
     from .bench import run
     from .reader_link import ReaderError
 
+    cmd = f"tapcash pcsc bench --apdus {apdus} --payments {payments}" + (
+        f" --port {port}" if port != 35963 else "") + (f" --reader '{reader}'" if reader else "")
+    head = report.new_section("pcsc", cmd)
     try:
         out = run(reader, port, apdus, payments)
     except ReaderError as e:
@@ -262,3 +267,5 @@ def bench_cmd(reader: str | None, port: int, apdus: int, payments: int, as_json:
         click.echo(f"{'on' if r['nodelay'] else 'off':>7} {'on' if r['quickack'] else 'off':>8}"
                    f"  {r['apdu_ms']:>9.3f} ({r['apdu_ms_max']:.1f})"
                    f"  {r['pay_ms']:>10.1f}  {r['tap_ms']:>6.1f}  {r['apdus']}/{r['payments']}")
+    click.echo("(one run: `tapcash bench pcsc` repeats it, median (min-max) of the runs)")
+    report.echo_provenance(report.finish(head))

@@ -359,3 +359,27 @@ def test_bench_sim_says_when_its_profile_is_not_measured(monkeypatch: pytest.Mon
     text = render.render_section("sim", sec)
     assert "Not measured in this run: where a CPython payment's time goes" in text
     assert "(simulated time: sim/nfc/field.py's air and compute model, not a measurement)" in text
+
+
+def test_bench_pcsc_alternates_the_order_of_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The four TCP settings are measured in turn, in the reverse order every other run, and
+    each row still names its own setting (the reader itself is replaced: order only)."""
+    from tapcash.host.bench import pcsc
+    from tapcash.host.pcsc import bench as pb
+
+    order: list[tuple[bool, bool]] = []
+
+    def measure(reader: str, port: int, nodelay: bool, quickack: bool, apdus: int,
+                payments: int) -> pb.Row:
+        order.append((nodelay, quickack))
+        ms = 0.1 if quickack else 44.0 + nodelay
+        return pb.Row(nodelay, quickack, ms, ms, ms, ms, apdus, payments)
+
+    monkeypatch.setattr(pb, "measure", measure)
+    monkeypatch.setattr(pb, "list_readers", lambda: ["Virtual PCD 00 00"])
+    monkeypatch.setattr(pb, "in_process_apdu_ms", lambda: 0.005)
+    sec = pcsc.section(repeat=3, apdus=5, payments=1)
+    assert order == pb.SETTINGS + pb.SETTINGS[::-1] + pb.SETTINGS
+    assert [(r["nodelay"], r["quickack"]) for r in sec["rows"]] == pb.SETTINGS
+    assert [r["apdu_ms"]["median"] for r in sec["rows"]] == [0.1, 0.1, 45.0, 44.0]
+    assert "in the reverse order every other run" in pcsc.render(sec)

@@ -19,6 +19,13 @@ Rows:
   crypto limit of each row is the backend it ran with, timed in the VM (bridge round trips
   included for "host").
 
+CPython rows also say what bounds their ratio, from the same run: one slice of the payments
+in PROBE_EVERY runs with a stopwatch switched at the device boundaries (_Split: the firmware's
+Python, its CBOR, the signatures, the flash HAL, the simulator); payments/s and the ratios
+count the other slices. The oracle's own check of each payment is queued during the day and
+run in one batch after it (sim.run.oracle.Oracle.flush), timed apart: `ratio` is the day's,
+`ratio_all` the day's and the batch's together.
+
 `--calibrate` instead measures the card's and the reader's compute per command inside the
 MicroPython VM (wall time around each call, host round trip included): the source of the
 defaults in `sim.nfc.field.DEFAULT_CARD_MS` / `DEFAULT_READER_MS`. Figures only, no assertions.
@@ -117,6 +124,77 @@ class _CryptoCount:
         self.ed.sign, self.ed.verify = self.sign0, self.verify0
         self.oracle.crypto_sign_open = self.open0
 
+
+class _Split:
+    """Where a CPython payment's time goes, by part, from a stopwatch switched at the
+    boundaries between them (perf_counter at each crossing, no profiler): "firmware" (the
+    unchanged firmware's Python of both devices: POS take_payment, the card's power-up and
+    commands), "cbor" (their cbor.encode / encode_into / decode: cbor_cpython's fast path on
+    cbor2), "signatures" (ed25519.sign and verify, PyNaCl in place), "flash" (the simulated
+    flash HAL the firmware calls) and "simulator" (the rest: the run's events, the NFC field,
+    the oracle's tap, the records). Each part's own time, nested parts taken out. Installed
+    only for the probe slices of a run."""
+
+    PARTS = ("firmware", "cbor", "signatures", "flash", "simulator")
+
+    def __init__(self) -> None:
+        self.t = dict.fromkeys(self.PARTS, 0.0)
+        self.cur = "simulator"
+        self.last = 0.0
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, fn: Any, part: str) -> Any:
+        clock = time.perf_counter
+        t = self.t
+
+        def timed(*args: Any, **kw: Any) -> Any:
+            now = clock()
+            prev = self.cur
+            t[prev] += now - self.last
+            self.cur, self.last = part, now
+            try:
+                return fn(*args, **kw)
+            finally:
+                now = clock()
+                t[part] += now - self.last
+                self.cur, self.last = prev, now
+
+        return timed
+
+    def __enter__(self) -> _Split:
+        from tapcash.firmware.core import cbor, ed25519
+        from tapcash.firmware.pos.app import PosApp
+        from tapcash.firmware.wallet.app import WalletApp
+        from tapcash.sim.device.cutflash import CutFlash
+
+        targets = [
+            (WalletApp, "power_on", "firmware"),
+            (WalletApp, "process", "firmware"),
+            (PosApp, "take_payment", "firmware"),
+            (cbor, "encode", "cbor"),
+            (cbor, "encode_into", "cbor"),
+            (cbor, "decode", "cbor"),
+            (ed25519, "sign", "signatures"),
+            (ed25519, "verify", "signatures"),
+        ] + [
+            (CutFlash, m, "flash")
+            for m in ("read", "read_at", "size", "open_blob", "remove", "write", "append")
+        ]
+        for obj, name, part in targets:
+            fn = getattr(obj, name)
+            self._saved.append((obj, name, fn))
+            setattr(obj, name, self._wrap(fn, part))
+        self.cur, self.last = "simulator", time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.t[self.cur] += time.perf_counter() - self.last
+        for obj, name, fn in reversed(self._saved):
+            setattr(obj, name, fn)
+        self._saved.clear()
+
+
+PROBE_EVERY = 4  # one slice of the payments in this many runs with _Split's stopwatch
 
 _LIMIT_KEYS: list[tuple[bytes, bytes]] = []
 
@@ -230,27 +308,49 @@ def run_bench(
                 barrier.wait()
             # the limit is measured in slices between slices of the payments, so both see the
             # same machine (a shared machine's load moves within seconds)
+            # CPython: every PROBE_EVERY-th slice runs with _Split's stopwatch (where the time
+            # goes, in the same run); payments/s and the ratios count the other slices only
             step = max(1, len(events) // 20)
             limit_s = {"sign_us": 0.0, "verify_us": 0.0, "sign_cpu_us": 0.0, "verify_cpu_us": 0.0}
-            wall = cpu = 0.0
+            wall = cpu = probe_wall = oracle_wall = 0.0
+            ok_timed = ok_probe = 0
+            split = _Split() if count is not None else None
+            pays = run.log.payments
             with count if count is not None else nullcontext():
-                for i in range(0, len(events), step):
-                    t1, c1 = time.perf_counter(), time.process_time()
-                    for ev in events[i : i + step]:
-                        run.clock.set(sc.start + ev.t)
-                        run.dispatch(ev)
-                    wall += time.perf_counter() - t1
-                    cpu += time.process_time() - c1
+                for j, i in enumerate(range(0, len(events), step)):
+                    probe = split is not None and j % PROBE_EVERY == PROBE_EVERY - 1
+                    n0 = len(pays)
+                    with split if probe and split is not None else nullcontext():
+                        t1, c1 = time.perf_counter(), time.process_time()
+                        for ev in events[i : i + step]:
+                            run.clock.set(sc.start + ev.t)
+                            run.dispatch(ev)
+                        dt, dc = time.perf_counter() - t1, time.process_time() - c1
+                    n_ok = sum(1 for p in pays[n0:] if p.status == "approved")
+                    if probe:
+                        probe_wall += dt
+                        ok_probe += n_ok
+                    else:
+                        wall += dt
+                        cpu += dc
+                        ok_timed += n_ok
                     if count is not None:
                         for k, v in pynacl_limit(200).items():
                             limit_s[k] += v
+                if count is not None:
+                    # the oracle's own check of every payment a card signed: queued during the
+                    # day (sim.run.oracle.card_signed), checked here in one batch, timed apart
+                    t1 = time.perf_counter()
+                    run.oracle.flush()
+                    oracle_wall = time.perf_counter() - t1
             if vms:
                 vm_signs, vm_verifies = _vm_counts(vms)
                 vm_lim.append(vm_limit(vms[0]))
             slices = -(-len(events) // step)
             limit = {k: v / slices for k, v in limit_s.items()} if count is not None else None
-            pays = run.log.payments
             approved = [p for p in pays if p.status == "approved"]
+            if split is None:
+                ok_timed = len(approved)
             per_ins: dict[int, list[float]] = {}
             for f in run.fields.values():
                 for ins, (n, card, reader) in f.per_ins.items():
@@ -270,10 +370,11 @@ def run_bench(
         "approved": ok,
         "declined": len(pays) - ok,
         "wall_s": round(wall, 3),
+        "timed_approved": ok_timed,
         "provision_s": round(t_prov, 2),
         "devices_per_s": round((wallets + pos) / t_prov, 1),
-        "approved_per_s": round(ok / wall, 1),
-        "declined_per_s": round((len(pays) - ok) / wall, 1),
+        "approved_per_s": round(ok_timed / wall, 1),
+        "declined_per_s": round((len(pays) - ok) / (wall + probe_wall), 1),
         "in_field_ms_p50": round(statistics.median(in_field), 1) if in_field else 0.0,
         "per_ins_ms": {
             INS_NAMES.get(ins, f"{ins:02X}"): {
@@ -296,17 +397,21 @@ def run_bench(
             vm_sign_us=round(sign_us, 1),
             vm_verify_us=round(verify_us, 1),
             limit_per_s=round(vm_limit_per_s, 1),
-            ratio=round(ok / wall / vm_limit_per_s, 3),
+            ratio=round(ok_timed / wall / vm_limit_per_s, 3),
         )
     if runtime == "cpython" and cpu:  # (the MicroPython VMs' CPU is not this process's)
-        row["approved_per_cpu_s"] = round(ok / cpu, 1)
-    if count is not None and limit is not None and ok:
+        row["approved_per_cpu_s"] = round(ok_timed / cpu, 1)
+    if count is not None and limit is not None and ok and ok_timed:
         sp, vp = count.signs / ok, count.verifies / ok
         op = count.oracle_verifies / ok
-        limit_per_s = 1e6 / (sp * limit["sign_us"] + vp * limit["verify_us"])
+        sig_us = sp * limit["sign_us"] + vp * limit["verify_us"]
+        limit_per_s = 1e6 / sig_us
         # the oracle checks every payment a card signs on its own (PyNaCl): signature work of
-        # this process too, but not the firmware's; its ratio is reported beside
+        # this process too, but not the firmware's; it runs in one batch after the day, and
+        # ratio_all counts it: (the day's time + the batch's) against the limit with its checks
         limit_all = 1e6 / (sp * limit["sign_us"] + (vp + op) * limit["verify_us"])
+        pay_us = wall / ok_timed * 1e6
+        oracle_us = oracle_wall / ok * 1e6
         # both sides in this process's CPU seconds: on a shared machine the time the process
         # waited for a core counts on neither side
         limit_cpu = 1e6 / (sp * limit["sign_cpu_us"] + vp * limit["verify_cpu_us"])
@@ -317,17 +422,29 @@ def run_bench(
             pynacl_sign_us=round(limit["sign_us"], 2),
             pynacl_verify_us=round(limit["verify_us"], 2),
             limit_per_s=round(limit_per_s, 1),
-            ratio=round(ok / wall / limit_per_s, 3),
+            ratio=round(ok_timed / wall / limit_per_s, 3),
             limit_all_per_s=round(limit_all, 1),
-            ratio_all=round(ok / wall / limit_all, 3),
+            ratio_all=round(1e6 / (pay_us + oracle_us) / limit_all, 3),
+            oracle_us=round(oracle_us, 1),
+            # what bounds the ratio: a payment's signature work (the limit's) and what is
+            # left for everything else at ratio 0.75 (sig_us / 0.75 - sig_us), beside where
+            # the probe slices' time went (us per approved payment, stopwatch included)
+            sig_us=round(sig_us, 1),
+            pay_us=round(pay_us, 1),
+            budget_075_us=round(sig_us / 0.75 - sig_us, 1),
             # a payment doing nothing but this signature work (firmware and oracle) reaches
             # ratio limit_all / limit: the oracle's check alone keeps the ratio below it
             ratio_ceiling=round(limit_all / limit_per_s, 3),
             pynacl_sign_cpu_us=round(limit["sign_cpu_us"], 2),
             pynacl_verify_cpu_us=round(limit["verify_cpu_us"], 2),
             limit_cpu_per_s=round(limit_cpu, 1),
-            ratio_cpu=round(ok / cpu / limit_cpu, 3),
+            ratio_cpu=round(ok_timed / cpu / limit_cpu, 3),
         )
+        if ok_probe and split is not None:
+            row["probe_approved"] = ok_probe
+            row["probe_us"] = round(probe_wall / ok_probe * 1e6, 1)
+            for part, v in split.t.items():
+                row[f"split_{part}_us"] = round(v / ok_probe * 1e6, 1)
     return row
 
 
@@ -367,7 +484,12 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
         "ratio_ceiling",
         "limit_cpu_per_s",
         "ratio_cpu",
-    )
+        "oracle_us",
+        "sig_us",
+        "pay_us",
+        "budget_075_us",
+        "probe_us",
+    ) + tuple(f"split_{p}_us" for p in _Split.PARTS)
     for k in one_process:  # one process's limit
         row.pop(k, None)
     row.update(
@@ -378,7 +500,7 @@ def run_sharded(wallets: int, pos: int, payments: int, shards: int) -> dict[str,
         approved=ok,
         declined=sum(r["declined"] for r in procs),
         wall_s=wall,
-        approved_per_s=round(ok / wall, 1),
+        approved_per_s=round(sum(r["timed_approved"] for r in procs) / wall, 1),
         declined_per_s=round(sum(r["declined"] for r in procs) / wall, 1),
         approved_per_cpu_s=round(sum(r["approved_per_cpu_s"] for r in procs) / shards, 1),
         provision_s=max(r["provision_s"] for r in procs),
@@ -477,7 +599,12 @@ SPREAD_KEYS = (
     "pynacl_verify_cpu_us",
     "limit_cpu_per_s",
     "ratio_cpu",
-)
+    "oracle_us",
+    "sig_us",
+    "pay_us",
+    "budget_075_us",
+    "probe_us",
+) + tuple(f"split_{p}_us" for p in _Split.PARTS)
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -610,23 +737,47 @@ def _line(r: dict[str, Any]) -> str:
             f"{f(r['limit_per_s'], '/s')}; **ratio {f(r['ratio'], fmt=_two)}**"
         )
         if "ratio_all" in r:
+            batch = (
+                f" runs in one batch after the day, {f(r['oracle_us'], ' us')} per payment"
+                if "oracle_us" in r
+                else ""
+            )
             text += (
-                f"; with the oracle's own check of each payment "
+                f"; the oracle's own check of each payment "
                 f"({r['oracle_verifies_per_payment']['median']:.2f} verifications more, "
-                f"PyNaCl) the process's limit is {f(r['limit_all_per_s'], '/s')}, "
+                f"PyNaCl){batch}: with it the process's limit is "
+                f"{f(r['limit_all_per_s'], '/s')}, and the day with the oracle's check reaches "
                 f"ratio {f(r['ratio_all'], fmt=_two)}"
             )
             if "ratio_ceiling" in r:
                 text += (
                     f" (a payment doing nothing but this signature work, the firmware's and "
-                    f"the oracle's, would reach ratio {f(r['ratio_ceiling'], fmt=_two)}: the "
-                    f"ceiling here while the oracle checks every payment)"
+                    f"the oracle's, would reach {f(r['ratio_ceiling'], fmt=_two)} of the "
+                    f"firmware's limit)"
                 )
         if "ratio_cpu" in r:
             text += (
                 f"; in this process's CPU seconds on both sides (the time it waited for a core "
                 f"left out): limit {f(r['limit_cpu_per_s'], '/s')}, "
                 f"ratio {f(r['ratio_cpu'], fmt=_two)}"
+            )
+    if "budget_075_us" in r:
+        text += (
+            f". What bounds the ratio: a payment's signature work is {f(r['sig_us'], ' us')} "
+            f"(the limit's), so at ratio 0.75 everything else must fit in "
+            f"{f(r['budget_075_us'], ' us')} per payment; a payment took "
+            f"{f(r['pay_us'], ' us')}"
+        )
+        if "split_firmware_us" in r:
+            text += (
+                f", and in the same run's probe slices (one in {PROBE_EVERY}, a stopwatch "
+                f"switched at the device boundaries: {f(r['probe_us'], ' us')} a payment with "
+                f"it) the unchanged firmware's Python for both devices took "
+                f"{f(r['split_firmware_us'], ' us')} and its CBOR (on cbor2) "
+                f"{f(r['split_cbor_us'], ' us')}, the signatures in place "
+                f"{f(r['split_signatures_us'], ' us')}, the simulated flash HAL "
+                f"{f(r['split_flash_us'], ' us')} and the simulator (events, NFC field, "
+                f"oracle's tap, records) {f(r['split_simulator_us'], ' us')}"
             )
     return text + "."
 

@@ -257,7 +257,7 @@ class CardTap:
     def process(self, apdu: bytes) -> bytes:
         resp = self.card.process(apdu)
         if len(apdu) > 1 and apdu[1] == proto.INS_PAY and resp[-2:] == b"\x90\x00":
-            self.oracle.signed_by_card(resp[:-2], self.name)
+            self.oracle.card_signed(resp[:-2], self.name)
         return resp
 
 
@@ -298,9 +298,11 @@ class Oracle:
         self.certs = Certs(issuer_key)
         self.deposits = 0
         self.loads: Counter[tuple[bytes, int]] = Counter()  # (wallet, amount) of source 1 / 3
-        self.signed: dict[bytes, Signed] = {}  # hash -> body, every one a card put out
-        self.signed_t: dict[bytes, int] = {}
-        self.signed_by: dict[bytes, str] = {}  # hash -> card name
+        self._signed: dict[bytes, Signed] = {}  # hash -> body, every one a card put out
+        self._signed_t: dict[bytes, int] = {}
+        self._signed_by: dict[bytes, str] = {}  # hash -> card name
+        # what cards put on the air, not checked yet (env, card name, time): see card_signed
+        self._pending: list[tuple[bytes, str, int]] = []
         self.attacks: list[Attack] = []
         self.attacker_wallets: set[bytes] = set()  # wallets an attacker controls / colludes
         self.revoked_at: dict[bytes, int] = {}  # wallet -> sync index its case was seen
@@ -308,7 +310,7 @@ class Oracle:
         self.violations: list[Violation] = []
         self.syncs = 0
         self.now = 0
-        self.unverified: list[str] = []  # envelopes a card put out that do not verify
+        self._unverified: list[str] = []  # envelopes a card put out that do not verify
         self.vouchers: dict[bytes, dict[int, tuple[int, int]]] = defaultdict(dict)
         self.synced: dict[bytes, int] = {}  # wallet -> highest synced counter issued to it
         self.start = 0  # absolute time of the run's t = 0 (rules carry absolute times)
@@ -316,8 +318,60 @@ class Oracle:
         self.purse_loads: Counter[tuple[bytes, bytes]] = Counter()  # (programme, wallet)
         self.synced_at: dict[bytes, list[int]] = defaultdict(list)  # device -> its sync times
 
+    # -- what cards signed: checked now, or queued and checked in a batch ---------------------
+    # A tap's envelope may be queued (card_signed) and checked later, in order, by flush():
+    # before anything reads what the oracle holds (signed, signed_t, signed_by, unverified: the
+    # properties below flush first), before a certificate is registered (so each is checked
+    # under the keys the oracle believed when the card signed it) and at the end of a run. The
+    # check and its outcome are the same; only when it runs moves (a day's payments are checked
+    # in one batch after the day: `tapcash bench sim` times that batch apart).
+    @property
+    def signed(self) -> dict[bytes, Signed]:
+        if self._pending:
+            self.flush()
+        return self._signed
+
+    @property
+    def signed_t(self) -> dict[bytes, int]:
+        if self._pending:
+            self.flush()
+        return self._signed_t
+
+    @property
+    def signed_by(self) -> dict[bytes, str]:
+        if self._pending:
+            self.flush()
+        return self._signed_by
+
+    @property
+    def unverified(self) -> list[str]:
+        if self._pending:
+            self.flush()
+        return self._unverified
+
+    def pending(self) -> int:
+        """How many envelopes are queued, not checked yet."""
+        return len(self._pending)
+
+    def card_signed(self, env: bytes, name: str) -> None:
+        """What a card put on the air, queued for flush() (its time is the oracle's now)."""
+        self._pending.append((env, name, self.now))
+
+    def flush(self) -> None:
+        """Check every queued envelope, in the order the cards signed them."""
+        pending, self._pending = self._pending, []
+        now = self.now
+        try:
+            for env, name, t in pending:
+                self.now = t
+                self._check_signed(env, name)
+        finally:
+            self.now = now
+
     # -- what happened -----------------------------------------------------------------------
     def register(self, cert_env: bytes) -> bytes:
+        if self._pending:
+            self.flush()
         return self.certs.add(cert_env)
 
     def deposit(self, amount: int) -> None:
@@ -327,14 +381,20 @@ class Oracle:
         self.loads[(wallet, int(amount))] += 1
 
     def signed_by_card(self, env: bytes, name: str) -> Signed | None:
+        """Check what a card signed now (after any queued ones); the Signed, or None."""
+        if self._pending:
+            self.flush()
+        return self._check_signed(env, name)
+
+    def _check_signed(self, env: bytes, name: str) -> Signed | None:
         s = Signed.verify(bytes(env), self.certs)
         if s is None:
-            self.unverified.append(f"{name}: {bytes(env).hex()[:32]}...")
+            self._unverified.append(f"{name}: {bytes(env).hex()[:32]}...")
             return None
-        if s.hash not in self.signed:
-            self.signed[s.hash] = s
-            self.signed_t[s.hash] = self.now
-            self.signed_by[s.hash] = name
+        if s.hash not in self._signed:
+            self._signed[s.hash] = s
+            self._signed_t[s.hash] = self.now
+            self._signed_by[s.hash] = name
         return s
 
     def voucher_seen(self, env: bytes) -> None:

@@ -290,7 +290,7 @@ class ScenarioRun:
         fld = pos.field
         assert isinstance(fld, Field)
         self.oracle.now = self.now_rel()
-        mark = len(self.oracle.signed)
+        mark = len(self.oracle.signed) if ev.tag else 0  # (reading it checks what is queued)
         fld.tap(CardTap(card, self.oracle, ev.wallet))
         if ev.tear is not None:
             fld.tear(ev.tear.where, ev.tear.command, ev.tear.byte)  # type: ignore[arg-type]
@@ -648,6 +648,7 @@ class ScenarioRun:
 
     def collect(self) -> None:
         """The devices' final state, the ledger's view at the end, the transcript digests."""
+        self.oracle.flush()  # the day's payments the oracle has not checked yet
         for name, dev in sorted(self.devices.items()):
             if getattr(dev, "role", None) == WALLET:  # (an attacker's own card has none)
                 try:

@@ -80,13 +80,24 @@ def test_bench_sim_counts_approved_and_declined_apart_and_measures_its_limit() -
     assert r["approved"] + r["declined"] == r["payments"] == 30
     # the bench's fleet has the funds and limits for every payment: a decline is a broken run
     assert r["approved"] == 30, r
-    assert r["approved_per_s"] == pytest.approx(r["approved"] / r["wall_s"], rel=0.05)
+    # payments/s from the slices timed without the stopwatch (one slice in PROBE_EVERY has it)
+    assert 0 < r["timed_approved"] < r["approved"]
+    assert r["approved_per_s"] == pytest.approx(r["timed_approved"] / r["wall_s"], rel=0.05)
     # the firmware signs and verifies through ed25519: counted, and the limit follows from them
     assert r["signs_per_payment"] >= 1 and r["verifies_per_payment"] >= 1
     limit = 1e6 / (r["signs_per_payment"] * r["pynacl_sign_us"]
                    + r["verifies_per_payment"] * r["pynacl_verify_us"])  # fmt: skip
     assert r["limit_per_s"] == pytest.approx(limit, rel=0.01)
     assert r["ratio"] == pytest.approx(r["approved_per_s"] / r["limit_per_s"], rel=0.02)
+    # the oracle checked every payment, in one batch after the day, counted in ratio_all
+    assert r["oracle_verifies_per_payment"] == 1 and r["oracle_us"] > 0
+    day_and_batch = 1e6 / (r["pay_us"] + r["oracle_us"])
+    assert r["ratio_all"] == pytest.approx(day_and_batch / r["limit_all_per_s"], rel=0.02)
+    # what bounds the ratio: the budget at 0.75, and the probe slices' parts adding up
+    assert r["budget_075_us"] == pytest.approx(r["sig_us"] / 3, rel=0.01)
+    parts = [r[f"split_{p}_us"] for p in ("firmware", "cbor", "signatures", "flash", "simulator")]
+    assert all(v > 0 for v in parts) and r["probe_approved"] > 0
+    assert sum(parts) == pytest.approx(r["probe_us"], rel=0.1)
 
 
 def test_bench_all_writes_one_file_and_render_makes_the_doc(tmp_path: Path) -> None:

@@ -736,12 +736,21 @@ def _line(r: dict[str, Any]) -> str:
             f"{f(r['pynacl_verify_us'], ' us')} per approved payment (raw PyNaCl) = "
             f"{f(r['limit_per_s'], '/s')}; **ratio {f(r['ratio'], fmt=_two)}**"
         )
-        if "ratio_all" in r:
-            batch = (
-                f" runs in one batch after the day, {f(r['oracle_us'], ' us')} per payment"
-                if "oracle_us" in r
-                else ""
+        if "ratio_all" in r and "oracle_us" not in r:  # (a row from before the batch)
+            text += (
+                f"; with the oracle's own check of each payment "
+                f"({r['oracle_verifies_per_payment']['median']:.2f} verifications more, "
+                f"PyNaCl) the process's limit is {f(r['limit_all_per_s'], '/s')}, "
+                f"ratio {f(r['ratio_all'], fmt=_two)}"
             )
+            if "ratio_ceiling" in r:
+                text += (
+                    f" (a payment doing nothing but this signature work, the firmware's and "
+                    f"the oracle's, would reach ratio {f(r['ratio_ceiling'], fmt=_two)}: the "
+                    f"ceiling here while the oracle checks every payment)"
+                )
+        elif "ratio_all" in r:
+            batch = f" runs in one batch after the day, {f(r['oracle_us'], ' us')} per payment"
             text += (
                 f"; the oracle's own check of each payment "
                 f"({r['oracle_verifies_per_payment']['median']:.2f} verifications more, "

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tapcash.firmware.core import proto
 from tapcash.firmware.core import purse as purse_rule
+from tapcash.host.output import money
 
 from . import postings as P
 from .codec import b64e, parse_load_csv
@@ -183,11 +184,17 @@ def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[st
         need = total - book.balance(prog)
         if need > 0:
             if book.balance(funder) < need:
-                raise LedgerError(409, f"{funder}: insufficient funds for {total} "
-                                       f"({book.balance(funder)} there)")
+                raise LedgerError(409, f"{funder}: insufficient funds: the load needs "
+                                       f"{money(need)} more, {money(book.balance(funder))} "
+                                       f"there")
             book.move(funder, prog, need, "program_fund", f"{pid.hex()}:{reference}")
         out, errs = [], []
+        unit = int(p["body"].get(proto.RULE_UNIT, 0) or 0)
         for lineno, wid, amount in lines:
+            if unit and amount % unit:  # the card pays whole units: the rest could never be
+                errs.append({"line": lineno, "error": f"{money(amount)} is not a whole number "
+                                                      f"of units of {money(unit)}"})
+                continue
             w = get_device(tx, wid)
             if w is None or w["kind"] != proto.KIND_WALLET:
                 errs.append({"line": lineno, "error": f"unknown wallet {wid.hex()}"})

@@ -129,7 +129,10 @@ def load(name: str, csv_file: Any, reference: str, vouchers_out: Any, db_url: st
     from . import programs
 
     led = _ledger(db_url, issuer_key)
-    text = csv_file.read()
+    try:
+        text = csv_file.read()
+    except UnicodeDecodeError:
+        _fail(f"{csv_file.name}: not UTF-8 text")
     out = _run(lambda: programs.load(led, name, text, reference))
     if vouchers_out is not None:
         for v in out["vouchers"]:

@@ -324,18 +324,22 @@ def _program(t: _Table) -> Program:
     if not pos_list or not all(isinstance(x, int) and x >= 1 for x in pos_list):
         raise ScenarioError(f"{t.where}.pos: a list of POS numbers")
     exp_day = t.take("expires_day", int, -1)
+    amount, unit = t.int("amount", 1000, 1), t.int("unit", 0)
+    if unit and amount % unit:
+        raise ScenarioError(f"{t.where}.amount: {amount} is not a whole number of units of "
+                            f"{unit} (the card pays whole units)")
     return Program(
         name,
         at,
         kind,
         t.take("funder", str, "city"),
-        t.int("amount", 1000, 1),
+        amount,
         wallets,
         tuple(int(x) for x in pos_list),
         t.int("category", 0),
         (exp_day + 1) * DAY_S - 1 if exp_day >= 0 else 0,
         t.int("cap", 0),
-        t.int("unit", 0),
+        unit,
         t.int("payments", 0),
         t.int("payment_amount", 0),
         t.int("collect_s", 7200),

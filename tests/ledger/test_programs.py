@@ -405,7 +405,24 @@ def test_cli_create_load_report_check(db_url: str, tmp_path) -> None:
         f.write_text(f"wallet,amount\n{a.id.hex()},abc\n")
         r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r2", *base])
         assert r.exit_code == 1 and "line 2" in r.output and "nothing was loaded" in r.output
-        r = run(cli, ["ledger", "program", "report", "--db", db_url])
+        f.write_bytes(b"\xff\xfe" + a.id.hex().encode() + b",10\n")  # not UTF-8: one line
+        r = run(cli, ["ledger", "program", "load", "bus", str(f), "--reference", "r3", *base])
+        assert r.exit_code == 1 and "not UTF-8 text" in r.output, r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit)
+        # a prepaid package is loaded in whole units: a remainder could never be paid
+        r = run(cli, ["ledger", "program", "create", "piano", "--funder", "city", "--kind",
+                      "prepaid", "--expires", "2099-12-31", "--merchant", "5343484f4f4c3031",
+                      "--unit", "25.00", *base])
+        assert r.exit_code == 0, r.output
+        f.write_text(f"wallet,amount\n{a.id.hex()},2600\n")
+        r = run(cli, ["ledger", "program", "load", "piano", str(f), "--reference", "p1", *base])
+        assert r.exit_code == 1 and "line 2: 26.00 is not a whole number of units of 25.00" in (
+            r.output), r.output
+        f.write_text(f"wallet,amount\n{a.id.hex()},1000000\n")  # more than the funder has
+        r = run(cli, ["ledger", "program", "load", "piano", str(f), "--reference", "p2", *base])
+        assert r.exit_code == 1 and "the load needs 10,000.00 more, 85.00 there" in r.output, (
+            r.output)
+        r = run(cli, ["ledger", "program", "report", "bus", "--db", db_url])
         assert r.exit_code == 0 and (
             "funded 15.00 = spent 0.00 + refunded 0.00 + outstanding 15.00" in r.output)
         r = run(cli, ["ledger", "program", "report", "--db", db_url, "--json"])

@@ -98,7 +98,9 @@ def test_program_block_is_checked() -> None:
     for bad in ({"name": "bus", "at": "07:00", "pos": [3]},  # no POS 3
                 {"name": "bus", "at": "07:00", "kind": "gift"},
                 {"name": "b u s", "at": "07:00"},
-                {"name": "bus"}):
+                {"name": "bus"},
+                {"name": "piano", "at": "07:00", "kind": "prepaid", "unit": 2500,
+                 "amount": 2600}):  # not whole lessons
         with pytest.raises(ScenarioError):
             parse_scenario(dict(base, programs=[bad]))
     assert programs.program_id("bus") == programs.program_id("bus")

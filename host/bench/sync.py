@@ -28,8 +28,9 @@ DEFAULT_RECORDS = (100, 500, 1000)
 PER_WALLET = 10  # payments per wallet: the default offline-payments limit
 
 
-def _round_trips(baud: int | None, scale: int = 1) -> list[dict[str, Any]]:
-    """[{"what", "n", "per_s"}] for the two framed exchanges, one run."""
+def _round_trips(baud: int | None, scale: int = 1, reverse: bool = False) -> list[dict[str, Any]]:
+    """[{"what", "n", "per_s"}] for the two framed exchanges, one run, after a few of each
+    (warm-up); with `reverse` the second is measured first (runs alternate the order)."""
     from tapcash.firmware.core import proto
     from tapcash.host.sync.transport import SerialTransport
     from tapcash.sim.device.serial_pty import SerialDevice
@@ -41,18 +42,22 @@ def _round_trips(baud: int | None, scale: int = 1) -> list[dict[str, Any]]:
             return bytes(4000) + b"\x90\x00"
 
     rows = []
+    exchanges = (
+        ("GET INFO (50 B answer)", proto.build_command(0x80, 0xCA, 0, 0), 2000),
+        ("4 KB answer", proto.build_command(0x80, 0x60, 0, 0, b"\xa0"), 300),
+    )
     with SerialDevice(Echo(), line_baud=baud) as dev, SerialTransport(dev.path) as t:
-        for label, apdu, n in (
-            ("GET INFO (50 B answer)", proto.build_command(0x80, 0xCA, 0, 0), 2000),
-            ("4 KB answer", proto.build_command(0x80, 0x60, 0, 0, b"\xa0"), 300),
-        ):
+        for _label, apdu, _n in exchanges:
+            for _ in range(3):
+                t.transceive(apdu)
+        for label, apdu, n in exchanges[::-1] if reverse else exchanges:
             n = max(5, n // scale if baud is None else n // 100 // scale)
             t0 = time.perf_counter()
             for _ in range(n):
                 t.transceive(apdu)
             dt = time.perf_counter() - t0
             rows.append({"what": label, "n": n, "per_s": n / dt})
-    return rows
+    return rows[::-1] if reverse else rows
 
 
 def _pos_sync(n_records: int, baud: int | None) -> dict[str, Any]:
@@ -118,7 +123,9 @@ def section(
     sec = report.new_section("sync", "tapcash bench sync" + opts)
     sec["title"] = "Sync over a serial line"
     sec["line"] = f"at {baud} baud" if baud else "unpaced pty"
-    trips = [_round_trips(baud, scale=10 if quick else 1) for _ in range(repeat)]
+    sec["alternated"] = True  # the round trips' order, run by run (older sections: not)
+    trips = [_round_trips(baud, scale=10 if quick else 1, reverse=bool(i % 2))
+             for i in range(repeat)]
     sec["round_trips"] = [
         {
             "what": first["what"],
@@ -147,7 +154,8 @@ def section(
 def render(sec: dict[str, Any]) -> str:
     out = [
         f"Framed round trips over a pseudo-terminal ({sec['line']}), the device simulator "
-        "answering:",
+        "answering" + (" (after a warm-up; the two in the reverse order every other run)"
+                       if sec.get("alternated") else "") + ":",
         "",
         "| exchange | round trips/s | each |",
         "|---|---|---|",

@@ -394,3 +394,17 @@ def test_bench_pcsc_alternates_the_order_of_its_settings(monkeypatch: pytest.Mon
     assert [(r["nodelay"], r["quickack"]) for r in sec["rows"]] == pb.SETTINGS
     assert [r["apdu_ms"]["median"] for r in sec["rows"]] == [0.1, 0.1, 45.0, 44.0]
     assert "in the reverse order every other run" in pcsc.render(sec)
+
+
+def test_bench_sync_alternates_its_round_trips_and_names_them_in_order() -> None:
+    """`tapcash bench sync`'s two framed exchanges (real pty): measured in the reverse order
+    every other run, reported in one order, the render saying so."""
+    from tapcash.host.bench import sync
+
+    for reverse in (False, True):
+        rows = sync._round_trips(None, scale=200, reverse=reverse)
+        assert [r["what"] for r in rows] == ["GET INFO (50 B answer)", "4 KB answer"]
+        assert all(r["n"] >= 5 and r["per_s"] > 0 for r in rows)
+    sec = {"line": "unpaced pty", "alternated": True, "round_trips": [], "rows": []}
+    assert "the two in the reverse order every other run" in sync.render(sec)
+    assert "reverse order" not in sync.render({**sec, "alternated": False})

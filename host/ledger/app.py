@@ -276,6 +276,7 @@ def app_from_env() -> FastAPI:
     its own app and connection pool from TAPCASH_LEDGER_DB / _ISSUER_KEY / _TOKEN."""
     db = Database(os.environ.get(ENV_DB, "ledger.db"), pool_size=int(os.environ.get(ENV_POOL,
                                                                                      "8")))
+    # (TAPCASH_LEDGER_DB_WAIT, `serve --db-wait`: how long a request waits on a gone database)
     issuer = Issuer.load(Path(os.environ[ENV_KEY]))
     return create_app(Ledger(db, issuer), os.environ[ENV_TOKEN])
 

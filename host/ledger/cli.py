@@ -12,7 +12,7 @@ import click
 from tapcash.host.lazy_group import Lazy, LazyGroup
 from tapcash.host.output import format_options, render
 
-from .env import ENV_DB, ENV_KEY, ENV_POOL, ENV_TOKEN, ENV_VERIFY_PROCS
+from .env import DB_WAIT_S, ENV_DB, ENV_DB_WAIT, ENV_KEY, ENV_POOL, ENV_TOKEN, ENV_VERIFY_PROCS
 
 DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
 _OP = "tapcash.host.ledger.operator_cli"
@@ -103,6 +103,10 @@ def migrate(db_url: str) -> None:
               help="uvicorn worker processes (PostgreSQL: one per core; SQLite: 1)")
 @click.option("--pool", default=8, show_default=True, type=int,
               help="database connections per worker")
+@click.option("--db-wait", envvar=ENV_DB_WAIT, default=DB_WAIT_S, show_default=True,
+              type=click.FloatRange(0.1, 600), metavar="SECONDS",
+              help="PostgreSQL: how long a request waits on a database that does not answer "
+                   "before its 503 (a busy pool is still waited on)")
 @click.option("--verify-procs", envvar=ENV_VERIFY_PROCS, default=0, show_default=True,
               type=click.IntRange(0, 64),
               help="signature helper processes per worker: a batch's signatures are checked "
@@ -113,7 +117,8 @@ def migrate(db_url: str) -> None:
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="uvicorn's access log: one line per request on stdout")
 def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, workers: int,
-          pool: int, verify_procs: int, log_level: str, access_log: bool) -> None:
+          pool: int, db_wait: float, verify_procs: int, log_level: str,
+          access_log: bool) -> None:
     """Run the HTTP API under uvicorn (migrates the schema first).
 
     --workers uvicorn processes (one per core on PostgreSQL), each with --pool database
@@ -140,7 +145,7 @@ def serve(db_url: str, issuer_key: str, token: str, host: str, port: int, worker
     applied = run(db)
     db.close()
     os.environ.update({ENV_DB: db_url, ENV_KEY: str(Path(issuer_key).resolve()),
-                       ENV_TOKEN: token, ENV_POOL: str(pool),
+                       ENV_TOKEN: token, ENV_POOL: str(pool), ENV_DB_WAIT: str(db_wait),
                        ENV_VERIFY_PROCS: str(verify_procs)})
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     if log_level in ("info", "debug"):

@@ -16,6 +16,7 @@ one transaction:
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import re
@@ -26,6 +27,8 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
+
+from .env import DB_WAIT_S, ENV_DB_WAIT
 
 T = TypeVar("T")
 
@@ -146,6 +149,24 @@ class DatabaseUnavailable(Exception):
     line for the operator (no traceback); the HTTP API answers 503."""
 
 
+class BadSetting(ValueError):
+    """A database setting from the environment that is no such setting (one line, exit 2)."""
+
+
+def db_wait_from_env() -> float:
+    """TAPCASH_LEDGER_DB_WAIT: seconds (0.1 to 600), DB_WAIT_S when unset."""
+    text = os.environ.get(ENV_DB_WAIT, "").strip()
+    if not text:
+        return DB_WAIT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 600:  # also NaN
+        raise BadSetting(f"{ENV_DB_WAIT}={text!r}: seconds to wait for the database, 0.1 to 600")
+    return value
+
+
 class NoDatabase(DatabaseUnavailable):
     """The database named is not a ledger database: no such SQLite file (with `create=False`),
     a file that is not a database, no ledger schema in it."""
@@ -167,11 +188,17 @@ class Database:
     (the operator commands use it; only `migrate` and `serve` create a database).
     """
 
-    CONNECT_TIMEOUT_S = 10  # PostgreSQL: a server that does not answer (unless the URL says)
-    POOL_TIMEOUT_S = 60.0  # PostgreSQL: longest wait for a free connection of the pool
+    POOL_TIMEOUT_S = 60.0  # PostgreSQL: longest wait for a free connection of a busy pool
 
-    def __init__(self, url: str, pool_size: int = 8, create: bool = True) -> None:
+    def __init__(self, url: str, pool_size: int = 8, create: bool = True,
+                 wait_s: float | None = None) -> None:
         self.url = url
+        # PostgreSQL: how long a request waits on a database that does not answer: the connect
+        # timeout (unless the URL sets connect_timeout) and the pool's wait before it checks
+        # whether the server is there at all (a busy pool then waits on, to POOL_TIMEOUT_S)
+        self.wait_s = db_wait_from_env() if wait_s is None else wait_s
+        self._probe_lock = threading.Lock()
+        self._probed: tuple[float, str | None] = (0.0, None)  # (when, why unreachable)
         self.dialect = "sqlite" if _is_sqlite(url) else "postgresql"
         self.create = create
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
@@ -222,26 +249,58 @@ class Database:
                 import psycopg
                 from psycopg_pool import ConnectionPool
 
-                kwargs: dict[str, Any] = {"autocommit": True}
-                if "connect_timeout" not in self.url:
-                    kwargs["connect_timeout"] = self.CONNECT_TIMEOUT_S
                 try:  # one direct attempt: the pool itself would only time out, reasonless
-                    psycopg.connect(self.url, **kwargs).close()
+                    psycopg.connect(self.url, **self._pg_kwargs()).close()
                 except psycopg.Error as e:
                     raise DatabaseUnavailable(
                         f"PostgreSQL {redact(self.url)} is unavailable: {_first_line(e)}"
                     ) from None
                 self._pg_pool = ConnectionPool(
-                    self.url, min_size=1, max_size=max(1, self._pool_size), kwargs=kwargs,
-                    timeout=self.POOL_TIMEOUT_S, name="tapcash-ledger", open=True)
+                    self.url, min_size=1, max_size=max(1, self._pool_size),
+                    kwargs=self._pg_kwargs(), timeout=self.wait_s, name="tapcash-ledger",
+                    open=True)
             return self._pg_pool
+
+    def _pg_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in self.url:  # libpq: whole seconds, 2 at least
+            kwargs["connect_timeout"] = max(2, math.ceil(self.wait_s))
+        return kwargs
+
+    def _unreachable(self) -> str | None:
+        """Why the PostgreSQL server cannot be reached now (None: it answers), by one direct
+        connection; one probe at a time, its verdict shared for `wait_s`."""
+        import psycopg
+
+        with self._probe_lock:
+            when, why = self._probed
+            if time.monotonic() - when < self.wait_s:
+                return why
+            try:
+                psycopg.connect(self.url, **self._pg_kwargs()).close()
+                why = None
+            except psycopg.Error as e:
+                why = _first_line(e)
+            self._probed = (time.monotonic(), why)
+            return why
 
     def _acquire(self) -> Any:
         if self.dialect == "postgresql":
             from psycopg_pool import PoolTimeout
 
+            pool = self._pg()
             try:
-                return self._pg().getconn()
+                return pool.getconn()
+            except PoolTimeout:
+                pass
+            # No connection within wait_s: a server that is gone is a 503 now, not after a
+            # minute; one that answers has only a busy pool, which is waited on.
+            why = self._unreachable()
+            if why is not None:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL {redact(self.url)} is unreachable: {why}") from None
+            try:
+                return pool.getconn(timeout=max(0.0, self.POOL_TIMEOUT_S - self.wait_s))
             except PoolTimeout as e:
                 raise DatabaseUnavailable(
                     f"PostgreSQL {redact(self.url)}: no connection ({_first_line(e)})"

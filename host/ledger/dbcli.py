@@ -16,7 +16,7 @@ import os
 import sqlite3
 import sys
 
-from .db import Database, DatabaseUnavailable, NoDatabase, redact, sqlite_path
+from .db import BadSetting, Database, DatabaseUnavailable, NoDatabase, redact, sqlite_path
 
 EXIT_NO_DATABASE = 2
 EXIT_UNAVAILABLE = 5
@@ -55,6 +55,8 @@ def open_db(url: str, *, create: bool = False, pool_size: int = 1) -> Database:
 
 def describe(exc: BaseException) -> tuple[str, int] | None:
     """One line and an exit code for a database failure; None when `exc` is something else."""
+    if isinstance(exc, BadSetting):
+        return str(exc), EXIT_NO_DATABASE
     if isinstance(exc, NoDatabase):
         return str(exc), EXIT_NO_DATABASE
     if isinstance(exc, DatabaseUnavailable):

@@ -106,8 +106,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     def _any(request: Request, exc: Exception) -> JSONResponse:
         if _db_down(exc):
-            log.error("database unavailable: %s", exc)
-            return problem_response(503, "database unavailable, try again later")
+            log.error("database unreachable: %s", exc)
+            return problem_response(503, "database unreachable, try again later")
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal error (logged by the ledger)")
 
@@ -129,7 +129,7 @@ _PHRASES = {
     413: "request body too large",
     415: "request body is not JSON",
     422: "request does not match the schema",
-    503: "not ready (database unavailable, no hot list yet)",
+    503: "not ready (database unreachable, no hot list yet)",
 }
 
 

@@ -247,17 +247,79 @@ def test_a_database_gone_while_serving_is_a_503_not_a_500(
         op = {"Authorization": f"Bearer {TOKEN}"}
         r = httpx.get(srv.url + "/v1/owners", headers=op)
         assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
-        assert r.json()["detail"] == "database unavailable, try again later"
+        assert r.json()["detail"] == "database unreachable, try again later"
         assert "s3cret" not in r.text
         r = httpx.post(srv.url + "/v1/owners/alice/deposit", json={"amount": 5}, headers=op)
         assert r.status_code == 503
         assert httpx.get(srv.url + "/v1/health").status_code == 200
         done = tapcash("ledger", "owner", "list", "--url", srv.url, "--token", TOKEN)
-        _one_line_error(done, 5, "database unavailable, try again later (HTTP 503)")
+        _one_line_error(done, 5, "database unreachable, try again later (HTTP 503)")
     uvicorn_errors.removeHandler(caplog.handler)
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert logged and all(r.exc_info is None for r in logged), [r.getMessage() for r in logged]
-    assert all(r.getMessage().startswith("database unavailable") for r in logged)
+    assert all(r.getMessage().startswith("database unreachable") for r in logged)
+
+
+def test_a_postgresql_database_dropped_under_serve_is_a_503_within_db_wait(
+    tmp_path: Path, pg_admin: str
+) -> None:
+    """A `ledger serve` whose PostgreSQL database goes away (dropped, its connections ended):
+    each request waited psycopg_pool's 60 s for a connection before its 503 (the operator CLI
+    gave up first, at its own 30 s). Now the pool waits --db-wait (TAPCASH_LEDGER_DB_WAIT,
+    default 5 s), then one direct attempt tells a database that is gone from a busy pool: 503
+    `database unreachable`, logged with the server's reason; the operator commands end on it with
+    exit 5 and one line, as the --db commands do on the dropped database."""
+    import uuid
+
+    import psycopg
+
+    name = "tapcash_gone_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_admin, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    url = pg_admin.rsplit("/", 1)[0] + "/" + name
+    key = tmp_path / "issuer.key"
+    Issuer.generate().save(key)
+    op = {"Authorization": f"Bearer {TOKEN}"}
+    server = None
+    try:
+        server = LedgerServe(url, key, TOKEN, tmp_path / "serve.log", args=["--db-wait", "1"])
+        assert httpx.get(server.url + "/v1/owners", headers=op).status_code == 200
+        with psycopg.connect(pg_admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        for _ in range(4):  # the pool's dead connections, then no connection to be had
+            # (a generous guard against the old minute's wait, not a speed figure)
+            r = httpx.get(server.url + "/v1/owners", headers=op, timeout=25)
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["detail"] == "database unreachable, try again later"
+        assert httpx.get(server.url + "/v1/health").status_code == 200
+        done = tapcash("ledger", "owner", "list", "--url", server.url, "--token", TOKEN)
+        _one_line_error(done, 5, "database unreachable, try again later (HTTP 503)")
+        done = tapcash("ledger", "check", "--db", url)
+        _one_line_error(done, 5, f"PostgreSQL {url} is unavailable", f'"{name}" does not exist')
+    finally:
+        if server is not None:
+            server.stop()
+        with psycopg.connect(pg_admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    log = server.log.read_text()
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
+    assert f"PostgreSQL {url} is unreachable: " in log and "does not exist" in log, log[-3000:]
+
+
+def test_a_bad_db_wait_is_one_line(tmp_path: Path) -> None:
+    """TAPCASH_LEDGER_DB_WAIT that is no number of seconds: one line, exit 2, as --db-wait."""
+    import os
+
+    db = tmp_path / "ledger.db"
+    assert tapcash("ledger", "migrate", "--db", str(db)).returncode == 0
+    env = {**os.environ, "TAPCASH_LEDGER_DB_WAIT": "soon"}
+    done = subprocess.run([*TAPCASH, "ledger", "check", "--db", str(db)], capture_output=True,
+                          text=True, timeout=60, env=env)
+    _one_line_error(done, 2, "TAPCASH_LEDGER_DB_WAIT='soon': seconds to wait for the database")
+    done = tapcash("ledger", "serve", "--db", str(db), "--issuer-key", str(db), "--token", "t",
+                   "--db-wait", "0")
+    assert done.returncode == 2 and "--db-wait" in done.stderr, done.stderr
 
 
 # ---- a key file that is no issuer key ------------------------------------------------------

@@ -79,7 +79,7 @@ def test_the_reports_ledger_line_names_every_part_of_what_is_held(run) -> None:
 
 def test_the_district_scenario_runs_a_subsidy_and_a_prepaid_lesson_programme() -> None:
     # issue 13's "done when": `tapcash sim run district` carries both programmes (the run itself,
-    # ~3 min, is the pilot team's: docs/PROGRAMMES.md section 6)
+    # ~2 min, is the pilot team's: docs/PROGRAMMES.md section 6)
     sc = builtin_scenario("district")
     progs = {p.name: p for p in sc.programs}
     assert {p.kind for p in progs.values()} == {"subsidy", "prepaid"}

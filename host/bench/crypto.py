@@ -74,8 +74,9 @@ def _fixtures(count: int = 8) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     return msg, pairs
 
 
-def measure_cpython(backend: str, tick: Tick = _no_tick) -> dict[str, Any]:
-    """One row on this CPython: backend "nacl" or "pure"; `tick` after each column."""
+def measure_cpython(backend: str, tick: Tick = _no_tick, reverse: bool = False) -> dict[str, Any]:
+    """One row on this CPython: backend "nacl" or "pure"; `tick` after each column; the
+    columns in reverse order with `reverse` (runs alternate it)."""
     from tapcash.firmware.core import ed25519, sha512
 
     old = (ed25519.backend(), sha512.backend())
@@ -110,8 +111,8 @@ def measure_cpython(backend: str, tick: Tick = _no_tick) -> dict[str, Any]:
             "sha512_200_us": lambda: sha512.sha512(sha_data),
         }
         row: dict[str, Any] = {"implementation": "pynacl" if backend == "nacl" else "pure-cpython"}
-        for key, fn in fns.items():
-            row[key] = _median_us(fn)
+        for key in _order(reverse):
+            row[key] = _median_us(fns[key])
             tick(key)
     finally:
         ed25519.set_backend(old[0])
@@ -130,7 +131,8 @@ def _vm_setup(msg: bytes, pairs: list[tuple[bytes, bytes]]) -> str:
     )
 
 
-def measure_vm(compiled: bool = True, tick: Tick = _no_tick) -> dict[str, Any]:
+def measure_vm(compiled: bool = True, tick: Tick = _no_tick,
+               reverse: bool = False) -> dict[str, Any]:
     """The MicroPython VM row (firmware as .mpy unless compiled=False); `tick` after the VM
     started, after each column and after the heap figures."""
     from tapcash.sim.vm.mpvm import MicroPythonVM
@@ -152,8 +154,8 @@ def measure_vm(compiled: bool = True, tick: Tick = _no_tick) -> dict[str, Any]:
         vm.install_firmware(compiled=compiled)
         row["vm_version"] = vm.version()
         tick("vm started")
-        for key, stmt in stmts.items():
-            row[key] = vm.time_us(stmt, setup, repeat=7, batch_ms=40)
+        for key in _order(reverse):
+            row[key] = vm.time_us(stmts[key], setup, repeat=7, batch_ms=40)
             tick(key)
         row["heap_sign_bytes"] = vm.heap("ed.sign(seed, msg)", setup, warmup=True)
         row["heap_verify_bytes"] = vm.heap(
@@ -169,11 +171,17 @@ def measure_vm(compiled: bool = True, tick: Tick = _no_tick) -> dict[str, Any]:
     return row
 
 
-def run(vm: bool = True, compiled: bool = True, tick: Tick = _no_tick) -> list[dict[str, Any]]:
-    """All rows: PyNaCl, pure Python on CPython and (unless vm=False) the MicroPython VM."""
-    rows = [measure_cpython("nacl", tick), measure_cpython("pure", tick)]
+def _order(reverse: bool) -> tuple[str, ...]:
+    return COLUMNS[::-1] if reverse else COLUMNS
+
+
+def run(vm: bool = True, compiled: bool = True, tick: Tick = _no_tick,
+        reverse: bool = False) -> list[dict[str, Any]]:
+    """All rows: PyNaCl, pure Python on CPython and (unless vm=False) the MicroPython VM;
+    each row's columns in reverse order with `reverse`."""
+    rows = [measure_cpython("nacl", tick, reverse), measure_cpython("pure", tick, reverse)]
     if vm:
-        rows.append(measure_vm(compiled=compiled, tick=tick))
+        rows.append(measure_vm(compiled=compiled, tick=tick, reverse=reverse))
     return rows
 
 
@@ -193,7 +201,8 @@ def section(
     cmd += "" if compiled else " --source"
     sec = report.new_section("crypto", cmd)
     sec["title"] = "Crypto"
-    runs = [run(vm=vm, compiled=compiled, tick=tick) for _ in range(repeat)]
+    # the columns' order reverses every other run: no column always follows the same one
+    runs = [run(vm=vm, compiled=compiled, tick=tick, reverse=bool(i % 2)) for i in range(repeat)]
     rows = []
     for i, first in enumerate(runs[0]):
         row: dict[str, Any] = {"implementation": first["implementation"]}
@@ -202,6 +211,7 @@ def section(
         row.update({k: v for k, v in runs[-1][i].items() if k not in row})  # VM heap figures
         rows.append(row)
     sec["rows"] = rows
+    sec["alternated"] = True  # the columns' order, run by run (older sections: not)
     sec["message_bytes"] = MSG_LEN
     sec["sha_bytes"] = SHA_LEN
     return report.finish(sec)
@@ -254,7 +264,8 @@ def render(sec: dict[str, Any]) -> str:
         out.append(
             f"| {r['implementation']} | " + " | ".join(_fmt_spread_us(r[c]) for c in HEADS) + " |"
         )
-    out += ["", EXPLAIN]
+    out += ["", EXPLAIN + (" The columns are measured in turn, in the reverse order every other "
+                           "run." if sec.get("alternated") else "")]
     out += ["", *(_vm_note(r) for r in sec["rows"] if "table_ram_bytes" in r)]
     return "\n".join(out) + "\n"
 
@@ -285,14 +296,14 @@ def _print(sec: dict[str, Any]) -> None:
 
 def labels(repeat: int, vm: bool = True) -> list[str]:
     """What each step of `section` measures, in order (one tick each)."""
-    one = [f"pynacl {HEADS[c]}" for c in COLUMNS] + [f"pure-cpython {HEADS[c]}" for c in COLUMNS]
-    if vm:
-        one += [
-            "micropython-vm: starting",
-            *(f"micropython-vm {HEADS[c]}" for c in COLUMNS),
-            "micropython-vm: heap figures",
-        ]
-    return [f"run {i + 1}/{repeat}: {what}" for i in range(repeat) for what in one]
+    def one(cols: tuple[str, ...]) -> list[str]:
+        out = [f"pynacl {HEADS[c]}" for c in cols] + [f"pure-cpython {HEADS[c]}" for c in cols]
+        if vm:
+            out += ["micropython-vm: starting", *(f"micropython-vm {HEADS[c]}" for c in cols),
+                    "micropython-vm: heap figures"]
+        return out
+
+    return [f"run {i + 1}/{repeat}: {what}" for i in range(repeat) for what in one(_order(i % 2))]
 
 
 @contextlib.contextmanager

@@ -181,6 +181,13 @@ def test_bench_crypto_shows_progress_on_stderr_and_keeps_its_json(tmp_path: Path
     sec = crypto.section(repeat=1, vm=False, tick=ticks.append)
     assert len(ticks) == len(crypto.labels(1, vm=False))
     assert [r["implementation"] for r in sec["rows"]] == ["pynacl", "pure-cpython"]
+    # the columns' order reverses every other run, and the progress bar's labels follow it
+    ticks.clear()
+    crypto.measure_cpython("nacl", ticks.append, reverse=True)
+    assert ticks == list(crypto.COLUMNS[::-1])
+    two = crypto.labels(2, vm=False)
+    assert two[0] == "run 1/2: pynacl keygen"
+    assert two[len(two) // 2] == "run 2/2: pynacl SHA-512 200 B"
 
     master, slave = pty.openpty()
     env = dict(os.environ, COLUMNS="160")

@@ -89,6 +89,9 @@ def render(doc: dict[str, Any], json_name: str = DEFAULT_JSON) -> str:
     names = [n for n in BENCHES if n in sections] + [n for n in sections if n not in BENCHES]
     parts = [HEADER.format(json_name=json_name)]
     parts += [render_section(n, sections[n]) for n in names]
+    parts += [f"## {n}\n\nNot measured: {json_name} has no section for it (`tapcash bench all "
+              f"--json {json_name} --only {n}` measures it).\n" for n in BENCHES
+              if n not in sections]  # a registered bench never vanishes from the doc
     return "\n".join(parts)
 
 

@@ -329,6 +329,10 @@ def test_a_sections_context_is_what_was_measured_not_a_story() -> None:
     assert ("Measured by `tapcash bench later` at revision `abc1234567`, 2026-12-06 21:00 UTC; "
             "load average 1.50 -> 2.25 (2 CPUs; over the run's 30 s, 1.80 CPUs busy on average: "
             "1.00 this bench's processes, 0.80 other processes).") in text
+    # every registered bench the file has no section for is named as not measured
+    assert ("## servers\n\nNot measured: docs/performance.json has no section for it (`tapcash "
+            "bench all --json docs/performance.json --only servers` measures it).") in text
+    assert text.count("Not measured: docs/performance.json has no section") == len(BENCHES)
     del sec["cpu"]  # a section measured before the CPU use was recorded: its CPUs alone
     assert "load average 1.50 -> 2.25 (2 CPUs)." in render.render({"benches": {"later": sec}})
     # the figures themselves: mean CPUs busy between two samples of (wall, machine, bench)

@@ -381,6 +381,7 @@ def run(db_url: str, entries: int, batch: int, wallets: int, verify_procs: int =
     pks = {w["id"]: ed25519.public_key(w["seed"]) for w in fleet.wallets}
     if ledger.verifier is not None:  # start the helpers before the clock runs
         ledger.verifier.start([(pks[fleet.wallets[0]["id"]], b"", bytes(64))]).bad()
+    report.reset_peak_rss()  # this run's peak, not the runs' before it
     ingest_s = 0.0
     verify_s = 0.0
     reingest_s = 0.0
@@ -445,6 +446,7 @@ def run_http(db_url: str, entries: int, batch: int, wallets: int, workers: int,
     try:
         with LedgerClient(url, token, timeout=300) as lc:
             fleet = Fleet(lc, issuer, wallets)
+            report.reset_peak_rss()  # this run's peak, not the runs' before it
             pending = list(fleet.batches(entries, batch))
             verify_s = sum(len(r) / raw_verify_rate(r, ed25519.public_key(
                 next(w["seed"] for w in fleet.wallets if w["id"] == wid)))

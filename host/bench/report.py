@@ -69,6 +69,17 @@ def revision() -> str:
     return rev + ("+dirty" if dirty else "")
 
 
+def reset_peak_rss() -> None:
+    """Start this process's RSS high-water mark afresh (Linux: /proc/self/clear_refs 5, which
+    ru_maxrss follows), so a peak read after a run is the run's, not the process's lifetime's
+    (the benches before it, the imports)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # pragma: no cover - not Linux: the lifetime's peak
+        pass
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),

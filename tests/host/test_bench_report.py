@@ -419,3 +419,18 @@ def test_bench_sync_alternates_its_round_trips_and_names_them_in_order() -> None
     sec = {"line": "unpaced pty", "alternated": True, "round_trips": [], "rows": []}
     assert "the two in the reverse order every other run" in sync.render(sec)
     assert "reverse order" not in sync.render({**sec, "alternated": False})
+
+
+def test_bench_ingest_peak_rss_is_the_runs_own(tmp_path: Path) -> None:
+    """Peak RSS is the high-water mark over the run, not the process's lifetime (the benches
+    and the allocations before it): it was ru_maxrss alone, which only ever grows."""
+    import resource
+
+    from tapcash.host.bench import ingest as ib
+
+    blob = bytearray(160 * 1024 * 1024)
+    blob[:: 4096] = b"\1" * len(range(0, len(blob), 4096))  # touched: resident
+    del blob
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 > 160
+    r = ib.run(str(tmp_path / "rss.db"), entries=40, batch=10, wallets=2)
+    assert 0 < r["peak_rss_mb"] < 160

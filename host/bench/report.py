@@ -62,7 +62,8 @@ def revision() -> str:
                              text=True, check=True, timeout=10).stdout.strip()
         # the benches' own output files do not make the source dirty
         dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":!docs/performance.json", ":!docs/PERFORMANCE.md"],
+                                ".", ":!docs/performance.json", ":!docs/PERFORMANCE.md",
+                                ":!boards/heap_needs.json"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

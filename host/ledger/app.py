@@ -11,6 +11,7 @@ status that changes nothing (host/ledger/problems.py). docs/LEDGER.md lists the 
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -270,6 +271,24 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 # ---- configuration from the environment (uvicorn --factory, several workers) -------------
 
+# The garbage collector of a serving process. One uploaded batch of 1,000 records makes tens of
+# thousands of container objects (the JSON's dicts, decoded CBOR maps, rows), each freed by its
+# reference count; at CPython's default threshold (a young collection every 700 allocations)
+# the collector ran every few records and, every so often, over the whole heap of the app
+# (routes, pydantic schemas). After startup that heap is frozen out of the collector's sight
+# and the young generation is collected every 50,000 allocations: about 3 us less server CPU
+# per payment of about 72 (tapcash bench servers, its per-process CPU, 40,000 payments,
+# alternated with the defaults). Reference cycles are still collected.
+GC_THRESHOLD = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """A serving process's collector: startup objects frozen, young collections rarer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 
 def app_from_env() -> FastAPI:
     """`uvicorn --factory tapcash.host.ledger.app:app_from_env`: each worker process builds
@@ -278,5 +297,7 @@ def app_from_env() -> FastAPI:
                                                                                      "8")))
     # (TAPCASH_LEDGER_DB_WAIT, `serve --db-wait`: how long a request waits on a gone database)
     issuer = Issuer.load(Path(os.environ[ENV_KEY]))
-    return create_app(Ledger(db, issuer), os.environ[ENV_TOKEN])
+    app = create_app(Ledger(db, issuer), os.environ[ENV_TOKEN])
+    tune_gc()
+    return app
 

@@ -5,10 +5,12 @@ usage error (exit 2). Structure only (processes and counts), never time: the fig
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from cli_run import TAPCASH
 from ledger_process import LedgerServe
 from ledger_world import TOKEN
@@ -17,6 +19,7 @@ from tapcash.firmware.core import ed25519
 from tapcash.host.bench.ingest import NO_LIMITS, synthetic_wallet_log
 from tapcash.host.issuer import Issuer
 from tapcash.host.ledger.client import LedgerClient
+from tapcash.host.ledger.env import ENV_DB, ENV_KEY, ENV_TOKEN
 
 HELPER = b"tapcash.host.ledger.verify"
 
@@ -85,3 +88,29 @@ def test_a_bad_verify_procs_is_a_usage_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--verify-procs" in done.stderr and "0<=x<=64" in done.stderr
+
+
+def test_a_served_worker_freezes_its_startup_heap_and_collects_young_objects_rarely(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker app (uvicorn --factory app_from_env) tunes its garbage collector: the app's
+    startup objects frozen, young collections every GC_THRESHOLD[0] allocations (docs/LEDGER.md
+    §8; what it saves is measured by `tapcash bench servers`, never here)."""
+    from tapcash.host.ledger import app as app_mod
+    from tapcash.host.ledger.db import Database
+    from tapcash.host.ledger.migrations import migrate
+
+    db = tmp_path / "ledger.db"
+    migrate(Database(str(db)))
+    key = tmp_path / "issuer.key"
+    Issuer.generate().save(key)
+    for name, value in ((ENV_DB, str(db)), (ENV_KEY, str(key)), (ENV_TOKEN, TOKEN)):
+        monkeypatch.setenv(name, value)
+    before = gc.get_threshold()
+    try:
+        app = app_mod.app_from_env()
+        assert gc.get_threshold() == app_mod.GC_THRESHOLD and gc.get_freeze_count() > 0
+        app.state.ledger.db.close()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -20,8 +20,19 @@ DB_HELP = "SQLite file (default ledger.db) or postgresql://user@host/db"
 
 
 def _ledger(db_url: str, issuer_key: str | None) -> Any:
+    return _open(db_url, issuer_key)[0]
+
+
+def _open(db_url: str, issuer_key: str | None) -> tuple[Any, int]:
+    """(the ledger of this database, the books' latest time). The ledger runs on the ledger's
+    time for the database (programs.ledger_time: the wall clock, or the books' latest stamp
+    when later, as on a simulated ledger whose clock runs ahead), the time `program report`
+    judges by; a live ledger's books are never ahead of the wall clock: there it is that."""
+    import time
+
     from tapcash.host.issuer import load_key_file
 
+    from . import programs
     from .dbcli import open_db
     from .service import Ledger
 
@@ -29,7 +40,9 @@ def _ledger(db_url: str, issuer_key: str | None) -> Any:
         _fail("--issuer-key (or TAPCASH_LEDGER_ISSUER_KEY) is required: it signs the rule and "
               "the vouchers")
     issuer = load_key_file(issuer_key)  # a bad one: one line, exit 2 (cli.LedgerGroup)
-    return Ledger(open_db(db_url), issuer)
+    db = open_db(db_url)
+    books = db.read(programs.books_time)
+    return Ledger(db, issuer, clock=lambda: max(time.time(), books)), books
 
 
 def _fail(message: str) -> None:
@@ -160,13 +173,31 @@ def cancel(name: str, db_url: str, issuer_key: str | None) -> None:
 @program.command()
 @db_option
 @key_option
-def sweep(db_url: str, issuer_key: str | None) -> None:
+@click.option("--at", "at", default=None,
+              help="judge expiry at this time (unix seconds or an ISO date), no later than the "
+                   "ledger's time; default: the ledger's time for this database, as `program "
+                   "report` (the wall clock, or the books' latest time when later)")
+def sweep(db_url: str, issuer_key: str | None, at: str | None) -> None:
     """Refund the purses of expired programmes in the books (run it daily)."""
+    import time
+
     from . import programs
 
-    led = _ledger(db_url, issuer_key)
+    given = _when(at) if at is not None else None
+    led, books = _open(db_url, issuer_key)
+    wall = int(time.time())
+    now = max(wall, books)
+    if given is not None:
+        if given > now:  # purses refunded before their programme expired
+            raise click.BadParameter(
+                f"{at!r} is later than the ledger's time for this database ({iso(now)}): a "
+                f"sweep refunds only programmes that have expired", param_hint="--at")
+        led.clock = lambda: float(given)
+    how = "--at" if given is not None else (
+        "the wall clock" if now == wall else "the books' latest time")
     out = _run(lambda: programs.sweep(led))
-    click.echo(f"{out['closed']} purses closed, {money(out['refunded'])} refunded")
+    click.echo(f"swept as of {iso(led.now())} ({how}): {out['closed']} purses closed, "
+               f"{money(out['refunded'])} refunded")
 
 
 @program.command()

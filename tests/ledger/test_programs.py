@@ -479,3 +479,75 @@ def test_ledger_check_fails_when_a_programme_does_not_balance(world: PWorld, db_
     move(prog, purse, 500, "untamper")
     r = run(cli, ["ledger", "check", "--db", db_url])
     assert r.exit_code == 0 and "programme bus-2026: funded 15.00 = spent 0.00" in r.output
+
+
+def _simulated_books_without_their_last_sweep(out) -> tuple[str, object]:
+    """A simulated district's ledger database (the simulator's own ledger, clock and devices:
+    sim/scenario/builtin/programmes.toml made small, set in 2033), as a run stopped before its
+    final syncs and report leaves it: the transport subsidy expired at the end of day 0 by the
+    simulation's clock, day 1 booked after it, and the purses of the cards that did not sync
+    since still open (the run's report would have swept them). (ledger.db, the issuer)."""
+    import tomllib
+    from pathlib import Path
+
+    from tapcash.sim.run.runner import ScenarioRun
+    from tapcash.sim.scenario import parse_scenario
+
+    path = Path(programs.__file__).parents[2] / "sim/scenario/builtin/programmes.toml"
+    data = tomllib.loads(path.read_text())
+    data["scenario"]["start"] = 2_000_000_000 - 2_000_000_000 % DAY  # ahead of any wall clock
+    data["wallets"]["count"] = 6
+    data["payments"]["count"] = 12
+    data["programs"][0]["payments"] = 6
+    data["programs"][1].update(wallets=2, payments=2)
+    data.pop("clones")
+    run = ScenarioRun(parse_scenario(data), out)
+    try:
+        run.start_ledger()
+        run.provision()
+        run.simulate_days()  # not the final syncs, not collect() (the run's own sweep)
+    finally:
+        run.close()
+    return str(out / "ledger.db"), run.issuer
+
+
+def test_sweep_judges_expiry_by_the_ledgers_time_as_report_does(tmp_path) -> None:
+    """`tapcash ledger program sweep` on a simulated district's database judged expiry by the
+    wall clock: a programme `program report` (by the books' time) called expired kept its
+    purses' value outstanding, and the sweep refunded nothing. Now sweep runs on the ledger's
+    time for the database as report does (`--at` earlier, never later than it), and the two
+    agree: what report had outstanding is refunded."""
+    from tapcash.host.cli import cli
+    from tapcash.host.output import iso
+
+    db, issuer = _simulated_books_without_their_last_sweep(tmp_path / "district")
+    key = tmp_path / "issuer.key"
+    issuer.save(key)
+    run = CliRunner().invoke
+
+    def transport() -> dict:
+        r = run(cli, ["ledger", "program", "report", "transport", "--db", db, "--json"])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)[0]
+
+    before = transport()
+    assert before["state"] == "expired" and before["outstanding"] > 0, before
+    books_t = json.loads(run(cli, ["ledger", "program", "report", "--db", db, "--json"]
+                             ).output)[0]["as_of"]
+    sweep = ["ledger", "program", "sweep", "--db", db, "--issuer-key", str(key)]
+    r = run(cli, [*sweep, "--at", before["expires"]])  # its last moment: nothing to refund
+    assert r.exit_code == 0 and ": 0 purses closed, 0.00 refunded" in r.output, r.output
+    assert "(--at)" in r.output
+    r = run(cli, [*sweep, "--at", "2999-12-31"])  # a refund before expiry: refused
+    assert r.exit_code == 2 and "later than the ledger's time for this database" in r.output
+    assert transport() == before
+    r = run(cli, sweep)
+    assert r.exit_code == 0, r.output
+    assert f"swept as of {books_t} (the books' latest time):" in r.output, r.output
+    assert f"{before['outstanding'] / 100:.2f} refunded" in r.output, r.output
+    after = transport()
+    assert after["outstanding"] == 0 and after["state"] == "expired"
+    assert after["refunded"] == before["refunded"] + before["outstanding"]
+    assert after["balanced"] and iso(0) != books_t
+    r = run(cli, ["ledger", "check", "--db", db])
+    assert r.exit_code == 0, r.output

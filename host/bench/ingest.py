@@ -527,7 +527,7 @@ def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 10
     sec["title"] = "Ledger ingest"
     sec["how"] = (f"HTTP, {http_workers} uvicorn worker(s), {clients} client thread(s)"
                   if http_workers else "one worker (in-process, no HTTP)")
-    sec.update(entries=entries, batch=batch, wallets=wallets)
+    sec.update(entries=entries, batch=batch, wallets=wallets, rss_per_run=True)
     rows = []
     names = [u.split(":", 1)[0] for u in db_urls] or ["sqlite", "postgresql"]
     for i, name in enumerate(names):
@@ -604,7 +604,10 @@ def render(sec: dict[str, Any]) -> str:
            "on the same messages, alternately before and after each batch. Re-ingest: each "
            "batch uploaded again right after it (in-process runs), recognised by a digest of "
            "its bytes before any record is decoded or verified; x = its rate over the fresh "
-           "rate. Peak RSS: the process's high-water mark over the ingest.", "",
+           "rate. Peak RSS: the process's high-water mark " + (
+               "over the run's ingest." if sec.get("rss_per_run") else "up to the end of the "
+               "run (the runs and setup before it included: measured before it was reset per "
+               "run)."), "",
            "Signatures: *inline* checks them in the ingesting thread, before the transaction; "
            "*N helper(s)* sends them to N helper processes (`verify_procs`, host/ledger/verify.py) "
            "while the batch's transaction runs, which waits for their answer before it touches a "

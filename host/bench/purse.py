@@ -317,7 +317,8 @@ def render(sec: dict[str, Any]) -> str:
     out = [f"MicroPython {sec['vm_version']} VM, firmware .mpy, wallet and POS both in the VM on "
            f"FileFlash; {sec['batches']} batches x {sec['taps_per_batch']} taps of 25.00. Wallet "
            f"in field: {what}; median of the batches (min-max). Targets (issue 13): <= 3 round "
-           "trips, <= 1 KB on air, wallet in field <= 8 ms.", "",
+           "trips, <= 1 KB on air (bytes on air: the APDUs both ways, no ISO-DEP framing), "
+           "wallet in field <= 8 ms.", "",
            "| payment | round trips | bytes on air | earmarked | wallet in field |"
            + (" power-on |" if boot else ""), "|---|---|---|---|---|" + ("---|" if boot else "")]
     for row in sec["rows"]:

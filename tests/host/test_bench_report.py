@@ -129,6 +129,7 @@ def test_bench_all_writes_one_file_and_render_makes_the_doc(tmp_path: Path) -> N
     assert all(v > 0 for v in parts[:4]) and prof["total"]["median"] > prof["signatures"]["median"]
     assert 0 < prof["bound"]["median"] < 1.5
     assert "| apply: SQL |" in text and "| bound |" in text
+    assert "Peak RSS: the process's high-water mark over the run's ingest." in text
     assert f"`{sec['revision']}`" in text
     assert "| wallet | 3.9 (3.8–4) |" in text
     res = CliRunner().invoke(bench, ["render", str(tmp_path / "missing.json")])

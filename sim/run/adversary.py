@@ -344,11 +344,13 @@ class ReplayCard:
 
 
 def _purse_postings(tx: Any) -> list[list[Any]]:
-    """Every posting into or out of a purse account, and the guarantees beyond a purse (the
-    oracle judges each against the payment a card signed)."""
+    """Every posting into or out of a purse or programme account, and the guarantees beyond a
+    purse (the oracle judges each by the accounts it joins and against the payment a card
+    signed)."""
     return [list(r) for r in tx.all(
         "SELECT src, dst, amount, kind, ref FROM postings WHERE src LIKE 'purse:%' OR dst LIKE "
-        "'purse:%' OR kind = 'purse_guarantee' ORDER BY id")]
+        "'purse:%' OR src LIKE 'program:%' OR dst LIKE 'program:%' OR kind = 'purse_guarantee' "
+        "ORDER BY id")]
 
 
 def _status_env(dev: Any) -> bytes:

@@ -670,6 +670,10 @@ class Oracle:
         credited: Counter[tuple[bytes, str]] = Counter()  # (programme, ref) -> to merchants
         for src, dst, amount, kind, ref in posts:
             amount = int(amount)
+            why = programme_flow(src, dst, kind)
+            if why is not None:
+                fail(f"{kind} {ref}: {amount} from {src} to {dst}: {why}")
+                continue
             if kind == "purse_load":
                 flows[_purse_of(dst)]["loaded"] += amount
             elif kind in ("purse_refund", "purse_reopen"):
@@ -940,6 +944,31 @@ class Oracle:
                 f"{pos_name} holds hot list v{pos_version} after its sync, "
                 f"the ledger's is v{version}",
             )
+
+
+def programme_flow(src: str, dst: str, kind: str) -> str | None:
+    """Why a posting into or out of a purse or programme account is no move a programme makes
+    (docs/LEDGER.md §6, by the accounts it joins, whatever its label says), or None. Which
+    merchant a spend may reach is judged apart, from the body the card signed."""
+
+    def prog(a: str) -> str | None:
+        return a.split(":")[1] if a.startswith("program:") and a.count(":") == 1 else None
+
+    def purse(a: str) -> str | None:
+        return a.split(":")[1] if a.startswith("purse:") and a.count(":") == 2 else None
+
+    ok = {
+        "program_fund": src.startswith("owner:") and prog(dst) is not None,
+        "purse_load": prog(src) is not None and prog(src) == purse(dst),
+        "purse_reopen": prog(src) is not None and prog(src) == purse(dst),
+        "purse_refund": purse(src) is not None and purse(src) == prog(dst),
+        "purse_spend": purse(src) is not None and dst.startswith("merchant:"),
+        "purse_release": purse(src) is not None and dst.startswith("merchant:"),
+        "purse_guarantee": src == "issuer:loss" and dst.startswith("merchant:"),
+    }.get(kind)
+    if ok is None:
+        return "no programme moves earmarked value by such a posting"
+    return None if ok else f"a {kind} does not join these accounts"
 
 
 def _purse_of(acct: str) -> tuple[bytes, bytes]:

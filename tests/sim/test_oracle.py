@@ -176,3 +176,39 @@ def test_a_balance_case_is_verified_against_the_vouchers_in_number_order():
     ok, why = oracle.judge_case({"proof_a": b64(honest), "proof_b": b64(forged)}, books)
     assert ok and "no count of the vouchers" in why
     assert not oracle.judge_case({"proof_a": b64(honest), "proof_b": b64(honest)}, books)[0]
+
+
+def test_earmarked_value_is_judged_by_the_accounts_a_posting_joins_not_its_label():
+    """Postings the oracle reads from a ledger's purse and programme accounts: the moves a
+    programme makes pass; the same value sent elsewhere fails, whatever kind the ledger calls
+    the posting (a refunded purse's value paid out of the programme account to a merchant, a
+    purse loaded from the float, a spend labelled a refund)."""
+    from tapcash.sim.run.oracle import Oracle, programme_flow
+
+    issuer = Issuer(b"\x07" * 32)
+    pid, wallet = b"PROGRAM1", b"\x11" * 8
+    o = Oracle(issuer.public_key)
+    o.rule_seen(issuer.rule(pid, kind=proto.PROG_SUBSIDY, expires=2_000_000_000,
+                            categories=[4111], funder="city"))
+    o.purse_load(pid, wallet, 1000)
+    prog, purse = f"program:{pid.hex()}", f"purse:{pid.hex()}:{wallet.hex()}"
+    honest = [["owner:city", prog, 1000, "program_fund", "r"],
+              [prog, purse, 1000, "purse_load", "w:1"],
+              [purse, prog, 1000, "purse_refund", "refund"]]
+
+    def judged(extra: list[list[object]], purse_balance: int = 0) -> list[str]:
+        o.violations.clear()
+        o.check_purses({"invariant": {}, "purse_postings": honest + extra,
+                        "books": {"balances": {purse: purse_balance}, "payments": []}}, False)
+        return [v.detail for v in o.violations]
+
+    assert judged([]) == []
+    for bad in ([prog, "merchant:" + "ab" * 8, 400, "purse_reopen", "x"],
+                [prog, "merchant:" + "ab" * 8, 400, "settle", "x"],
+                [purse, "merchant:" + "ab" * 8, 400, "purse_refund", "x"],
+                [purse, "wallet:" + "22" * 8, 400, "transfer", "x"],
+                ["issuer:float", purse, 400, "purse_load", "x"]):
+        problems = judged([bad])
+        assert problems and any("from " + str(bad[0]) in p for p in problems), (bad, problems)
+    assert programme_flow(prog, purse, "purse_reopen") is None
+    assert programme_flow(f"program:{'00' * 8}", purse, "purse_load") is not None  # other one

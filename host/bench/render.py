@@ -192,6 +192,11 @@ def all_command(json_file: Path, only: str, quick: bool) -> None:
         click.echo(f"== tapcash bench {n}", err=True)
         section = _in_child(n, quick)
         report.echo_provenance(section)
+        old = doc["benches"].get(n) or {}
+        if section.get("skipped") and old and not old.get("skipped"):  # keep what was measured
+            click.echo(f"!! {n} not measured in this run ({section['skipped']}): the file keeps "
+                       f"its section of revision {old.get('revision', '?')}", err=True)
+            continue
         doc["benches"][n] = section
         json_file.write_text(json.dumps(doc, indent=1) + "\n")  # each bench saved as it ends
     click.echo(f"wrote {json_file} ({', '.join(doc['benches'])})")

@@ -435,3 +435,27 @@ def test_bench_ingest_peak_rss_is_the_runs_own(tmp_path: Path) -> None:
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 > 160
     r = ib.run(str(tmp_path / "rss.db"), entries=40, batch=10, wallets=2)
     assert 0 < r["peak_rss_mb"] < 160
+
+
+def test_bench_all_keeps_a_measured_section_over_a_run_that_could_not_measure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`tapcash bench all --only pcsc` without pcscd: the file keeps its measured section (and
+    says so on stderr); a file without one gets the 'not measured' section, which the doc shows."""
+    skipped = {"bench": "pcsc", "command": "tapcash bench pcsc", "revision": "new", "rows": [],
+               "skipped": "cannot reach pcscd"}  # fmt: skip
+    monkeypatch.setattr(render, "_in_child", lambda name, quick: dict(skipped))
+    out = tmp_path / "perf.json"
+    measured = {"bench": "pcsc", "command": "tapcash bench pcsc", "revision": "old", "rows": [{}]}
+    out.write_text(json.dumps({"benches": {"pcsc": measured}}))
+    res = CliRunner().invoke(bench, ["all", "--json", str(out), "--only", "pcsc"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["benches"]["pcsc"] == measured
+    assert "pcsc not measured in this run (cannot reach pcscd): the file keeps its section of " \
+           "revision old" in res.output
+    out.unlink()
+    res = CliRunner().invoke(bench, ["all", "--json", str(out), "--only", "pcsc"])
+    assert res.exit_code == 0, res.output
+    sec = json.loads(out.read_text())["benches"]["pcsc"]
+    assert sec["skipped"] == "cannot reach pcscd"
+    assert "Not measured in this run: cannot reach pcscd" in render.render_section("pcsc", sec)

@@ -35,8 +35,8 @@ Every timing and rate below is a median with its minimum and maximum over repeat
 medians alone or a figure comes from one run: a profile's shares, a bisected heap; counts and sizes
 are exact). Each section names the command and the source revision that measured it, with the
 load average at the time, the machine's CPUs and (where recorded) how busy they were during the
-run: by the bench's own processes and by the others (a database server's work for the bench among
-them). Absolute figures move with the load; ratios are taken within one run, so both sides of a
+run: by the bench's own processes and by the others (the work of a server the bench talks to,
+PostgreSQL's or pcscd's, among them). Absolute figures move with the load; ratios are taken within one run, so both sides of a
 ratio shared the same conditions.
 """
 

@@ -36,8 +36,8 @@ medians alone or a figure comes from one run: a profile's shares, a bisected hea
 are exact). Each section names the command and the source revision that measured it, with the
 load average at the time, the machine's CPUs and (where recorded) how busy they were during the
 run: by the bench's own processes and by the others (the work of a server the bench talks to,
-PostgreSQL's or pcscd's, among them). Absolute figures move with the load; ratios are taken within one run, so both sides of a
-ratio shared the same conditions.
+PostgreSQL's or pcscd's, among them). Absolute figures move with the load; ratios are taken
+within one run, so both sides of a ratio shared the same conditions.
 """
 
 

@@ -540,7 +540,7 @@ def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 10
             for _ in range(repeat):
                 with _database(db_urls[i] if db_urls else name) as url:
                     if url is None:
-                        report.not_measured(sec, name, NO_PG)
+                        report.not_measured(sec, name, NO_PG + "".join(f" ({e})" for e in PG_ERROR))
                         break  # no PostgreSQL here
                     if http_workers:
                         runs.append(run_http(url, entries, batch, wallets, http_workers, clients))
@@ -558,7 +558,7 @@ def section(db_urls: tuple[str, ...] = (), entries: int = 20000, batch: int = 10
         for i, name in enumerate(names):
             with _database(db_urls[i] if db_urls else name) as url:
                 if url is None:
-                    report.not_measured(sec, name, NO_PG)
+                    report.not_measured(sec, name, NO_PG + "".join(f" ({e})" for e in PG_ERROR))
                     continue
                 got = run_profile(url, entries, batch, wallets)
             prow: dict[str, Any] = {"database": name}
@@ -752,6 +752,7 @@ def offline(db_urls: tuple[str, ...], uploads: int, batch: int, repeat: int) -> 
 
 
 NO_PG = "no PostgreSQL reachable at 127.0.0.1:5432 (database test)"
+PG_ERROR: list[str] = []  # why, the last time it was not: the section names it
 
 
 def _pg_schema() -> tuple[str, object] | None:
@@ -762,7 +763,8 @@ def _pg_schema() -> tuple[str, object] | None:
         schema = "tapcash_bench_" + os.urandom(4).hex()
         with psycopg.connect(admin, autocommit=True, connect_timeout=3) as c:
             c.execute(f"CREATE SCHEMA {schema}")
-    except Exception:  # noqa: BLE001 - no PostgreSQL here: bench SQLite only
+    except Exception as e:  # noqa: BLE001 - no PostgreSQL here: bench SQLite only
+        PG_ERROR[:] = [f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"]
         return None
 
     def drop() -> None:

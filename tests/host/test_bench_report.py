@@ -350,18 +350,24 @@ def test_a_database_the_bench_cannot_reach_is_named_in_the_doc(
 ) -> None:
     """No PostgreSQL: the ingest bench measures SQLite and says, in its section and its output,
     that the PostgreSQL rows were not measured (they used to vanish without a word)."""
+    import psycopg
+
     from tapcash.host.bench import ingest as ib
 
-    monkeypatch.setattr(ib, "_pg_schema", lambda: None)
+    def refused(*a: object, **k: object) -> None:
+        raise psycopg.OperationalError("connection refused\n\tIs the server running?")
+
+    monkeypatch.setattr(psycopg, "connect", refused)
     sec = ib.section(entries=40, batch=10, wallets=2, repeat=1, verify_procs="0", profile=True)
     assert [r["database"] for r in sec["rows"]] == ["sqlite"]
-    assert sec["not_measured"] == [f"postgresql: {ib.NO_PG}"]
+    why = f"{ib.NO_PG} (OperationalError: connection refused)"
+    assert sec["not_measured"] == [f"postgresql: {why}"]
     text = render.render_section("ingest", sec)
-    assert f"Not measured in this run: postgresql: {ib.NO_PG}." in text
+    assert f"Not measured in this run: postgresql: {why}." in text
     res = CliRunner().invoke(bench, ["ingest", "--entries", "40", "--batch", "10", "--wallets",
                                      "2", "--repeat", "1", "--verify-procs", "0"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert f"-- not measured in this run: postgresql: {ib.NO_PG}" in res.output
+    assert f"-- not measured in this run: postgresql: {why}" in res.output
 
 
 def test_bench_sim_says_when_its_profile_is_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:

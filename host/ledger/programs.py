@@ -481,15 +481,28 @@ def _sums(tx: Tx, pid: bytes) -> dict[str, int]:
             out["refunds"] += total
         elif kind == "purse_reopen":
             out["reopened"] += total
-    out["guaranteed"] = int(tx.scalar(
-        "SELECT COALESCE(SUM(amount), 0) FROM postings WHERE kind = 'purse_guarantee' AND ref IN "
-        "(SELECT ref FROM postings WHERE src LIKE ? AND kind IN ('purse_spend', "
-        "'purse_release'))", (prefix + "%",), default=0) or 0)
+    out["guaranteed"] = _guaranteed(tx, pid)
     out["outstanding"] = int(tx.scalar("SELECT COALESCE(SUM(balance), 0) FROM accounts WHERE "
                                        "name LIKE ?", (prefix + "%",), default=0))
     out["program_account"] = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?",
                                            (prog,), default=0) or 0)
     return out
+
+
+def _guaranteed(tx: Tx, pid: bytes) -> int:
+    """What issuer:loss paid merchants beyond this programme's purses (`purse_guarantee`,
+    posted under the payment's ref: `wallet:counter`, or with the body's hash for a second body
+    of one counter), whether or not the purse covered part of that payment."""
+    refs = set()
+    for w, c, h, stored in tx.all(
+            "SELECT pp.wallet, pp.counter, pp.hash, p.hash FROM purse_payments pp LEFT JOIN "
+            "payments p ON p.wallet = pp.wallet AND p.counter = pp.counter WHERE pp.program = ?",
+            (pid,)):
+        first = f"{bytes(w).hex()}:{int(c)}"
+        refs.add(first if stored is not None and bytes(stored) == bytes(h)
+                 else f"{first}:{bytes(h).hex()[:16]}")
+    return sum(int(a) for r, a in tx.all(
+        "SELECT ref, amount FROM postings WHERE kind = 'purse_guarantee'") if r in refs)
 
 
 def books_time(tx: Tx) -> int:

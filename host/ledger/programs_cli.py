@@ -244,6 +244,12 @@ def report(name: str | None, db_url: str, fmt: str, as_json: bool, at: str | Non
             for m in r["by_merchant"]:
                 click.echo(f"  merchant {m['merchant']} category {m['category']}: "
                            f"{m['payments']} payments, {money(m['amount'])}")
+            if r["guaranteed_beyond_purse"]:  # in the merchants' lines, not in `used`
+                click.echo(f"  of which guaranteed beyond the purses: "
+                           f"{money(r['guaranteed_beyond_purse'])} (a cloned card spent a purse "
+                           f"twice: paid from issuer:loss, a fraud case)")
+            click.echo(f"  purses: {r['purses']}, closed {r['purses_closed']}, cleared on the "
+                       f"card {r['purses_cleared_on_card']}")
             if r["refused_payments"]:
                 click.echo(f"  refused: {r['refused_payments']} payments, "
                            f"{money(r['refused_amount'])} (cases opened)")

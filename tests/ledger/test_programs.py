@@ -321,7 +321,7 @@ def test_cancel_clears_an_idle_card_whose_sync_has_nothing_to_upload(world: PWor
     assert (rep["purses_closed"], rep["purses_cleared_on_card"]) == (1, 1)
 
 
-def test_clone_spending_a_purse_twice(world: PWorld) -> None:
+def test_clone_spending_a_purse_twice(world: PWorld, db_url: str) -> None:
     w = world
     a = w.wallet(1, load=1000)
     bus1, bus2 = w.pos_cat(1, TRANSPORT), w.pos_cat(2, TRANSPORT)
@@ -340,6 +340,16 @@ def test_clone_spending_a_purse_twice(world: PWorld) -> None:
     assert (rc["funded"], rc["to_merchants"], rc["outstanding"]) == (3000, 3000, 0)
     inv = w.client.invariant()
     assert inv["ok"] and inv["fraud_loss"] == 3000
+    # the report's text: the merchants' lines add up to spent + what the issuer guaranteed
+    from tapcash.host.cli import cli
+
+    r = CliRunner().invoke(cli, ["ledger", "program", "report", "bus-2026", "--db", db_url])
+    assert r.exit_code == 0, r.output
+    assert "funded 30.00 = spent 30.00 + refunded 0.00 + outstanding 0.00" in r.output
+    assert re.findall(r"category 4111: 1 payments, 30\.00", r.output) == [
+        "category 4111: 1 payments, 30.00"] * 2
+    assert "of which guaranteed beyond the purses: 30.00" in r.output, r.output
+    assert "purses: 1, closed 0, cleared on the card 0" in r.output
 
 
 def test_report_judges_the_state_by_the_ledgers_time_not_todays(db_url: str) -> None:

@@ -260,6 +260,15 @@ def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
             "bound_ratio": verify_us / total, "bound_ratio_servers": verify_us / us["server"]}
 
 
+def uvicorn_stack() -> str:
+    """The event loop and HTTP parser uvicorn picks in the servers (its "auto": uvloop and
+    httptools when they are installed, as the project's dependencies install them)."""
+    from importlib.util import find_spec
+
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    return f"{loop} + {'httptools' if find_spec('httptools') else 'h11'}"
+
+
 def section(db: str = "", servers: int = 0, clients: int = 0, entries: int = 20000,
             batch: int = 1000, wallets: int = 20, repeat: int = 3,
             quick: bool = False, verify_procs: int = 0) -> dict[str, Any]:
@@ -278,7 +287,7 @@ def section(db: str = "", servers: int = 0, clients: int = 0, entries: int = 200
     sec = report.new_section("servers", cmd)
     sec["title"] = "Several ledger servers on one PostgreSQL"
     sec.update(servers=servers, clients=clients, cores=cores, entries=entries, batch=batch,
-               wallets=wallets, verify_procs=verify_procs)
+               wallets=wallets, verify_procs=verify_procs, uvicorn=uvicorn_stack())
     runs = []
     for _ in range(repeat):
         with _database(db or "postgresql") as url:
@@ -332,7 +341,8 @@ def cpu_lines(sec: dict[str, Any]) -> list[str]:
 
 def render(sec: dict[str, Any]) -> str:
     helpers = sec.get("verify_procs", 0)
-    out = [f"{sec['servers']} `tapcash ledger serve` processes (one uvicorn worker each"
+    stack = f", {sec['uvicorn']}" if sec.get("uvicorn") else ""
+    out = [f"{sec['servers']} `tapcash ledger serve` processes (one uvicorn worker each{stack}"
            + (f", `--verify-procs {helpers}`" if helpers else "") + ") on "
            f"different ports of a {sec['cores']}-core machine, one PostgreSQL database; "
            f"{sec['clients']} client threads spread {sec['entries']:,} signed payments in "
@@ -381,7 +391,8 @@ def command(db: str, servers: int, clients: int, entries: int, batch: int, walle
     if not sec["rows"]:
         raise click.ClickException("PostgreSQL is not reachable (give --db)")
     r = sec["rows"][0]
-    click.echo(f"{sec['servers']} servers ({verify_procs} signature helpers each), "
+    click.echo(f"{sec['servers']} servers ({verify_procs} signature helpers each, "
+               f"{sec['uvicorn']}), "
                f"{sec['clients']} clients, {sec['cores']} cores, "
                f"{entries} payments in batches of {batch}; median (min-max) of {repeat} runs")
     click.echo(f"ingest {report.fmt_spread(r['ingest_per_s'], '/s')}   raw PyNaCl verify (one "

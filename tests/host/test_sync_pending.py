@@ -51,3 +51,34 @@ def test_empty_wallet_sync_asks_pending_then_uploads_the_load(tmp_path: Path) ->
     finally:
         lc.close()
         server.stop()
+
+
+def test_a_cancelled_purse_leaves_an_idle_card_at_its_next_sync(tmp_path: Path) -> None:
+    """docs/PROGRAMMES.md: 'cards cleared at next sync'. A card with nothing to upload gets
+    only the pending answer, which carries the update clearing its cancelled purse (#13)."""
+    from tapcash.firmware.wallet import state as wst
+    from tapcash.sim.device import provision as pv
+
+    world = sw.make_world(4)
+    server = sw.serve_ledger(tmp_path / "ledger.db", world.issuer)
+    lc = server.client()
+    try:
+        sw.register(world, lc)
+        lc.deposit("city", 5000, "programme")
+        lc.program_create("bus", "city", kind="subsidy", expires=pv.T0 + 86400,
+                          valid_from=pv.T0 - 60, categories=[4111])
+        lc.program_load("bus", f"{sw.W1.hex()},3000\n", "jan")
+        card = world.wallet()
+        with LedgerLink(server.url, server.token) as link:
+            outbox = Outbox(tmp_path / "outbox")
+            assert sw.pty_sync(card, link, outbox).vouchers_loaded == 1
+            assert [p[1] for p in card.state.get(wst.S_PURSES) or []] == [3000]
+            lc.program_cancel("bus")
+            res = sw.pty_sync(card, link, outbox)
+            assert res.outcome == "synced" and res.exported == 0 and res.update == "applied"
+            assert not card.state.get(wst.S_PURSES)
+            assert sw.pty_sync(card, link, outbox).update == "already applied"
+        assert lc.programs("bus")["state"] == "cancelled" and lc.invariant()["ok"]
+    finally:
+        lc.close()
+        server.stop()

@@ -524,8 +524,13 @@ class _Apply:
             proto.LIM_OFFLINE_COUNT, proto.DEFAULT_LIMITS[proto.LIM_OFFLINE_COUNT])
         return dst, pmax, (payer["revoked_at"] or 1) if payer["revoked"] else 0, max_counter
 
-    def post(self, pay: Pay, ref: str, evidence: bool = False) -> tuple[str | None, str, int]:
+    def post(self, pay: Pay, ref: str, evidence: bool = False, run: bool = False
+             ) -> tuple[str | None, str, int]:
         """Credit the payee for a payment; returns (credited account, status, loss).
+
+        `run`: a new (wallet, counter) whose `payments` row this batch inserts: when the wallet
+        covers it in full, its posting joins the run of the wallet's previous counter to the
+        same payee (postings.Book.pay: one posting `W:lo-hi` for the run).
 
         `evidence`: the body is part of a double-spend proof (another body for its counter, a
         fork, a broken chain). A POS that followed the rules took it in good faith, so a
@@ -570,6 +575,9 @@ class _Apply:
         loss_main = main - covered
         loss += loss_main
         if covered:
+            if run and not loss_main and pay.program is None:
+                self.book.pay(src, dst, covered, src[7:], pay.counter)
+                return dst, status, loss
             self.book.move(src, dst, covered, "payment", ref)
         if loss_main:
             self.book.move(P.LOSS, dst, loss_main, "guarantee", ref)
@@ -685,7 +693,8 @@ class _Apply:
                 b = Pay(p.wallet, p.counter + 1, 0, b"", 0, above[2], 0, 0, above[1],
                         env_at(p.wallet, p.counter + 1), "")
                 cases.append(("chain_break", p.counter + 1, p.envelope, b))
-            credited, status, loss = self.post(p, first_ref, evidence=bool(cases))
+            credited, status, loss = self.post(p, first_ref, evidence=bool(cases),
+                                               run=not cases)
             new_rows.append((p.wallet, p.counter, p.hash, p.prev, p.envelope, p.amount, p.payee,
                              p.kind, p.time, status, credited, p.via, self.now))
             by_counter[key] = (p.counter, p.hash, p.prev, status)

@@ -55,12 +55,33 @@ def create_accounts(tx: Tx, names: Iterable[str]) -> None:
         tx.execute(sql, (name, kind))
 
 
+def run_ref(wallet_hex: str, lo: int, hi: int) -> str:
+    """The ref of a `payment` posting for a wallet's counters lo..hi (`Book.pay`): `W:c` for
+    one payment, as ever, `W:lo-hi` for a run."""
+    return f"{wallet_hex}:{lo}" if lo == hi else f"{wallet_hex}:{lo}-{hi}"
+
+
+def parse_run(ref: str) -> tuple[str, int, int] | None:
+    """(wallet hex, lo, hi) of a `payment` posting's ref `W:c` or `W:lo-hi`; None for any
+    other ref (a conflicting body's `W:c:<hash>`)."""
+    w, _, rest = ref.partition(":")
+    lo, _, hi = rest.partition("-")
+    if not (lo.isdigit() and (not hi or hi.isdigit())):
+        return None
+    return w, int(lo), int(hi or lo)
+
+
 class Book:
     """Postings of one transaction, buffered and written in bulk by `flush`.
 
     Balances of the accounts touched are read once (`balance`) and tracked in memory, so
     decisions inside a batch (does the wallet cover this payment?) see earlier postings of the
     same batch. The transaction's locks make that read stable.
+
+    `pay` posts a wallet's payments covered in full: consecutive counters of one wallet to one
+    account become ONE posting (`payment`, ref `W:lo-hi`) whose amount is their sum, each of
+    them a `payments` row credited to that account (docs/LEDGER.md §2). A batch of 1,000
+    payments of one wallet to one merchant is one posting, not 1,000.
     """
 
     def __init__(self, tx: Tx, now: int) -> None:
@@ -69,6 +90,8 @@ class Book:
         self._bal: dict[str, int] = {}
         self._delta: dict[str, int] = {}
         self._rows: list[tuple[str, str, int, str, str, int]] = []
+        # open runs of `pay`: (src, dst) -> [wallet hex, lo, hi, total]
+        self._runs: dict[tuple[str, str], list] = {}
 
     def preload(self, names: Iterable[str]) -> None:
         want = [n for n in set(names) if n not in self._bal]
@@ -112,7 +135,41 @@ class Book:
         delta[dst] = delta.get(dst, 0) + amount
         self._rows.append((src, dst, amount, kind, ref, self.now))
 
+    def pay(self, src: str, dst: str, amount: int, wallet_hex: str, counter: int) -> None:
+        """`move(src, dst, amount, "payment", W:counter)` for a wallet's payment covered in full,
+        joined to the run of the same wallet's previous counter to the same account."""
+        if amount <= 0 or amount > MONEY_MAX:
+            raise LedgerError(500, "posting amount must be positive")
+        bal = self._bal
+        s = bal[src] if src in bal else self.balance(src)
+        d = bal[dst] if dst in bal else self.balance(dst)
+        if s - amount < -BALANCE_MAX or d + amount > BALANCE_MAX:
+            raise LedgerError(409, f"payment refused: a balance would pass the ledger's maximum "
+                                   f"{BALANCE_MAX}")
+        bal[src] = s - amount
+        bal[dst] = bal[dst] + amount
+        delta = self._delta
+        delta[src] = delta.get(src, 0) - amount
+        delta[dst] = delta.get(dst, 0) + amount
+        key = (src, dst)
+        run = self._runs.get(key)
+        if (run is not None and run[0] == wallet_hex and run[2] + 1 == counter
+                and run[3] + amount <= MONEY_MAX):
+            run[2] = counter
+            run[3] += amount
+            return
+        if run is not None:
+            self._close(key, run)
+        self._runs[key] = [wallet_hex, counter, counter, amount]
+
+    def _close(self, key: tuple[str, str], run: list) -> None:
+        self._rows.append((key[0], key[1], run[3], "payment", run_ref(run[0], run[1], run[2]),
+                           self.now))
+
     def flush(self) -> int:
+        for key, run in self._runs.items():
+            self._close(key, run)
+        self._runs = {}
         n = len(self._rows)
         self.tx.insert_many("postings", ("src", "dst", "amount", "kind", "ref", "at"), self._rows)
         # Sorted: concurrent PostgreSQL transactions lock account rows in one global order.

@@ -52,6 +52,22 @@ def settlements(tx: Tx) -> list[dict[str, Any]]:
     ]
 
 
+def _runs_expanded(tx: Tx, wid: bytes, acct: str, rows: list[tuple]) -> list[tuple]:
+    """The statement's postings with each run of payments (one posting `W:lo-hi` for the
+    wallet's counters lo..hi: postings.Book.pay) shown as its payments, one line each (ref
+    `W:c`, the posting's id), from their `payments` rows."""
+    out = []  # in the order of `rows`, a run's payments by counter
+    for pid, src, dst, amount, kind, ref, at in rows:
+        run = P.parse_run(ref) if kind == "payment" and src == acct else None
+        if run is None or run[1] == run[2]:
+            out.append((pid, src, dst, amount, kind, ref, at))
+            continue
+        for c, a in tx.all("SELECT counter, amount FROM payments WHERE wallet = ? AND counter "
+                           "BETWEEN ? AND ? ORDER BY counter", (wid, run[1], run[2])):
+            out.append((pid, src, dst, int(a), kind, P.run_ref(run[0], int(c), int(c)), at))
+    return out
+
+
 def wallet_statement(tx: Tx, wid: bytes) -> dict[str, Any]:
     d = need_device(tx, wid, proto.KIND_WALLET)
     acct, staged = P.wallet_acct(wid), P.staged_acct(wid)
@@ -64,7 +80,7 @@ def wallet_statement(tx: Tx, wid: bytes) -> dict[str, Any]:
     rows += tx.all("SELECT id, src, dst, amount, kind, ref, at FROM postings WHERE "
                    "kind = 'payment' AND ref >= ? AND ref < ? AND src = ?",
                    (wid.hex() + ":", wid.hex() + ";", acct))
-    for pid, src, dst, amount, kind, ref, at in sorted(rows):
+    for pid, src, dst, amount, kind, ref, at in _runs_expanded(tx, wid, acct, sorted(rows)):
         delta = int(amount) if dst == acct else -int(amount)
         running += delta
         lines.append({"posting": int(pid), "kind": kind, "ref": ref,

@@ -64,7 +64,9 @@ def _counts(db: str) -> tuple[int, int, int]:
     try:
         return d.read(lambda tx: (
             int(tx.scalar("SELECT COUNT(*) FROM payments")),
-            int(tx.scalar("SELECT COUNT(*) FROM postings WHERE kind = 'payment'")),
+            # units posted as payments (amount 1 each; a run of them is one posting)
+            int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM postings "
+                          "WHERE kind = 'payment'")),
             int(tx.scalar("SELECT COALESCE(MAX(acked_upto), 0) FROM devices")),
         ))
     finally:

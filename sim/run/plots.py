@@ -211,7 +211,7 @@ def programmes_figure(plt: Any, log: RunLog) -> Any:
     ax.set_ylim(-0.6, len(names) - 0.4 + 1.0)  # headroom for the legend
     ax.set_xlabel("major units")
     ax.set_title("Where every unit went (the ledger's books)")
-    ax.legend(loc="upper right", fontsize=8, ncol=2)
+    ax.legend(loc="upper right", fontsize=8, ncol=2, markerscale=0.45)  # the funded tick fits
     end = log.scenario.end
     for name in names:
         pts = sorted((p.t, p.earmarked) for p in log.payments

@@ -157,7 +157,9 @@ class SimFlash(CutFlash):
         self.bytes_written = 0
 
     def stored(self, op: str, name: str, kept: int, length: int, torn: bool) -> None:
-        st = self.blob_stats(name)
+        st = self.stats.get(name)  # (not setdefault: that makes a BlobStats every write)
+        if st is None:
+            st = self.stats[name] = BlobStats()
         if op == "write":
             st.writes += 1
         else:

@@ -188,6 +188,31 @@ def test_books_match_ledger_check(page: Any, world: dict[str, Any]):
     assert int(page.text_content('[data-count="fraud_cases"]')) == len(fraud)
 
 
+def test_broken_books_name_what_ledger_check_names(page: Any, world: dict[str, Any]):
+    """The Books page reads the invariant through the check `tapcash ledger check` and
+    `GET /v1/invariant` run (host/ledger/invariant.py): on books put out of balance it lists the
+    same violations (it counted mismatches only, and left the programmes out of its verdict)."""
+    import sqlite3
+
+    def shift(by: int) -> None:
+        with sqlite3.connect(world["db"]) as c:
+            c.execute("UPDATE accounts SET balance = balance + ? WHERE kind = 'owner' AND name ="
+                      " (SELECT MIN(name) FROM accounts WHERE kind = 'owner')", (by,))
+
+    shift(1)
+    try:
+        out = subprocess.run([*TAPCASH, "ledger", "check", "--db", world["db"]],
+                             capture_output=True, text=True, timeout=60)
+        page.goto(world["url"] + "/console/")
+        shown = [li.text_content().strip() for li in page.locator("#violations li").all()]
+        api = world["api"].get("/v1/invariant")
+    finally:
+        shift(-1)
+    assert out.returncode == 1 and "THE BOOKS DO NOT BALANCE" in page.text_content("#invariant")
+    assert len(shown) == 2 and all(f"  {line}\n" in out.stdout for line in shown), (shown, out)
+    assert api.status_code == 409 and len(api.json()["violations"]) == 2
+
+
 def test_merchants_and_settlements_match_the_reports(page: Any, world: dict[str, Any]):
     rows = json.loads(tapcash("ledger", "report", "merchants", "--db", world["db"],
                               "--format", "json"))

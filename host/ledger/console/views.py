@@ -12,11 +12,13 @@ from typing import Any
 import cbor2
 
 from tapcash.firmware.core import proto
+from tapcash.host import output
 
 from .. import programs, proofs, reports
 from ..db import Tx
 from ..errors import LedgerError
 from ..invariant import check as check_books
+from ..invariant import violations
 from ..service import Ledger, get_device, public_device
 
 LIMIT_NAMES = {proto.LIM_BALANCE_MAX: "balance max", proto.LIM_PAYMENT_MAX: "payment max",
@@ -45,7 +47,8 @@ def overview(ledger: Ledger) -> dict[str, Any]:
         }
         version, issued, _env = ledger.hotlist_in(tx)
         merchants = reports.merchants(tx)
-        return {"inv": inv, "held": held, "counts": {k: int(v or 0) for k, v in counts.items()},
+        return {"inv": inv, "violations": violations(inv, output.money), "held": held,
+                "counts": {k: int(v or 0) for k, v in counts.items()},
                 "hotlist": {"version": version, "issued": issued},
                 "owed": sum(m["owed"] for m in merchants),
                 "settled": sum(m["settled"] for m in merchants)}

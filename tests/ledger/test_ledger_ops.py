@@ -375,3 +375,35 @@ def test_an_empty_or_unsendable_token_is_a_usage_error(tmp_path: Path) -> None:
         assert "Invalid value for --token: the operator token must be printable ASCII" in \
             done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["issuer.key"]
+
+
+def test_a_busy_pool_is_waited_on_past_db_wait(pg_admin: str) -> None:
+    """--db-wait bounds the wait on a database that is gone, not on one that is busy: with
+    every connection of the pool held longer than db-wait, the next transaction still gets one
+    (the direct attempt finds the server there) instead of a 503."""
+    import threading
+
+    import ledger_world as lw
+
+    from tapcash.host.ledger.db import Database
+
+    with lw.pg_schema(pg_admin, "tapcash_busy_") as url:
+        db = Database(url, pool_size=1, wait_s=0.2)
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.transaction(write=False):
+                held.set()
+                release.wait(30)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        try:
+            assert held.wait(30)
+            timer = threading.Timer(1.0, release.set)  # past db-wait: five times over
+            timer.start()
+            assert db.read(lambda tx: tx.scalar("SELECT 1")) == 1
+        finally:
+            release.set()
+            t.join(30)
+            db.close()

@@ -35,6 +35,15 @@ T = TypeVar("T")
 # Parameters per multi-row INSERT on SQLite: under 999, the smallest SQLITE_MAX_VARIABLE_NUMBER
 # a build may have (3.32+ default to 32766).
 SQLITE_ROWS_MAX_PARAMS = 990
+# PostgreSQL: the rows every payment writes go by binary COPY (no bytea hex text to make on
+# this side: ~0.5 us a payment of the client's CPU); the column types, exactly as the schema's.
+COPY_BINARY: dict[tuple[str, tuple[str, ...]], list[str]] = {
+    ("payments", ("wallet", "counter", "hash", "prev", "envelope", "amount", "payee", "kind",
+                  "time", "status", "credited", "via", "at")):
+        ["bytea", "int8", "bytea", "bytea", "bytea", "int8", "bytea", "int4", "int8", "text",
+         "text", "text", "int8"],
+    ("journal_links", ("device", "seq", "rhash", "link")): ["bytea", "int8", "bytea", "bytea"],
+}
 
 
 class Tx:
@@ -88,7 +97,11 @@ class Tx:
         if self.dialect == "sqlite":
             self._insert_rows(f"INSERT INTO {table} ({cols}) VALUES ", len(columns), rows)
             return
-        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+        types = COPY_BINARY.get((table, tuple(columns)))
+        fmt = " (FORMAT BINARY)" if types else ""
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN{fmt}") as cp:
+            if types:
+                cp.set_types(types)
             for row in rows:
                 cp.write_row(row)
 

@@ -466,8 +466,11 @@ class _Apply:
         self.revoked: set[bytes] = set()
         self.rules: dict[tuple[bytes, bytes, int], tuple[str | None, int, int, int]] = {}
         self.devices: dict[bytes, dict[str, Any] | None] = {}
-        # (wallet, counter) -> payees credited in this batch (rows not yet inserted)
-        self.credited_payees: dict[tuple[bytes, int], set[bytes]] = {}
+        # (wallet, counter, payee) credited in this batch (rows not yet inserted)
+        self.credited_payees: set[tuple[bytes, int, bytes]] = set()
+        # wallet -> counter -> (counter, amount, hash, credited): the payments rows this batch
+        # inserted, as the audit and the update read them back (`_chain_rows`, wallet_synced)
+        self.inserted: dict[bytes, dict[int, tuple[int, int, bytes, str | None]]] = {}
 
     def device(self, dev_id: bytes) -> dict[str, Any] | None:
         if dev_id not in self.devices:
@@ -556,12 +559,7 @@ class _Apply:
                 # Earmarked value its rule does not allow: only a tampered card signs that.
                 self.fraud(status[8:], pay.wallet, pay.counter, pay.envelope, pay, None, 0)
             return None, status, 0
-        key = (pay.wallet, pay.counter)
-        took = self.credited_payees.get(key)
-        if took is None:
-            self.credited_payees[key] = {pay.payee}
-        else:
-            took.add(pay.payee)
+        self.credited_payees.add((pay.wallet, pay.counter, pay.payee))
         main = pay.amount
         loss = 0
         if pay.program is not None:
@@ -595,7 +593,7 @@ class _Apply:
         """This POS was already credited a body for the payer's counter. A POS takes a counter
         of a wallet once (its last-counter table); the issuer guarantees it once, so a POS that
         forgot a wallet (table eviction) bears that risk itself and the loss stays bounded."""
-        if pay.payee in self.credited_payees.get((pay.wallet, pay.counter), ()):
+        if (pay.wallet, pay.counter, pay.payee) in self.credited_payees:
             return True
         row = self.tx.one("SELECT payee, credited FROM payments WHERE wallet = ? AND counter = ?",
                           (pay.wallet, pay.counter))
@@ -656,9 +654,13 @@ class _Apply:
         def env_at(wallet: bytes, counter: int) -> bytes:
             return envs.get((wallet, counter)) or self.envelope_of(wallet, counter)
 
+        hexes: dict[bytes, str] = {}
         for p in pays:
             key = (p.wallet, p.counter)
-            first_ref = f"{p.wallet.hex()}:{p.counter}"
+            whex = hexes.get(p.wallet)
+            if whex is None:
+                whex = hexes[p.wallet] = p.wallet.hex()
+            first_ref = f"{whex}:{p.counter}"
             have = by_counter.get(key)
             if have is not None:
                 if have[1] == p.hash:
@@ -718,6 +720,12 @@ class _Apply:
                             if (p.wallet, p.counter - 1) in by_counter else p.envelope)
                 self.fraud("overspend", p.wallet, p.counter, prev_env, p, credited, loss)
         self.tx.insert_many("payments", PAYMENT_COLUMNS, new_rows)
+        ins = self.inserted
+        for r in new_rows:
+            got = ins.get(r[0])
+            if got is None:
+                got = ins[r[0]] = {}
+            got[r[1]] = (r[1], r[5], r[2], r[10])
 
     def upgrade_payment(self, p: Pay, ref: str) -> None:
         """A body refused for want of a time proof, now brought by its POS with a signed
@@ -756,6 +764,18 @@ class _Apply:
             self.audit_chain(d, mem)
 
     def _chain_rows(self, w: bytes, after: int) -> list[tuple]:
+        """The stored payments of w after counter `after`, in order, up to AUDIT_CHUNK; or,
+        when this batch inserted counter after + 1, the run of counters from there it
+        inserted (rows the transaction holds: the same values, not read back). The walk
+        asks again after either (`_walk`), so whatever follows comes from the database."""
+        mine = self.inserted.get(w)
+        if mine is not None and after + 1 in mine:
+            out = []
+            c = after + 1
+            while c in mine:
+                out.append(mine[c])
+                c += 1
+            return out
         return self.tx.all("SELECT counter, amount, hash, credited FROM payments WHERE "
                            f"wallet = ? AND counter > ? ORDER BY counter LIMIT {AUDIT_CHUNK}",
                            (w, after))
@@ -840,10 +860,16 @@ class _Apply:
                     env_a = self.envelope_of(w, counter - 1) if counter > 1 else p.envelope
                     self.fraud("balance", w, counter, env_a, p, credited, 0)
                 return c, spent, need
-            if len(rows) < AUDIT_CHUNK:
+            if len(rows) < AUDIT_CHUNK and not self._in_memory(w, c - len(rows)):
                 break
             rows = self._chain_rows(w, c)
         return c, spent, need
+
+    def _in_memory(self, w: bytes, before: int) -> bool:
+        """The rows the walk just passed came from this batch's own (`_chain_rows`): the
+        database may hold more after them."""
+        mine = self.inserted.get(w)
+        return mine is not None and before + 1 in mine
 
     def receipts(self) -> None:
         rows = self.batch.receipts
@@ -1007,7 +1033,7 @@ class _Apply:
         if self.revoked:
             self.ledger._publish_hotlist(self.tx)
         if not dev["revoked"] and (dev["kind"] == proto.KIND_POS or dev["id"] not in self.revoked):
-            self.ledger.mint_update(self.tx, dev)
+            self.ledger.mint_update(self.tx, dev, known=self.inserted.get(dev["id"]))
         pause = os.environ.get(FAULT_PAUSE_ENV)
         if pause:  # fault injection for the kill-mid-ingest test: all rows written, no commit
             open(pause, "w").close()

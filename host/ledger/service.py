@@ -465,10 +465,19 @@ class Ledger:
         return self.db.write(tx_fn)
 
     # ---- updates -----------------------------------------------------------------------
-    def wallet_synced(self, tx: Tx, d: dict[str, Any]) -> tuple[int, int]:
+    def wallet_synced(self, tx: Tx, d: dict[str, Any],
+                      known: dict[int, tuple[int, int, bytes, str | None]] | None = None
+                      ) -> tuple[int, int]:
         """(c, spent): the ledger holds every payment 1..c of this wallet (c >= the last synced
-        counter), and their amounts add up to spent (the wallet's cumulative spent at c)."""
+        counter), and their amounts add up to spent (the wallet's cumulative spent at c).
+        `known`: counter -> (counter, amount, ...) of payments rows the caller's transaction
+        inserted (ingest's batch): the run of them from the synced counter on is not read
+        back; the database answers from where it ends."""
         c, spent = d["synced_counter"], d["synced_spent"]
+        if known:
+            while c + 1 in known:
+                c += 1
+                spent += known[c][1]
         while True:  # a chunk at a time: past a gap, nothing more is read
             rows = tx.all("SELECT counter, amount FROM payments WHERE wallet = ? AND counter > ? "
                           f"ORDER BY counter LIMIT {SYNCED_CHUNK}", (d["id"], c))
@@ -480,7 +489,9 @@ class Ledger:
             if len(rows) < SYNCED_CHUNK:
                 return c, spent
 
-    def mint_update(self, tx: Tx, d: dict[str, Any], force: bool = False) -> bytes | None:
+    def mint_update(self, tx: Tx, d: dict[str, Any], force: bool = False,
+                    known: dict[int, tuple[int, int, bytes, str | None]] | None = None
+                    ) -> bytes | None:
         """Sign a new update for the device when it has something new to carry: a newer hot
         list for a POS (re-signed first when the latest is older than HOTLIST_REFRESH_S, so a
         POS that syncs is always fresh), a higher synced counter for a wallet, a renewed
@@ -488,7 +499,8 @@ class Ledger:
         Synced counter and hot list are absolute, so a later update supersedes an earlier one;
         a renewed certificate travels only in the update minted for the renewal (devices refuse
         a certificate whose serial they already have), so pending lists every update from the
-        last certificate-bearing one on."""
+        last certificate-bearing one on.
+        `known`: the payments rows the caller's transaction inserted (wallet_synced)."""
         if d["revoked"]:
             return None
         fields: dict[int, object] = {}
@@ -501,7 +513,7 @@ class Ledger:
         if d["kind"] == proto.KIND_WALLET:
             from . import programs
 
-            synced, spent = self.wallet_synced(tx, d)
+            synced, spent = self.wallet_synced(tx, d, known)
             if synced > d["synced_counter"]:
                 fresh = True
             if synced:

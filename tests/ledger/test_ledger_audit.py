@@ -117,3 +117,22 @@ def test_the_synced_counter_reads_nothing_past_a_gap(db_url, monkeypatch) -> Non
 
     assert ledger.db.read(synced) == (12, 12)
     assert read == [8, 8]  # 1-8, then 9-12 and 14-17 (before: all 52)
+
+
+def test_the_audit_walks_on_from_the_batchs_own_rows_into_stored_ones(db_url) -> None:
+    """The audit takes the payments a batch inserted from the batch (not read back), then reads
+    on from the database: here a POS uploads counters 6-7 first (no walk: 1-5 are missing),
+    then the other POS brings 1-5, whose walk goes on into the stored 6-7 and finds their
+    balance field wrong."""
+    ledger, w = _world(db_url)
+    pos = w.pos
+    first = w.pay(pos[0].id, 5)
+    late = w.pay(pos[1].id, 2, balance_off=7)
+    res = I.ingest(ledger, pos[1].id, *pos[1].batch(late))
+    assert res["accepted"] == 2 and res["conflicts"] == 0
+    res = I.ingest(ledger, pos[0].id, *pos[0].batch(first))
+    assert res["accepted"] == 5 and res["conflicts"] == 1 and res["revoked"] == [w.id.hex()]
+    cases = ledger.db.read(lambda tx: tx.all(
+        "SELECT kind, counter FROM fraud_cases WHERE wallet = ?", (w.id,)))
+    assert [(k, int(c)) for k, c in cases] == [("balance", 6)]
+    assert ledger.invariant()["ok"]

@@ -42,6 +42,13 @@ def store(flash, name, public):
     return True
 
 
+def _fit(v):
+    """v (0 <= v < 2**256) as an int of its own size: a remainder mod p keeps the digits of
+    the product it came from (about twice as many), and a position's 8 points and their
+    products are alive together (#13: the builder ran out of heap on a purse card)."""
+    return int.from_bytes(v.to_bytes(32, "little"), "little")
+
+
 def _positions(point, buf):
     """Fill buf with the comb's positions, _CHUNK at a time; yields after each position."""
     c = _ed._c
@@ -50,14 +57,16 @@ def _positions(point, buf):
     X, Y, Z, T = point
     slot = 0
     for _ in range(32):
-        # (j + 1) * Q for j = 0..7, Q = 256**i * (-A): Q, then + Q seven times
+        # (j + 1) * Q for j = 0..7, Q = 256**i * (-A): Q, then + Q seven times; each point's
+        # (X, Y, Z) is kept, its T only until the next addition
         ypx = (Y + X) % P
         ymx = (Y - X) % P
         z2 = Z << 1
         t2d = T * D2 % P
-        pts = [(X, Y, Z, T)]
+        pts = [(X, Y, Z)]
+        t1 = T
         for _ in range(7):
-            x1, y1, z1, t1 = pts[-1]
+            x1, y1, z1 = pts[-1]
             a = (y1 - x1) * ymx % P
             b = (y1 + x1) * ypx % P
             cc = t1 * t2d % P
@@ -66,18 +75,24 @@ def _positions(point, buf):
             f = d - cc
             g = d + cc
             h = b + a
-            pts.append((e * f % P, g * h % P, f * g % P, e * h % P))
+            t1 = e * h % P
+            pts.append((_fit(e * f % P), _fit(g * h % P), _fit(f * g % P)))
+        a = b = cc = d = e = f = g = h = t1 = ypx = ymx = z2 = t2d = None  # their heap, below
         # one inversion for the eight Z's (Montgomery's trick)
         acc = [1] * 8
         run = 1
         for j in range(8):
             acc[j] = run
-            run = run * pts[j][2] % P
+            run = _fit(run * pts[j][2] % P)
         inv = _ed._inv(run)
+        X, Y, Z = pts[7]  # the next position starts from the last point
+        run = None
         o = slot * 768
         for j in range(7, -1, -1):
-            x1, y1, z1, _ = pts[j]
+            x1, y1, z1 = pts[j]
+            pts[j] = None
             zi = inv * acc[j] % P
+            acc[j] = None
             inv = inv * z1 % P
             x = x1 * zi % P
             y = y1 * zi % P
@@ -85,8 +100,8 @@ def _positions(point, buf):
             buf[k : k + 32] = ((y + x) % P).to_bytes(32, "little")
             buf[k + 32 : k + 64] = ((y - x) % P).to_bytes(32, "little")
             buf[k + 64 : k + 96] = (x * y % P * D2 % P).to_bytes(32, "little")
+        x = y = zi = inv = x1 = y1 = z1 = None
         # the next Q = 256 * Q = 32 * (8 * Q): five doublings of the last point
-        X, Y, Z, _ = pts[7]
         for _ in range(5):
             xx = X * X % P
             yy = Y * Y % P
@@ -104,5 +119,3 @@ def _positions(point, buf):
         if slot == _CHUNK:
             slot = 0
         yield
-
-

@@ -117,7 +117,7 @@ class WalletApp:
                 self.tables = False
                 collect()
                 try:
-                    __import__(_PKG + "load", None, None, ("key_tables",)).key_tables(self)
+                    __import__(_PKG + "tables", None, None, ("build",)).build(self)
                 finally:
                     release(_PKG, self._resident)
                     release(_CORE, self._core)

@@ -17,7 +17,6 @@
 # touched. Response: CBOR {0: main balance, 1: that purse's balance}.
 from ..core import apdu, cbor, check, envelope, fields
 from ..core.apdu import ApduError
-from ..core.hal import PowerCut
 from ..core.units import money
 from . import state as st
 
@@ -93,7 +92,7 @@ def _load_purse(app, s, v, env, number, amount):
         at = len(purses) - 1
     elif purses[at][st.P_RULE] != rule_env:
         raise ApduError(apdu.SW_DATA_INVALID)  # one rule per programme, never changed
-    app.tables = True  # key_tables once this LOAD is done (app.process): its heap is free then
+    app.tables = True  # tables.py once this LOAD is done (app.process): its heap is free then
     left = purses[at][st.P_BALANCE] + amount
     purses[at] = [prog, left, rule_env]
     new = dict(s)
@@ -105,25 +104,3 @@ def _load_purse(app, s, v, env, number, amount):
     app.catch_up(False)
     app.show(["Loaded " + money(amount), "Purse " + str(at + 1) + " " + money(left)])
     return answer
-
-
-def key_tables(app):
-    """After a purse's LOAD, called by app.process once the LOAD's objects and modules are
-    gone: the table of each issuer key that has none whole (core/combgen.py; about 50 ms a key
-    in the MicroPython VM, once), so that PAY checks a POS certificate in about half the time
-    and with less heap. Built inside the LOAD, before its commit, it ran out of RAM below
-    about 58 KB32 (ROMFS), so a card within the purse day's budget never had one (#13). The
-    LOAD is decided by then; a cut or a lack of RAM leaves a table or a part of one, which the
-    next purse LOAD completes. Not while PyNaCl verifies (CPython): it has no use for one."""
-    from ..core import ed25519
-
-    if ed25519._use_nacl:
-        return
-    from ..core import combgen
-
-    try:
-        combgen.build(app.hal.flash, app.state[st.S_ISSUERS])
-    except PowerCut:
-        raise
-    except Exception:  # no table: verify decides without one, only slower
-        pass

@@ -245,7 +245,7 @@ class Replay:
     import_alloc: int  # heap retained once the role's app module is imported
     output: str
     # the key-table blobs (core/comb.py) in the device's flash at the end of the day: name ->
-    # contents. A wallet that ran out of RAM building one goes on without it (load.key_tables
+    # contents. A wallet that ran out of RAM building one goes on without it (wallet/tables.py
     # swallows the MemoryError), so only this shows whether the day measured had its tables.
     tables: dict[str, bytes] = field(default_factory=dict)
 
@@ -422,7 +422,7 @@ BUDGET_KB32 = {
 # (fails at 86.5, 91.5). The plain day: wallet ROMFS 48.0, .mpy 72.0 (unchanged).
 # Then (#13) the issuer key tables (core/comb.py): built inside a purse LOAD they ran out of
 # RAM below 58 KB32 (wallet ROMFS; the MemoryError is swallowed), so the 52.0 measured then
-# was a day without tables. Built once the LOAD is done (app.process, load.key_tables), one
+# was a day without tables. Built once the LOAD is done (app.process, wallet/tables.py), one
 # 768-byte position at a time, with a purse card's PAY placing its signer and state buffer
 # after the purse choice: tables from 51 KB32, purse day wallet ROMFS 52.5 -> 51.5 (fails at
 # 51.0, none 51.5-56 at 0.5 KB; without the PAY change 54.5), the target 48 still not met;

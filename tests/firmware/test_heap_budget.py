@@ -101,7 +101,7 @@ def test_purse_day_fits_the_heap_budget(
     """A purse card (MAX_PURSES earmarked purses) paying five split payments, and the POS
     that checks each purse rule, within their heap budgets (payday.PURSE_BUDGET_KB32). The
     card builds its issuer key's table after a purse LOAD and goes on without it when that
-    runs out of RAM (wallet/load.py key_tables): at the budget its flash must hold the whole
+    runs out of RAM (wallet/tables.py): at the budget its flash must hold the whole
     table, or the budget measures a slower, more heap-hungry day than a card has (#13)."""
     heap = payday.budget_bytes(role, workspace.form, purses=True)
     r = payday.replay(role, workspace, purse_streams[role], heap)

@@ -356,7 +356,7 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
         k = keys.get(signer)
         if k is None:
             raise LedgerError(422, f"{what}: unknown device {signer.hex()} (register it first)")
-        if env and (signer, env) in stored:
+        if stored and env and (signer, env) in stored:
             continue  # these exact signed bytes are stored: verified when they were stored
         todo.append((k[1], tag + body_bytes, sig))
         whats.append(what)
@@ -468,6 +468,7 @@ class _Apply:
         self.devices: dict[bytes, dict[str, Any] | None] = {}
         # (wallet, counter, payee) credited in this batch (rows not yet inserted)
         self.credited_payees: set[tuple[bytes, int, bytes]] = set()
+        self.srcs: dict[bytes, str] = {}  # wallet id -> its account's name
         # wallet -> counter -> (counter, amount, hash, credited): the payments rows this batch
         # inserted, as the audit and the update read them back (`_chain_rows`, wallet_synced)
         self.inserted: dict[bytes, dict[int, tuple[int, int, bytes, str | None]]] = {}
@@ -547,7 +548,9 @@ class _Apply:
                 dst, status = None, "refused:conflict"
             elif self.payee_took(pay):
                 dst, status = None, "refused:counter taken twice by one POS"
-        src = P.wallet_acct(pay.wallet)
+        src = self.srcs.get(pay.wallet)
+        if src is None:
+            src = self.srcs[pay.wallet] = P.wallet_acct(pay.wallet)
         if dst is not None and pay.kind == proto.PAYKIND_TRANSFER:
             if self.book.balance(src) + self.staged_spend(pay.wallet) < pay.amount:
                 dst, status = None, "refused:overspend"

@@ -44,8 +44,11 @@ def _verify(pk: bytes, tag: bytes, body: bytes, sig: bytes) -> bool:
 
 def authenticate_device(ledger: Ledger, device_id: bytes, status_b64: str | None,
                         *, fresh: bool) -> dict[str, Any]:
-    """The device record when `status_b64` is a status envelope signed by that device (and, with
-    `fresh`, not older than the last one the ledger stored); else one uniform 401/403."""
+    """When `status_b64` is a status envelope signed by that device (and, with `fresh`, not
+    older than the last one the ledger stored): the device record with `fresh`, else
+    {"kind", "pubkey"} (an upload needs no more: its key comes from the server's cache of device
+    keys, which never change, so a batch costs no database round trip before its ingest);
+    otherwise one uniform 401/403."""
     if not status_b64:
         raise LedgerError(401, f"device authentication required: send the device-signed status "
                                f"of its last EXPORT in {STATUS_HEADER}")
@@ -54,7 +57,11 @@ def authenticate_device(ledger: Ledger, device_id: bytes, status_b64: str | None
         body_bytes, body, sig = open_env(env, "status")
     except LedgerError:
         raise LedgerError(403, DEVICE_AUTH_FAILED) from None
-    dev = ledger.db.read(lambda tx: get_device(tx, device_id))
+    if fresh:
+        dev = ledger.db.read(lambda tx: get_device(tx, device_id))
+    else:
+        key = ledger.device_key(device_id)
+        dev = None if key is None else {"kind": key[0], "pubkey": key[1]}
     if (dev is None or body.get(proto.ST_DEVICE) != device_id
             or not _verify(dev["pubkey"], proto.TAG_STATUS, body_bytes, sig)):
         raise LedgerError(403, DEVICE_AUTH_FAILED)

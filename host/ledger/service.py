@@ -155,6 +155,14 @@ class Ledger:
                 self._keys[i] = k
         return out
 
+    def device_key(self, device_id: bytes) -> tuple[int, bytes] | None:
+        """(kind, public key) of a registered device, None for an unknown id: from the cache
+        of device_keys when it holds the id (no database round trip), else read."""
+        k = self._keys.get(device_id)
+        if k is None:
+            k = self.db.read(lambda tx: self.device_keys(tx, {device_id})).get(device_id)
+        return k
+
     # ---- registration ------------------------------------------------------------------
     def register(self, cert_env: bytes, owner: str | None = None) -> dict[str, Any]:
         try:

@@ -176,8 +176,12 @@ def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[st
         now = ledger.now()
         if _closed(p, now):
             raise LedgerError(409, f"programme {p['name']} is cancelled or expired")
-        if tx.one("SELECT 1 FROM program_loads WHERE reference = ?", (reference,)):
-            raise LedgerError(409, f"programme load {reference} was already made")
+        made = tx.one("SELECT pr.name FROM program_loads pl JOIN programs pr ON pr.id = "
+                      "pl.program WHERE pl.reference = ?", (reference,))
+        if made:
+            where = "" if made[0] == p["name"] else (
+                f" (for programme {made[0]}: a reference is unique across programmes)")
+            raise LedgerError(409, f"programme load {reference} was already made{where}")
         book = P.Book(tx, now)
         total = sum(a for _, _, a in lines)
         prog, funder = program_acct(pid), P.owner_acct(p["funder"])
@@ -207,6 +211,12 @@ def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[st
             if row is not None and row[0] is not None:
                 errs.append({"line": lineno, "error": f"wallet {wid.hex()}: purse closed"})
                 continue
+            held = _open_purses(tx, wid, pid, now) if row is None else 0
+            if held >= proto.MAX_PURSES:  # the card would refuse it (6919), holding back
+                errs.append({"line": lineno, "error": (  # every voucher after it
+                    f"wallet {wid.hex()} holds {held} open purses, as many as a card holds: "
+                    f"none is free for this programme")})
+                continue
             number = int(tx.scalar("SELECT next_voucher FROM devices WHERE id = ?", (wid,)))
             ref = f"program:{pid.hex()}:{reference}:{lineno}"
             env = ledger.issuer.purse_voucher(wid, number, amount, p["rule"], ref=ref.encode())
@@ -234,6 +244,16 @@ def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[st
                 "vouchers": out, "funder_balance": book.balance(funder)}
 
     return ledger.db.write(tx_fn)
+
+
+def _open_purses(tx: Tx, wallet: bytes, other_than: bytes, now: int) -> int:
+    """The wallet's purses of other programmes still open and active: a purse of a closed
+    (expired, cancelled) programme is cleared from the card at its sync, before the vouchers
+    that sync loads, so its slot is free for them."""
+    return int(tx.scalar(
+        "SELECT COUNT(*) FROM purses pu JOIN programs pr ON pr.id = pu.program WHERE "
+        "pu.wallet = ? AND pu.program <> ? AND pu.closed_at IS NULL AND pr.cancelled_at IS NULL "
+        "AND pr.expires >= ?", (wallet, other_than, now), default=0) or 0)
 
 
 def _close_purses(tx: Tx, book: P.Book, p: dict[str, Any], now: int,

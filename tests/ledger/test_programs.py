@@ -321,6 +321,48 @@ def test_cancel_clears_an_idle_card_whose_sync_has_nothing_to_upload(world: PWor
     assert (rep["purses_closed"], rep["purses_cleared_on_card"]) == (1, 1)
 
 
+def test_a_load_beyond_the_purses_a_card_holds_is_refused(world: PWorld) -> None:
+    """A card holds MAX_PURSES earmarked purses (LOAD of another: 6919). A load that would be
+    a card's 4th open purse is refused at the ledger, line by line: its voucher would stop at
+    the card and hold back every voucher after it in the wallet's one sequence (payroll,
+    top-ups). A closed purse frees its slot: the sync clears it before it loads the new one."""
+    w = world
+    a = w.wallet(1, load=1000)
+    w.client.deposit("city", 100_000)
+    names = [f"bus-{n}" for n in range(proto.MAX_PURSES + 1)]
+    for name in names:
+        w.client.program_create(name, "city", kind="subsidy", expires=w.clock.now() + 30 * DAY,
+                                categories=[TRANSPORT])
+    for name in names[:-1]:
+        w.client.program_load(name, f"{a.id.hex()},100\n", f"{name}-r1")
+    w.sync(a)
+    w.sync(a)
+    assert len(purses_on(a)) == proto.MAX_PURSES
+    with pytest.raises(LedgerHTTPError) as e:
+        w.client.program_load(names[-1], f"wallet,amount\n{a.id.hex()},100\n", "x-r1")
+    ((line,),) = [e.value.problem["lines"]]
+    assert e.value.status == 409 and line["line"] == 2, e.value.problem
+    assert f"holds {proto.MAX_PURSES} open purses" in line["error"], line
+    with pytest.raises(LedgerHTTPError, match="for programme bus-0: a reference is unique"):
+        w.client.program_load(names[1], f"{a.id.hex()},50\n", "bus-0-r1")
+    w.client.program_load(names[0], f"{a.id.hex()},50\n", "r2")  # a purse it holds: fine
+    w.client.program_cancel(names[1])
+    w.client.program_load(names[-1], f"{a.id.hex()},100\n", "r3")  # the freed slot
+    w.client.deposit("alice", 700)
+    w.client.load(a.id, 700, "top-up after")  # a main-purse voucher behind the purse ones
+    for _ in range(2):  # as host/sync/session.py delivers: updates (the clear) before vouchers
+        records, status = w.export(a)
+        res = w.client.ingest(a.id, records, status)
+        for env, ins in [(u, proto.INS_APPLY) for u in res.updates] + [
+                (v, proto.INS_LOAD) for v in res.vouchers]:
+            _d, sw = apdu(a.app, ins, env)
+            assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
+        assert apdu(a.app, proto.INS_ACK, res.ack)[1] == proto.SW_OK
+        a.acked = res.upto
+    assert sorted(b for _p, b in purses_on(a)) == [100, 100, 150]
+    assert a.app.state[wst.S_BALANCE] == 1700  # the top-up behind them reached the card
+
+
 def test_clone_spending_a_purse_twice(world: PWorld, db_url: str) -> None:
     w = world
     a = w.wallet(1, load=1000)

@@ -404,6 +404,26 @@ CREATE TABLE chain_audits (
     ),
     (10, "SQLite: the payments table's money guard is a CHECK, not two triggers per row (the "
          "table rebuilt; PostgreSQL has its CHECK since step 3)", _payments_check()),
+    (
+        11,
+        "operator_refs: a deposit's, a wallet load's and a settlement's caller reference "
+        "applied at most once (the same request again gets the first answer; new rows only)",
+        # kind: deposit | load | settle; scope: '' or the merchant (a settlement's reference
+        # is per merchant: `settle --all` pays every merchant under one); request: what was
+        # asked (JSON), answer: what the first request was answered (JSON). Existing
+        # databases start with it empty: what they applied before is not re-examined.
+        """
+CREATE TABLE operator_refs (
+    kind TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    request TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    at {bigint} NOT NULL,
+    PRIMARY KEY (kind, scope, reference)
+)
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

@@ -151,6 +151,10 @@ def section(
     return report.finish(sec)
 
 
+def _two(v: float) -> str:
+    return f"{v:.2f}"
+
+
 def render(sec: dict[str, Any]) -> str:
     out = [
         f"Framed round trips over a pseudo-terminal ({sec['line']}), the device simulator "
@@ -175,7 +179,7 @@ def render(sec: dict[str, Any]) -> str:
     ]
     for r in sec["rows"]:
         out.append(
-            f"| {r['records']} | {report.fmt_spread(r['sync_s'], ' s')} | "
+            f"| {r['records']} | {report.fmt_spread(r['sync_s'], ' s', fmt=_two)} | "
             f"{report.fmt_spread(r['records_per_s'], '/s')} | {r['frames']} | "
             f"{r['kib_from_device']} KiB |"
         )

@@ -453,6 +453,7 @@ def after_payments(ap: _Apply) -> None:
         if isinstance(item, list) and item and isinstance(item[0], bytes):
             held.add(item[0])
     counter = ap.batch.status.get(proto.ST_COUNTER)
+    applied = ap.batch.status.get(proto.ST_LOADS)
     v = _view(ap)
     for pid, closed_at, clear_update, cleared in rows:
         pid = bytes(pid)
@@ -461,10 +462,24 @@ def after_payments(ap: _Apply) -> None:
             continue
         if closed_at is None and _closed(p, ap.now):
             _close_purses(tx, ap.book, p, ap.now, dev["id"])
-        if (clear_update is not None and cleared is None and pid not in held
-                and isinstance(counter, int)):
+        if clear_update is None or cleared is not None:
+            continue
+        if pid in held:  # cleared, yet on the card: it LOADed the purse's voucher after the
+            # clear (the sync APPLYs updates first) or has not applied it: send it again
+            tx.execute("UPDATE purses SET clear_update = NULL WHERE program = ? AND wallet = ?",
+                       (pid, dev["id"]))
+        elif (isinstance(counter, int) and isinstance(applied, int)
+              and applied >= _last_purse_voucher(tx, pid, dev["id"])):
+            # gone after the card loaded it (not merely not loaded yet)
             tx.execute("UPDATE purses SET cleared_counter = ? WHERE program = ? AND wallet = ?",
                        (counter, pid, dev["id"]))
+
+
+def _last_purse_voucher(tx: Tx, pid: bytes, wallet: bytes) -> int:
+    """The number of the wallet's last voucher loading this purse (programme loads' refs)."""
+    return int(tx.scalar("SELECT COALESCE(MAX(number), 0) FROM vouchers WHERE wallet = ? AND "
+                         "source = ? AND ref LIKE ?",
+                         (wallet, proto.VSRC_PROGRAM, f"program:{pid.hex()}:%"), default=0) or 0)
 
 
 def clear_list(tx: Tx, wallet: bytes) -> tuple[list[bytes], bool]:

@@ -363,6 +363,69 @@ def test_a_load_beyond_the_purses_a_card_holds_is_refused(world: PWorld) -> None
     assert a.app.state[wst.S_BALANCE] == 1700  # the top-up behind them reached the card
 
 
+def tool_sync(w: PWorld, dev: lw.Dev) -> list[int]:
+    """One round as host/sync/session.py runs it: EXPORT, ingest, APPLY the updates, LOAD the
+    vouchers, ACK. Returns the status words."""
+    records, status = w.export(dev)
+    res = w.client.ingest(dev.id, records, status)
+    sws = []
+    for env, ins in [(u, proto.INS_APPLY) for u in res.updates] + [
+            (v, proto.INS_LOAD) for v in res.vouchers]:
+        _d, sw = apdu(dev.app, ins, env)
+        assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
+        sws.append(sw)
+    assert apdu(dev.app, proto.INS_ACK, res.ack)[1] == proto.SW_OK
+    dev.acked = res.upto
+    return sws
+
+
+def test_a_purse_cancelled_before_its_card_collected_it_is_cleared_once_loaded(
+        world: PWorld) -> None:
+    """Load, then cancel before the card's sync: that sync APPLYs the clearing update first (the
+    card holds no such purse yet), then LOADs the purse voucher (a voucher cannot be skipped in
+    the wallet's sequence). The next round's status shows the cancelled purse on the card: the
+    ledger clears it again, and counts it cleared only once the card shows it gone after
+    holding it. Before, the card kept the cancelled purse and could spend it (credited)."""
+    w = world
+    a = w.wallet(1, load=1000)
+    subsidy(w)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.client.program_cancel("bus-2026")
+    tool_sync(w, a)  # APPLY the clear, LOAD the voucher
+    assert purses_on(a) and purses_on(a)[0][1] == 3000
+    assert w.client.programs("bus-2026")["purses_cleared_on_card"] == 0
+    tool_sync(w, a)  # the round that ships the LOAD's record
+    assert purses_on(a) == []
+    tool_sync(w, a)
+    rep = w.client.programs("bus-2026")
+    assert (rep["refunded"], rep["outstanding"], rep["purses_cleared_on_card"]) == (3000, 0, 1)
+
+
+def test_a_clear_sent_before_the_cards_purse_voucher_is_not_taken_for_its_clearing(
+        world: PWorld) -> None:
+    """A sync that APPLYs the clear and stops before the LOAD (cut off): the card's next status
+    lacks the purse because it never loaded it, not because it cleared it. The ledger must not
+    record it cleared then (a purse payment above that counter would be refused as expired and
+    the honest card revoked); the purse is cleared after the card loads it."""
+    w = world
+    a = w.wallet(1, load=1000)
+    bus = w.pos_cat(1, TRANSPORT)
+    subsidy(w)
+    w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
+    w.client.program_cancel("bus-2026")
+    records, status = w.export(a)
+    res = w.client.ingest(a.id, records, status)
+    for u in res.updates:  # the sync is cut off after the APPLY: no LOAD, no ACK
+        assert apdu(a.app, proto.INS_APPLY, u)[1] == proto.SW_OK
+    assert w.pay(a, bus, 500).approved  # a main-purse payment: the card has no purse yet
+    tool_sync(w, a)  # uploads the payment (status without the purse), then LOADs the voucher
+    assert w.client.programs("bus-2026")["purses_cleared_on_card"] == 0
+    tool_sync(w, a)
+    assert purses_on(a) == []
+    tool_sync(w, a)
+    assert w.client.programs("bus-2026")["purses_cleared_on_card"] == 1
+
+
 def test_clone_spending_a_purse_twice(world: PWorld, db_url: str) -> None:
     w = world
     a = w.wallet(1, load=1000)

@@ -338,7 +338,7 @@ def prepare(ledger: Ledger, device_id: bytes, records: list[Any], status_b64: st
             raise LedgerError(400, f"{what}: unknown record type {rtype!r}")
 
     signers = {c[0] for c in checks} | {c[1] for c in soft}
-    keys = ledger.db.read(lambda tx: ledger.device_keys(tx, signers))
+    keys = ledger.keys_of(signers)  # cached keys: no read transaction
     stored = ledger.db.read(lambda tx: _stored_envelopes(tx, batch.pays))
     for seq, pos, rb, rsig, row in soft:
         k = keys.get(pos)

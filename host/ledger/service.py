@@ -155,13 +155,18 @@ class Ledger:
                 self._keys[i] = k
         return out
 
+    def keys_of(self, ids: set[bytes]) -> dict[bytes, tuple[int, bytes]]:
+        """device_keys outside a transaction: from the cache alone when it holds every id (no
+        database round trip: one read transaction cost a server about 95 us of CPU and
+        PostgreSQL 65), else one read."""
+        keys = self._keys
+        if all(i in keys for i in ids):
+            return {i: keys[i] for i in ids}
+        return self.db.read(lambda tx: self.device_keys(tx, ids))
+
     def device_key(self, device_id: bytes) -> tuple[int, bytes] | None:
-        """(kind, public key) of a registered device, None for an unknown id: from the cache
-        of device_keys when it holds the id (no database round trip), else read."""
-        k = self._keys.get(device_id)
-        if k is None:
-            k = self.db.read(lambda tx: self.device_keys(tx, {device_id})).get(device_id)
-        return k
+        """(kind, public key) of a registered device, None for an unknown id (keys_of)."""
+        return self.keys_of({device_id}).get(device_id)
 
     # ---- registration ------------------------------------------------------------------
     def register(self, cert_env: bytes, owner: str | None = None) -> dict[str, Any]:

@@ -216,3 +216,24 @@ def test_an_uploads_authentication_reads_no_device_row_once_its_key_is_known(
         assert r.status_code == 200 and len(reads) == 1
     assert ledger.invariant()["ok"]
     db.close()
+
+
+def test_a_batch_whose_signers_keys_are_cached_reads_none_of_them(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """prepare takes the payers' and terminals' keys from the cache of device keys without a
+    read transaction once it holds them all (Ledger.keys_of); a signer it does not hold yet is
+    read, once."""
+    db, ledger, fleet = _world(tmp_path)
+    gen = fleet.batches(40, 20)
+    wid, rec1, st1 = next(gen)
+    _wid, rec2, st2 = next(gen)
+    lookups: list = []
+    real = ledger.device_keys
+    monkeypatch.setattr(ledger, "device_keys", lambda tx, ids: lookups.append(ids) or real(tx, ids))
+    ledger._keys.clear()  # as in a server that has just started
+    assert ingest(ledger, wid, *_wire(rec1, st1))["accepted"] == 20
+    assert lookups == [{wid}]
+    lookups.clear()
+    assert ingest(ledger, wid, *_wire(rec2, st2))["accepted"] == 20
+    assert lookups == []
+    assert ledger.invariant()["ok"]
+    db.close()

@@ -179,10 +179,15 @@ def run_command(
     if seeds is not None:
         from tapcash.sim.run.sweep import sweep
 
+        if as_json:
+            raise click.UsageError("--json prints one run's summary: with --seeds each seed's "
+                                   "is its folder's report.json")
         first = 1 if seed is None else seed
         root = out_dir or Path("tapcash-sim")
         bad = 0
-        for res in sweep(sc, range(first, first + seeds), root, scenario):
+        settings = {"runtime": runtime, "isolation": "process" if processes else "inproc",
+                    "crypto": crypto}
+        for res in sweep(sc, range(first, first + seeds), root, scenario, **settings):
             bad += not res.ok
             click.echo(res.line())
         click.echo(f"{seeds - bad} of {seeds} seeds ok" + (f", {bad} FAILED" if bad else ""))

@@ -155,3 +155,26 @@ def test_an_adversary_that_does_not_fit_the_scenario_is_a_clear_error():
     # with a harmless kind to fall back on, the adversary attacks honest wallets instead
     sc = parse_scenario({**base, "adversary": {"attacks": ["clone", "replay"], "count": 5}})
     assert sc.adversary.count == 5
+
+
+def test_a_sweep_runs_each_seed_with_the_runtime_asked_for(tmp_path):
+    """`tapcash sim run S --seeds N --runtime micropython`: every seed in the VM (the sweep ran
+    them on CPython whatever was asked), and a failing seed's replay line repeats the flags."""
+    import json
+
+    from click.testing import CliRunner
+
+    from tapcash.host.cli import cli
+    from tapcash.sim.run.sweep import SeedResult, run_flags
+
+    args = ["sim", "run", "programmes", "--seeds", "1", "--seed", "41", "--out", str(tmp_path)]
+    r = CliRunner().invoke(cli, [*args, "--runtime", "micropython"])
+    assert r.exit_code == 0 and "1 of 1 seeds ok" in r.output, r.output
+    report = json.loads((tmp_path / "programmes-41" / "report.json").read_text())
+    assert report["scenario"]["runtime"] == "micropython"
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 2 and "--json" in r.output and "Traceback" not in r.output
+    res = SeedResult("attack", "attack", 5, False, flags=run_flags("micropython", "process",
+                                                                   "pure"))
+    assert res.replay == ("tapcash sim run attack --seed 5 --runtime micropython --processes "
+                          "--crypto pure")

@@ -10,6 +10,7 @@ starts at zero), one that exited in between is lost (none should: servers keep t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -42,14 +43,25 @@ def group(pgid: int) -> list[int]:
     return out
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        j = [int(v) for v in f.readline().split()[1:]]
+    return (sum(j[:8]) - j[3] - j[4]) / _TICK
+
+
 class Meter:
     """CPU seconds per kind between `start()` and `stop()`. `kinds` maps a kind's name to a
-    function listing its pids now (called at both ends: pids that appear in between count)."""
+    function listing its pids now (called at both ends: pids that appear in between count).
+    Also the span's wall seconds (`wall_s`) and the machine's busy CPU seconds (`busy_s`), so
+    that what the kinds did not use splits into other processes' work and idle time."""
 
     def __init__(self, kinds: dict[str, Callable[[], Iterable[int]]]) -> None:
         self.kinds = kinds
         self._before: dict[str, dict[int, float]] = {}
         self.seconds: dict[str, float] = {}
+        self.wall_s = self.busy_s = 0.0
+        self._t0 = self._busy0 = 0.0
 
     def _snap(self) -> dict[str, dict[int, float]]:
         snap: dict[str, dict[int, float]] = {}
@@ -63,8 +75,11 @@ class Meter:
 
     def start(self) -> None:
         self._before = self._snap()
+        self._t0, self._busy0 = time.monotonic(), machine_busy_s()
 
     def stop(self) -> dict[str, float]:
+        self.wall_s = time.monotonic() - self._t0
+        self.busy_s = machine_busy_s() - self._busy0
         after = self._snap()
         self.seconds = {kind: sum(s - self._before.get(kind, {}).get(pid, 0.0)
                                   for pid, s in after[kind].items())

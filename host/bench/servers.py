@@ -40,7 +40,8 @@ from .ingest import Fleet, _database, raw_verify_cpu_us, raw_verify_rate
 SPREAD = ("ingest_per_s", "verify_per_s", "x_one_core", "ratio", "reingest_per_s")
 # us of CPU per payment, by process kind, over the fresh uploads (host/bench/proccpu.py)
 KINDS = ("server", "postgresql", "postgresql background", "client")
-CPU = ("verify_us", *(f"cpu_us:{k}" for k in KINDS), "cpu_us:total", "cpu_us:elsewhere",
+CPU = ("verify_us", *(f"cpu_us:{k}" for k in KINDS), "cpu_us:total", "cpu_us:others",
+       "cpu_us:idle",
        "bound_ratio", "bound_ratio_servers")
 
 
@@ -253,8 +254,10 @@ def run(db_url: str, servers: int, clients: int, entries: int, batch: int,
             "x_one_core": rate / verify_rate, "ratio": rate / (cores * verify_rate),
             "reingest_per_s": entries / again, "verify_us": verify_us,
             **{f"cpu_us:{k}": v for k, v in us.items()}, "cpu_us:total": total,
-            # CPU the run's processes left to others (or idle) on the machine's cores
-            "cpu_us:elsewhere": max(0.0, cores * elapsed / entries * 1e6 - total),
+            # the cores' time the run's processes did not use, over the metered span: other
+            # processes' work (/proc/stat's busy time less the run's) and idle time
+            "cpu_us:others": max(0.0, meter.busy_s / entries * 1e6 - total),
+            "cpu_us:idle": max(0.0, (cores * meter.wall_s - meter.busy_s) / entries * 1e6),
             # the best rate on these cores given the CPU each payment takes, all of it here /
             # only the servers' (PostgreSQL and the clients on other machines)
             "bound_ratio": verify_us / total, "bound_ratio_servers": verify_us / us["server"]}
@@ -324,8 +327,9 @@ def cpu_lines(sec: dict[str, Any]) -> list[str]:
         f"messages), their PostgreSQL backends {us('cpu_us:postgresql')}, PostgreSQL's "
         f"background processes {us('cpu_us:postgresql background')}, the load client "
         f"{us('cpu_us:client')} (pre-built bodies over kept-alive http.client connections): "
-        f"{us('cpu_us:total')} in all; {us('cpu_us:elsewhere')} of the {cores} cores' time "
-        "per payment went to other work on the machine or idle.",
+        f"{us('cpu_us:total')} in all. Of the rest of the {cores} cores' time per payment, "
+        f"{us('cpu_us:others')} went to other processes on the machine and "
+        f"{us('cpu_us:idle')} was idle (/proc/stat).",
         "",
         f"What that CPU allows: with everything on these {cores} cores, at most {cores} / "
         f"{total:.1f} us = {cores / total * 1e6:,.0f} payments/s, "

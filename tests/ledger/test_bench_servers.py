@@ -91,5 +91,6 @@ def test_bench_servers_meters_every_process_and_checks_the_books(pg_admin: str) 
     parts = sum(cpu[f"cpu_us:{k}"] for k in servers.KINDS)
     assert cpu["cpu_us:total"] == pytest.approx(parts, abs=0.2)
     assert 0 < cpu["bound_ratio"] < cpu["bound_ratio_servers"] < 1
+    assert cpu["cpu_us:others"] >= 0 and cpu["cpu_us:idle"] >= 0  # the rest of the cores' time
     text = servers.render(sec)
     assert "CPU per payment" in text and "payments/s" in text

@@ -2,9 +2,11 @@
 
 A device's signed status closes every export with `digest`, the journal chain value at its last
 seq (`proto.journal_link` over the records as journaled). The ledger keeps, per device, the
-chain it holds: one row per journal seq (`journal_links`: the record's SHA-256 and the chain
-value there) up to `devices.acked_upto`, and the status that took the chain there
-(`devices.top_status`). Ingest then decides (`settle`), inside the batch's transaction:
+chain it holds: for each journal seq up to `devices.acked_upto` the record's SHA-256 and the
+chain value there (one row per batch acked, `journal_blocks`: seqs lo..hi, their hashes and
+chain values packed 32 bytes each; `journal_links`, one row per seq, holds what ledgers before
+schema step 12 stored), and the status that took the chain there (`devices.top_status`).
+Ingest then decides (`settle`), inside the batch's transaction:
 
 * status seq s at or below the held top t: the status's digest must be the held chain value at
   s. Then the ledger holds exactly those records: ack s. Otherwise the device signed a journal
@@ -85,9 +87,24 @@ def _held(tx: Tx, device: bytes, lo: int, hi: int) -> dict[int, tuple[bytes, byt
     """seq -> (record hash, chain value) of the held chain for lo <= seq <= hi."""
     if hi < lo:
         return {}
-    return {int(s): (bytes(r), bytes(lk)) for s, r, lk in tx.all(
+    out = {int(s): (bytes(r), bytes(lk)) for s, r, lk in tx.all(
         "SELECT seq, rhash, link FROM journal_links WHERE device = ? AND seq BETWEEN ? AND ?",
         (device, lo, hi))}
+    # the blocks that reach lo or past it (keyed by their last seq), up to the first past hi
+    for b_lo, b_hi, rhashes, links in tx.all(
+            "SELECT lo, hi, rhashes, links FROM journal_blocks WHERE device = ? AND hi >= ? "
+            "AND lo <= ? ORDER BY hi", (device, lo, hi)):
+        b_lo, rh, lk = int(b_lo), bytes(rhashes), bytes(links)
+        for seq in range(max(lo, b_lo), min(hi, int(b_hi)) + 1):
+            i = (seq - b_lo) * 32
+            out[seq] = (rh[i : i + 32], lk[i : i + 32])
+    return out
+
+
+def held_hashes(tx: Tx, device: bytes) -> dict[int, bytes]:
+    """seq -> record hash of every journal record the ledger holds for a device."""
+    top = tx.scalar("SELECT acked_upto FROM devices WHERE id = ?", (device,))
+    return {k: v[0] for k, v in _held(tx, device, 1, int(top or 0)).items()}
 
 
 def _link_at(held: dict[int, tuple[bytes, bytes]], seq: int) -> bytes | None:
@@ -201,8 +218,11 @@ def store(tx: Tx, dev: dict[str, Any], status_env: bytes, res: Settled) -> None:
     if not res.new_links:
         return
     tx.execute("DELETE FROM journal_pending WHERE device = ? AND seq <= ?", (dev["id"], res.upto))
-    tx.insert_many("journal_links", ("device", "seq", "rhash", "link"),
-                   [(dev["id"], k, rh, lk) for k, rh, lk in res.new_links])
+    new = res.new_links  # seqs t+1..s, in order (settle)
+    tx.execute("INSERT INTO journal_blocks (device, lo, hi, rhashes, links) "
+               "VALUES (?, ?, ?, ?, ?)",
+               (dev["id"], new[0][0], new[-1][0], b"".join([rh for _k, rh, _lk in new]),
+                b"".join([lk for _k, _rh, lk in new])))
     tx.execute("UPDATE devices SET acked_upto = ?, top_status = ? WHERE id = ?",
                (res.upto, status_env, dev["id"]))
     dev["acked_upto"] = res.upto

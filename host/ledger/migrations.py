@@ -424,6 +424,21 @@ CREATE TABLE operator_refs (
 )
 """,
     ),
+    (
+        12,
+        "journal_blocks: a device's held journal chain as one row per batch acked (seqs lo..hi, "
+        "record hashes and chain values packed), not one journal_links row per record",
+        """
+CREATE TABLE journal_blocks (
+    device {blob} NOT NULL REFERENCES devices(id),
+    lo {bigint} NOT NULL,
+    hi {bigint} NOT NULL,
+    rhashes {blob} NOT NULL,
+    links {blob} NOT NULL,
+    PRIMARY KEY (device, hi)
+)
+""",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

@@ -18,6 +18,7 @@ from hypothesis import strategies as hs
 from ledger_world import World, apdu
 
 from tapcash.firmware.core import cbor, proto
+from tapcash.host.ledger import chain
 from tapcash.host.ledger.chain import records_digest, verify_rollback
 from tapcash.sim.device import provision as pv
 
@@ -215,9 +216,7 @@ def _edited_uploads(world: World, steps) -> None:
         for recs, st in uploads:
             res = world.client.ingest(dev.id, recs, st)
         world.deliver(dev, res)  # the device takes every ack the ledger signs
-        held = world.ledger.db.read(lambda tx, d=dev.id: {
-            int(s): bytes(h) for s, h in tx.all(
-                "SELECT seq, rhash FROM journal_links WHERE device = ?", (d,))})
+        held = world.ledger.db.read(lambda tx, d=dev.id: chain.held_hashes(tx, d))
         for s in range(1, dev.app.journal.floor + 1):
             assert held.get(s) == hashlib.sha256(journaled[dev.id][s]).digest(), (action, s)
         assert world.client.report("fraud") == []

@@ -18,7 +18,8 @@ from tapcash.host.ledger.ingest import ingest
 from tapcash.host.ledger.migrations import migrate
 from tapcash.host.ledger.service import Ledger
 
-TABLES = ("payments", "postings", "fraud_cases", "vouchers", "journal_links", "accounts")
+TABLES = ("payments", "postings", "fraud_cases", "vouchers", "journal_links", "journal_blocks",
+          "accounts")
 
 
 def _world(path: Path, procs: int) -> tuple[Database, Ledger, Fleet]:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import click
 import pytest
@@ -21,26 +22,35 @@ from tapcash.host.bench import bench, proccpu, servers
 
 
 def test_cpu_of_a_live_group_counts_every_member() -> None:
-    burn = ("import hashlib, sys, time\nh = b''\n"
+    # a process and its child in one process group, each hashing once told to go, then waiting
+    burn = ("import hashlib, os, sys, time\nos.read(0, 3)\nh = b''\n"
             "for _ in range(200000): h = hashlib.sha256(h).digest()\n"
             "sys.stdout.write('done\\n'); sys.stdout.flush(); time.sleep(60)\n")
     lead = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys\n"
          f"k = subprocess.Popen([sys.executable, '-c', {burn!r}])\n{burn}"],
-        start_new_session=True, stdout=subprocess.PIPE, text=True)
+        start_new_session=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        meter = proccpu.Meter({"group": lambda: proccpu.group(lead.pid)})
-        meter.start()
-        assert lead.stdout is not None
-        assert lead.stdout.readline() == "done\n" and lead.stdout.readline() == "done\n"
+        for _ in range(600):  # until the child is there (both then wait on stdin)
+            if len(proccpu.group(lead.pid)) == 2:
+                break
+            time.sleep(0.05)
         members = proccpu.group(lead.pid)
+        meter = proccpu.Meter({"lead": lambda: [lead.pid],
+                               "child": lambda: [p for p in proccpu.group(lead.pid)
+                                                 if p != lead.pid]})
+        meter.start()
+        assert lead.stdin is not None and lead.stdout is not None
+        lead.stdin.write("go\ngo\n")
+        lead.stdin.flush()
+        assert lead.stdout.readline() == "done\n" and lead.stdout.readline() == "done\n"
         cpu = meter.stop()
     finally:
         os.killpg(lead.pid, signal.SIGKILL)  # the group this test started
         lead.wait()
     assert len(members) == 2 and lead.pid in members
-    assert cpu["group"] > 0  # both hashed in the metered span (or before it: never negative)
-    assert all(proccpu.cpu_s(p) is None or proccpu.cpu_s(p) >= 0 for p in members)
+    assert cpu["lead"] > 0 and cpu["child"] > 0  # each hashed inside the metered span
+    assert meter.wall_s > 0 and meter.busy_s > 0
 
 
 def _books(want: dict) -> dict:

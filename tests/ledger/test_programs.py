@@ -350,33 +350,10 @@ def test_a_load_beyond_the_purses_a_card_holds_is_refused(world: PWorld) -> None
     w.client.program_load(names[-1], f"{a.id.hex()},100\n", "r3")  # the freed slot
     w.client.deposit("alice", 700)
     w.client.load(a.id, 700, "top-up after")  # a main-purse voucher behind the purse ones
-    for _ in range(2):  # as host/sync/session.py delivers: updates (the clear) before vouchers
-        records, status = w.export(a)
-        res = w.client.ingest(a.id, records, status)
-        for env, ins in [(u, proto.INS_APPLY) for u in res.updates] + [
-                (v, proto.INS_LOAD) for v in res.vouchers]:
-            _d, sw = apdu(a.app, ins, env)
-            assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
-        assert apdu(a.app, proto.INS_ACK, res.ack)[1] == proto.SW_OK
-        a.acked = res.upto
+    w.sync(a)  # as the sync tool delivers: the updates (the clear) before the vouchers
+    w.sync(a)
     assert sorted(b for _p, b in purses_on(a)) == [100, 100, 150]
     assert a.app.state[wst.S_BALANCE] == 1700  # the top-up behind them reached the card
-
-
-def tool_sync(w: PWorld, dev: lw.Dev) -> list[int]:
-    """One round as host/sync/session.py runs it: EXPORT, ingest, APPLY the updates, LOAD the
-    vouchers, ACK. Returns the status words."""
-    records, status = w.export(dev)
-    res = w.client.ingest(dev.id, records, status)
-    sws = []
-    for env, ins in [(u, proto.INS_APPLY) for u in res.updates] + [
-            (v, proto.INS_LOAD) for v in res.vouchers]:
-        _d, sw = apdu(dev.app, ins, env)
-        assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
-        sws.append(sw)
-    assert apdu(dev.app, proto.INS_ACK, res.ack)[1] == proto.SW_OK
-    dev.acked = res.upto
-    return sws
 
 
 def test_a_purse_cancelled_before_its_card_collected_it_is_cleared_once_loaded(
@@ -391,12 +368,12 @@ def test_a_purse_cancelled_before_its_card_collected_it_is_cleared_once_loaded(
     subsidy(w)
     w.client.program_load("bus-2026", f"{a.id.hex()},3000\n", "jan")
     w.client.program_cancel("bus-2026")
-    tool_sync(w, a)  # APPLY the clear, LOAD the voucher
+    w.sync(a)  # APPLY the clear, LOAD the voucher
     assert purses_on(a) and purses_on(a)[0][1] == 3000
     assert w.client.programs("bus-2026")["purses_cleared_on_card"] == 0
-    tool_sync(w, a)  # the round that ships the LOAD's record
+    w.sync(a)  # the round that ships the LOAD's record
     assert purses_on(a) == []
-    tool_sync(w, a)
+    w.sync(a)
     rep = w.client.programs("bus-2026")
     assert (rep["refunded"], rep["outstanding"], rep["purses_cleared_on_card"]) == (3000, 0, 1)
 
@@ -418,11 +395,11 @@ def test_a_clear_sent_before_the_cards_purse_voucher_is_not_taken_for_its_cleari
     for u in res.updates:  # the sync is cut off after the APPLY: no LOAD, no ACK
         assert apdu(a.app, proto.INS_APPLY, u)[1] == proto.SW_OK
     assert w.pay(a, bus, 500).approved  # a main-purse payment: the card has no purse yet
-    tool_sync(w, a)  # uploads the payment (status without the purse), then LOADs the voucher
+    w.sync(a)  # uploads the payment (status without the purse), then LOADs the voucher
     assert w.client.programs("bus-2026")["purses_cleared_on_card"] == 0
-    tool_sync(w, a)
+    w.sync(a)
     assert purses_on(a) == []
-    tool_sync(w, a)
+    w.sync(a)
     assert w.client.programs("bus-2026")["purses_cleared_on_card"] == 1
 
 

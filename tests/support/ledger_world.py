@@ -282,11 +282,12 @@ class World:
         return res
 
     def deliver(self, dev: Dev, res: IngestResult) -> None:
-        for v in res.vouchers:
-            _d, sw = apdu(dev.app, proto.INS_LOAD, v)
-            assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
+        # in the sync tool's order (host/sync/session.py): the updates, then the vouchers
         for u in res.updates:
             _d, sw = apdu(dev.app, proto.INS_APPLY, u)
+            assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
+        for v in res.vouchers:
+            _d, sw = apdu(dev.app, proto.INS_LOAD, v)
             assert sw in (proto.SW_OK, proto.SW_REPLAY), hex(sw)
         _d, sw = apdu(dev.app, proto.INS_ACK, res.ack)
         assert sw == proto.SW_OK, hex(sw)

@@ -89,12 +89,22 @@ class Meter:
 
 def pg_pids(admin_url: str, application_name: str) -> tuple[list[int], list[int]]:
     """([client backends whose application_name is `application_name`], [PostgreSQL's own
-    background processes: WAL writer, checkpointer, ...]) from pg_stat_activity."""
+    background processes: WAL writer, checkpointer, ...]) from pg_stat_activity, those running
+    on this machine (both empty for a PostgreSQL elsewhere: its CPU is not metered here)."""
     import psycopg
 
     with psycopg.connect(admin_url, autocommit=True) as c:
         rows = c.execute("SELECT pid, backend_type, application_name FROM pg_stat_activity"
                          ).fetchall()
-    mine = [pid for pid, kind, app in rows if kind == "client backend" and app == application_name]
-    background = [pid for pid, kind, _app in rows if kind != "client backend"]
+    # a server on another machine reports its own pids: only local postgres processes count
+    local = [(pid, kind, app) for pid, kind, app in rows if _is_postgres(pid)]
+    mine = [pid for pid, kind, app in local if kind == "client backend" and app == application_name]
+    background = [pid for pid, kind, _app in local if kind != "client backend"]
     return mine, background
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "postgres"
+    except OSError:
+        return False

@@ -104,3 +104,16 @@ def test_bench_servers_meters_every_process_and_checks_the_books(pg_admin: str) 
     assert cpu["cpu_us:others"] >= 0 and cpu["cpu_us:idle"] >= 0  # the rest of the cores' time
     text = servers.render(sec)
     assert "CPU per payment" in text and "payments/s" in text
+
+
+def test_a_postgresql_on_another_machine_is_said_not_metered(
+    pg_admin: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pg_stat_activity's pids are another machine's then: never read as local processes
+    monkeypatch.setattr(proccpu, "_is_postgres", lambda pid: False)
+    with pg_schema(pg_admin) as url:
+        sec = servers.section(url, servers=2, entries=600, batch=200, repeat=1)
+    assert sec["rows"] and sec["cpu_per_payment"] == {}
+    assert sec["not_measured"] == ["CPU per payment by process: the servers' PostgreSQL runs on "
+                                   "another machine"]
+    assert "CPU per payment" not in servers.render(sec)

@@ -469,6 +469,8 @@ class _Apply:
         # (wallet, counter, payee) credited in this batch (rows not yet inserted)
         self.credited_payees: set[tuple[bytes, int, bytes]] = set()
         self.srcs: dict[bytes, str] = {}  # wallet id -> its account's name
+        # (wallet, counter, hash) of the payments rows this batch stored refused for their payee
+        self.unknown_payee: set[tuple[bytes, int, bytes]] = set()
         # wallet -> counter -> (counter, amount, hash, credited): the payments rows this batch
         # inserted, as the audit and the update read them back (`_chain_rows`, wallet_synced)
         self.inserted: dict[bytes, dict[int, tuple[int, int, bytes, str | None]]] = {}
@@ -706,6 +708,8 @@ class _Apply:
             envs[key] = p.envelope
             if status == "posted":
                 self.result["accepted"] += 1
+            elif status == "refused:unknown payee":
+                self.unknown_payee.add((p.wallet, p.counter, p.hash))
             if fork is None or fork[0] == p.counter:
                 by_prev[(p.wallet, p.prev)] = (p.counter, p.hash, p.prev, status)
             for kind, counter, env_a, b in cases:
@@ -923,11 +927,16 @@ class _Apply:
         mine = [p for p in self.batch.pays if p.via == "payer" and p.wallet == dev["id"]]
         if not mine:
             return
-        # One query for the batch (not one per payment): the bodies refused for their payee.
-        unknown = {(int(c), bytes(h)) for c, h in self.tx.all(
-            "SELECT counter, hash FROM payments WHERE wallet = ? AND counter BETWEEN ? AND ? "
-            "AND status = ?", (dev["id"], min(p.counter for p in mine),
-                               max(p.counter for p in mine), "refused:unknown payee"))}
+        # The bodies refused for their payee: those this batch stored it knows; for the rest
+        # one query (not one per payment).
+        fresh = self.inserted.get(dev["id"], {})
+        unknown = {(c, h) for w, c, h in self.unknown_payee if w == dev["id"]}
+        rest = [p for p in mine if p.counter not in fresh]
+        if rest:
+            unknown |= {(int(c), bytes(h)) for c, h in self.tx.all(
+                "SELECT counter, hash FROM payments WHERE wallet = ? AND counter BETWEEN ? AND ? "
+                "AND status = ?", (dev["id"], min(p.counter for p in rest),
+                                   max(p.counter for p in rest), "refused:unknown payee"))}
         for pay in mine:
             if (pay.counter, pay.hash) not in unknown:
                 continue

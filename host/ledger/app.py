@@ -42,6 +42,13 @@ DeviceId = Annotated[str, PathParam(pattern="^[0-9a-fA-F]{16}$",
                                     description="device id, 16 hex digits")]
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 _bearer = HTTPBearer(auto_error=False, description="the operator token")
+# Deposits, loads, settlements: a caller's reference is applied at most once (once.py)
+REPLAY_200 = {200: {"description": "applied; or, with `replayed` true, the answer the first "
+                    "request under this reference got (the same request again: nothing is "
+                    "applied twice)"}}
+REF_409 = {409: {"model": M.Problem, "description": "conflicts with the ledger's state; or the "
+                 "reference was already applied to another request: `detail` names what "
+                 "differs, `applied` is that request, nothing was applied"}}
 INVARIANT_409 = {"model": M.Problem, "description": "the books do not balance: `detail` names "
                  "the first violations, `violations` all of them, with the check's figures"}
 
@@ -171,7 +178,8 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         return ledger.add_owner(body.owner)
 
     @app.post("/v1/owners/{owner}/deposit", response_model=M.DepositOut,
-              responses=responses(400, 401, 409, 413, 415, 422), **op_json())
+              responses=responses(400, 401, 413, 415, 422) | REPLAY_200 | REF_409,
+              **op_json())
     def deposit(owner: M.OwnerName, body: M.DepositIn) -> dict[str, Any]:
         return ledger.deposit(owner, body.amount, body.reference)
 
@@ -181,7 +189,8 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         return ledger.owner(owner)
 
     @app.post("/v1/wallets/{wallet_id}/load", response_model=M.LoadOut,
-              responses=responses(400, 401, 404, 409, 413, 415, 422), **op_json())
+              responses=responses(400, 401, 404, 413, 415, 422) | REPLAY_200 | REF_409,
+              **op_json())
     def load(wallet_id: DeviceId, body: M.LoadIn) -> dict[str, Any]:
         return ledger.load(parse_id(wallet_id, "wallet"), body.amount, body.reference,
                            body.owner)
@@ -192,7 +201,7 @@ def create_app(ledger: Ledger, token: str) -> FastAPI:
         return ledger.payroll(body.payer, body.csv, body.reference)
 
     @app.post("/v1/merchants/{merchant_id}/settle", response_model=M.SettleOut,
-              responses=responses(401, 404, 409, 413, 415, 422), **op_json())
+              responses=responses(401, 404, 409, 413, 415, 422) | REPLAY_200, **op_json())
     def settle(merchant_id: DeviceId, body: M.SettleIn) -> dict[str, Any]:
         return ledger.settle(parse_id(merchant_id, "merchant"), body.reference)
 

@@ -436,4 +436,6 @@ class Database:
         import psycopg
 
         errs = psycopg.errors
+        if isinstance(exc, errs.UniqueViolation):  # a twin's reference committed first: the
+            return exc.diag.table_name == "operator_refs"  # retry replays it (once.py)
         return isinstance(exc, errs.SerializationFailure | errs.DeadlockDetected)

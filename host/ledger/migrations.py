@@ -408,8 +408,8 @@ CREATE TABLE chain_audits (
         11,
         "operator_refs: a deposit's, a wallet load's and a settlement's caller reference "
         "applied at most once (the same request again gets the first answer; new rows only)",
-        # kind: deposit | load | settle; scope: '' or the merchant (a settlement's reference
-        # is per merchant: `settle --all` pays every merchant under one); request: what was
+        # kind: deposit | load | settle; scope: '' (deposit), the wallet (load) or the
+        # merchant (settle: `settle --all` pays every merchant under one); request: what was
         # asked (JSON), answer: what the first request was answered (JSON). Existing
         # databases start with it empty: what they applied before is not re-examined.
         """

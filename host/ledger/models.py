@@ -82,14 +82,18 @@ class OwnerIn(In):
     owner: Owner
 
 
+REF_DOC = ("your reference (bank transfer id, ...): applied at most once; the same request "
+           "under it again is answered as the first time, another one is a 409")
+
+
 class DepositIn(In):
     amount: Amount
-    reference: Text = Field("", max_length=200)
+    reference: Text = Field("", max_length=200, description=REF_DOC)
 
 
 class LoadIn(In):
     amount: Amount
-    reference: Text = Field("", max_length=200)
+    reference: Text = Field("", max_length=200, description=REF_DOC)
     owner: Owner | None = Field(None, description="payer account; default: the wallet's owner")
 
 
@@ -164,7 +168,9 @@ class RenewIn(In):
 
 
 class SettleIn(In):
-    reference: Text = Field("", max_length=200)
+    reference: Text = Field("", max_length=200, description=(
+        "payout reference, per merchant: a settlement made under it is answered again, "
+        "nothing more is paid"))
 
 
 # ---- responses ---------------------------------------------------------------------------
@@ -267,6 +273,9 @@ class DepositOut(Out):
     owner: str
     balance: Money
     ref: str
+    replayed: bool = Field(False, description="true: this reference was already applied to "
+                           "this same request, and this is its first answer again (nothing was "
+                           "applied now)")
 
 
 class OwnerOut(Out):
@@ -292,6 +301,9 @@ class LoadOut(Out):
     amount: Money
     voucher: B64
     owner_balance: Money
+    replayed: bool = Field(False, description="true: this reference was already applied to "
+                           "this same request, and this is its first answer again (nothing was "
+                           "applied now)")
 
 
 class PayrollLine(Out):
@@ -315,6 +327,9 @@ class SettleOut(Out):
     amount: Money
     settlement: int | None
     reference: str
+    replayed: bool = Field(False, description="true: this reference was already applied to "
+                           "this same request, and this is its first answer again (nothing was "
+                           "applied now)")
 
 
 class AccountBalance(Out):

@@ -193,7 +193,8 @@ def device_renew(
 @click.command()
 @click.argument("owner_name", metavar="OWNER")
 @click.argument("amount", type=AMOUNT)
-@click.option("--reference", default="", help="your reference (bank transfer id, ...)")
+@click.option("--reference", default="", help="your reference (bank transfer id, ...): "
+              "applied at most once (the same deposit again is answered as the first time)")
 @connect_options
 @json_option
 def deposit(
@@ -203,6 +204,9 @@ def deposit(
     out = call(url, token, lambda lc: lc.deposit(owner_name, amount, reference))
     if as_json:
         echo_json(jsonable(out | {"amount": amount}))
+    elif out.get("replayed"):
+        click.echo(f"already applied: reference {reference} deposited {money(amount)} to "
+                   f"{out['owner']} (balance then {money(out['balance'])}); nothing deposited now")
     else:
         click.echo(f"deposited {money(amount)} to {out['owner']}: balance {money(out['balance'])}")
 
@@ -211,7 +215,8 @@ def deposit(
 @click.argument("wallet_hex", metavar="WALLET")
 @click.argument("amount", type=AMOUNT)
 @click.option("--owner", "owner_name", default=None, help="payer (default: the wallet's owner)")
-@click.option("--reference", default="")
+@click.option("--reference", default="", help="your reference: applied at most once (the "
+              "same load again is answered as the first time)")
 @connect_options
 @json_option
 def load(
@@ -229,6 +234,12 @@ def load(
     out = call(url, token, lambda lc: lc.top_up(wid, amount, reference, owner_name))
     if as_json:
         echo_json(jsonable(out))
+    elif out.get("replayed"):
+        click.echo(
+            f"already applied: reference {reference} is voucher {out['number']} for wallet "
+            f"{out['wallet']}: {money(out['amount'])} (payer balance then "
+            f"{money(out['owner_balance'])}); nothing loaded now"
+        )
     else:
         click.echo(
             f"voucher {out['number']} for wallet {out['wallet']}: {money(out['amount'])}"
@@ -276,7 +287,8 @@ def merchants(url: str, token: str, fmt: str) -> None:
 @click.command()
 @click.argument("merchant_ids", nargs=-1, metavar="[MERCHANT]...")
 @click.option("--all", "every", is_flag=True, help="every merchant owed something")
-@click.option("--reference", default="", help="payout reference (bank batch id, ...)")
+@click.option("--reference", default="", help="payout reference (bank batch id, ...), per "
+              "merchant: a merchant settled under it is not paid again")
 @connect_options
 @formats
 def settle(
@@ -294,12 +306,18 @@ def settle(
         return [lc.settle(m, reference) for m in todo]
 
     done = call(url, token, run)
-    rows = [r for r in done if r["settlement"] is not None]
+    again = [r for r in done if r.get("replayed")]
+    rows = [r for r in done if r["settlement"] is not None and not r.get("replayed")]
     render(rows, C.SETTLEMENTS[:4], fmt, doc=done, title="settled")
     if fmt == "table":
+        for r in again:
+            click.echo(f"already applied: reference {reference} is settlement "
+                       f"{r['settlement']} of merchant {r['merchant']}: {money(r['amount'])}; "
+                       "nothing paid now")
         click.echo(
             f"{len(rows)} settlements, total {money(sum(r['amount'] for r in rows))}"
-            + (f"; {len(done) - len(rows)} merchants owed nothing" if len(done) > len(rows) else "")
+            + (f"; {idle} merchants owed nothing" if (idle := len(done) - len(rows) - len(again))
+               else "")
         )
 
 

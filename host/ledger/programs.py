@@ -31,6 +31,7 @@ from tapcash.firmware.core import proto
 from tapcash.firmware.core import purse as purse_rule
 from tapcash.host.output import money
 
+from . import once
 from . import postings as P
 from .codec import b64e, parse_load_csv
 from .db import Tx
@@ -172,7 +173,8 @@ def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[st
     def tx_fn(tx: Tx) -> dict[str, Any]:
         p = need_program(tx, program)
         pid = p["id"]
-        tx.lock([program_key(pid), owner_key(p["funder"])] + [w for _, w, _ in lines])
+        tx.lock([program_key(pid), owner_key(p["funder"])] + [w for _, w, _ in lines]
+                + once.lock_keys("program_load", "", reference))  # unique across programmes
         now = ledger.now()
         if _closed(p, now):
             raise LedgerError(409, f"programme {p['name']} is cancelled or expired")

@@ -14,6 +14,7 @@ from typing import Any
 from tapcash.firmware.core import proto
 from tapcash.host.issuer import Issuer
 
+from . import once
 from . import postings as P
 from .codec import b64e, check_amount, env_bytes, parse_load_csv
 from .db import Database, Tx
@@ -250,16 +251,24 @@ class Ledger:
         return self.db.write(tx_fn) | self.owner(owner)
 
     def deposit(self, owner: str, amount: int, reference: str = "") -> dict[str, Any]:
+        """Credit an owner's account; a reference is applied once (once.py: the same deposit
+        again gets the first answer, another deposit under it a 409)."""
         check_amount(amount)
+        self._check_owner_name(owner)
+        request = {"owner": owner, "amount": amount}
 
         def tx_fn(tx: Tx) -> dict[str, Any]:
-            tx.lock([owner_key(owner)])
+            tx.lock([owner_key(owner)] + once.lock_keys("deposit", "", reference))
+            first = once.replay(tx, "deposit", "", reference, request)
+            if first is not None:
+                return first
             self._ensure_owner(tx, owner)
             book = P.Book(tx, self.now())
             ref = f"{owner}:{uuid.uuid4().hex}:{reference}"
             book.move(P.FLOAT, P.owner_acct(owner), amount, "deposit", ref)
             book.flush()
-            return {"owner": owner, "balance": book.balance(P.owner_acct(owner)), "ref": ref}
+            answer = {"owner": owner, "balance": book.balance(P.owner_acct(owner)), "ref": ref}
+            return once.record(tx, "deposit", "", reference, request, answer, self.now())
 
         return self.db.write(tx_fn)
 
@@ -307,15 +316,24 @@ class Ledger:
 
     def load(self, wallet_id: bytes, amount: int, reference: str = "",
              owner: str | None = None) -> dict[str, Any]:
+        """A top-up voucher for a wallet from an owner's account. A reference is per wallet
+        (many cards loaded under one label are a load each) and applied once: the same load
+        again gets the same voucher, another under it a 409 (once.py)."""
         check_amount(amount)
+        scope = wallet_id.hex()
 
         def tx_fn(tx: Tx) -> dict[str, Any]:
             w = need_device(tx, wallet_id, proto.KIND_WALLET)
             payer = owner or w["owner"]
-            tx.lock([wallet_id] + ([owner_key(payer)] if payer else []))
+            tx.lock([wallet_id] + ([owner_key(payer)] if payer else [])
+                    + once.lock_keys("load", scope, reference))
             w = need_device(tx, wallet_id, proto.KIND_WALLET)
             if payer is None:
                 raise LedgerError(409, f"wallet {wallet_id.hex()} has no owner: name the payer")
+            request = {"wallet": wallet_id.hex(), "amount": amount, "owner": payer}
+            first = once.replay(tx, "load", scope, reference, request)
+            if first is not None:
+                return first
             if tx.one("SELECT 1 FROM owners WHERE name = ?", (payer,)) is None:
                 raise LedgerError(404, f"unknown owner {payer}")
             book = P.Book(tx, self.now())
@@ -323,8 +341,9 @@ class Ledger:
             number, env = self._issue_voucher(tx, book, w, P.owner_acct(payer), amount,
                                               proto.VSRC_TOPUP, ref)
             book.flush()
-            return {"wallet": wallet_id.hex(), "number": number, "amount": amount,
-                    "voucher": b64e(env), "owner_balance": book.balance(P.owner_acct(payer))}
+            answer = {"wallet": wallet_id.hex(), "number": number, "amount": amount,
+                      "voucher": b64e(env), "owner_balance": book.balance(P.owner_acct(payer))}
+            return once.record(tx, "load", scope, reference, request, answer, self.now())
 
         return self.db.write(tx_fn)
 
@@ -335,7 +354,10 @@ class Ledger:
         lines = parse_load_csv(csv_text, "payroll", refuse_bare_cr=True)
 
         def tx_fn(tx: Tx) -> dict[str, Any]:
-            tx.lock([w for _, w, _ in lines] + [owner_key(payer)])
+            # the reference's lock too: two payers' batches under one reference are one
+            # after the other (the second a 409, not the primary key's failure)
+            tx.lock([w for _, w, _ in lines] + [owner_key(payer)]
+                    + once.lock_keys("payroll", "", reference))
             if tx.one("SELECT 1 FROM owners WHERE name = ?", (payer,)) is None:
                 raise LedgerError(404, f"unknown owner {payer}")
             if tx.one("SELECT 1 FROM payroll_batches WHERE reference = ?", (reference,)):
@@ -611,13 +633,22 @@ class Ledger:
 
     # ---- merchants ---------------------------------------------------------------------
     def settle(self, merchant: bytes, reference: str = "") -> dict[str, Any]:
-        """Pay out a merchant's whole balance (it leaves the system through issuer:float)."""
+        """Pay out a merchant's whole balance (it leaves the system through issuer:float).
+        A reference is per merchant (`settle --all` pays each under one) and applied once: a
+        settlement made under it is answered again, nothing more is paid (once.py); a call
+        that paid nothing leaves the reference unused."""
+        scope = merchant.hex()
+        request = {"merchant": scope}
+
         def tx_fn(tx: Tx) -> dict[str, Any]:
-            tx.lock([merchant_key(merchant)])
+            tx.lock([merchant_key(merchant)] + once.lock_keys("settle", scope, reference))
             acct = P.merchant_acct(merchant)
             book = P.Book(tx, self.now())
             if not book.exists(acct):
                 raise LedgerError(404, f"unknown merchant {merchant.hex()}")
+            first = once.replay(tx, "settle", scope, reference, request)
+            if first is not None:
+                return first
             amount = book.balance(acct)
             sid = None
             if amount > 0:
@@ -627,8 +658,11 @@ class Ledger:
                 sid = int(cur.fetchone()[0])
                 book.move(acct, P.FLOAT, amount, "settle", f"settlement:{sid}")
                 book.flush()
-            return {"merchant": merchant.hex(), "amount": amount, "settlement": sid,
-                    "reference": reference}
+            answer = {"merchant": merchant.hex(), "amount": amount, "settlement": sid,
+                      "reference": reference}
+            if sid is None:
+                return answer | {"replayed": False}
+            return once.record(tx, "settle", scope, reference, request, answer, self.now())
 
         return self.db.write(tx_fn)
 

@@ -165,6 +165,32 @@ def test_register_load_and_payroll_all_or_nothing(ledger: Ledger) -> None:
     assert "No such file" in table.stderr
 
 
+def test_a_deposit_or_load_run_again_under_its_reference_is_applied_once(ledger: Ledger
+                                                                          ) -> None:
+    """A script retrying after a timeout: 'already applied', exit 0, nothing applied twice;
+    the reference reused for another deposit or load: one line, exit 1, nothing applied."""
+    first = ledger.run("ledger", "deposit", "retry", "40", "--reference", "wire 77").stdout
+    assert first.strip() == "deposited 40.00 to retry: balance 40.00"
+    again = ledger.run("ledger", "deposit", "retry", "40", "--reference", "wire 77").stdout
+    assert again.strip() == ("already applied: reference wire 77 deposited 40.00 to retry "
+                             "(balance then 40.00); nothing deposited now")
+    assert ledger.json("ledger", "deposit", "retry", "40", "--reference", "wire 77")[
+        "replayed"] is True
+    other = ledger.run("ledger", "deposit", "retry", "41", "--reference", "wire 77", code=1)
+    assert other.stderr.count("\n") == 1 and other.stderr.startswith("error: deposit reference")
+    assert "amount 40.00 then, 41.00 now" in other.stderr and "(HTTP 409)" in other.stderr
+    assert ledger.balance("owner:retry") == 4000
+    w = ledger.wallet(9, "retry")
+    out = ledger.run("ledger", "load", w, "15", "--reference", "desk 5").stdout.strip()
+    assert out == f"voucher 1 for wallet {w}: 15.00; payer balance 25.00"
+    out = ledger.run("ledger", "load", w, "15", "--reference", "desk 5").stdout.strip()
+    assert out == (f"already applied: reference desk 5 is voucher 1 for wallet {w}: 15.00 "
+                   "(payer balance then 25.00); nothing loaded now")
+    other = ledger.run("ledger", "load", w, "16", "--reference", "desk 5", code=1)
+    assert other.stderr.count("\n") == 1 and "load reference 'desk 5'" in other.stderr
+    assert ledger.balance("owner:retry") == 2500 and ledger.balance(f"wallet:{w}") == 1500
+
+
 def test_revoke_and_reinstate_reach_the_signed_hot_list(ledger: Ledger) -> None:
     w = ledger.wallet(3, "acme")
     out = ledger.run("ledger", "revoke", w, "--reason", "reported lost").stdout

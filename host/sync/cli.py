@@ -92,7 +92,9 @@ def _describe(res: Any) -> str:
         )
     st = res.status
     if "balance" in st:
-        lines.append(f"  device: counter {st.get('counter')}, balance {money(st.get('balance'))}")
+        lines.append(f"  device: counter {st.get('counter')}, balance {money(st.get('balance'))}"
+                     + "".join(f", purse {p['program']} {money(p['balance'])}"
+                               for p in st.get("purses", [])))
     if res.flush:
         f = res.flush
         n, left = f["uploaded"], f["left"]

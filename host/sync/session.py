@@ -119,6 +119,11 @@ def status_summary(body: dict[int, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {name: body[k] for k, name in _STATUS_NAMES.items() if k in body}
     if isinstance(body.get(proto.ST_PREV), bytes):
         out["chain_head"] = body[proto.ST_PREV].hex()
+    purses = body.get(proto.ST_PURSES)
+    if isinstance(purses, list):  # a wallet's earmarked purses: [[programme id, balance], ...]
+        out["purses"] = [{"program": bytes(p[0]).hex(), "balance": int(p[1])} for p in purses
+                         if isinstance(p, list) and len(p) >= 2 and isinstance(p[0], bytes)
+                         and isinstance(p[1], int)]
     return out
 
 
@@ -239,10 +244,11 @@ def sync_device(
                 res.outcome = "spooled"
                 res.message = e.message
                 return _finish(res, transport, t0)
+            applied = res.updates_applied
             loaded = _deliver(dev, res, waiting.updates, waiting.vouchers, sent_updates)
-            if not loaded:
+            if not loaded and res.updates_applied == applied:
                 break
-            continue
+            continue  # a LOAD's record to ship, or an update (a purse cleared): export again
         progress.stage("uploading")
         try:
             reply = ledger.submit(batch)

@@ -57,6 +57,7 @@ def test_a_cancelled_purse_leaves_an_idle_card_at_its_next_sync(tmp_path: Path) 
     """docs/PROGRAMMES.md: 'cards cleared at next sync'. A card with nothing to upload gets
     only the pending answer, which carries the update clearing its cancelled purse (#13)."""
     from tapcash.firmware.wallet import state as wst
+    from tapcash.host.sync.cli import _describe
     from tapcash.sim.device import provision as pv
 
     world = sw.make_world(4)
@@ -71,12 +72,17 @@ def test_a_cancelled_purse_leaves_an_idle_card_at_its_next_sync(tmp_path: Path) 
         card = world.wallet()
         with LedgerLink(server.url, server.token) as link:
             outbox = Outbox(tmp_path / "outbox")
-            assert sw.pty_sync(card, link, outbox).vouchers_loaded == 1
+            res = sw.pty_sync(card, link, outbox)
+            assert res.vouchers_loaded == 1
             assert [p[1] for p in card.state.get(wst.S_PURSES) or []] == [3000]
+            pid = lc.programs("bus")["id"]
+            assert res.status["purses"] == [{"program": pid, "balance": 3000}]  # as it shows
+            assert f"purse {pid} 30.00" in _describe(res)
             lc.program_cancel("bus")
             res = sw.pty_sync(card, link, outbox)
             assert res.outcome == "synced" and res.exported == 0 and res.update == "applied"
             assert not card.state.get(wst.S_PURSES)
+            assert "purses" not in res.status  # read after the clear (none: no field 8)
             assert sw.pty_sync(card, link, outbox).update == "already applied"
         assert lc.programs("bus")["state"] == "cancelled" and lc.invariant()["ok"]
     finally:

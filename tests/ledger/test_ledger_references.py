@@ -224,7 +224,7 @@ def test_an_old_database_with_a_repeated_reference_migrates(tmp_path: Path) -> N
                            "(?, 0, 'batch-1', ?)", (bytes(8), n))
 
         db.write(upto10)
-        assert migrate(db) == [11]
+        assert migrate(db)[0] == 11  # and any later step
         assert db.read(lambda tx: tx.scalar("SELECT COUNT(*) FROM operator_refs")) == 0
     finally:
         db.close()

@@ -34,6 +34,9 @@ def violations(inv: dict[str, Any], fmt: Callable[[int], str] = str) -> list[str
     for a in inv.get("mismatched", []):
         out.append(f"balance is not its postings: {a['account']} {fmt(a['balance'])} "
                    f"(postings say {fmt(a['from_postings'])})")
+    for r in inv.get("runs", []):
+        out.append(f"run posting {r['posting']} ({r['ref']}) is not its payments: "
+                   f"{fmt(r['amount'])} (payments say {fmt(r['from_payments'])})")
     for p in (inv.get("programs") or {}).get("problems", []):
         extra = ", ".join(f"{k} {fmt(v) if isinstance(v, int) else v}"
                           for k, v in p.items() if k not in ("program", "error"))

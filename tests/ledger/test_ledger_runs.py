@@ -59,6 +59,21 @@ def test_a_batch_of_one_wallet_is_one_posting_that_explains_every_payment(db_url
             assert all(ln["amount"] == -1 and ln["counterparty"] == dst for ln in pays)
             assert st["lines"][-1]["balance"] == st["balance"]
         assert ledger.invariant()["ok"]
+        # `ledger check` holds each run to its payments: a payments row changed is found
+        w, h = fleet.wallets[0]["id"], fleet.wallets[0]["id"].hex()
+        db.write(lambda tx: tx.execute(
+            "UPDATE payments SET amount = 2 WHERE wallet = ? AND counter = 7", (w,)))
+        inv = ledger.invariant()
+        assert not inv["ok"] and [(r["ref"], r["amount"], r["from_payments"])
+                                  for r in inv["runs"]] == [(f"{h}:1-30", 30, 31)]
+        assert any(f"({h}:1-30) is not its payments" in v for v in inv["violations"])
+        db.write(lambda tx: tx.execute(
+            "UPDATE payments SET amount = 1, credited = NULL WHERE wallet = ? AND counter = 7",
+            (w,)))
+        assert [r["ref"] for r in ledger.invariant()["runs"]] == [f"{h}:1-30"]
+        db.write(lambda tx: tx.execute(
+            "UPDATE payments SET credited = ? WHERE wallet = ? AND counter = 7", (dst, w)))
+        assert ledger.invariant()["ok"]
     finally:
         db.close()
 

@@ -23,10 +23,24 @@ if TYPE_CHECKING:
 
 FUNDER = "adversary-city"  # the owner account that funds the attacked programmes
 PURSE = 2000  # each attacked card's purse (minor units)
+UNIT, CAP = 250, 1000  # an attacked prepaid package's lesson price and per-payment cap
+# Merchant categories of an adversarial run's POS (ISO 18245: transport, schools, grocery), so a
+# category rule has a terminal of its category and terminals of others; pos_category(n).
+CATEGORIES = (4111, 8299, 5411)
+
+
+def pos_category(n: int) -> int:
+    """The merchant category of POS n in an adversarial run (distinct for every POS)."""
+    return CATEGORIES[n - 1] if n <= len(CATEGORIES) else 9000 + n
 
 
 def merchant_of(run: ScenarioRun, pos: str) -> bytes:
     return run.oracle.certs.merchant[run.ids[pos]]
+
+
+def category_of(run: ScenarioRun, pos: str) -> int:
+    """The category in the POS's issuer-signed certificate (as the oracle read it)."""
+    return run.oracle.certs.category.get(run.ids[pos], 0)
 
 
 def open_programme(
@@ -37,9 +51,13 @@ def open_programme(
     *,
     expires_in: int = 0,
     amount: int = PURSE,
+    shape: str = "merchant",
 ) -> bytes:
-    """A subsidy spendable at the merchants of `pos`, loaded onto `holder`'s card (collected
-    at a sync now). Expires `expires_in` s from now (0: at the end of the run). Returns its id."""
+    """A programme spendable at the terminals of `pos`, loaded onto `holder`'s card (collected
+    at a sync now). Expires `expires_in` s from now (0: at the end of the run). `shape`:
+    "merchant", a subsidy naming their merchant ids; "category", a subsidy naming their
+    categories (from their certificates); "prepaid", a prepaid package bound to their merchant
+    ids (schools), released per use, UNIT a lesson, at most CAP a payment. Returns its id."""
     c = run.client
     if c is None:
         raise ValueError("the purse attacks need the ledger")
@@ -50,10 +68,13 @@ def open_programme(
     made = c.program_create(
         name,
         FUNDER,
-        "subsidy",
+        "prepaid" if shape == "prepaid" else "subsidy",
         valid_from=now - 60,
         expires=now + expires_in if expires_in else run.sc.start + run.sc.end + 86400,
-        merchants=[merchant_of(run, p) for p in pos],
+        merchants=[] if shape == "category" else [merchant_of(run, p) for p in pos],
+        categories=sorted({category_of(run, p) for p in pos}) if shape == "category" else None,
+        cap=CAP if shape == "prepaid" else 0,
+        unit=UNIT if shape == "prepaid" else 0,
     )
     pid = run.oracle.rule_seen(base64.b64decode(made["rule"]))
     if pid is None:

@@ -203,6 +203,10 @@ class ScenarioRun:
         total = sc.pos.count + sc.wallets.count
         done = 0
         category = {n: pr.category for pr in sc.programs if pr.category for n in pr.pos}
+        if sc.adversary is not None:  # the purse attacks need POS of distinct categories
+            from tapcash.sim.attacks.programme import pos_category
+
+            category = {n: category.get(n) or pos_category(n) for n in range(1, sc.pos.count + 1)}
         for n in range(1, sc.pos.count + 1):
             spec = DeviceSpec(POS, n, spec_seed(self.seed, POS, n), self.flash_dir(f"pos-{n}"))
             dev = self.factory.make(spec)

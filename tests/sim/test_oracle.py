@@ -212,3 +212,72 @@ def test_earmarked_value_is_judged_by_the_accounts_a_posting_joins_not_its_label
         assert problems and any("from " + str(bad[0]) in p for p in problems), (bad, problems)
     assert programme_flow(prog, purse, "purse_reopen") is None
     assert programme_flow(f"program:{'00' * 8}", purse, "purse_load") is not None  # other one
+
+
+def test_a_category_rule_and_a_prepaid_package_are_judged_from_the_signed_bodies():
+    """purse_merchant's category and prepaid shapes, as the oracle judges them: from the
+    card-signed body, the payee's issuer-signed certificate (its category) and the
+    issuer-signed rule (PyNaCl), whatever the ledger labels the case or the posting."""
+    import base64
+
+    from nacl.signing import SigningKey
+
+    from tapcash.sim.run.oracle import Oracle
+
+    issuer = Issuer(b"\x07" * 32)
+    o = Oracle(issuer.public_key)
+    seed, wid = b"\x21" * 32, b"\x11" * 8
+    o.register(issuer.certify_wallet(wid, bytes(SigningKey(seed).verify_key),
+                                     expires=2_000_000_000))
+    bus, school = b"P" * 8, b"S" * 8  # a transport terminal (4111), a school's (8299)
+    for pos, merchant, cat in ((bus, b"M" * 8, 4111), (school, b"N" * 8, 8299)):
+        o.register(issuer.certify_pos(pos, b"\x05" * 32, merchant, expires=2_000_000_000,
+                                      category=cat))
+    ride, lessons = b"RIDES001", b"LESSONS1"
+    o.rule_seen(issuer.rule(ride, kind=proto.PROG_SUBSIDY, expires=2_000_000_000,
+                            categories=[4111], funder="city"))
+    o.rule_seen(issuer.rule(lessons, kind=proto.PROG_PREPAID, expires=2_000_000_000,
+                            merchants=[b"N" * 8], cap=1000, unit=250, funder="parents"))
+    o.purse_load(ride, wid, 2000)
+    o.purse_load(lessons, wid, 2000)
+
+    def signed(program: bytes, payee: bytes, amount: int, earmarked: int, counter: int):
+        env = proto.seal(proto.TAG_PAYMENT, {
+            proto.PAY_WALLET: wid, proto.PAY_COUNTER: counter, proto.PAY_AMOUNT: amount,
+            proto.PAY_PAYEE: payee, proto.PAY_CHALLENGE: bytes(16), proto.PAY_PREV: bytes(32),
+            proto.PAY_PURSE: 1, proto.PAY_TIME: 1_800_000_000, proto.PAY_BALANCE: 0,
+            proto.PAY_KIND: proto.PAYKIND_POS, proto.PAY_PROGRAM: program,
+            proto.PAY_EARMARKED: earmarked}, seed)
+        return env, o.signed_by_card(env, "card")
+
+    cases = {
+        "ride on the bus": (ride, bus, 500, 500, None),
+        "ride at a school": (ride, school, 500, 500, "category 8299"),
+        "two lessons": (lessons, school, 600, 500, None),
+        "at another school": (lessons, bus, 500, 500, "does not allow merchant"),
+        "a broken lesson": (lessons, school, 260, 260, "cap or unit"),
+        "above the cap": (lessons, school, 1250, 1250, "cap or unit"),
+    }
+    b64 = lambda e: base64.b64encode(e).decode()  # noqa: E731
+    for n, (name, (prog, payee, amount, earmarked, want)) in enumerate(cases.items(), 1):
+        env, s = signed(prog, payee, amount, earmarked, n)
+        why = o.purse_refusal(s)
+        assert (why is None) if want is None else (want in why), (name, why)
+        ok, _ = o.judge_case({"kind": "purse_rule", "proof_a": b64(env), "proof_b": b64(env)},
+                             {})
+        assert ok == (want is not None), name  # a purse_rule label proves nothing by itself
+        # a release from escrow to the payee's merchant is judged the same way
+        merchant = o.certs.merchant[payee]
+        posts = []
+        for p in (ride, lessons):
+            acct, spent = f"purse:{p.hex()}:{wid.hex()}", earmarked if p == prog else 0
+            posts += [[f"program:{p.hex()}", acct, 2000, "purse_load", "l"],
+                      [acct, f"program:{p.hex()}", 2000 - spent, "purse_refund", "r"]]
+            if spent:
+                posts.append([acct, f"merchant:{merchant.hex()}", spent,
+                              "purse_release" if p == lessons else "purse_spend",
+                              f"{wid.hex()}:{n}:{s.hash.hex()[:16]}"])
+        o.violations.clear()
+        o.check_purses({"invariant": {}, "books": {"balances": {}, "payments": []},
+                        "purse_postings": posts}, False)
+        assert bool(o.violations) == (want is not None), (name, o.violations)

@@ -90,6 +90,51 @@ def test_purse_attack_variant(tmp_path, kind):
     assert summary["checks"]["invariant"]  # tapcash ledger check, programmes included
 
 
+# purse_merchant's rule shapes under each terminal (sim/attacks/purse_merchant.py), one seed each
+# on the small fleet: which seed draws which is a pure function of the plan.
+SHAPE_SEED = {
+    ("colluding", "merchant"): 8, ("honest", "merchant"): 4,
+    ("colluding", "category"): 10, ("honest", "category"): 2,
+    ("colluding", "prepaid_school"): 25, ("honest", "prepaid_school"): 1,
+    ("colluding", "prepaid_units"): 3, ("honest", "prepaid_units"): 6,
+}
+
+
+@pytest.mark.parametrize("variant,shape", sorted(SHAPE_SEED))
+def test_purse_merchant_shape(tmp_path, variant, shape):
+    """A subsidy restricted by category spent at a terminal of another category, a prepaid
+    package spent at a school it is not bound to or in broken lessons / above its cap: a
+    colluding terminal takes it, an honest one refuses (purse_rule); either way the body reaches
+    the ledger, which credits nobody and opens a case the oracle verifies from the signed body,
+    the payee's certificate (its category) and the issuer-signed rule."""
+    from tapcash.sim.attacks.programme import UNIT
+
+    seed = SHAPE_SEED[(variant, shape)]
+    res, summary = run_seed(small("purse_merchant"), seed, tmp_path / "run", "attack:pm")
+    (atk,) = summary["adversary"]["attacks"]
+    assert atk["note"].startswith(f"{variant} {shape} "), atk["note"]
+    status = "approved (ok)" if variant == "colluding" else "declined (purse_rule)"
+    assert status in atk["note"], atk["note"]
+    if variant == "colluding" and shape == "prepaid_units":
+        assert int(atk["note"].rsplit("earmarked ", 1)[1]) % UNIT  # not whole lessons
+    assert res.ok, _explain(res, summary)
+    assert atk["reached_ledger_at_sync"] is not None
+    assert atk["caught_at_sync"] == atk["reached_ledger_at_sync"], atk
+    assert summary["checks"]["invariant"]
+
+
+def test_purse_clone_of_a_prepaid_package(tmp_path):
+    """A cloned card spends one prepaid lesson package at two schools it is bound to: both
+    terminals take whole lessons; the escrow releases no more than was loaded (the rest is the
+    guarantee's, within the clone bound), a double-spend case, the books balance."""
+    res, summary = run_seed(small("purse_clone"), 1, tmp_path / "run", "attack:pc")
+    (atk,) = summary["adversary"]["attacks"]
+    assert atk["note"].startswith("prepaid: ") and atk["note"].count("approved") == 2, atk
+    assert res.ok, _explain(res, summary)
+    assert atk["caught_at_sync"] == atk["reached_ledger_at_sync"] is not None, atk
+    assert summary["checks"]["invariant"]
+
+
 def test_purse_clock_bound_of_a_stale_terminal(tmp_path):
     """purse_clock's `stale_pos`: a terminal that has not synced since the expiry, its clock set
     back, takes an honest card's expired purse value; neither side can tell, nor the ledger.

@@ -33,6 +33,9 @@ def show(inv: dict[str, Any]) -> None:
             f"  programme {b['program']}: funded {money(b['funded'])} {mark} {used} "
             f"{money(b['used'])} + refunded {money(b['refunded'])} + outstanding "
             f"{money(b['outstanding'])}"
+            + (f" (refunded: returned {money(b['returned'])}, held {money(b['held'])}"
+               + (f", late {money(b['late'])}" if b.get("late") else "") + ")"
+               if b.get("returned") or b.get("held") else "")
         )
     for line in violations(inv, money):  # the lines GET /v1/invariant's 409 names
         click.echo(f"  {line}")

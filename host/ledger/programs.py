@@ -3,7 +3,8 @@
 A programme is one funder's subsidy or prepaid package, bound by one issuer-signed purse rule.
 
 Accounts: `program:<id>` (the funder's programme account: funding passes through it, refunds
-return to it), `purse:<id>:<wallet>` (one per purse: value loaded onto that card and not yet
+return to it and are held there until the programme's settling window has passed, then go back
+to the funder), `purse:<id>:<wallet>` (one per purse: value loaded onto that card and not yet
 seen spent). Postings:
 
     fund       owner:F -> program:P                  (kind program_fund, per bulk load)
@@ -13,11 +14,19 @@ seen spent). Postings:
     refund     purse:P:W -> program:P                (purse_refund: expiry or cancellation)
     reopen     program:P -> purse:P:W                (purse_reopen: a payment made before the
                                                       card learnt of the refund)
+    return     program:P -> owner:F                  (program_return: what the programme account
+                                                      holds, once the programme has ended and
+                                                      its settling window has passed: sweep)
+    late       issuer:loss -> purse:P:W              (purse_late: a payment signed before the
+                                                      card learnt of the refund, arriving after
+                                                      its value went back to the funder; at most
+                                                      what this purse had refunded)
     shortfall  issuer:loss -> merchant:M             (purse_guarantee: a cloned card spending
                                                       a purse twice, as for the main purse)
 
-Per programme: funded (loads) = spent + refunded (refunds - reopens) + outstanding (purse
-balances), checked by `check` from the postings and the stored balances.
+Per programme: funded (loads) = spent + refunded (refunds - reopens - late) + outstanding (purse
+balances), and refunded + late = returned (to the funder) + held (the programme account's
+balance), checked by `check` from the postings and the stored balances.
 
 The rule is applied by the firmware's own `core/purse.py`, the code the card and the POS run.
 """
@@ -36,7 +45,7 @@ from . import postings as P
 from .codec import b64e, parse_load_csv
 from .db import Tx
 from .errors import LedgerError
-from .service import get_device, owner_key
+from .service import HOTLIST_MAX_AGE_S, get_device, owner_key
 
 if TYPE_CHECKING:
     from .ingest import Pay, _Apply
@@ -114,6 +123,35 @@ def public_program(p: dict[str, Any], now: int) -> dict[str, Any]:
 
 def _closed(p: dict[str, Any], now: int) -> bool:
     return bool(p["cancelled_at"]) or now > p["expires"]
+
+
+def ended_at(p: dict[str, Any]) -> int:
+    """When the programme ended: its cancellation, or its expiry when earlier (or never
+    cancelled)."""
+    c = p["cancelled_at"]
+    return min(int(c), p["expires"]) if c else p["expires"]
+
+
+def returns_at(p: dict[str, Any], window: int) -> int:
+    """When the programme account's value goes back to the funder (docs/LEDGER.md §6): the
+    end plus the settling window (the hot-list age, `hotlist_max_age_s`: a POS that takes
+    payments syncs within it, uploading what it took before the end)."""
+    return ended_at(p) + window
+
+
+def _return(tx: Tx, book: P.Book, p: dict[str, Any], now: int, window: int) -> int:
+    """Return what the programme account holds to the funder's account once the settling
+    window has passed (the programme key locked by the caller); the amount returned. Once:
+    nothing refills the account after that (its purses are closed, loads refused, and a late
+    payment is covered by issuer:loss, `post`)."""
+    if now < returns_at(p, window):
+        return 0
+    prog = program_acct(p["id"])
+    bal = book.balance(prog)
+    if bal <= 0:
+        return 0
+    book.move(prog, P.owner_acct(p["funder"]), bal, "program_return", p["id"].hex())
+    return bal
 
 
 # ---- operator operations --------------------------------------------------------------
@@ -284,7 +322,9 @@ def _close_purses(tx: Tx, book: P.Book, p: dict[str, Any], now: int,
 
 def cancel(ledger: Ledger, program: str) -> dict[str, Any]:
     """Cancel a programme: every purse's value goes back to the programme account now, the
-    cards' purses are cleared at their next sync. Idempotent."""
+    cards' purses are cleared at their next sync; the programme account's value goes back to
+    the funder when the settling window has passed (at once for a programme that had expired
+    longer ago than that; else at a sweep). Idempotent."""
     def tx_fn(tx: Tx) -> dict[str, Any]:
         p = need_program(tx, program)
         tx.lock([program_key(p["id"])])
@@ -294,28 +334,38 @@ def cancel(ledger: Ledger, program: str) -> dict[str, Any]:
             p["cancelled_at"] = now
         book = P.Book(tx, now)
         n, amount = _close_purses(tx, book, p, now)
+        back = _return(tx, book, p, now, ledger.hotlist_max_age_s)
         book.flush()
         return {"program": p["name"], "cancelled_at": p["cancelled_at"], "closed": n,
-                "refunded": amount}
+                "refunded": amount, "returned": back,
+                "returns_at": returns_at(p, ledger.hotlist_max_age_s)}
 
     return ledger.db.write(tx_fn)
 
 
 def sweep(ledger: Ledger) -> dict[str, Any]:
-    """Refund the purses of every expired programme (the books at expiry; run it daily)."""
+    """Refund the purses of every expired programme (the books at expiry; run it daily), and
+    return the programme account's value to the funder of every programme ended longer ago
+    than the settling window (`returns_at`)."""
+    window = ledger.hotlist_max_age_s
+
     def tx_fn(tx: Tx) -> dict[str, Any]:
         now = ledger.now()
         book = P.Book(tx, now)
-        closed = refunded = 0
-        for (pid,) in tx.all("SELECT DISTINCT program FROM purses WHERE closed_at IS NULL"):
-            p = need_program(tx, bytes(pid))
-            if _closed(p, now):
-                tx.lock([program_key(p["id"])])
-                n, a = _close_purses(tx, book, p, now)
-                closed += n
-                refunded += a
+        closed = refunded = returned = 0
+        ended = sorted(bytes(r[0]) for r in tx.all(
+            "SELECT id FROM programs WHERE cancelled_at IS NOT NULL OR expires < ?", (now,)))
+        for pid in ended:  # one order, so concurrent sweeps take the locks alike
+            tx.lock([program_key(pid)])
+            p = need_program(tx, pid)
+            if not _closed(p, now):
+                continue
+            n, a = _close_purses(tx, book, p, now)
+            closed += n
+            refunded += a
+            returned += _return(tx, book, p, now, window)
         book.flush()
-        return {"closed": closed, "refunded": refunded}
+        return {"closed": closed, "refunded": refunded, "returned": returned}
 
     return ledger.db.write(tx_fn)
 
@@ -385,8 +435,9 @@ def judge(ap: _Apply, pay: Pay, payee: dict[str, Any] | None) -> str | None:
 
 def post(ap: _Apply, pay: Pay, dst: str, ref: str) -> int:
     """Post the earmarked part of a payment within its rule: from the purse account, reopened
-    from the programme account when the purse was refunded meanwhile, any rest from issuer:loss
-    (a card spending a purse twice). Returns the loss."""
+    from the programme account when the purse was refunded meanwhile, or from issuer:loss
+    (`purse_late`) for what of this purse's refund went back to the funder since; any rest from
+    issuer:loss (a card spending a purse twice). Returns the loss."""
     v = _view(ap)
     assert pay.program is not None
     p = v.program(pay.program)
@@ -397,10 +448,20 @@ def post(ap: _Apply, pay: Pay, dst: str, ref: str) -> int:
     short = pay.earmarked - book.balance(acct)
     if short > 0:
         refunded = _net_refunded(ap, pay.program, pay.wallet)
-        reopen = min(short, refunded, book.balance(prog))
-        if reopen > 0:
-            book.move(prog, acct, reopen, "purse_reopen", ref)
-            short -= reopen
+        if refunded > 0:
+            # serialized with a sweep returning the programme account (it reads it after
+            # the same lock); the account is read here first, after the lock
+            ap.tx.lock([program_key(pay.program)])
+            reopen = min(short, refunded, book.balance(prog))
+            if reopen > 0:
+                book.move(prog, acct, reopen, "purse_reopen", ref)
+                short -= reopen
+            # the rest of this purse's refund went back to the funder: the honest late
+            # payment is credited all the same, the issuer covering it
+            late = min(short, refunded - max(reopen, 0))
+            if late > 0:
+                book.move(P.LOSS, acct, late, "purse_late", ref)
+                short -= late
     covered = pay.earmarked - max(short, 0)
     if covered:
         book.move(acct, dst, covered, SPEND_KIND[p["kind"]], ref)
@@ -411,16 +472,18 @@ def post(ap: _Apply, pay: Pay, dst: str, ref: str) -> int:
 
 
 def _net_refunded(ap: _Apply, pid: bytes, wid: bytes) -> int:
-    """Refunds of this purse not yet reopened (postings, plus this batch's)."""
+    """Refunds of this purse not yet reopened nor covered late (postings, plus this
+    batch's)."""
     tx = ap.tx
     acct, prog = purse_acct(pid, wid), program_acct(pid)
     total = "SELECT COALESCE(SUM(amount), 0) FROM postings WHERE src = ? AND dst = ? AND kind = ?"
     out = int(tx.scalar(total, (acct, prog, "purse_refund"), default=0))
     back = int(tx.scalar(total, (prog, acct, "purse_reopen"), default=0))
+    back += int(tx.scalar(total, (P.LOSS, acct, "purse_late"), default=0))
     for src, dst, amount, kind, _ref, _at in ap.book._rows:
         if (src, dst, kind) == (acct, prog, "purse_refund"):
             out += amount
-        elif (src, dst, kind) == (prog, acct, "purse_reopen"):
+        elif (src, dst, kind) in ((prog, acct, "purse_reopen"), (P.LOSS, acct, "purse_late")):
             back += amount
     return out - back
 
@@ -463,6 +526,7 @@ def after_payments(ap: _Apply) -> None:
         if p is None:
             continue
         if closed_at is None and _closed(p, ap.now):
+            tx.lock([program_key(pid)])  # not closed twice with a concurrent sweep's
             _close_purses(tx, ap.book, p, ap.now, dev["id"])
         if clear_update is None or cleared is not None:
             continue
@@ -503,7 +567,7 @@ def _sums(tx: Tx, pid: bytes) -> dict[str, int]:
     prefix = f"purse:{pid.hex()}:"
     prog = program_acct(pid)
     out = {"funded": 0, "spent": 0, "released": 0, "refunds": 0, "reopened": 0,
-           "guaranteed": 0}
+           "guaranteed": 0, "late": 0, "returned": 0, "paid_in": 0}
     for kind, total in tx.all(
         "SELECT kind, COALESCE(SUM(amount), 0) FROM postings WHERE (src LIKE ? OR dst LIKE ? OR "
         "src = ? OR dst = ?) GROUP BY kind", (prefix + "%", prefix + "%", prog, prog)):
@@ -518,6 +582,14 @@ def _sums(tx: Tx, pid: bytes) -> dict[str, int]:
             out["refunds"] += total
         elif kind == "purse_reopen":
             out["reopened"] += total
+        elif kind == "purse_late":
+            out["late"] += total
+    # the programme account's side by the accounts each posting joins, whatever its kind:
+    # what came in from outside its purses (funding), what left for outside them (returns)
+    for src, total in tx.all(
+        "SELECT src, COALESCE(SUM(amount), 0) FROM postings WHERE (src = ? AND dst NOT LIKE ?) "
+        "OR (dst = ? AND src NOT LIKE ?) GROUP BY src", (prog, prefix + "%", prog, prefix + "%")):
+        out["returned" if src == prog else "paid_in"] += int(total)
     out["guaranteed"] = _guaranteed(tx, pid)
     out["outstanding"] = int(tx.scalar("SELECT COALESCE(SUM(balance), 0) FROM accounts WHERE "
                                        "name LIKE ?", (prefix + "%",), default=0))
@@ -563,9 +635,12 @@ def ledger_time(tx: Tx, wall: int) -> int:
     return max(wall, books_time(tx))
 
 
-def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]:
+def report(tx: Tx, now: int, program: str | None = None,
+           window: int = HOTLIST_MAX_AGE_S) -> list[dict[str, Any]]:
     """Per programme: funded, spent (subsidy) / released (prepaid) by merchant and category,
-    refunded, outstanding, refused, purses; `check` says whether the books balance for it.
+    refunded (returned to the funder, held in the programme account), outstanding, refused,
+    purses; `check` says whether the books balance for it. `window`: the ledger's settling
+    window (its hot-list age), for `returns_at`.
     The state (active, expired, cancelled) is judged at `now` (ledger_time for a database
     read outside its ledger), which each row gives as `as_of`."""
     if program is not None:
@@ -587,22 +662,35 @@ def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]
         purses = tx.one("SELECT COUNT(*), COUNT(closed_at), COUNT(cleared_counter) FROM purses "
                         "WHERE program = ?", (p["id"],))
         pub = public_program(p, now)
-        refunded = s["refunds"] - s["reopened"]
+        refunded = s["refunds"] - s["reopened"] - s["late"]
         used = s["spent"] + s["released"]
+        ended = pub["state"] != "active"
         out.append({
             "program": p["name"], "id": pub["id"], "kind": pub["kind"], "state": pub["state"],
             "as_of": now, "funder": p["funder"], "expires": p["expires"],
             "funded": s["funded"], "spent": s["spent"], "released": s["released"],
             "refunded": refunded, "outstanding": s["outstanding"],
+            "returned": s["returned"], "held": s["program_account"],
+            "late_after_return": s["late"],
+            "returns_at": returns_at(p, window) if ended else None,
             "guaranteed_beyond_purse": s["guaranteed"],
             "programme_account": s["program_account"],
             "by_merchant": by,
             "refused_payments": int(refused[0]), "refused_amount": int(refused[1]),
             "purses": int(purses[0]), "purses_closed": int(purses[1]),
             "purses_cleared_on_card": int(purses[2]),
-            "balanced": s["funded"] == used + refunded + s["outstanding"],
+            "balanced": (s["funded"] == used + refunded + s["outstanding"]
+                         and _split_ok(s)),
         })
     return out
+
+
+def _split_ok(s: dict[str, int]) -> bool:
+    """refunded + late (+ funding not loaded) = returned + held: the programme account's side,
+    `returned` and `paid_in` by the accounts postings join, `held` its stored balance."""
+    refunded = s["refunds"] - s["reopened"] - s["late"]
+    return (refunded + s["late"] + s["paid_in"] - s["funded"]
+            == s["returned"] + s["program_account"])
 
 
 def _payment_envelope(tx: Tx, ref: str) -> bytes | None:
@@ -635,14 +723,30 @@ def check(tx: Tx) -> dict[str, Any]:
         pid = p["id"]
         s = _sums(tx, pid)
         used = s["spent"] + s["released"]
-        refunded = s["refunds"] - s["reopened"]
+        refunded = s["refunds"] - s["reopened"] - s["late"]
         books.append({"program": p["name"], "kind": KIND_NAMES[p["kind"]],
                       "funded": s["funded"], "used": used,
-                      "refunded": refunded, "outstanding": s["outstanding"]})
+                      "refunded": refunded, "outstanding": s["outstanding"],
+                      "returned": s["returned"], "held": s["program_account"],
+                      "late": s["late"]})
         if s["funded"] != used + refunded + s["outstanding"]:
             problems.append({"program": p["name"], "error": "funded != spent + refunded + "
                              "outstanding", "funded": s["funded"], "spent": used,
                              "refunded": refunded, "outstanding": s["outstanding"]})
+        if not _split_ok(s):
+            problems.append({"program": p["name"], "error": "refunded + late != returned + "
+                             "held", "refunded": refunded, "late": s["late"],
+                             "returned": s["returned"], "held": s["program_account"]})
+        # value leaving the programme account for outside its purses: only a return, to the
+        # funder's account, after the programme ended
+        funder = P.owner_acct(p["funder"])
+        for dst, kind, amount, at in tx.all(
+                "SELECT dst, kind, amount, at FROM postings WHERE src = ? AND dst NOT LIKE ?",
+                (program_acct(pid), f"purse:{pid.hex()}:%")):
+            if dst != funder or kind != "program_return" or int(at) < ended_at(p):
+                problems.append({"program": p["name"], "error": "programme value returned "
+                                 "other than to its funder after its end", "dst": dst,
+                                 "kind": kind, "amount": int(amount), "at": int(at)})
         rule = p["body"]
         prefix = f"purse:{pid.hex()}:"
         # every purse posting to a merchant: that payment's payee allowed by the rule

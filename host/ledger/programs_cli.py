@@ -167,7 +167,8 @@ def cancel(name: str, db_url: str, issuer_key: str | None) -> None:
     led = _ledger(db_url, issuer_key)
     out = _run(lambda: programs.cancel(led, name))
     click.echo(f"programme {out['program']} cancelled: {out['closed']} purses closed, "
-               f"{money(out['refunded'])} refunded")
+               f"{money(out['refunded'])} refunded, {money(out['returned'])} returned to the "
+               f"funder (the programme account's value returns at {iso(out['returns_at'])})")
 
 
 @program.command()
@@ -197,7 +198,8 @@ def sweep(db_url: str, issuer_key: str | None, at: str | None) -> None:
         "the wall clock" if now == wall else "the books' latest time")
     out = _run(lambda: programs.sweep(led))
     click.echo(f"swept as of {iso(led.now())} ({how}): {out['closed']} purses closed, "
-               f"{money(out['refunded'])} refunded")
+               f"{money(out['refunded'])} refunded, {money(out['returned'])} returned to "
+               f"funders")
 
 
 @program.command()
@@ -241,6 +243,11 @@ def report(name: str | None, db_url: str, fmt: str, as_json: bool, at: str | Non
                        f"{money(r['spent'] + r['released'])} + refunded {money(r['refunded'])} "
                        f"+ outstanding {money(r['outstanding'])}"
                        f"{'' if r['balanced'] else '  NOT BALANCED'}")
+            if r["returns_at"] is not None:
+                click.echo(f"  refunded: returned to the funder {money(r['returned'])}, held "
+                           f"{money(r['held'])} (returns at {iso(r['returns_at'])})"
+                           + (f", late payments after the return {money(r['late_after_return'])}"
+                              f" (paid from issuer:loss)" if r["late_after_return"] else ""))
             for m in r["by_merchant"]:
                 click.echo(f"  merchant {m['merchant']} category {m['category']}: "
                            f"{m['payments']} payments, {money(m['amount'])}")

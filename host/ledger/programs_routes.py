@@ -93,8 +93,16 @@ class ProgramReportRow(Out):
     funded: Money
     spent: Money
     released: Money
-    refunded: Money
+    refunded: Money = Field(description="refunded from purses and not spent since: returned + "
+                            "held - late_after_return")
     outstanding: Money
+    returned: Money = Field(description="returned to the funder's account (program_return)")
+    held: Money = Field(description="refunded value still in the programme account, until "
+                        "returns_at")
+    late_after_return: Money = Field(description="late honest payments credited after the "
+                                     "return, covered by issuer:loss (purse_late)")
+    returns_at: int | None = Field(description="when the held value goes back to the funder "
+                                   "(the end plus the settling window); null while active")
     guaranteed_beyond_purse: Money
     programme_account: Money
     by_merchant: list[ProgramByMerchant]
@@ -103,7 +111,8 @@ class ProgramReportRow(Out):
     purses: int
     purses_closed: int
     purses_cleared_on_card: int
-    balanced: bool = Field(description="funded = spent + released + refunded + outstanding")
+    balanced: bool = Field(description="funded = spent + released + refunded + outstanding, "
+                           "and refunded + late_after_return = returned + held")
 
 
 class ProgramLoadOut(Out):
@@ -119,11 +128,16 @@ class ProgramCancelOut(Out):
     cancelled_at: int
     closed: int = Field(description="purses closed now")
     refunded: Money
+    returned: Money = Field(description="returned to the funder now (a programme ended "
+                            "longer ago than the settling window)")
+    returns_at: int
 
 
 class SweepOut(Out):
     closed: int
     refunded: Money
+    returned: Money = Field(description="returned to funders: programmes ended longer ago "
+                            "than the settling window")
 
 
 ProgramRef = Annotated[str, PathParam(pattern=NO_NUL,
@@ -153,7 +167,8 @@ def router(ledger: Ledger, op: list[Any]) -> APIRouter:
 
     @r.get("/v1/programs", response_model=list[ProgramReportRow], responses=responses(401))
     def report_all() -> list[dict[str, Any]]:
-        return ledger.db.read(lambda tx: programs.report(tx, ledger.now()))
+        return ledger.db.read(lambda tx: programs.report(tx, ledger.now(),
+                                                               window=ledger.hotlist_max_age_s))
 
     @r.post("/v1/programs/sweep", response_model=SweepOut, responses=responses(401, 413))
     def sweep() -> dict[str, Any]:
@@ -162,7 +177,8 @@ def router(ledger: Ledger, op: list[Any]) -> APIRouter:
     @r.get("/v1/programs/{name}", response_model=ProgramReportRow,
            responses=responses(401, 404, 422))
     def report_one(name: ProgramRef) -> dict[str, Any]:
-        return ledger.db.read(lambda tx: programs.report(tx, ledger.now(), name))[0]
+        return ledger.db.read(lambda tx: programs.report(
+            tx, ledger.now(), name, window=ledger.hotlist_max_age_s))[0]
 
     @r.post("/v1/programs/{name}/load", response_model=ProgramLoadOut,
             responses=responses(400, 401, 404, 409, 413, 415, 422))

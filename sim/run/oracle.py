@@ -676,6 +676,8 @@ class Oracle:
                 continue
             if kind == "purse_load":
                 flows[_purse_of(dst)]["loaded"] += amount
+            elif kind == "purse_late":  # a late payment after the return: reopened by the issuer
+                flows[_purse_of(dst)]["reopened"] += amount
             elif kind in ("purse_refund", "purse_reopen"):
                 key = _purse_of(src if kind == "purse_refund" else dst)
                 other = dst if kind == "purse_refund" else src
@@ -965,6 +967,8 @@ def programme_flow(src: str, dst: str, kind: str) -> str | None:
         "purse_spend": purse(src) is not None and dst.startswith("merchant:"),
         "purse_release": purse(src) is not None and dst.startswith("merchant:"),
         "purse_guarantee": src == "issuer:loss" and dst.startswith("merchant:"),
+        "program_return": prog(src) is not None and dst.startswith("owner:"),
+        "purse_late": src == "issuer:loss" and purse(dst) is not None,
     }.get(kind)
     if ok is None:
         return "no programme moves earmarked value by such a posting"

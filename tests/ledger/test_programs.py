@@ -165,7 +165,7 @@ def test_prepaid_lessons_released_per_use_then_expiry_refunds(world: PWorld) -> 
     assert (rep["released"], rep["outstanding"]) == (7500, 2500)
     # expiry: the books refund at expiry (sweep), the card's purse clears at its next sync
     w.clock.advance(11 * DAY)
-    assert w.client.program_sweep() == {"closed": 1, "refunded": 2500}
+    assert w.client.program_sweep() == {"closed": 1, "refunded": 2500, "returned": 0}
     rep = w.client.programs("piano")
     assert (rep["refunded"], rep["outstanding"], rep["state"]) == (2500, 0, "expired")
     w.sync(a)
@@ -454,7 +454,7 @@ def test_report_judges_the_state_by_the_ledgers_time_not_todays(db_url: str) -> 
         r = run(cli, report)
         assert r.exit_code == 0 and "bus-2026 (subsidy, active, funder city)" in r.output
         w.clock.advance(2 * DAY)
-        assert w.client.program_sweep() == {"closed": 1, "refunded": 3000}
+        assert w.client.program_sweep() == {"closed": 1, "refunded": 3000, "returned": 0}
         books = "funded 30.00 = spent 0.00 + refunded 30.00 + outstanding 0.00"
         r = run(cli, report)
         assert r.exit_code == 0, r.output
@@ -643,3 +643,177 @@ def test_sweep_judges_expiry_by_the_ledgers_time_as_report_does(tmp_path) -> Non
     assert after["balanced"] and iso(0) != books_t
     r = run(cli, ["ledger", "check", "--db", db])
     assert r.exit_code == 0, r.output
+
+
+# ---- the return to the funder (program_return) and late payments after it ----------------
+def _balance(w: World, name: str) -> int:
+    return w.ledger.db.read(lambda tx: int(tx.scalar(
+        "SELECT balance FROM accounts WHERE name = ?", (name,), default=0) or 0))
+
+
+def _returns(w: World, pid: bytes) -> list[tuple[str, int]]:
+    return w.ledger.db.read(lambda tx: [(r[0], int(r[1])) for r in tx.all(
+        "SELECT dst, amount FROM postings WHERE kind = 'program_return' AND src = ?",
+        (programs.program_acct(pid),))])
+
+
+def _split(w: World, name: str) -> tuple[int, int, int, int]:
+    """(refunded, returned, held, late) recounted from the raw postings and the stored
+    programme account (not the report's figures)."""
+    pid = programs.program_id(name).hex()
+    prog, purse = f"program:{pid}", f"purse:{pid}:"
+
+    def fn(tx):
+        refunded = returned = late = 0
+        for src, dst, amount, kind in tx.all("SELECT src, dst, amount, kind FROM postings"):
+            if src.startswith(purse) and dst == prog:
+                refunded += amount
+            elif src == prog and dst.startswith(purse) and kind != "purse_load":
+                refunded -= amount
+            elif src == "issuer:loss" and dst.startswith(purse):
+                late += amount
+            elif src == prog and dst.startswith("owner:"):
+                returned += amount
+        held = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?", (prog,)))
+        return refunded - late, returned, held, late
+
+    return w.ledger.db.read(fn)
+
+
+def test_the_refund_returns_to_the_funder_after_the_settling_window_once(
+        world: PWorld, db_url: str) -> None:
+    """An expired programme's refunded value is held in program:P through the settling window
+    (the hot-list age: late honest payments reopen from it), then a sweep returns it to
+    owner:F, exactly once however often the sweep runs."""
+    from tapcash.host.cli import cli
+
+    w = world
+    a, bus, prog = _day_subsidy(w)
+    pid = bytes.fromhex(prog["id"])
+    assert w.pay(a, bus, 500).earmarked == 500
+    w.sync(bus)
+    funder0 = _balance(w, "owner:city")
+    w.clock.advance(2 * DAY)
+    assert w.client.program_sweep() == {"closed": 1, "refunded": 2500, "returned": 0}
+    rep = w.client.programs("bus-2026")
+    window = w.ledger.hotlist_max_age_s
+    assert rep["returns_at"] == prog["expires"] + window
+    assert (rep["refunded"], rep["returned"], rep["held"]) == (2500, 0, 2500)
+    w.clock.advance(rep["returns_at"] - 1 - w.clock.now())  # the window not yet passed
+    assert w.client.program_sweep()["returned"] == 0
+    assert _balance(w, "owner:city") == funder0 and _returns(w, pid) == []
+    w.clock.advance(1)
+    assert w.client.program_sweep() == {"closed": 0, "refunded": 0, "returned": 2500}
+    assert _balance(w, "owner:city") == funder0 + 2500
+    for _ in range(2):  # again: nothing more
+        assert w.client.program_sweep()["returned"] == 0
+    assert _returns(w, pid) == [("owner:city", 2500)]
+    rep = w.client.programs("bus-2026")
+    assert (rep["refunded"], rep["returned"], rep["held"], rep["balanced"]) == (
+        2500, 2500, 0, True)
+    assert _split(w, "bus-2026") == (2500, 2500, 0, 0)
+    r = CliRunner().invoke(cli, ["ledger", "program", "report", "bus-2026", "--db", db_url])
+    assert "refunded: returned to the funder 25.00, held 0.00" in r.output, r.output
+    r = CliRunner().invoke(cli, ["ledger", "check", "--db", db_url])
+    assert r.exit_code == 0 and "(refunded: returned 25.00, held 0.00)" in r.output, r.output
+
+
+def test_concurrent_sweeps_return_once(world: PWorld) -> None:
+    import threading
+
+    w = world
+    a, _bus, prog = _day_subsidy(w)
+    w.clock.advance(2 * DAY + w.ledger.hotlist_max_age_s)
+    gate = threading.Barrier(4)
+    outs: list[dict] = []
+
+    def run() -> None:
+        gate.wait()
+        outs.append(programs.sweep(w.ledger))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o["returned"] for o in outs) == [0, 0, 0, 3000]
+    assert sum(o["refunded"] for o in outs) == 3000
+    assert _returns(w, bytes.fromhex(prog["id"])) == [("owner:city", 3000)]
+    assert w.ledger.invariant()["ok"]
+
+
+def test_a_late_payment_after_the_return_is_credited_from_issuer_loss(world: PWorld) -> None:
+    """A payment signed offline inside the programme, uploaded by a POS that stayed offline
+    past the settling window, after the value went back to the funder: credited to the
+    merchant all the same, covered by issuer:loss (`purse_late`), at most what that purse had
+    refunded; the funder keeps its return; the books balance."""
+    w = world
+    a, bus, prog = _day_subsidy(w)
+    r = w.pay(a, bus, 800)  # offline, inside the window; the POS does not sync
+    assert r.approved and r.earmarked == 800
+    w.clock.advance(2 * DAY + w.ledger.hotlist_max_age_s)
+    assert w.client.program_sweep() == {"closed": 1, "refunded": 3000, "returned": 3000}
+    funder = _balance(w, "owner:city")
+    merchant = f"merchant:{bus.merchant.hex()}"
+    before = _balance(w, merchant)
+    res = w.sync(bus)  # the late upload
+    assert res.refused == 0
+    assert _balance(w, merchant) == before + 800  # credited, never refused
+    assert _balance(w, "owner:city") == funder
+    late = w.ledger.db.read(lambda tx: tx.all(
+        "SELECT src, dst, amount FROM postings WHERE kind = 'purse_late'"))
+    assert [tuple(x) for x in late] == [
+        ("issuer:loss", programs.purse_acct(bytes.fromhex(prog["id"]), a.id), 800)]
+    rep = w.client.programs("bus-2026")
+    assert (rep["spent"], rep["refunded"], rep["returned"], rep["held"],
+            rep["late_after_return"], rep["outstanding"]) == (800, 2200, 3000, 0, 800, 0)
+    assert rep["balanced"] and _split(w, "bus-2026") == (2200, 3000, 0, 800)
+    inv = w.client.invariant()
+    assert inv["ok"] and inv["fraud_loss"] == 800 and inv["programs"]["ok"]
+    w.sync(a)  # the card's purse clears; nothing else moves
+    assert purses_on(a) == [] and w.client.programs("bus-2026")["returned"] == 3000
+
+
+def test_ledger_check_fails_on_a_hand_broken_return(world: PWorld, db_url: str) -> None:
+    from tapcash.host.cli import cli
+
+    w = world
+    a, _bus, prog = _day_subsidy(w)
+    w.client.deposit("mallory", 100)
+    pid = bytes.fromhex(prog["id"])
+    acct = programs.program_acct(pid)
+    w.clock.advance(2 * DAY)
+    w.client.program_sweep()  # refunded, held in the programme account
+
+    def sql(*stmts):
+        def fn(tx):
+            for s, args in stmts:
+                tx.execute(s, args)
+        w.ledger.db.write(fn)
+
+    def check() -> tuple[int, str]:
+        r = CliRunner().invoke(cli, ["ledger", "check", "--db", db_url])
+        return r.exit_code, r.output
+
+    assert check()[0] == 0
+    # a "return" to another account than the funder's (the global books still balance)
+    move = ("INSERT INTO postings (src, dst, amount, kind, ref, at) VALUES (?, ?, 1000, "
+            "'program_return', 'tamper', ?)", (acct, "owner:mallory", w.clock.now()))
+    sql(move, ("UPDATE accounts SET balance = balance - 1000 WHERE name = ?", (acct,)),
+        ("UPDATE accounts SET balance = balance + 1000 WHERE name = 'owner:mallory'", ()))
+    code, out = check()
+    assert code == 1 and "returned other than to its funder" in out, out
+    sql(("DELETE FROM postings WHERE ref = 'tamper'", ()),
+        ("UPDATE accounts SET balance = balance + 1000 WHERE name = ?", (acct,)),
+        ("UPDATE accounts SET balance = balance - 1000 WHERE name = 'owner:mallory'", ()))
+    assert check()[0] == 0
+    # the real return, then its posting lost (the balances kept)
+    w.clock.advance(w.ledger.hotlist_max_age_s)
+    assert w.client.program_sweep()["returned"] == 3000
+    assert check()[0] == 0
+    sql(("DELETE FROM postings WHERE kind = 'program_return'", ()))
+    code, out = check()
+    assert code == 1 and "refunded + late != returned + held" in out, out
+    sql(("INSERT INTO postings (src, dst, amount, kind, ref, at) VALUES (?, 'owner:city', 3000, "
+         "'program_return', ?, ?)", (acct, pid.hex(), w.clock.now())))
+    assert check()[0] == 0

@@ -439,6 +439,14 @@ CREATE TABLE journal_blocks (
 )
 """,
     ),
+    (
+        13,
+        "programs.return_window: each programme's settling window (the hot-list age of the "
+        "ledger that created it), so every reader of the database states one returns_at",
+        # NULL for programmes created before: the default hot-list age (7 days), the only one
+        # a served ledger had then.
+        "ALTER TABLE programs ADD COLUMN return_window {bigint}",
+    ),
 ]
 
 LATEST = STEPS[-1][0]

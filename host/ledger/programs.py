@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 KINDS = {"subsidy": proto.PROG_SUBSIDY, "prepaid": proto.PROG_PREPAID}
 KIND_NAMES = {v: k for k, v in KINDS.items()}
 SPEND_KIND = {proto.PROG_SUBSIDY: "purse_spend", proto.PROG_PREPAID: "purse_release"}
-PROGRAM_COLS = "id, name, funder, kind, rule, valid_from, expires, cancelled_at, created_at"
+PROGRAM_COLS = ("id, name, funder, kind, rule, valid_from, expires, cancelled_at, created_at, "
+                "return_window")
 _NAMES = [c.strip() for c in PROGRAM_COLS.split(",")]
 
 
@@ -132,19 +133,27 @@ def ended_at(p: dict[str, Any]) -> int:
     return min(int(c), p["expires"]) if c else p["expires"]
 
 
-def returns_at(p: dict[str, Any], window: int) -> int:
+def return_window(p: dict[str, Any]) -> int:
+    """The programme's settling window: the hot-list age (`hotlist_max_age_s`: a POS that takes
+    payments syncs within it, uploading what it took before the end) of the ledger that created
+    it, recorded with it (`programs.return_window`), so the server, its sweep and the CLI on
+    the database all state one `returns_at`; the default age for a programme made before."""
+    w = p.get("return_window")
+    return HOTLIST_MAX_AGE_S if w is None else int(w)
+
+
+def returns_at(p: dict[str, Any]) -> int:
     """When the programme account's value goes back to the funder (docs/LEDGER.md §6): the
-    end plus the settling window (the hot-list age, `hotlist_max_age_s`: a POS that takes
-    payments syncs within it, uploading what it took before the end)."""
-    return ended_at(p) + window
+    end plus the programme's settling window (`return_window`)."""
+    return ended_at(p) + return_window(p)
 
 
-def _return(tx: Tx, book: P.Book, p: dict[str, Any], now: int, window: int) -> int:
+def _return(tx: Tx, book: P.Book, p: dict[str, Any], now: int) -> int:
     """Return what the programme account holds to the funder's account once the settling
     window has passed (the programme key locked by the caller); the amount returned. Once:
     nothing refills the account after that (its purses are closed, loads refused, and a late
     payment is covered by issuer:loss, `post`)."""
-    if now < returns_at(p, window):
+    if now < returns_at(p):
         return 0
     prog = program_acct(p["id"])
     bal = book.balance(prog)
@@ -192,8 +201,9 @@ def create(
         old = get_program(tx, pid)
         if old is not None:
             raise LedgerError(409, f"programme {name} exists")
-        tx.execute(f"INSERT INTO programs ({PROGRAM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (pid, name, funder, KINDS[kind], rule, start, expires, None, now))
+        tx.execute(f"INSERT INTO programs ({PROGRAM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (pid, name, funder, KINDS[kind], rule, start, expires, None, now,
+                    ledger.hotlist_max_age_s))
         P.create_accounts(tx, [program_acct(pid)])
         return public_program(need_program(tx, pid), now)
 
@@ -334,11 +344,11 @@ def cancel(ledger: Ledger, program: str) -> dict[str, Any]:
             p["cancelled_at"] = now
         book = P.Book(tx, now)
         n, amount = _close_purses(tx, book, p, now)
-        back = _return(tx, book, p, now, ledger.hotlist_max_age_s)
+        back = _return(tx, book, p, now)
         book.flush()
         return {"program": p["name"], "cancelled_at": p["cancelled_at"], "closed": n,
                 "refunded": amount, "returned": back,
-                "returns_at": returns_at(p, ledger.hotlist_max_age_s)}
+                "returns_at": returns_at(p)}
 
     return ledger.db.write(tx_fn)
 
@@ -346,8 +356,7 @@ def cancel(ledger: Ledger, program: str) -> dict[str, Any]:
 def sweep(ledger: Ledger) -> dict[str, Any]:
     """Refund the purses of every expired programme (the books at expiry; run it daily), and
     return the programme account's value to the funder of every programme ended longer ago
-    than the settling window (`returns_at`)."""
-    window = ledger.hotlist_max_age_s
+    than its settling window (`returns_at`)."""
 
     def tx_fn(tx: Tx) -> dict[str, Any]:
         now = ledger.now()
@@ -363,7 +372,7 @@ def sweep(ledger: Ledger) -> dict[str, Any]:
             n, a = _close_purses(tx, book, p, now)
             closed += n
             refunded += a
-            returned += _return(tx, book, p, now, window)
+            returned += _return(tx, book, p, now)
         book.flush()
         return {"closed": closed, "refunded": refunded, "returned": returned}
 
@@ -635,12 +644,11 @@ def ledger_time(tx: Tx, wall: int) -> int:
     return max(wall, books_time(tx))
 
 
-def report(tx: Tx, now: int, program: str | None = None,
-           window: int = HOTLIST_MAX_AGE_S) -> list[dict[str, Any]]:
+def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]:
     """Per programme: funded, spent (subsidy) / released (prepaid) by merchant and category,
     refunded (returned to the funder, held in the programme account), outstanding, refused,
-    purses; `check` says whether the books balance for it. `window`: the ledger's settling
-    window (its hot-list age), for `returns_at`.
+    purses; `check` says whether the books balance for it; `returns_at` by the programme's
+    own settling window (`return_window`), whoever reads the database.
     The state (active, expired, cancelled) is judged at `now` (ledger_time for a database
     read outside its ledger), which each row gives as `as_of`."""
     if program is not None:
@@ -672,7 +680,8 @@ def report(tx: Tx, now: int, program: str | None = None,
             "refunded": refunded, "outstanding": s["outstanding"],
             "returned": s["returned"], "held": s["program_account"],
             "late_after_return": s["late"],
-            "returns_at": returns_at(p, window) if ended else None,
+            "returns_at": returns_at(p) if ended else None,
+            "return_window": return_window(p),
             "guaranteed_beyond_purse": s["guaranteed"],
             "programme_account": s["program_account"],
             "by_merchant": by,

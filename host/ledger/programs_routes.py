@@ -102,7 +102,9 @@ class ProgramReportRow(Out):
     late_after_return: Money = Field(description="late honest payments credited after the "
                                      "return, covered by issuer:loss (purse_late)")
     returns_at: int | None = Field(description="when the held value goes back to the funder "
-                                   "(the end plus the settling window); null while active")
+                                   "(the end plus return_window); null while active")
+    return_window: int = Field(description="the programme's settling window in seconds: the "
+                               "hot-list age of the ledger that created it, recorded with it")
     guaranteed_beyond_purse: Money
     programme_account: Money
     by_merchant: list[ProgramByMerchant]
@@ -167,8 +169,7 @@ def router(ledger: Ledger, op: list[Any]) -> APIRouter:
 
     @r.get("/v1/programs", response_model=list[ProgramReportRow], responses=responses(401))
     def report_all() -> list[dict[str, Any]]:
-        return ledger.db.read(lambda tx: programs.report(tx, ledger.now(),
-                                                               window=ledger.hotlist_max_age_s))
+        return ledger.db.read(lambda tx: programs.report(tx, ledger.now()))
 
     @r.post("/v1/programs/sweep", response_model=SweepOut, responses=responses(401, 413))
     def sweep() -> dict[str, Any]:
@@ -177,8 +178,7 @@ def router(ledger: Ledger, op: list[Any]) -> APIRouter:
     @r.get("/v1/programs/{name}", response_model=ProgramReportRow,
            responses=responses(401, 404, 422))
     def report_one(name: ProgramRef) -> dict[str, Any]:
-        return ledger.db.read(lambda tx: programs.report(
-            tx, ledger.now(), name, window=ledger.hotlist_max_age_s))[0]
+        return ledger.db.read(lambda tx: programs.report(tx, ledger.now(), name))[0]
 
     @r.post("/v1/programs/{name}/load", response_model=ProgramLoadOut,
             responses=responses(400, 401, 404, 409, 413, 415, 422))

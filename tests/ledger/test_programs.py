@@ -817,3 +817,43 @@ def test_ledger_check_fails_on_a_hand_broken_return(world: PWorld, db_url: str) 
     sql(("INSERT INTO postings (src, dst, amount, kind, ref, at) VALUES (?, 'owner:city', 3000, "
          "'program_return', ?, ?)", (acct, pid.hex(), w.clock.now())))
     assert check()[0] == 0
+
+
+def test_the_settling_window_is_the_programmes_whoever_reads_the_database(
+        world: PWorld, db_url: str, tmp_path) -> None:
+    """A ledger served with another hot-list age (here 1 h) states returns_at by it, and the CLI
+    on its database (`program report`, `program sweep --db`, a ledger of the default 7 days)
+    stated and swept by 7 days. Now the window is recorded with the programme when it is
+    created (programs.return_window): every reader states one returns_at and the CLI's sweep
+    returns the value when the server's would, whatever age a later ledger runs with."""
+    from tapcash.host.cli import cli
+
+    w = world
+    w.ledger.hotlist_max_age_s = 3600  # the server's configured hot-list age
+    _a, _bus, prog = _day_subsidy(w)
+    pid = bytes.fromhex(prog["id"])
+    w.clock.advance(DAY + 1800)  # expired half an hour ago
+    assert w.client.program_sweep() == {"closed": 1, "refunded": 3000, "returned": 0}
+    want = prog["expires"] + 3600
+    rep = w.client.programs("bus-2026")
+    assert (rep["returns_at"], rep["return_window"]) == (want, 3600), rep
+    run = CliRunner().invoke
+    r = run(cli, ["ledger", "program", "report", "bus-2026", "--db", db_url, "--json"])
+    assert r.exit_code == 0, r.output
+    assert (json.loads(r.output)[0]["returns_at"], json.loads(r.output)[0]["return_window"]) == (
+        want, 3600)
+    w.ledger.hotlist_max_age_s = 7 * DAY  # restarted with another age: the programme keeps its
+    assert w.client.programs("bus-2026")["returns_at"] == want
+    w.clock.advance(1800)
+    w.client.deposit("city", 1, "a stamp at returns_at")  # the books' time reaches it
+    key = tmp_path / "issuer.key"
+    w.issuer.save(key)
+    funder0 = _balance(w, "owner:city")
+    r = run(cli, ["ledger", "program", "sweep", "--db", db_url, "--issuer-key", str(key)])
+    assert r.exit_code == 0 and "0.00 refunded, 30.00 returned to funders" in r.output, r.output
+    assert _balance(w, "owner:city") == funder0 + 3000 and _returns(w, pid) == [
+        ("owner:city", 3000)]
+    # a programme created before the window was recorded (NULL): the default age, 7 days
+    w.ledger.db.write(lambda tx: tx.execute("UPDATE programs SET return_window = NULL"))
+    rep = w.client.programs("bus-2026")
+    assert (rep["returns_at"], rep["return_window"]) == (prog["expires"] + 7 * DAY, 7 * DAY)

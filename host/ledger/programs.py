@@ -387,6 +387,7 @@ class _View:
         self.tx = tx
         self.programs: dict[bytes, dict[str, Any] | None] = {}
         self.purses: dict[tuple[bytes, bytes], tuple | None] = {}
+        self.locked: set[bytes] = set()  # programme keys this transaction holds (post)
 
     def program(self, pid: bytes) -> dict[str, Any] | None:
         if pid not in self.programs:
@@ -454,13 +455,15 @@ def post(ap: _Apply, pay: Pay, dst: str, ref: str) -> int:
     book = ap.book
     acct = purse_acct(pay.program, pay.wallet)
     prog = program_acct(pay.program)
+    if pay.program not in v.locked:
+        # serialized with a sweep or cancel refunding this purse and returning the programme
+        # account (they read both under this lock): both are read here first after it
+        ap.tx.lock([program_key(pay.program)])
+        v.locked.add(pay.program)
     short = pay.earmarked - book.balance(acct)
     if short > 0:
         refunded = _net_refunded(ap, pay.program, pay.wallet)
         if refunded > 0:
-            # serialized with a sweep returning the programme account (it reads it after
-            # the same lock); the account is read here first, after the lock
-            ap.tx.lock([program_key(pay.program)])
             reopen = min(short, refunded, book.balance(prog))
             if reopen > 0:
                 book.move(prog, acct, reopen, "purse_reopen", ref)

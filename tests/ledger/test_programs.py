@@ -857,3 +857,48 @@ def test_the_settling_window_is_the_programmes_whoever_reads_the_database(
     w.ledger.db.write(lambda tx: tx.execute("UPDATE programs SET return_window = NULL"))
     rep = w.client.programs("bus-2026")
     assert (rep["returns_at"], rep["return_window"]) == (prog["expires"] + 7 * DAY, 7 * DAY)
+
+
+def test_a_purse_payment_racing_the_sweep_that_refunds_its_purse_is_spent_once(
+        world: PWorld, monkeypatch) -> None:
+    """A POS uploads a purse payment taken before the expiry while a sweep refunds that purse:
+    the payment's spend and the refund must not both take the purse's value. Before, the
+    ingest read the purse's balance without the programme's lock and the sweep read it under
+    that lock: both moved value out of the same 30.00 (8.00 to the merchant, 30.00 refunded),
+    and only the accounts' CHECK constraint (purse at -8.00) stopped it, failing the sweep
+    with an unhandled error (a 500; in the other order the upload). The sweep is held after it
+    read the purse (a pause, nothing replaced) while the POS uploads."""
+    import threading
+
+    w = world
+    a, bus, prog = _day_subsidy(w)
+    pid = bytes.fromhex(prog["id"])
+    assert w.pay(a, bus, 800).earmarked == 800  # offline, inside the programme; no sync yet
+    w.clock.advance(2 * DAY)
+    read, go = threading.Event(), threading.Event()
+    real = programs._close_purses
+
+    def held(*args, **kw):
+        out = real(*args, **kw)
+        read.set()
+        go.wait(20)
+        return out
+
+    monkeypatch.setattr(programs, "_close_purses", held)
+    outs: list = []
+    sweep = threading.Thread(target=lambda: outs.append(programs.sweep(w.ledger)))
+    sweep.start()
+    assert read.wait(20)
+    upload = threading.Thread(target=lambda: outs.append(w.sync(bus)))
+    upload.start()
+    upload.join(3)  # a correct ingest waits here for the sweep's programme lock
+    go.set()
+    sweep.join(30)
+    upload.join(30)
+    assert len(outs) == 2
+    purse = programs.purse_acct(pid, a.id)
+    assert _balance(w, purse) == 0
+    assert _balance(w, f"merchant:{bus.merchant.hex()}") == 800
+    refunded, returned, held_, late = _split(w, "bus-2026")
+    assert (refunded, returned, held_, late) == (2200, 0, 2200, 0)
+    assert w.ledger.invariant()["ok"], w.ledger.invariant()

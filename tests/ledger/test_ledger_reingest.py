@@ -220,15 +220,23 @@ def test_an_uploads_authentication_reads_no_device_row_once_its_key_is_known(
 
 def test_a_batch_whose_signers_keys_are_cached_reads_none_of_them(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """prepare takes the payers' and terminals' keys from the cache of device keys without a
-    read transaction once it holds them all (Ledger.keys_of); a signer it does not hold yet is
-    read, once."""
+    query once it holds them all (Ledger.device_keys, in prepare's one read transaction); a
+    signer it does not hold yet is read, once."""
+    from tapcash.host.ledger.db import Tx
+
     db, ledger, fleet = _world(tmp_path)
     gen = fleet.batches(40, 20)
     wid, rec1, st1 = next(gen)
     _wid, rec2, st2 = next(gen)
     lookups: list = []
-    real = ledger.device_keys
-    monkeypatch.setattr(ledger, "device_keys", lambda tx, ids: lookups.append(ids) or real(tx, ids))
+    real = Tx.all
+
+    def spy(tx: Tx, sql: str, params=()) -> list:  # noqa: ANN001
+        if sql.startswith("SELECT id, kind, pubkey FROM devices"):
+            lookups.append({bytes(p) for p in params})
+        return real(tx, sql, params)
+
+    monkeypatch.setattr(Tx, "all", spy)
     ledger._keys.clear()  # as in a server that has just started
     assert ingest(ledger, wid, *_wire(rec1, st1))["accepted"] == 20
     assert lookups == [{wid}]

@@ -27,6 +27,25 @@ UNIT, CAP = 250, 1000  # an attacked prepaid package's lesson price and per-paym
 # Merchant categories of an adversarial run's POS (ISO 18245: transport, schools, grocery), so a
 # category rule has a terminal of its category and terminals of others; pos_category(n).
 CATEGORIES = (4111, 8299, 5411)
+# The rule shapes a purse attack draws (`open_programme`'s `shape`): a subsidy naming the
+# terminals' merchant ids, a subsidy naming their merchant categories (their certificates'), a
+# prepaid lesson package bound to their merchant ids (schools). An attack may name a variant of
+# a shape after it (`purse_merchant`'s `prepaid_school`, `prepaid_units`): `rule_shape`.
+RULE_SHAPES = ("merchant", "category", "prepaid")
+
+
+def rule_shape(shape: str) -> str:
+    """The rule shape of an attack's shape name (`prepaid_units` -> `prepaid`)."""
+    for s in RULE_SHAPES:
+        if shape == s or shape.startswith(s + "_"):
+            return s
+    raise ValueError(f"unknown rule shape {shape!r} (one of {', '.join(RULE_SHAPES)})")
+
+
+def least_payment(shape: str, amount: int) -> int:
+    """`amount`, raised to at least a lesson for a prepaid shape (so the package pays from the
+    purse: a card pays a package whole lessons only), unchanged for a subsidy."""
+    return amount + UNIT if rule_shape(shape) == "prepaid" and amount < UNIT else amount
 
 
 def pos_category(n: int) -> int:
@@ -54,10 +73,12 @@ def open_programme(
     shape: str = "merchant",
 ) -> bytes:
     """A programme spendable at the terminals of `pos`, loaded onto `holder`'s card (collected
-    at a sync now). Expires `expires_in` s from now (0: at the end of the run). `shape`:
-    "merchant", a subsidy naming their merchant ids; "category", a subsidy naming their
-    categories (from their certificates); "prepaid", a prepaid package bound to their merchant
-    ids (schools), released per use, UNIT a lesson, at most CAP a payment. Returns its id."""
+    at a sync now). Expires `expires_in` s from now (0: at the end of the run). `shape` (one of
+    RULE_SHAPES, or a variant named after one): "merchant", a subsidy naming their merchant ids;
+    "category", a subsidy naming their categories (from their certificates); "prepaid", a
+    prepaid package bound to their merchant ids (schools), released per use, UNIT a lesson, at
+    most CAP a payment. Returns its id."""
+    shape = rule_shape(shape)
     c = run.client
     if c is None:
         raise ValueError("the purse attacks need the ledger")

@@ -19,7 +19,14 @@
 
 No earmarked value may reach a merchant after the expiry (the oracle judges by the run's own
 clock) unless neither the payee POS nor the card synced since the expiry (the bound); the
-expired purse is empty once its card synced."""
+expired purse is empty once its card synced.
+
+Each variant draws a rule shape too (`programme.RULE_SHAPES`, as `purse_merchant` does):
+`merchant`, a subsidy naming B's merchant id; `category`, a subsidy naming B's merchant category
+(its certificate's); `prepaid`, a prepaid lesson package bound to B (UNIT a lesson, at most CAP a
+payment; the payment at least a lesson, so the package pays). The oracle judges each from the
+card-signed body, the time it was signed by the run's clock and the issuer-signed rule (window,
+merchants, categories, cap, unit), not from the ledger's label."""
 
 from __future__ import annotations
 
@@ -29,7 +36,15 @@ from tapcash.firmware.core import proto
 from tapcash.sim.run.oracle import Attack
 
 from .base import AttackKind
-from .programme import PURSE, SkewedClock, local_pos, open_programme, rewrite_rule
+from .programme import (
+    PURSE,
+    RULE_SHAPES,
+    SkewedClock,
+    least_payment,
+    local_pos,
+    open_programme,
+    rewrite_rule,
+)
 
 VARIANTS = ("clock_back", "late_card", "stale_pos")
 LIFE_S = 1200  # the programme's life
@@ -44,15 +59,17 @@ class PurseClock(AttackKind):
         b = targets.any_pos()
         variant = rng.choice(VARIANTS)
         amount = rng.randrange(200, PURSE, 10)
+        shape = rng.choice(RULE_SHAPES)  # drawn last: a seed's variant and amount as before
+        amount = least_payment(shape, amount)
         return [
-            self.ev(t, tag, self.name, 0, w, f"{variant}:{b}"),
+            self.ev(t, tag, self.name, 0, w, f"{variant}:{shape}:{b}"),
             self.ev(t + LIFE_S + 60, tag, self.name, 1, w, b),
             self.ev(t + LIFE_S + 120, tag, self.name, 2, w, b, amount),
         ]
 
     def step(self, run, ev) -> None:
         if ev.count == 0:
-            variant, b = ev.wallet.split(":")
+            variant, shape, b = ev.wallet.split(":")
             honest = variant != "late_card"  # the card is honest, the terminal's clock is not
             atk = run.oracle.attack(
                 Attack(
@@ -61,10 +78,10 @@ class PurseClock(AttackKind):
                     b"" if honest else run.ids[ev.device],
                     run.now_rel(),
                     expect="harmless" if honest else "fraud",
-                    note=f"{variant} {b}",
+                    note=f"{variant} {shape} {b}",
                 )
             )
-            pid = open_programme(run, ev.tag, ev.device, [b], expires_in=LIFE_S)
+            pid = open_programme(run, ev.tag, ev.device, [b], expires_in=LIFE_S, shape=shape)
             run.adv.captured[ev.tag] = {"programme": pid}
             return
         atk = run.adv.attack_of(ev.tag)

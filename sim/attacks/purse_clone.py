@@ -7,7 +7,9 @@ and the programme's books still balance (funded = spent + refunded + outstanding
 package of CAP bound to both schools (UNIT a lesson, at most CAP a payment), released from
 escrow per use: each copy pays whole lessons from the same package, so the second release finds
 the escrow short and the rest is the guarantee's, never more of the funder's escrow than was
-loaded."""
+loaded; `category`, a subsidy of PURSE naming both terminals' merchant categories (their
+certificates', not their ids), each copy spending it at a terminal of an allowed category. The
+shapes are `programme.RULE_SHAPES` (`subsidy` is its `merchant`)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from tapcash.sim.run.oracle import Attack
 from .base import AttackKind, image_bound, limits_of
 from .programme import CAP, PURSE, UNIT, open_programme
 
-SHAPES = ("subsidy", "prepaid")
+SHAPES = ("subsidy", "prepaid", "category")
+RULE = {"subsidy": "merchant", "prepaid": "prepaid", "category": "category"}  # RULE_SHAPES
 
 
 class PurseClone(AttackKind):
@@ -57,10 +60,8 @@ class PurseClone(AttackKind):
                     note=f"{shape}: ",
                 )
             )
-            if shape == "prepaid":
-                open_programme(run, ev.tag, ev.device, [a, b], amount=CAP, shape="prepaid")
-            else:
-                open_programme(run, ev.tag, ev.device, [a, b])
+            open_programme(run, ev.tag, ev.device, [a, b], shape=RULE[shape],
+                           amount=CAP if shape == "prepaid" else PURSE)
             return
         atk = run.adv.attack_of(ev.tag)
         if ev.count == 1:

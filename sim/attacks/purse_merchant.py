@@ -78,9 +78,8 @@ class PurseMerchant(AttackKind):
                 Attack(ev.tag, self.name, run.ids[ev.device], run.now_rel(),
                        note=f"{variant} {shape} {b}")
             )
-            shape_of = "prepaid" if shape.startswith("prepaid") else shape
             run.adv.captured[ev.tag] = {
-                "programme": open_programme(run, ev.tag, ev.device, [a], shape=shape_of),
+                "programme": open_programme(run, ev.tag, ev.device, [a], shape=shape),
                 "shape": shape,
             }
             return

@@ -281,3 +281,90 @@ def test_a_category_rule_and_a_prepaid_package_are_judged_from_the_signed_bodies
         o.check_purses({"invariant": {}, "books": {"balances": {}, "payments": []},
                         "purse_postings": posts}, False)
         assert bool(o.violations) == (want is not None), (name, o.violations)
+
+
+def test_an_expired_category_subsidy_and_prepaid_package_are_judged_from_the_signed_bodies():
+    """purse_clock's category and prepaid shapes, as the oracle judges them: a body whose signed
+    time is past the rule's expiry (late_card) is a verified purse_expired case, one in the
+    window is not (the label proves nothing); a spend or release from escrow of a body the run's
+    clock saw signed after the expiry is a violation once the payee POS had synced since the
+    expiry (clock_back), and within the bound when neither side had (stale_pos), whatever the
+    time the POS wrote in the body."""
+    import base64
+
+    from nacl.signing import SigningKey
+
+    from tapcash.sim.run.oracle import Oracle
+
+    issuer = Issuer(b"\x07" * 32)
+    o = Oracle(issuer.public_key)
+    o.start, end = 1_800_000_000, 1_800_001_200  # the run's t = 0; the programmes' expiry
+    seed, wid = b"\x22" * 32, b"\x12" * 8
+    o.register(issuer.certify_wallet(wid, bytes(SigningKey(seed).verify_key),
+                                     expires=2_000_000_000))
+    bus, school = b"P" * 8, b"S" * 8
+    for pos, merchant, cat in ((bus, b"M" * 8, 4111), (school, b"N" * 8, 8299)):
+        o.register(issuer.certify_pos(pos, b"\x05" * 32, merchant, expires=2_000_000_000,
+                                      category=cat))
+    ride, lessons = b"RIDESEXP", b"LESSONSX"
+    o.rule_seen(issuer.rule(ride, kind=proto.PROG_SUBSIDY, valid_from=o.start, expires=end,
+                            categories=[4111], funder="city"))
+    o.rule_seen(issuer.rule(lessons, kind=proto.PROG_PREPAID, valid_from=o.start, expires=end,
+                            merchants=[b"N" * 8], cap=1000, unit=250, funder="parents"))
+    o.purse_load(ride, wid, 2000)
+    o.purse_load(lessons, wid, 2000)
+    b64 = lambda e: base64.b64encode(e).decode()  # noqa: E731
+
+    def signed(program: bytes, payee: bytes, earmarked: int, counter: int, pos_time: int,
+               run_t: int):
+        env = proto.seal(proto.TAG_PAYMENT, {
+            proto.PAY_WALLET: wid, proto.PAY_COUNTER: counter, proto.PAY_AMOUNT: earmarked,
+            proto.PAY_PAYEE: payee, proto.PAY_CHALLENGE: bytes(16), proto.PAY_PREV: bytes(32),
+            proto.PAY_PURSE: 1, proto.PAY_TIME: pos_time, proto.PAY_BALANCE: 0,
+            proto.PAY_KIND: proto.PAYKIND_POS, proto.PAY_PROGRAM: program,
+            proto.PAY_EARMARKED: earmarked}, seed)
+        o.now = run_t
+        return env, o.signed_by_card(env, "card")
+
+    def flagged(prog: bytes, payee: bytes, s) -> bool:
+        acct = f"purse:{prog.hex()}:{wid.hex()}"
+        other = lessons if prog == ride else ride
+        posts = [[f"program:{prog.hex()}", acct, 2000, "purse_load", "l"],
+                 [acct, f"program:{prog.hex()}", 2000 - s.earmarked, "purse_refund", "r"],
+                 [acct, f"merchant:{o.certs.merchant[payee].hex()}", s.earmarked,
+                  "purse_release" if prog == lessons else "purse_spend",
+                  f"{wid.hex()}:{s.counter}:{s.hash.hex()[:16]}"],
+                 [f"program:{other.hex()}", f"purse:{other.hex()}:{wid.hex()}", 2000,
+                  "purse_load", "l"],
+                 [f"purse:{other.hex()}:{wid.hex()}", f"program:{other.hex()}", 2000,
+                  "purse_refund", "r"]]
+        o.violations.clear()
+        o.check_purses({"invariant": {}, "books": {"balances": {}, "payments": []},
+                        "purse_postings": posts}, False)
+        return bool(o.violations)
+
+    counter = 0
+    for prog, payee, earmarked in ((ride, bus, 500), (lessons, school, 750)):
+        # late_card: the card's copy of the rule rewritten, an honest clock past the expiry
+        counter += 1
+        env, s = signed(prog, payee, earmarked, counter, end + 120, 1320)
+        assert "outside the rule's window" in (o.purse_refusal(s) or ""), prog
+        case = {"kind": "purse_expired", "proof_a": b64(env), "proof_b": b64(env)}
+        assert o.judge_case(case, {})[0], prog
+        # the same label on a body signed in the window proves nothing
+        counter += 1
+        env, s = signed(prog, payee, earmarked, counter, end - 600, 600)
+        assert o.purse_refusal(s) is None
+        case = {"kind": "purse_expired", "proof_a": b64(env), "proof_b": b64(env)}
+        assert not o.judge_case(case, {})[0], prog
+        # a POS clock set back 300 s: the body says before the expiry, the run's clock after it
+        counter += 1
+        env, s = signed(prog, payee, earmarked, counter, end - 180, 1320)
+        assert o.purse_refusal(s) is None  # the body alone cannot tell
+        o.synced_at.clear()
+        assert not flagged(prog, payee, s), o.violations  # stale_pos: neither side synced
+        o.synced_at[payee].append(1260)  # clock_back: the POS synced after the expiry
+        assert flagged(prog, payee, s), prog
+        assert any("after the POS synced past the expiry" in str(v) for v in o.violations), (
+            o.violations)
+        o.synced_at.clear()

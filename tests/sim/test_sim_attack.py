@@ -135,6 +135,56 @@ def test_purse_clone_of_a_prepaid_package(tmp_path):
     assert summary["checks"]["invariant"]
 
 
+def test_purse_clone_of_a_category_subsidy(tmp_path):
+    """A cloned card spends one subsidy restricted by merchant category (not by merchant id) at
+    two terminals of allowed categories: both take it, a double-spend case, the second merchant
+    guaranteed within the clone bound, the books balance."""
+    res, summary = run_seed(small("purse_clone"), 2, tmp_path / "run", "attack:pc")
+    (atk,) = summary["adversary"]["attacks"]
+    assert atk["note"].startswith("category: ") and atk["note"].count("approved") == 2, atk
+    assert res.ok, _explain(res, summary)
+    assert atk["caught_at_sync"] == atk["reached_ledger_at_sync"] is not None, atk
+    assert summary["checks"]["invariant"]
+
+
+# purse_clock's rule shapes under each variant (sim/attacks/purse_clock.py), one seed each on
+# the small fleet (the plan alone decides which seed draws which).
+CLOCK_SEED = {
+    ("clock_back", "merchant"): 38, ("clock_back", "category"): 9,
+    ("clock_back", "prepaid"): 11,
+    ("late_card", "merchant"): 7, ("late_card", "category"): 21, ("late_card", "prepaid"): 1,
+    ("stale_pos", "merchant"): 16, ("stale_pos", "category"): 5, ("stale_pos", "prepaid"): 2,
+}
+
+
+@pytest.mark.parametrize("variant,shape", sorted(CLOCK_SEED))
+def test_purse_clock_shape(tmp_path, variant, shape):
+    """An expired subsidy by merchant id or by category, or an expired prepaid package, at a
+    terminal whose clock is wrong: `clock_back` (the POS provably behind its hot list) moves
+    no earmarked value; `late_card` (the card's copy of the rule rewritten) is declined, and the
+    body the card's sync brings is a verified purse_expired case in that sync; `stale_pos`
+    (neither side synced since the expiry) is the documented bound: at most the purse, whole
+    lessons for a package. The oracle judges each from the signed body, the run's clock and
+    the issuer-signed rule; the programme's books balance."""
+    from tapcash.sim.attacks.programme import PURSE, UNIT
+
+    seed = CLOCK_SEED[(variant, shape)]
+    res, summary = run_seed(small("purse_clock"), seed, tmp_path / "run", "attack:pk")
+    (atk,) = summary["adversary"]["attacks"]
+    assert atk["note"].startswith(f"{variant} {shape} "), atk["note"]
+    assert res.ok, _explain(res, summary)
+    earmarked = int(atk["note"].rsplit("earmarked ", 1)[1])
+    if variant == "clock_back":
+        assert "approved" in atk["note"] and earmarked == 0, atk["note"]  # the main purse paid
+    elif variant == "late_card":
+        assert "declined (purse_rule)" in atk["note"], atk["note"]
+        assert atk["caught_at_sync"] == atk["reached_ledger_at_sync"] is not None, atk
+    else:
+        assert "approved" in atk["note"] and 0 < earmarked <= PURSE, atk["note"]
+        assert shape != "prepaid" or earmarked % UNIT == 0, atk["note"]
+    assert summary["checks"]["invariant"]
+
+
 def test_purse_clock_bound_of_a_stale_terminal(tmp_path):
     """purse_clock's `stale_pos`: a terminal that has not synced since the expiry, its clock set
     back, takes an honest card's expired purse value; neither side can tell, nor the ledger.

@@ -7,6 +7,7 @@ merchant report show each payment once, and the books balance."""
 
 from __future__ import annotations
 
+import ledger_world as lw
 from ledger_world import World
 from test_ledger_attacks import rewrite_state, roll_back
 
@@ -118,3 +119,75 @@ def test_overlapping_uploads_of_one_run_by_the_pos_and_the_card(world: World) ->
     assert w.client.report("merchants")[0]["credited"] == 600
     assert w.client.report("merchants")[0]["payments"] == 6
     _checked(w)
+
+
+def test_a_wallet_revoked_in_the_middle_of_a_batchs_run(world: World) -> None:
+    """A clone pays POS 2 counters 1..2, the card rolled back pays POS 1 counters 1..5: POS 2
+    uploads first (run 1..2); in POS 1's batch counters 1..2 conflict (a case: the wallet is
+    revoked mid-batch), 3 breaks the stored chain (a case), 4..5 follow POS 1's own body 3.
+    Every payment is posted once at most, every posting explained, the books balance."""
+    w = world
+    a = w.wallet(1, load=3000)
+    p1, p2 = w.pos(1), w.pos(2)
+    image = a.flash.snapshot()
+    for _ in range(2):
+        assert w.pay(a, p2, 100).approved
+    roll_back(a, image)
+    for _ in range(5):
+        assert w.pay(a, p1, 100).approved
+    assert w.sync(p2).accepted == 2
+    res = w.sync(p1)
+    assert a.id.hex() in res.revoked
+    inv = _checked(w)
+    h = a.id.hex()
+    refs = [r for _s, _d, _a, r in _payment_postings(w, a.id)]
+    assert refs[0] == f"{h}:1-2" and len(refs) == len(set(refs))
+    rows = w.ledger.db.read(lambda tx: {int(c): (st, cr) for c, st, cr in tx.all(
+        "SELECT counter, status, credited FROM payments WHERE wallet = ?", (a.id,))})
+    assert sorted(rows) == [1, 2, 3, 4, 5]
+    st = _statement_payments(w, a.id)
+    posted = {f"{h}:{c}" for c, (s, _cr) in rows.items() if s == "posted"}
+    assert {r for r, _am, _d in st if r.count(":") == 1} == posted
+    credited = sum(m["credited"] for m in w.client.report("merchants"))
+    owed = sum(m["owed"] for m in w.client.report("merchants"))
+    assert credited == owed == 3000 - w.ledger.db.read(lambda tx: int(tx.scalar(
+        "SELECT balance FROM accounts WHERE name = ?", (P.wallet_acct(a.id),)))) + inv[
+            "fraud_loss"]
+
+
+def test_a_double_spend_inside_one_batchs_run(world: World) -> None:
+    """A rogue terminal (its key extracted) uploads in ONE batch a cloned card's two bodies for
+    counter 2 amid its run: 1, 2, 2', 3. One body of counter 2 is credited, the other is a case
+    and refused (one POS takes a counter once); each counter is paid once; the books balance."""
+    from tapcash.firmware.core import cbor, proto
+
+    w = world
+    a = w.wallet(1, load=3000)
+    p = w.pos(1)
+    wimage, pimage = a.flash.snapshot(), p.flash.snapshot()
+    first = [w.pay(a, p, 100).payment for _ in range(3)]
+    records, _st = w.export(p, since=0)
+    cert_hash = cbor.decode(records[0][1])[proto.REC_CERT_HASH]
+    roll_back(a, wimage)
+    w.reflash(p, pimage)
+    second = [w.pay(a, p, 100).payment for _ in range(3)]
+    assert first[1] != second[1]
+
+    def item(env: bytes) -> tuple[bytes, bytes, bytes]:
+        return env, proto.body_hash(proto.open_envelope(env)[0]), cert_hash
+
+    recs, status, _d = lw.pos_journal(p.app.cf[1], p.id,
+                                      [item(first[0]), item(first[1]), item(second[1]),
+                                       item(first[2])])
+    res = w.client.ingest(p.id, recs, status)
+    assert res.conflicts >= 1 and a.id.hex() in res.revoked
+    inv = _checked(w)
+    m = P.merchant_acct(p.merchant)
+    merchants = w.client.report("merchants")
+    wallet = w.ledger.db.read(lambda tx: int(tx.scalar(
+        "SELECT balance FROM accounts WHERE name = ?", (P.wallet_acct(a.id),))))
+    assert merchants[0]["credited"] == 3000 - wallet + inv["fraud_loss"]
+    assert merchants[0]["credited"] <= 300  # counters 1..3, each once
+    st = _statement_payments(w, a.id)
+    assert len({r for r, _am, _d in st}) == len(st)
+    assert all(d == m for _r, _am, d in st)

@@ -43,10 +43,14 @@
 # Not constant time: big-int arithmetic in Python is not, so neither is this code. The
 # pure signer fits devices whose timing an attacker cannot measure finely; PyNaCl signs
 # in constant time on the host.
-from array import array
-
 from . import sha512 as _sha512
+
+# board: omit - a board's compiler folds the private const() names by name alone, and a
+# module-level name is a dict entry while the module is imported (#13: the dict is one
+# allocation, which PAY must find in one piece)
 from .runtime import IS_MICROPYTHON, const
+
+# board: end
 
 # Digit arrays are signed bytes (array "b", made from bytes(n) per call), not lists of ints:
 # 264 bytes instead of 264 pointers, which a fixed heap must find in one piece.
@@ -108,7 +112,7 @@ _TZ = (
 # place from flash; .py/.mpy on a filesystem: on the heap), or - when a deploy put them there
 # instead - the file _ed25519_table.bin beside this module (COMB || ODD, 27,648 bytes), read
 # one 96-byte entry at a time so the table never enters the heap.
-_COMB_BYTES = 24576
+_COMB_BYTES = const(24576)
 _table_path = None
 try:
     _table_path = __file__[: __file__.rfind("/") + 1] + "_ed25519_table.bin"
@@ -127,7 +131,7 @@ def _table(name):
     return memoryview(getattr(_ed25519_table, name)), None, 0
 
 
-_A_CACHE_MAX = 2
+_A_CACHE_MAX = const(2)
 _a_cache = []  # [(public key bytes, table of odd multiples of -A)], most recent first
 _key_cache = None  # (seed, a, prefix, public key) of the last seed used
 
@@ -135,9 +139,11 @@ _key_cache = None  # (seed, a, prefix, public key) of the last seed used
 def clear_caches():
     """Forget the cached expanded secret keys (pure and PyNaCl) and decoded public keys."""
     global _key_cache
+    # board: omit
+    _nacl_keys.clear()
+    # board: end
     _key_cache = None
     del _a_cache[:]
-    _nacl_keys.clear()
 
 
 # --- field -------------------------------------------------------------------------------
@@ -152,34 +158,6 @@ def _inv(z):
         a, b = b, a - q * b
         u0, u1 = u1, u0 - q * u1
     return u0 % P
-
-
-def _pow22523(z):
-    """z**(2**252 - 3) mod p (ref10's chain); pow() runs the squaring stretches in C."""
-    P = _c(_CP)
-    t0 = z * z % P  # 2
-    t1 = t0 * t0 % P
-    t1 = t1 * t1 % P  # 8
-    t1 = z * t1 % P  # 9
-    t0 = t0 * t1 % P  # 11
-    t0 = t0 * t0 % P  # 22
-    t0 = t1 * t0 % P  # 2**5 - 1
-    t1 = pow(t0, 32, P)
-    t0 = t1 * t0 % P  # 2**10 - 1
-    t1 = pow(t0, 1 << 10, P)
-    t1 = t1 * t0 % P  # 2**20 - 1
-    t2 = pow(t1, 1 << 20, P)
-    t1 = t2 * t1 % P  # 2**40 - 1
-    t1 = pow(t1, 1 << 10, P)
-    t0 = t1 * t0 % P  # 2**50 - 1
-    t1 = pow(t0, 1 << 50, P)
-    t1 = t1 * t0 % P  # 2**100 - 1
-    t2 = pow(t1, 1 << 100, P)
-    t1 = t2 * t1 % P  # 2**200 - 1
-    t1 = pow(t1, 1 << 50, P)
-    t0 = t1 * t0 % P  # 2**250 - 1
-    t0 = pow(t0, 4, P)  # 2**252 - 4
-    return t0 * z % P  # 2**252 - 3
 
 
 # --- points ------------------------------------------------------------------------------
@@ -208,7 +186,33 @@ def _decode_neg(s):
     u = yy - 1
     v = _c(_CD) * yy + 1
     v3 = v * v % P * v % P
-    x = u * v3 % P * _pow22523(u * v3 % P * v3 % P * v % P) % P
+    # x = u*v3 * z**(2**252 - 3), z = u*v^7 (ref10's chain; pow() runs the squaring
+    # stretches in C)
+    z = u * v3 % P * v3 % P * v % P
+    t0 = z * z % P  # 2
+    t1 = t0 * t0 % P
+    t1 = t1 * t1 % P  # 8
+    t1 = z * t1 % P  # 9
+    t0 = t0 * t1 % P  # 11
+    t0 = t0 * t0 % P  # 22
+    t0 = t1 * t0 % P  # 2**5 - 1
+    t1 = pow(t0, 32, P)
+    t0 = t1 * t0 % P  # 2**10 - 1
+    t1 = pow(t0, 1 << 10, P)
+    t1 = t1 * t0 % P  # 2**20 - 1
+    t2 = pow(t1, 1 << 20, P)
+    t1 = t2 * t1 % P  # 2**40 - 1
+    t1 = pow(t1, 1 << 10, P)
+    t0 = t1 * t0 % P  # 2**50 - 1
+    t1 = pow(t0, 1 << 50, P)
+    t1 = t1 * t0 % P  # 2**100 - 1
+    t2 = pow(t1, 1 << 100, P)
+    t1 = t2 * t1 % P  # 2**200 - 1
+    t1 = pow(t1, 1 << 50, P)
+    t0 = t1 * t0 % P  # 2**250 - 1
+    t0 = pow(t0, 4, P)  # 2**252 - 4
+    z = t0 * z % P  # 2**252 - 3
+    x = u * v3 % P * z % P
     vxx = v * x % P * x % P
     if (vxx - u) % P:
         if (vxx + u) % P:
@@ -279,20 +283,21 @@ def _a_table(pk):
     return tab
 
 
-def _base_mul(k):
-    """k*B for 0 <= k < 2**255 as extended (X, Y, Z, T): signed radix-16 comb, ref10 style."""
-    tb, tf, _ = _table("COMB")
-    try:
-        return _base_mul_with(k, tb, tf)
-    finally:
-        if tf is not None:
-            tf.close()
-
-
-def _base_mul_with(k, tb, tf, more=None):
-    """k*B from B's table (tb: a view of it, or the 96 bytes tf, its open file, is read into);
+def _base_mul_with(k, tb=None, tf=None, more=None):
+    """k*B for 0 <= k < 2**255 as extended (X, Y, Z, T): signed radix-16 comb, ref10 style,
+    from B's table (tb: a view of it, or the 96 bytes tf, its open file, is read into; None:
+    opened here, one function less among the module's names (#13));
     `more`: (h, view, file) of a second product h*Q added in the same walk (comb.py: a key's
     table, the same layout after a 32-byte header in that file), one doubling chain for both."""
+    if tb is None:
+        tb, tf, _ = _table("COMB")
+        try:
+            return _base_mul_with(k, tb, tf, more)
+        finally:
+            if tf is not None:
+                tf.close()
+    from array import array
+
     P = _c(_CP)
     M = P + 18  # 2**255 - 1
     frm = int.from_bytes
@@ -408,20 +413,12 @@ def _naf(k, w, out):
     return i
 
 
-def _double_scalarmult(h, atab, s):
-    """h*(-A) + s*B as projective (X, Y, Z); atab from _a_table, one shared doubling chain."""
-    tb, tf, base = _table("ODD")
-    try:
-        return _double_scalarmult_with(h, atab, s, tb, tf, base)
-    finally:
-        if tf is not None:
-            tf.close()
-
-
 def _double_scalarmult_with(h, atab, s, tb, tf, base):
     P = _c(_CP)
     M = P + 18  # 2**255 - 1
     frm = int.from_bytes
+    from array import array
+
     na = array("b", bytes(264))
     nb = array("b", bytes(264))
     top = max(_naf(h, 4, na), _naf(s, 7, nb))
@@ -514,25 +511,24 @@ def _double_scalarmult_with(h, atab, s, tb, tf, base):
 # --- the pure scheme ---------------------------------------------------------------------
 
 
-def _expansion(seed, pk=None):
+def _expansion(seed, pk=None, cached=False):
     """(seed, a, prefix, public key) of a 32-byte seed: one SHA-512 block, and a base point
-    multiplication unless the caller holds the public key already."""
+    multiplication unless the caller holds the public key already; `cached`: the last seed's
+    is kept (and taken when it is this one)."""
+    global _key_cache
+    if cached:
+        kc = _key_cache
+        if kc is not None and kc[0] == seed:
+            return kc
+        kc = _key_cache = _expansion(seed)
+        return kc
     digest = _sha512.sha512(seed)
     top = (_c(_CP) + 19) >> 1  # 2**254 (an expression of constants would be folded into one)
     a = (int.from_bytes(digest[:32], "little") & (top - 8)) | top
     if pk is None:
-        X, Y, Z, _ = _base_mul(a)
+        X, Y, Z, _ = _base_mul_with(a)
         pk = _encode(X, Y, Z)
     return seed, a, digest[32:], pk
-
-
-def _expand(seed):
-    """(a, prefix, public key) of a 32-byte seed; the last one is cached."""
-    global _key_cache
-    kc = _key_cache
-    if kc is None or kc[0] != seed:
-        kc = _key_cache = _expansion(seed)
-    return kc[1], kc[2], kc[3]
 
 
 def signing_key(seed, public=None, rfc=False):
@@ -544,11 +540,13 @@ def signing_key(seed, public=None, rfc=False):
     RFC 8032's, SHA-512(prefix || msg): the signatures are sign(seed, msg)'s, byte for byte
     (the POS's, whose receipts golden transcripts hold). `public`: the seed's public key when
     the caller holds it (a wrong one only makes the signatures invalid)."""
-    seed = _seed(seed)
+    seed = _as_bytes(seed, True)
     if public is not None and (not isinstance(public, bytes) or len(public) != 32):
         raise ValueError("public key must be 32 bytes")
+    # board: omit
     if public is None and _use_nacl:
         public = _nacl_secret(seed)[32:]
+    # board: end
     key = _expansion(seed, public)
     return key + (True,) if rfc else key
 
@@ -595,9 +593,9 @@ def _sign_pure(seed, msg, key=None):
         else:
             r = _key_nonce(prefix, msg)
     else:
-        a, prefix, pk = _expand(seed)
+        _, a, prefix, pk = _expansion(seed, None, True)
         r = int.from_bytes(_sha512.sha512(prefix + msg), "little") % L
-    X, Y, Z, _ = _base_mul(r)
+    X, Y, Z, _ = _base_mul_with(r)
     rb = _encode(X, Y, Z)
     k = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % L
     return rb + ((r + k * a) % L).to_bytes(32, "little")
@@ -629,20 +627,24 @@ def _verify_pure(pk, msg, sig, table=None):
     if atab is None:
         return False
     h = int.from_bytes(_sha512.sha512(rb + pk + msg), "little") % L
-    X, Y, Z = _double_scalarmult(h, atab, s)
+    tb, tf, base = _table("ODD")  # h*(-A) + s*B, one shared doubling chain
+    try:
+        X, Y, Z = _double_scalarmult_with(h, atab, s, tb, tf, base)
+    finally:
+        if tf is not None:
+            tf.close()
     return _encode(X, Y, Z) == rb
 
 
 # --- PyNaCl and the backend switch --------------------------------------------------------
 
+# board: omit - PyNaCl and the switch to it are CPython's; a board runs the pure code and
+# host/device/fold.py leaves these lines out of its copy (their functions and names would
+# be on the heap of every signature)
 _use_nacl = False
 # PyNaCl wants the 64-byte expanded secret; deriving it costs about a third of a signature.
 # Remember it per seed (CPython only, where a host process may stand in for many devices).
 _nacl_keys = {}
-
-# board: omit - PyNaCl and the switch to it are CPython's; a board runs the pure code and
-# host/device/fold.py leaves these lines out of its copy (their functions and names would
-# be on the heap of every signature)
 _nacl = None  # nacl.bindings once loaded (backend "host": ed25519_vmhost, its stand-in)
 _host_sha512 = None  # backend "host": the host's SHA-512 (the VM's own is pure Python)
 _NACL_KEYS_MAX = 65536
@@ -726,45 +728,46 @@ set_backend("pure" if _env_backend() == "pure" else "auto")
 # --- public API --------------------------------------------------------------------------
 
 
-def _as_bytes(x):
-    if isinstance(x, bytes):
-        return x
+def _as_bytes(x, seed=False):
+    """x as bytes, or None when it is not bytes-like; `seed`: a 32-byte seed, or an error."""
     if isinstance(x, (bytearray, memoryview)):
-        return bytes(x)
-    return None
-
-
-def _seed(seed):
-    b = _as_bytes(seed)
-    if b is None:
-        raise TypeError("seed must be bytes")
-    if len(b) != 32:
-        raise ValueError("seed must be 32 bytes")
-    return b
+        x = bytes(x)
+    elif not isinstance(x, bytes):
+        x = None
+    if seed:
+        if x is None:
+            raise TypeError("seed must be bytes")
+        if len(x) != 32:
+            raise ValueError("seed must be 32 bytes")
+    return x
 
 
 def public_key(seed):
     """The 32-byte public key of a 32-byte seed (RFC 8032 private key)."""
-    seed = _seed(seed)
+    seed = _as_bytes(seed, True)
+    # board: omit
     if _use_nacl:
         return _nacl_secret(seed)[32:]
-    return _expand(seed)[2]
+    # board: end
+    return _expansion(seed, None, True)[3]
 
 
 def sign(seed, msg, key=None):
     """The 64-byte Ed25519 signature of msg (bytes) under the 32-byte seed; `key`: the seed's
     signing_key(), used when it is that seed's (its nonce is not RFC 8032's, on either backend,
     unless made with rfc: see signing_key)."""
-    seed = _seed(seed)
+    seed = _as_bytes(seed, True)
     m = _as_bytes(msg)
     if m is None:
         raise TypeError("msg must be bytes")
+    # board: omit
     if key is not None and _use_nacl and key[0] == seed:
         if len(key) > 4:  # RFC 8032's nonce: libsodium's own signature, its secret seed || A
             return _load_nacl().crypto_sign(m, seed + key[3])[:64]
         return _sign_keyed_nacl(key, m)
     if _use_nacl:
         return _load_nacl().crypto_sign(m, _nacl_secret(seed))[:64]
+    # board: end
     return _sign_pure(seed, m, key)
 
 
@@ -782,12 +785,14 @@ def verify(public, msg, sig, table=None):
         sg = _as_bytes(sig)
         if pk is None or m is None or sg is None or len(pk) != 32 or len(sg) != 64:
             return False
+        # board: omit
         if _use_nacl:
             try:
                 _load_nacl().crypto_sign_open(sg + m, pk)
             except Exception:
                 return False
             return True
+        # board: end
         return _verify_pure(pk, m, sg, table)
     except MemoryError:
         raise

@@ -13,10 +13,12 @@ def build(app):
     about 58 KB32 (ROMFS), so a card within the purse day's budget never had one (#13). The
     LOAD is decided by then; a cut or a lack of RAM leaves a table or a part of one, which the
     next purse LOAD completes. Not while PyNaCl verifies (CPython): it has no use for one."""
+    # board: omit - (a board has no PyNaCl)
     from ..core import ed25519
 
     if ed25519._use_nacl:
         return
+    # board: end
     from ..core import combgen
 
     try:

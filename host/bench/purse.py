@@ -208,7 +208,11 @@ def _process(self, apdu):
         PT[label] = PT.get(label, 0) + time.ticks_diff(time.ticks_us(), t)
 _wa.WalletApp.process = _process
 _wrap(_sh, "sha512", "PAY/sign/SHA-512", _signing)
-_wrap(_ed, "_base_mul", "PAY/sign/base point multiply", _signing)
+_bm = _ed._base_mul_with  # k*B; timed from its outer call (no table given), not its inner one
+_bm_timed = _timed(_bm, "PAY/sign/base point multiply", _signing)
+def _base_mul_timed(k, tb=None, *a):
+    return _bm_timed(k) if tb is None else _bm(k, tb, *a)
+_ed._base_mul_with = _base_mul_timed
 _wrap(_pp, "choose", "PAY/purse choice")
 _wrap(_pp, "payee", "PAY/purse choice/POS certificate")
 _wrap(_wst, "encode", "PAY/state encode")

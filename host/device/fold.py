@@ -95,20 +95,22 @@ OMIT, END = "# board: omit", "# board: end"
 
 def omit_host_lines(text: str) -> str:
     """`text` with the lines of each `# board: omit` ... `# board: end` block (the markers
-    included) made empty, so line numbers stay. A block opens and closes at column 0."""
+    included) made empty, so line numbers stay. A block's markers are comments of their own
+    line, at any indentation (inside a function: the lines of a CPython-only branch)."""
     out = []
     omitting = False
     for line in text.splitlines(keepends=True):
-        if line.startswith(OMIT):
+        marker = line.lstrip()
+        if marker.startswith(OMIT):
             if omitting:
                 raise ValueError("# board: omit inside an omitted block")
             omitting = True
         if omitting:
             out.append("\n" if line.endswith("\n") else "")
-            if line.startswith(END):
+            if marker.startswith(END):
                 omitting = False
         else:
-            if line.startswith(END):
+            if marker.startswith(END):
                 raise ValueError("# board: end without # board: omit")
             out.append(line)
     if omitting:

@@ -93,6 +93,10 @@ def test_host_only_lines_are_left_off_a_board() -> None:
         assert "# board: omit" not in folded[rel] and "# board: omit" in src
     text = "a = 1\n# board: omit - why\nb = 2\n# board: end\nc = 3\n"
     assert omit_host_lines(text) == "a = 1\n\n\n\nc = 3\n"
+    inner = (
+        "def f():\n    # board: omit\n    if x:\n        return 1\n    # board: end\n    return 2\n"
+    )
+    assert omit_host_lines(inner) == "def f():\n\n\n\n\n    return 2\n"
     for bad in ("# board: omit\nx = 1\n", "x = 1\n# board: end\n"):
         with pytest.raises(ValueError):
             omit_host_lines(bad)

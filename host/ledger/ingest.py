@@ -1056,6 +1056,8 @@ class _Apply:
             locks.add(p.wallet)
             if p.kind == proto.PAYKIND_TRANSFER:
                 locks.add(p.payee)
+            if p.program is not None:  # with the wallets', in one order (programs.post)
+                locks.add(programs.program_key(p.program))
         self.tx.lock(locks)
         self.payments()
         self.audit_chains()

@@ -457,7 +457,8 @@ def post(ap: _Apply, pay: Pay, dst: str, ref: str) -> int:
     prog = program_acct(pay.program)
     if pay.program not in v.locked:
         # serialized with a sweep or cancel refunding this purse and returning the programme
-        # account (they read both under this lock): both are read here first after it
+        # account (they read both under this lock): both are read here first after it (the
+        # ingest took it already with the wallets' locks, _Apply.run: no deadlock with a load)
         ap.tx.lock([program_key(pay.program)])
         v.locked.add(pay.program)
     short = pay.earmarked - book.balance(acct)

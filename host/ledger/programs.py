@@ -338,6 +338,7 @@ def cancel(ledger: Ledger, program: str) -> dict[str, Any]:
     def tx_fn(tx: Tx) -> dict[str, Any]:
         p = need_program(tx, program)
         tx.lock([program_key(p["id"])])
+        p = need_program(tx, program)  # as a cancel that held the lock left it
         now = ledger.now()
         if not p["cancelled_at"]:
             tx.execute("UPDATE programs SET cancelled_at = ? WHERE id = ?", (now, p["id"]))

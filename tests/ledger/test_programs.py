@@ -902,3 +902,42 @@ def test_a_purse_payment_racing_the_sweep_that_refunds_its_purse_is_spent_once(
     refunded, returned, held_, late = _split(w, "bus-2026")
     assert (refunded, returned, held_, late) == (2200, 0, 2200, 0)
     assert w.ledger.invariant()["ok"], w.ledger.invariant()
+
+
+def test_two_cancels_at_once_state_one_cancellation(world: PWorld, monkeypatch) -> None:
+    """A cancel answered while another was applying it: one cancellation time, the first's
+    (before, the second read the programme before the lock and wrote its own time over it,
+    moving the programme's end and returns_at). The first is held after it closed the purses
+    (a pause, nothing replaced) while the second starts."""
+    import threading
+
+    w = world
+    _a, _bus, prog = _day_subsidy(w)
+    held, go = threading.Event(), threading.Event()
+    real = programs._close_purses
+
+    def pause(*args, **kw):
+        out = real(*args, **kw)
+        if not held.is_set():
+            held.set()
+            go.wait(20)
+        return out
+
+    monkeypatch.setattr(programs, "_close_purses", pause)
+    outs: list[dict] = []
+    first = threading.Thread(target=lambda: outs.append(programs.cancel(w.ledger, "bus-2026")))
+    first.start()
+    assert held.wait(20)
+    w.clock.advance(5)
+    second = threading.Thread(target=lambda: outs.append(programs.cancel(w.ledger, "bus-2026")))
+    second.start()
+    second.join(2)  # it waits for the programme's lock
+    go.set()
+    first.join(30)
+    second.join(30)
+    assert len(outs) == 2
+    stored = w.client.programs("bus-2026")
+    assert outs[0]["cancelled_at"] == outs[1]["cancelled_at"], outs
+    assert sorted(o["refunded"] for o in outs) == [0, 3000]
+    assert stored["returns_at"] == outs[0]["returns_at"] == outs[1]["returns_at"]
+    _ = prog

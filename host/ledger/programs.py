@@ -223,6 +223,7 @@ def load(ledger: Ledger, program: str, csv_text: str, reference: str) -> dict[st
         pid = p["id"]
         tx.lock([program_key(pid), owner_key(p["funder"])] + [w for _, w, _ in lines]
                 + once.lock_keys("program_load", "", reference))  # unique across programmes
+        p = need_program(tx, program)  # as a cancel that held the lock left it
         now = ledger.now()
         if _closed(p, now):
             raise LedgerError(409, f"programme {p['name']} is cancelled or expired")

@@ -941,3 +941,49 @@ def test_two_cancels_at_once_state_one_cancellation(world: PWorld, monkeypatch) 
     assert sorted(o["refunded"] for o in outs) == [0, 3000]
     assert stored["returns_at"] == outs[0]["returns_at"] == outs[1]["returns_at"]
     _ = prog
+
+
+def test_a_load_racing_a_cancel_is_refused(world: PWorld, monkeypatch) -> None:
+    """A programme load that started while a cancel was applying it is refused (409) once the
+    cancel has committed. Before, the load had read the programme before its lock and loaded a
+    new purse into the cancelled programme: funder value on a card the cancel never refunded.
+    The cancel is held after it closed the purses (a pause, nothing replaced)."""
+    import threading
+
+    w = world
+    _a, _bus, _prog = _day_subsidy(w)
+    b = w.wallet(2, owner="bob")
+    held, go = threading.Event(), threading.Event()
+    real = programs._close_purses
+
+    def pause(*args, **kw):
+        out = real(*args, **kw)
+        if not held.is_set():
+            held.set()
+            go.wait(20)
+        return out
+
+    monkeypatch.setattr(programs, "_close_purses", pause)
+    outs: list = []
+
+    def load() -> None:
+        try:
+            outs.append(programs.load(w.ledger, "bus-2026", f"{b.id.hex()},1000\n", "feb"))
+        except Exception as e:  # noqa: BLE001 - the outcome is the test's
+            outs.append(e)
+
+    cancel = threading.Thread(target=lambda: programs.cancel(w.ledger, "bus-2026"))
+    cancel.start()
+    assert held.wait(20)
+    loader = threading.Thread(target=load)
+    loader.start()
+    loader.join(2)  # it waits for the programme's lock
+    go.set()
+    cancel.join(30)
+    loader.join(30)
+    assert len(outs) == 1
+    assert getattr(outs[0], "status", None) == 409, outs
+    pid = programs.program_id("bus-2026")
+    assert _balance(w, programs.purse_acct(pid, b.id)) == 0
+    rep = w.client.programs("bus-2026")
+    assert rep["outstanding"] == 0 and rep["balanced"], rep

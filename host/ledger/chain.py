@@ -58,6 +58,7 @@ class Settled:
     rollback: dict[str, Any] | None = None  # {proof_a, proof_b, evidence, seq}
     new_links: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     pending: list[tuple[int, bytes]] = field(default_factory=list)  # unverified, kept for later
+    clear_pending: bool = True  # False: settle found no journal_pending row up to upto
 
 
 def chain(start: bytes, first_seq: int, rhashes: list[bytes]) -> list[bytes]:
@@ -85,7 +86,7 @@ def records_digest(records: list[tuple[int, bytes]], start: bytes = ZERO32) -> b
 
 def _held(tx: Tx, device: bytes, lo: int, hi: int) -> dict[int, tuple[bytes, bytes]]:
     """seq -> (record hash, chain value) of the held chain for lo <= seq <= hi."""
-    if hi < lo:
+    if hi < max(lo, 1):  # journal seqs start at 1 (seq 0 is the empty chain: _link_at)
         return {}
     out = {int(s): (bytes(r), bytes(lk)) for s, r, lk in tx.all(
         "SELECT seq, rhash, link FROM journal_links WHERE device = ? AND seq BETWEEN ? AND ?",
@@ -172,6 +173,9 @@ def settle(tx: Tx, dev: dict[str, Any], status_env: bytes, status: dict[int, Any
     merged = {int(k): bytes(r) for k, r in tx.all(
         "SELECT seq, rhash FROM journal_pending WHERE device = ? AND seq > ? AND seq <= ?",
         (device, t, s))}
+    # journal_pending only ever holds seqs above acked_upto (store deletes those it acks):
+    # with none in (t, s] there is nothing for store to delete.
+    clear = bool(merged)
     merged.update(rhashes)
     rhashes = merged
     batch_seqs = [k for k in sorted(rhashes) if k <= s]
@@ -182,7 +186,7 @@ def settle(tx: Tx, dev: dict[str, Any], status_env: bytes, status: dict[int, Any
         gap = t + 1 if first - 1 > t else missing[0]
         return Settled(t, at_t, f"journal records from seq {gap} are missing from the upload: "
                        f"the ack stays at {t}", pending=later)
-    held = _held(tx, device, p, t)
+    held = held_t if p == t else _held(tx, device, p, t)  # p == t: a batch from t + 1
     start = _link_at(held, p)
     if start is None:
         return Settled(t, at_t, f"the ledger holds no journal chain at seq {p}")
@@ -204,7 +208,7 @@ def settle(tx: Tx, dev: dict[str, Any], status_env: bytes, status: dict[int, Any
                        {"proof_a": top_env, "proof_b": status_env,
                         "evidence": _evidence(t, mine_t, path), "seq": t})
     new = [(k, rhashes[k], links[k - p - 1]) for k in range(t + 1, s + 1)]
-    return Settled(s, d, None, None, new)
+    return Settled(s, d, None, None, new, clear_pending=clear)
 
 
 def store(tx: Tx, dev: dict[str, Any], status_env: bytes, res: Settled) -> None:
@@ -217,7 +221,9 @@ def store(tx: Tx, dev: dict[str, Any], status_env: bytes, res: Settled) -> None:
                        [(dev["id"], k, r) for k, r in res.pending])
     if not res.new_links:
         return
-    tx.execute("DELETE FROM journal_pending WHERE device = ? AND seq <= ?", (dev["id"], res.upto))
+    if res.clear_pending:
+        tx.execute("DELETE FROM journal_pending WHERE device = ? AND seq <= ?",
+                   (dev["id"], res.upto))
     new = res.new_links  # seqs t+1..s, in order (settle)
     tx.execute("INSERT INTO journal_blocks (device, lo, hi, rhashes, links) "
                "VALUES (?, ?, ?, ?, ?)",

@@ -52,7 +52,7 @@ from .codec import (
 )
 from .db import Tx
 from .errors import LedgerError
-from .service import Ledger, get_device, need_device
+from .service import DEVICE_COLS, Ledger, device_dict, get_device, need_device
 from .verify import MIN_INLINE, Pending, first_bad
 
 ZERO32 = bytes(32)
@@ -502,6 +502,19 @@ class _Apply:
         # inserted, as the audit and the update read them back (`_chain_rows`, wallet_synced)
         self.inserted: dict[bytes, dict[int, tuple[int, int, bytes, str | None]]] = {}
 
+    def prefetch(self, ids: set[bytes]) -> None:
+        """The devices rows of `ids` this batch has not read yet, in one query a chunk (the
+        payers and payees of a batch: one query, not one per device)."""
+        want = sorted(i for i in ids if i not in self.devices)
+        for i in range(0, len(want), 500):
+            chunk = want[i : i + 500]
+            cond, params = self.tx.in_list("id", chunk)
+            for row in self.tx.all(f"SELECT {DEVICE_COLS} FROM devices WHERE {cond}", params):
+                d = device_dict(row)
+                self.devices[d["id"]] = d
+            for dev_id in chunk:
+                self.devices.setdefault(dev_id, None)
+
     def device(self, dev_id: bytes) -> dict[str, Any] | None:
         if dev_id not in self.devices:
             self.devices[dev_id] = get_device(self.tx, dev_id)
@@ -679,7 +692,16 @@ class _Apply:
         if not pays:
             return
         by_counter, by_prev = _existing(self.tx, pays)
-        self.book.preload([P.wallet_acct(w) for w in {p.wallet for p in pays}])
+        self.prefetch({p.wallet for p in pays} | {p.payee for p in pays})
+        # the accounts the batch moves value between, in one query (not one per payee)
+        accts = {P.wallet_acct(p.wallet) for p in pays}
+        for p in pays:
+            d = self.devices.get(p.payee)
+            if d is not None and p.kind == proto.PAYKIND_POS and d["kind"] == proto.KIND_POS:
+                accts.add(P.merchant_acct(d["merchant"]))
+            elif d is not None and p.kind == proto.PAYKIND_TRANSFER:
+                accts.add(P.staged_acct(p.payee))
+        self.book.preload(accts)
         new_rows = []
         envs: dict[tuple[bytes, int], bytes] = {}
 
@@ -995,11 +1017,9 @@ class _Apply:
             if applied > dev["vouchers_applied"]:
                 self.tx.execute("UPDATE vouchers SET applied = 1 WHERE wallet = ? AND number <= ? "
                                 "AND applied = 0", (dev["id"], applied))
-                self.tx.execute("UPDATE devices SET vouchers_applied = ? WHERE id = ?",
-                                (applied, dev["id"]))
                 dev["vouchers_applied"] = applied
-        self.tx.execute("UPDATE devices SET last_status = ? WHERE id = ?",
-                        (self.batch.status_env, dev["id"]))
+        self.tx.execute("UPDATE devices SET last_status = ?, vouchers_applied = ? WHERE id = ?",
+                        (self.batch.status_env, dev["vouchers_applied"], dev["id"]))
         return dev
 
     def set_aside(self, dev: dict[str, Any], upto: int) -> None:

@@ -90,8 +90,10 @@ class Book:
         self._bal: dict[str, int] = {}
         self._delta: dict[str, int] = {}
         self._rows: list[tuple[str, str, int, str, str, int]] = []
-        # open runs of `pay`: (src, dst) -> [wallet hex, lo, hi, total]
-        self._runs: dict[tuple[str, str], list] = {}
+        # the open run of `pay` of each wallet account: src -> [dst, wallet hex, lo, hi, total]
+        # (one at a time, closed by any other payment posting of that src, so the postings of
+        # a wallet's payments stay in counter order: its statement's running balance)
+        self._runs: dict[str, list] = {}
 
     def preload(self, names: Iterable[str]) -> None:
         want = [n for n in set(names) if n not in self._bal]
@@ -118,6 +120,8 @@ class Book:
         return True
 
     def move(self, src: str, dst: str, amount: int, kind: str, ref: str) -> None:
+        if kind == "payment" and src in self._runs:
+            self._close(src, self._runs.pop(src))
         if amount <= 0:
             raise LedgerError(500, "posting amount must be positive")
         if amount > MONEY_MAX:
@@ -151,24 +155,23 @@ class Book:
         delta = self._delta
         delta[src] = delta.get(src, 0) - amount
         delta[dst] = delta.get(dst, 0) + amount
-        key = (src, dst)
-        run = self._runs.get(key)
-        if (run is not None and run[0] == wallet_hex and run[2] + 1 == counter
-                and run[3] + amount <= MONEY_MAX):
-            run[2] = counter
-            run[3] += amount
+        run = self._runs.get(src)
+        if (run is not None and run[0] == dst and run[1] == wallet_hex
+                and run[3] + 1 == counter and run[4] + amount <= MONEY_MAX):
+            run[3] = counter
+            run[4] += amount
             return
         if run is not None:
-            self._close(key, run)
-        self._runs[key] = [wallet_hex, counter, counter, amount]
+            self._close(src, run)
+        self._runs[src] = [dst, wallet_hex, counter, counter, amount]
 
-    def _close(self, key: tuple[str, str], run: list) -> None:
-        self._rows.append((key[0], key[1], run[3], "payment", run_ref(run[0], run[1], run[2]),
+    def _close(self, src: str, run: list) -> None:
+        self._rows.append((src, run[0], run[4], "payment", run_ref(run[1], run[2], run[3]),
                            self.now))
 
     def flush(self) -> int:
-        for key, run in self._runs.items():
-            self._close(key, run)
+        for src, run in self._runs.items():
+            self._close(src, run)
         self._runs = {}
         n = len(self._rows)
         self.tx.insert_many("postings", ("src", "dst", "amount", "kind", "ref", "at"), self._rows)

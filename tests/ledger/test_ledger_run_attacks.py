@@ -93,6 +93,10 @@ def test_a_run_broken_by_a_shortfall_then_uploaded_again_by_the_card(world: Worl
     assert sorted(_payment_postings(w, a.id)) == sorted(want)
     assert _statement_payments(w, a.id) == sorted(
         [(f"{h}:1", -100, m), (f"{h}:2", -100, m), (f"{h}:3", -50, m)])
+    # in the statement's order, each line's balance is the wallet's after that payment
+    st = w.ledger.db.read(lambda tx: reports.wallet_statement(tx, a.id))
+    pays = [(ln["ref"], ln["balance"]) for ln in st["lines"] if ln["kind"] == "payment"]
+    assert pays == [(f"{h}:1", 150), (f"{h}:2", 50), (f"{h}:3", 0)], pays
     inv = _checked(w)
     assert inv["fraud_loss"] == 150
     assert w.client.report("merchants")[0]["credited"] == 400

@@ -30,24 +30,27 @@ from . import state as st
 _CORE = __name__[: __name__.rfind(".wallet.")] + ".core."
 _PKG = __name__[: __name__.rfind(".") + 1]  # "firmware.wallet."
 
-# INS -> (CLA, P1, P2, handler module). P1/P2 None: not checked.
-_ROUTES = {
-    apdu.INS_SELECT: (apdu.CLA_ISO, 0x04, 0x00, "select_app"),
-    apdu.INS_GET_INFO: (apdu.CLA_PROP, 0x00, 0x00, "get_info"),
-    apdu.INS_VERIFY_PIN: (apdu.CLA_ISO, 0x00, 0x80, "verify_pin"),
-    apdu.INS_RESET_RETRY: (apdu.CLA_ISO, 0x00, 0x80, "reset_retry"),
-    apdu.INS_PAY: (apdu.CLA_PROP, 0x00, 0x00, "pay"),
-    apdu.INS_RECEIPT: (apdu.CLA_PROP, 0x00, 0x00, "receipt"),
-    apdu.INS_GET_LAST: (apdu.CLA_PROP, 0x00, 0x00, "get_last"),
-    apdu.INS_CHALLENGE: (apdu.CLA_ISO, 0x00, 0x00, "get_challenge"),
-    apdu.INS_RECEIVE: (apdu.CLA_PROP, 0x00, 0x00, "receive"),
-    apdu.INS_LOAD: (apdu.CLA_PROP, 0x00, 0x00, "load"),
-    apdu.INS_EXPORT: (apdu.CLA_PROP, 0x00, 0x00, "export"),
-    apdu.INS_ACK: (apdu.CLA_PROP, 0x00, 0x00, "ack"),
-    apdu.INS_APPLY: (apdu.CLA_PROP, 0x00, 0x00, "apply"),
-    apdu.INS_PERSO_KEYGEN: (apdu.CLA_PROP, 0x00, 0x00, "perso_keygen"),
-    apdu.INS_PERSO_FINISH: (apdu.CLA_PROP, 0x00, 0x00, "perso_finish"),
-}
+# The routes, one per 17 bytes: INS, CLA, P1, P2, the handler module's name (13 bytes, spaces
+# after it). A bytes constant is read in place from flash on a board (ROMFS, frozen); the dict
+# of tuples it replaces was about 1 KB of heap for as long as the card ran (#13).
+# tests/firmware/test_firmware_shape.py checks it against the protocol's INS constants.
+_ROUTES = (
+    b"\xa4\x00\x04\x00select_app   "  # INS_SELECT
+    b"\xca\x80\x00\x00get_info     "  # INS_GET_INFO
+    b"\x20\x00\x00\x80verify_pin   "  # INS_VERIFY_PIN
+    b"\x2c\x00\x00\x80reset_retry  "  # INS_RESET_RETRY
+    b"\x50\x80\x00\x00pay          "  # INS_PAY
+    b"\x52\x80\x00\x00receipt      "  # INS_RECEIPT
+    b"\x54\x80\x00\x00get_last     "  # INS_GET_LAST
+    b"\x84\x00\x00\x00get_challenge"  # INS_CHALLENGE
+    b"\x56\x80\x00\x00receive      "  # INS_RECEIVE
+    b"\x58\x80\x00\x00load         "  # INS_LOAD
+    b"\x60\x80\x00\x00export       "  # INS_EXPORT
+    b"\x62\x80\x00\x00ack          "  # INS_ACK
+    b"\x64\x80\x00\x00apply        "  # INS_APPLY
+    b"\xe0\x80\x00\x00perso_keygen "  # INS_PERSO_KEYGEN
+    b"\xe2\x80\x00\x00perso_finish "  # INS_PERSO_FINISH
+)
 
 JOURNAL_RECORDS = 64  # PROTOCOL.md §6
 EXPORT_BYTES = 3000  # record bytes per EXPORT response (at least one record is always sent)
@@ -134,14 +137,17 @@ class WalletApp:
     def _route(self, cla, ins, p1, p2):
         if cla != apdu.CLA_ISO and cla != apdu.CLA_PROP:
             raise ApduError(apdu.SW_CLA)
-        r = _ROUTES.get(ins)
-        if r is None or r[0] != cla:
+        r = _ROUTES
+        i = 0
+        while i < len(r) and r[i] != ins:
+            i += 17
+        if i >= len(r) or r[i + 1] != cla:
             raise ApduError(apdu.SW_INS)
-        if p1 != r[1] or p2 != r[2]:
+        if p1 != r[i + 2] or p2 != r[i + 3]:
             raise ApduError(apdu.SW_WRONG_P1P2)
         if ins != apdu.INS_SELECT and not self.selected:
             raise ApduError(apdu.SW_CONDITIONS)
-        return r[3]
+        return r[i + 4 : i + 17].decode().rstrip()
 
     # ---- state ---------------------------------------------------------------------------
     def need_perso(self):

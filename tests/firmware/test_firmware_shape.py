@@ -18,7 +18,22 @@ INS = {v for k, v in vars(apdu).items() if k.startswith("INS_")}
 
 
 def _routes(app_module) -> dict[int, str]:
-    return {ins: r[-1] for ins, r in app_module._ROUTES.items()}
+    routes = app_module._ROUTES
+    if isinstance(routes, bytes):  # the wallet's: INS, CLA, P1, P2, name (13 bytes) per route
+        rows = [routes[i : i + 17] for i in range(0, len(routes), 17)]
+        assert all(len(r) == 17 for r in rows) and len({r[0] for r in rows}) == len(rows)
+        return {r[0]: r[4:].decode().rstrip() for r in rows}
+    return {ins: r[-1] for ins, r in routes.items()}
+
+
+def test_the_wallets_routes_name_their_class_and_parameters() -> None:
+    # CLA, P1, P2 of each INS as the protocol's constants say (PROTOCOL.md's command table)
+    rows = {wallet_app._ROUTES[i]: wallet_app._ROUTES[i + 1 : i + 4] for i in range(0, 255, 17)}
+    iso = {apdu.INS_SELECT: (0x04, 0x00), apdu.INS_VERIFY_PIN: (0x00, 0x80),
+           apdu.INS_RESET_RETRY: (0x00, 0x80), apdu.INS_CHALLENGE: (0x00, 0x00)}  # fmt: skip
+    for ins, got in rows.items():
+        cla = apdu.CLA_ISO if ins in iso else apdu.CLA_PROP
+        assert got == bytes((cla, *iso.get(ins, (0x00, 0x00)))), hex(ins)
 
 
 def test_routes_are_keyed_by_ins_constants_and_name_modules_with_a_handler() -> None:

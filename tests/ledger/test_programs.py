@@ -904,15 +904,10 @@ def test_a_purse_payment_racing_the_sweep_that_refunds_its_purse_is_spent_once(
     assert w.ledger.invariant()["ok"], w.ledger.invariant()
 
 
-def test_two_cancels_at_once_state_one_cancellation(world: PWorld, monkeypatch) -> None:
-    """A cancel answered while another was applying it: one cancellation time, the first's
-    (before, the second read the programme before the lock and wrote its own time over it,
-    moving the programme's end and returns_at). The first is held after it closed the purses
-    (a pause, nothing replaced) while the second starts."""
+def _hold_the_first_cancel(monkeypatch) -> tuple:
+    """Pause the first cancel right after it closed the purses (nothing replaced) until `go`."""
     import threading
 
-    w = world
-    _a, _bus, prog = _day_subsidy(w)
     held, go = threading.Event(), threading.Event()
     real = programs._close_purses
 
@@ -924,6 +919,19 @@ def test_two_cancels_at_once_state_one_cancellation(world: PWorld, monkeypatch) 
         return out
 
     monkeypatch.setattr(programs, "_close_purses", pause)
+    return held, go
+
+
+def test_two_cancels_at_once_state_one_cancellation(world: PWorld, monkeypatch) -> None:
+    """A cancel answered while another was applying it: one cancellation time, the first's
+    (before, the second read the programme before the lock and wrote its own time over it,
+    moving the programme's end and returns_at). The first is held after it closed the purses
+    (a pause, nothing replaced) while the second starts."""
+    import threading
+
+    w = world
+    _a, _bus, prog = _day_subsidy(w)
+    held, go = _hold_the_first_cancel(monkeypatch)
     outs: list[dict] = []
     first = threading.Thread(target=lambda: outs.append(programs.cancel(w.ledger, "bus-2026")))
     first.start()
@@ -953,17 +961,7 @@ def test_a_load_racing_a_cancel_is_refused(world: PWorld, monkeypatch) -> None:
     w = world
     _a, _bus, _prog = _day_subsidy(w)
     b = w.wallet(2, owner="bob")
-    held, go = threading.Event(), threading.Event()
-    real = programs._close_purses
-
-    def pause(*args, **kw):
-        out = real(*args, **kw)
-        if not held.is_set():
-            held.set()
-            go.wait(20)
-        return out
-
-    monkeypatch.setattr(programs, "_close_purses", pause)
+    held, go = _hold_the_first_cancel(monkeypatch)
     outs: list = []
 
     def load() -> None:

@@ -53,7 +53,9 @@ _ROUTES = (
 )
 
 JOURNAL_RECORDS = 64  # PROTOCOL.md §6
-EXPORT_BYTES = 3000  # record bytes per EXPORT response (at least one record is always sent)
+# record bytes per EXPORT response (at least one record is always sent); 1500, not 3000: the
+# page's one buffer is the purse day's largest block on a fragmented ROMFS heap (#13)
+EXPORT_BYTES = 1500
 
 
 class WalletApp:

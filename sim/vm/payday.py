@@ -402,7 +402,7 @@ BUDGET_KB32 = {
     ("wallet", "mpy"): 75,  # target met
     ("pos", "mpy"): 87,  # target met
     ("wallet", "romfs"): 51,  # target met
-    ("pos", "romfs"): 61,  # target met
+    ("pos", "romfs"): 62,  # target met; 61 is a hole of the deployed image (EXPORT 6F01, layout)
 }
 
 

@@ -122,6 +122,11 @@ class Book:
     def move(self, src: str, dst: str, amount: int, kind: str, ref: str) -> None:
         if kind == "payment" and src in self._runs:
             self._close(src, self._runs.pop(src))
+        self._shift(src, dst, amount, kind)
+        self._rows.append((src, dst, amount, kind, ref, self.now))
+
+    def _shift(self, src: str, dst: str, amount: int, kind: str) -> None:
+        """Move `amount` between the tracked balances (the posting row is the caller's)."""
         if amount <= 0:
             raise LedgerError(500, "posting amount must be positive")
         if amount > MONEY_MAX:
@@ -137,24 +142,11 @@ class Book:
         delta = self._delta
         delta[src] = delta.get(src, 0) - amount
         delta[dst] = delta.get(dst, 0) + amount
-        self._rows.append((src, dst, amount, kind, ref, self.now))
 
     def pay(self, src: str, dst: str, amount: int, wallet_hex: str, counter: int) -> None:
         """`move(src, dst, amount, "payment", W:counter)` for a wallet's payment covered in full,
         joined to the run of the same wallet's previous counter to the same account."""
-        if amount <= 0 or amount > MONEY_MAX:
-            raise LedgerError(500, "posting amount must be positive")
-        bal = self._bal
-        s = bal[src] if src in bal else self.balance(src)
-        d = bal[dst] if dst in bal else self.balance(dst)
-        if s - amount < -BALANCE_MAX or d + amount > BALANCE_MAX:
-            raise LedgerError(409, f"payment refused: a balance would pass the ledger's maximum "
-                                   f"{BALANCE_MAX}")
-        bal[src] = s - amount
-        bal[dst] = bal[dst] + amount
-        delta = self._delta
-        delta[src] = delta.get(src, 0) - amount
-        delta[dst] = delta.get(dst, 0) + amount
+        self._shift(src, dst, amount, "payment")
         run = self._runs.get(src)
         if (run is not None and run[0] == dst and run[1] == wallet_hex
                 and run[3] + 1 == counter and run[4] + amount <= MONEY_MAX):

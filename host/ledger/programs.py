@@ -610,6 +610,8 @@ def _sums(tx: Tx, pid: bytes) -> dict[str, int]:
                                        "name LIKE ?", (prefix + "%",), default=0))
     out["program_account"] = int(tx.scalar("SELECT balance FROM accounts WHERE name = ?",
                                            (prog,), default=0) or 0)
+    # refunds not reopened for a payment nor covered late (the report's and check's "refunded")
+    out["refunded"] = out["refunds"] - out["reopened"] - out["late"]
     return out
 
 
@@ -676,7 +678,7 @@ def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]
         purses = tx.one("SELECT COUNT(*), COUNT(closed_at), COUNT(cleared_counter) FROM purses "
                         "WHERE program = ?", (p["id"],))
         pub = public_program(p, now)
-        refunded = s["refunds"] - s["reopened"] - s["late"]
+        refunded = s["refunded"]
         used = s["spent"] + s["released"]
         ended = pub["state"] != "active"
         out.append({
@@ -703,8 +705,7 @@ def report(tx: Tx, now: int, program: str | None = None) -> list[dict[str, Any]]
 def _split_ok(s: dict[str, int]) -> bool:
     """refunded + late (+ funding not loaded) = returned + held: the programme account's side,
     `returned` and `paid_in` by the accounts postings join, `held` its stored balance."""
-    refunded = s["refunds"] - s["reopened"] - s["late"]
-    return (refunded + s["late"] + s["paid_in"] - s["funded"]
+    return (s["refunded"] + s["late"] + s["paid_in"] - s["funded"]
             == s["returned"] + s["program_account"])
 
 
@@ -738,7 +739,7 @@ def check(tx: Tx) -> dict[str, Any]:
         pid = p["id"]
         s = _sums(tx, pid)
         used = s["spent"] + s["released"]
-        refunded = s["refunds"] - s["reopened"] - s["late"]
+        refunded = s["refunded"]
         books.append({"program": p["name"], "kind": KIND_NAMES[p["kind"]],
                       "funded": s["funded"], "used": used,
                       "refunded": refunded, "outstanding": s["outstanding"],
